@@ -10,3 +10,4 @@ export {
   type Override,
 } from './config.js'
 export { BoundedQueue } from './bounded-queue.js'
+export { describeFlags, parseFlags, type FlagSpec, type ParsedFlags } from './cli.js'

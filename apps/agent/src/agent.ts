@@ -1,0 +1,220 @@
+import { readFileSync } from 'node:fs'
+import { BoundedQueue, type Clock, type Logger, systemClock } from '@vigil/kit'
+import {
+  type AgentEvent,
+  type Command,
+  type CommandResult,
+  decode,
+  encode,
+  type NodeChannel,
+  nodeTopic,
+  type Status,
+} from '@vigil/protocol'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { AgentConfig } from './config.js'
+import { CommandGate, refusal } from './executor.js'
+import { collectFacts } from './facts.js'
+
+export interface AgentDeps {
+  log: Logger
+  clock?: Clock
+  mqttPassword?: string
+  version: string
+}
+
+export interface RunningAgent {
+  node: string
+  incarnation: number
+  /** Queue an edge event; sent now if connected, else buffered (bounded, oldest dropped). */
+  emit(event: Pick<AgentEvent, 'kind' | 'severity' | 'message'> & { attrs?: AgentEvent['attrs'] }): void
+  stop(): Promise<void>
+}
+
+const CAPABILITIES = ['ping', 'refresh-facts']
+
+/**
+ * Connects to the broker with a retained birth message and a last will, sends heartbeats, publishes
+ * facts, and carries out the hub's commands. Reconnects with exponential backoff and jitter; events
+ * raised while disconnected wait in a bounded buffer and are sent in order on reconnect.
+ */
+export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<RunningAgent> {
+  const clock = deps.clock ?? systemClock
+  const log = deps.log.child({ node: config.node })
+  const incarnation = Math.floor(clock.wallMs())
+  const topic = (channel: NodeChannel) => nodeTopic(config.cluster, config.node, channel)
+  const gate = new CommandGate(config.node)
+  const buffer = new BoundedQueue<AgentEvent>(config.eventBuffer.capacity)
+  let eventSeq = 0
+  let hbSeq = 0
+  let backoffMs = config.reconnect.minMs
+  let stopping = false
+  let reportedDrops = 0
+
+  const status = (state: Status['state']): string =>
+    encode('status', {
+      v: 1,
+      node: config.node,
+      incarnation,
+      state,
+      at: clock.wallMs(),
+      agentVersion: deps.version,
+      role: config.role,
+      capabilities: CAPABILITIES,
+    })
+
+  const options: IClientOptions = {
+    clientId: `vigil-agent-${config.cluster}-${config.node}`,
+    clean: true,
+    keepalive: config.mqtt.keepaliveSeconds,
+    reconnectPeriod: config.reconnect.minMs,
+    connectTimeout: 5000,
+    queueQoSZero: false, // a heartbeat that could not be sent now is worthless later
+    will: { topic: topic('status'), payload: Buffer.from(status('gone')), qos: 1, retain: true },
+  }
+  if (config.mqtt.username) options.username = config.mqtt.username
+  const password = config.mqtt.passwordFile ? readFileSync(config.mqtt.passwordFile, 'utf8').trim() : deps.mqttPassword
+  if (password) options.password = password
+  if (config.mqtt.caFile) options.ca = readFileSync(config.mqtt.caFile)
+
+  const client: MqttClient = mqtt.connect(config.mqtt.url, options)
+
+  const publishFacts = async () => {
+    try {
+      const facts = await collectFacts(config.node, incarnation, clock.wallMs())
+      if (client.connected) await client.publishAsync(topic('facts'), encode('facts', facts), { qos: 1, retain: true })
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not publish facts')
+    }
+  }
+
+  const sendEvent = (event: AgentEvent) => {
+    client.publish(topic('event'), encode('event', event), { qos: 1 }, (err) => {
+      if (err) buffer.unshiftAll([event])
+    })
+  }
+
+  const flushBuffer = () => {
+    if (buffer.dropped > reportedDrops) {
+      const dropped = buffer.dropped - reportedDrops
+      reportedDrops = buffer.dropped
+      emit({
+        kind: 'agent.events_dropped',
+        severity: 'warning',
+        message: `${dropped} events were dropped while the broker was unreachable (buffer capacity ${buffer.capacity})`,
+        attrs: { dropped },
+      })
+    }
+    const pending = buffer.drain()
+    for (const event of pending) sendEvent(event)
+    if (pending.length > 0) log.info({ replayed: pending.length }, 'buffered events sent')
+  }
+
+  const emit: RunningAgent['emit'] = (e) => {
+    const event: AgentEvent = {
+      v: 1,
+      node: config.node,
+      incarnation,
+      seq: eventSeq++,
+      at: clock.wallMs(),
+      kind: e.kind,
+      severity: e.severity,
+      message: e.message,
+      ...(e.attrs ? { attrs: e.attrs } : {}),
+    }
+    if (client.connected && buffer.size === 0) sendEvent(event)
+    else buffer.push(event)
+  }
+
+  const reply = (result: CommandResult) => {
+    client.publish(topic('ack'), encode('ack', result), { qos: 1 })
+  }
+
+  const execute = async (cmd: Command, receivedAt: number): Promise<CommandResult> => {
+    const base = { v: 1 as const, id: cmd.id, node: config.node, incarnation, receivedAt }
+    switch (cmd.action) {
+      case 'ping':
+        return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { pong: true, agentTime: clock.wallMs() } }
+      case 'refresh-facts':
+        await publishFacts()
+        return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { refreshed: true } }
+    }
+  }
+
+  client.on('message', (t, payload) => {
+    if (t !== topic('cmd')) return
+    const receivedAt = clock.wallMs()
+    const decoded = decode('cmd', payload)
+    if (!decoded.ok) {
+      log.warn({ field: decoded.error.field, reason: decoded.error.reason }, 'malformed command ignored')
+      emit({ kind: 'command.malformed', severity: 'warning', message: decoded.error.message })
+      return
+    }
+    const cmd = decoded.value
+    const refused = gate.check(cmd, receivedAt)
+    if (refused) {
+      log.warn({ command: cmd.id, action: cmd.action, reason: refused }, 'command refused')
+      emit({ kind: 'command.refused', severity: 'warning', message: `${cmd.action} refused: ${refused}`, attrs: { command: cmd.id, reason: refused } })
+      reply(refusal(cmd, config.node, incarnation, refused, receivedAt))
+      return
+    }
+    log.info({ command: cmd.id, action: cmd.action, seq: cmd.seq, epoch: cmd.issuer.epoch }, 'command accepted')
+    execute(cmd, receivedAt)
+      .then(reply)
+      .catch((err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err)
+        reply({ v: 1, id: cmd.id, node: config.node, incarnation, status: 'failed', receivedAt, finishedAt: clock.wallMs(), error: { code: 'action_failed', message } })
+      })
+  })
+
+  let firstConnect = true
+  client.on('connect', () => {
+    backoffMs = config.reconnect.minMs
+    client.options.reconnectPeriod = backoffMs
+    log.info({ mqttUrl: config.mqtt.url, incarnation, reconnect: !firstConnect }, 'connected to broker')
+    client.subscribe(topic('cmd'), { qos: 1 })
+    client.publish(topic('status'), status('online'), { qos: 1, retain: true })
+    if (firstConnect) emit({ kind: 'agent.started', severity: 'info', message: `agent ${deps.version} started`, attrs: { incarnation } })
+    firstConnect = false
+    flushBuffer()
+    void publishFacts()
+  })
+  client.on('close', () => {
+    if (stopping) return
+    // Exponential backoff with full jitter, bounded by reconnect.maxMs.
+    backoffMs = Math.min(config.reconnect.maxMs, backoffMs * 2)
+    client.options.reconnectPeriod = Math.max(config.reconnect.minMs, Math.round(Math.random() * backoffMs))
+  })
+  client.on('offline', () => log.warn({ mqttUrl: config.mqtt.url }, 'broker unreachable; buffering events'))
+  client.on('error', (err) => log.warn({ err: err.message }, 'broker connection error'))
+
+  const heartbeatTimer = setInterval(() => {
+    const seq = hbSeq++ // advances while disconnected too, so the hub sees the gap
+    if (!client.connected) return
+    client.publish(
+      topic('hb'),
+      encode('hb', { v: 1, node: config.node, incarnation, seq, sentMono: clock.monoMs(), sentAt: clock.wallMs(), intervalMs: config.heartbeat.intervalMs }),
+      { qos: 0 },
+    )
+  }, config.heartbeat.intervalMs)
+  const factsTimer = setInterval(() => void publishFacts(), config.facts.intervalMs)
+
+  return {
+    node: config.node,
+    incarnation,
+    emit,
+    async stop() {
+      stopping = true
+      clearInterval(heartbeatTimer)
+      clearInterval(factsTimer)
+      if (client.connected) {
+        try {
+          await client.publishAsync(topic('status'), status('offline'), { qos: 1, retain: true })
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'could not announce shutdown')
+        }
+      }
+      await client.endAsync()
+    },
+  }
+}
+

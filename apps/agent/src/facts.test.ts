@@ -1,0 +1,27 @@
+import { factsSchema } from '@vigil/protocol'
+import { expect, test } from 'vitest'
+import { collectFacts, parseMounts } from './facts.js'
+
+test('parseMounts drops pseudo filesystems, unescapes paths and keeps the last mount of a point', () => {
+  const text = [
+    'proc /proc proc rw 0 0',
+    'sysfs /sys sysfs rw 0 0',
+    '/dev/vda1 / ext4 rw 0 0',
+    'tmpfs /run tmpfs rw 0 0',
+    '/dev/vdb1 /mnt/with\\040space xfs rw 0 0',
+    '/dev/vdc1 /run tmpfs rw 0 0',
+  ].join('\n')
+  expect(parseMounts(text)).toEqual([
+    { device: '/dev/vda1', mount: '/', fstype: 'ext4' },
+    { device: '/dev/vdb1', mount: '/mnt/with space', fstype: 'xfs' },
+    { device: '/dev/vdc1', mount: '/run', fstype: 'tmpfs' },
+  ])
+})
+
+test('facts collected from this machine pass the protocol schema and include / and lo', async () => {
+  const facts = await collectFacts('n1', 1, Date.now())
+  expect(factsSchema.safeParse(facts).success).toBe(true)
+  expect(facts.filesystems.some((f) => f.mount === '/' && f.sizeBytes > 0)).toBe(true)
+  expect(facts.interfaces.find((i) => i.name === 'lo')).toMatchObject({ operstate: 'unknown' })
+  expect(facts.processCount).toBeGreaterThan(0)
+})

@@ -1,0 +1,5 @@
+export { startAgent, type RunningAgent, type AgentDeps } from './agent.js'
+export { agentConfigSchema, agentFlags, loadAgentConfig, type AgentConfig } from './config.js'
+export { runAgentCli, AGENT_USAGE } from './main.js'
+export { collectFacts, parseMounts } from './facts.js'
+export { CommandGate } from './executor.js'

@@ -1,0 +1,2 @@
+export { main, EXIT } from './main.js'
+export { renderStatus } from './status.js'

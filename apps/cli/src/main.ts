@@ -1,0 +1,169 @@
+import { agentConfigSchema } from '@vigil/agent'
+import { hubConfigSchema } from '@vigil/hub'
+import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
+import { parseArgs } from 'node:util'
+import { cliEnv } from './env.js'
+import { renderStatus } from './status.js'
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
+
+const USAGE = `Usage: vigil <command> [options]
+
+Commands:
+  hub                      run the hub (see vigil hub --help)
+  agent                    run an agent (see vigil agent --help)
+  status [--brief] [--watch] [--json]
+                           nodes, their state, last heartbeat and facts
+  ping <node> [--json]     send a ping command and wait for the agent's result
+  config check <file> --kind hub|agent
+                           validate a config file without starting anything
+
+Common options: --hub <url> (default $VIGIL_HUB_URL or ${cliEnv.hubUrl})
+
+Exit codes: 0 success; 1 the operation failed (command refused or timed out, hub error);
+            2 usage or configuration error; 3 the hub could not be reached.`
+
+/** Entry point of the `vigil` binary; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'hub':
+      return (await import('@vigil/hub')).runHubCli(rest)
+    case 'agent':
+      return (await import('@vigil/agent')).runAgentCli(rest)
+    case 'status':
+      return status(rest)
+    case 'ping':
+      return ping(rest)
+    case 'config':
+      return configCheck(rest)
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE)
+      return command === undefined ? EXIT.usage : EXIT.ok
+    default:
+      console.error(`vigil: unknown command "${command}"\n\n${USAGE}`)
+      return EXIT.usage
+  }
+}
+
+const commonOptions = { hub: { type: 'string' }, json: { type: 'boolean' } } as const
+
+function parse<O extends Record<string, { type: 'string' | 'boolean' }>>(argv: string[], options: O) {
+  return parseArgs({ args: argv, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true })
+}
+
+class HubRequestError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message)
+  }
+}
+
+async function hubRequest(hubUrl: string, path: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
+  let res: Response
+  try {
+    res = await fetch(new URL(path, hubUrl), { ...init, signal: AbortSignal.timeout(30_000) })
+  } catch (err) {
+    throw new HubRequestError(`cannot reach the hub at ${hubUrl}: ${(err as Error).cause ?? (err as Error).message}`, EXIT.unreachable)
+  }
+  const text = await res.text()
+  let body: unknown = text
+  try {
+    body = JSON.parse(text)
+  } catch {
+    // keep text
+  }
+  return { status: res.status, body }
+}
+
+function errorMessage(body: unknown): string {
+  const e = (body as { error?: { code?: string; message?: string } })?.error
+  return e ? `${e.code}: ${e.message}` : String(body)
+}
+
+async function withUsage(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof HubRequestError) {
+      console.error(`vigil: ${err.message}`)
+      return err.exitCode
+    }
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`vigil: ${(err as Error).message}\n\n${USAGE}`)
+      return EXIT.usage
+    }
+    throw err
+  }
+}
+
+function status(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values } = parse(argv, { brief: { type: 'boolean' }, watch: { type: 'boolean' } } as const)
+    const hubUrl = values.hub ?? cliEnv.hubUrl
+    const once = async (): Promise<number> => {
+      const [info, nodes] = await Promise.all([hubRequest(hubUrl, '/api'), hubRequest(hubUrl, '/api/nodes')])
+      if (nodes.status !== 200) {
+        console.error(`vigil: hub answered ${nodes.status}: ${errorMessage(nodes.body)}`)
+        return EXIT.failed
+      }
+      const list = (nodes.body as { nodes: Parameters<typeof renderStatus>[1] }).nodes
+      if (values.json) console.log(JSON.stringify({ hub: info.body, nodes: list }, null, 2))
+      else console.log(renderStatus(info.body as Record<string, unknown>, list, Date.now(), values.brief ?? false))
+      return EXIT.ok
+    }
+    if (!values.watch) return once()
+    for (;;) {
+      process.stdout.write('\x1b[2J\x1b[H')
+      await once()
+      await new Promise((r) => setTimeout(r, 2000))
+    }
+  })
+}
+
+function ping(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parse(argv, {})
+    const node = positionals[0]
+    if (!node) {
+      console.error('vigil ping: missing <node>')
+      return EXIT.usage
+    }
+    const res = await hubRequest(values.hub ?? cliEnv.hubUrl, `/api/nodes/${encodeURIComponent(node)}/ping`, { method: 'POST' })
+    if (values.json) console.log(JSON.stringify(res.body, null, 2))
+    if (res.status !== 200) {
+      if (!values.json) console.error(`vigil ping: ${errorMessage(res.body)}`)
+      return EXIT.failed
+    }
+    const body = res.body as { roundTripMs: number; id: string }
+    if (!values.json) console.log(`pong from ${node}: round trip ${body.roundTripMs} ms (command ${body.id})`)
+    return EXIT.ok
+  })
+}
+
+function configCheck(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parseArgs({ args: argv, options: { kind: { type: 'string' } }, allowPositionals: true, strict: true })
+    const [sub, file] = positionals
+    if (sub !== 'check' || !file || (values.kind !== 'hub' && values.kind !== 'agent')) {
+      console.error('Usage: vigil config check <file> --kind hub|agent')
+      return EXIT.usage
+    }
+    try {
+      loadConfigFile(values.kind === 'hub' ? hubConfigSchema : agentConfigSchema, file)
+    } catch (err) {
+      if (err instanceof ConfigError || err instanceof VigilError) {
+        console.error(err.message)
+        return EXIT.usage
+      }
+      throw err
+    }
+    console.log(`${file}: valid ${values.kind} configuration`)
+    return EXIT.ok
+  })
+}

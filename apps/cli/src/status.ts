@@ -1,0 +1,76 @@
+import type { NodeView } from '@vigil/hub'
+import { bytes, duration, table } from './format.js'
+
+/** A crm_mon-like rendering of the hub's nodes, with each node's filesystems and interfaces. */
+export function renderStatus(info: { cluster?: unknown; name?: unknown; epoch?: unknown }, nodes: NodeView[], now: number, brief: boolean): string {
+  const counts = new Map<string, number>()
+  for (const n of nodes) counts.set(n.state, (counts.get(n.state) ?? 0) + 1)
+  const summary = [...counts.entries()].map(([s, c]) => `${c} ${s}`).join(', ') || 'none'
+  const out: string[] = [
+    `Cluster ${String(info.cluster)} - hub ${String(info.name)} (epoch ${String(info.epoch)}) - ${nodes.length} node${nodes.length === 1 ? '' : 's'}: ${summary}`,
+    '',
+    table(
+      ['NODE', 'STATE', 'SINCE', 'LAST HEARTBEAT', 'ROLE', 'AGENT', 'CPUS', 'MEMORY AVAIL/TOTAL', 'LOAD', 'PROCS'],
+      nodes.map((n) => [
+        n.id,
+        n.state.toUpperCase(),
+        `${duration(now - n.stateSince)} ago`,
+        n.lastHeartbeatAt === null ? '-' : `${duration(now - n.lastHeartbeatAt)} ago`,
+        n.role ?? '-',
+        n.agentVersion ?? '-',
+        n.facts ? String(n.facts.cpus) : '-',
+        n.facts ? `${bytes(n.facts.memory.availableBytes)} / ${bytes(n.facts.memory.totalBytes)}` : '-',
+        n.facts ? n.facts.load.map((l) => l.toFixed(2)).join(' ') : '-',
+        n.facts ? String(n.facts.processCount) : '-',
+      ]),
+    ),
+  ]
+  if (brief) return out.join('\n')
+  for (const n of nodes) {
+    if (!n.facts) continue
+    out.push('', `${n.id}: filesystems`)
+    out.push(
+      indent(
+        table(
+          ['MOUNT', 'TYPE', 'SIZE', 'USED', 'AVAIL', 'INODES USED'],
+          n.facts.filesystems.map((f) => [
+            f.mount,
+            f.fstype,
+            bytes(f.sizeBytes),
+            `${percent(f.sizeBytes - f.freeBytes, f.sizeBytes)}`,
+            bytes(f.availBytes),
+            f.inodes > 0 ? percent(f.inodes - f.inodesFree, f.inodes) : '-',
+          ]),
+        ),
+      ),
+    )
+    out.push('', `${n.id}: interfaces`)
+    out.push(
+      indent(
+        table(
+          ['NAME', 'STATE', 'CARRIER', 'SPEED', 'MTU', 'ADDRESSES'],
+          n.facts.interfaces.map((i) => [
+            i.name,
+            i.operstate,
+            i.carrier === null ? '-' : i.carrier ? 'yes' : 'no',
+            i.speedMbps === null ? '-' : `${i.speedMbps} Mb/s`,
+            i.mtu === null ? '-' : String(i.mtu),
+            i.addresses.join(' ') || '-',
+          ]),
+        ),
+      ),
+    )
+  }
+  return out.join('\n')
+}
+
+function percent(part: number, whole: number): string {
+  return whole > 0 ? `${Math.round((part / whole) * 100)}%` : '-'
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n')
+}

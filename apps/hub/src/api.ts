@@ -1,0 +1,92 @@
+import { VigilError } from '@vigil/kit'
+import { isValidName } from '@vigil/protocol'
+import { Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { z } from 'zod'
+import type { CommandDispatcher } from './commands.js'
+import type { HubMetrics } from './metrics.js'
+import type { NodeTable } from './nodes.js'
+import type { HubStore } from './store.js'
+
+export interface ApiDeps {
+  table: NodeTable
+  store: HubStore
+  commands: CommandDispatcher
+  metrics: HubMetrics
+  ready: () => { ready: boolean; reasons: string[] }
+  info: () => Record<string, unknown>
+}
+
+const eventsQuery = z.strictObject({
+  node: z.string().refine(isValidName, 'not a valid node name').optional(),
+  after: z.coerce.number().int().nonnegative().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+})
+
+/**
+ * The hub's HTTP API. Errors are JSON `{error: {code, message, field?}}` with a status that
+ * matches the code; nothing here throws past the error handler.
+ */
+export function createApi(deps: ApiDeps): Hono {
+  const app = new Hono()
+  app.use('*', bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.json(errorBody('too_large', 'request body exceeds 64 KiB'), 413) }))
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/readyz', (c) => {
+    const r = deps.ready()
+    return c.json({ status: r.ready ? 'ready' : 'not_ready', reasons: r.reasons }, r.ready ? 200 : 503)
+  })
+  app.get('/metrics', async (c) => {
+    const body = await deps.metrics.registry.metrics()
+    return c.body(body, 200, { 'Content-Type': deps.metrics.registry.contentType })
+  })
+
+  app.get('/api', (c) => c.json(deps.info()))
+  app.get('/api/nodes', (c) => c.json({ nodes: deps.table.views() }))
+  app.get('/api/nodes/:id', (c) => {
+    const view = deps.table.view(c.req.param('id'))
+    if (!view) return c.json(errorBody('not_found', `no node named "${c.req.param('id')}"`), 404)
+    return c.json(view)
+  })
+  app.get('/api/events', (c) => {
+    const q = eventsQuery.safeParse(c.req.query())
+    if (!q.success) {
+      const issue = q.error.issues[0]
+      const field = issue?.path.join('.') || (issue?.code === 'unrecognized_keys' ? issue.keys[0] : '') || ''
+      return c.json(errorBody('invalid', `${field}: ${issue?.message}`, field), 400)
+    }
+    const events = deps.store.events({ node: q.data.node, afterId: q.data.after, limit: q.data.limit })
+    return c.json({ events })
+  })
+  app.post('/api/nodes/:id/ping', async (c) => {
+    const id = c.req.param('id')
+    if (!deps.table.view(id)) return c.json(errorBody('not_found', `no node named "${id}"`), 404)
+    const outcome = await deps.commands.send(id, 'ping')
+    return c.json({
+      id: outcome.command.id,
+      node: id,
+      status: outcome.result.status,
+      roundTripMs: Math.round(outcome.roundTripMs * 1000) / 1000,
+      result: outcome.result.result ?? {},
+    })
+  })
+  app.get('/api/commands/:id', (c) => {
+    const row = deps.store.getCommand(c.req.param('id'))
+    if (!row) return c.json(errorBody('not_found', `no command with id "${c.req.param('id')}"`), 404)
+    return c.json(row)
+  })
+
+  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404))
+  app.onError((err, c) => {
+    if (err instanceof VigilError) {
+      const status = err.code === 'command_timeout' ? 504 : err.code === 'command_refused' ? 502 : err.code === 'not_found' ? 404 : err.code === 'unavailable' ? 503 : 500
+      return c.json(errorBody(err.code, err.message), status)
+    }
+    return c.json(errorBody('internal', 'internal error'), 500)
+  })
+  return app
+}
+
+function errorBody(code: string, message: string, field?: string) {
+  return { error: field ? { code, message, field } : { code, message } }
+}

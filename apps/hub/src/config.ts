@@ -1,0 +1,83 @@
+import { type FlagSpec, loadConfigFile, type Override } from '@vigil/kit'
+import { NAME_PATTERN } from '@vigil/protocol'
+import { z } from 'zod'
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:1883 (port 0 picks a free one)')
+
+const name = z.string().regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
+
+/** The hub's config file (YAML). Every key has a default that works on one machine. */
+export const hubConfigSchema = z.strictObject({
+  cluster: name.default('default'),
+  /** This hub's name, the `issuer.hub` of its commands. */
+  name: name.default('hub'),
+  http: z.strictObject({ listen: hostPort.default('127.0.0.1:7470') }).prefault({}),
+  /** Used when `mqtt.url` is unset: an in-process broker (aedes). */
+  broker: z
+    .strictObject({
+      listen: hostPort.default('127.0.0.1:1883'),
+      /** Clients without credentials may publish agent channels (never commands). Demo default. */
+      allowAnonymous: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** An external broker (e.g. mosquitto). Setting `url` disables the embedded broker. */
+  mqtt: z
+    .strictObject({
+      url: z.string().regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL').optional(),
+      username: z.string().optional(),
+      /** File holding the password (or set VIGIL_MQTT_PASSWORD); never put it in this file. */
+      passwordFile: z.string().optional(),
+      caFile: z.string().optional(),
+    })
+    .prefault({}),
+  store: z.strictObject({ path: z.string().min(1).default('vigil-hub.sqlite') }).prefault({}),
+  liveness: z
+    .strictObject({
+      /** No heartbeat for this long: the node is suspect (shown, never acted on). */
+      suspectAfterMs: z.number().int().positive().default(1000),
+      /** No heartbeat for this long: the node is lost. */
+      lostAfterMs: z.number().int().positive().default(3000),
+      evaluateEveryMs: z.number().int().min(10).max(10_000).default(100),
+    })
+    .prefault({})
+    .refine((l) => l.lostAfterMs > l.suspectAfterMs, {
+      message: 'lostAfterMs must be greater than suspectAfterMs',
+      path: ['lostAfterMs'],
+    }),
+  commands: z
+    .strictObject({
+      /** How long a command stays valid at the agent. */
+      ttlMs: z.number().int().min(100).max(3_600_000).default(5000),
+      /** How long the hub waits for the agent's result. */
+      timeoutMs: z.number().int().min(100).max(3_600_000).default(5000),
+    })
+    .prefault({}),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+})
+
+export type HubConfig = z.output<typeof hubConfigSchema>
+
+export const hubFlags: Record<string, FlagSpec> = {
+  cluster: { path: ['cluster'], type: 'string', description: 'cluster name' },
+  name: { path: ['name'], type: 'string', description: 'hub name' },
+  listen: { path: ['http', 'listen'], type: 'string', description: 'HTTP API, metrics and live feed address' },
+  'broker-listen': { path: ['broker', 'listen'], type: 'string', description: 'embedded MQTT broker address' },
+  'mqtt-url': { path: ['mqtt', 'url'], type: 'string', description: 'external broker URL (disables the embedded one)' },
+  'mqtt-username': { path: ['mqtt', 'username'], type: 'string', description: 'external broker user name' },
+  'mqtt-password-file': { path: ['mqtt', 'passwordFile'], type: 'string', description: 'file holding the broker password' },
+  'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
+  db: { path: ['store', 'path'], type: 'string', description: 'SQLite database file' },
+  'lost-after': { path: ['liveness', 'lostAfterMs'], type: 'number', description: 'ms without heartbeat before lost' },
+  'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
+}
+
+export function loadHubConfig(file: string | undefined, overrides: Override[] = []): HubConfig {
+  return loadConfigFile(hubConfigSchema, file, overrides)
+}
+
+export function splitHostPort(value: string): { host: string; port: number } {
+  const idx = value.lastIndexOf(':')
+  return { host: value.slice(0, idx).replace(/^\[|\]$/g, ''), port: Number(value.slice(idx + 1)) }
+}

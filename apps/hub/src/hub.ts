@@ -1,0 +1,182 @@
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import type { Server } from 'node:http'
+import { serve } from '@hono/node-server'
+import { type Clock, type Logger, systemClock, VigilError } from '@vigil/kit'
+import { TOPIC_ROOT } from '@vigil/protocol'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { createApi } from './api.js'
+import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
+import { CommandDispatcher } from './commands.js'
+import { type HubConfig, splitHostPort } from './config.js'
+import { Ingest } from './ingest.js'
+import { LiveFeed } from './live.js'
+import { HubMetrics } from './metrics.js'
+import { NodeTable } from './nodes.js'
+import { HubStore } from './store.js'
+
+export interface RunningHub {
+  httpUrl: string
+  mqttUrl: string
+  liveUrl: string
+  metricsUrl: string
+  epoch: number
+  close(): Promise<void>
+}
+
+export interface HubDeps {
+  log: Logger
+  clock?: Clock
+  /** Password for an external broker (from VIGIL_MQTT_PASSWORD); a passwordFile wins. */
+  mqttPassword?: string
+  version: string
+}
+
+const HEARTBEAT_FLUSH_MS = 1000
+
+/** Starts broker (if embedded), store, ingest, API, metrics and live feed; resolves once listening. */
+export async function startHub(config: HubConfig, deps: HubDeps): Promise<RunningHub> {
+  const { log } = deps
+  const clock = deps.clock ?? systemClock
+  const store = new HubStore(config.store.path)
+  const epoch = store.nextEpoch()
+  const table = new NodeTable()
+  table.load(store.loadNodes(), clock.monoMs(), clock.wallMs())
+
+  let broker: EmbeddedBroker | null = null
+  let brokerClients: number | null = null
+  let mqttUrl: string
+  const mqttOptions: IClientOptions = {
+    clientId: `vigil-hub-${config.cluster}-${config.name}`,
+    clean: true,
+    reconnectPeriod: 500,
+    connectTimeout: 5000,
+    keepalive: 10,
+  }
+  if (config.mqtt.url) {
+    mqttUrl = config.mqtt.url
+    if (config.mqtt.username) mqttOptions.username = config.mqtt.username
+    const password = config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile) : deps.mqttPassword
+    if (password) mqttOptions.password = password
+    if (config.mqtt.caFile) mqttOptions.ca = readFileSync(config.mqtt.caFile)
+  } else {
+    broker = await startEmbeddedBroker(splitHostPort(config.broker.listen), {
+      allowAnonymous: config.broker.allowAnonymous,
+      log: log.child({ part: 'broker' }),
+    })
+    mqttUrl = broker.url
+    mqttOptions.username = broker.hubCredentials.username
+    mqttOptions.password = broker.hubCredentials.password
+  }
+
+  const metrics = new HubMetrics({
+    nodeStates: () => table.countByState(),
+    brokerClients: () => (broker ? broker.clientCount() : brokerClients),
+    epoch,
+  })
+
+  const client: MqttClient = mqtt.connect(mqttUrl, mqttOptions)
+  const publish = async (topic: string, payload: string) => {
+    if (!client.connected) throw new VigilError('unavailable', 'not connected to the MQTT broker')
+    await client.publishAsync(topic, payload, { qos: 1, retain: false })
+  }
+  const commands = new CommandDispatcher(
+    { cluster: config.cluster, hubName: config.name, epoch, ttlMs: config.commands.ttlMs, timeoutMs: config.commands.timeoutMs },
+    publish,
+    store,
+    metrics,
+    clock,
+    log.child({ part: 'commands' }),
+  )
+  let live: LiveFeed | null = null
+  const ingest = new Ingest(config.cluster, table, store, metrics, clock, log.child({ part: 'ingest' }), {
+    onStateChange: (change) => live?.broadcast({ type: 'node.state', change }),
+    onNodeUpdated: (id) => {
+      const node = table.view(id)
+      if (node) live?.broadcast({ type: 'node', node })
+    },
+    onEvent: (event) => live?.broadcast({ type: 'event', event }),
+    onCommandResult: (result) => commands.handleResult(result),
+  })
+
+  const clusterFilter = `${TOPIC_ROOT}/${config.cluster}/#`
+  client.on('connect', () => {
+    metrics.brokerConnected.set(1)
+    log.info({ mqttUrl, cluster: config.cluster }, 'connected to broker')
+    client.subscribe(clusterFilter, { qos: 1 })
+    if (!broker) client.subscribe('$SYS/broker/clients/connected', { qos: 0 })
+  })
+  client.on('close', () => metrics.brokerConnected.set(0))
+  client.on('error', (err) => log.warn({ err: err.message, mqttUrl }, 'broker connection error'))
+  client.on('message', (topic, payload) => {
+    if (topic === '$SYS/broker/clients/connected') {
+      const n = Number(payload.toString())
+      if (Number.isFinite(n)) brokerClients = n
+      return
+    }
+    try {
+      ingest.handle(topic, payload)
+    } catch (err) {
+      // A bug or a store failure must not take down ingest for every other node.
+      log.error({ err, topic }, 'ingest failed')
+    }
+  })
+
+  const livenessTimer = setInterval(() => {
+    for (const change of table.evaluate(clock.monoMs(), clock.wallMs(), config.liveness)) {
+      const node = table.get(change.node)
+      if (node) ingest.commitChange(node, change)
+    }
+  }, config.liveness.evaluateEveryMs)
+  const flushTimer = setInterval(() => store.flushHeartbeats(table.takeDirtyHeartbeats()), HEARTBEAT_FLUSH_MS)
+
+  const api = createApi({
+    table,
+    store,
+    commands,
+    metrics,
+    ready: () => {
+      const reasons: string[] = []
+      if (!client.connected) reasons.push('not connected to the MQTT broker')
+      return { ready: reasons.length === 0, reasons }
+    },
+    info: () => ({ name: config.name, cluster: config.cluster, epoch, version: deps.version, mqttUrl }),
+  })
+  const { host, port } = splitHostPort(config.http.listen)
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: api.fetch, hostname: host, port }, () => resolve(s as Server)) as Server
+    s.once('error', reject)
+  })
+  live = new LiveFeed(() => table.views(), metrics)
+  live.attach(server)
+  const bound = server.address() as AddressInfo
+  const httpHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address
+  const httpUrl = `http://${httpHost}:${bound.port}`
+
+  return {
+    httpUrl,
+    mqttUrl,
+    liveUrl: `ws://${httpHost}:${bound.port}/live`,
+    metricsUrl: `${httpUrl}/metrics`,
+    epoch,
+    async close() {
+      clearInterval(livenessTimer)
+      clearInterval(flushTimer)
+      commands.close()
+      live?.close()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await client.endAsync()
+      store.flushHeartbeats(table.takeDirtyHeartbeats())
+      store.close()
+      if (broker) await broker.close()
+    },
+  }
+}
+
+function readSecret(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch (cause) {
+    throw new VigilError('config_unreadable', `cannot read secret file ${file}`, { cause })
+  }
+}

@@ -1,0 +1,6 @@
+export { startHub, type RunningHub, type HubDeps } from './hub.js'
+export { hubConfigSchema, hubFlags, loadHubConfig, type HubConfig } from './config.js'
+export { runHubCli, HUB_USAGE } from './main.js'
+export type { NodeView, StateChange } from './nodes.js'
+export type { LiveMessage } from './live.js'
+export type { EventRow } from './store.js'

@@ -1,0 +1,215 @@
+import { type Clock, type Logger, RateLimitedLog } from '@vigil/kit'
+import {
+  type AgentEvent,
+  type CommandResult,
+  decode,
+  type DecodeError,
+  type Facts,
+  type Heartbeat,
+  type ObservationBatch,
+  parseTopic,
+  type Status,
+} from '@vigil/protocol'
+import type { HubMetrics, HubRejectReason } from './metrics.js'
+import type { LiveNode, NodeTable, StateChange } from './nodes.js'
+import type { EventRow, HubStore, NewEvent } from './store.js'
+
+export interface IngestSinks {
+  onStateChange(change: StateChange): void
+  onNodeUpdated(nodeId: string): void
+  onEvent(event: EventRow): void
+  onCommandResult(result: CommandResult): void
+}
+
+/**
+ * Turns raw broker messages into node state. Everything is decoded and validated before anything
+ * is stored; rejected input is counted by reason and logged at most once a second per reason.
+ */
+export class Ingest {
+  private readonly rejectLog: RateLimitedLog
+
+  constructor(
+    private readonly cluster: string,
+    private readonly table: NodeTable,
+    private readonly store: HubStore,
+    private readonly metrics: HubMetrics,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly sinks: IngestSinks,
+  ) {
+    this.rejectLog = new RateLimitedLog(1000, () => clock.monoMs())
+  }
+
+  handle(topic: string, payload: Buffer): void {
+    const started = this.clock.monoMs()
+    const parsed = parseTopic(topic)
+    if (!parsed || parsed.cluster !== this.cluster) {
+      this.reject({ reason: 'unknown_topic', message: 'topic is not part of protocol v1 for this cluster' }, topic)
+      return
+    }
+    if (parsed.channel === 'cmd') return // our own commands, echoed back by the broker
+    const { node: nodeId, channel } = parsed
+    switch (channel) {
+      case 'hb': {
+        const d = decode('hb', payload, nodeId)
+        if (!d.ok) return this.reject(d.error, topic)
+        this.onHeartbeat(d.value, topic)
+        break
+      }
+      case 'status': {
+        const d = decode('status', payload, nodeId)
+        if (!d.ok) return this.reject(d.error, topic)
+        this.onStatus(d.value)
+        break
+      }
+      case 'facts': {
+        const d = decode('facts', payload, nodeId)
+        if (!d.ok) return this.reject(d.error, topic)
+        this.onFacts(d.value)
+        break
+      }
+      case 'obs': {
+        const d = decode('obs', payload, nodeId)
+        if (!d.ok) return this.reject(d.error, topic)
+        this.onObservations(d.value)
+        break
+      }
+      case 'event': {
+        const d = decode('event', payload, nodeId)
+        if (!d.ok) return this.reject(d.error, topic)
+        this.onAgentEvent(d.value)
+        break
+      }
+      case 'ack': {
+        const d = decode('ack', payload, nodeId)
+        if (!d.ok) return this.reject(d.error, topic)
+        this.sinks.onCommandResult(d.value)
+        break
+      }
+    }
+    this.metrics.messagesReceived.inc({ channel })
+    this.metrics.ingestDuration.observe((this.clock.monoMs() - started) / 1000)
+  }
+
+  private onHeartbeat(hb: Heartbeat, topic: string): void {
+    const nowMono = this.clock.monoMs()
+    const nowWall = this.clock.wallMs()
+    const { node } = this.table.ensure(hb.node, nowMono, nowWall)
+    if (!this.acceptIncarnation(node, hb.incarnation, topic, nowWall)) return
+    if (node.lastSeq !== null && hb.seq > node.lastSeq + 1) this.metrics.heartbeatsMissed.inc(hb.seq - node.lastSeq - 1)
+    if (node.lastSeq === null || hb.seq > node.lastSeq) node.lastSeq = hb.seq
+    node.lastHeardMono = nowMono
+    node.row.lastHeartbeatAt = nowWall
+    node.heartbeatDirty = true
+    node.willReceived = false
+    const change = this.table.transition(node, 'online', nowWall, 'heartbeat received')
+    if (change) this.commitChange(node, change)
+    this.metrics.heartbeatsReceived.inc()
+    this.metrics.heartbeatDelay.observe(Math.max(0, nowWall - hb.sentAt) / 1000)
+  }
+
+  /**
+   * A higher incarnation means the agent restarted: recorded, and sequence tracking restarts.
+   * A lower one is a delayed message from a previous run and is rejected.
+   */
+  private acceptIncarnation(node: LiveNode, incarnation: number, topic: string, nowWall: number): boolean {
+    const current = node.row.incarnation
+    if (current !== null && incarnation < current) {
+      this.reject({ reason: 'stale_incarnation', message: `incarnation ${incarnation} is older than ${current}` }, topic)
+      return false
+    }
+    if (current !== incarnation) {
+      node.row.incarnation = incarnation
+      node.lastSeq = null
+      this.store.saveNode(node.row)
+      if (current !== null) {
+        this.appendEvent({
+          at: nowWall,
+          node: node.row.id,
+          source: 'hub',
+          kind: 'node.restarted',
+          severity: 'warning',
+          message: `agent restarted: incarnation ${current} -> ${incarnation}`,
+          attrs: { previousIncarnation: current, incarnation },
+        })
+      }
+    }
+    return true
+  }
+
+  private onStatus(status: Status): void {
+    const nowWall = this.clock.wallMs()
+    const { node } = this.table.ensure(status.node, this.clock.monoMs(), nowWall)
+    // Retained messages from an earlier run arrive at hub start; they describe history, not now.
+    if (node.row.incarnation !== null && status.incarnation < node.row.incarnation) return
+    if (!this.acceptIncarnation(node, status.incarnation, '', nowWall)) return
+    node.row.role = status.role
+    node.row.agentVersion = status.agentVersion
+    node.row.capabilities = status.capabilities
+    if (status.state === 'offline') {
+      const change = this.table.transition(node, 'offline', nowWall, 'agent announced a clean shutdown')
+      if (change) this.commitChange(node, change)
+    } else if (status.state === 'gone') {
+      node.willReceived = true
+    }
+    this.store.saveNode(node.row)
+    this.sinks.onNodeUpdated(node.row.id)
+  }
+
+  private onFacts(facts: Facts): void {
+    const nowWall = this.clock.wallMs()
+    const { node } = this.table.ensure(facts.node, this.clock.monoMs(), nowWall)
+    if (node.row.incarnation !== null && facts.incarnation < node.row.incarnation) return
+    node.row.facts = facts
+    this.store.saveNode(node.row)
+    this.sinks.onNodeUpdated(node.row.id)
+  }
+
+  private onObservations(batch: ObservationBatch): void {
+    const { node } = this.table.ensure(batch.node, this.clock.monoMs(), this.clock.wallMs())
+    if (node.row.incarnation !== null && batch.incarnation < node.row.incarnation) return
+    node.observations = batch.observations
+  }
+
+  private onAgentEvent(event: AgentEvent): void {
+    const { node, created } = this.table.ensure(event.node, this.clock.monoMs(), this.clock.wallMs())
+    if (created) this.store.saveNode(node.row)
+    this.appendEvent({
+      at: event.at,
+      node: event.node,
+      source: 'agent',
+      kind: event.kind,
+      severity: event.severity,
+      message: event.message,
+      attrs: { ...event.attrs, incarnation: event.incarnation, seq: event.seq },
+    })
+  }
+
+  commitChange(node: LiveNode, change: StateChange): void {
+    this.store.saveNode(node.row)
+    this.metrics.nodeStateChanges.inc({ state: change.to })
+    this.appendEvent({
+      at: change.at,
+      node: change.node,
+      source: 'hub',
+      kind: 'node.state',
+      severity: change.to === 'lost' ? 'critical' : change.to === 'suspect' ? 'warning' : 'info',
+      message: `${change.from} -> ${change.to}: ${change.reason}`,
+      attrs: { from: change.from, to: change.to },
+    })
+    this.log.info({ node: change.node, from: change.from, to: change.to, reason: change.reason }, 'node state changed')
+    this.sinks.onStateChange(change)
+  }
+
+  private appendEvent(e: NewEvent): void {
+    this.sinks.onEvent(this.store.appendEvent(e))
+  }
+
+  private reject(error: DecodeError | { reason: HubRejectReason; message: string; field?: string }, topic: string): void {
+    this.metrics.messagesRejected.inc({ reason: error.reason })
+    const suppressed = this.rejectLog.admit(error.reason)
+    if (suppressed !== null) {
+      this.log.warn({ reason: error.reason, field: error.field, topic, detail: error.message, suppressed }, 'message rejected')
+    }
+  }
+}

@@ -1,0 +1,147 @@
+import type { Facts, Observation } from '@vigil/protocol'
+import { type LivenessPolicy, type NodeState, nextLivenessState } from './liveness.js'
+import type { NodeRow } from './store.js'
+
+/** A node as the API and live feed show it. */
+export interface NodeView {
+  id: string
+  state: NodeState
+  stateSince: number
+  incarnation: number | null
+  lastHeartbeatAt: number | null
+  role: string | null
+  agentVersion: string | null
+  capabilities: string[]
+  facts: Facts | null
+  observations: Observation[]
+}
+
+export interface StateChange {
+  node: string
+  from: NodeState
+  to: NodeState
+  at: number
+  reason: string
+}
+
+interface LiveNode {
+  row: NodeRow
+  lastHeardMono: number
+  lastSeq: number | null
+  willReceived: boolean
+  heartbeatDirty: boolean
+  observations: Observation[]
+}
+
+/**
+ * The hub's in-memory view of every node. Heartbeats only touch memory; callers persist rows on
+ * state changes and flush heartbeat times in batches.
+ */
+export class NodeTable {
+  private readonly nodes = new Map<string, LiveNode>()
+
+  /** Seeds the table from the store at hub start; nothing heard yet, so every node is unknown. */
+  load(rows: NodeRow[], nowMono: number, nowWall: number): void {
+    for (const row of rows) {
+      const state: NodeState = row.state === 'offline' ? 'offline' : 'unknown'
+      this.nodes.set(row.id, {
+        row: { ...row, state, stateSince: state === row.state ? row.stateSince : nowWall },
+        lastHeardMono: nowMono,
+        lastSeq: null,
+        willReceived: false,
+        heartbeatDirty: false,
+        observations: [],
+      })
+    }
+  }
+
+  get(id: string): LiveNode | undefined {
+    return this.nodes.get(id)
+  }
+
+  ensure(id: string, nowMono: number, nowWall: number): { node: LiveNode; created: boolean } {
+    const existing = this.nodes.get(id)
+    if (existing) return { node: existing, created: false }
+    const node: LiveNode = {
+      row: {
+        id,
+        state: 'unknown',
+        stateSince: nowWall,
+        incarnation: null,
+        lastHeartbeatAt: null,
+        role: null,
+        agentVersion: null,
+        capabilities: [],
+        facts: null,
+        firstSeen: nowWall,
+      },
+      lastHeardMono: nowMono,
+      lastSeq: null,
+      willReceived: false,
+      heartbeatDirty: false,
+      observations: [],
+    }
+    this.nodes.set(id, node)
+    return { node, created: true }
+  }
+
+  /** Applies a transition in memory and returns it, or null when the state is unchanged. */
+  transition(node: LiveNode, to: NodeState, at: number, reason: string): StateChange | null {
+    const from = node.row.state
+    if (from === to) return null
+    node.row.state = to
+    node.row.stateSince = at
+    return { node: node.row.id, from, to, at, reason }
+  }
+
+  /** Re-evaluates liveness of every node; returns the transitions it made. */
+  evaluate(nowMono: number, nowWall: number, policy: LivenessPolicy): StateChange[] {
+    const changes: StateChange[] = []
+    for (const node of this.nodes.values()) {
+      const next = nextLivenessState(
+        { current: node.row.state, lastHeardMono: node.lastHeardMono, willReceived: node.willReceived },
+        nowMono,
+        policy,
+      )
+      const silentMs = Math.round(nowMono - node.lastHeardMono)
+      const reason = node.willReceived && next === 'suspect' ? 'connection lost (last will)' : `no heartbeat for ${silentMs} ms`
+      const change = this.transition(node, next, nowWall, reason)
+      if (change) changes.push(change)
+    }
+    return changes
+  }
+
+  /** Heartbeat times changed since the last call, for a batched write. */
+  takeDirtyHeartbeats(): [string, number][] {
+    const out: [string, number][] = []
+    for (const node of this.nodes.values()) {
+      if (node.heartbeatDirty && node.row.lastHeartbeatAt !== null) {
+        out.push([node.row.id, node.row.lastHeartbeatAt])
+        node.heartbeatDirty = false
+      }
+    }
+    return out
+  }
+
+  countByState(): Map<NodeState, number> {
+    const counts = new Map<NodeState, number>()
+    for (const node of this.nodes.values()) counts.set(node.row.state, (counts.get(node.row.state) ?? 0) + 1)
+    return counts
+  }
+
+  view(id: string): NodeView | undefined {
+    const node = this.nodes.get(id)
+    return node ? toView(node) : undefined
+  }
+
+  views(): NodeView[] {
+    return [...this.nodes.values()].sort((a, b) => a.row.id.localeCompare(b.row.id)).map(toView)
+  }
+}
+
+export type { LiveNode }
+
+function toView(node: LiveNode): NodeView {
+  const { firstSeen: _firstSeen, ...row } = node.row
+  return { ...row, observations: node.observations }
+}

@@ -1,0 +1,217 @@
+import Database from 'better-sqlite3'
+import type { Facts } from '@vigil/protocol'
+import type { NodeState } from './liveness.js'
+
+/** What the hub remembers about a node across restarts. */
+export interface NodeRow {
+  id: string
+  state: NodeState
+  stateSince: number
+  incarnation: number | null
+  lastHeartbeatAt: number | null
+  role: string | null
+  agentVersion: string | null
+  capabilities: string[]
+  facts: Facts | null
+  firstSeen: number
+}
+
+export interface EventRow {
+  id: number
+  at: number
+  node: string | null
+  /** `hub` for what the hub concluded, `agent` for what an agent reported. */
+  source: 'hub' | 'agent'
+  kind: string
+  severity: 'info' | 'warning' | 'critical'
+  message: string
+  attrs: Record<string, unknown> | null
+}
+
+export type NewEvent = Omit<EventRow, 'id'>
+
+export interface CommandRow {
+  id: string
+  node: string
+  action: string
+  args: Record<string, unknown>
+  epoch: number
+  seq: number
+  issuedAt: number
+  expiresAt: number
+  status: 'sent' | 'ok' | 'failed' | 'refused' | 'timeout'
+  result: Record<string, unknown> | null
+  finishedAt: number | null
+}
+
+const MIGRATIONS: string[] = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE nodes (
+     id TEXT PRIMARY KEY, state TEXT NOT NULL, state_since INTEGER NOT NULL, incarnation INTEGER,
+     last_heartbeat_at INTEGER, role TEXT, agent_version TEXT, capabilities TEXT NOT NULL DEFAULT '[]',
+     facts TEXT, first_seen INTEGER NOT NULL);
+   CREATE TABLE events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, node TEXT, source TEXT NOT NULL,
+     kind TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, attrs TEXT);
+   CREATE INDEX events_by_node ON events (node, id);
+   CREATE TABLE commands (
+     id TEXT PRIMARY KEY, node TEXT NOT NULL, action TEXT NOT NULL, args TEXT NOT NULL,
+     epoch INTEGER NOT NULL, seq INTEGER NOT NULL, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+     status TEXT NOT NULL, result TEXT, finished_at INTEGER);`,
+]
+
+/**
+ * SQLite (WAL) behind the hub: inventory, latest state, the event log and commands.
+ * Heartbeat times are written in batches (flushHeartbeats), never once per heartbeat: the ingest
+ * hot path only touches memory.
+ */
+export class HubStore {
+  private readonly db: Database.Database
+  private readonly stmts
+
+  constructor(path: string) {
+    this.db = new Database(path)
+    this.db.pragma('journal_mode = WAL')
+    this.db.pragma('synchronous = NORMAL')
+    this.db.pragma('busy_timeout = 5000')
+    this.migrate()
+    this.stmts = {
+      upsertNode: this.db.prepare(
+        `INSERT INTO nodes (id, state, state_since, incarnation, last_heartbeat_at, role, agent_version, capabilities, facts, first_seen)
+         VALUES (@id, @state, @stateSince, @incarnation, @lastHeartbeatAt, @role, @agentVersion, @capabilities, @facts, @firstSeen)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, state_since = excluded.state_since,
+           incarnation = excluded.incarnation, last_heartbeat_at = excluded.last_heartbeat_at, role = excluded.role,
+           agent_version = excluded.agent_version, capabilities = excluded.capabilities, facts = excluded.facts`,
+      ),
+      heartbeat: this.db.prepare('UPDATE nodes SET last_heartbeat_at = ? WHERE id = ?'),
+      allNodes: this.db.prepare('SELECT * FROM nodes ORDER BY id'),
+      insertEvent: this.db.prepare(
+        'INSERT INTO events (at, node, source, kind, severity, message, attrs) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      insertCommand: this.db.prepare(
+        `INSERT INTO commands (id, node, action, args, epoch, seq, issued_at, expires_at, status)
+         VALUES (@id, @node, @action, @args, @epoch, @seq, @issuedAt, @expiresAt, 'sent')`,
+      ),
+      finishCommand: this.db.prepare(
+        "UPDATE commands SET status = ?, result = ?, finished_at = ? WHERE id = ? AND status = 'sent'",
+      ),
+      getCommand: this.db.prepare('SELECT * FROM commands WHERE id = ?'),
+      maxSeq: this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM commands WHERE epoch = ?'),
+      getMeta: this.db.prepare('SELECT value FROM meta WHERE key = ?'),
+      setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+    }
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v] as string)
+        this.db.pragma(`user_version = ${v + 1}`)
+      })()
+    }
+  }
+
+  /** Increments and returns the hub epoch: every hub start issues commands under a newer epoch. */
+  nextEpoch(): number {
+    return this.db.transaction(() => {
+      const row = this.stmts.getMeta.get('epoch') as { value: string } | undefined
+      const epoch = (row ? Number(row.value) : 0) + 1
+      this.stmts.setMeta.run('epoch', String(epoch))
+      return epoch
+    })()
+  }
+
+  saveNode(node: NodeRow): void {
+    this.stmts.upsertNode.run({
+      ...node,
+      capabilities: JSON.stringify(node.capabilities),
+      facts: node.facts ? JSON.stringify(node.facts) : null,
+    })
+  }
+
+  flushHeartbeats(latest: Iterable<[string, number]>): void {
+    this.db.transaction(() => {
+      for (const [id, at] of latest) this.stmts.heartbeat.run(at, id)
+    })()
+  }
+
+  loadNodes(): NodeRow[] {
+    return (this.stmts.allNodes.all() as Record<string, unknown>[]).map((r) => ({
+      id: r.id as string,
+      state: r.state as NodeState,
+      stateSince: r.state_since as number,
+      incarnation: r.incarnation as number | null,
+      lastHeartbeatAt: r.last_heartbeat_at as number | null,
+      role: r.role as string | null,
+      agentVersion: r.agent_version as string | null,
+      capabilities: JSON.parse(r.capabilities as string) as string[],
+      facts: r.facts ? (JSON.parse(r.facts as string) as Facts) : null,
+      firstSeen: r.first_seen as number,
+    }))
+  }
+
+  appendEvent(e: NewEvent): EventRow {
+    const info = this.stmts.insertEvent.run(e.at, e.node, e.source, e.kind, e.severity, e.message, e.attrs ? JSON.stringify(e.attrs) : null)
+    return { id: Number(info.lastInsertRowid), ...e }
+  }
+
+  events(filter: { node?: string; afterId?: number; limit: number }): EventRow[] {
+    const where: string[] = []
+    const params: unknown[] = []
+    if (filter.node !== undefined) {
+      where.push('node = ?')
+      params.push(filter.node)
+    }
+    if (filter.afterId !== undefined) {
+      where.push('id > ?')
+      params.push(filter.afterId)
+    }
+    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`
+    return (this.db.prepare(sql).all(...params, filter.limit) as Record<string, unknown>[]).map((r) => ({
+      id: r.id as number,
+      at: r.at as number,
+      node: r.node as string | null,
+      source: r.source as EventRow['source'],
+      kind: r.kind as string,
+      severity: r.severity as EventRow['severity'],
+      message: r.message as string,
+      attrs: r.attrs ? (JSON.parse(r.attrs as string) as Record<string, unknown>) : null,
+    }))
+  }
+
+  maxCommandSeq(epoch: number): number {
+    return (this.stmts.maxSeq.get(epoch) as { seq: number }).seq
+  }
+
+  insertCommand(c: Omit<CommandRow, 'status' | 'result' | 'finishedAt'>): void {
+    this.stmts.insertCommand.run({ ...c, args: JSON.stringify(c.args) })
+  }
+
+  /** Records a command's outcome once; a later outcome for the same id is ignored (returns false). */
+  finishCommand(id: string, status: CommandRow['status'], result: Record<string, unknown> | null, at: number): boolean {
+    return this.stmts.finishCommand.run(status, result ? JSON.stringify(result) : null, at, id).changes === 1
+  }
+
+  getCommand(id: string): CommandRow | undefined {
+    const r = this.stmts.getCommand.get(id) as Record<string, unknown> | undefined
+    if (!r) return undefined
+    return {
+      id: r.id as string,
+      node: r.node as string,
+      action: r.action as string,
+      args: JSON.parse(r.args as string) as Record<string, unknown>,
+      epoch: r.epoch as number,
+      seq: r.seq as number,
+      issuedAt: r.issued_at as number,
+      expiresAt: r.expires_at as number,
+      status: r.status as CommandRow['status'],
+      result: r.result ? (JSON.parse(r.result as string) as Record<string, unknown>) : null,
+      finishedAt: r.finished_at as number | null,
+    }
+  }
+
+  close(): void {
+    this.db.close()
+  }
+}
