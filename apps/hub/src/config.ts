@@ -70,6 +70,7 @@ export const hubFlags: Record<string, FlagSpec> = {
   'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
   db: { path: ['store', 'path'], type: 'string', description: 'SQLite database file' },
   'lost-after': { path: ['liveness', 'lostAfterMs'], type: 'number', description: 'ms without heartbeat before lost' },
+  'command-timeout': { path: ['commands', 'timeoutMs'], type: 'number', description: 'ms to wait for a command result' },
   'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
 }
 
