@@ -32,26 +32,71 @@ describe('bad input over MQTT', () => {
   const hb = (node: string) =>
     JSON.stringify({ v: 1, node, incarnation: 1, seq: 1, sentMono: 1, sentAt: Date.now(), intervalMs: 250 })
   const cases: { name: string; topic: string; payload: Buffer | string; reason: string; count: number }[] = [
-    { name: 'garbage bytes', topic: 'vigil/v1/default/node/evil/hb', payload: Buffer.from([0xff, 0xfe, 0x00, 0x01]), reason: 'not_json', count: 50 },
-    { name: 'JSON of the wrong shape', topic: 'vigil/v1/default/node/evil/facts', payload: '{"v":1,"node":"evil"}', reason: 'schema', count: 5 },
-    { name: 'an unknown field', topic: 'vigil/v1/default/node/evil/hb', payload: hb('evil').replace('{', '{"root":true,'), reason: 'schema', count: 1 },
-    { name: 'oversized payload', topic: 'vigil/v1/default/node/evil/hb', payload: Buffer.alloc(64 * 1024, 0x7b), reason: 'too_large', count: 3 },
-    { name: 'an unknown channel', topic: 'vigil/v1/default/node/evil/bogus', payload: hb('evil'), reason: 'unknown_topic', count: 2 },
-    { name: 'a topic outside the layout', topic: 'vigil/v1/default/whatever', payload: 'x', reason: 'unknown_topic', count: 1 },
-    { name: 'a heartbeat speaking for another node', topic: 'vigil/v1/default/node/evil/hb', payload: hb('good'), reason: 'node_mismatch', count: 2 },
+    {
+      name: 'garbage bytes',
+      topic: 'vigil/v1/default/node/evil/hb',
+      payload: Buffer.from([0xff, 0xfe, 0x00, 0x01]),
+      reason: 'not_json',
+      count: 50,
+    },
+    {
+      name: 'JSON of the wrong shape',
+      topic: 'vigil/v1/default/node/evil/facts',
+      payload: '{"v":1,"node":"evil"}',
+      reason: 'schema',
+      count: 5,
+    },
+    {
+      name: 'an unknown field',
+      topic: 'vigil/v1/default/node/evil/hb',
+      payload: hb('evil').replace('{', '{"root":true,'),
+      reason: 'schema',
+      count: 1,
+    },
+    {
+      name: 'oversized payload',
+      topic: 'vigil/v1/default/node/evil/hb',
+      payload: Buffer.alloc(64 * 1024, 0x7b),
+      reason: 'too_large',
+      count: 3,
+    },
+    {
+      name: 'an unknown channel',
+      topic: 'vigil/v1/default/node/evil/bogus',
+      payload: hb('evil'),
+      reason: 'unknown_topic',
+      count: 2,
+    },
+    {
+      name: 'a topic outside the layout',
+      topic: 'vigil/v1/default/whatever',
+      payload: 'x',
+      reason: 'unknown_topic',
+      count: 1,
+    },
+    {
+      name: 'a heartbeat speaking for another node',
+      topic: 'vigil/v1/default/node/evil/hb',
+      payload: hb('good'),
+      reason: 'node_mismatch',
+      count: 2,
+    },
   ]
 
   test.each(cases)('$name is rejected as $reason', async ({ topic, payload, reason, count }) => {
     const before = (await hub.metric('vigil_messages_rejected_total', { reason })) ?? 0
     for (let i = 0; i < count; i++) await rogue.publishAsync(topic, payload, { qos: 1 })
-    await eventually(`${count} more rejections as ${reason}`, async () =>
-      ((await hub.metric('vigil_messages_rejected_total', { reason })) ?? 0) >= before + count,
+    await eventually(
+      `${count} more rejections as ${reason}`,
+      async () => ((await hub.metric('vigil_messages_rejected_total', { reason })) ?? 0) >= before + count,
     )
     expect((await hub.api('/healthz')).status).toBe(200)
   })
 
   test('rejections are logged with a rate limit, not once per message', () => {
-    const notJsonLines = hub.process.lines.filter((l) => l.msg === 'message rejected' && l.reason === 'not_json')
+    const notJsonLines = hub.process.lines.filter(
+      (l) => l.msg === 'message rejected' && l.reason === 'not_json',
+    )
     expect(notJsonLines.length).toBeGreaterThanOrEqual(1)
     expect(notJsonLines.length).toBeLessThan(10) // 50 garbage messages were sent
     expect(notJsonLines[0]).toMatchObject({ topic: 'vigil/v1/default/node/evil/hb' })
@@ -63,7 +108,9 @@ describe('bad input over MQTT', () => {
     const db = new Database(hub.dbPath, { readonly: true, fileMustExist: true })
     try {
       expect(db.prepare("SELECT COUNT(*) AS n FROM nodes WHERE id != 'good'").get()).toEqual({ n: 0 })
-      expect(db.prepare("SELECT COUNT(*) AS n FROM events WHERE node IS NULL OR node != 'good'").get()).toEqual({ n: 0 })
+      expect(
+        db.prepare("SELECT COUNT(*) AS n FROM events WHERE node IS NULL OR node != 'good'").get(),
+      ).toEqual({ n: 0 })
     } finally {
       db.close()
     }
@@ -85,7 +132,10 @@ describe('bad input over MQTT', () => {
     const closed = new Promise<void>((resolve) => intruder.once('close', () => resolve()))
     intruder.publish('vigil/v1/default/node/good/cmd', JSON.stringify(command), { qos: 0 })
     await closed // aedes closes a client whose publish is not authorised (MQTT 3.1.1 has no negative ack)
-    await hub.process.waitForLog('broker refusal logged', (l) => l.msg === 'broker refused a publish' && l.clientId === 'intruder')
+    await hub.process.waitForLog(
+      'broker refusal logged',
+      (l) => l.msg === 'broker refused a publish' && l.clientId === 'intruder',
+    )
     // The agent is still connected and answers the hub's own commands, but never saw the forged one.
     const ping = await hub.api<{ status: string }>('/api/nodes/good/ping', { method: 'POST' })
     expect(ping.body.status).toBe('ok')
@@ -94,7 +144,10 @@ describe('bad input over MQTT', () => {
 
   test('the hub still ingests good data after all of it', async () => {
     const before = (await hub.metric('vigil_heartbeats_received_total')) ?? 0
-    await eventually('more heartbeats', async () => ((await hub.metric('vigil_heartbeats_received_total')) ?? 0) > before + 2)
+    await eventually(
+      'more heartbeats',
+      async () => ((await hub.metric('vigil_heartbeats_received_total')) ?? 0) > before + 2,
+    )
     const node = await hub.api<{ state: string }>('/api/nodes/good')
     expect(node.body.state).toBe('online')
   })

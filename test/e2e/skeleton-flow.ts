@@ -2,7 +2,7 @@ import { expect } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import type { HubProcess } from '../harness/hub.js'
 import { connectLive } from '../harness/live.js'
-import { runVigil, VigilProcess } from '../harness/processes.js'
+import { runVigil, type VigilProcess } from '../harness/processes.js'
 
 interface NodeView {
   id: string
@@ -21,7 +21,7 @@ export async function skeletonFlow(
   startAgent: (node: string) => VigilProcess,
 ): Promise<void> {
   const live = await connectLive(hub.liveUrl)
-  let a = startAgent('node-a')
+  const a = startAgent('node-a')
   let b = startAgent('node-b')
   try {
     const nodes = async () => (await hub.api<{ nodes: NodeView[] }>('/api/nodes')).body.nodes
@@ -53,7 +53,10 @@ export async function skeletonFlow(
     expect(pong).toMatchObject({ status: 'ok', result: { pong: true } })
     const recorded = await hub.api<{ status: string; node: string }>(`/api/commands/${pong.id}`)
     expect(recorded.body).toMatchObject({ status: 'ok', node: 'node-a' })
-    await a.waitForLog('agent accepted the ping', (l) => l.msg === 'command accepted' && l.command === pong.id)
+    await a.waitForLog(
+      'agent accepted the ping',
+      (l) => l.msg === 'command accepted' && l.command === pong.id,
+    )
 
     // SIGKILL: the hub marks the node lost; the other node is untouched.
     const firstIncarnation = (await node('node-b'))?.incarnation
@@ -62,7 +65,12 @@ export async function skeletonFlow(
     await eventually('node-b lost', async () => (await node('node-b'))?.state === 'lost')
     expect((await node('node-a'))?.state).toBe('online')
     await eventually('live feed reports node-b lost', () =>
-      live.messages.find((m) => m.type === 'node.state' && (m.change as { node: string; to: string }).node === 'node-b' && (m.change as { to: string }).to === 'lost'),
+      live.messages.find(
+        (m) =>
+          m.type === 'node.state' &&
+          (m.change as { node: string; to: string }).node === 'node-b' &&
+          (m.change as { to: string }).to === 'lost',
+      ),
     )
     const lostPing = await runVigil(['ping', 'node-b', '--hub', hub.httpUrl])
     expect(lostPing.code).toBe(1)
@@ -74,13 +82,17 @@ export async function skeletonFlow(
       return n?.state === 'online' && n.incarnation !== firstIncarnation
     })
     expect((await node('node-b'))?.incarnation).toBeGreaterThan(firstIncarnation ?? Number.POSITIVE_INFINITY)
-    const events = (await hub.api<{ events: { kind: string; node: string }[] }>('/api/events?node=node-b')).body.events
+    const events = (await hub.api<{ events: { kind: string; node: string }[] }>('/api/events?node=node-b'))
+      .body.events
     expect(events.map((e) => e.kind)).toContain('node.restarted')
     expect((await runVigil(['ping', 'node-b', '--hub', hub.httpUrl])).code).toBe(0)
 
     // A clean stop is announced: offline, not lost.
     await a.stop()
-    await eventually('node-a offline after a clean stop', async () => (await node('node-a'))?.state === 'offline')
+    await eventually(
+      'node-a offline after a clean stop',
+      async () => (await node('node-a'))?.state === 'offline',
+    )
   } finally {
     live.close()
     await Promise.all([a.stop(), b.stop()])

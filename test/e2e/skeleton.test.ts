@@ -1,7 +1,7 @@
+import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
-import { join } from 'node:path'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
 import { tempDir, VigilProcess } from '../harness/processes.js'
@@ -19,14 +19,21 @@ describe('walking skeleton, end to end with real processes', () => {
     cleanups.push(dir.remove)
     const hub: HubProcess = await startHub(dir.path, LIVENESS)
     cleanups.push(() => hub.process.stop())
-    await skeletonFlow(hub, (node) => new VigilProcess(['agent', '--node', node, '--mqtt-url', hub.mqttUrl], { cwd: dir.path }))
+    await skeletonFlow(
+      hub,
+      (node) => new VigilProcess(['agent', '--node', node, '--mqtt-url', hub.mqttUrl], { cwd: dir.path }),
+    )
   })
 
   test('external mosquitto with password authentication and the shipped ACL', async () => {
     const dir = tempDir('mosquitto')
     cleanups.push(dir.remove)
     const users = { hub: 'hub-secret', 'node-a': 'a-secret', 'node-b': 'b-secret' }
-    const broker: Mosquitto = await startMosquitto(dir.path, users, join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl'))
+    const broker: Mosquitto = await startMosquitto(
+      dir.path,
+      users,
+      join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl'),
+    )
     cleanups.push(() => broker.stop())
     const hub = await startHub(dir.path, [...LIVENESS, '--mqtt-url', broker.url, '--mqtt-username', 'hub'], {
       VIGIL_MQTT_PASSWORD: users.hub,
@@ -48,18 +55,31 @@ describe('mosquitto with the shipped ACL', () => {
     const dir = tempDir('acl')
     cleanups.push(dir.remove)
     const users = { hub: 'hub-secret', 'node-a': 'a-secret', 'node-b': 'b-secret' }
-    const broker = await startMosquitto(dir.path, users, join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl'))
+    const broker = await startMosquitto(
+      dir.path,
+      users,
+      join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl'),
+    )
     cleanups.push(() => broker.stop())
-    const hub = await startHub(dir.path, ['--mqtt-url', broker.url, '--mqtt-username', 'hub'], { VIGIL_MQTT_PASSWORD: users.hub })
-    cleanups.push(() => hub.process.stop())
-    const b = new VigilProcess(['agent', '--node', 'node-b', '--mqtt-url', broker.url, '--mqtt-username', 'node-b'], {
-      cwd: dir.path,
-      env: { VIGIL_MQTT_PASSWORD: users['node-b'] },
+    const hub = await startHub(dir.path, ['--mqtt-url', broker.url, '--mqtt-username', 'hub'], {
+      VIGIL_MQTT_PASSWORD: users.hub,
     })
+    cleanups.push(() => hub.process.stop())
+    const b = new VigilProcess(
+      ['agent', '--node', 'node-b', '--mqtt-url', broker.url, '--mqtt-username', 'node-b'],
+      {
+        cwd: dir.path,
+        env: { VIGIL_MQTT_PASSWORD: users['node-b'] },
+      },
+    )
     cleanups.push(() => b.stop())
     await b.waitForLog('node-b connected', (l) => l.msg === 'connected to broker')
 
-    const impostor = await mqtt.connectAsync(broker.url, { username: 'node-a', password: users['node-a'], reconnectPeriod: 0 })
+    const impostor = await mqtt.connectAsync(broker.url, {
+      username: 'node-a',
+      password: users['node-a'],
+      reconnectPeriod: 0,
+    })
     cleanups.push(() => void impostor.end(true))
     const forged = {
       v: 1,
@@ -75,22 +95,48 @@ describe('mosquitto with the shipped ACL', () => {
     await impostor.publishAsync('vigil/v1/default/node/node-b/cmd', JSON.stringify(forged), { qos: 1 })
     await impostor.publishAsync(
       'vigil/v1/default/node/node-c/hb',
-      JSON.stringify({ v: 1, node: 'node-c', incarnation: 1, seq: 1, sentMono: 1, sentAt: Date.now(), intervalMs: 250 }),
+      JSON.stringify({
+        v: 1,
+        node: 'node-c',
+        incarnation: 1,
+        seq: 1,
+        sentMono: 1,
+        sentAt: Date.now(),
+        intervalMs: 250,
+      }),
       { qos: 1 },
     )
-    await eventually('mosquitto logs both denials', () => (broker.log().match(/Denied PUBLISH from .* \(d0, q1, r0, m\d+, 'vigil\/v1\/default\/node\/node-(b\/cmd|c\/hb)'/g) ?? []).length >= 2)
+    await eventually(
+      'mosquitto logs both denials',
+      () =>
+        (
+          broker
+            .log()
+            .match(
+              /Denied PUBLISH from .* \(d0, q1, r0, m\d+, 'vigil\/v1\/default\/node\/node-(b\/cmd|c\/hb)'/g,
+            ) ?? []
+        ).length >= 2,
+    )
     // The hub's own ping still reaches node-b, which proves the path works and the forged one was dropped.
-    expect((await hub.api<{ status: string }>('/api/nodes/node-b/ping', { method: 'POST' })).body.status).toBe('ok')
+    expect(
+      (await hub.api<{ status: string }>('/api/nodes/node-b/ping', { method: 'POST' })).body.status,
+    ).toBe('ok')
     expect(b.lines.some((l) => l.command === forged.id)).toBe(false)
     const nodes = (await hub.api<{ nodes: { id: string }[] }>('/api/nodes')).body.nodes.map((n) => n.id)
     expect(nodes).toEqual(['node-b'])
 
-    const wrong = new VigilProcess(['agent', '--node', 'node-a', '--mqtt-url', broker.url, '--mqtt-username', 'node-a'], {
-      cwd: dir.path,
-      env: { VIGIL_MQTT_PASSWORD: 'wrong' },
-    })
+    const wrong = new VigilProcess(
+      ['agent', '--node', 'node-a', '--mqtt-url', broker.url, '--mqtt-username', 'node-a'],
+      {
+        cwd: dir.path,
+        env: { VIGIL_MQTT_PASSWORD: 'wrong' },
+      },
+    )
     cleanups.push(() => wrong.stop())
-    await wrong.waitForLog('refused connection logged', (l) => l.msg === 'broker connection error' && /Not authorized|Bad username/i.test(String(l.err)))
+    await wrong.waitForLog(
+      'refused connection logged',
+      (l) => l.msg === 'broker connection error' && /Not authorized|Bad username/i.test(String(l.err)),
+    )
     expect(wrong.lines.some((l) => l.msg === 'connected to broker')).toBe(false)
   })
 })

@@ -12,7 +12,11 @@ export interface HubProcess {
 }
 
 /** Starts `vigil hub` on free ports (embedded broker unless args say otherwise) and waits until ready. */
-export async function startHub(dir: string, args: string[] = [], env: Record<string, string> = {}): Promise<HubProcess> {
+export async function startHub(
+  dir: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<HubProcess> {
   const dbPath = join(dir, 'hub.sqlite')
   const process = new VigilProcess(
     ['hub', '--listen', '127.0.0.1:0', '--broker-listen', '127.0.0.1:0', '--db', dbPath, ...args],
@@ -39,13 +43,18 @@ export async function startHub(dir: string, args: string[] = [], env: Record<str
 }
 
 /** The value of one sample in Prometheus text format, matching all given labels. */
-export function parseMetric(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+export function parseMetric(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line)
     if (!m || m[1] !== name) continue
     const found: Record<string, string> = {}
-    for (const pair of (m[2] ?? '').slice(1, -1).matchAll(/(\w+)="([^"]*)"/g)) found[pair[1] as string] = pair[2] as string
+    for (const pair of (m[2] ?? '').slice(1, -1).matchAll(/(\w+)="([^"]*)"/g))
+      found[pair[1] as string] = pair[2] as string
     if (Object.entries(labels).every(([k, v]) => found[k] === v)) return Number(m[3])
   }
   return undefined

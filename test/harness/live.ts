@@ -2,7 +2,9 @@ import WebSocket from 'ws'
 import { eventually } from './eventually.js'
 
 /** A live feed client that keeps every message it receives. */
-export async function connectLive(url: string): Promise<{ messages: Record<string, unknown>[]; close(): void }> {
+export async function connectLive(
+  url: string,
+): Promise<{ messages: Record<string, unknown>[]; close(): void }> {
   const messages: Record<string, unknown>[] = []
   const ws = new WebSocket(url)
   ws.on('message', (data) => messages.push(JSON.parse(String(data)) as Record<string, unknown>))

@@ -26,10 +26,15 @@ export interface Mosquitto {
  * Debian's mosquitto, started by the test on a free loopback port with password authentication
  * and Vigil's shipped ACL (deploy/mosquitto/vigil.acl).
  */
-export async function startMosquitto(dir: string, users: Record<string, string>, aclFile: string): Promise<Mosquitto> {
+export async function startMosquitto(
+  dir: string,
+  users: Record<string, string>,
+  aclFile: string,
+): Promise<Mosquitto> {
   const passwd = join(dir, 'passwd')
   writeFileSync(passwd, '')
-  for (const [user, password] of Object.entries(users)) execFileSync('mosquitto_passwd', ['-b', passwd, user, password])
+  for (const [user, password] of Object.entries(users))
+    execFileSync('mosquitto_passwd', ['-b', passwd, user, password])
   copyFileSync(aclFile, join(dir, 'acl'))
   const port = await freePort()
   const logFile = join(dir, 'mosquitto.log')
@@ -51,7 +56,9 @@ export async function startMosquitto(dir: string, users: Record<string, string>,
   )
   const child = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: 'ignore' })
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
-  await eventually('mosquitto listening', () => readLog(logFile).includes(`Opening ipv4 listen socket on port ${port}`))
+  await eventually('mosquitto listening', () =>
+    readLog(logFile).includes(`Opening ipv4 listen socket on port ${port}`),
+  )
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createRequire } from 'node:module'
 import { eventually } from './eventually.js'
 
 const require = createRequire(import.meta.url)
@@ -51,7 +51,9 @@ export class VigilProcess {
   }
 
   waitForLog(what: string, match: (line: LogLine) => boolean, timeoutMs = 20_000): Promise<LogLine> {
-    return eventually(`${what} (stderr: ${this.stderr.join('').slice(-500)})`, () => this.lines.find(match), { timeoutMs })
+    return eventually(`${what} (stderr: ${this.stderr.join('').slice(-500)})`, () => this.lines.find(match), {
+      timeoutMs,
+    })
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
@@ -67,7 +69,10 @@ export class VigilProcess {
 }
 
 /** Runs `vigil <args>` to completion and returns its exit code and output. */
-export async function runVigil(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runVigil(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = new VigilProcess(args, { env })
   const { code } = await p.exited
   return { code, stdout: p.stdout.join('\n'), stderr: p.stderr.join('') }

@@ -72,7 +72,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     will: { topic: topic('status'), payload: Buffer.from(status('gone')), qos: 1, retain: true },
   }
   if (config.mqtt.username) options.username = config.mqtt.username
-  const password = config.mqtt.passwordFile ? readFileSync(config.mqtt.passwordFile, 'utf8').trim() : deps.mqttPassword
+  const password = config.mqtt.passwordFile
+    ? readFileSync(config.mqtt.passwordFile, 'utf8').trim()
+    : deps.mqttPassword
   if (password) options.password = password
   if (config.mqtt.caFile) options.ca = readFileSync(config.mqtt.caFile)
 
@@ -81,7 +83,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const publishFacts = async () => {
     try {
       const facts = await collectFacts(config.node, incarnation, clock.wallMs())
-      if (client.connected) await client.publishAsync(topic('facts'), encode('facts', facts), { qos: 1, retain: true })
+      if (client.connected)
+        await client.publishAsync(topic('facts'), encode('facts', facts), { qos: 1, retain: true })
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'could not publish facts')
     }
@@ -133,7 +136,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     const base = { v: 1 as const, id: cmd.id, node: config.node, incarnation, receivedAt }
     switch (cmd.action) {
       case 'ping':
-        return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { pong: true, agentTime: clock.wallMs() } }
+        return {
+          ...base,
+          status: 'ok',
+          finishedAt: clock.wallMs(),
+          result: { pong: true, agentTime: clock.wallMs() },
+        }
       case 'refresh-facts':
         await publishFacts()
         return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { refreshed: true } }
@@ -153,16 +161,33 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     const refused = gate.check(cmd, receivedAt)
     if (refused) {
       log.warn({ command: cmd.id, action: cmd.action, reason: refused }, 'command refused')
-      emit({ kind: 'command.refused', severity: 'warning', message: `${cmd.action} refused: ${refused}`, attrs: { command: cmd.id, reason: refused } })
+      emit({
+        kind: 'command.refused',
+        severity: 'warning',
+        message: `${cmd.action} refused: ${refused}`,
+        attrs: { command: cmd.id, reason: refused },
+      })
       reply(refusal(cmd, config.node, incarnation, refused, receivedAt))
       return
     }
-    log.info({ command: cmd.id, action: cmd.action, seq: cmd.seq, epoch: cmd.issuer.epoch }, 'command accepted')
+    log.info(
+      { command: cmd.id, action: cmd.action, seq: cmd.seq, epoch: cmd.issuer.epoch },
+      'command accepted',
+    )
     execute(cmd, receivedAt)
       .then(reply)
       .catch((err: unknown) => {
         const message = err instanceof Error ? err.message : String(err)
-        reply({ v: 1, id: cmd.id, node: config.node, incarnation, status: 'failed', receivedAt, finishedAt: clock.wallMs(), error: { code: 'action_failed', message } })
+        reply({
+          v: 1,
+          id: cmd.id,
+          node: config.node,
+          incarnation,
+          status: 'failed',
+          receivedAt,
+          finishedAt: clock.wallMs(),
+          error: { code: 'action_failed', message },
+        })
       })
   })
 
@@ -173,7 +198,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log.info({ mqttUrl: config.mqtt.url, incarnation, reconnect: !firstConnect }, 'connected to broker')
     client.subscribe(topic('cmd'), { qos: 1 })
     client.publish(topic('status'), status('online'), { qos: 1, retain: true })
-    if (firstConnect) emit({ kind: 'agent.started', severity: 'info', message: `agent ${deps.version} started`, attrs: { incarnation } })
+    if (firstConnect)
+      emit({
+        kind: 'agent.started',
+        severity: 'info',
+        message: `agent ${deps.version} started`,
+        attrs: { incarnation },
+      })
     firstConnect = false
     flushBuffer()
     void publishFacts()
@@ -192,7 +223,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     if (!client.connected) return
     client.publish(
       topic('hb'),
-      encode('hb', { v: 1, node: config.node, incarnation, seq, sentMono: clock.monoMs(), sentAt: clock.wallMs(), intervalMs: config.heartbeat.intervalMs }),
+      encode('hb', {
+        v: 1,
+        node: config.node,
+        incarnation,
+        seq,
+        sentMono: clock.monoMs(),
+        sentAt: clock.wallMs(),
+        intervalMs: config.heartbeat.intervalMs,
+      }),
       { qos: 0 },
     )
   }, config.heartbeat.intervalMs)
@@ -217,4 +256,3 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     },
   }
 }
-

@@ -7,7 +7,10 @@ const name = z.string().regex(NAME_PATTERN, 'must be 1-63 characters of letters,
 
 /** The default node name: the host name, made safe as a topic level. */
 export function defaultNodeName(): string {
-  const cleaned = hostname().replace(/[^A-Za-z0-9_.-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 63)
+  const cleaned = hostname()
+    .replace(/[^A-Za-z0-9_.-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63)
   return cleaned || 'node'
 }
 
@@ -17,7 +20,10 @@ export const agentConfigSchema = z.strictObject({
   role: z.enum(['host', 'guest']).default('host'),
   mqtt: z
     .strictObject({
-      url: z.string().regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL').default('mqtt://127.0.0.1:1883'),
+      url: z
+        .string()
+        .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
+        .default('mqtt://127.0.0.1:1883'),
       username: z.string().optional(),
       /** File holding the password (or set VIGIL_MQTT_PASSWORD). */
       passwordFile: z.string().optional(),
@@ -26,9 +32,13 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({}),
   heartbeat: z.strictObject({ intervalMs: z.number().int().min(10).max(600_000).default(250) }).prefault({}),
-  facts: z.strictObject({ intervalMs: z.number().int().min(1000).max(86_400_000).default(30_000) }).prefault({}),
+  facts: z
+    .strictObject({ intervalMs: z.number().int().min(1000).max(86_400_000).default(30_000) })
+    .prefault({}),
   /** Events kept while the broker is unreachable; the oldest are dropped (and counted) beyond this. */
-  eventBuffer: z.strictObject({ capacity: z.number().int().min(1).max(1_000_000).default(1000) }).prefault({}),
+  eventBuffer: z
+    .strictObject({ capacity: z.number().int().min(1).max(1_000_000).default(1000) })
+    .prefault({}),
   reconnect: z
     .strictObject({
       minMs: z.number().int().min(10).default(250),
@@ -36,21 +46,37 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({})
     .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be at least minMs', path: ['maxMs'] }),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
 })
 
 export type AgentConfig = z.output<typeof agentConfigSchema>
 
 export const agentFlags: Record<string, FlagSpec> = {
   cluster: { path: ['cluster'], type: 'string', description: 'cluster name' },
-  node: { path: ['node'], type: 'string', description: 'this node\'s name (default: host name)' },
+  node: { path: ['node'], type: 'string', description: "this node's name (default: host name)" },
   role: { path: ['role'], type: 'string', description: 'host or guest' },
   'mqtt-url': { path: ['mqtt', 'url'], type: 'string', description: 'broker URL' },
   'mqtt-username': { path: ['mqtt', 'username'], type: 'string', description: 'broker user name' },
-  'mqtt-password-file': { path: ['mqtt', 'passwordFile'], type: 'string', description: 'file holding the broker password' },
+  'mqtt-password-file': {
+    path: ['mqtt', 'passwordFile'],
+    type: 'string',
+    description: 'file holding the broker password',
+  },
   'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
-  'heartbeat-interval': { path: ['heartbeat', 'intervalMs'], type: 'number', description: 'heartbeat interval in ms' },
-  'facts-interval': { path: ['facts', 'intervalMs'], type: 'number', description: 'facts refresh interval in ms' },
+  'heartbeat-interval': {
+    path: ['heartbeat', 'intervalMs'],
+    type: 'number',
+    description: 'heartbeat interval in ms',
+  },
+  'facts-interval': {
+    path: ['facts', 'intervalMs'],
+    type: 'number',
+    description: 'facts refresh interval in ms',
+  },
   'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
 }
 

@@ -21,14 +21,30 @@ const cmd = (over: Partial<Command> & { epoch?: number } = {}): Command => {
 describe('CommandGate', () => {
   test.each([
     { name: 'accepts a fresh command', steps: [cmd()], expected: [null] },
-    { name: 'refuses another node\'s command', steps: [cmd({ target: 'n2' })], expected: ['wrong_target'] },
+    { name: "refuses another node's command", steps: [cmd({ target: 'n2' })], expected: ['wrong_target'] },
     { name: 'refuses an expired command', steps: [cmd({ expiresAt: 1500 })], expected: ['expired'] },
     { name: 'refuses a replay of the same command', steps: [cmd(), cmd()], expected: [null, 'replayed'] },
-    { name: 'refuses an older seq in the same epoch', steps: [cmd({ seq: 10 }), cmd({ seq: 9 })], expected: [null, 'replayed'] },
+    {
+      name: 'refuses an older seq in the same epoch',
+      steps: [cmd({ seq: 10 }), cmd({ seq: 9 })],
+      expected: [null, 'replayed'],
+    },
     { name: 'accepts increasing seqs', steps: [cmd({ seq: 10 }), cmd({ seq: 11 })], expected: [null, null] },
-    { name: 'a newer epoch resets the seq', steps: [cmd({ seq: 10 }), cmd({ epoch: 3, seq: 1 })], expected: [null, null] },
-    { name: 'refuses an older epoch after a newer one', steps: [cmd({ epoch: 3, seq: 1 }), cmd({ epoch: 2, seq: 99 })], expected: [null, 'stale_epoch'] },
-    { name: 'a refused command does not advance the gate', steps: [cmd({ seq: 50, expiresAt: 1 }), cmd({ seq: 5 })], expected: ['expired', null] },
+    {
+      name: 'a newer epoch resets the seq',
+      steps: [cmd({ seq: 10 }), cmd({ epoch: 3, seq: 1 })],
+      expected: [null, null],
+    },
+    {
+      name: 'refuses an older epoch after a newer one',
+      steps: [cmd({ epoch: 3, seq: 1 }), cmd({ epoch: 2, seq: 99 })],
+      expected: [null, 'stale_epoch'],
+    },
+    {
+      name: 'a refused command does not advance the gate',
+      steps: [cmd({ seq: 50, expiresAt: 1 }), cmd({ seq: 5 })],
+      expected: ['expired', null],
+    },
   ])('$name', ({ steps, expected }) => {
     const gate = new CommandGate('n1')
     expect(steps.map((c) => gate.check(c, 2000))).toEqual(expected)

@@ -25,7 +25,13 @@ export class CommandGate {
   }
 }
 
-export function refusal(cmd: Command, self: string, incarnation: number, reason: Refusal, at: number): CommandResult {
+export function refusal(
+  cmd: Command,
+  self: string,
+  incarnation: number,
+  reason: Refusal,
+  at: number,
+): CommandResult {
   const messages: Record<Refusal, string> = {
     wrong_target: `command is for "${cmd.target}", not "${self}"`,
     expired: `command expired at ${new Date(cmd.expiresAt).toISOString()}`,

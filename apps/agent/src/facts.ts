@@ -4,9 +4,31 @@ import type { Facts, Filesystem, NetInterface } from '@vigil/protocol'
 
 /** Pseudo and virtual filesystems that say nothing about a host's storage (as node_exporter). */
 const IGNORED_FSTYPES = new Set([
-  'autofs', 'binfmt_misc', 'bpf', 'cgroup', 'cgroup2', 'configfs', 'debugfs', 'devpts', 'devtmpfs', 'fusectl',
-  'hugetlbfs', 'mqueue', 'nsfs', 'proc', 'procfs', 'pstore', 'rpc_pipefs', 'securityfs', 'selinuxfs', 'sysfs',
-  'tracefs', 'efivarfs', 'ramfs', 'fuse.gvfsd-fuse', 'fuse.portal',
+  'autofs',
+  'binfmt_misc',
+  'bpf',
+  'cgroup',
+  'cgroup2',
+  'configfs',
+  'debugfs',
+  'devpts',
+  'devtmpfs',
+  'fusectl',
+  'hugetlbfs',
+  'mqueue',
+  'nsfs',
+  'proc',
+  'procfs',
+  'pstore',
+  'rpc_pipefs',
+  'securityfs',
+  'selinuxfs',
+  'sysfs',
+  'tracefs',
+  'efivarfs',
+  'ramfs',
+  'fuse.gvfsd-fuse',
+  'fuse.portal',
 ])
 
 /** A statfs that does not return within this is skipped (a hung NFS mount must not stall facts). */
@@ -39,12 +61,13 @@ export async function collectFacts(node: string, incarnation: number, nowWall: n
 
 /** Parses /proc/self/mounts text into (device, mount, fstype), unescaping octal sequences. */
 export function parseMounts(text: string): { device: string; mount: string; fstype: string }[] {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)))
+  const unescapeOctal = (s: string) =>
+    s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)))
   const byMount = new Map<string, { device: string; mount: string; fstype: string }>()
   for (const line of text.split('\n')) {
     const [device, mount, fstype] = line.split(' ')
     if (!device || !mount || !fstype || IGNORED_FSTYPES.has(fstype)) continue
-    byMount.set(unescape(mount), { device: unescape(device), mount: unescape(mount), fstype }) // last mount wins
+    byMount.set(unescapeOctal(mount), { device: unescapeOctal(device), mount: unescapeOctal(mount), fstype }) // last mount wins
   }
   return [...byMount.values()].sort((a, b) => a.mount.localeCompare(b.mount))
 }
@@ -104,7 +127,9 @@ async function collectInterfaces(): Promise<NetInterface[]> {
         name,
         mac: address || null,
         mtu: mtu === null ? null : Number.parseInt(mtu, 10),
-        operstate: (operstate && OPERSTATES.has(operstate) ? operstate : 'unknown') as NetInterface['operstate'],
+        operstate: (operstate && OPERSTATES.has(operstate)
+          ? operstate
+          : 'unknown') as NetInterface['operstate'],
         carrier: carrier === null ? null : carrier === '1',
         speedMbps: speedNum !== null && Number.isFinite(speedNum) && speedNum >= 0 ? speedNum : null,
         addresses: (addrs[name] ?? []).map((a) => a.cidr ?? a.address).slice(0, 64),

@@ -1,6 +1,6 @@
 import { ConfigError, createLogger, describeFlags, parseFlags, VigilError } from '@vigil/kit'
 import { startAgent } from './agent.js'
-import { agentFlags, loadAgentConfig } from './config.js'
+import { type AgentConfig, agentFlags, loadAgentConfig } from './config.js'
 import { agentEnv } from './env.js'
 
 export const AGENT_USAGE = `Usage: vigil agent [options]\n\nRuns the agent for this host (or guest).\n\n${describeFlags(agentFlags)}`
@@ -11,7 +11,7 @@ export async function runAgentCli(argv: string[]): Promise<number> {
     console.log(AGENT_USAGE)
     return 0
   }
-  let config
+  let config: AgentConfig
   try {
     const flags = parseFlags(argv, agentFlags)
     config = loadAgentConfig(flags.configFile ?? agentEnv.configFile, flags.overrides)
@@ -23,7 +23,11 @@ export async function runAgentCli(argv: string[]): Promise<number> {
     throw err
   }
   const log = createLogger('agent', config.log.level)
-  const agent = await startAgent(config, { log, mqttPassword: agentEnv.mqttPassword, version: agentEnv.version })
+  const agent = await startAgent(config, {
+    log,
+    mqttPassword: agentEnv.mqttPassword,
+    version: agentEnv.version,
+  })
   log.info({ node: agent.node, incarnation: agent.incarnation, cluster: config.cluster }, 'agent running')
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve())

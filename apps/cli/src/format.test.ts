@@ -19,5 +19,13 @@ test.each([
 ])('duration(%d) = %s', (ms, s) => expect(duration(ms)).toBe(s))
 
 test('table pads columns to the widest cell', () => {
-  expect(table(['A', 'BB'], [['xxx', 'y'], ['z', 'w']])).toBe('A    BB\nxxx  y\nz    w')
+  expect(
+    table(
+      ['A', 'BB'],
+      [
+        ['xxx', 'y'],
+        ['z', 'w'],
+      ],
+    ),
+  ).toBe('A    BB\nxxx  y\nz    w')
 })

@@ -1,2 +1,2 @@
-export { main, EXIT } from './main.js'
+export { EXIT, main } from './main.js'
 export { renderStatus } from './status.js'

@@ -1,7 +1,7 @@
+import { parseArgs } from 'node:util'
 import { agentConfigSchema } from '@vigil/agent'
 import { hubConfigSchema } from '@vigil/hub'
 import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
-import { parseArgs } from 'node:util'
 import { cliEnv } from './env.js'
 import { renderStatus } from './status.js'
 
@@ -52,7 +52,12 @@ export async function main(argv: string[]): Promise<number> {
 const commonOptions = { hub: { type: 'string' }, json: { type: 'boolean' } } as const
 
 function parse<O extends Record<string, { type: 'string' | 'boolean' }>>(argv: string[], options: O) {
-  return parseArgs({ args: argv, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true })
+  return parseArgs({
+    args: argv,
+    options: { ...commonOptions, ...options },
+    allowPositionals: true,
+    strict: true,
+  })
 }
 
 class HubRequestError extends Error {
@@ -64,12 +69,19 @@ class HubRequestError extends Error {
   }
 }
 
-async function hubRequest(hubUrl: string, path: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
+async function hubRequest(
+  hubUrl: string,
+  path: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: unknown }> {
   let res: Response
   try {
     res = await fetch(new URL(path, hubUrl), { ...init, signal: AbortSignal.timeout(30_000) })
   } catch (err) {
-    throw new HubRequestError(`cannot reach the hub at ${hubUrl}: ${(err as Error).cause ?? (err as Error).message}`, EXIT.unreachable)
+    throw new HubRequestError(
+      `cannot reach the hub at ${hubUrl}: ${(err as Error).cause ?? (err as Error).message}`,
+      EXIT.unreachable,
+    )
   }
   const text = await res.text()
   let body: unknown = text
@@ -114,7 +126,10 @@ function status(argv: string[]): Promise<number> {
       }
       const list = (nodes.body as { nodes: Parameters<typeof renderStatus>[1] }).nodes
       if (values.json) console.log(JSON.stringify({ hub: info.body, nodes: list }, null, 2))
-      else console.log(renderStatus(info.body as Record<string, unknown>, list, Date.now(), values.brief ?? false))
+      else
+        console.log(
+          renderStatus(info.body as Record<string, unknown>, list, Date.now(), values.brief ?? false),
+        )
       return EXIT.ok
     }
     if (!values.watch) return once()
@@ -134,7 +149,9 @@ function ping(argv: string[]): Promise<number> {
       console.error('vigil ping: missing <node>')
       return EXIT.usage
     }
-    const res = await hubRequest(values.hub ?? cliEnv.hubUrl, `/api/nodes/${encodeURIComponent(node)}/ping`, { method: 'POST' })
+    const res = await hubRequest(values.hub ?? cliEnv.hubUrl, `/api/nodes/${encodeURIComponent(node)}/ping`, {
+      method: 'POST',
+    })
     if (values.json) console.log(JSON.stringify(res.body, null, 2))
     if (res.status !== 200) {
       if (!values.json) console.error(`vigil ping: ${errorMessage(res.body)}`)
@@ -148,7 +165,12 @@ function ping(argv: string[]): Promise<number> {
 
 function configCheck(argv: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals } = parseArgs({ args: argv, options: { kind: { type: 'string' } }, allowPositionals: true, strict: true })
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { kind: { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    })
     const [sub, file] = positionals
     if (sub !== 'check' || !file || (values.kind !== 'hub' && values.kind !== 'agent')) {
       console.error('Usage: vigil config check <file> --kind hub|agent')

@@ -2,7 +2,12 @@ import type { NodeView } from '@vigil/hub'
 import { bytes, duration, table } from './format.js'
 
 /** A crm_mon-like rendering of the hub's nodes, with each node's filesystems and interfaces. */
-export function renderStatus(info: { cluster?: unknown; name?: unknown; epoch?: unknown }, nodes: NodeView[], now: number, brief: boolean): string {
+export function renderStatus(
+  info: { cluster?: unknown; name?: unknown; epoch?: unknown },
+  nodes: NodeView[],
+  now: number,
+  brief: boolean,
+): string {
   const counts = new Map<string, number>()
   for (const n of nodes) counts.set(n.state, (counts.get(n.state) ?? 0) + 1)
   const summary = [...counts.entries()].map(([s, c]) => `${c} ${s}`).join(', ') || 'none'
@@ -10,7 +15,18 @@ export function renderStatus(info: { cluster?: unknown; name?: unknown; epoch?: 
     `Cluster ${String(info.cluster)} - hub ${String(info.name)} (epoch ${String(info.epoch)}) - ${nodes.length} node${nodes.length === 1 ? '' : 's'}: ${summary}`,
     '',
     table(
-      ['NODE', 'STATE', 'SINCE', 'LAST HEARTBEAT', 'ROLE', 'AGENT', 'CPUS', 'MEMORY AVAIL/TOTAL', 'LOAD', 'PROCS'],
+      [
+        'NODE',
+        'STATE',
+        'SINCE',
+        'LAST HEARTBEAT',
+        'ROLE',
+        'AGENT',
+        'CPUS',
+        'MEMORY AVAIL/TOTAL',
+        'LOAD',
+        'PROCS',
+      ],
       nodes.map((n) => [
         n.id,
         n.state.toUpperCase(),

@@ -29,7 +29,13 @@ const eventsQuery = z.strictObject({
  */
 export function createApi(deps: ApiDeps): Hono {
   const app = new Hono()
-  app.use('*', bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.json(errorBody('too_large', 'request body exceeds 64 KiB'), 413) }))
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: 64 * 1024,
+      onError: (c) => c.json(errorBody('too_large', 'request body exceeds 64 KiB'), 413),
+    }),
+  )
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
@@ -79,7 +85,16 @@ export function createApi(deps: ApiDeps): Hono {
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404))
   app.onError((err, c) => {
     if (err instanceof VigilError) {
-      const status = err.code === 'command_timeout' ? 504 : err.code === 'command_refused' ? 502 : err.code === 'not_found' ? 404 : err.code === 'unavailable' ? 503 : 500
+      const status =
+        err.code === 'command_timeout'
+          ? 504
+          : err.code === 'command_refused'
+            ? 502
+            : err.code === 'not_found'
+              ? 404
+              : err.code === 'unavailable'
+                ? 503
+                : 500
       return c.json(errorBody(err.code, err.message), status)
     }
     return c.json(errorBody('internal', 'internal error'), 500)

@@ -28,7 +28,13 @@ export class CommandDispatcher {
   private readonly pending = new Map<string, Pending>()
 
   constructor(
-    private readonly opts: { cluster: string; hubName: string; epoch: number; ttlMs: number; timeoutMs: number },
+    private readonly opts: {
+      cluster: string
+      hubName: string
+      epoch: number
+      ttlMs: number
+      timeoutMs: number
+    },
     private readonly publish: (topic: string, payload: string) => Promise<void>,
     private readonly store: HubStore,
     private readonly metrics: HubMetrics,
@@ -80,13 +86,18 @@ export class CommandDispatcher {
     const pending = this.pending.get(result.id)
     if (!pending || pending.command.target !== result.node) return
     const roundTripMs = this.clock.monoMs() - pending.sentMono
-    this.settle(result.id, result.status, { ...result.result, ...(result.error ? { error: result.error } : {}) })
+    this.settle(result.id, result.status, {
+      ...result.result,
+      ...(result.error ? { error: result.error } : {}),
+    })
     this.metrics.commandRoundTrip.observe({ action: pending.command.action }, roundTripMs / 1000)
     if (result.status === 'ok') {
       pending.resolve({ command: pending.command, result, roundTripMs })
     } else {
       const reason = result.error ? `${result.error.code}: ${result.error.message}` : result.status
-      pending.reject(new VigilError('command_refused', `${result.node} ${result.status} the command: ${reason}`))
+      pending.reject(
+        new VigilError('command_refused', `${result.node} ${result.status} the command: ${reason}`),
+      )
     }
   }
 
@@ -95,11 +106,18 @@ export class CommandDispatcher {
     if (!pending) return
     this.settle(id, 'timeout', null)
     pending.reject(
-      new VigilError('command_timeout', `no result from ${pending.command.target} within ${this.opts.timeoutMs} ms`),
+      new VigilError(
+        'command_timeout',
+        `no result from ${pending.command.target} within ${this.opts.timeoutMs} ms`,
+      ),
     )
   }
 
-  private settle(id: string, status: 'ok' | 'failed' | 'refused' | 'timeout', result: Record<string, unknown> | null): void {
+  private settle(
+    id: string,
+    status: 'ok' | 'failed' | 'refused' | 'timeout',
+    result: Record<string, unknown> | null,
+  ): void {
     const pending = this.pending.get(id)
     if (!pending) return
     clearTimeout(pending.timer)

@@ -4,7 +4,10 @@ import { z } from 'zod'
 
 const hostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:1883 (port 0 picks a free one)')
+  .regex(
+    /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/,
+    'must be host:port, e.g. 127.0.0.1:1883 (port 0 picks a free one)',
+  )
 
 const name = z.string().regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
 
@@ -25,7 +28,10 @@ export const hubConfigSchema = z.strictObject({
   /** An external broker (e.g. mosquitto). Setting `url` disables the embedded broker. */
   mqtt: z
     .strictObject({
-      url: z.string().regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL').optional(),
+      url: z
+        .string()
+        .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
+        .optional(),
       username: z.string().optional(),
       /** File holding the password (or set VIGIL_MQTT_PASSWORD); never put it in this file. */
       passwordFile: z.string().optional(),
@@ -54,7 +60,11 @@ export const hubConfigSchema = z.strictObject({
       timeoutMs: z.number().int().min(100).max(3_600_000).default(5000),
     })
     .prefault({}),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
 })
 
 export type HubConfig = z.output<typeof hubConfigSchema>
@@ -62,15 +72,39 @@ export type HubConfig = z.output<typeof hubConfigSchema>
 export const hubFlags: Record<string, FlagSpec> = {
   cluster: { path: ['cluster'], type: 'string', description: 'cluster name' },
   name: { path: ['name'], type: 'string', description: 'hub name' },
-  listen: { path: ['http', 'listen'], type: 'string', description: 'HTTP API, metrics and live feed address' },
-  'broker-listen': { path: ['broker', 'listen'], type: 'string', description: 'embedded MQTT broker address' },
-  'mqtt-url': { path: ['mqtt', 'url'], type: 'string', description: 'external broker URL (disables the embedded one)' },
+  listen: {
+    path: ['http', 'listen'],
+    type: 'string',
+    description: 'HTTP API, metrics and live feed address',
+  },
+  'broker-listen': {
+    path: ['broker', 'listen'],
+    type: 'string',
+    description: 'embedded MQTT broker address',
+  },
+  'mqtt-url': {
+    path: ['mqtt', 'url'],
+    type: 'string',
+    description: 'external broker URL (disables the embedded one)',
+  },
   'mqtt-username': { path: ['mqtt', 'username'], type: 'string', description: 'external broker user name' },
-  'mqtt-password-file': { path: ['mqtt', 'passwordFile'], type: 'string', description: 'file holding the broker password' },
+  'mqtt-password-file': {
+    path: ['mqtt', 'passwordFile'],
+    type: 'string',
+    description: 'file holding the broker password',
+  },
   'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
   db: { path: ['store', 'path'], type: 'string', description: 'SQLite database file' },
-  'lost-after': { path: ['liveness', 'lostAfterMs'], type: 'number', description: 'ms without heartbeat before lost' },
-  'command-timeout': { path: ['commands', 'timeoutMs'], type: 'number', description: 'ms to wait for a command result' },
+  'lost-after': {
+    path: ['liveness', 'lostAfterMs'],
+    type: 'number',
+    description: 'ms without heartbeat before lost',
+  },
+  'command-timeout': {
+    path: ['commands', 'timeoutMs'],
+    type: 'number',
+    description: 'ms to wait for a command result',
+  },
   'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import { type Clock, type Logger, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
@@ -81,7 +81,13 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     await client.publishAsync(topic, payload, { qos: 1, retain: false })
   }
   const commands = new CommandDispatcher(
-    { cluster: config.cluster, hubName: config.name, epoch, ttlMs: config.commands.ttlMs, timeoutMs: config.commands.timeoutMs },
+    {
+      cluster: config.cluster,
+      hubName: config.name,
+      epoch,
+      ttlMs: config.commands.ttlMs,
+      timeoutMs: config.commands.timeoutMs,
+    },
     publish,
     store,
     metrics,

@@ -1,9 +1,11 @@
 import { type Clock, type Logger, RateLimitedLog } from '@vigil/kit'
 import {
+  type AGENT_CHANNELS,
   type AgentEvent,
+  type ChannelPayload,
   type CommandResult,
-  decode,
   type DecodeError,
+  decode,
   type Facts,
   type Heartbeat,
   type ObservationBatch,
@@ -13,6 +15,8 @@ import {
 import type { HubMetrics, HubRejectReason } from './metrics.js'
 import type { LiveNode, NodeTable, StateChange } from './nodes.js'
 import type { EventRow, HubStore, NewEvent } from './store.js'
+
+type AgentChannel = (typeof AGENT_CHANNELS)[number]
 
 export interface IngestSinks {
   onStateChange(change: StateChange): void
@@ -44,46 +48,55 @@ export class Ingest {
     const started = this.clock.monoMs()
     const parsed = parseTopic(topic)
     if (!parsed || parsed.cluster !== this.cluster) {
-      this.reject({ reason: 'unknown_topic', message: 'topic is not part of protocol v1 for this cluster' }, topic)
+      this.reject(
+        { reason: 'unknown_topic', message: 'topic is not part of protocol v1 for this cluster' },
+        topic,
+      )
       return
     }
     if (parsed.channel === 'cmd') return // our own commands, echoed back by the broker
     const { node: nodeId, channel } = parsed
+    const accept = <C extends AgentChannel>(c: C): ChannelPayload<C> | null => {
+      const d = decode(c, payload, nodeId)
+      if (d.ok) return d.value
+      this.reject(d.error, topic)
+      return null
+    }
     switch (channel) {
       case 'hb': {
-        const d = decode('hb', payload, nodeId)
-        if (!d.ok) return this.reject(d.error, topic)
-        this.onHeartbeat(d.value, topic)
+        const hb = accept('hb')
+        if (!hb) return
+        this.onHeartbeat(hb, topic)
         break
       }
       case 'status': {
-        const d = decode('status', payload, nodeId)
-        if (!d.ok) return this.reject(d.error, topic)
-        this.onStatus(d.value)
+        const status = accept('status')
+        if (!status) return
+        this.onStatus(status)
         break
       }
       case 'facts': {
-        const d = decode('facts', payload, nodeId)
-        if (!d.ok) return this.reject(d.error, topic)
-        this.onFacts(d.value)
+        const facts = accept('facts')
+        if (!facts) return
+        this.onFacts(facts)
         break
       }
       case 'obs': {
-        const d = decode('obs', payload, nodeId)
-        if (!d.ok) return this.reject(d.error, topic)
-        this.onObservations(d.value)
+        const batch = accept('obs')
+        if (!batch) return
+        this.onObservations(batch)
         break
       }
       case 'event': {
-        const d = decode('event', payload, nodeId)
-        if (!d.ok) return this.reject(d.error, topic)
-        this.onAgentEvent(d.value)
+        const event = accept('event')
+        if (!event) return
+        this.onAgentEvent(event)
         break
       }
       case 'ack': {
-        const d = decode('ack', payload, nodeId)
-        if (!d.ok) return this.reject(d.error, topic)
-        this.sinks.onCommandResult(d.value)
+        const result = accept('ack')
+        if (!result) return
+        this.sinks.onCommandResult(result)
         break
       }
     }
@@ -96,7 +109,8 @@ export class Ingest {
     const nowWall = this.clock.wallMs()
     const { node } = this.table.ensure(hb.node, nowMono, nowWall)
     if (!this.acceptIncarnation(node, hb.incarnation, topic, nowWall)) return
-    if (node.lastSeq !== null && hb.seq > node.lastSeq + 1) this.metrics.heartbeatsMissed.inc(hb.seq - node.lastSeq - 1)
+    if (node.lastSeq !== null && hb.seq > node.lastSeq + 1)
+      this.metrics.heartbeatsMissed.inc(hb.seq - node.lastSeq - 1)
     if (node.lastSeq === null || hb.seq > node.lastSeq) node.lastSeq = hb.seq
     node.lastHeardMono = nowMono
     node.row.lastHeartbeatAt = nowWall
@@ -115,7 +129,10 @@ export class Ingest {
   private acceptIncarnation(node: LiveNode, incarnation: number, topic: string, nowWall: number): boolean {
     const current = node.row.incarnation
     if (current !== null && incarnation < current) {
-      this.reject({ reason: 'stale_incarnation', message: `incarnation ${incarnation} is older than ${current}` }, topic)
+      this.reject(
+        { reason: 'stale_incarnation', message: `incarnation ${incarnation} is older than ${current}` },
+        topic,
+      )
       return false
     }
     if (current !== incarnation) {
@@ -197,7 +214,10 @@ export class Ingest {
       message: `${change.from} -> ${change.to}: ${change.reason}`,
       attrs: { from: change.from, to: change.to },
     })
-    this.log.info({ node: change.node, from: change.from, to: change.to, reason: change.reason }, 'node state changed')
+    this.log.info(
+      { node: change.node, from: change.from, to: change.to, reason: change.reason },
+      'node state changed',
+    )
     this.sinks.onStateChange(change)
   }
 
@@ -205,11 +225,17 @@ export class Ingest {
     this.sinks.onEvent(this.store.appendEvent(e))
   }
 
-  private reject(error: DecodeError | { reason: HubRejectReason; message: string; field?: string }, topic: string): void {
+  private reject(
+    error: DecodeError | { reason: HubRejectReason; message: string; field?: string },
+    topic: string,
+  ): void {
     this.metrics.messagesRejected.inc({ reason: error.reason })
     const suppressed = this.rejectLog.admit(error.reason)
     if (suppressed !== null) {
-      this.log.warn({ reason: error.reason, field: error.field, topic, detail: error.message, suppressed }, 'message rejected')
+      this.log.warn(
+        { reason: error.reason, field: error.field, topic, detail: error.message, suppressed },
+        'message rejected',
+      )
     }
   }
 }

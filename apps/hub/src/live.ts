@@ -33,7 +33,9 @@ export class LiveFeed {
       this.metrics.liveClients.set(this.wss.clients.size)
       socket.on('close', () => this.metrics.liveClients.set(this.wss.clients.size))
       socket.on('error', () => socket.terminate())
-      socket.send(JSON.stringify({ type: 'hello', protocol: 1, nodes: this.snapshot() } satisfies LiveMessage))
+      socket.send(
+        JSON.stringify({ type: 'hello', protocol: 1, nodes: this.snapshot() } satisfies LiveMessage),
+      )
     })
   }
 

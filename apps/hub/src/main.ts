@@ -1,5 +1,5 @@
 import { ConfigError, createLogger, describeFlags, parseFlags, VigilError } from '@vigil/kit'
-import { hubFlags, loadHubConfig } from './config.js'
+import { type HubConfig, hubFlags, loadHubConfig } from './config.js'
 import { hubEnv } from './env.js'
 import { startHub } from './hub.js'
 
@@ -11,7 +11,7 @@ export async function runHubCli(argv: string[]): Promise<number> {
     console.log(HUB_USAGE)
     return 0
   }
-  let config
+  let config: HubConfig
   try {
     const flags = parseFlags(argv, hubFlags)
     config = loadHubConfig(flags.configFile ?? hubEnv.configFile, flags.overrides)
@@ -25,7 +25,13 @@ export async function runHubCli(argv: string[]): Promise<number> {
   const log = createLogger('hub', config.log.level)
   const hub = await startHub(config, { log, mqttPassword: hubEnv.mqttPassword, version: hubEnv.version })
   log.info(
-    { httpUrl: hub.httpUrl, mqttUrl: hub.mqttUrl, liveUrl: hub.liveUrl, metricsUrl: hub.metricsUrl, epoch: hub.epoch },
+    {
+      httpUrl: hub.httpUrl,
+      mqttUrl: hub.mqttUrl,
+      liveUrl: hub.liveUrl,
+      metricsUrl: hub.metricsUrl,
+      epoch: hub.epoch,
+    },
     'hub ready',
   )
   await new Promise<void>((resolve) => {

@@ -1,5 +1,5 @@
 import { REJECT_REASONS } from '@vigil/protocol'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { NODE_STATES, type NodeState } from './liveness.js'
 
 /** Hub-side reasons on top of the protocol's decode reasons. Closed set: a metric label. */
@@ -21,7 +21,7 @@ export class HubMetrics {
   })
   readonly heartbeatsMissed = new Counter({
     name: 'vigil_heartbeats_missed_total',
-    help: 'Heartbeats never received, counted from gaps in agents\' sequence numbers.',
+    help: "Heartbeats never received, counted from gaps in agents' sequence numbers.",
     registers: [this.registry],
   })
   readonly messagesReceived = new Counter({
@@ -78,7 +78,11 @@ export class HubMetrics {
     registers: [this.registry],
   })
 
-  constructor(sources: { nodeStates: () => Map<NodeState, number>; brokerClients: () => number | null; epoch: number }) {
+  constructor(sources: {
+    nodeStates: () => Map<NodeState, number>
+    brokerClients: () => number | null
+    epoch: number
+  }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'vigil_hub_' })
     for (const reason of HUB_REJECT_REASONS) this.messagesRejected.inc({ reason }, 0)
     new Gauge({
@@ -102,7 +106,7 @@ export class HubMetrics {
     })
     new Gauge({
       name: 'vigil_hub_epoch',
-      help: 'This hub process\'s epoch; increases at every start and is carried by every command.',
+      help: "This hub process's epoch; increases at every start and is carried by every command.",
       registers: [this.registry],
     }).set(sources.epoch)
   }

@@ -104,7 +104,10 @@ export class NodeTable {
         policy,
       )
       const silentMs = Math.round(nowMono - node.lastHeardMono)
-      const reason = node.willReceived && next === 'suspect' ? 'connection lost (last will)' : `no heartbeat for ${silentMs} ms`
+      const reason =
+        node.willReceived && next === 'suspect'
+          ? 'connection lost (last will)'
+          : `no heartbeat for ${silentMs} ms`
       const change = this.transition(node, next, nowWall, reason)
       if (change) changes.push(change)
     }

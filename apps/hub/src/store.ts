@@ -1,5 +1,5 @@
-import Database from 'better-sqlite3'
 import type { Facts } from '@vigil/protocol'
+import Database from 'better-sqlite3'
 import type { NodeState } from './liveness.js'
 
 /** What the hub remembers about a node across restarts. */
@@ -98,7 +98,9 @@ export class HubStore {
       getCommand: this.db.prepare('SELECT * FROM commands WHERE id = ?'),
       maxSeq: this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM commands WHERE epoch = ?'),
       getMeta: this.db.prepare('SELECT value FROM meta WHERE key = ?'),
-      setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      setMeta: this.db.prepare(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
     }
   }
 
@@ -152,7 +154,15 @@ export class HubStore {
   }
 
   appendEvent(e: NewEvent): EventRow {
-    const info = this.stmts.insertEvent.run(e.at, e.node, e.source, e.kind, e.severity, e.message, e.attrs ? JSON.stringify(e.attrs) : null)
+    const info = this.stmts.insertEvent.run(
+      e.at,
+      e.node,
+      e.source,
+      e.kind,
+      e.severity,
+      e.message,
+      e.attrs ? JSON.stringify(e.attrs) : null,
+    )
     return { id: Number(info.lastInsertRowid), ...e }
   }
 
@@ -189,7 +199,12 @@ export class HubStore {
   }
 
   /** Records a command's outcome once; a later outcome for the same id is ignored (returns false). */
-  finishCommand(id: string, status: CommandRow['status'], result: Record<string, unknown> | null, at: number): boolean {
+  finishCommand(
+    id: string,
+    status: CommandRow['status'],
+    result: Record<string, unknown> | null,
+    at: number,
+  ): boolean {
     return this.stmts.finishCommand.run(status, result ? JSON.stringify(result) : null, at, id).changes === 1
   }
 

@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest'
-import { ConfigError } from './config.js'
 import { type FlagSpec, parseFlags } from './cli.js'
+import { ConfigError } from './config.js'
 
 const table: Record<string, FlagSpec> = {
   'mqtt-url': { path: ['mqtt', 'url'], type: 'string', description: 'broker URL' },
@@ -10,7 +10,17 @@ const table: Record<string, FlagSpec> = {
 
 test('maps flags onto config paths and keeps positionals and extras', () => {
   const parsed = parseFlags(
-    ['-c', 'a.yaml', '--mqtt-url', 'mqtt://x:1', '--heartbeat-interval', '100', '--verbose', 'node-1', '--json'],
+    [
+      '-c',
+      'a.yaml',
+      '--mqtt-url',
+      'mqtt://x:1',
+      '--heartbeat-interval',
+      '100',
+      '--verbose',
+      'node-1',
+      '--json',
+    ],
     table,
     { json: { type: 'boolean' } },
   )

@@ -26,8 +26,11 @@ export function parseFlags(
   table: Record<string, FlagSpec>,
   extra: Record<string, { type: 'string' | 'boolean'; short?: string }> = {},
 ): ParsedFlags {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { config: { type: 'string', short: 'c' } }
-  for (const [flag, spec] of Object.entries(table)) options[flag] = { type: spec.type === 'boolean' ? 'boolean' : 'string' }
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    config: { type: 'string', short: 'c' },
+  }
+  for (const [flag, spec] of Object.entries(table))
+    options[flag] = { type: spec.type === 'boolean' ? 'boolean' : 'string' }
   Object.assign(options, extra)
   let parsed: ReturnType<typeof parseArgs>
   try {
@@ -47,7 +50,9 @@ export function parseFlags(
     if (spec.type === 'number') {
       value = Number(raw)
       if (raw === '' || !Number.isFinite(value)) {
-        throw new ConfigError([{ key: spec.path.join('.'), message: `--${flag} expects a number, got "${String(raw)}"` }])
+        throw new ConfigError([
+          { key: spec.path.join('.'), message: `--${flag} expects a number, got "${String(raw)}"` },
+        ])
       }
     }
     overrides.push({ path: spec.path, value })
@@ -62,8 +67,12 @@ export function parseFlags(
 
 /** A usage block listing every flag with the key it sets. */
 export function describeFlags(table: Record<string, FlagSpec>): string {
-  const rows = Object.entries(table).map(
-    ([flag, spec]) => `  --${flag}${spec.type === 'boolean' ? '' : ` <${spec.type}>`}`.padEnd(34) + `${spec.description} (${spec.path.join('.')})`,
+  const row = (left: string, right: string) => `${left.padEnd(34)}${right}`
+  const rows = Object.entries(table).map(([flag, spec]) =>
+    row(
+      `  --${flag}${spec.type === 'boolean' ? '' : ` <${spec.type}>`}`,
+      `${spec.description} (${spec.path.join('.')})`,
+    ),
   )
-  return ['  -c, --config <file>'.padEnd(34) + 'YAML config file', ...rows].join('\n')
+  return [row('  -c, --config <file>', 'YAML config file'), ...rows].join('\n')
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { isMap, LineCounter, parseDocument, type Document } from 'yaml'
+import { type Document, isMap, LineCounter, parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { VigilError } from './errors.js'
 
@@ -47,7 +47,13 @@ export function parseConfig<S extends z.ZodType>(
     throw new ConfigError(
       doc.errors.map((e) => {
         const pos = lineCounter.linePos(e.pos[0])
-        return { key: '', message: `YAML syntax: ${e.message.split('\n')[0]}`, file, line: pos.line, column: pos.col }
+        return {
+          key: '',
+          message: `YAML syntax: ${e.message.split('\n')[0]}`,
+          file,
+          line: pos.line,
+          column: pos.col,
+        }
       }),
     )
   }
@@ -65,7 +71,15 @@ export function parseConfig<S extends z.ZodType>(
     const path = issue.path.map(String)
     if (issue.code === 'unrecognized_keys') {
       for (const k of issue.keys) {
-        problems.push(locate(doc, lineCounter, [...path, k], 'unknown key (a typo, or an option that does not exist)', file))
+        problems.push(
+          locate(
+            doc,
+            lineCounter,
+            [...path, k],
+            'unknown key (a typo, or an option that does not exist)',
+            file,
+          ),
+        )
       }
     } else {
       problems.push(locate(doc, lineCounter, path, issue.message, file))
@@ -105,7 +119,9 @@ function locate(
     const parentPath = path.slice(0, Math.max(0, depth - 1))
     const parent = parentPath.length === 0 ? doc.contents : doc.getIn(parentPath, true)
     if (depth > 0 && isMap(parent)) {
-      const pair = parent.items.find((it) => String((it.key as { value?: unknown })?.value ?? it.key) === path[depth - 1])
+      const pair = parent.items.find(
+        (it) => String((it.key as { value?: unknown })?.value ?? it.key) === path[depth - 1],
+      )
       const range = (pair?.key as { range?: [number, number, number] } | undefined)?.range
       if (range) {
         const pos = lineCounter.linePos(range[0])

@@ -1,13 +1,13 @@
-export { VigilError, toVigilError, type VigilErrorCode } from './errors.js'
-export { systemClock, type Clock } from './clock.js'
-export { createLogger, RateLimitedLog, type Logger, type LogLevel } from './log.js'
+export { BoundedQueue } from './bounded-queue.js'
+export { describeFlags, type FlagSpec, type ParsedFlags, parseFlags } from './cli.js'
+export { type Clock, systemClock } from './clock.js'
 export {
   ConfigError,
+  type ConfigProblem,
   formatProblem,
   loadConfigFile,
-  parseConfig,
-  type ConfigProblem,
   type Override,
+  parseConfig,
 } from './config.js'
-export { BoundedQueue } from './bounded-queue.js'
-export { describeFlags, parseFlags, type FlagSpec, type ParsedFlags } from './cli.js'
+export { toVigilError, VigilError, type VigilErrorCode } from './errors.js'
+export { createLogger, type Logger, type LogLevel, RateLimitedLog } from './log.js'

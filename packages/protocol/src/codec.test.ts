@@ -38,7 +38,15 @@ const valid: { [C in NodeChannel]: ChannelPayload<C> } = {
       },
     ],
     interfaces: [
-      { name: 'eth0', mac: '52:54:00:12:34:56', mtu: 1500, operstate: 'up', carrier: true, speedMbps: 1000, addresses: ['10.0.0.1/24'] },
+      {
+        name: 'eth0',
+        mac: '52:54:00:12:34:56',
+        mtu: 1500,
+        operstate: 'up',
+        carrier: true,
+        speedMbps: 1000,
+        addresses: ['10.0.0.1/24'],
+      },
     ],
   },
   obs: {
@@ -47,7 +55,14 @@ const valid: { [C in NodeChannel]: ChannelPayload<C> } = {
     at: 1_700_000_000_000,
     observations: [{ driver: 'process', target: 'nginx', state: 'running', metrics: { rssBytes: 1e6 } }],
   },
-  event: { ...base, seq: 3, at: 1_700_000_000_000, kind: 'nic.link_down', severity: 'warning', message: 'eth1 down' },
+  event: {
+    ...base,
+    seq: 3,
+    at: 1_700_000_000_000,
+    kind: 'nic.link_down',
+    severity: 'warning',
+    message: 'eth1 down',
+  },
   cmd: {
     v: 1,
     id: uuid,
@@ -102,45 +117,192 @@ describe('decode accepts a valid payload of every channel', () => {
   })
 })
 
-type Mutation = { channel: NodeChannel; name: string; mutate: (v: Record<string, unknown>) => void; field: string }
+/** The first element of a list inside a payload under mutation. */
+const first = (list: unknown) => (list as Record<string, unknown>[])[0] as Record<string, unknown>
+
+type Mutation = {
+  channel: NodeChannel
+  name: string
+  mutate: (v: Record<string, unknown>) => void
+  field: string
+}
 const mutations: Mutation[] = [
-  { channel: 'hb', name: 'negative seq', mutate: (v) => { v.seq = -1 }, field: 'seq' },
-  { channel: 'hb', name: 'fractional seq', mutate: (v) => { v.seq = 1.5 }, field: 'seq' },
-  { channel: 'hb', name: 'missing incarnation', mutate: (v) => { delete v.incarnation }, field: 'incarnation' },
-  { channel: 'hb', name: 'wrong version', mutate: (v) => { v.v = 2 }, field: 'v' },
-  { channel: 'hb', name: 'interval too small', mutate: (v) => { v.intervalMs = 1 }, field: 'intervalMs' },
-  { channel: 'hb', name: 'unknown field', mutate: (v) => { v.extra = 1 }, field: 'extra' },
-  { channel: 'hb', name: 'node with a slash', mutate: (v) => { v.node = 'a/b' }, field: 'node' },
-  { channel: 'hb', name: 'string sentAt', mutate: (v) => { v.sentAt = 'now' }, field: 'sentAt' },
-  { channel: 'status', name: 'unknown state', mutate: (v) => { v.state = 'zombie' }, field: 'state' },
-  { channel: 'status', name: 'capabilities not a list', mutate: (v) => { v.capabilities = 'ping' }, field: 'capabilities' },
-  { channel: 'facts', name: 'bad load tuple', mutate: (v) => { v.load = [1, 2] }, field: 'load' },
+  {
+    channel: 'hb',
+    name: 'negative seq',
+    mutate: (v) => {
+      v.seq = -1
+    },
+    field: 'seq',
+  },
+  {
+    channel: 'hb',
+    name: 'fractional seq',
+    mutate: (v) => {
+      v.seq = 1.5
+    },
+    field: 'seq',
+  },
+  {
+    channel: 'hb',
+    name: 'missing incarnation',
+    mutate: (v) => {
+      delete v.incarnation
+    },
+    field: 'incarnation',
+  },
+  {
+    channel: 'hb',
+    name: 'wrong version',
+    mutate: (v) => {
+      v.v = 2
+    },
+    field: 'v',
+  },
+  {
+    channel: 'hb',
+    name: 'interval too small',
+    mutate: (v) => {
+      v.intervalMs = 1
+    },
+    field: 'intervalMs',
+  },
+  {
+    channel: 'hb',
+    name: 'unknown field',
+    mutate: (v) => {
+      v.extra = 1
+    },
+    field: 'extra',
+  },
+  {
+    channel: 'hb',
+    name: 'node with a slash',
+    mutate: (v) => {
+      v.node = 'a/b'
+    },
+    field: 'node',
+  },
+  {
+    channel: 'hb',
+    name: 'string sentAt',
+    mutate: (v) => {
+      v.sentAt = 'now'
+    },
+    field: 'sentAt',
+  },
+  {
+    channel: 'status',
+    name: 'unknown state',
+    mutate: (v) => {
+      v.state = 'zombie'
+    },
+    field: 'state',
+  },
+  {
+    channel: 'status',
+    name: 'capabilities not a list',
+    mutate: (v) => {
+      v.capabilities = 'ping'
+    },
+    field: 'capabilities',
+  },
+  {
+    channel: 'facts',
+    name: 'bad load tuple',
+    mutate: (v) => {
+      v.load = [1, 2]
+    },
+    field: 'load',
+  },
   {
     channel: 'facts',
     name: 'bad filesystem entry',
-    mutate: (v) => { (v.filesystems as Record<string, unknown>[])[0]!.sizeBytes = -5 },
+    mutate: (v) => {
+      first(v.filesystems).sizeBytes = -5
+    },
     field: 'filesystems.0.sizeBytes',
   },
   {
     channel: 'facts',
     name: 'unknown operstate',
-    mutate: (v) => { (v.interfaces as Record<string, unknown>[])[0]!.operstate = 'sideways' },
+    mutate: (v) => {
+      first(v.interfaces).operstate = 'sideways'
+    },
     field: 'interfaces.0.operstate',
   },
-  { channel: 'facts', name: 'zero cpus', mutate: (v) => { v.cpus = 0 }, field: 'cpus' },
+  {
+    channel: 'facts',
+    name: 'zero cpus',
+    mutate: (v) => {
+      v.cpus = 0
+    },
+    field: 'cpus',
+  },
   {
     channel: 'obs',
     name: 'unknown observation state',
-    mutate: (v) => { (v.observations as Record<string, unknown>[])[0]!.state = 'meh' },
+    mutate: (v) => {
+      first(v.observations).state = 'meh'
+    },
     field: 'observations.0.state',
   },
-  { channel: 'event', name: 'kind with capitals', mutate: (v) => { v.kind = 'Nic.Down' }, field: 'kind' },
-  { channel: 'event', name: 'unknown severity', mutate: (v) => { v.severity = 'fatal' }, field: 'severity' },
-  { channel: 'cmd', name: 'id not a uuid', mutate: (v) => { v.id = 'x' }, field: 'id' },
-  { channel: 'cmd', name: 'unknown action', mutate: (v) => { v.action = 'rm-rf' }, field: 'action' },
-  { channel: 'cmd', name: 'issuer without epoch', mutate: (v) => { v.issuer = { hub: 'hub' } }, field: 'issuer.epoch' },
-  { channel: 'ack', name: 'unknown status', mutate: (v) => { v.status = 'maybe' }, field: 'status' },
-  { channel: 'ack', name: 'error without message', mutate: (v) => { v.error = { code: 'x' } }, field: 'error.message' },
+  {
+    channel: 'event',
+    name: 'kind with capitals',
+    mutate: (v) => {
+      v.kind = 'Nic.Down'
+    },
+    field: 'kind',
+  },
+  {
+    channel: 'event',
+    name: 'unknown severity',
+    mutate: (v) => {
+      v.severity = 'fatal'
+    },
+    field: 'severity',
+  },
+  {
+    channel: 'cmd',
+    name: 'id not a uuid',
+    mutate: (v) => {
+      v.id = 'x'
+    },
+    field: 'id',
+  },
+  {
+    channel: 'cmd',
+    name: 'unknown action',
+    mutate: (v) => {
+      v.action = 'rm-rf'
+    },
+    field: 'action',
+  },
+  {
+    channel: 'cmd',
+    name: 'issuer without epoch',
+    mutate: (v) => {
+      v.issuer = { hub: 'hub' }
+    },
+    field: 'issuer.epoch',
+  },
+  {
+    channel: 'ack',
+    name: 'unknown status',
+    mutate: (v) => {
+      v.status = 'maybe'
+    },
+    field: 'status',
+  },
+  {
+    channel: 'ack',
+    name: 'error without message',
+    mutate: (v) => {
+      v.error = { code: 'x' }
+    },
+    field: 'error.message',
+  },
 ]
 
 describe('decode rejects a payload with a wrong field, naming the field', () => {

@@ -78,7 +78,11 @@ export function decode<C extends NodeChannel>(
   if (expectedNode !== undefined && channel !== 'cmd') {
     const speaker = (value as { node: string }).node
     if (speaker !== expectedNode) {
-      return fail('node_mismatch', `node: payload says "${speaker}" on the topic of "${expectedNode}"`, 'node')
+      return fail(
+        'node_mismatch',
+        `node: payload says "${speaker}" on the topic of "${expectedNode}"`,
+        'node',
+      )
     }
   }
   return { ok: true, value }

@@ -1,3 +1,3 @@
-export * from './topics.js'
-export * from './schemas.js'
 export * from './codec.js'
+export * from './schemas.js'
+export * from './topics.js'

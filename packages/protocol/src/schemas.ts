@@ -78,7 +78,11 @@ export const factsSchema = z.strictObject({
   incarnation,
   collectedAt: epochMs,
   hostname: z.string().max(255),
-  os: z.strictObject({ platform: z.string().max(32), release: z.string().max(128), arch: z.string().max(32) }),
+  os: z.strictObject({
+    platform: z.string().max(32),
+    release: z.string().max(128),
+    arch: z.string().max(32),
+  }),
   cpus: z.number().int().positive().max(100_000),
   memory: z.strictObject({ totalBytes: count, availableBytes: count }),
   load: z.tuple([nonNegative, nonNegative, nonNegative]),

@@ -14,7 +14,14 @@ export const NODE_CHANNELS = ['hb', 'status', 'facts', 'obs', 'event', 'cmd', 'a
 export type NodeChannel = (typeof NODE_CHANNELS)[number]
 
 /** Channels an agent publishes on (the hub subscribes to these). */
-export const AGENT_CHANNELS = ['hb', 'status', 'facts', 'obs', 'event', 'ack'] as const satisfies readonly NodeChannel[]
+export const AGENT_CHANNELS = [
+  'hb',
+  'status',
+  'facts',
+  'obs',
+  'event',
+  'ack',
+] as const satisfies readonly NodeChannel[]
 
 /** Cluster and node names: safe as MQTT topic levels, label values and file names. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
@@ -42,7 +49,14 @@ export interface ParsedTopic {
 export function parseTopic(topic: string): ParsedTopic | null {
   const parts = topic.split('/')
   if (parts.length !== 6) return null
-  const [root, version, cluster, kind, node, channel] = parts as [string, string, string, string, string, string]
+  const [root, version, cluster, kind, node, channel] = parts as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ]
   if (`${root}/${version}` !== TOPIC_ROOT || kind !== 'node') return null
   if (!isValidName(cluster) || !isValidName(node)) return null
   if (!(NODE_CHANNELS as readonly string[]).includes(channel)) return null

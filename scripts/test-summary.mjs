@@ -1,0 +1,27 @@
+// Prints one closing line for the whole suite from every package's vitest JSON report:
+//   "tests: N passed, N failed, N skipped"
+// Exits 1 if any test failed or if no test ran at all (an empty suite proves nothing).
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+const root = new URL('..', import.meta.url).pathname
+const dirs = ['packages', 'apps'].flatMap((d) => readdirSync(join(root, d)).map((p) => join(root, d, p)))
+dirs.push(join(root, 'test'))
+
+let passed = 0
+let failed = 0
+let skipped = 0
+for (const dir of dirs) {
+  const file = join(dir, 'test-results', 'vitest.json')
+  if (!existsSync(file)) continue
+  const r = JSON.parse(readFileSync(file, 'utf8'))
+  passed += r.numPassedTests
+  failed += r.numFailedTests
+  skipped += r.numPendingTests + (r.numTodoTests ?? 0)
+  const name = dir.slice(root.length).padEnd(16)
+  console.log(
+    `  ${name} ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`,
+  )
+}
+console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`)
+process.exit(failed > 0 || passed === 0 ? 1 : 0)
