@@ -1,5 +1,11 @@
-import { readFileSync } from 'node:fs'
-import { BoundedQueue, type Clock, type Logger, systemClock } from '@vigil/kit'
+import {
+  BoundedQueue,
+  type Clock,
+  type Logger,
+  readConfigFile,
+  readSecretFile,
+  systemClock,
+} from '@vigil/kit'
 import {
   type AgentEvent,
   type Command,
@@ -25,6 +31,8 @@ export interface AgentDeps {
 export interface RunningAgent {
   node: string
   incarnation: number
+  /** True while connected to the broker. */
+  readonly connected: boolean
   /** Queue an edge event; sent now if connected, else buffered (bounded, oldest dropped). */
   emit(event: Pick<AgentEvent, 'kind' | 'severity' | 'message'> & { attrs?: AgentEvent['attrs'] }): void
   stop(): Promise<void>
@@ -73,10 +81,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   }
   if (config.mqtt.username) options.username = config.mqtt.username
   const password = config.mqtt.passwordFile
-    ? readFileSync(config.mqtt.passwordFile, 'utf8').trim()
+    ? readSecretFile(config.mqtt.passwordFile, 'mqtt.passwordFile')
     : deps.mqttPassword
   if (password) options.password = password
-  if (config.mqtt.caFile) options.ca = readFileSync(config.mqtt.caFile)
+  if (config.mqtt.caFile) options.ca = readConfigFile(config.mqtt.caFile, 'mqtt.caFile')
 
   const client: MqttClient = mqtt.connect(config.mqtt.url, options)
 
@@ -97,8 +105,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   }
 
   const flushBuffer = () => {
-    if (buffer.dropped > reportedDrops) {
-      const dropped = buffer.dropped - reportedDrops
+    // Drain before anything new is emitted, or a new event would evict a buffered one.
+    // Sorted: a send that failed was put back after newer events; the hub expects seq order.
+    const pending = buffer.drain().sort((x, y) => x.seq - y.seq)
+    for (const event of pending) sendEvent(event)
+    if (pending.length > 0) log.info({ replayed: pending.length }, 'buffered events sent')
+    const dropped = buffer.dropped - reportedDrops
+    if (dropped > 0) {
       reportedDrops = buffer.dropped
       emit({
         kind: 'agent.events_dropped',
@@ -107,9 +120,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         attrs: { dropped },
       })
     }
-    const pending = buffer.drain()
-    for (const event of pending) sendEvent(event)
-    if (pending.length > 0) log.info({ replayed: pending.length }, 'buffered events sent')
   }
 
   const emit: RunningAgent['emit'] = (e) => {
@@ -240,6 +250,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   return {
     node: config.node,
     incarnation,
+    get connected() {
+      return client.connected
+    },
     emit,
     async stop() {
       stopping = true

@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, describeFlags, parseFlags, VigilError } from '@vigil/kit'
+import { ConfigError, createLogger, describeFlags, parseFlags, startupFailure, VigilError } from '@vigil/kit'
 import { startAgent } from './agent.js'
 import { type AgentConfig, agentFlags, loadAgentConfig } from './config.js'
 import { agentEnv } from './env.js'
@@ -23,11 +23,16 @@ export async function runAgentCli(argv: string[]): Promise<number> {
     throw err
   }
   const log = createLogger('agent', config.log.level)
-  const agent = await startAgent(config, {
-    log,
-    mqttPassword: agentEnv.mqttPassword,
-    version: agentEnv.version,
-  })
+  let agent: Awaited<ReturnType<typeof startAgent>>
+  try {
+    agent = await startAgent(config, {
+      log,
+      mqttPassword: agentEnv.mqttPassword,
+      version: agentEnv.version,
+    })
+  } catch (err) {
+    return startupFailure('agent', err)
+  }
   log.info({ node: agent.node, incarnation: agent.incarnation, cluster: config.cluster }, 'agent running')
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve())

@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
-import { type Clock, type Logger, systemClock, VigilError } from '@vigil/kit'
+import { type Clock, type Logger, readConfigFile, readSecretFile, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { createApi } from './api.js'
@@ -56,9 +55,11 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   if (config.mqtt.url) {
     mqttUrl = config.mqtt.url
     if (config.mqtt.username) mqttOptions.username = config.mqtt.username
-    const password = config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile) : deps.mqttPassword
+    const password = config.mqtt.passwordFile
+      ? readSecretFile(config.mqtt.passwordFile, 'mqtt.passwordFile')
+      : deps.mqttPassword
     if (password) mqttOptions.password = password
-    if (config.mqtt.caFile) mqttOptions.ca = readFileSync(config.mqtt.caFile)
+    if (config.mqtt.caFile) mqttOptions.ca = readConfigFile(config.mqtt.caFile, 'mqtt.caFile')
   } else {
     broker = await startEmbeddedBroker(splitHostPort(config.broker.listen), {
       allowAnonymous: config.broker.allowAnonymous,
@@ -176,13 +177,5 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       store.close()
       if (broker) await broker.close()
     },
-  }
-}
-
-function readSecret(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').trim()
-  } catch (cause) {
-    throw new VigilError('config_unreadable', `cannot read secret file ${file}`, { cause })
   }
 }

@@ -14,6 +14,7 @@ import {
 } from '@vigil/protocol'
 import type { HubMetrics, HubRejectReason } from './metrics.js'
 import type { LiveNode, NodeTable, StateChange } from './nodes.js'
+import { SeqWindow } from './seq-window.js'
 import type { EventRow, HubStore, NewEvent } from './store.js'
 
 type AgentChannel = (typeof AGENT_CHANNELS)[number]
@@ -72,7 +73,7 @@ export class Ingest {
       case 'status': {
         const status = accept('status')
         if (!status) return
-        this.onStatus(status)
+        this.onStatus(status, topic)
         break
       }
       case 'facts': {
@@ -90,7 +91,7 @@ export class Ingest {
       case 'event': {
         const event = accept('event')
         if (!event) return
-        this.onAgentEvent(event)
+        this.onAgentEvent(event, topic)
         break
       }
       case 'ack': {
@@ -138,6 +139,7 @@ export class Ingest {
     if (current !== incarnation) {
       node.row.incarnation = incarnation
       node.lastSeq = null
+      node.events = new SeqWindow()
       this.store.saveNode(node.row)
       if (current !== null) {
         this.appendEvent({
@@ -154,12 +156,12 @@ export class Ingest {
     return true
   }
 
-  private onStatus(status: Status): void {
+  private onStatus(status: Status, topic: string): void {
     const nowWall = this.clock.wallMs()
     const { node } = this.table.ensure(status.node, this.clock.monoMs(), nowWall)
     // Retained messages from an earlier run arrive at hub start; they describe history, not now.
     if (node.row.incarnation !== null && status.incarnation < node.row.incarnation) return
-    if (!this.acceptIncarnation(node, status.incarnation, '', nowWall)) return
+    if (!this.acceptIncarnation(node, status.incarnation, topic, nowWall)) return
     node.row.role = status.role
     node.row.agentVersion = status.agentVersion
     node.row.capabilities = status.capabilities
@@ -188,9 +190,15 @@ export class Ingest {
     node.observations = batch.observations
   }
 
-  private onAgentEvent(event: AgentEvent): void {
-    const { node, created } = this.table.ensure(event.node, this.clock.monoMs(), this.clock.wallMs())
+  private onAgentEvent(event: AgentEvent, topic: string): void {
+    const nowWall = this.clock.wallMs()
+    const { node, created } = this.table.ensure(event.node, this.clock.monoMs(), nowWall)
     if (created) this.store.saveNode(node.row)
+    // An event can be the first message of a new run (sent before its first heartbeat).
+    if (node.row.incarnation === null || event.incarnation > node.row.incarnation) {
+      this.acceptIncarnation(node, event.incarnation, topic, nowWall)
+    }
+    if (event.incarnation === node.row.incarnation && !node.events.accept(event.seq)) return // a resend
     this.appendEvent({
       at: event.at,
       node: event.node,

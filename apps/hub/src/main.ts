@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, describeFlags, parseFlags, VigilError } from '@vigil/kit'
+import { ConfigError, createLogger, describeFlags, parseFlags, startupFailure, VigilError } from '@vigil/kit'
 import { type HubConfig, hubFlags, loadHubConfig } from './config.js'
 import { hubEnv } from './env.js'
 import { startHub } from './hub.js'
@@ -23,7 +23,12 @@ export async function runHubCli(argv: string[]): Promise<number> {
     throw err
   }
   const log = createLogger('hub', config.log.level)
-  const hub = await startHub(config, { log, mqttPassword: hubEnv.mqttPassword, version: hubEnv.version })
+  let hub: Awaited<ReturnType<typeof startHub>>
+  try {
+    hub = await startHub(config, { log, mqttPassword: hubEnv.mqttPassword, version: hubEnv.version })
+  } catch (err) {
+    return startupFailure('hub', err)
+  }
   log.info(
     {
       httpUrl: hub.httpUrl,

@@ -45,7 +45,10 @@ export class HubMetrics {
   readonly heartbeatDelay = new Histogram({
     name: 'vigil_heartbeat_delay_seconds',
     help: 'From an agent sending a heartbeat (its wall clock) to the hub state reflecting it; includes clock skew.',
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    buckets: [
+      0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
+      1, 2.5,
+    ],
     registers: [this.registry],
   })
   readonly nodeStateChanges = new Counter({

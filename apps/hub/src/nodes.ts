@@ -1,5 +1,6 @@
 import type { Facts, Observation } from '@vigil/protocol'
 import { type LivenessPolicy, type NodeState, nextLivenessState } from './liveness.js'
+import { SeqWindow } from './seq-window.js'
 import type { NodeRow } from './store.js'
 
 /** A node as the API and live feed show it. */
@@ -31,6 +32,8 @@ interface LiveNode {
   willReceived: boolean
   heartbeatDirty: boolean
   observations: Observation[]
+  /** De-duplicates the current incarnation's events (QoS 1 and buffer replays resend). */
+  events: SeqWindow
 }
 
 /**
@@ -51,6 +54,7 @@ export class NodeTable {
         willReceived: false,
         heartbeatDirty: false,
         observations: [],
+        events: new SeqWindow(),
       })
     }
   }
@@ -80,6 +84,7 @@ export class NodeTable {
       willReceived: false,
       heartbeatDirty: false,
       observations: [],
+      events: new SeqWindow(),
     }
     this.nodes.set(id, node)
     return { node, created: true }

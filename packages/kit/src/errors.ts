@@ -32,3 +32,22 @@ export function toVigilError(thrown: unknown, code: VigilErrorCode = 'internal')
   const message = thrown instanceof Error ? thrown.message : String(thrown)
   return new VigilError(code, message, { cause: thrown })
 }
+
+/**
+ * Turns a failure to start (address in use, unreadable secret, ...) into one clear line on stderr
+ * and an exit code: 2 for configuration problems, 1 otherwise.
+ */
+export function startupFailure(component: string, err: unknown): number {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number }
+  if (e?.code === 'EADDRINUSE' || e?.code === 'EADDRNOTAVAIL' || e?.code === 'EACCES') {
+    console.error(
+      `vigil ${component}: cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code} (${e.message})`,
+    )
+    return 1
+  }
+  if (err instanceof VigilError) {
+    console.error(`vigil ${component}: ${err.message}`)
+    return err.code === 'config_unreadable' || err.code === 'config_invalid' ? 2 : 1
+  }
+  throw err
+}

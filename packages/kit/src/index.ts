@@ -9,5 +9,6 @@ export {
   type Override,
   parseConfig,
 } from './config.js'
-export { toVigilError, VigilError, type VigilErrorCode } from './errors.js'
+export { startupFailure, toVigilError, VigilError, type VigilErrorCode } from './errors.js'
 export { createLogger, type Logger, type LogLevel, RateLimitedLog } from './log.js'
+export { readConfigFile, readSecretFile } from './secrets.js'

@@ -1,0 +1,185 @@
+// bench/ingest: N simulated agents publish heartbeats and observation batches through the hub's
+// embedded broker. Measures messages/s ingested, heartbeat-to-state latency (p50/p99, from the hub's
+// vigil_heartbeat_delay_seconds histogram), and hub RSS and CPU. Prints JSON, then a table.
+//   node bench/ingest/run.mjs [--agents 2000] [--rate 4] [--processes 2] [--warmup 10] [--seconds 30] [--runs 1]
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  counter,
+  freePort,
+  histogram,
+  histogramQuantile,
+  markdownTable,
+  median,
+  sampleProcess,
+} from '../lib.mjs'
+
+const { values } = parseArgs({
+  options: {
+    agents: { type: 'string', default: '2000' },
+    rate: { type: 'string', default: '4' },
+    processes: { type: 'string', default: '2' },
+    warmup: { type: 'string', default: '10' },
+    seconds: { type: 'string', default: '30' },
+    runs: { type: 'string', default: '1' },
+    'obs-every': { type: 'string', default: '5000' },
+  },
+})
+const agents = Number(values.agents)
+const rate = Number(values.rate)
+const procs = Number(values.processes)
+const intervalMs = Math.round(1000 / rate)
+const root = new URL('../..', import.meta.url).pathname
+const vigil = join(root, 'apps/cli/bin/vigil.js')
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+async function once(run) {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-ingest-'))
+  const [httpPort, mqttPort] = [await freePort(), await freePort()]
+  const hub = spawn(
+    process.execPath,
+    [
+      vigil,
+      'hub',
+      '--listen',
+      `127.0.0.1:${httpPort}`,
+      '--broker-listen',
+      `127.0.0.1:${mqttPort}`,
+      '--db',
+      join(dir, 'hub.sqlite'),
+      '--log-level',
+      'warn',
+      '--lost-after',
+      '60000',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  )
+  const base = `http://127.0.0.1:${httpPort}`
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) break
+    } catch {}
+    if (i > 100) throw new Error('hub did not become ready')
+    await sleep(100)
+  }
+  const loaders = []
+  const per = Math.ceil(agents / procs)
+  for (let p = 0; p < procs; p++) {
+    const count = Math.min(per, agents - p * per)
+    const child = spawn(
+      process.execPath,
+      [
+        join(import.meta.dirname, 'load.mjs'),
+        `mqtt://127.0.0.1:${mqttPort}`,
+        String(p * per),
+        String(count),
+        String(intervalMs),
+        values['obs-every'],
+        'default',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    let out = ''
+    child.stdout.on('data', (d) => {
+      out += d
+    })
+    loaders.push({ child, output: () => out })
+  }
+  // Wait for every agent to be online, then warm up.
+  for (let i = 0; ; i++) {
+    const text = await (await fetch(`${base}/metrics`)).text()
+    const online = Number(/^vigil_nodes\{state="online"\}\s+(\S+)/m.exec(text)?.[1] ?? 0)
+    if (online >= agents) break
+    if (i > 600) throw new Error(`only ${online} of ${agents} agents came online`)
+    await sleep(100)
+  }
+  await sleep(Number(values.warmup) * 1000)
+
+  const metricsBefore = await (await fetch(`${base}/metrics`)).text()
+  const hubBefore = sampleProcess(hub.pid)
+  const loadBefore = loaders.map((l) => sampleProcess(l.child.pid))
+  const t0 = performance.now()
+  const rss = []
+  const until = t0 + Number(values.seconds) * 1000
+  while (performance.now() < until) {
+    await sleep(1000)
+    rss.push(sampleProcess(hub.pid).rssBytes)
+  }
+  const elapsed = (performance.now() - t0) / 1000
+  const metricsAfter = await (await fetch(`${base}/metrics`)).text()
+  const hubAfter = sampleProcess(hub.pid)
+  const loadAfter = loaders.map((l) => sampleProcess(l.child.pid))
+
+  const hist = 'vigil_heartbeat_delay_seconds'
+  const [hb, ha] = [histogram(metricsBefore, hist), histogram(metricsAfter, hist)]
+  const received = (name) => counter(metricsAfter, name) - counter(metricsBefore, name)
+  const msgs = ['hb', 'obs'].map((c) => {
+    const re = new RegExp(`^vigil_messages_received_total\\{channel="${c}"\\}\\s+(\\S+)`, 'm')
+    return Number(re.exec(metricsAfter)?.[1] ?? 0) - Number(re.exec(metricsBefore)?.[1] ?? 0)
+  })
+  const result = {
+    run,
+    agents,
+    heartbeatsPerAgentPerSecond: rate,
+    seconds: Math.round(elapsed * 10) / 10,
+    messagesPerSecond: Math.round((msgs[0] + msgs[1]) / elapsed),
+    heartbeatsPerSecond: Math.round(msgs[0] / elapsed),
+    expectedHeartbeatsPerSecond: agents * rate,
+    heartbeatsMissed: received('vigil_heartbeats_missed_total'),
+    rejected: received('vigil_messages_rejected_total'),
+    latencyP50Ms: round(histogramQuantile(0.5, hb, ha) * 1000),
+    latencyP99Ms: round(histogramQuantile(0.99, hb, ha) * 1000),
+    latencyMeanMs: round(((ha.sum - hb.sum) / Math.max(1, ha.count - hb.count)) * 1000),
+    hubRssMiB: round(median(rss) / 2 ** 20),
+    hubCpuPercentOfOneCore: round(((hubAfter.cpuSeconds - hubBefore.cpuSeconds) / elapsed) * 100),
+    loadGeneratorsCpuPercentOfOneCore: round(
+      ((loadAfter.reduce((s, x) => s + x.cpuSeconds, 0) - loadBefore.reduce((s, x) => s + x.cpuSeconds, 0)) /
+        elapsed) *
+        100,
+    ),
+  }
+  for (const l of loaders) l.child.kill('SIGTERM')
+  await Promise.all(loaders.map((l) => new Promise((r) => l.child.on('exit', r))))
+  hub.kill('SIGTERM')
+  await new Promise((r) => hub.on('exit', r))
+  rmSync(dir, { recursive: true, force: true })
+  return result
+}
+
+function round(x) {
+  return x === null || Number.isNaN(x) ? null : Math.round(x * 100) / 100
+}
+
+const results = []
+for (let run = 1; run <= Number(values.runs); run++) results.push(await once(run))
+const summary = {
+  benchmark: 'ingest',
+  when: new Date().toISOString(),
+  machine: { cpus: (await import('node:os')).availableParallelism(), node: process.version },
+  runs: results,
+  median: Object.fromEntries(
+    ['messagesPerSecond', 'latencyP50Ms', 'latencyP99Ms', 'hubRssMiB', 'hubCpuPercentOfOneCore'].map((k) => [
+      k,
+      median(results.map((r) => r[k])),
+    ]),
+  ),
+}
+console.log(JSON.stringify(summary, null, 2))
+console.log()
+console.log(
+  markdownTable(results, [
+    'run',
+    'agents',
+    'messagesPerSecond',
+    'heartbeatsPerSecond',
+    'expectedHeartbeatsPerSecond',
+    'latencyP50Ms',
+    'latencyP99Ms',
+    'hubRssMiB',
+    'hubCpuPercentOfOneCore',
+    'loadGeneratorsCpuPercentOfOneCore',
+  ]),
+)

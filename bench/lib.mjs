@@ -1,0 +1,78 @@
+// Shared helpers for benchmarks: process sampling, Prometheus parsing, quantiles, output.
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+const TICKS = 100 // USER_HZ on Linux
+/** CPU seconds (user+system) and RSS bytes of a process, from /proc. */
+export function sampleProcess(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / TICKS
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
+  return { cpuSeconds, rssBytes: rssKb * 1024 }
+}
+
+/** Parses a Prometheus histogram's cumulative buckets: [{le, count}], plus sum and count. */
+export function histogram(text, name) {
+  const buckets = []
+  let sum = 0
+  let count = 0
+  for (const line of text.split('\n')) {
+    let m = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\}\\s+(\\S+)`).exec(line)
+    if (m)
+      buckets.push({ le: m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), count: Number(m[2]) })
+    m = new RegExp(`^${name}_sum\\s+(\\S+)`).exec(line)
+    if (m) sum = Number(m[1])
+    m = new RegExp(`^${name}_count\\s+(\\S+)`).exec(line)
+    if (m) count = Number(m[1])
+  }
+  return { buckets, sum, count }
+}
+
+export function counter(text, name) {
+  const m = new RegExp(`^${name}\\s+(\\S+)`, 'm').exec(text)
+  return m ? Number(m[1]) : 0
+}
+
+/** Quantile of the difference of two cumulative histograms, linearly interpolated within a bucket (as histogram_quantile). */
+export function histogramQuantile(q, before, after) {
+  const delta = after.buckets.map((b, i) => ({ le: b.le, count: b.count - (before.buckets[i]?.count ?? 0) }))
+  const total = delta.at(-1)?.count ?? 0
+  if (total === 0) return null
+  const rank = q * total
+  let prevLe = 0
+  let prevCount = 0
+  for (const b of delta) {
+    if (b.count >= rank) {
+      if (b.le === Number.POSITIVE_INFINITY) return prevLe
+      return prevLe + ((b.le - prevLe) * (rank - prevCount)) / Math.max(1, b.count - prevCount)
+    }
+    prevLe = b.le
+    prevCount = b.count
+  }
+  return prevLe
+}
+
+export function median(values) {
+  const s = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+
+/** A markdown table from rows of objects. */
+export function markdownTable(rows, columns) {
+  const head = `| ${columns.join(' | ')} |`
+  const sep = `| ${columns.map(() => '---').join(' | ')} |`
+  return [head, sep, ...rows.map((r) => `| ${columns.map((c) => r[c]).join(' | ')} |`)].join('\n')
+}
