@@ -11,6 +11,12 @@ export class SeqWindow {
 
   /** True the first time `seq` is offered; false for a duplicate (or a gap too old to remember). */
   accept(seq: number): boolean {
+    if (this.highest === -1) {
+      // The first sequence seen sets the floor: anything older was handled before this hub
+      // (re)started, or is lost; accepting it could store an event twice.
+      this.highest = seq
+      return true
+    }
     if (seq > this.highest) {
       for (let s = Math.max(this.highest + 1, seq - this.maxMissing); s < seq; s++) this.missing.add(s)
       for (const s of this.missing) {
