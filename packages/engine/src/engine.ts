@@ -1,0 +1,283 @@
+import { phiParams, StepContext } from './context.js'
+import { applyFenceResult, evaluateNodes, fenceNodes } from './nodes.js'
+import { emptyPhi, recordArrival } from './phi.js'
+import { actionOutcome, applyGuestHeartbeat, applyResourceState, manageResources } from './resources.js'
+import type { ClusterSpec } from './spec.js'
+import type {
+  EngineEnv,
+  EngineState,
+  Input,
+  NodeState,
+  OperatorOp,
+  ResourceState,
+  StepResult,
+} from './types.js'
+
+function freshNode(now: number): NodeState {
+  // The hub detector is seeded as if heard at start: a node never heard becomes suspect, then
+  // dead, within the normal detection time, instead of staying "unknown" forever.
+  return {
+    hub: { lastAt: now, intervals: [] },
+    heard: false,
+    disk: emptyPhi(),
+    hears: null,
+    power: { state: 'unknown', at: now, device: null },
+    condition: 'unknown',
+    conditionSince: now,
+    silentSince: null,
+    health: { score: 50, critical: false, bad: 0, good: 0 },
+    fence: {
+      phase: 'idle',
+      level: 0,
+      actionId: null,
+      startedAt: null,
+      awaiting: [],
+      offAt: null,
+      reason: null,
+      correlationId: null,
+      forced: null,
+    },
+    maintenance: null,
+  }
+}
+
+function freshResource(now: number): ResourceState {
+  return {
+    node: null,
+    phase: 'stopped',
+    phaseSince: now,
+    observed: {},
+    failures: [],
+    step: 0,
+    handledFailure: null,
+    pending: null,
+    avoid: null,
+    move: null,
+    maintenance: null,
+    guest: null,
+    correlationId: null,
+  }
+}
+
+export function initialState(spec: ClusterSpec, now: number): EngineState {
+  const state: EngineState = {
+    schema: 1,
+    nodes: {},
+    resources: {},
+    governor: { fences: [], restarts: [] },
+    maintenance: null,
+  }
+  reconcile(spec, state, now)
+  return state
+}
+
+/** Adds state for nodes and resources new in the spec (a config reload); keeps the rest. */
+function reconcile(spec: ClusterSpec, state: EngineState, now: number): void {
+  for (const n of spec.nodes) state.nodes[n.id] ??= freshNode(now)
+  for (const r of spec.resources) state.resources[r.id] ??= freshResource(now)
+}
+
+/**
+ * The engine: a pure function of the cluster spec, the previous state, the inputs since the last
+ * step and the env (time, ids). The input state is not modified. Call it whenever inputs arrive
+ * and periodically (every 100 ms in the hub) so that silence is noticed.
+ */
+export function step(
+  spec: ClusterSpec,
+  previous: EngineState,
+  inputs: readonly Input[],
+  env: EngineEnv,
+): StepResult {
+  const ctx = new StepContext(spec, structuredClone(previous), env)
+  reconcile(spec, ctx.state, ctx.now)
+  for (const input of inputs) apply(ctx, input)
+  expireMaintenance(ctx)
+  evaluateNodes(ctx)
+  fenceNodes(ctx)
+  manageResources(ctx)
+  return { state: ctx.state, actions: ctx.actions, records: ctx.records }
+}
+
+function apply(ctx: StepContext, input: Input): void {
+  switch (input.type) {
+    case 'heartbeat': {
+      const n = ctx.state.nodes[input.node]
+      if (!n) return
+      n.hub = n.heard
+        ? recordArrival(n.hub, ctx.now, phiParams(ctx.spec.detection.hub))
+        : recordArrival({ lastAt: null, intervals: [] }, ctx.now, phiParams(ctx.spec.detection.hub))
+      n.heard = true
+      return
+    }
+    case 'disk-heartbeat': {
+      const n = ctx.state.nodes[input.node]
+      if (n) n.disk = recordArrival(n.disk, ctx.now, phiParams(ctx.spec.detection.disk))
+      return
+    }
+    case 'peer-view': {
+      const n = ctx.state.nodes[input.node]
+      if (n) n.hears = { at: ctx.now, peers: [...input.hears].sort() }
+      return
+    }
+    case 'guest-heartbeat':
+      applyGuestHeartbeat(ctx, input.resource)
+      return
+    case 'resource-state':
+      if (ctx.state.nodes[input.node] || ctx.spec.resources.some((r) => r.id === input.node)) {
+        applyResourceState(ctx, input.node, input.resource, input.state, input.reason)
+      }
+      return
+    case 'power-state': {
+      const n = ctx.state.nodes[input.node]
+      if (n) n.power = { state: input.state, at: ctx.now, device: input.device }
+      return
+    }
+    case 'action-result':
+      actionOutcome(ctx, input.actionId, input.ok, input.error)
+      return
+    case 'fence-result':
+      applyFenceResult(ctx, input.node, input.actionId, input.device, input.outcome)
+      return
+    case 'operator':
+      operator(ctx, input.op)
+      return
+    case 'hub-restarted':
+      hubRestarted(ctx)
+      return
+  }
+}
+
+/**
+ * The hub was down: it heard nothing meanwhile, which says nothing about the nodes. The detectors
+ * of nodes it believed alive are re-armed as if heard now (keeping their learned intervals), so they
+ * get a fresh grace period instead of all looking dead at once.
+ */
+function hubRestarted(ctx: StepContext): void {
+  for (const n of Object.values(ctx.state.nodes)) {
+    // Only nodes believed alive get a fresh grace period; silent ones stay silent.
+    if (
+      n.condition !== 'healthy' &&
+      n.condition !== 'unknown' &&
+      n.condition !== 'partitioned' &&
+      n.condition !== 'frozen'
+    )
+      continue
+    n.hub = { ...n.hub, lastAt: ctx.now }
+    if (n.disk.lastAt !== null) n.disk = { ...n.disk, lastAt: ctx.now }
+    n.hears = null
+    n.silentSince = null
+  }
+  for (const r of Object.values(ctx.state.resources)) if (r.guest) r.guest = { ...r.guest, lastAt: ctx.now }
+  ctx.record({
+    kind: 'operator',
+    summary: 'hub restarted: state resumed, failure detectors re-armed',
+    rule: 'hub.restarted',
+  })
+}
+
+function operator(ctx: StepContext, op: OperatorOp): void {
+  switch (op.op) {
+    case 'move': {
+      const r = ctx.state.resources[op.resource]
+      if (!r || !ctx.state.nodes[op.node]) return
+      r.move = { node: op.node, until: ctx.now + op.forMs }
+      ctx.record({
+        kind: 'operator',
+        resource: op.resource,
+        node: op.node,
+        summary: `operator: move to ${op.node} for ${Math.round(op.forMs / 1000)} s`,
+        rule: 'operator.move',
+      })
+      return
+    }
+    case 'maintenance': {
+      const m = op.on ? { until: op.forMs === undefined ? null : ctx.now + op.forMs } : null
+      const what = op.scope === 'cluster' ? 'cluster' : `${op.scope} ${op.id}`
+      if (op.scope === 'cluster') ctx.state.maintenance = m
+      else if (op.scope === 'node' && op.id && ctx.state.nodes[op.id])
+        (ctx.state.nodes[op.id] as NodeState).maintenance = m
+      else if (op.scope === 'resource' && op.id && ctx.state.resources[op.id])
+        (ctx.state.resources[op.id] as ResourceState).maintenance = m
+      else return
+      const until = op.forMs === undefined ? '' : ` for ${Math.round(op.forMs / 1000)} s (re-arms by itself)`
+      ctx.record({
+        kind: 'operator',
+        node: op.scope === 'node' ? op.id : undefined,
+        resource: op.scope === 'resource' ? op.id : undefined,
+        summary: `operator: maintenance ${op.on ? 'on' : 'off'} for ${what}${op.on ? until : ''}`,
+        rule: 'operator.maintenance',
+      })
+      return
+    }
+    case 'cleanup': {
+      const r = ctx.state.resources[op.resource]
+      if (!r) return
+      r.failures = []
+      r.step = 0
+      r.avoid = null
+      r.handledFailure = null // the current failure, if any, is acted on afresh
+      if (r.phase === 'blocked') {
+        r.phase = r.node && r.observed[r.node]?.state === 'running' ? 'running' : 'recovering'
+        if (r.phase === 'recovering')
+          r.node = r.node && r.observed[r.node]?.state === 'stopped' ? null : r.node
+      }
+      ctx.record({
+        kind: 'operator',
+        resource: op.resource,
+        summary: 'operator: cleanup (fail counts cleared, unblocked)',
+        rule: 'operator.cleanup',
+      })
+      return
+    }
+    case 'ack-fence': {
+      const n = ctx.state.nodes[op.node]
+      if (!n || n.condition === 'healthy') return
+      n.fence.phase = 'confirmed'
+      n.fence.actionId = null
+      n.fence.reason = `acknowledged off by ${op.by}`
+      n.power = { state: 'off', at: ctx.now, device: `operator ${op.by}` }
+      ctx.record({
+        kind: 'fence-result',
+        node: op.node,
+        summary: `fence confirmed: ${op.by} acknowledged the node is off (meatware)`,
+        rule: 'fence.operator-ack',
+        correlationId: n.fence.correlationId,
+      })
+      return
+    }
+  }
+}
+
+function expireMaintenance(ctx: StepContext): void {
+  const expired = (m: { until: number | null } | null) => m !== null && m.until !== null && m.until <= ctx.now
+  if (expired(ctx.state.maintenance)) {
+    ctx.state.maintenance = null
+    ctx.record({
+      kind: 'operator',
+      summary: 'cluster maintenance expired: re-armed',
+      rule: 'maintenance.expired',
+    })
+  }
+  for (const [id, n] of Object.entries(ctx.state.nodes)) {
+    if (expired(n.maintenance)) {
+      n.maintenance = null
+      ctx.record({
+        kind: 'operator',
+        node: id,
+        summary: 'node maintenance expired: re-armed',
+        rule: 'maintenance.expired',
+      })
+    }
+  }
+  for (const [id, r] of Object.entries(ctx.state.resources)) {
+    if (expired(r.maintenance)) {
+      r.maintenance = null
+      ctx.record({
+        kind: 'operator',
+        resource: id,
+        summary: 'resource maintenance expired: re-armed',
+        rule: 'maintenance.expired',
+      })
+    }
+  }
+}

@@ -1,0 +1,13 @@
+export { initialState, step } from './engine.js'
+export { emptyPhi, type PhiParams, type PhiState, phi, phiOf, recordArrival, silenceToReach } from './phi.js'
+export { type WhatIf, whatIfPlan } from './plan.js'
+export {
+  type ClusterSpec,
+  checkClusterSpec,
+  clusterSpecSchema,
+  type NodeSpec,
+  policyOf,
+  type ResourcePolicy,
+  type ResourceSpec,
+} from './spec.js'
+export type * from './types.js'

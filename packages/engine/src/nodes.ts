@@ -1,0 +1,360 @@
+import type { StepContext } from './context.js'
+import type { FenceOutcome, NodeCondition, NodeState } from './types.js'
+
+const SCORES: Record<NodeCondition, number> = {
+  unknown: 50,
+  healthy: 100,
+  suspect: 70,
+  partitioned: 50,
+  frozen: 50,
+  isolated: 20,
+  dead: 0,
+}
+
+/** Classifies every node from its channels; freezes instead when too many go silent at once. */
+export function evaluateNodes(ctx: StepContext): void {
+  const { detection, governor } = ctx.spec
+  const tentative = new Map<string, NodeCondition>()
+  for (const spec of ctx.nodeSpecs) {
+    const n = ctx.node(spec.id)
+    const hubAlive = ctx.hubAlive(spec.id)
+    const peers = ctx.peersHearing(spec.id).length > 0
+    const disk = ctx.diskAlive(spec.id)
+    const powerOff = ctx.provenOff(spec.id)
+    if ((hubAlive || peers) && !powerOff) n.silentSince = null
+    else n.silentSince ??= ctx.now
+    let next: NodeCondition
+    if (powerOff) next = 'dead'
+    else if (hubAlive) next = n.heard ? 'healthy' : 'unknown'
+    else if (peers) next = 'partitioned'
+    else if (ctx.now - (n.silentSince ?? ctx.now) < detection.confirmMs) next = 'suspect'
+    else next = disk === true ? 'isolated' : 'dead'
+    tentative.set(spec.id, next)
+  }
+
+  // Hub-side partition guard: many nodes of one failure domain going silent together is far more
+  // likely the hub's (or a switch's) problem than many simultaneous host deaths. Freeze them.
+  const domains = new Map<string, string[]>()
+  for (const spec of ctx.nodeSpecs)
+    domains.set(spec.failureDomain, [...(domains.get(spec.failureDomain) ?? []), spec.id])
+  for (const [domain, members] of domains) {
+    const known = members.filter((id) => ctx.node(id).heard)
+    const silent = known.filter((id) => {
+      const c = tentative.get(id)
+      const n = ctx.node(id)
+      return (
+        (c === 'suspect' || c === 'dead' || c === 'isolated') &&
+        n.power.state !== 'off' &&
+        n.fence.phase !== 'confirmed' &&
+        n.silentSince !== null &&
+        n.silentSince >= ctx.now - governor.freezeWindowMs
+      )
+    })
+    if (silent.length >= 2 && silent.length / Math.max(1, known.length) > governor.freezeShare) {
+      const wasFrozen = silent.some((id) => ctx.node(id).condition === 'frozen')
+      for (const id of silent) tentative.set(id, 'frozen')
+      if (!wasFrozen) {
+        const id = ctx.record({
+          kind: 'freeze',
+          summary: `${silent.length} of ${known.length} nodes in failure domain "${domain}" went silent together (${silent.join(', ')}): freezing, no fencing or failover until they are heard again`,
+          rule: 'governor.freeze-share',
+        })
+        ctx.alert(
+          id,
+          'critical',
+          `domain:${domain}`,
+          `hub-side partition suspected: ${silent.join(', ')} silent together`,
+        )
+      }
+    }
+  }
+
+  for (const spec of ctx.nodeSpecs) {
+    const n = ctx.node(spec.id)
+    const next = tentative.get(spec.id) ?? n.condition
+    if (next !== n.condition) {
+      const from = n.condition
+      n.condition = next
+      n.conditionSince = ctx.now
+      if (!(from === 'unknown' && next === 'healthy')) {
+        ctx.record({
+          kind: 'node-condition',
+          node: spec.id,
+          summary: `${from} -> ${next}`,
+          rule: `classify.${next}`,
+          classification: next,
+          evidence: ctx.evidence(spec.id),
+        })
+      }
+    }
+    updateHealth(n, ctx.spec.detection.failuresBeforeCritical, ctx.spec.detection.successesBeforePassing)
+  }
+}
+
+/** Consul-style hysteresis: N bad evaluations before critical, M good ones before passing again. */
+function updateHealth(n: NodeState, failuresBeforeCritical: number, successesBeforePassing: number): void {
+  const good = n.condition === 'healthy'
+  n.health.good = good ? n.health.good + 1 : 0
+  n.health.bad = good ? 0 : n.health.bad + 1
+  if (!n.health.critical && n.health.bad >= failuresBeforeCritical) n.health.critical = true
+  if (n.health.critical && n.health.good >= successesBeforePassing) n.health.critical = false
+  n.health.score = n.health.critical ? Math.min(SCORES[n.condition], 40) : SCORES[n.condition]
+}
+
+/**
+ * Fencing: a dead or isolated node (or one a resource could not be stopped on) is powered off
+ * through its levels in order, and counts as fenced only when every device of a level read it back
+ * off and no heartbeat arrived afterwards. Nothing of the node's is started elsewhere before that.
+ */
+export function fenceNodes(ctx: StepContext): void {
+  for (const spec of ctx.nodeSpecs) {
+    const n = ctx.node(spec.id)
+    const f = n.fence
+    const needs =
+      (n.condition === 'dead' || n.condition === 'isolated' || f.forced !== null) &&
+      !ctx.inMaintenance(spec.id)
+
+    if (n.condition === 'healthy' && f.forced === null && f.phase !== 'running' && f.phase !== 'verifying') {
+      if (f.phase === 'confirmed') {
+        ctx.record({
+          kind: 'fence',
+          node: spec.id,
+          summary: 'back after being fenced: rejoins as healthy',
+          rule: 'fence.rejoin',
+          correlationId: f.correlationId,
+        })
+      }
+      if (f.phase !== 'idle') resetFence(n)
+      continue
+    }
+    if (f.phase === 'verifying') {
+      verify(ctx, spec.id)
+      continue
+    }
+    if (f.phase === 'running') {
+      // The device's answer may be lost (a hub restart): its power status read back off counts.
+      if (ctx.provenOff(spec.id) && f.startedAt !== null && n.power.at >= f.startedAt) {
+        f.phase = 'confirmed'
+        f.actionId = null
+        f.reason = `power read back off by ${n.power.device ?? 'a fence device'}`
+        ctx.record({
+          kind: 'fence-result',
+          node: spec.id,
+          summary: `fence confirmed: ${f.reason}`,
+          rule: 'fence.status-read-back',
+          correlationId: f.correlationId,
+        })
+        continue
+      }
+      const level = spec.fencing[f.level]
+      if (level && f.startedAt !== null && ctx.now - f.startedAt >= level.timeoutMs) {
+        levelFailed(ctx, spec.id, `no result within ${level.timeoutMs} ms`)
+      }
+      continue
+    }
+    if (!needs || f.phase === 'confirmed' || f.phase === 'failed') {
+      if (!needs && (f.phase === 'delayed' || f.phase === 'held')) resetFence(n)
+      continue
+    }
+    // Proven off already (a device's periodic status read says off, and the hub hears nothing).
+    if (ctx.provenOff(spec.id)) {
+      f.phase = 'confirmed'
+      f.reason = `power read back off by ${n.power.device ?? 'a fence device'}`
+      f.correlationId ??= ctx.record({
+        kind: 'fence-result',
+        node: spec.id,
+        summary: `fenced: ${f.reason}`,
+        rule: 'fence.proven-off',
+        evidence: ctx.evidence(spec.id),
+      })
+      continue
+    }
+    if (spec.fencing.length === 0) {
+      f.phase = 'failed'
+      f.reason = 'no fence devices configured'
+      const id = ctx.record({
+        kind: 'refuse',
+        node: spec.id,
+        summary: `cannot be fenced (no fence devices): its resources will not be started elsewhere until an operator acknowledges it is off`,
+        rule: 'fence.no-devices',
+        evidence: ctx.evidence(spec.id),
+      })
+      f.correlationId = id
+      ctx.alert(id, 'critical', `node:${spec.id}`, `${spec.id} is ${n.condition} and cannot be fenced`)
+      continue
+    }
+    const sinceNeeded = ctx.now - n.conditionSince
+    if (spec.fenceDelayMs > 0 && f.forced === null && sinceNeeded < spec.fenceDelayMs) {
+      if (f.phase !== 'delayed') {
+        f.phase = 'delayed'
+        ctx.record({
+          kind: 'fence',
+          node: spec.id,
+          summary: `fence delayed ${spec.fenceDelayMs} ms (fenceDelayMs)`,
+          rule: 'fence.delay',
+        })
+      }
+      continue
+    }
+    const g = ctx.state.governor
+    g.fences = g.fences.filter((t) => ctx.now - t < ctx.spec.governor.windowMs)
+    if (g.fences.length >= ctx.spec.governor.maxFences) {
+      if (f.phase !== 'held') {
+        f.phase = 'held'
+        const id = ctx.record({
+          kind: 'refuse',
+          node: spec.id,
+          summary: `fence held: ${g.fences.length} fences in the last ${ctx.spec.governor.windowMs / 1000} s reached the governor's limit (${ctx.spec.governor.maxFences})`,
+          rule: 'governor.max-fences',
+          evidence: ctx.evidence(spec.id),
+        })
+        ctx.alert(
+          id,
+          'critical',
+          `node:${spec.id}`,
+          `fence of ${spec.id} held by the governor (fence storm?)`,
+        )
+      }
+      continue
+    }
+    g.fences.push(ctx.now)
+    const decision = ctx.record({
+      kind: 'fence',
+      node: spec.id,
+      summary: `fencing: ${f.forced ?? `node is ${n.condition}`}`,
+      rule: f.forced ? 'fence.stop-failed' : `fence.${n.condition}`,
+      classification: n.condition,
+      evidence: ctx.evidence(spec.id),
+    })
+    f.correlationId = decision
+    startLevel(ctx, spec.id, 0, decision)
+  }
+}
+
+function startLevel(ctx: StepContext, nodeId: string, level: number, decision: string): void {
+  const spec = ctx.nodeSpec(nodeId)
+  const lv = spec?.fencing[level]
+  if (!spec || !lv) return
+  const f = ctx.node(nodeId).fence
+  f.phase = 'running'
+  f.level = level
+  f.startedAt = ctx.now
+  f.awaiting = [...lv.devices]
+  f.offAt = null
+  f.actionId = ctx.act({
+    type: 'fence',
+    decision,
+    node: nodeId,
+    level,
+    devices: lv.devices,
+    timeoutMs: lv.timeoutMs,
+  })
+  if (level > 0) {
+    ctx.record({
+      kind: 'fence',
+      node: nodeId,
+      summary: `trying fence level ${level + 1}: ${lv.devices.join(' + ')}`,
+      rule: 'fence.next-level',
+      correlationId: f.correlationId,
+    })
+  }
+}
+
+function levelFailed(ctx: StepContext, nodeId: string, why: string): void {
+  const spec = ctx.nodeSpec(nodeId)
+  const f = ctx.node(nodeId).fence
+  if (!spec) return
+  ctx.record({
+    kind: 'fence-result',
+    node: nodeId,
+    summary: `fence level ${f.level + 1} failed: ${why}`,
+    rule: 'fence.level-failed',
+    correlationId: f.correlationId,
+  })
+  if (f.level + 1 < spec.fencing.length) {
+    startLevel(ctx, nodeId, f.level + 1, f.correlationId ?? '')
+    return
+  }
+  f.phase = 'failed'
+  f.actionId = null
+  f.reason = why
+  const id = ctx.record({
+    kind: 'refuse',
+    node: nodeId,
+    summary: `fence failed at every level: its resources will not be started elsewhere`,
+    rule: 'fence.all-levels-failed',
+    evidence: ctx.evidence(nodeId),
+    correlationId: f.correlationId,
+  })
+  ctx.alert(
+    id,
+    'critical',
+    `node:${nodeId}`,
+    `fencing ${nodeId} failed at every level; no failover until it is fenced or acknowledged off`,
+  )
+}
+
+/** A device's answer for the current fence action. */
+export function applyFenceResult(
+  ctx: StepContext,
+  nodeId: string,
+  actionId: string,
+  device: string,
+  outcome: FenceOutcome,
+): void {
+  const n = ctx.state.nodes[nodeId]
+  if (!n || n.fence.actionId !== actionId || n.fence.phase !== 'running') return // late answer for an older attempt
+  const f = n.fence
+  if (outcome !== 'off') {
+    levelFailed(ctx, nodeId, `${device}: ${outcome}`)
+    return
+  }
+  f.awaiting = f.awaiting.filter((d) => d !== device)
+  if (f.awaiting.length > 0) return
+  f.phase = 'verifying'
+  f.offAt = ctx.now
+  verify(ctx, nodeId)
+}
+
+/** Off by every device; confirmed unless the node is heard after that (a lying or wrong device). */
+function verify(ctx: StepContext, nodeId: string): void {
+  const n = ctx.node(nodeId)
+  const f = n.fence
+  if (f.offAt === null) return
+  if (n.hub.lastAt !== null && n.hub.lastAt > f.offAt && n.heard) {
+    levelFailed(ctx, nodeId, 'device reported off, but the node is still sending heartbeats')
+    return
+  }
+  if (ctx.hubAlive(nodeId) && ctx.now - f.offAt < ctx.spec.detection.fenceVerifyMs) return
+  f.phase = 'confirmed'
+  f.actionId = null
+  f.forced = null
+  n.power = {
+    state: 'off',
+    at: ctx.now,
+    device: ctx.nodeSpec(nodeId)?.fencing[f.level]?.devices.join('+') ?? null,
+  }
+  f.reason = `off, read back by ${n.power.device}`
+  ctx.record({
+    kind: 'fence-result',
+    node: nodeId,
+    summary: `fence confirmed: ${f.reason}, no heartbeat since`,
+    rule: 'fence.confirmed',
+    correlationId: f.correlationId,
+  })
+}
+
+export function resetFence(n: NodeState): void {
+  n.fence = {
+    phase: 'idle',
+    level: 0,
+    actionId: null,
+    startedAt: null,
+    awaiting: [],
+    offAt: null,
+    reason: null,
+    correlationId: null,
+    forced: null,
+  }
+  if (n.power.state === 'off') n.power = { state: 'unknown', at: n.power.at, device: null }
+}

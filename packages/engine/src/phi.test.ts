@@ -1,0 +1,51 @@
+import { describe, expect, test } from 'vitest'
+import { emptyPhi, type PhiParams, phi, phiOf, recordArrival, silenceToReach } from './phi.js'
+
+const params: PhiParams = { firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 250, window: 100 }
+
+function steady(intervalMs: number, count: number) {
+  let s = emptyPhi()
+  for (let i = 0; i < count; i++) s = recordArrival(s, i * intervalMs, params)
+  return { state: s, last: (count - 1) * intervalMs }
+}
+
+describe('phi accrual', () => {
+  test('is Infinity before anything was heard', () => {
+    expect(phi(emptyPhi(), 0, params)).toBe(Number.POSITIVE_INFINITY)
+  })
+
+  test('stays low right after a heartbeat and grows with silence', () => {
+    const { state, last } = steady(250, 40)
+    const values = [0, 250, 500, 750, 1000, 1500].map((d) => phi(state, last + d, params))
+    expect(values[0]).toBeLessThan(0.5)
+    for (let i = 1; i < values.length; i++) expect(values[i]).toBeGreaterThan(values[i - 1] as number)
+    expect(values.at(-1)).toBeGreaterThan(8)
+  })
+
+  test('one missed heartbeat does not reach a threshold of 8', () => {
+    const { state, last } = steady(250, 40)
+    expect(phi(state, last + 2 * 250, params)).toBeLessThan(8)
+  })
+
+  test('adapts: a jittery history tolerates longer silence than a regular one', () => {
+    let jittery = emptyPhi()
+    let t = 0
+    for (let i = 0; i < 60; i++) {
+      t += i % 2 === 0 ? 100 : 400
+      jittery = recordArrival(jittery, t, params)
+    }
+    const regular = steady(250, 60)
+    expect(phi(jittery, t + 700, params)).toBeLessThan(phi(regular.state, regular.last + 700, params))
+  })
+
+  test('keeps at most `window` intervals and ignores out-of-order arrivals', () => {
+    const { state } = steady(10, 500)
+    expect(state.intervals.length).toBe(100)
+    expect(recordArrival(state, 0, params)).toBe(state)
+  })
+
+  test('silenceToReach inverts phiOf', () => {
+    const ms = silenceToReach(8, 500, 50)
+    expect(phiOf(ms, 500, 50)).toBeCloseTo(8, 3)
+  })
+})

@@ -1,0 +1,602 @@
+import type { StepContext } from './context.js'
+import { phiParams } from './context.js'
+import { emptyPhi, phi, recordArrival } from './phi.js'
+import { candidatesFor } from './placement.js'
+import { policyOf, type ResourceSpec } from './spec.js'
+import type { ObservedState, PendingAction, ResourcePhase, ResourceState } from './types.js'
+
+const STARTS: ReadonlySet<PendingAction['type']> = new Set(['start', 'restart', 'reset-vm', 'reboot-vm'])
+
+/**
+ * Why a copy of the resource may still be running on `nodeId`, or null if it surely is not.
+ * The rule behind "a resource never runs on two hosts": a node counts as clean only when it is
+ * fenced (confirmed), or its agent reported the resource stopped (and nothing was started since).
+ */
+export function mayRunOn(ctx: StepContext, spec: ResourceSpec, nodeId: string): string | null {
+  if (spec.allowedNodes && !spec.allowedNodes.includes(nodeId)) return null // never started there
+  const n = ctx.node(nodeId)
+  if (n.fence.phase === 'confirmed') return null
+  const r = ctx.state.resources[spec.id] as ResourceState
+  if (r.pending && r.pending.node === nodeId && STARTS.has(r.pending.type))
+    return `a ${r.pending.type} is in flight there`
+  const o = r.observed[nodeId]
+  if (o?.state === 'stopped') return null
+  if (n.condition === 'healthy') return o ? `it is ${o.state} there` : 'no report from its agent yet'
+  return `node is ${n.condition} and ${o ? `it was last ${o.state} there` : 'never reported it'}`
+}
+
+function setPhase(
+  ctx: StepContext,
+  id: string,
+  r: ResourceState,
+  phase: ResourcePhase,
+  why: string,
+  rule: string,
+): void {
+  if (r.phase === phase) return
+  ctx.record({
+    kind: 'resource-phase',
+    resource: id,
+    node: r.node ?? undefined,
+    summary: `${r.phase} -> ${phase}: ${why}`,
+    rule,
+    correlationId: r.correlationId,
+  })
+  r.phase = phase
+  r.phaseSince = ctx.now
+}
+
+function unmanaged(ctx: StepContext, spec: ResourceSpec, r: ResourceState): boolean {
+  return (
+    spec.unmanaged ||
+    r.maintenance !== null ||
+    ctx.state.maintenance !== null ||
+    (r.node !== null && ctx.state.nodes[r.node]?.maintenance != null)
+  )
+}
+
+function guestHung(ctx: StepContext, r: ResourceState): boolean {
+  if (!r.guest) return false
+  return phi(r.guest, ctx.now, phiParams(ctx.spec.detection.guest)) >= ctx.spec.detection.guest.threshold
+}
+
+export function manageResources(ctx: StepContext): void {
+  for (const spec of ctx.resourceSpecs) manageOne(ctx, spec)
+}
+
+function manageOne(ctx: StepContext, spec: ResourceSpec): void {
+  const r = ctx.state.resources[spec.id] as ResourceState
+  const policy = policyOf(ctx.spec, spec)
+  if (r.move && r.move.until <= ctx.now) {
+    ctx.record({
+      kind: 'operator',
+      resource: spec.id,
+      summary: `manual move to ${r.move.node} expired: constraint removed (stickiness keeps it where it is)`,
+      rule: 'operator.move-expired',
+    })
+    r.move = null
+  }
+  r.failures = r.failures.filter((f) => ctx.now - f.at < policy.failureTimeoutMs)
+  if (r.failures.length === 0 && r.step > 0 && r.phase !== 'blocked') r.step = 0
+
+  if (unmanaged(ctx, spec, r)) {
+    if (r.node === null)
+      r.node =
+        Object.keys(r.observed)
+          .sort()
+          .find((n) => r.observed[n]?.state === 'running') ?? null
+    setPhase(
+      ctx,
+      spec.id,
+      r,
+      'unmanaged',
+      'in maintenance or unmanaged: observed, never acted on',
+      'maintenance.unmanaged',
+    )
+    return
+  }
+  if (r.phase === 'unmanaged') {
+    const running = r.node && r.observed[r.node]?.state === 'running'
+    setPhase(ctx, spec.id, r, running ? 'running' : 'recovering', 'managed again', 'maintenance.rearmed')
+  }
+  if (r.phase === 'blocked') return
+
+  // The world may already show the outcome even though the result was lost (a hub restart).
+  if (r.pending) {
+    const o = r.observed[r.pending.node]
+    const expected = r.pending.type === 'stop' ? 'stopped' : 'running'
+    if (
+      o &&
+      o.at > r.pending.issuedAt &&
+      o.state === expected &&
+      (r.pending.type === 'stop' || spec.kind !== 'guest-app')
+    ) {
+      actionOutcome(ctx, r.pending.actionId, true)
+    }
+  }
+  if (r.pending && ctx.now >= r.pending.deadline) {
+    actionOutcome(ctx, r.pending.actionId, false, {
+      kind: 'transient',
+      message: `no result within ${policy.actionTimeoutMs} ms`,
+    })
+  }
+  if (r.pending) return
+
+  if (spec.kind === 'guest-app') {
+    manageGuestApp(ctx, spec, r)
+    return
+  }
+
+  // A copy where it does not belong (a resumed guest, a node back from a partition): stop it.
+  // Without a home yet, a single running copy is adopted by place() instead.
+  for (const node of r.node === null ? [] : ctx.nodeSpecs) {
+    if (node.id === r.node) continue
+    const o = r.observed[node.id]
+    const n = ctx.node(node.id)
+    if (o && o.state !== 'stopped' && n.condition === 'healthy' && n.fence.phase !== 'confirmed') {
+      const decision = ctx.record({
+        kind: 'stop',
+        resource: spec.id,
+        node: node.id,
+        summary: `${o.state} on ${node.id} as well as ${r.node ?? 'nowhere else'}: stopping the copy on ${node.id}`,
+        rule: 'safety.extra-copy',
+      })
+      const actionId = ctx.act({ type: 'stop', decision, resource: spec.id, node: node.id })
+      r.pending = {
+        actionId,
+        type: 'stop',
+        node: node.id,
+        issuedAt: ctx.now,
+        deadline: ctx.now + policy.actionTimeoutMs,
+        then: null,
+      }
+      return
+    }
+  }
+
+  if (r.node) {
+    const n = ctx.node(r.node)
+    if (n.fence.phase === 'confirmed') {
+      r.observed[r.node] = { state: 'stopped', at: ctx.now, reason: 'node fenced' }
+      ctx.record({
+        kind: 'resource-phase',
+        resource: spec.id,
+        node: r.node,
+        summary: `stopped: its node ${r.node} was fenced`,
+        rule: 'recover.node-fenced',
+        correlationId: n.fence.correlationId,
+      })
+      r.correlationId = n.fence.correlationId
+      r.avoid = r.node
+      r.node = null
+      r.phase = 'recovering'
+      r.phaseSince = ctx.now
+    } else if (n.condition !== 'healthy' && n.condition !== 'unknown') {
+      setPhase(ctx, spec.id, r, 'waiting', `its node ${r.node} is ${n.condition}`, `wait.node-${n.condition}`)
+      return
+    }
+  }
+
+  if (r.node) {
+    const o = r.observed[r.node]
+    if (!o) return
+    const hung = spec.kind === 'vm' && o.state === 'running' && guestHung(ctx, r)
+    if (o.state === 'running' && !hung) {
+      setPhase(ctx, spec.id, r, 'running', `running on ${r.node}`, 'observed.running')
+      if (r.move && r.move.node !== r.node) relocateForMove(ctx, spec, r)
+      return
+    }
+    const key = hung ? `hang@${r.guest?.lastAt}` : `${o.state}@${o.at}`
+    if (r.handledFailure !== key) {
+      const reason = hung
+        ? 'guest heartbeat stalled (guest hung)'
+        : `${o.state} on ${r.node}${o.reason ? ` (${o.reason})` : ''}`
+      handleFailure(ctx, spec, r, reason, key, hung ? 'hung' : o.state)
+    }
+    return
+  }
+  place(ctx, spec, r)
+}
+
+function handleFailure(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  reason: string,
+  key: string,
+  observed: ObservedState | 'hung',
+): void {
+  const policy = policyOf(ctx.spec, spec)
+  r.handledFailure = key
+  const node = r.node as string
+  const countAt = (step: number) =>
+    r.failures.filter((f) => f.step === step && ctx.now - f.at < policy.windowMs).length
+  while (r.step < policy.ladder.length && countAt(r.step) >= policy.maxRestarts) r.step++
+  if (r.step >= policy.ladder.length) {
+    block(
+      ctx,
+      spec,
+      r,
+      `${reason}; recovery ladder exhausted (${policy.ladder.join(' -> ')}, ${policy.maxRestarts} per step)`,
+      'ladder.exhausted',
+    )
+    return
+  }
+  const g = ctx.state.governor
+  g.restarts = g.restarts.filter((t) => ctx.now - t < ctx.spec.governor.windowMs)
+  if (g.restarts.length >= ctx.spec.governor.maxRestarts) {
+    block(
+      ctx,
+      spec,
+      r,
+      `${reason}; governor: ${g.restarts.length} restarts in the window reached its limit`,
+      'governor.max-restarts',
+    )
+    return
+  }
+  g.restarts.push(ctx.now)
+  r.failures.push({ at: ctx.now, step: r.step })
+  const step = policy.ladder[r.step] as string
+  const decision = ctx.record({
+    kind: step === 'relocate' ? 'stop' : step === 'restart' ? 'restart' : 'recover-vm',
+    resource: spec.id,
+    node,
+    summary: `${reason}: ${step} (failure ${countAt(r.step)} of ${policy.maxRestarts} at this step)`,
+    rule: `ladder.${step}`,
+  })
+  r.correlationId = decision
+  const pend = (
+    type: PendingAction['type'],
+    target: string,
+    on: string,
+    then: PendingAction['then'] = null,
+  ) => {
+    const actionId = ctx.act({ type, decision, resource: target, node: on } as never)
+    r.pending = {
+      actionId,
+      type,
+      node: on,
+      issuedAt: ctx.now,
+      deadline: ctx.now + policy.actionTimeoutMs,
+      then,
+    }
+  }
+  if (step === 'restart') {
+    if (spec.kind === 'vm' && observed === 'hung') {
+      r.guest = null // re-armed by the first heartbeat after the reset
+      pend('reset-vm', spec.id, node)
+    } else if (spec.kind === 'vm' && observed !== 'running') pend('start', spec.id, node)
+    else pend('restart', spec.id, node)
+  } else if (step === 'reboot-vm' || step === 'reset-vm') {
+    const vm = spec.kind === 'guest-app' ? (spec.vm as string) : spec.id
+    const vmNode = ctx.state.resources[vm]?.node
+    if (!vmNode) {
+      block(ctx, spec, r, `${reason}; its vm ${vm} has no node to ${step} on`, 'ladder.no-vm')
+      return
+    }
+    pend(step, vm, vmNode)
+  } else if (spec.kind === 'guest-app') {
+    relocateVm(ctx, spec.vm as string, decision)
+  } else {
+    r.avoid = node
+    pend('stop', spec.id, node, 'place')
+  }
+  setPhase(ctx, spec.id, r, 'recovering', `${step} after: ${reason}`, `ladder.${step}`)
+}
+
+function block(ctx: StepContext, spec: ResourceSpec, r: ResourceState, why: string, rule: string): void {
+  r.phase = 'blocked'
+  r.phaseSince = ctx.now
+  const id = ctx.record({
+    kind: 'blocked',
+    resource: spec.id,
+    node: r.node ?? undefined,
+    summary: `blocked: ${why}; run cleanup once fixed`,
+    rule,
+  })
+  ctx.alert(id, 'critical', `resource:${spec.id}`, `${spec.id} is blocked: ${why}`)
+}
+
+function relocateVm(ctx: StepContext, vmId: string, decision: string): void {
+  const vm = ctx.state.resources[vmId]
+  const vmSpec = ctx.spec.resources.find((x) => x.id === vmId)
+  if (!vm || !vmSpec || !vm.node || vm.pending) return
+  vm.avoid = vm.node
+  vm.correlationId = decision
+  const actionId = ctx.act({ type: 'stop', decision, resource: vmId, node: vm.node })
+  vm.pending = {
+    actionId,
+    type: 'stop',
+    node: vm.node,
+    issuedAt: ctx.now,
+    deadline: ctx.now + policyOf(ctx.spec, vmSpec).actionTimeoutMs,
+    then: 'place',
+  }
+  setPhase(
+    ctx,
+    vmId,
+    vm,
+    'recovering',
+    'relocating so that its guest application recovers elsewhere',
+    'ladder.relocate-vm',
+  )
+}
+
+function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
+  const move = r.move
+  if (!move || !r.node) return
+  const target = candidatesFor(ctx, spec).find((c) => c.node === move.node)
+  if (!target || target.eliminated) return
+  const decision = ctx.record({
+    kind: 'stop',
+    resource: spec.id,
+    node: r.node,
+    summary: `operator move to ${move.node}: stopping on ${r.node}`,
+    rule: 'operator.move',
+  })
+  const actionId = ctx.act({ type: 'stop', decision, resource: spec.id, node: r.node })
+  r.pending = {
+    actionId,
+    type: 'stop',
+    node: r.node,
+    issuedAt: ctx.now,
+    deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
+    then: 'place',
+  }
+  setPhase(ctx, spec.id, r, 'stopping', `moving to ${move.node}`, 'operator.move')
+}
+
+/** A guest application lives inside its vm: its "node" is the vm, reached through the guest agent. */
+function manageGuestApp(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
+  const vmId = spec.vm as string
+  const vm = ctx.state.resources[vmId]
+  if (!vm || vm.phase !== 'running') {
+    setPhase(ctx, spec.id, r, 'waiting', `its vm ${vmId} is ${vm?.phase ?? 'unknown'}`, 'wait.vm')
+    return
+  }
+  r.node = vmId
+  const o = r.observed[vmId]
+  if (!o) return
+  if (o.state === 'running') {
+    setPhase(ctx, spec.id, r, 'running', `running in ${vmId}`, 'observed.running')
+    return
+  }
+  const key = `${o.state}@${o.at}`
+  if (r.handledFailure !== key)
+    handleFailure(ctx, spec, r, `${o.state} in ${vmId}${o.reason ? ` (${o.reason})` : ''}`, key, o.state)
+}
+
+function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
+  const frozen = ctx.nodeSpecs.filter((n) => ctx.node(n.id).condition === 'frozen').map((n) => n.id)
+  if (frozen.length > 0) {
+    setPhase(
+      ctx,
+      spec.id,
+      r,
+      'waiting',
+      `placement paused while a hub-side partition is suspected (${frozen.join(', ')} frozen)`,
+      'wait.frozen',
+    )
+    return
+  }
+  for (const dep of spec.dependsOn) {
+    if (ctx.state.resources[dep]?.phase !== 'running') {
+      setPhase(ctx, spec.id, r, 'waiting', `waiting for ${dep} to run first`, 'order.depends-on')
+      return
+    }
+  }
+  const maybe = ctx.nodeSpecs
+    .map((n) => ({ node: n.id, why: mayRunOn(ctx, spec, n.id) }))
+    .filter((x) => x.why !== null)
+  if (
+    maybe.length === 1 &&
+    ctx.node(maybe[0]?.node as string).condition === 'healthy' &&
+    r.observed[maybe[0]?.node as string]?.state === 'running'
+  ) {
+    const node = maybe[0]?.node as string
+    r.node = node
+    ctx.record({
+      kind: 'resource-phase',
+      resource: spec.id,
+      node,
+      summary: `found running on ${node}: adopted`,
+      rule: 'adopt.running',
+    })
+    setPhase(ctx, spec.id, r, 'running', `running on ${node}`, 'adopt.running')
+    return
+  }
+  // Several healthy nodes report it running (started by hand, or found at start): adopt the
+  // best-placed copy; the extra-copy rule stops the others on the next step.
+  const running = maybe.filter(
+    (m) => ctx.node(m.node).condition === 'healthy' && r.observed[m.node]?.state === 'running',
+  )
+  if (running.length > 1 && running.length === maybe.length) {
+    const ranked = candidatesFor(ctx, spec).filter((c) => running.some((m) => m.node === c.node))
+    const keep = ranked[0]?.node ?? (running[0]?.node as string)
+    r.node = keep
+    ctx.record({
+      kind: 'resource-phase',
+      resource: spec.id,
+      node: keep,
+      summary: `found running on ${running.map((m) => m.node).join(' and ')}: keeping ${keep}`,
+      rule: 'adopt.best-copy',
+    })
+    setPhase(ctx, spec.id, r, 'running', `running on ${keep}`, 'adopt.best-copy')
+    return
+  }
+  if (maybe.length > 0) {
+    const why = maybe.map((m) => `${m.node}: ${m.why}`).join('; ')
+    if (r.phase !== 'waiting' || !ctx.records.some((x) => x.resource === spec.id)) {
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'waiting',
+        `may still run elsewhere (${why}): not starting another copy`,
+        'safety.copy-may-run',
+      )
+    }
+    return
+  }
+  const candidates = candidatesFor(ctx, spec)
+  const best = candidates.find((c) => c.eliminated === null)
+  if (!best) {
+    if (r.phase !== 'waiting') {
+      setPhase(ctx, spec.id, r, 'waiting', 'no node can take it', 'placement.none')
+      const id = ctx.record({
+        kind: 'refuse',
+        resource: spec.id,
+        summary: 'cannot be placed: no eligible node',
+        rule: 'placement.none',
+        candidates,
+      })
+      ctx.alert(id, 'critical', `resource:${spec.id}`, `${spec.id} cannot be placed on any node`)
+    }
+    return
+  }
+  const decision = ctx.record({
+    kind: 'place',
+    resource: spec.id,
+    node: best.node,
+    summary: `starting on ${best.node} (score ${best.score}${
+      candidates.length > 1
+        ? `; ${candidates
+            .filter((c) => c !== best)
+            .map((c) => `${c.node}: ${c.eliminated ?? `score ${c.score}`}`)
+            .join(', ')}`
+        : ''
+    })`,
+    rule: r.move?.node === best.node ? 'operator.move' : 'placement.best-score',
+    candidates,
+    correlationId: r.correlationId,
+  })
+  const actionId = ctx.act({ type: 'start', decision, resource: spec.id, node: best.node })
+  r.pending = {
+    actionId,
+    type: 'start',
+    node: best.node,
+    issuedAt: ctx.now,
+    deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
+    then: null,
+  }
+  r.node = best.node
+  setPhase(ctx, spec.id, r, 'starting', `placed on ${best.node}`, 'placement.best-score')
+}
+
+/** The result of an action the engine asked for (or its timeout). */
+export function actionOutcome(
+  ctx: StepContext,
+  actionId: string,
+  okReported: boolean,
+  error?: { kind: 'transient' | 'local' | 'config'; message: string },
+): void {
+  for (const spec of ctx.resourceSpecs) {
+    const r = ctx.state.resources[spec.id] as ResourceState
+    const p = r.pending
+    if (!p || p.actionId !== actionId) continue
+    // A stop with no answer from a node that has since been fenced: powered off is stopped.
+    const ok = okReported || (p.type === 'stop' && ctx.state.nodes[p.node]?.fence.phase === 'confirmed')
+    r.pending = null
+    const policy = policyOf(ctx.spec, spec)
+    const targetIsSelf = !(spec.kind === 'guest-app' && (p.type === 'reboot-vm' || p.type === 'reset-vm'))
+    if (ok) {
+      if (p.type === 'stop') {
+        r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: 'stopped by Vigil' }
+        if (p.then === 'place') {
+          r.node = null
+          r.phase = 'recovering'
+        }
+      } else if (targetIsSelf) {
+        r.observed[p.node] = { state: 'running', at: ctx.now, reason: `${p.type} succeeded` }
+        r.avoid = null
+        r.guest = null // a (re)started vm's guest detector re-arms with its first heartbeat
+        setPhase(ctx, spec.id, r, 'running', `${p.type} on ${p.node} succeeded`, `action.${p.type}`)
+      }
+      return
+    }
+    const message = error?.message ?? 'failed'
+    const decision = ctx.record({
+      kind: 'refuse',
+      resource: spec.id,
+      node: p.node,
+      summary: `${p.type} on ${p.node} failed (${error?.kind ?? 'transient'}): ${message}`,
+      rule: `action.${p.type}-failed`,
+      correlationId: r.correlationId,
+    })
+    if (p.type === 'stop') {
+      // It may still run there and cannot be stopped: only a fence makes the node safe.
+      const n = ctx.node(p.node)
+      n.fence.forced ??= `stop of ${spec.id} failed: ${message}`
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'waiting',
+        `cannot stop it on ${p.node}: fencing ${p.node}`,
+        'safety.stop-failed',
+      )
+      ctx.alert(
+        decision,
+        'critical',
+        `resource:${spec.id}`,
+        `stop of ${spec.id} on ${p.node} failed; fencing ${p.node}`,
+      )
+      return
+    }
+    if (error?.kind === 'config') {
+      block(ctx, spec, r, `${p.type} failed with a configuration error: ${message}`, 'action.config-error')
+      return
+    }
+    r.failures.push({ at: ctx.now, step: r.step })
+    if (p.type === 'start' && targetIsSelf) {
+      // A failed or timed-out start leaves the resource in an unknown state there: stop it (the
+      // force operation) before anything starts elsewhere; if that stop fails, the node is fenced.
+      r.avoid = p.node
+      const actionId = ctx.act({ type: 'stop', decision, resource: spec.id, node: p.node })
+      r.pending = {
+        actionId,
+        type: 'stop',
+        node: p.node,
+        issuedAt: ctx.now,
+        deadline: ctx.now + policy.actionTimeoutMs,
+        then: 'place',
+      }
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'recovering',
+        `start on ${p.node} failed: stopping it there, then trying another node`,
+        'action.start-failed',
+      )
+      return
+    }
+    if (
+      r.failures.filter((f) => ctx.now - f.at < policy.windowMs).length >
+      policy.maxRestarts * policy.ladder.length
+    ) {
+      block(ctx, spec, r, `${r.failures.length} failed actions in the window`, 'ladder.exhausted')
+    }
+    return
+  }
+}
+
+export function applyResourceState(
+  ctx: StepContext,
+  node: string,
+  resource: string,
+  state: ObservedState,
+  reason?: string,
+): void {
+  const r = ctx.state.resources[resource]
+  if (!r) return
+  const prev = r.observed[node]
+  if (prev && prev.state === state) return // unchanged: keep the time it entered this state
+  r.observed[node] = reason ? { state, at: ctx.now, reason } : { state, at: ctx.now }
+}
+
+export function applyGuestHeartbeat(ctx: StepContext, resource: string): void {
+  const r = ctx.state.resources[resource]
+  if (!r) return
+  r.guest = recordArrival(r.guest ?? emptyPhi(), ctx.now, phiParams(ctx.spec.detection.guest))
+}

@@ -1,0 +1,139 @@
+import { z } from 'zod'
+
+const id = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/,
+    'must be 1-63 characters of letters, digits, "_", ".", ":" or "-"',
+  )
+const ms = z.number().int().nonnegative()
+
+const detectorSchema = z.strictObject({
+  /** phi at which a channel counts as silent. */
+  threshold: z.number().positive().default(8),
+  firstIntervalMs: z.number().int().positive().default(250),
+  minStdDevMs: z.number().int().positive().default(100),
+  acceptablePauseMs: ms.default(250),
+  window: z.number().int().min(2).max(1000).default(100),
+})
+export type DetectorSpec = z.output<typeof detectorSchema>
+
+const ladderStep = z.enum(['restart', 'reboot-vm', 'reset-vm', 'relocate'])
+export type LadderStep = z.infer<typeof ladderStep>
+
+const resourcePolicySchema = z.strictObject({
+  /** Failures tolerated in `windowMs` at one ladder step before moving to the next. */
+  maxRestarts: z.number().int().nonnegative().default(3),
+  windowMs: ms.default(600_000),
+  /** A failure is forgotten this long after it happened (fail counts decay by themselves). */
+  failureTimeoutMs: ms.default(600_000),
+  /** Recovery steps in order; after the last one the resource is blocked (visible, alerted). */
+  ladder: z.array(ladderStep).min(1).default(['restart', 'relocate']),
+  /** An action with no result within this is treated as failed. */
+  actionTimeoutMs: ms.default(30_000),
+  /** Bonus for staying where it runs, against moving to a higher-scored node (failback). */
+  stickiness: z.number().int().default(100),
+})
+export type ResourcePolicy = z.output<typeof resourcePolicySchema>
+
+export const resourceSpecSchema = z.strictObject({
+  id,
+  kind: z.enum(['app', 'vm', 'guest-app']).default('app'),
+  /** For a guest-app: the vm resource it runs inside (its ladder can reboot or reset that vm). */
+  vm: id.optional(),
+  requires: z.strictObject({ memoryMb: ms.default(0), vcpus: ms.default(0) }).prefault({}),
+  /** Nodes it may run on (default: all). */
+  allowedNodes: z.array(id).optional(),
+  /** Placement preference: node -> score (higher wins). */
+  preferred: z.record(id, z.number().int()).default({}),
+  /** Higher is placed first when capacity is short. */
+  priority: z.number().int().default(0),
+  /** Started only after these are running (colocated with them when `colocate`), stopped before them. */
+  dependsOn: z.array(id).default([]),
+  colocate: z.boolean().default(false),
+  /** Never on the same node as these. */
+  antiAffinity: z.array(id).default([]),
+  policy: resourcePolicySchema.partial().default({}),
+  /** Observe only: Vigil never starts, stops or moves it. */
+  unmanaged: z.boolean().default(false),
+})
+export type ResourceSpec = z.output<typeof resourceSpecSchema>
+
+export const fenceLevelSchema = z.strictObject({
+  /** Every device of a level must confirm the node off (e.g. both PDU outlets of a dual PSU). */
+  devices: z.array(id).min(1),
+  timeoutMs: ms.default(10_000),
+})
+
+export const nodeSpecSchema = z.strictObject({
+  id,
+  capacity: z.strictObject({ memoryMb: ms.default(1_000_000), vcpus: ms.default(1_000) }).prefault({}),
+  /** Ordered fence levels: the next is tried when one fails. No levels: the node cannot be fenced. */
+  fencing: z.array(fenceLevelSchema).default([]),
+  /** Wait this long before fencing this node (two-node races: the delayed node loses). */
+  fenceDelayMs: ms.default(0),
+  failureDomain: z.string().default('default'),
+})
+export type NodeSpec = z.output<typeof nodeSpecSchema>
+
+export const clusterSpecSchema = z.strictObject({
+  /** Recorded in every decision so a record says which rules produced it. */
+  policyVersion: z.string().default('1'),
+  detection: z
+    .strictObject({
+      hub: detectorSchema.prefault({}),
+      disk: detectorSchema.prefault({ firstIntervalMs: 1000, acceptablePauseMs: 1000, minStdDevMs: 200 }),
+      guest: detectorSchema.prefault({ firstIntervalMs: 1000, acceptablePauseMs: 1000, minStdDevMs: 200 }),
+      /** A peer's report that it hears a node counts for this long. */
+      peerReportTtlMs: ms.default(1500),
+      /** All channels must agree a node is silent for this long before it is declared dead. */
+      confirmMs: ms.default(500),
+      /** After a device reports a live node off: no heartbeat for this long confirms it. */
+      fenceVerifyMs: ms.default(500),
+      /** Health hysteresis: consecutive bad evaluations before critical, good ones before passing. */
+      failuresBeforeCritical: z.number().int().positive().default(3),
+      successesBeforePassing: z.number().int().positive().default(3),
+    })
+    .prefault({}),
+  governor: z
+    .strictObject({
+      windowMs: ms.default(600_000),
+      maxFences: z.number().int().nonnegative().default(3),
+      maxRestarts: z.number().int().nonnegative().default(50),
+      /** More than this share of a failure domain going silent at once: freeze instead of fencing. */
+      freezeShare: z.number().min(0).max(1).default(0.5),
+      /** "At once": nodes that went silent within this window of each other. */
+      freezeWindowMs: ms.default(30_000),
+    })
+    .prefault({}),
+  defaults: resourcePolicySchema.prefault({}),
+  nodes: z.array(nodeSpecSchema).min(1),
+  resources: z.array(resourceSpecSchema).default([]),
+})
+export type ClusterSpec = z.output<typeof clusterSpecSchema>
+
+/** A resource's effective policy: its own overrides on top of the cluster defaults. */
+export function policyOf(spec: ClusterSpec, resource: ResourceSpec): ResourcePolicy {
+  return { ...spec.defaults, ...resource.policy } as ResourcePolicy
+}
+
+/** Cross-reference checks zod cannot express per field; returns problems as `path: message`. */
+export function checkClusterSpec(spec: ClusterSpec): string[] {
+  const problems: string[] = []
+  const nodes = new Set(spec.nodes.map((n) => n.id))
+  const resources = new Set(spec.resources.map((r) => r.id))
+  const dup = (list: string[]) => list.filter((x, i) => list.indexOf(x) !== i)
+  for (const d of dup(spec.nodes.map((n) => n.id))) problems.push(`nodes: duplicate id "${d}"`)
+  for (const d of dup(spec.resources.map((r) => r.id))) problems.push(`resources: duplicate id "${d}"`)
+  spec.resources.forEach((r, i) => {
+    for (const n of [...(r.allowedNodes ?? []), ...Object.keys(r.preferred)]) {
+      if (!nodes.has(n)) problems.push(`resources.${i}: unknown node "${n}"`)
+    }
+    for (const dep of [...r.dependsOn, ...r.antiAffinity]) {
+      if (!resources.has(dep)) problems.push(`resources.${i}: unknown resource "${dep}"`)
+    }
+    if (r.kind === 'guest-app' && (!r.vm || !resources.has(r.vm)))
+      problems.push(`resources.${i}.vm: a guest-app needs the id of its vm resource`)
+  })
+  return problems
+}

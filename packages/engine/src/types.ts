@@ -1,0 +1,224 @@
+import type { PhiState } from './phi.js'
+
+/**
+ * How the engine sees a node, from independent channels (hub heartbeat, peer reports, shared-disk
+ * heartbeat, power state read from a fence device):
+ *   unknown      never heard since the engine started
+ *   healthy      the hub hears its heartbeats
+ *   suspect      the hub does not; not yet corroborated (one lost heartbeat never acts)
+ *   partitioned  the hub does not, but peers do: alive and cut from the hub only; never fenced
+ *   isolated     neither hub nor peers do, its disk heartbeat advances: alive but cut off
+ *   dead         every channel silent for `confirmMs`, or its power read back off
+ *   frozen       silent together with too many others (hub-side partition assumed): never fenced
+ */
+export type NodeCondition = 'unknown' | 'healthy' | 'suspect' | 'partitioned' | 'isolated' | 'dead' | 'frozen'
+
+/**
+ * idle -> (delayed) -> running -> verifying -> confirmed, or -> failed when every level failed.
+ * held: the governor's fence budget is spent; retried when it frees up.
+ * verifying: every device said off; confirmed once no heartbeat arrives after that.
+ */
+export type FencePhase = 'idle' | 'delayed' | 'running' | 'verifying' | 'confirmed' | 'failed' | 'held'
+
+export interface FenceState {
+  phase: FencePhase
+  level: number
+  actionId: string | null
+  startedAt: number | null
+  /** Devices of the current level that have not yet reported the node off. */
+  awaiting: string[]
+  /** When every device of the level reported off. */
+  offAt: number | null
+  reason: string | null
+  correlationId: string | null
+  /** Fence although the node looks alive (a resource could not be stopped on it). */
+  forced: string | null
+}
+
+export interface NodeState {
+  hub: PhiState
+  /** False until the first real heartbeat (the detector is seeded at engine start). */
+  heard: boolean
+  disk: PhiState
+  /** Latest report from this node of which peers it hears. */
+  hears: { at: number; peers: string[] } | null
+  power: { state: 'on' | 'off' | 'unknown'; at: number; device: string | null }
+  condition: NodeCondition
+  conditionSince: number
+  /** When every channel was first seen silent (null while any channel hears it). */
+  silentSince: number | null
+  health: HealthState
+  fence: FenceState
+  maintenance: Maintenance | null
+}
+
+export interface HealthState {
+  score: number
+  critical: boolean
+  bad: number
+  good: number
+}
+
+export interface Maintenance {
+  /** Re-arms by itself at this time (null: until switched off). */
+  until: number | null
+}
+
+export type ObservedState = 'running' | 'stopped' | 'failed' | 'paused'
+
+export type ResourcePhase =
+  | 'stopped'
+  | 'starting'
+  | 'running'
+  | 'recovering'
+  | 'stopping'
+  | 'waiting'
+  | 'blocked'
+  | 'unmanaged'
+
+export interface PendingAction {
+  actionId: string
+  type: Action['type']
+  node: string
+  issuedAt: number
+  deadline: number
+  /** What to do once a stop succeeds: place the resource elsewhere. */
+  then: 'place' | null
+}
+
+export interface ResourceState {
+  /** Where Vigil placed it (or found it running); null while it has no home. */
+  node: string | null
+  phase: ResourcePhase
+  phaseSince: number
+  observed: Record<string, { state: ObservedState; at: number; reason?: string }>
+  /** Failure times and the ladder step each was handled at; decay after failureTimeoutMs. */
+  failures: { at: number; step: number }[]
+  step: number
+  /** Key of the failure already acted upon ("failed@<time>", "hang@<time>"): one failure acts once. */
+  handledFailure: string | null
+  pending: PendingAction | null
+  /** A node to avoid when placing (the one it was relocated away from). */
+  avoid: string | null
+  move: { node: string; until: number } | null
+  maintenance: Maintenance | null
+  guest: PhiState | null
+  correlationId: string | null
+}
+
+export interface EngineState {
+  /** Bumped when the shape of this object changes (the hub persists it). */
+  schema: 1
+  nodes: Record<string, NodeState>
+  resources: Record<string, ResourceState>
+  governor: { fences: number[]; restarts: number[] }
+  maintenance: Maintenance | null
+}
+
+/** What the world tells the engine. Times come from env.now(), never from inputs. */
+export type Input =
+  | { type: 'heartbeat'; node: string }
+  | { type: 'disk-heartbeat'; node: string }
+  | { type: 'peer-view'; node: string; hears: string[] }
+  | { type: 'guest-heartbeat'; resource: string }
+  | { type: 'resource-state'; node: string; resource: string; state: ObservedState; reason?: string }
+  | { type: 'power-state'; node: string; state: 'on' | 'off'; device: string }
+  | {
+      type: 'action-result'
+      actionId: string
+      ok: boolean
+      error?: { kind: 'transient' | 'local' | 'config'; message: string }
+    }
+  | { type: 'fence-result'; actionId: string; node: string; device: string; outcome: FenceOutcome }
+  | { type: 'operator'; op: OperatorOp }
+  /** The hub process restarted and resumed this state: its own silence must not count as the nodes'. */
+  | { type: 'hub-restarted' }
+
+export type FenceOutcome = 'off' | 'unreachable' | 'auth-failed' | 'still-on' | 'timeout'
+
+export type OperatorOp =
+  | { op: 'move'; resource: string; node: string; forMs: number }
+  | { op: 'maintenance'; scope: 'cluster' | 'node' | 'resource'; id?: string; on: boolean; forMs?: number }
+  | { op: 'cleanup'; resource: string }
+  | { op: 'ack-fence'; node: string; by: string }
+
+/** What the engine asks the world to do. Every action names the decision that produced it. */
+export type Action =
+  | { type: 'start' | 'stop' | 'restart'; id: string; decision: string; resource: string; node: string }
+  | { type: 'reboot-vm' | 'reset-vm'; id: string; decision: string; resource: string; node: string }
+  | {
+      type: 'fence'
+      id: string
+      decision: string
+      node: string
+      level: number
+      devices: string[]
+      timeoutMs: number
+    }
+  | {
+      type: 'alert'
+      id: string
+      decision: string
+      severity: 'warning' | 'critical'
+      subject: string
+      message: string
+    }
+
+export interface ChannelEvidence {
+  channel: 'hub' | 'peers' | 'disk' | 'power' | 'guest'
+  /** What this channel says, in words: "silent for 1.2 s (phi 9.3)", "heard by node2". */
+  says: string
+  alive: boolean | null
+}
+
+export interface Candidate {
+  node: string
+  score: number
+  /** Why this node could not be chosen, or null if it was eligible. */
+  eliminated: string | null
+}
+
+/** Why the engine did (or refused to do) something. Every action and refusal has one. */
+export interface DecisionRecord {
+  id: string
+  at: number
+  kind:
+    | 'node-condition'
+    | 'fence'
+    | 'fence-result'
+    | 'resource-phase'
+    | 'start'
+    | 'stop'
+    | 'restart'
+    | 'recover-vm'
+    | 'place'
+    | 'refuse'
+    | 'blocked'
+    | 'freeze'
+    | 'operator'
+  node?: string
+  resource?: string
+  /** One human sentence; the simulator's log is made of these. */
+  summary: string
+  /** The rule that chose, e.g. "ladder.restart", "fence.level-failed", "safety.copy-may-run". */
+  rule: string
+  classification?: NodeCondition
+  evidence?: ChannelEvidence[]
+  candidates?: Candidate[]
+  policyVersion: string
+  correlationId: string
+}
+
+/** The engine's only window on the world besides its inputs. */
+export interface EngineEnv {
+  /** Milliseconds; the hub passes its monotonic clock, the simulator virtual time. */
+  now(): number
+  /** A fresh id; deterministic in the simulator. */
+  newId(kind: 'action' | 'decision'): string
+}
+
+export interface StepResult {
+  state: EngineState
+  actions: Action[]
+  records: DecisionRecord[]
+}

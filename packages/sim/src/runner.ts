@@ -1,0 +1,542 @@
+import {
+  type Action,
+  type ClusterSpec,
+  type EngineEnv,
+  type EngineState,
+  type Input,
+  initialState,
+  type ResourceSpec,
+  step,
+} from '@vigil/engine'
+import { prng } from './prng.js'
+import type { ScriptEvent } from './script.js'
+import type { DeviceState, Instance, SimNode, WorldSpec } from './world.js'
+
+export interface SimResult {
+  log: string[]
+  violations: string[]
+  state: EngineState
+  /** Actions the engine issued, in order (for property checks). */
+  actions: { at: number; action: Action }[]
+}
+
+export interface SimOptions {
+  /** Called after every step with the world's ground truth, for extra invariant checks. */
+  onStep?: (sim: Simulation) => void
+}
+
+/**
+ * A deterministic world around the real engine: simulated hosts with agents, links, shared disk,
+ * fence devices and resource instances (the ground truth), a hub that feeds the engine what it can
+ * hear, and executes what the engine decides, with delays. Virtual time advances in ticks;
+ * everything iterates in sorted order; randomness only from a seeded PRNG.
+ */
+export class Simulation {
+  now = 0
+  readonly nodes = new Map<string, SimNode>()
+  /** resource -> host (node id, or vm id for guest applications) -> instance */
+  readonly instances = new Map<string, Map<string, Instance>>()
+  readonly devices = new Map<string, { node: string; state: DeviceState }>()
+  readonly log: string[] = []
+  readonly violations: string[] = []
+  readonly issued: { at: number; action: Action }[] = []
+  private state: EngineState
+  private inbox: Input[] = []
+  private scheduled: { at: number; seq: number; run: () => void }[] = []
+  private seq = 0
+  private ids = { action: 0, decision: 0 }
+  private hubDownUntil: number | null = null
+  /** Resources whose stop fails, and resource@node pairs whose start fails. */
+  private readonly stopFails = new Set<string>()
+  private readonly startFails = new Set<string>()
+  private readonly random: () => number
+  private readonly nodeIds: string[]
+  private readonly env: EngineEnv
+
+  constructor(
+    readonly spec: ClusterSpec,
+    readonly world: WorldSpec,
+  ) {
+    this.random = prng(world.seed)
+    this.nodeIds = spec.nodes.map((n) => n.id).sort()
+    for (const id of this.nodeIds) {
+      this.nodes.set(id, {
+        power: 'on',
+        agent: true,
+        hubLink: true,
+        cut: new Set(),
+        loss: 0,
+        disk: 'ok',
+        unheardSince: null,
+        selfFenced: false,
+      })
+    }
+    for (const n of spec.nodes)
+      for (const level of n.fencing)
+        for (const d of level.devices) this.devices.set(d, { node: world.devices[d] ?? n.id, state: 'ok' })
+    for (const r of spec.resources) this.instances.set(r.id, new Map())
+    for (const [resource, hosts] of Object.entries(world.running)) {
+      for (const host of [hosts].flat())
+        this.instances.get(resource)?.set(host, { state: 'running', hung: false, bootedAt: 0 })
+    }
+    this.env = {
+      now: () => this.now,
+      newId: (kind) => `${kind === 'action' ? 'a' : 'd'}${++this.ids[kind]}`,
+    }
+    this.state = initialState(spec, 0)
+  }
+
+  get engineState(): EngineState {
+    return this.state
+  }
+
+  run(script: ScriptEvent[], options: SimOptions = {}): SimResult {
+    const end = script.find((e) => e.verb === 'end')?.at ?? this.world.durationMs
+    let next = 0
+    for (this.now = 0; this.now <= end; this.now += this.world.tickMs) {
+      while (next < script.length && (script[next] as ScriptEvent).at <= this.now)
+        this.fault(script[next++] as ScriptEvent)
+      this.runScheduled()
+      this.agents()
+      this.observe()
+      if (this.hubDownUntil !== null && this.now >= this.hubDownUntil) this.hubUp()
+      if (this.hubDownUntil === null) {
+        const result = step(this.spec, this.state, this.inbox, this.env)
+        this.inbox = []
+        this.state = result.state
+        for (const r of result.records) this.write(r.resource ?? r.node ?? 'cluster', r.summary)
+        for (const a of result.actions) this.execute(a)
+      } else {
+        this.inbox = []
+      }
+      this.checkInvariants()
+      options.onStep?.(this)
+    }
+    return { log: this.log, violations: this.violations, state: this.state, actions: this.issued }
+  }
+
+  private write(subject: string, text: string): void {
+    this.log.push(`${(this.now / 1000).toFixed(3).padStart(8)}  ${subject.padEnd(10)} ${text}`)
+  }
+
+  private node(id: string): SimNode {
+    const n = this.nodes.get(id)
+    if (!n) throw new Error(`sim: unknown node "${id}"`)
+    return n
+  }
+
+  private resourceSpec(id: string): ResourceSpec {
+    const r = this.spec.resources.find((x) => x.id === id)
+    if (!r) throw new Error(`sim: unknown resource "${id}"`)
+    return r
+  }
+
+  private schedule(delay: number, run: () => void): void {
+    this.scheduled.push({ at: this.now + delay, seq: this.seq++, run })
+    this.scheduled.sort((a, b) => a.at - b.at || a.seq - b.seq)
+  }
+
+  private runScheduled(): void {
+    while (this.scheduled.length > 0 && (this.scheduled[0] as { at: number }).at <= this.now)
+      this.scheduled.shift()?.run()
+  }
+
+  /** The hub hears a node's agent now (its link is up and this message was not lost). */
+  private hubHears(id: string): boolean {
+    const n = this.node(id)
+    if (n.power !== 'on' || !n.agent || !n.hubLink) return false
+    return n.loss === 0 || this.random() >= n.loss
+  }
+
+  private peersOf(id: string): string[] {
+    const n = this.node(id)
+    return this.nodeIds.filter((p) => {
+      if (p === id || n.cut.has(p)) return false
+      const peer = this.node(p)
+      return peer.power === 'on' && peer.agent && !peer.cut.has(id)
+    })
+  }
+
+  /** Where a resource's instances are: hosts of a vm or app; vms (when running) for guest apps. */
+  private livingInstances(resource: string): string[] {
+    const spec = this.resourceSpec(resource)
+    const hosts = [...(this.instances.get(resource)?.keys() ?? [])].sort()
+    if (spec.kind !== 'guest-app') return hosts.filter((h) => this.node(h).power === 'on')
+    return hosts.filter((vm) => this.vmRunningOn(vm) !== null)
+  }
+
+  private vmRunningOn(vm: string): string | null {
+    for (const [host, inst] of this.instances.get(vm) ?? []) {
+      if (this.node(host).power === 'on' && inst.state === 'running' && !inst.hung) return host
+    }
+    return null
+  }
+
+  /** The agents' own behaviour: the isolation response (self-fence) of a host that hears nobody. */
+  private agents(): void {
+    for (const id of this.nodeIds) {
+      const n = this.node(id)
+      if (n.power !== 'on' || !n.agent) {
+        n.unheardSince = null
+        continue
+      }
+      const alone = !n.hubLink && this.peersOf(id).length === 0
+      if (!alone) {
+        n.unheardSince = null
+        n.selfFenced = false
+        continue
+      }
+      n.unheardSince ??= this.now
+      if (!n.selfFenced && this.now - n.unheardSince >= this.world.isolationMs) {
+        n.selfFenced = true
+        const stopped = this.stopAllOn(id)
+        this.write(
+          'world',
+          `${id}: isolation response: heard nobody for ${this.world.isolationMs} ms, stopped ${stopped.join(', ') || 'nothing'}`,
+        )
+      }
+    }
+  }
+
+  private stopAllOn(host: string): string[] {
+    const stopped: string[] = []
+    for (const [resource, byHost] of [...this.instances.entries()].sort()) {
+      if (byHost.delete(host)) {
+        stopped.push(resource)
+        if (this.resourceSpec(resource).kind === 'vm')
+          this.instances.forEach((m, r) => this.resourceSpec(r).vm === resource && m.delete(resource))
+      }
+    }
+    return stopped
+  }
+
+  /** What the hub receives this tick: heartbeats, peer views, disk and guest heartbeats, reports. */
+  private observe(): void {
+    const { intervals } = this.world
+    const every = (ms: number) => this.now % ms === 0
+    for (const id of this.nodeIds) {
+      const n = this.node(id)
+      if (
+        every(intervals.diskMs) &&
+        n.power === 'on' &&
+        n.agent &&
+        n.disk === 'ok' &&
+        this.world.diskHeartbeat.includes(id)
+      ) {
+        this.inbox.push({ type: 'disk-heartbeat', node: id })
+      }
+      if (!this.hubHears(id)) continue
+      if (every(intervals.heartbeatMs)) this.inbox.push({ type: 'heartbeat', node: id })
+      if (every(intervals.reportMs)) {
+        this.inbox.push({ type: 'peer-view', node: id, hears: this.peersOf(id) })
+        for (const r of this.spec.resources) {
+          if (r.kind === 'guest-app' || (r.allowedNodes && !r.allowedNodes.includes(id))) continue
+          const inst = this.instances.get(r.id)?.get(id)
+          this.inbox.push({
+            type: 'resource-state',
+            node: id,
+            resource: r.id,
+            state: inst ? inst.state : 'stopped',
+          })
+        }
+      }
+    }
+    // Guest agents speak through their host's network.
+    for (const r of this.spec.resources) {
+      if (r.kind !== 'vm') continue
+      const host = this.vmRunningOn(r.id)
+      const inst = host ? this.instances.get(r.id)?.get(host) : undefined
+      if (!host || !inst || !this.hubHears(host) || this.now < inst.bootedAt) continue
+      if (every(intervals.guestMs)) this.inbox.push({ type: 'guest-heartbeat', resource: r.id })
+      if (every(intervals.reportMs)) {
+        for (const app of this.spec.resources) {
+          if (app.kind !== 'guest-app' || app.vm !== r.id) continue
+          const a = this.instances.get(app.id)?.get(r.id)
+          this.inbox.push({
+            type: 'resource-state',
+            node: r.id,
+            resource: app.id,
+            state: a ? a.state : 'stopped',
+          })
+        }
+      }
+    }
+  }
+
+  /** Carries out an engine action, as the hub and the agents would, with delays. */
+  private execute(a: Action): void {
+    this.issued.push({ at: this.now, action: a })
+    const { delays } = this.world
+    if (a.type === 'alert') {
+      this.write('alert', `${a.severity}: ${a.message}`)
+      return
+    }
+    if (a.type === 'fence') {
+      this.write('world', `fence ${a.node} level ${a.level + 1}: ${a.devices.join(' + ')}`)
+      for (const d of a.devices) this.fenceDevice(a.id, a.node, d)
+      return
+    }
+    this.checkStart(a)
+    const host = a.node
+    const reachable = () =>
+      this.nodes.has(host)
+        ? this.hubHears(host)
+        : this.vmRunningOn(host) !== null && this.hubHears(this.vmRunningOn(host) as string)
+    if (!reachable()) return // the command never arrives; the engine times out
+    const delay = {
+      start: delays.startMs,
+      stop: delays.stopMs,
+      restart: delays.restartMs,
+      'reset-vm': delays.resetMs,
+      'reboot-vm': delays.rebootMs,
+    }[a.type]
+    this.schedule(delay, () => {
+      if (this.nodes.has(host) && (this.node(host).power !== 'on' || !this.node(host).agent)) return
+      const byHost = this.instances.get(a.resource)
+      if (!byHost) return
+      const fails =
+        a.type === 'stop'
+          ? this.stopFails.has(a.resource)
+          : a.type === 'start' && this.startFails.has(`${a.resource}@${host}`)
+      if (fails) {
+        this.write('world', `${a.type} ${a.resource} on ${host}: failed`)
+        const error = {
+          kind: a.type === 'stop' ? ('transient' as const) : ('local' as const),
+          message: `${a.type} failed on ${host}`,
+        }
+        if (reachable()) this.inbox.push({ type: 'action-result', actionId: a.id, ok: false, error })
+        return
+      }
+      if (a.type === 'stop') {
+        byHost.delete(host)
+        if (this.resourceSpec(a.resource).kind === 'vm')
+          this.instances.forEach((m, r) => this.resourceSpec(r).vm === a.resource && m.delete(a.resource))
+      } else {
+        const boot = this.resourceSpec(a.resource).kind === 'vm' ? delays.guestBootMs : 0
+        byHost.set(host, { state: 'running', hung: false, bootedAt: this.now + boot })
+        if (this.resourceSpec(a.resource).kind === 'vm') this.bootGuestApps(a.resource)
+      }
+      this.write('world', `${a.type} ${a.resource} on ${host}: done`)
+      if (reachable()) this.inbox.push({ type: 'action-result', actionId: a.id, ok: true })
+    })
+  }
+
+  private bootGuestApps(vm: string): void {
+    for (const app of this.spec.resources) {
+      if (app.kind === 'guest-app' && app.vm === vm)
+        this.instances.get(app.id)?.set(vm, { state: 'running', hung: false, bootedAt: this.now })
+    }
+  }
+
+  private fenceDevice(actionId: string, node: string, device: string): void {
+    const d = this.devices.get(device)
+    const delays = this.world.delays
+    if (!d) return
+    const answer = (outcome: 'off' | 'unreachable' | 'auth-failed') => {
+      if (this.hubDownUntil === null)
+        this.inbox.push({ type: 'fence-result', actionId, node, device, outcome })
+    }
+    if (d.state === 'unreachable') {
+      this.schedule(delays.fenceErrorMs, () => answer('unreachable'))
+      return
+    }
+    if (d.state === 'auth-fail') {
+      this.schedule(delays.fenceMs, () => answer('auth-failed'))
+      return
+    }
+    this.schedule(delays.fenceMs, () => {
+      if (d.state === 'ok') this.powerOff(d.node, `powered off by ${device}`)
+      answer('off')
+    })
+  }
+
+  private powerOff(id: string, why: string): void {
+    const n = this.node(id)
+    if (n.power === 'off') return
+    n.power = 'off'
+    n.agent = false
+    const stopped = this.stopAllOn(id)
+    this.write('world', `${id} ${why}${stopped.length ? ` (${stopped.join(', ')} gone)` : ''}`)
+  }
+
+  private hubUp(): void {
+    this.hubDownUntil = null
+    this.write(
+      'world',
+      'hub up: resumes from its persisted engine state; reads power status of nodes being fenced',
+    )
+    this.inbox.push({ type: 'hub-restarted' })
+    for (const [id, n] of Object.entries(this.state.nodes)) {
+      if (n.fence.phase !== 'running' && n.fence.phase !== 'verifying') continue
+      const device = Object.entries(Object.fromEntries(this.devices)).find(
+        ([, d]) => d.node === id && d.state === 'ok',
+      )
+      if (device && this.node(id).power === 'off')
+        this.inbox.push({ type: 'power-state', node: id, state: 'off', device: device[0] })
+    }
+  }
+
+  private fault(e: ScriptEvent): void {
+    const [a, b, c, d] = e.args
+    this.write('script', [e.verb, ...e.args].join(' '))
+    const inst = (resource: string, host?: string) => {
+      const byHost = this.instances.get(resource)
+      const h = host ?? this.livingInstances(resource)[0]
+      return h ? byHost?.get(h) : undefined
+    }
+    switch (e.verb) {
+      case 'power-off':
+        this.powerOff(a as string, 'power lost')
+        break
+      case 'power-on': {
+        const n = this.node(a as string)
+        n.power = 'on'
+        n.agent = true
+        break
+      }
+      case 'crash': {
+        const n = this.node(a as string)
+        n.agent = false
+        this.stopAllOn(a as string)
+        break
+      }
+      case 'agent-kill':
+        this.node(a as string).agent = false
+        break
+      case 'agent-start':
+        this.node(a as string).agent = true
+        break
+      case 'partition':
+      case 'heal': {
+        const up = e.verb === 'heal'
+        const targets = a === 'hub' ? this.nodeIds : [a as string]
+        for (const t of targets) {
+          const n = this.node(t)
+          const what = b ?? 'all'
+          if (what === 'hub' || what === 'all') n.hubLink = up
+          if (what === 'all' && a !== 'hub') {
+            for (const p of this.nodeIds) {
+              if (p === t) continue
+              if (up) {
+                n.cut.delete(p)
+                this.node(p).cut.delete(t)
+              } else n.cut.add(p)
+            }
+          } else if (what !== 'hub' && what !== 'all') {
+            if (up) {
+              n.cut.delete(what)
+              this.node(what).cut.delete(t)
+            } else n.cut.add(what)
+          }
+        }
+        break
+      }
+      case 'loss':
+        this.node(a as string).loss = Number(b) / 100
+        break
+      case 'disk-hang':
+      case 'disk-ok':
+        this.node(a as string).disk = e.verb === 'disk-hang' ? 'hang' : 'ok'
+        break
+      case 'app-crash': {
+        const i = inst(a as string, b)
+        if (i) i.state = 'failed'
+        break
+      }
+      case 'app-stop': {
+        const host = b ?? this.livingInstances(a as string)[0]
+        if (host) this.instances.get(a as string)?.delete(host)
+        break
+      }
+      case 'guest-hang':
+      case 'guest-resume': {
+        const i = inst(a as string)
+        if (i) i.hung = e.verb === 'guest-hang'
+        break
+      }
+      case 'vm-pause':
+      case 'vm-resume': {
+        for (const i of this.instances.get(a as string)?.values() ?? []) {
+          if (e.verb === 'vm-pause' && i.state === 'running') i.state = 'paused'
+          else if (e.verb === 'vm-resume' && i.state === 'paused') i.state = 'running'
+        }
+        break
+      }
+      case 'device': {
+        const dev = this.devices.get(a as string)
+        if (!dev) throw new Error(`script:${e.line}: unknown fence device "${a}"`)
+        dev.state = b as DeviceState
+        break
+      }
+      case 'move':
+        this.inbox.push({
+          type: 'operator',
+          op: { op: 'move', resource: a as string, node: b as string, forMs: Number(c) * 1000 },
+        })
+        break
+      case 'maintenance': {
+        const scope = a as 'node' | 'resource' | 'cluster'
+        const [id, onoff, secs] = scope === 'cluster' ? [undefined, b, c] : [b, c, d]
+        this.inbox.push({
+          type: 'operator',
+          op: {
+            op: 'maintenance',
+            scope,
+            id,
+            on: onoff === 'on',
+            ...(secs ? { forMs: Number(secs) * 1000 } : {}),
+          },
+        })
+        break
+      }
+      case 'cleanup':
+        this.inbox.push({ type: 'operator', op: { op: 'cleanup', resource: a as string } })
+        break
+      case 'ack-fence':
+        this.inbox.push({ type: 'operator', op: { op: 'ack-fence', node: a as string, by: 'operator' } })
+        break
+      case 'hub-restart':
+        this.hubDownUntil = this.now + Number(a) * 1000
+        this.write('world', `hub down for ${a} s (engine state persisted; messages meanwhile are lost)`)
+        break
+      case 'stop-fail':
+        this.stopFails.add(a as string)
+        break
+      case 'start-fail':
+        this.startFails.add(`${a}@${b}`)
+        break
+      case 'end':
+        break
+    }
+  }
+
+  /** No start may be issued while a copy runs elsewhere (ground truth, not the engine's belief). */
+  private checkStart(a: Action): void {
+    if (a.type !== 'start' && a.type !== 'restart') return
+    const elsewhere = this.livingInstances(a.resource).filter((h) => h !== a.node)
+    if (elsewhere.length > 0)
+      this.violate(`${a.type} of ${a.resource} on ${a.node} issued while it runs on ${elsewhere.join(', ')}`)
+    const fenced = this.issued.some(
+      (x) => x.at === this.now && x.action.type === 'fence' && x.action.node === a.node,
+    )
+    if (fenced) this.violate(`${a.resource} placed on ${a.node}, which is being fenced in the same step`)
+  }
+
+  private checkInvariants(): void {
+    for (const r of this.spec.resources) {
+      const where = this.livingInstances(r.id)
+      // Duplicates the world started with are the scenario's premise, not Vigil's doing.
+      const initial = [this.world.running[r.id] ?? []].flat()
+      if (where.length > 1 && !where.every((h) => initial.includes(h)))
+        this.violate(`${r.id} runs on ${where.join(' and ')} at once`)
+    }
+  }
+
+  private violate(message: string): void {
+    const line = `INVARIANT VIOLATED: ${message}`
+    if (this.violations.at(-1) !== line) {
+      this.violations.push(line)
+      this.write('!!!', line)
+    }
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * A fault script: one event per line, `<seconds> <verb> <args...>`, `#` starts a comment.
+ *
+ *   power-off N | power-on N | crash N | agent-kill N | agent-start N
+ *   partition N hub | partition N all | partition N M | heal N [hub|all|M] | loss N <percent>
+ *   disk-hang N | disk-ok N
+ *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
+ *   device D ok|unreachable|lying|auth-fail
+ *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N
+ *   hub-restart <seconds-down> | stop-fail R | start-fail R N
+ *   end
+ */
+export interface ScriptEvent {
+  at: number
+  verb: string
+  args: string[]
+  line: number
+}
+
+const VERBS: Record<string, [min: number, max: number]> = {
+  'power-off': [1, 1],
+  'power-on': [1, 1],
+  crash: [1, 1],
+  'agent-kill': [1, 1],
+  'agent-start': [1, 1],
+  partition: [2, 2],
+  heal: [1, 2],
+  loss: [2, 2],
+  'disk-hang': [1, 1],
+  'disk-ok': [1, 1],
+  'app-crash': [1, 2],
+  'app-stop': [1, 2],
+  'guest-hang': [1, 1],
+  'guest-resume': [1, 1],
+  'vm-pause': [1, 1],
+  'vm-resume': [1, 1],
+  device: [2, 2],
+  move: [3, 3],
+  maintenance: [2, 4],
+  cleanup: [1, 1],
+  'ack-fence': [1, 1],
+  'hub-restart': [1, 1],
+  'stop-fail': [1, 1],
+  'start-fail': [2, 2],
+  end: [0, 0],
+}
+
+export function parseScript(text: string, file = 'script'): ScriptEvent[] {
+  const events: ScriptEvent[] = []
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim()
+    if (!line) return
+    const [time, verb, ...args] = line.split(/\s+/)
+    const at = Number(time)
+    if (!Number.isFinite(at) || at < 0)
+      throw new Error(`${file}:${i + 1}: "${time}" is not a time in seconds`)
+    const arity = verb ? VERBS[verb] : undefined
+    if (!verb || !arity) throw new Error(`${file}:${i + 1}: unknown verb "${verb ?? ''}"`)
+    if (args.length < arity[0] || args.length > arity[1]) {
+      throw new Error(
+        `${file}:${i + 1}: "${verb}" takes ${arity[0] === arity[1] ? arity[0] : `${arity[0]}-${arity[1]}`} arguments`,
+      )
+    }
+    events.push({ at: Math.round(at * 1000), verb, args, line: i + 1 })
+  })
+  return events.sort((a, b) => a.at - b.at || a.line - b.line)
+}
