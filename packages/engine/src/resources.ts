@@ -148,7 +148,7 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
         node: node.id,
         issuedAt: ctx.now,
         deadline: ctx.now + policy.actionTimeoutMs,
-        then: null,
+        afterStop: null,
       }
       return
     }
@@ -249,7 +249,7 @@ function handleFailure(
     type: PendingAction['type'],
     target: string,
     on: string,
-    then: PendingAction['then'] = null,
+    afterStop: PendingAction['afterStop'] = null,
   ) => {
     const actionId = ctx.act({ type, decision, resource: target, node: on } as never)
     r.pending = {
@@ -258,7 +258,7 @@ function handleFailure(
       node: on,
       issuedAt: ctx.now,
       deadline: ctx.now + policy.actionTimeoutMs,
-      then,
+      afterStop,
     }
   }
   if (step === 'restart') {
@@ -310,7 +310,7 @@ function relocateVm(ctx: StepContext, vmId: string, decision: string): void {
     node: vm.node,
     issuedAt: ctx.now,
     deadline: ctx.now + policyOf(ctx.spec, vmSpec).actionTimeoutMs,
-    then: 'place',
+    afterStop: 'place',
   }
   setPhase(
     ctx,
@@ -341,7 +341,7 @@ function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
     node: r.node,
     issuedAt: ctx.now,
     deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
-    then: 'place',
+    afterStop: 'place',
   }
   setPhase(ctx, spec.id, r, 'stopping', `moving to ${move.node}`, 'operator.move')
 }
@@ -350,7 +350,7 @@ function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
 function manageGuestApp(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
   const vmId = spec.vm as string
   const vm = ctx.state.resources[vmId]
-  if (!vm || vm.phase !== 'running') {
+  if (vm?.phase !== 'running') {
     setPhase(ctx, spec.id, r, 'waiting', `its vm ${vmId} is ${vm?.phase ?? 'unknown'}`, 'wait.vm')
     return
   }
@@ -477,7 +477,7 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
     node: best.node,
     issuedAt: ctx.now,
     deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
-    then: null,
+    afterStop: null,
   }
   r.node = best.node
   setPhase(ctx, spec.id, r, 'starting', `placed on ${best.node}`, 'placement.best-score')
@@ -502,7 +502,7 @@ export function actionOutcome(
     if (ok) {
       if (p.type === 'stop') {
         r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: 'stopped by Vigil' }
-        if (p.then === 'place') {
+        if (p.afterStop === 'place') {
           r.node = null
           r.phase = 'recovering'
         }
@@ -559,7 +559,7 @@ export function actionOutcome(
         node: p.node,
         issuedAt: ctx.now,
         deadline: ctx.now + policy.actionTimeoutMs,
-        then: 'place',
+        afterStop: 'place',
       }
       setPhase(
         ctx,

@@ -83,7 +83,7 @@ export interface PendingAction {
   issuedAt: number
   deadline: number
   /** What to do once a stop succeeds: place the resource elsewhere. */
-  then: 'place' | null
+  afterStop: 'place' | null
 }
 
 export interface ResourceState {

@@ -203,8 +203,7 @@ export class Simulation {
     for (const [resource, byHost] of [...this.instances.entries()].sort()) {
       if (byHost.delete(host)) {
         stopped.push(resource)
-        if (this.resourceSpec(resource).kind === 'vm')
-          this.instances.forEach((m, r) => this.resourceSpec(r).vm === resource && m.delete(resource))
+        if (this.resourceSpec(resource).kind === 'vm') this.dropGuestApps(resource)
       }
     }
     return stopped
@@ -309,8 +308,7 @@ export class Simulation {
       }
       if (a.type === 'stop') {
         byHost.delete(host)
-        if (this.resourceSpec(a.resource).kind === 'vm')
-          this.instances.forEach((m, r) => this.resourceSpec(r).vm === a.resource && m.delete(a.resource))
+        if (this.resourceSpec(a.resource).kind === 'vm') this.dropGuestApps(a.resource)
       } else {
         const boot = this.resourceSpec(a.resource).kind === 'vm' ? delays.guestBootMs : 0
         byHost.set(host, { state: 'running', hung: false, bootedAt: this.now + boot })
@@ -319,6 +317,12 @@ export class Simulation {
       this.write('world', `${a.type} ${a.resource} on ${host}: done`)
       if (reachable()) this.inbox.push({ type: 'action-result', actionId: a.id, ok: true })
     })
+  }
+
+  /** A vm that stops takes its guest applications with it. */
+  private dropGuestApps(vm: string): void {
+    for (const [resource, byHost] of this.instances)
+      if (this.resourceSpec(resource).vm === vm) byHost.delete(vm)
   }
 
   private bootGuestApps(vm: string): void {
