@@ -17,6 +17,9 @@ Commands:
   ping <node> [--json]     send a ping command and wait for the agent's result
   config check <file> --kind hub|agent
                            validate a config file without starting anything
+  simulate <scenario-dir> [--check]
+                           run a simulator scenario and print its log; --check compares it
+                           with the folder's log.expect (exit 1 on a difference or a violation)
 
 Common options: --hub <url> (default $VIGIL_HUB_URL or ${cliEnv.hubUrl})
 
@@ -37,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
       return ping(rest)
     case 'config':
       return configCheck(rest)
+    case 'simulate':
+      return simulate(rest)
     case undefined:
     case 'help':
     case '--help':
@@ -186,6 +191,45 @@ function configCheck(argv: string[]): Promise<number> {
       throw err
     }
     console.log(`${file}: valid ${values.kind} configuration`)
+    return EXIT.ok
+  })
+}
+
+function simulate(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { check: { type: 'boolean' } },
+      allowPositionals: true,
+      strict: true,
+    })
+    const dir = positionals[0]
+    if (!dir) {
+      console.error('Usage: vigil simulate <scenario-dir> [--check]')
+      return EXIT.usage
+    }
+    const { checkScenario } = await import('@vigil/sim')
+    let outcome: Awaited<ReturnType<typeof checkScenario>>
+    try {
+      outcome = checkScenario(dir)
+    } catch (err) {
+      console.error(`vigil simulate: ${(err as Error).message}`)
+      return EXIT.usage
+    }
+    process.stdout.write(outcome.actual)
+    for (const v of outcome.violations) console.error(v)
+    if (outcome.violations.length > 0) return EXIT.failed
+    if (values.check) {
+      if (outcome.expected === null) {
+        console.error(`vigil simulate: ${dir}/log.expect does not exist`)
+        return EXIT.failed
+      }
+      if (outcome.expected !== outcome.actual) {
+        console.error(`vigil simulate: the log differs from ${dir}/log.expect`)
+        return EXIT.failed
+      }
+      console.error('vigil simulate: matches log.expect')
+    }
     return EXIT.ok
   })
 }

@@ -24,6 +24,20 @@ export class StepContext {
   readonly nodeSpecs: NodeSpec[]
   readonly resourceSpecs: ResourceSpec[]
 
+  private reverseAntiAffinity: Map<string, string[]> | null = null
+
+  /** Resources that declared anti-affinity with `id` (computed once per step from the spec). */
+  antiAffinityFrom(id: string): string[] {
+    if (!this.reverseAntiAffinity) {
+      this.reverseAntiAffinity = new Map()
+      for (const r of this.spec.resources) {
+        for (const other of r.antiAffinity)
+          this.reverseAntiAffinity.set(other, [...(this.reverseAntiAffinity.get(other) ?? []), r.id])
+      }
+    }
+    return this.reverseAntiAffinity.get(id) ?? []
+  }
+
   constructor(
     readonly spec: ClusterSpec,
     readonly state: EngineState,
@@ -69,8 +83,49 @@ export class StepContext {
     return this.spec.nodes.find((n) => n.id === id)
   }
 
+  /** Node load for placement, computed once per step and updated as resources are placed. */
+  load: Map<string, { memoryMb: number; vcpus: number; count: number }> | null = null
+
+  private clean: boolean | null = null
+
+  /**
+   * Every node is healthy, unfenced, and has sent a complete inventory: a resource can then only be
+   * where some inventory listed it, so safety checks need not visit every node.
+   */
+  everyNodeInventoried(): boolean {
+    this.clean ??= this.nodeSpecs.every((n) => {
+      const s = this.node(n.id)
+      return s.condition === 'healthy' && s.inventory !== null && s.fence.phase === 'idle'
+    })
+    return this.clean
+  }
+
+  private phiCache: Map<string, number> | null = null
+  private hearers: Map<string, string[]> | null = null
+
+  /**
+   * Called once every input of the step is applied: from here on the detectors do not change within
+   * the step, so phi and "who hears whom" are computed once per node instead of once per question.
+   */
+  detectorsSettled(): void {
+    this.phiCache = new Map()
+    this.hearers = new Map()
+    const ttl = this.spec.detection.peerReportTtlMs
+    for (const reporter of this.nodeSpecs) {
+      const report = this.node(reporter.id).hears
+      if (report === null || this.now - report.at > ttl || !this.hubAlive(reporter.id)) continue
+      for (const peer of report.peers) {
+        if (peer !== reporter.id) this.hearers.set(peer, [...(this.hearers.get(peer) ?? []), reporter.id])
+      }
+    }
+  }
+
   hubPhi(id: string): number {
-    return phi(this.node(id).hub, this.now, phiParams(this.spec.detection.hub))
+    const cached = this.phiCache?.get(id)
+    if (cached !== undefined) return cached
+    const value = phi(this.node(id).hub, this.now, phiParams(this.spec.detection.hub))
+    this.phiCache?.set(id, value)
+    return value
   }
 
   hubAlive(id: string): boolean {
@@ -88,6 +143,7 @@ export class StepContext {
 
   /** The nodes (themselves heard by the hub) whose fresh peer report says they hear `id`. */
   peersHearing(id: string): string[] {
+    if (this.hearers) return this.hearers.get(id) ?? []
     const ttl = this.spec.detection.peerReportTtlMs
     return this.nodeSpecs
       .map((n) => n.id)

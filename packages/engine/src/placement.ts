@@ -1,73 +1,122 @@
 import type { StepContext } from './context.js'
-import type { ResourceSpec } from './spec.js'
+import { policyOf, type ResourceSpec } from './spec.js'
 import type { Candidate } from './types.js'
 
 /** Score added for an operator's move while it lasts: wins over any preference. */
 export const MOVE_SCORE = 1_000_000
 
+export interface NodeLoad {
+  memoryMb: number
+  vcpus: number
+  count: number
+}
+
+/** What each node carries now: one pass over the resources (guest apps live inside their vms). */
+export function nodeLoad(ctx: StepContext): Map<string, NodeLoad> {
+  const load = new Map<string, NodeLoad>()
+  for (const spec of ctx.spec.resources) {
+    const s = ctx.state.resources[spec.id]
+    if (!s?.node || s.phase === 'stopped' || spec.kind === 'guest-app') continue
+    addLoad(load, s.node, spec)
+  }
+  return load
+}
+
+export function addLoad(load: Map<string, NodeLoad>, node: string, spec: ResourceSpec, sign = 1): void {
+  const l = load.get(node) ?? { memoryMb: 0, vcpus: 0, count: 0 }
+  load.set(node, {
+    memoryMb: l.memoryMb + sign * spec.requires.memoryMb,
+    vcpus: l.vcpus + sign * spec.requires.vcpus,
+    count: l.count + sign,
+  })
+}
+
 /**
  * Every node as a candidate for `resource`, with its score or the reason it was eliminated.
  * Sorted best first (score, then fewer resources, then name), so the choice is deterministic.
+ * `load` excludes nothing: the resource's own share is subtracted here if it sits on a node.
  */
+export interface PlacementOptions {
+  load?: Map<string, NodeLoad>
+  unavailable?: ReadonlySet<string>
+}
+
+/**
+ * The best eligible node, in one pass without explaining the others (the what-if plan asks this
+ * for every resource of every node). Same order as candidatesFor: score, fewer resources, name.
+ */
+export function bestNode(ctx: StepContext, resource: ResourceSpec, options: PlacementOptions): string | null {
+  const all = candidatesFor(ctx, resource, { ...options, explain: false })
+  return all[0]?.eliminated === null ? all[0].node : null
+}
+
 export function candidatesFor(
   ctx: StepContext,
   resource: ResourceSpec,
-  exclude: ReadonlySet<string> = new Set(),
+  options: PlacementOptions & { explain?: boolean } = {},
 ): Candidate[] {
+  const explain = options.explain ?? true
   const r = ctx.state.resources[resource.id]
-  const load = new Map<string, { memoryMb: number; vcpus: number; count: number }>()
-  for (const other of ctx.spec.resources) {
-    const s = ctx.state.resources[other.id]
-    if (!s?.node || other.id === resource.id || s.phase === 'stopped' || other.kind === 'guest-app') continue
-    const l = load.get(s.node) ?? { memoryMb: 0, vcpus: 0, count: 0 }
-    load.set(s.node, {
-      memoryMb: l.memoryMb + other.requires.memoryMb,
-      vcpus: l.vcpus + other.requires.vcpus,
-      count: l.count + 1,
-    })
-  }
-  const out: Candidate[] = ctx.nodeSpecs.map((node) => {
+  ctx.load ??= nodeLoad(ctx)
+  const load = options.load ?? ctx.load
+  const stickiness = policyOf(ctx.spec, resource).stickiness
+  const conflicting = [...resource.antiAffinity, ...ctx.antiAffinityFrom(resource.id)]
+  let best: (Candidate & { count: number }) | null = null
+  const scored: (Candidate & { count: number })[] = []
+  for (const node of ctx.nodeSpecs) {
     const n = ctx.node(node.id)
     const l = load.get(node.id) ?? { memoryMb: 0, vcpus: 0, count: 0 }
-    const eliminated = ((): string | null => {
-      if (exclude.has(node.id)) return 'excluded'
-      if (resource.allowedNodes && !resource.allowedNodes.includes(node.id)) return 'not in allowedNodes'
-      if (n.condition !== 'healthy') return `node is ${n.condition}`
-      if (n.fence.phase !== 'idle') return `node fence is ${n.fence.phase}`
-      if (ctx.inMaintenance(node.id)) return 'node in maintenance'
-      if (r?.avoid === node.id) return 'it just failed here (relocating away)'
-      if (l.memoryMb + resource.requires.memoryMb > node.capacity.memoryMb) {
-        return `memory: ${l.memoryMb} + ${resource.requires.memoryMb} MB > ${node.capacity.memoryMb} MB`
-      }
-      if (l.vcpus + resource.requires.vcpus > node.capacity.vcpus)
-        return `vcpus: ${l.vcpus} + ${resource.requires.vcpus} > ${node.capacity.vcpus}`
-      for (const other of resource.antiAffinity) {
-        if (ctx.state.resources[other]?.node === node.id) return `anti-affinity with ${other}`
-      }
-      for (const other of ctx.spec.resources) {
-        if (other.antiAffinity.includes(resource.id) && ctx.state.resources[other.id]?.node === node.id)
-          return `anti-affinity with ${other.id}`
-      }
-      if (resource.colocate) {
+    const own = r?.node === node.id && r.phase !== 'stopped' ? resource.requires : { memoryMb: 0, vcpus: 0 }
+    const used = { memoryMb: l.memoryMb - own.memoryMb, vcpus: l.vcpus - own.vcpus }
+    let eliminated: string | null = null
+    if (options.unavailable?.has(node.id)) eliminated = 'node is down (what-if)'
+    else if (resource.allowedNodes && !resource.allowedNodes.includes(node.id))
+      eliminated = 'not in allowedNodes'
+    else if (n.condition !== 'healthy') eliminated = `node is ${n.condition}`
+    else if (n.fence.phase !== 'idle') eliminated = `node fence is ${n.fence.phase}`
+    else if (ctx.inMaintenance(node.id)) eliminated = 'node in maintenance'
+    else if (r?.avoid === node.id) eliminated = 'it just failed here (relocating away)'
+    else if (used.memoryMb + resource.requires.memoryMb > node.capacity.memoryMb) {
+      eliminated = `memory: ${used.memoryMb} + ${resource.requires.memoryMb} MB > ${node.capacity.memoryMb} MB`
+    } else if (used.vcpus + resource.requires.vcpus > node.capacity.vcpus) {
+      eliminated = `vcpus: ${used.vcpus} + ${resource.requires.vcpus} > ${node.capacity.vcpus}`
+    } else {
+      const clash = conflicting.find((other) => ctx.state.resources[other]?.node === node.id)
+      if (clash) eliminated = `anti-affinity with ${clash}`
+      else if (resource.colocate) {
         for (const dep of resource.dependsOn) {
           const depNode = ctx.state.resources[dep]?.node
-          if (depNode && depNode !== node.id) return `must be colocated with ${dep} (on ${depNode})`
+          if (depNode && depNode !== node.id) {
+            eliminated = `must be colocated with ${dep} (on ${depNode})`
+            break
+          }
         }
       }
-      return null
-    })()
+    }
     let score = resource.preferred[node.id] ?? 0
-    if (r?.node === node.id) score += ctx.spec.defaults.stickiness
+    if (r?.node === node.id) score += stickiness
     if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
-    return { node: node.id, score, eliminated, load: l.count }
-  }) as (Candidate & { load: number })[]
-  return (out as (Candidate & { load: number })[])
-    .sort(
-      (a, b) =>
-        Number(a.eliminated !== null) - Number(b.eliminated !== null) ||
-        b.score - a.score ||
-        a.load - b.load ||
-        a.node.localeCompare(b.node),
-    )
-    .map(({ node, score, eliminated }) => ({ node, score, eliminated }))
+    const c = { node: node.id, score, eliminated, count: l.count }
+    if (explain) scored.push(c)
+    else if (eliminated === null && (best === null || before(c, best))) best = c
+  }
+  if (!explain) return best ? [{ node: best.node, score: best.score, eliminated: null }] : []
+  scored.sort(
+    (a, b) =>
+      Number(a.eliminated !== null) - Number(b.eliminated !== null) ||
+      b.score - a.score ||
+      a.count - b.count ||
+      a.node.localeCompare(b.node),
+  )
+  return scored.map(({ node, score, eliminated }) => ({ node, score, eliminated }))
+}
+
+function before(
+  a: { score: number; count: number; node: string },
+  b: { score: number; count: number; node: string },
+): boolean {
+  return (
+    b.score - a.score < 0 ||
+    (a.score === b.score && (a.count < b.count || (a.count === b.count && a.node < b.node)))
+  )
 }

@@ -1,5 +1,5 @@
 import { StepContext } from './context.js'
-import { candidatesFor } from './placement.js'
+import { addLoad, bestNode, candidatesFor, nodeLoad } from './placement.js'
 import type { ClusterSpec } from './spec.js'
 import type { EngineEnv, EngineState } from './types.js'
 
@@ -12,34 +12,33 @@ export interface WhatIf {
 
 /**
  * "If this node died now": for every node that runs resources, where each would be placed given
- * the others' current load (in priority order, each placement consuming capacity). Pure; the
- * input state is not modified.
+ * the others' current load (in priority order, each placement consuming capacity). Pure: works on
+ * a load map, never on the state itself.
  */
 export function whatIfPlan(spec: ClusterSpec, state: EngineState, env: EngineEnv): WhatIf[] {
+  const ctx = new StepContext(spec, state, env)
+  const baseLoad = nodeLoad(ctx)
+  const byNode = new Map<string, typeof ctx.resourceSpecs>()
+  for (const r of ctx.resourceSpecs) {
+    const node = state.resources[r.id]?.node
+    if (r.kind === 'guest-app' || !node) continue
+    byNode.set(node, [...(byNode.get(node) ?? []), r])
+  }
   const out: WhatIf[] = []
-  for (const node of [...spec.nodes].sort((a, b) => a.id.localeCompare(b.id))) {
-    const ctx = new StepContext(spec, structuredClone(state), env)
-    const victim = ctx.state.nodes[node.id]
-    if (!victim) continue
-    victim.condition = 'dead'
-    const moving = ctx.resourceSpecs.filter(
-      (r) => r.kind !== 'guest-app' && ctx.state.resources[r.id]?.node === node.id,
-    )
-    if (moving.length === 0) continue
-    for (const r of moving) (ctx.state.resources[r.id] as { node: string | null }).node = null
+  for (const node of ctx.nodeSpecs) {
+    const moving = byNode.get(node.id)
+    if (!moving) continue
+    const load = new Map(baseLoad)
+    const unavailable = new Set([node.id])
     const plan: WhatIf = { node: node.id, moves: [], unplaceable: [] }
     for (const r of moving) {
-      const cands = candidatesFor(ctx, r)
-      const best = cands.find((c) => c.eliminated === null)
+      const best = bestNode(ctx, r, { load, unavailable })
       if (best) {
-        plan.moves.push({ resource: r.id, to: best.node })
-        ;(ctx.state.resources[r.id] as { node: string | null; phase: string }).node = best.node
-        ;(ctx.state.resources[r.id] as { phase: string }).phase = 'running'
+        plan.moves.push({ resource: r.id, to: best })
+        addLoad(load, best, r)
       } else {
-        plan.unplaceable.push({
-          resource: r.id,
-          why: cands.map((c) => `${c.node}: ${c.eliminated}`).join('; '),
-        })
+        const why = candidatesFor(ctx, r, { load, unavailable }).map((c) => `${c.node}: ${c.eliminated}`)
+        plan.unplaceable.push({ resource: r.id, why: why.join('; ') })
       }
     }
     out.push(plan)

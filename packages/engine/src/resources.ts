@@ -1,9 +1,24 @@
 import type { StepContext } from './context.js'
 import { phiParams } from './context.js'
 import { emptyPhi, phi, recordArrival } from './phi.js'
-import { candidatesFor } from './placement.js'
+import { addLoad, candidatesFor } from './placement.js'
 import { policyOf, type ResourceSpec } from './spec.js'
-import type { ObservedState, PendingAction, ResourcePhase, ResourceState } from './types.js'
+import type { Candidate, ObservedState, PendingAction, ResourcePhase, ResourceState } from './types.js'
+
+/** Candidates kept in a placement record (best first); the rest are counted, not listed. */
+const RECORDED_CANDIDATES = 25
+const NAMED_IN_SUMMARY = 5
+
+/** "; node3: score 0, node1: node is dead" for the runners-up, then "and N more". */
+function describeOthers(candidates: Candidate[], best: Candidate): string {
+  const others = candidates.filter((c) => c !== best)
+  if (others.length === 0) return ''
+  const named = others
+    .slice(0, NAMED_IN_SUMMARY)
+    .map((c) => `${c.node}: ${c.eliminated ?? `score ${c.score}`}`)
+  const more = others.length > NAMED_IN_SUMMARY ? `, and ${others.length - NAMED_IN_SUMMARY} more` : ''
+  return `; ${named.join(', ')}${more}`
+}
 
 const STARTS: ReadonlySet<PendingAction['type']> = new Set(['start', 'restart', 'reset-vm', 'reboot-vm'])
 
@@ -21,6 +36,8 @@ export function mayRunOn(ctx: StepContext, spec: ResourceSpec, nodeId: string): 
     return `a ${r.pending.type} is in flight there`
   const o = r.observed[nodeId]
   if (o?.state === 'stopped') return null
+  // A healthy node's complete inventory not listing it means stopped.
+  if (!o && n.inventory !== null && n.condition === 'healthy') return null
   if (n.condition === 'healthy') return o ? `it is ${o.state} there` : 'no report from its agent yet'
   return `node is ${n.condition} and ${o ? `it was last ${o.state} there` : 'never reported it'}`
 }
@@ -76,7 +93,7 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
     })
     r.move = null
   }
-  r.failures = r.failures.filter((f) => ctx.now - f.at < policy.failureTimeoutMs)
+  if (r.failures.length > 0) r.failures = r.failures.filter((f) => ctx.now - f.at < policy.failureTimeoutMs)
   if (r.failures.length === 0 && r.step > 0 && r.phase !== 'blocked') r.step = 0
 
   if (unmanaged(ctx, spec, r)) {
@@ -129,11 +146,19 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
 
   // A copy where it does not belong (a resumed guest, a node back from a partition): stop it.
   // Without a home yet, a single running copy is adopted by place() instead.
-  for (const node of r.node === null ? [] : ctx.nodeSpecs) {
-    if (node.id === r.node) continue
-    const o = r.observed[node.id]
-    const n = ctx.node(node.id)
-    if (o && o.state !== 'stopped' && n.condition === 'healthy' && n.fence.phase !== 'confirmed') {
+  // Only nodes that reported it can hold a copy we know of (O(reports), not O(nodes)).
+  // Allocation-free scan: most resources have one report (their home), so nothing is collected.
+  let reporters: string[] | null = null
+  if (r.node !== null) {
+    for (const nodeId in r.observed) if (nodeId !== r.node) (reporters ??= []).push(nodeId)
+    reporters?.sort()
+  }
+  for (const nodeId of reporters ?? []) {
+    if (nodeId === r.node) continue
+    const o = r.observed[nodeId]
+    const n = ctx.state.nodes[nodeId]
+    const node = { id: nodeId }
+    if (n && o && o.state !== 'stopped' && n.condition === 'healthy' && n.fence.phase !== 'confirmed') {
       const decision = ctx.record({
         kind: 'stop',
         resource: spec.id,
@@ -385,8 +410,13 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
       return
     }
   }
-  const maybe = ctx.nodeSpecs
-    .map((n) => ({ node: n.id, why: mayRunOn(ctx, spec, n.id) }))
+  // Where a copy may run: every node, or (when every node sent a complete inventory) only the
+  // nodes that reported it, which is the same answer in O(reports) instead of O(nodes).
+  const suspects = ctx.everyNodeInventoried()
+    ? Object.keys(r.observed).sort()
+    : ctx.nodeSpecs.map((n) => n.id)
+  const maybe = suspects
+    .map((node) => ({ node, why: mayRunOn(ctx, spec, node) }))
     .filter((x) => x.why !== null)
   if (
     maybe.length === 1 &&
@@ -458,19 +488,16 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
     kind: 'place',
     resource: spec.id,
     node: best.node,
-    summary: `starting on ${best.node} (score ${best.score}${
-      candidates.length > 1
-        ? `; ${candidates
-            .filter((c) => c !== best)
-            .map((c) => `${c.node}: ${c.eliminated ?? `score ${c.score}`}`)
-            .join(', ')}`
-        : ''
-    })`,
+    summary: `starting on ${best.node} (score ${best.score}${describeOthers(candidates, best)})`,
     rule: r.move?.node === best.node ? 'operator.move' : 'placement.best-score',
-    candidates,
+    candidates: candidates.slice(0, RECORDED_CANDIDATES),
+    ...(candidates.length > RECORDED_CANDIDATES
+      ? { candidatesOmitted: candidates.length - RECORDED_CANDIDATES }
+      : {}),
     correlationId: r.correlationId,
   })
   const actionId = ctx.act({ type: 'start', decision, resource: spec.id, node: best.node })
+  if (ctx.load) addLoad(ctx.load, best.node, spec)
   r.pending = {
     actionId,
     type: 'start',

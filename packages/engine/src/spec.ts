@@ -21,19 +21,33 @@ export type DetectorSpec = z.output<typeof detectorSchema>
 const ladderStep = z.enum(['restart', 'reboot-vm', 'reset-vm', 'relocate'])
 export type LadderStep = z.infer<typeof ladderStep>
 
-const resourcePolicySchema = z.strictObject({
+/** Policy fields without defaults: the shape of a resource's overrides. */
+const policyFields = {
   /** Failures tolerated in `windowMs` at one ladder step before moving to the next. */
-  maxRestarts: z.number().int().nonnegative().default(3),
-  windowMs: ms.default(600_000),
+  maxRestarts: z.number().int().nonnegative(),
+  windowMs: ms,
   /** A failure is forgotten this long after it happened (fail counts decay by themselves). */
-  failureTimeoutMs: ms.default(600_000),
+  failureTimeoutMs: ms,
   /** Recovery steps in order; after the last one the resource is blocked (visible, alerted). */
-  ladder: z.array(ladderStep).min(1).default(['restart', 'relocate']),
+  ladder: z.array(ladderStep).min(1),
   /** An action with no result within this is treated as failed. */
-  actionTimeoutMs: ms.default(30_000),
+  actionTimeoutMs: ms,
   /** Bonus for staying where it runs, against moving to a higher-scored node (failback). */
-  stickiness: z.number().int().default(100),
+  stickiness: z.number().int(),
+}
+
+/** Cluster-wide defaults, every field filled in. */
+const resourcePolicySchema = z.strictObject({
+  maxRestarts: policyFields.maxRestarts.default(3),
+  windowMs: policyFields.windowMs.default(600_000),
+  failureTimeoutMs: policyFields.failureTimeoutMs.default(600_000),
+  ladder: policyFields.ladder.default(['restart', 'relocate']),
+  actionTimeoutMs: policyFields.actionTimeoutMs.default(30_000),
+  stickiness: policyFields.stickiness.default(100),
 })
+
+/** A resource's overrides: only the keys it sets replace the cluster defaults. */
+const resourcePolicyOverridesSchema = z.strictObject(policyFields).partial()
 export type ResourcePolicy = z.output<typeof resourcePolicySchema>
 
 export const resourceSpecSchema = z.strictObject({
@@ -53,7 +67,7 @@ export const resourceSpecSchema = z.strictObject({
   colocate: z.boolean().default(false),
   /** Never on the same node as these. */
   antiAffinity: z.array(id).default([]),
-  policy: resourcePolicySchema.partial().default({}),
+  policy: resourcePolicyOverridesSchema.default({}),
   /** Observe only: Vigil never starts, stops or moves it. */
   unmanaged: z.boolean().default(false),
 })
@@ -112,9 +126,15 @@ export const clusterSpecSchema = z.strictObject({
 })
 export type ClusterSpec = z.output<typeof clusterSpecSchema>
 
-/** A resource's effective policy: its own overrides on top of the cluster defaults. */
+const policyCache = new WeakMap<ResourceSpec, { defaults: ResourcePolicy; policy: ResourcePolicy }>()
+
+/** A resource's effective policy: its own overrides on top of the cluster defaults (memoised). */
 export function policyOf(spec: ClusterSpec, resource: ResourceSpec): ResourcePolicy {
-  return { ...spec.defaults, ...resource.policy } as ResourcePolicy
+  const cached = policyCache.get(resource)
+  if (cached && cached.defaults === spec.defaults) return cached.policy
+  const policy = { ...spec.defaults, ...resource.policy } as ResourcePolicy
+  policyCache.set(resource, { defaults: spec.defaults, policy })
+  return policy
 }
 
 /** Cross-reference checks zod cannot express per field; returns problems as `path: message`. */

@@ -40,6 +40,8 @@ export interface NodeState {
   /** False until the first real heartbeat (the detector is seeded at engine start). */
   heard: boolean
   disk: PhiState
+  /** Resources this node's last complete inventory listed; null until it sends one. */
+  inventory: string[] | null
   /** Latest report from this node of which peers it hears. */
   hears: { at: number; peers: string[] } | null
   power: { state: 'on' | 'off' | 'unknown'; at: number; device: string | null }
@@ -122,6 +124,8 @@ export type Input =
   | { type: 'peer-view'; node: string; hears: string[] }
   | { type: 'guest-heartbeat'; resource: string }
   | { type: 'resource-state'; node: string; resource: string; state: ObservedState; reason?: string }
+  /** A node's complete list of the resources present on it: any resource not listed is stopped there. */
+  | { type: 'inventory'; node: string; resources: Record<string, ObservedState> }
   | { type: 'power-state'; node: string; state: 'on' | 'off'; device: string }
   | {
       type: 'action-result'
@@ -204,7 +208,9 @@ export interface DecisionRecord {
   rule: string
   classification?: NodeCondition
   evidence?: ChannelEvidence[]
+  /** Best first, at most 25; `candidatesOmitted` counts the rest. */
   candidates?: Candidate[]
+  candidatesOmitted?: number
   policyVersion: string
   correlationId: string
 }

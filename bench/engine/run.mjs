@@ -1,0 +1,167 @@
+// bench/engine: the engine's step for 1,000 hosts and 10,000 resources, in steady state and after a
+// host failure (detection, fence, placement of its resources), plus the what-if plan for every
+// host. Prints JSON, then a table.  node bench/engine/run.mjs [--hosts 1000] [--resources 10000] [--runs 3]
+import { parseArgs } from 'node:util'
+import { clusterSpecSchema, initialState, step, whatIfPlan } from '@vigil/engine'
+import { markdownTable, median } from '../lib.mjs'
+
+const { values } = parseArgs({
+  options: {
+    hosts: { type: 'string', default: '1000' },
+    resources: { type: 'string', default: '10000' },
+    runs: { type: 'string', default: '3' },
+  },
+})
+const H = Number(values.hosts)
+const R = Number(values.resources)
+const TICK = 100
+const HB = 250
+
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
+}
+
+function once(run) {
+  const nodes = Array.from({ length: H }, (_, i) => ({
+    id: `h${i}`,
+    fencing: [{ devices: [`ipmi-h${i}`] }],
+    capacity: { memoryMb: 262_144, vcpus: 128 },
+  }))
+  const resources = Array.from({ length: R }, (_, i) => ({
+    id: `r${i}`,
+    kind: i % 2 ? 'vm' : 'app',
+    requires: { memoryMb: 2048, vcpus: 2 },
+    preferred: { [`h${(i * 7) % H}`]: 10 },
+    priority: i % 5,
+  }))
+  const spec = clusterSpecSchema.parse({ nodes, resources })
+  const home = (i) => `h${i % H}`
+  let now = 0
+  let ids = 0
+  const env = { now: () => now, newId: (k) => `${k[0]}${++ids}` }
+  let state = initialState(spec, 0)
+  const dead = new Set()
+  const pendingFences = []
+  const pendingStarts = []
+
+  const inputsFor = (t) => {
+    const inputs = []
+    for (let h = 0; h < H; h++) {
+      const id = `h${h}`
+      if (dead.has(id) || (t + h * 7) % HB >= TICK) continue // each host's heartbeat phase
+      inputs.push({ type: 'heartbeat', node: id })
+    }
+    return inputs
+  }
+  const inventory = () => {
+    const byNode = new Map()
+    for (const [id, r] of Object.entries(state.resources))
+      if (r.node) byNode.set(r.node, { ...byNode.get(r.node), [id]: 'running' })
+    return spec.nodes
+      .filter((n) => !dead.has(n.id))
+      .map((n) => ({ type: 'inventory', node: n.id, resources: byNode.get(n.id) ?? {} }))
+  }
+
+  // Bring the cluster up: every resource reported running on its home host and adopted.
+  const boot = []
+  for (let h = 0; h < H; h++) boot.push({ type: 'heartbeat', node: `h${h}` })
+  const initial = new Map()
+  for (let i = 0; i < R; i++) initial.set(home(i), { ...initial.get(home(i)), [`r${i}`]: 'running' })
+  for (let h = 0; h < H; h++)
+    boot.push({ type: 'inventory', node: `h${h}`, resources: initial.get(`h${h}`) ?? {} })
+  state = step(spec, state, boot, env).state
+
+  const steady = []
+  const failure = []
+  let failedAt = null
+  let placedAt = null
+  for (let tick = 1; tick <= 60; tick++) {
+    now = tick * TICK
+    const inputs = inputsFor(now)
+    if (tick % 10 === 0) inputs.push(...inventory())
+    if (tick === 20) {
+      dead.add('h0')
+      failedAt = now
+    }
+    while (pendingFences.length && pendingFences[0].at <= now) {
+      const f = pendingFences.shift()
+      inputs.push({ type: 'fence-result', actionId: f.id, node: f.node, device: f.device, outcome: 'off' })
+    }
+    while (pendingStarts.length && pendingStarts[0].at <= now)
+      inputs.push({ type: 'action-result', actionId: pendingStarts.shift().id, ok: true })
+    const t0 = performance.now()
+    const result = step(spec, state, inputs, env)
+    const ms = performance.now() - t0
+    state = result.state
+    ;(failedAt === null ? steady : failure).push(ms)
+    for (const a of result.actions) {
+      if (a.type === 'fence')
+        pendingFences.push({ at: now + 300, id: a.id, node: a.node, device: a.devices[0] })
+      if (a.type === 'start') {
+        pendingStarts.push({ at: now + 300, id: a.id })
+        placedAt ??= now
+      }
+    }
+  }
+  const moved = Object.values(state.resources).filter(
+    (r) => r.node && r.node !== 'h0' && r.phase === 'running',
+  ).length
+  const t0 = performance.now()
+  const plan = whatIfPlan(spec, state, env)
+  const planMs = performance.now() - t0
+  return {
+    run,
+    hosts: H,
+    resources: R,
+    steadyStepMedianMs: round(median(steady)),
+    steadyStepP99Ms: round(quantile(steady, 0.99)),
+    failureStepMedianMs: round(median(failure)),
+    failureStepP99Ms: round(quantile(failure, 0.99)),
+    failureStepMaxMs: round(Math.max(...failure)),
+    detectionToFirstPlacementMs: placedAt === null ? null : placedAt - failedAt,
+    resourcesOfFailedHost: Object.values(state.resources).filter((r) => r.avoid === 'h0' || r.correlationId)
+      .length,
+    whatIfPlanAllHostsMs: round(planMs),
+    whatIfHosts: plan.length,
+    runningResources: moved,
+  }
+}
+
+function round(x) {
+  return Math.round(x * 100) / 100
+}
+
+const results = []
+for (let run = 1; run <= Number(values.runs); run++) results.push(once(run))
+const keys = [
+  'steadyStepMedianMs',
+  'steadyStepP99Ms',
+  'failureStepMedianMs',
+  'failureStepP99Ms',
+  'whatIfPlanAllHostsMs',
+]
+console.log(
+  JSON.stringify(
+    {
+      benchmark: 'engine',
+      when: new Date().toISOString(),
+      node: process.version,
+      runs: results,
+      median: Object.fromEntries(keys.map((k) => [k, median(results.map((r) => r[k]))])),
+    },
+    null,
+    2,
+  ),
+)
+console.log()
+console.log(
+  markdownTable(results, [
+    'run',
+    'hosts',
+    'resources',
+    ...keys,
+    'failureStepMaxMs',
+    'detectionToFirstPlacementMs',
+  ]),
+)

@@ -1,0 +1,63 @@
+import { describe, expect, test } from 'vitest'
+import { checkClusterSpec, clusterSpecSchema, policyOf } from './spec.js'
+
+describe('cluster spec', () => {
+  test('defaults make a minimal spec usable', () => {
+    const spec = clusterSpecSchema.parse({ nodes: [{ id: 'n1' }], resources: [{ id: 'web' }] })
+    expect(spec.detection.hub.threshold).toBe(8)
+    expect(spec.resources[0]).toMatchObject({ kind: 'app', priority: 0, dependsOn: [] })
+    expect(policyOf(spec, spec.resources[0] as never)).toMatchObject({
+      maxRestarts: 3,
+      ladder: ['restart', 'relocate'],
+    })
+  })
+
+  test('a resource policy overrides the cluster defaults key by key', () => {
+    const spec = clusterSpecSchema.parse({
+      defaults: { maxRestarts: 5 },
+      nodes: [{ id: 'n1' }],
+      resources: [{ id: 'web', policy: { ladder: ['restart'] } }],
+    })
+    expect(policyOf(spec, spec.resources[0] as never)).toMatchObject({ maxRestarts: 5, ladder: ['restart'] })
+  })
+
+  test.each([
+    { name: 'unknown key', input: { nodes: [{ id: 'n1', fencin: [] }] }, path: 'nodes.0' },
+    { name: 'no nodes', input: { nodes: [] }, path: 'nodes' },
+    {
+      name: 'bad ladder step',
+      input: { nodes: [{ id: 'n1' }], defaults: { ladder: ['pray'] } },
+      path: 'defaults.ladder.0',
+    },
+    {
+      name: 'empty fence level',
+      input: { nodes: [{ id: 'n1', fencing: [{ devices: [] }] }] },
+      path: 'nodes.0.fencing.0.devices',
+    },
+    {
+      name: 'freeze share above 1',
+      input: { nodes: [{ id: 'n1' }], governor: { freezeShare: 2 } },
+      path: 'governor.freezeShare',
+    },
+  ])('rejects $name at $path', ({ input, path }) => {
+    const result = clusterSpecSchema.safeParse(input)
+    expect(result.success).toBe(false)
+    expect(result.error?.issues[0]?.path.join('.')).toBe(path)
+  })
+
+  test('cross-references are checked: unknown nodes, resources, duplicates, guest-app without vm', () => {
+    const spec = clusterSpecSchema.parse({
+      nodes: [{ id: 'n1' }, { id: 'n1' }],
+      resources: [
+        { id: 'a', preferred: { ghost: 1 }, dependsOn: ['nothing'] },
+        { id: 'g', kind: 'guest-app' },
+      ],
+    })
+    expect(checkClusterSpec(spec)).toEqual([
+      'nodes: duplicate id "n1"',
+      'resources.0: unknown node "ghost"',
+      'resources.0: unknown resource "nothing"',
+      'resources.1.vm: a guest-app needs the id of its vm resource',
+    ])
+  })
+})
