@@ -76,7 +76,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     keepalive: config.mqtt.keepaliveSeconds,
     reconnectPeriod: config.reconnect.minMs,
     connectTimeout: 5000,
-    queueQoSZero: false, // a heartbeat that could not be sent now is worthless later
+    queueQoSZero: false,
+    // Keep retrying after a refused CONNACK (broker not ready, credentials being rotated): without
+    // this mqtt.js gives up for good, and a Vigil process must never stop trying to reach its broker.
+    reconnectOnConnackError: true, // a heartbeat that could not be sent now is worthless later
     will: { topic: topic('status'), payload: Buffer.from(status('gone')), qos: 1, retain: true },
   }
   if (config.mqtt.username) options.username = config.mqtt.username

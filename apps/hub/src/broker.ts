@@ -9,6 +9,8 @@ export interface EmbeddedBroker {
   /** Credentials the hub's own client uses; only this client may publish commands. */
   hubCredentials: { username: string; password: string }
   clientCount(): number
+  /** Call once the hub's own subscription is in place: until then other clients are turned away. */
+  markReady(): void
   close(): Promise<void>
 }
 
@@ -25,11 +27,20 @@ export async function startEmbeddedBroker(
   options: { allowAnonymous: boolean; log: Logger },
 ): Promise<EmbeddedBroker> {
   const hubPassword = randomBytes(24).toString('base64url')
+  // Until the hub has subscribed, anything an agent publishes would reach no subscriber and be lost
+  // (a buffered event replayed right after a hub restart): refuse agents as "server unavailable",
+  // and they retry with backoff.
+  let ready = false
   const broker = await Aedes.createBroker({ drainTimeout: 10_000 })
   broker.authenticate = (client, username, password, done) => {
     if (username === HUB_USER && password && safeEqual(password, Buffer.from(hubPassword))) {
       ;(client as unknown as { vigilRole: string }).vigilRole = 'hub'
       return done(null, true)
+    }
+    if (!ready) {
+      const err = new Error('hub not ready yet') as AuthenticateError
+      err.returnCode = 3
+      return done(err, null)
     }
     if (username === undefined && options.allowAnonymous) return done(null, true)
     const err = new Error('bad user name or password') as AuthenticateError
@@ -57,6 +68,9 @@ export async function startEmbeddedBroker(
     url: `mqtt://${host}:${port}`,
     hubCredentials: { username: HUB_USER, password: hubPassword },
     clientCount: () => broker.connectedClients,
+    markReady: () => {
+      ready = true
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close()

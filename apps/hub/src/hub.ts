@@ -47,9 +47,15 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   let mqttUrl: string
   const mqttOptions: IClientOptions = {
     clientId: `vigil-hub-${config.cluster}-${config.name}`,
-    clean: true,
+    // A persistent session: an external broker keeps the hub's subscription and queues QoS 1
+    // messages (events, results) while the hub restarts. The embedded broker restarts with the
+    // hub, so it gates agents until the hub has subscribed instead (broker.ts).
+    clean: false,
     reconnectPeriod: 500,
     connectTimeout: 5000,
+    // Keep retrying after a refused CONNACK (broker not ready, credentials being rotated): without
+    // this mqtt.js gives up for good, and a Vigil process must never stop trying to reach its broker.
+    reconnectOnConnackError: true,
     keepalive: 10,
   }
   if (config.mqtt.url) {
@@ -110,7 +116,10 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   client.on('connect', () => {
     metrics.brokerConnected.set(1)
     log.info({ mqttUrl, cluster: config.cluster }, 'connected to broker')
-    client.subscribe(clusterFilter, { qos: 1 })
+    client.subscribe(clusterFilter, { qos: 1 }, (err) => {
+      if (err) log.error({ err: err.message, filter: clusterFilter }, 'subscription failed')
+      else broker?.markReady()
+    })
     if (!broker) client.subscribe('$SYS/broker/clients/connected', { qos: 0 })
   })
   client.on('close', () => metrics.brokerConnected.set(0))

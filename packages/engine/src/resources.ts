@@ -150,7 +150,11 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
   // Allocation-free scan: most resources have one report (their home), so nothing is collected.
   let reporters: string[] | null = null
   if (r.node !== null) {
-    for (const nodeId in r.observed) if (nodeId !== r.node) (reporters ??= []).push(nodeId)
+    for (const nodeId in r.observed) {
+      if (nodeId === r.node) continue
+      reporters ??= []
+      reporters.push(nodeId)
+    }
     reporters?.sort()
   }
   for (const nodeId of reporters ?? []) {
