@@ -158,6 +158,22 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       case 'refresh-facts':
         await publishFacts()
         return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { refreshed: true } }
+      case 'start':
+      case 'stop':
+      case 'restart':
+      case 'reset-vm':
+      case 'reboot-vm':
+        // Resource drivers (process, libvirt, OCF, ...) arrive with issue #3; until then say so
+        // plainly rather than pretend: the engine treats this as a configuration error and blocks.
+        return {
+          ...base,
+          status: 'failed',
+          finishedAt: clock.wallMs(),
+          error: {
+            code: 'no_driver',
+            message: `no driver on ${config.node} can ${cmd.action} "${String(cmd.args.resource ?? '')}"`,
+          },
+        }
     }
   }
 

@@ -1,6 +1,6 @@
 import { VigilError } from '@vigil/kit'
 import { isValidName } from '@vigil/protocol'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { z } from 'zod'
 import type { CommandDispatcher } from './commands.js'
@@ -14,8 +14,17 @@ export interface ApiDeps {
   commands: CommandDispatcher
   metrics: HubMetrics
   ready: () => { ready: boolean; reasons: string[] }
+  /** The engine's classification and health score of a node, if it knows the node. */
+  engineView: (node: string) => { condition: string; health: number } | null
   info: () => Record<string, unknown>
 }
+
+const decisionsQuery = z.strictObject({
+  node: z.string().refine(isValidName, 'not a valid node name').optional(),
+  resource: z.string().max(63).optional(),
+  correlation: z.string().max(128).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+})
 
 const eventsQuery = z.strictObject({
   node: z.string().refine(isValidName, 'not a valid node name').optional(),
@@ -48,19 +57,27 @@ export function createApi(deps: ApiDeps): Hono {
   })
 
   app.get('/api', (c) => c.json(deps.info()))
-  app.get('/api/nodes', (c) => c.json({ nodes: deps.table.views() }))
+  const withEngine = <T extends { id: string }>(view: T) => ({ ...view, engine: deps.engineView(view.id) })
+  app.get('/api/nodes', (c) => c.json({ nodes: deps.table.views().map(withEngine) }))
   app.get('/api/nodes/:id', (c) => {
     const view = deps.table.view(c.req.param('id'))
     if (!view) return c.json(errorBody('not_found', `no node named "${c.req.param('id')}"`), 404)
-    return c.json(view)
+    return c.json(withEngine(view))
+  })
+  app.get('/api/decisions', (c) => {
+    const q = decisionsQuery.safeParse(c.req.query())
+    if (!q.success) return invalid(c, q.error)
+    const { node, resource, correlation, limit } = q.data
+    return c.json({ decisions: deps.store.decisions({ node, resource, correlationId: correlation, limit }) })
+  })
+  app.get('/api/decisions/:id', (c) => {
+    const record = deps.store.getDecision(c.req.param('id'))
+    if (!record) return c.json(errorBody('not_found', `no decision with id "${c.req.param('id')}"`), 404)
+    return c.json(record)
   })
   app.get('/api/events', (c) => {
     const q = eventsQuery.safeParse(c.req.query())
-    if (!q.success) {
-      const issue = q.error.issues[0]
-      const field = issue?.path.join('.') || (issue?.code === 'unrecognized_keys' ? issue.keys[0] : '') || ''
-      return c.json(errorBody('invalid', `${field}: ${issue?.message}`, field), 400)
-    }
+    if (!q.success) return invalid(c, q.error)
     const events = deps.store.events({ node: q.data.node, afterId: q.data.after, limit: q.data.limit })
     return c.json({ events })
   })
@@ -100,6 +117,13 @@ export function createApi(deps: ApiDeps): Hono {
     return c.json(errorBody('internal', 'internal error'), 500)
   })
   return app
+}
+
+/** A 400 naming the first offending query field. */
+function invalid(c: Context, error: z.ZodError) {
+  const issue = error.issues[0]
+  const field = issue?.path.join('.') || (issue?.code === 'unrecognized_keys' ? issue.keys[0] : '') || ''
+  return c.json(errorBody('invalid', `${field}: ${issue?.message}`, field), 400)
 }
 
 function errorBody(code: string, message: string, field?: string) {

@@ -1,4 +1,5 @@
-import { type FlagSpec, loadConfigFile, type Override } from '@vigil/kit'
+import { type ClusterSpec, checkClusterSpec, clusterSpecSchema } from '@vigil/engine'
+import { ConfigError, type FlagSpec, loadConfigFile, type Override } from '@vigil/kit'
 import { NAME_PATTERN } from '@vigil/protocol'
 import { z } from 'zod'
 
@@ -60,6 +61,13 @@ export const hubConfigSchema = z.strictObject({
       timeoutMs: z.number().int().min(100).max(3_600_000).default(5000),
     })
     .prefault({}),
+  engine: z
+    .strictObject({
+      /** Cluster definition (nodes, fence levels, resources, policies). Without it the engine only observes. */
+      clusterFile: z.string().optional(),
+      tickMs: z.number().int().min(10).max(5000).default(100),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -95,6 +103,11 @@ export const hubFlags: Record<string, FlagSpec> = {
   },
   'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
   db: { path: ['store', 'path'], type: 'string', description: 'SQLite database file' },
+  'cluster-file': {
+    path: ['engine', 'clusterFile'],
+    type: 'string',
+    description: 'cluster definition for the engine',
+  },
   'lost-after': {
     path: ['liveness', 'lostAfterMs'],
     type: 'number',
@@ -115,4 +128,15 @@ export function loadHubConfig(file: string | undefined, overrides: Override[] = 
 export function splitHostPort(value: string): { host: string; port: number } {
   const idx = value.lastIndexOf(':')
   return { host: value.slice(0, idx).replace(/^\[|\]$/g, ''), port: Number(value.slice(idx + 1)) }
+}
+
+/** Loads and checks the engine's cluster definition; problems name the file, line and key. */
+export function loadClusterSpec(file: string): ClusterSpec {
+  const spec = loadConfigFile(clusterSpecSchema, file)
+  const problems = checkClusterSpec(spec)
+  if (problems.length > 0)
+    throw new ConfigError(
+      problems.map((p) => ({ key: p.split(':')[0] ?? '', message: p.slice(p.indexOf(':') + 2), file })),
+    )
+  return spec
 }

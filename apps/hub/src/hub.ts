@@ -7,7 +7,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { createApi } from './api.js'
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
 import { CommandDispatcher } from './commands.js'
-import { type HubConfig, splitHostPort } from './config.js'
+import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
+import { EngineLoop } from './engine-loop.js'
 import { Ingest } from './ingest.js'
 import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
@@ -102,6 +103,23 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     log.child({ part: 'commands' }),
   )
   let live: LiveFeed | null = null
+  const engine = new EngineLoop({
+    spec: config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null,
+    // Observe mode: every node seen, except those that announced a clean shutdown.
+    knownNodes: () =>
+      table
+        .views()
+        .filter((n) => n.state !== 'offline')
+        .map((n) => n.id),
+    store,
+    commands,
+    metrics,
+    clock,
+    log: log.child({ part: 'engine' }),
+    epoch,
+    onRecord: (record) => live?.broadcast({ type: 'decision', record }),
+    onEvent: (event) => live?.broadcast({ type: 'event', event }),
+  })
   const ingest = new Ingest(config.cluster, table, store, metrics, clock, log.child({ part: 'ingest' }), {
     onStateChange: (change) => live?.broadcast({ type: 'node.state', change }),
     onNodeUpdated: (id) => {
@@ -110,6 +128,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     },
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
     onCommandResult: (result) => commands.handleResult(result),
+    onEngineInput: (input) => engine.input(input),
   })
 
   const clusterFilter = `${TOPIC_ROOT}/${config.cluster}/#`
@@ -145,12 +164,21 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     }
   }, config.liveness.evaluateEveryMs)
   const flushTimer = setInterval(() => store.flushHeartbeats(table.takeDirtyHeartbeats()), HEARTBEAT_FLUSH_MS)
+  const engineTimer = setInterval(() => {
+    try {
+      engine.tick()
+    } catch (err) {
+      // An engine bug must be loud, and must not take ingest, the API or the feed down with it.
+      log.error({ err }, 'engine step failed')
+    }
+  }, config.engine.tickMs)
 
   const api = createApi({
     table,
     store,
     commands,
     metrics,
+    engineView: (node) => engine.condition(node),
     ready: () => {
       const reasons: string[] = []
       if (!client.connected) reasons.push('not connected to the MQTT broker')
@@ -178,6 +206,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     async close() {
       clearInterval(livenessTimer)
       clearInterval(flushTimer)
+      clearInterval(engineTimer)
+      engine.persist()
       commands.close()
       live?.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))

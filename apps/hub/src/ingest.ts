@@ -1,3 +1,4 @@
+import type { Input } from '@vigil/engine'
 import { type Clock, type Logger, RateLimitedLog } from '@vigil/kit'
 import {
   type AGENT_CHANNELS,
@@ -24,6 +25,8 @@ export interface IngestSinks {
   onNodeUpdated(nodeId: string): void
   onEvent(event: EventRow): void
   onCommandResult(result: CommandResult): void
+  /** What the engine hears: heartbeats and observations, as engine inputs. */
+  onEngineInput(input: Input): void
 }
 
 /**
@@ -119,6 +122,7 @@ export class Ingest {
     node.willReceived = false
     const change = this.table.transition(node, 'online', nowWall, 'heartbeat received')
     if (change) this.commitChange(node, change)
+    this.sinks.onEngineInput({ type: 'heartbeat', node: hb.node })
     this.metrics.heartbeatsReceived.inc()
     this.metrics.heartbeatDelay.observe(Math.max(0, nowWall - hb.sentAt) / 1000)
   }
@@ -188,6 +192,16 @@ export class Ingest {
     const { node } = this.table.ensure(batch.node, this.clock.monoMs(), this.clock.wallMs())
     if (node.row.incarnation !== null && batch.incarnation < node.row.incarnation) return
     node.observations = batch.observations
+    for (const o of batch.observations) {
+      if (o.state === 'unknown') continue // the monitor itself failed: no evidence either way
+      this.sinks.onEngineInput({
+        type: 'resource-state',
+        node: batch.node,
+        resource: o.target,
+        state: o.state,
+        ...(o.detail ? { reason: o.detail } : {}),
+      })
+    }
   }
 
   private onAgentEvent(event: AgentEvent, topic: string): void {

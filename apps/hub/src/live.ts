@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
+import type { DecisionRecord } from '@vigil/engine'
 import { type WebSocket, WebSocketServer } from 'ws'
 import type { HubMetrics } from './metrics.js'
 import type { NodeView, StateChange } from './nodes.js'
@@ -11,6 +12,7 @@ import type { EventRow } from './store.js'
  *   {type:"node.state", change:StateChange}         a liveness transition
  *   {type:"node", node:NodeView}                     a node's facts or status changed
  *   {type:"event", event:EventRow}                   an entry appended to the event log
+ *   {type:"decision", record:DecisionRecord}         a decision (or refusal) of the engine
  * The feed is read-only: anything a client sends is ignored.
  */
 export type LiveMessage =
@@ -18,6 +20,7 @@ export type LiveMessage =
   | { type: 'node.state'; change: StateChange }
   | { type: 'node'; node: NodeView }
   | { type: 'event'; event: EventRow }
+  | { type: 'decision'; record: DecisionRecord }
 
 /** Buffered bytes past which a slow client is dropped rather than growing hub memory. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024

@@ -1,3 +1,4 @@
+import type { DecisionRecord } from '@vigil/engine'
 import type { Facts } from '@vigil/protocol'
 import Database from 'better-sqlite3'
 import type { NodeState } from './liveness.js'
@@ -58,6 +59,12 @@ const MIGRATIONS: string[] = [
      id TEXT PRIMARY KEY, node TEXT NOT NULL, action TEXT NOT NULL, args TEXT NOT NULL,
      epoch INTEGER NOT NULL, seq INTEGER NOT NULL, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
      status TEXT NOT NULL, result TEXT, finished_at INTEGER);`,
+  `CREATE TABLE decisions (
+     id TEXT PRIMARY KEY, at INTEGER NOT NULL, kind TEXT NOT NULL, node TEXT, resource TEXT,
+     summary TEXT NOT NULL, rule TEXT NOT NULL, correlation_id TEXT NOT NULL, record TEXT NOT NULL);
+   CREATE INDEX decisions_by_node ON decisions (node, at);
+   CREATE INDEX decisions_by_resource ON decisions (resource, at);
+   CREATE INDEX decisions_by_correlation ON decisions (correlation_id);`,
 ]
 
 /**
@@ -98,6 +105,10 @@ export class HubStore {
       getCommand: this.db.prepare('SELECT * FROM commands WHERE id = ?'),
       maxSeq: this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM commands WHERE epoch = ?'),
       getMeta: this.db.prepare('SELECT value FROM meta WHERE key = ?'),
+      insertDecision: this.db.prepare(
+        'INSERT OR IGNORE INTO decisions (id, at, kind, node, resource, summary, rule, correlation_id, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      getDecision: this.db.prepare('SELECT record FROM decisions WHERE id = ?'),
       setMeta: this.db.prepare(
         'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       ),
@@ -188,6 +199,63 @@ export class HubStore {
       message: r.message as string,
       attrs: r.attrs ? (JSON.parse(r.attrs as string) as Record<string, unknown>) : null,
     }))
+  }
+
+  /** Decision records are append-only: the engine's account of what it did and why. */
+  appendDecisions(records: DecisionRecord[]): void {
+    if (records.length === 0) return
+    this.db.transaction(() => {
+      for (const r of records) {
+        this.stmts.insertDecision.run(
+          r.id,
+          Math.round(r.at),
+          r.kind,
+          r.node ?? null,
+          r.resource ?? null,
+          r.summary,
+          r.rule,
+          r.correlationId,
+          JSON.stringify(r),
+        )
+      }
+    })()
+  }
+
+  decisions(filter: {
+    node?: string
+    resource?: string
+    correlationId?: string
+    limit: number
+  }): DecisionRecord[] {
+    const where: string[] = []
+    const params: unknown[] = []
+    for (const [col, value] of [
+      ['node', filter.node],
+      ['resource', filter.resource],
+      ['correlation_id', filter.correlationId],
+    ] as const) {
+      if (value === undefined) continue
+      where.push(`${col} = ?`)
+      params.push(value)
+    }
+    const sql = `SELECT record FROM decisions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC LIMIT ?`
+    return (this.db.prepare(sql).all(...params, filter.limit) as { record: string }[]).map(
+      (r) => JSON.parse(r.record) as DecisionRecord,
+    )
+  }
+
+  getDecision(id: string): DecisionRecord | undefined {
+    const row = this.stmts.getDecision.get(id) as { record: string } | undefined
+    return row ? (JSON.parse(row.record) as DecisionRecord) : undefined
+  }
+
+  loadEngineState(): unknown {
+    const row = this.stmts.getMeta.get('engine_state') as { value: string } | undefined
+    return row ? JSON.parse(row.value) : null
+  }
+
+  saveEngineState(state: unknown): void {
+    this.stmts.setMeta.run('engine_state', JSON.stringify(state))
   }
 
   maxCommandSeq(epoch: number): number {

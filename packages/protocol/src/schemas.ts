@@ -131,7 +131,16 @@ export const eventSchema = z.strictObject({
 })
 export type AgentEvent = z.infer<typeof eventSchema>
 
-export const COMMAND_ACTIONS = ['ping', 'refresh-facts'] as const
+/** ping and refresh-facts are the agent's own; the rest act on a resource (args.resource). */
+export const COMMAND_ACTIONS = [
+  'ping',
+  'refresh-facts',
+  'start',
+  'stop',
+  'restart',
+  'reset-vm',
+  'reboot-vm',
+] as const
 export type CommandAction = (typeof COMMAND_ACTIONS)[number]
 
 /**

@@ -1,0 +1,218 @@
+import {
+  type Action,
+  type ClusterSpec,
+  clusterSpecSchema,
+  type DecisionRecord,
+  type EngineState,
+  type Input,
+  initialState,
+  type NodeCondition,
+  step,
+} from '@vigil/engine'
+import type { Clock, Logger } from '@vigil/kit'
+import type { CommandAction } from '@vigil/protocol'
+import { Counter, Gauge, Histogram } from 'prom-client'
+import type { CommandDispatcher } from './commands.js'
+import type { HubMetrics } from './metrics.js'
+import type { EventRow, HubStore } from './store.js'
+
+export interface EngineLoopDeps {
+  /** The cluster spec from engine.clusterFile, or null to observe the nodes seen (no actions). */
+  spec: ClusterSpec | null
+  knownNodes: () => string[]
+  store: HubStore
+  commands: CommandDispatcher
+  metrics: HubMetrics
+  clock: Clock
+  log: Logger
+  epoch: number
+  onRecord: (record: DecisionRecord) => void
+  onEvent: (event: EventRow) => void
+}
+
+const PERSIST_EVERY_MS = 2000
+
+/**
+ * Runs the engine live: inputs from ingest are queued, a step runs every tick on a clock that is
+ * monotonic within a process and anchored to wall time (so persisted state stays meaningful across
+ * restarts), records are stored and broadcast, actions become commands. The state is saved every
+ * 2 s and at close, and resumed at start with a `hub-restarted` input.
+ */
+export class EngineLoop {
+  private state: EngineState
+  private inbox: Input[] = []
+  private spec: ClusterSpec
+  private observedNodes = ''
+  private seq = 0
+  private lastPersist = 0
+  private readonly startWall: number
+  private readonly startMono: number
+  private readonly stepDuration: Histogram
+  private readonly decisions: Counter<'kind'>
+  private readonly actionsCounter: Counter<'type'>
+
+  constructor(private readonly deps: EngineLoopDeps) {
+    this.startWall = deps.clock.wallMs()
+    this.startMono = deps.clock.monoMs()
+    this.spec = deps.spec ?? this.observedSpec()
+    const saved = deps.store.loadEngineState() as EngineState | null
+    if (saved && saved.schema === 1) {
+      this.state = saved
+      this.inbox.push({ type: 'hub-restarted' })
+    } else {
+      this.state = initialState(this.spec, this.now())
+    }
+    const registers = [deps.metrics.registry]
+    this.stepDuration = new Histogram({
+      name: 'vigil_engine_step_duration_seconds',
+      help: 'Wall time of one engine step.',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1],
+      registers,
+    })
+    this.decisions = new Counter({
+      name: 'vigil_decisions_total',
+      help: 'Decision records, by kind.',
+      labelNames: ['kind'],
+      registers,
+    })
+    this.actionsCounter = new Counter({
+      name: 'vigil_engine_actions_total',
+      help: 'Actions the engine asked for, by type.',
+      labelNames: ['type'],
+      registers,
+    })
+    const loop = this
+    new Gauge({
+      name: 'vigil_node_health_score',
+      help: 'Engine health score per node, 0-100, with hysteresis.',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [node, n] of Object.entries(loop.state.nodes)) this.set({ node }, n.health.score)
+      },
+    })
+    new Gauge({
+      name: 'vigil_node_condition',
+      help: 'The engine classification of each node (1 for its current condition).',
+      labelNames: ['node', 'condition'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [node, n] of Object.entries(loop.state.nodes))
+          this.set({ node, condition: n.condition }, 1)
+      },
+    })
+  }
+
+  /** Engine time: wall-anchored, never going backwards within this process. */
+  now(): number {
+    return Math.round(this.startWall + (this.deps.clock.monoMs() - this.startMono))
+  }
+
+  input(i: Input): void {
+    this.inbox.push(i)
+  }
+
+  condition(node: string): { condition: NodeCondition; health: number } | null {
+    const n = this.state.nodes[node]
+    return n ? { condition: n.condition, health: n.health.score } : null
+  }
+
+  /** One step with everything queued since the last one. */
+  tick(): void {
+    if (!this.deps.spec) {
+      const nodes = this.deps.knownNodes()
+      if (nodes.length === 0) return // nothing to observe yet
+      if (nodes.join(',') !== this.observedNodes) this.spec = this.observedSpec()
+    }
+    const inputs = this.inbox
+    this.inbox = []
+    const started = this.deps.clock.monoMs()
+    const result = step(this.spec, this.state, inputs, {
+      now: () => this.now(),
+      newId: (kind) => `${kind === 'action' ? 'a' : 'd'}-${this.deps.epoch}-${++this.seq}`,
+    })
+    this.state = result.state
+    this.stepDuration.observe((this.deps.clock.monoMs() - started) / 1000)
+    if (result.records.length > 0) {
+      this.deps.store.appendDecisions(result.records)
+      for (const r of result.records) {
+        this.decisions.inc({ kind: r.kind })
+        this.deps.log.info(
+          { decision: r.id, node: r.node, resource: r.resource, rule: r.rule, correlation: r.correlationId },
+          r.summary,
+        )
+        this.deps.onRecord(r)
+      }
+    }
+    for (const a of result.actions) this.carryOut(a)
+    if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persist()
+  }
+
+  persist(): void {
+    this.deps.store.saveEngineState(this.state)
+    this.lastPersist = this.now()
+  }
+
+  private carryOut(a: Action): void {
+    this.actionsCounter.inc({ type: a.type })
+    const { log } = this.deps
+    switch (a.type) {
+      case 'alert': {
+        log.warn({ decision: a.decision, subject: a.subject, severity: a.severity }, a.message)
+        const event = this.deps.store.appendEvent({
+          at: this.deps.clock.wallMs(),
+          node: a.subject.startsWith('node:') ? a.subject.slice(5) : null,
+          source: 'hub',
+          kind: 'engine.alert',
+          severity: a.severity,
+          message: a.message,
+          attrs: { decision: a.decision, subject: a.subject },
+        })
+        this.deps.onEvent(event)
+        return
+      }
+      case 'fence':
+        // Fence drivers arrive with issue #5. Until then every device answers "unreachable", so the
+        // engine's own rule applies: no confirmed fence, no failover, and a loud alert.
+        log.error(
+          { decision: a.decision, node: a.node, devices: a.devices },
+          'fence requested, but this build has no fence drivers',
+        )
+        for (const device of a.devices)
+          this.input({ type: 'fence-result', actionId: a.id, node: a.node, device, outcome: 'unreachable' })
+        return
+      default: {
+        const action = a.type as CommandAction
+        this.deps.commands.send(a.node, action, { resource: a.resource, decision: a.decision }).then(
+          (outcome) =>
+            this.input({ type: 'action-result', actionId: a.id, ok: outcome.result.status === 'ok' }),
+          (err: { code?: string; message?: string }) => {
+            // A timeout is left to the engine's own action deadline; a refusal or failure is reported.
+            if (err.code === 'command_refused') {
+              this.input({
+                type: 'action-result',
+                actionId: a.id,
+                ok: false,
+                error: { kind: 'config', message: err.message ?? 'refused' },
+              })
+            }
+          },
+        )
+      }
+    }
+  }
+
+  private observedSpec(): ClusterSpec {
+    const nodes = this.deps.knownNodes()
+    this.observedNodes = nodes.join(',')
+    // With no cluster file the engine classifies what it sees; with no fence devices and no
+    // resources it can only observe and alert, never act.
+    // (Until a node is known the spec is never stepped; the placeholder only satisfies the schema.)
+    return clusterSpecSchema.parse({
+      nodes: (nodes.length > 0 ? nodes : ['unseen']).map((id) => ({ id })),
+      resources: [],
+    })
+  }
+}

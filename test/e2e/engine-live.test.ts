@@ -1,0 +1,123 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, expect, test } from 'vitest'
+import { eventually } from '../harness/eventually.js'
+import { type HubProcess, startHub } from '../harness/hub.js'
+import { freePort } from '../harness/mosquitto.js'
+import { tempDir, VigilProcess } from '../harness/processes.js'
+
+interface Record {
+  id: string
+  kind: string
+  node?: string
+  rule: string
+  summary: string
+  evidence?: { channel: string; alive: boolean | null; says: string }[]
+  correlationId: string
+}
+
+const dir = tempDir('engine-live')
+const processes: { stop(): Promise<void> }[] = []
+afterAll(async () => {
+  for (const p of processes.reverse()) await p.stop()
+  dir.remove()
+})
+
+// The engine runs live in the hub on real agents' heartbeats: a SIGKILLed agent is classified from
+// independent channels, fencing is attempted through its levels, and, with no fence driver in this
+// build, it fails, raises an alert and nothing fails over. Everything is recorded with its evidence.
+test('the hub runs the engine on real agent streams and records why', async () => {
+  const clusterFile = join(dir.path, 'cluster.yaml')
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '  - id: node-b',
+      '    fencing:',
+      '      - devices: [ipmi-node-b]',
+      '        timeoutMs: 2000',
+      '',
+    ].join('\n'),
+  )
+  const ports = [
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--broker-listen',
+    `127.0.0.1:${await freePort()}`,
+  ]
+  let hub: HubProcess = await startHub(dir.path, [...ports, '--cluster-file', clusterFile])
+  const hubHandle = { stop: () => hub.process.stop() }
+  processes.push(hubHandle)
+  const agent = (node: string) => {
+    const p = new VigilProcess(
+      ['agent', '--node', node, '--mqtt-url', hub.mqttUrl, '--heartbeat-interval', '100'],
+      { cwd: dir.path },
+    )
+    processes.push(p)
+    return p
+  }
+  agent('node-a')
+  const b = agent('node-b')
+
+  const engineOf = async (node: string) =>
+    (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine
+  await eventually(
+    'both healthy in the engine',
+    async () =>
+      (await engineOf('node-a'))?.condition === 'healthy' &&
+      (await engineOf('node-b'))?.condition === 'healthy',
+  )
+
+  b.kill('SIGKILL')
+  const decisions = async (node: string) =>
+    (await hub.api<{ decisions: Record[] }>(`/api/decisions?node=${node}`)).body.decisions.reverse()
+  const recorded = await eventually('fence attempted and failed for node-b', async () => {
+    const list = await decisions('node-b')
+    return list.some((d) => d.rule === 'fence.all-levels-failed') ? list : undefined
+  })
+  const rules = recorded.map((d) => d.rule)
+  // One lost heartbeat never acts: suspect first, dead only once every channel agreed.
+  expect(rules.indexOf('classify.suspect')).toBeGreaterThanOrEqual(0)
+  expect(rules.indexOf('classify.dead')).toBeGreaterThan(rules.indexOf('classify.suspect'))
+  expect(rules.indexOf('fence.dead')).toBeGreaterThan(rules.indexOf('classify.dead'))
+  expect(rules).toContain('fence.level-failed')
+  const dead = recorded.find((d) => d.rule === 'classify.dead')
+  expect(dead?.evidence?.find((e) => e.channel === 'hub')).toMatchObject({ alive: false })
+  expect(dead?.evidence?.find((e) => e.channel === 'peers')).toMatchObject({
+    alive: false,
+    says: 'no peer hears it',
+  })
+  const refusal = recorded.find((d) => d.rule === 'fence.all-levels-failed')
+  expect(refusal?.summary).toContain('will not be started elsewhere')
+  expect(refusal?.correlationId).toBe(recorded.find((d) => d.rule === 'fence.dead')?.id)
+
+  // Each record is served on its own, and the alert reached the event log.
+  const one = await hub.api<Record>(`/api/decisions/${refusal?.id}`)
+  expect(one.body.rule).toBe('fence.all-levels-failed')
+  const events = (
+    await hub.api<{ events: { kind: string; severity: string; node: string }[] }>('/api/events?node=node-b')
+  ).body.events
+  expect(events.some((e) => e.kind === 'engine.alert' && e.severity === 'critical')).toBe(true)
+  expect(await hub.metric('vigil_node_condition', { node: 'node-b', condition: 'dead' })).toBe(1)
+  expect(await hub.metric('vigil_node_condition', { node: 'node-a', condition: 'healthy' })).toBe(1)
+  expect(await hub.metric('vigil_decisions_total', { kind: 'fence' })).toBeGreaterThanOrEqual(1)
+  expect(await decisions('node-a')).toEqual([])
+
+  // A hub restart resumes the engine's state: node-b stays dead with its fence failed, and the hub
+  // does not fence it again.
+  const fencesBefore = recorded.filter((d) => d.rule === 'fence.dead').length
+  await hub.process.stop()
+  hub = await startHub(dir.path, [...ports, '--cluster-file', clusterFile])
+  await eventually('hub restart recorded', async () =>
+    (await hub.api<{ decisions: Record[] }>('/api/decisions?limit=20')).body.decisions.some(
+      (d) => d.rule === 'hub.restarted',
+    ),
+  )
+  await eventually(
+    'node-a healthy again after the restart',
+    async () => (await engineOf('node-a'))?.condition === 'healthy',
+  )
+  expect((await engineOf('node-b'))?.condition).toBe('dead')
+  expect((await decisions('node-b')).filter((d) => d.rule === 'fence.dead').length).toBe(fencesBefore)
+})
