@@ -5,8 +5,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 const root = new URL('..', import.meta.url).pathname
-const dirs = ['packages', 'apps'].flatMap((d) => readdirSync(join(root, d)).map((p) => join(root, d, p)))
-dirs.push(join(root, 'test'))
+const subdirs = (d) =>
+  readdirSync(join(root, d), { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => join(d, e.name))
+const dirs = [...subdirs('packages'), ...subdirs('packages/drivers'), ...subdirs('apps'), 'test'].map((d) =>
+  join(root, d),
+)
 
 let passed = 0
 let failed = 0

@@ -25,6 +25,26 @@ describe('vigil CLI exit codes (real processes)', () => {
     expect(r.stderr).toContain(`${file}:3:3: mqtt.urll: unknown key`)
   })
 
+  test("a typo inside a driver's config is reported with its line and full key, exit 2", async () => {
+    const file = join(dir.path, 'agent-driver.yaml')
+    writeFileSync(
+      file,
+      [
+        'resources:',
+        '  - id: web',
+        '    driver: process',
+        '    config:',
+        '      command: [sleep, "1"]',
+        '      pidfile: /tmp/x.pid',
+        '      colour: red',
+        '',
+      ].join('\n'),
+    )
+    const r = await runVigil(['config', 'check', file, '--kind', 'agent'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${file}:7:7: resources.0.config.colour: unknown key`)
+  })
+
   test('the hub refuses a bad config at start with the same message, exit 2', async () => {
     const file = join(dir.path, 'hub-bad.yaml')
     writeFileSync(file, 'liveness:\n  lostAfterMs: -5\n')

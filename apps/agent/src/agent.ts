@@ -1,3 +1,4 @@
+import { DriverError } from '@vigil/driver-kit'
 import {
   BoundedQueue,
   type Clock,
@@ -18,8 +19,10 @@ import {
 } from '@vigil/protocol'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { AgentConfig } from './config.js'
+import type { ResourceEntry } from './drivers.js'
 import { CommandGate, refusal } from './executor.js'
 import { collectFacts } from './facts.js'
+import { ResourceRunner } from './resources.js'
 
 export interface AgentDeps {
   log: Logger
@@ -38,7 +41,7 @@ export interface RunningAgent {
   stop(): Promise<void>
 }
 
-const CAPABILITIES = ['ping', 'refresh-facts']
+const CAPABILITIES = ['ping', 'refresh-facts', 'start', 'stop', 'restart']
 
 /**
  * Connects to the broker with a retained birth message and a last will, sends heartbeats, publishes
@@ -54,6 +57,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const buffer = new BoundedQueue<AgentEvent>(config.eventBuffer.capacity)
   let eventSeq = 0
   let hbSeq = 0
+  let obsSeq = 0
+  let publishObservations = () => {}
+  const resources = new ResourceRunner(config.resources as ResourceEntry[], log, () => publishObservations())
   let backoffMs = config.reconnect.minMs
   let stopping = false
   let reportedDrops = 0
@@ -67,7 +73,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       at: clock.wallMs(),
       agentVersion: deps.version,
       role: config.role,
-      capabilities: CAPABILITIES,
+      capabilities: [...CAPABILITIES, ...resources.capabilities()].slice(0, 256),
     })
 
   const options: IClientOptions = {
@@ -160,17 +166,31 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { refreshed: true } }
       case 'start':
       case 'stop':
-      case 'restart':
+      case 'restart': {
+        const id = String(cmd.args.resource ?? '')
+        try {
+          await resources.run(id, cmd.action)
+          return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { resource: id } }
+        } catch (err) {
+          // The error's kind is the recovery scope the hub's engine acts on.
+          const kind = err instanceof DriverError ? err.kind : 'transient'
+          return {
+            ...base,
+            status: 'failed',
+            finishedAt: clock.wallMs(),
+            error: { code: kind, message: (err as Error).message },
+          }
+        }
+      }
       case 'reset-vm':
       case 'reboot-vm':
-        // Resource drivers (process, libvirt, OCF, ...) arrive with issue #3; until then say so
-        // plainly rather than pretend: the engine treats this as a configuration error and blocks.
+        // The libvirt driver arrives with issue #3; until then say so plainly rather than pretend.
         return {
           ...base,
           status: 'failed',
           finishedAt: clock.wallMs(),
           error: {
-            code: 'no_driver',
+            code: 'config',
             message: `no driver on ${config.node} can ${cmd.action} "${String(cmd.args.resource ?? '')}"`,
           },
         }
@@ -247,6 +267,26 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   client.on('offline', () => log.warn({ mqttUrl: config.mqtt.url }, 'broker unreachable; buffering events'))
   client.on('error', (err) => log.warn({ err: err.message }, 'broker connection error'))
 
+  publishObservations = () => {
+    if (!client.connected || !resources) return
+    const observations = resources.observations()
+    if (observations.length === 0) return
+    client.publish(
+      topic('obs'),
+      encode('obs', {
+        v: 1,
+        node: config.node,
+        incarnation,
+        seq: obsSeq++,
+        at: clock.wallMs(),
+        observations,
+      }),
+      { qos: 0 },
+    )
+  }
+  resources.start()
+  const obsTimer = setInterval(() => publishObservations(), 1000)
+
   const heartbeatTimer = setInterval(() => {
     const seq = hbSeq++ // advances while disconnected too, so the hub sees the gap
     if (!client.connected) return
@@ -277,6 +317,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       stopping = true
       clearInterval(heartbeatTimer)
       clearInterval(factsTimer)
+      clearInterval(obsTimer)
+      await resources.close()
       if (client.connected) {
         try {
           await client.publishAsync(topic('status'), status('offline'), { qos: 1, retain: true })

@@ -2,6 +2,7 @@ import { hostname } from 'node:os'
 import { type FlagSpec, loadConfigFile, type Override } from '@vigil/kit'
 import { NAME_PATTERN } from '@vigil/protocol'
 import { z } from 'zod'
+import { resourceEntrySchema } from './drivers.js'
 
 const name = z.string().regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
 
@@ -46,6 +47,8 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({})
     .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be at least minMs', path: ['maxMs'] }),
+  /** Resources this agent watches and acts on, each through a driver (see packages/drivers/). */
+  resources: z.array(resourceEntrySchema).default([]),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

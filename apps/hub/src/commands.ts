@@ -95,8 +95,11 @@ export class CommandDispatcher {
       pending.resolve({ command: pending.command, result, roundTripMs })
     } else {
       const reason = result.error ? `${result.error.code}: ${result.error.message}` : result.status
+      // The agent's result is the cause: callers read its error code (a driver's recovery scope).
       pending.reject(
-        new VigilError('command_refused', `${result.node} ${result.status} the command: ${reason}`),
+        new VigilError('command_refused', `${result.node} ${result.status} the command: ${reason}`, {
+          cause: result,
+        }),
       )
     }
   }

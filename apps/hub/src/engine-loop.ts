@@ -188,16 +188,18 @@ export class EngineLoop {
         this.deps.commands.send(a.node, action, { resource: a.resource, decision: a.decision }).then(
           (outcome) =>
             this.input({ type: 'action-result', actionId: a.id, ok: outcome.result.status === 'ok' }),
-          (err: { code?: string; message?: string }) => {
-            // A timeout is left to the engine's own action deadline; a refusal or failure is reported.
-            if (err.code === 'command_refused') {
-              this.input({
-                type: 'action-result',
-                actionId: a.id,
-                ok: false,
-                error: { kind: 'config', message: err.message ?? 'refused' },
-              })
-            }
+          (err: { code?: string; message?: string; cause?: { error?: { code?: string } } }) => {
+            // A timeout is left to the engine's own action deadline; a refusal or failure is reported
+            // with the agent's recovery scope (transient: retry here; local: elsewhere; config: never).
+            if (err.code !== 'command_refused') return
+            const code = err.cause?.error?.code
+            const kind = code === 'transient' || code === 'local' ? code : 'config'
+            this.input({
+              type: 'action-result',
+              actionId: a.id,
+              ok: false,
+              error: { kind, message: err.message ?? 'refused' },
+            })
           },
         )
       }

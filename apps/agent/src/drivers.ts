@@ -1,0 +1,31 @@
+import { processDriver } from '@vigil/driver-process'
+import { z } from 'zod'
+
+/** The explicit registry: driver name -> factory. One line per driver folder. */
+export const DRIVERS = {
+  process: processDriver,
+} as const
+
+export type DriverName = keyof typeof DRIVERS
+
+const resourceId = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/,
+    'must be 1-63 characters of letters, digits, "_", ".", ":" or "-"',
+  )
+
+/** One resource entry per driver, each with that driver's own strict config schema. */
+export const resourceEntrySchema = z.discriminatedUnion(
+  'driver',
+  Object.entries(DRIVERS).map(([name, factory]) =>
+    z.strictObject({
+      id: resourceId,
+      driver: z.literal(name),
+      config: factory.configSchema,
+      /** Monitor at least this often (event-driven drivers also report changes at once). */
+      monitorIntervalMs: z.number().int().min(100).max(3_600_000).default(1000),
+    }),
+  ) as unknown as [z.ZodObject, ...z.ZodObject[]],
+)
+export type ResourceEntry = { id: string; driver: DriverName; config: unknown; monitorIntervalMs: number }

@@ -1,0 +1,108 @@
+import { type Action, type Driver, DriverError, type MonitorResult, runAction } from '@vigil/driver-kit'
+import type { Logger } from '@vigil/kit'
+import type { Observation } from '@vigil/protocol'
+import { DRIVERS, type ResourceEntry } from './drivers.js'
+
+interface Watched {
+  entry: ResourceEntry
+  driver: Driver
+  latest: MonitorResult | null
+  /** Actions on one resource run one at a time, in order. */
+  queue: Promise<unknown>
+  timer: NodeJS.Timeout | null
+}
+
+/**
+ * The agent's resources: monitors each on its interval and whenever its driver reports a change,
+ * calls `onChange` when any state changed, and runs the hub's actions through the driver contract.
+ */
+export class ResourceRunner {
+  private readonly watched = new Map<string, Watched>()
+  private readonly abort = new AbortController()
+
+  constructor(
+    entries: ResourceEntry[],
+    private readonly log: Logger,
+    private readonly onChange: () => void,
+  ) {
+    for (const entry of entries) {
+      const factory = DRIVERS[entry.driver]
+      const driver = factory.create(entry.config as never, {
+        resourceId: entry.id,
+        log: log.child({ resource: entry.id }),
+      })
+      const w: Watched = { entry, driver, latest: null, queue: Promise.resolve(), timer: null }
+      driver.onChange?.(() => void this.monitor(w))
+      this.watched.set(entry.id, w)
+    }
+  }
+
+  start(): void {
+    for (const w of this.watched.values()) {
+      void this.monitor(w)
+      w.timer = setInterval(() => void this.monitor(w), w.entry.monitorIntervalMs)
+    }
+  }
+
+  capabilities(): string[] {
+    return [...this.watched.values()].map(
+      (w) => `${w.entry.driver}:${w.entry.id}:${w.driver.capabilities.join('+')}`,
+    )
+  }
+
+  observations(): Observation[] {
+    return [...this.watched.values()].map((w) => ({
+      driver: w.entry.driver,
+      target: w.entry.id,
+      state: w.latest?.state ?? 'unknown',
+      ...(w.latest?.detail ? { detail: w.latest.detail.slice(0, 1024) } : {}),
+      ...(w.latest?.metrics ? { metrics: w.latest.metrics } : {}),
+    }))
+  }
+
+  has(id: string): boolean {
+    return this.watched.has(id)
+  }
+
+  /** Runs an action (after any queued one), then monitors at once so the hub sees the outcome. */
+  run(id: string, action: Exclude<Action, 'monitor'>): Promise<void> {
+    const w = this.watched.get(id)
+    if (!w) return Promise.reject(new DriverError('config', `no resource "${id}" on this node`))
+    const result = w.queue.then(async () => {
+      this.log.info({ resource: id, action }, 'resource action')
+      try {
+        await runAction(w.driver, action, { log: this.log, signal: this.abort.signal })
+      } finally {
+        await this.monitor(w)
+      }
+    })
+    w.queue = result.catch(() => {})
+    return result
+  }
+
+  private async monitor(w: Watched): Promise<void> {
+    let next: MonitorResult
+    try {
+      next = (await runAction(w.driver, 'monitor', { log: this.log, signal: this.abort.signal })) ?? {
+        state: 'failed',
+      }
+    } catch (err) {
+      this.log.warn({ resource: w.entry.id, err: (err as Error).message }, 'monitor failed')
+      next = { state: 'failed', detail: `monitor error: ${(err as Error).message}` }
+    }
+    const changed = w.latest?.state !== next.state
+    w.latest = next
+    if (changed) {
+      this.log.info({ resource: w.entry.id, state: next.state, detail: next.detail }, 'resource state')
+      this.onChange()
+    }
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort(new Error('agent stopping'))
+    for (const w of this.watched.values()) {
+      if (w.timer) clearInterval(w.timer)
+      await w.driver.close?.()
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import type { Logger } from '@vigil/kit'
+import type { z } from 'zod'
+
+/**
+ * The driver contract, after the OCF resource agent API:
+ * - monitor is three-state: running, stopped (cleanly), failed; plus a detail and metrics;
+ * - start of a running target and stop of a stopped one succeed (idempotent); stop is the force
+ *   operation that must leave the target stopped;
+ * - every action has a declared timeout and is cancelled (signal aborted) when it runs out;
+ * - errors carry the recovery scope in their kind.
+ */
+export type MonitorState = 'running' | 'stopped' | 'failed'
+
+export interface MonitorResult {
+  state: MonitorState
+  detail?: string
+  metrics?: Record<string, number>
+}
+
+/**
+ * transient: retry here (a timeout, a busy daemon);
+ * local: this host cannot do it, another might (binary missing here, port taken);
+ * config: never retry anywhere (the configuration is wrong).
+ */
+export type DriverErrorKind = 'transient' | 'local' | 'config'
+
+export class DriverError extends Error {
+  override readonly name = 'DriverError'
+  constructor(
+    readonly kind: DriverErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
+export type Action = 'monitor' | 'start' | 'stop' | 'restart'
+
+export interface ActionContext {
+  /** Aborted when the action's timeout runs out or the agent stops. */
+  signal: AbortSignal
+  log: Logger
+}
+
+export interface Driver {
+  /** Actions this instance supports beyond monitor; advertised to the hub. */
+  readonly capabilities: readonly Exclude<Action, 'monitor'>[]
+  /** Default timeout per action, in ms (overridable per resource). */
+  readonly timeouts: Readonly<Record<Action, number>>
+  monitor(ctx: ActionContext): Promise<MonitorResult>
+  start?(ctx: ActionContext): Promise<void>
+  stop?(ctx: ActionContext): Promise<void>
+  /** Called when the monitored state may have changed (event-driven drivers); optional. */
+  onChange?(listener: () => void): void
+  /** Releases what the driver holds (watchers, children it must not orphan). */
+  close?(): Promise<void>
+}
+
+/** One folder per driver exports one of these; the registry maps names to them. */
+export interface DriverFactory<S extends z.ZodType = z.ZodType> {
+  readonly name: string
+  readonly description: string
+  /** Strict schema of the driver's config (unknown keys are errors). */
+  readonly configSchema: S
+  create(config: z.output<S>, env: { resourceId: string; log: Logger }): Driver
+}

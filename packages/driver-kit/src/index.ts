@@ -1,0 +1,11 @@
+export {
+  type Action,
+  type ActionContext,
+  type Driver,
+  DriverError,
+  type DriverErrorKind,
+  type DriverFactory,
+  type MonitorResult,
+  type MonitorState,
+} from './contract.js'
+export { runAction } from './run.js'

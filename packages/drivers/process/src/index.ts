@@ -1,0 +1,193 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  type ActionContext,
+  type Driver,
+  DriverError,
+  type DriverFactory,
+  type MonitorResult,
+} from '@vigil/driver-kit'
+import { z } from 'zod'
+
+export const processConfigSchema = z
+  .strictObject({
+    /** argv of a command the agent starts and supervises (its exit is noticed at once). */
+    command: z.array(z.string().min(1)).min(1).optional(),
+    cwd: z.string().optional(),
+    env: z.record(z.string(), z.string()).optional(),
+    /**
+     * Where the pid is kept. For `command` the driver writes it (so a restarted agent finds the
+     * process again); for daemons it is the daemon's own pidfile.
+     */
+    pidfile: z.string().min(1),
+    /** For daemons that fork: argv to start and (optionally) stop them; the pidfile tells the pid. */
+    start: z.array(z.string().min(1)).min(1).optional(),
+    stop: z.array(z.string().min(1)).min(1).optional(),
+    /** A start counts as done once the process has stayed up this long. */
+    startupMs: z.number().int().min(0).max(600_000).default(200),
+    /** SIGTERM, then SIGKILL after this long. */
+    stopTimeoutMs: z.number().int().min(0).max(600_000).default(5000),
+  })
+  .refine((c) => (c.command === undefined) !== (c.start === undefined), {
+    message: 'set exactly one of command (supervised) or start (a daemon with a pidfile)',
+    path: ['command'],
+  })
+
+export type ProcessConfig = z.output<typeof processConfigSchema>
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ') // a zombie is dead
+  } catch {
+    return false
+  }
+}
+
+function readPid(file: string): number | null {
+  try {
+    const pid = Number.parseInt(readFileSync(file, 'utf8').trim(), 10)
+    return Number.isInteger(pid) && pid > 0 ? pid : null
+  } catch {
+    return null
+  }
+}
+
+function processMetrics(pid: number): Record<string, number> {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const rssPages = Number(f[21])
+    return { cpuSeconds: (Number(f[11]) + Number(f[12])) / 100, rssBytes: rssPages * 4096, pid }
+  } catch {
+    return { pid }
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason)
+    const t = setTimeout(resolve, ms)
+    signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true })
+  })
+
+/**
+ * monitor: running while the pid in the pidfile is alive; stopped when there is no pidfile (never
+ * started, or stopped by Vigil, which removes it); failed when the pidfile names a dead process
+ * (it crashed, or was killed behind Vigil's back).
+ */
+class ProcessDriver implements Driver {
+  readonly capabilities
+  readonly timeouts = { monitor: 2000, start: 30_000, stop: 30_000, restart: 60_000 }
+  private child: ChildProcess | null = null
+  private readonly listeners: (() => void)[] = []
+
+  constructor(private readonly config: ProcessConfig) {
+    this.capabilities =
+      config.command || config.stop ? (['start', 'stop', 'restart'] as const) : (['start'] as const)
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener)
+  }
+
+  async monitor(): Promise<MonitorResult> {
+    const pid = readPid(this.config.pidfile)
+    if (pid === null) return { state: 'stopped', detail: 'no pidfile' }
+    if (alive(pid)) return { state: 'running', detail: `pid ${pid}`, metrics: processMetrics(pid) }
+    return { state: 'failed', detail: `pid ${pid} from ${this.config.pidfile} is not running` }
+  }
+
+  async start(ctx: ActionContext): Promise<void> {
+    if ((await this.monitor()).state === 'running') return
+    const { command, start } = this.config
+    const argv = (command ?? start) as string[]
+    const child = spawn(argv[0] as string, argv.slice(1), {
+      cwd: this.config.cwd,
+      env: { ...process.env, ...this.config.env },
+      detached: true, // its own process group, so stop reaches its children too
+      stdio: 'ignore',
+    })
+    const spawned = await new Promise<Error | null>((resolve) => {
+      child.once('spawn', () => resolve(null))
+      child.once('error', (err) => resolve(err))
+    })
+    if (spawned) {
+      const code = (spawned as NodeJS.ErrnoException).code
+      throw new DriverError(
+        code === 'ENOENT' || code === 'EACCES' ? 'local' : 'transient',
+        `cannot run ${argv[0]}: ${spawned.message}`,
+        { cause: spawned },
+      )
+    }
+    if (command) {
+      writeFileSync(this.config.pidfile, `${child.pid}\n`)
+      this.child = child
+      child.once('exit', () => {
+        if (this.child === child) this.child = null
+        for (const l of this.listeners) l()
+      })
+      child.unref()
+    }
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    const outcome = await Promise.race([
+      exited,
+      sleep(this.config.startupMs, ctx.signal).then(() => 'up' as const),
+    ])
+    if (command && outcome !== 'up') {
+      throw new DriverError('local', `${argv[0]} exited during startup (code ${outcome})`)
+    }
+    if (!command) {
+      // A daemon's start command forks and exits; wait for its pidfile to name a live process.
+      for (;;) {
+        if ((await this.monitor()).state === 'running') return
+        await sleep(50, ctx.signal)
+      }
+    }
+  }
+
+  async stop(ctx: ActionContext): Promise<void> {
+    const pid = readPid(this.config.pidfile)
+    if (pid === null || !alive(pid)) {
+      rmSync(this.config.pidfile, { force: true })
+      return
+    }
+    if (this.config.stop) {
+      const child = spawn(this.config.stop[0] as string, this.config.stop.slice(1), { stdio: 'ignore' })
+      await new Promise<void>((resolve) => child.once('exit', () => resolve()).once('error', () => resolve()))
+    } else {
+      signalGroup(pid, 'SIGTERM')
+    }
+    const deadline = Date.now() + this.config.stopTimeoutMs
+    while (alive(pid) && Date.now() < deadline) await sleep(20, ctx.signal)
+    if (alive(pid)) {
+      signalGroup(pid, 'SIGKILL')
+      while (alive(pid)) await sleep(20, ctx.signal)
+    }
+    rmSync(this.config.pidfile, { force: true })
+  }
+
+  async close(): Promise<void> {
+    // Supervised processes outlive the agent on purpose: a restarted agent adopts them by pidfile.
+    this.child?.removeAllListeners('exit')
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal) // the whole process group
+  } catch {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export const processDriver: DriverFactory<typeof processConfigSchema> = {
+  name: 'process',
+  description: 'A supervised command, or a daemon watched through its pidfile',
+  configSchema: processConfigSchema,
+  create: (config) => new ProcessDriver(config),
+}

@@ -1,0 +1,112 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, expect, test } from 'vitest'
+import { eventually } from '../harness/eventually.js'
+import { startHub } from '../harness/hub.js'
+import { tempDir, VigilProcess } from '../harness/processes.js'
+
+const dir = tempDir('resource-live')
+const processes: { stop(): Promise<void> }[] = []
+afterAll(async () => {
+  for (const p of processes.reverse()) await p.stop()
+  for (const node of ['node-a', 'node-b']) {
+    const pidfile = join(dir.path, `${node}-web.pid`)
+    if (existsSync(pidfile)) {
+      try {
+        process.kill(-Number(readFileSync(pidfile, 'utf8')), 'SIGKILL')
+      } catch {}
+    }
+  }
+  dir.remove()
+})
+
+interface Decision {
+  kind: string
+  rule: string
+  node?: string
+  resource?: string
+  summary: string
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+// The whole loop on real processes: engine -> command -> agent -> process driver -> real process,
+// and back: a SIGKILLed process is noticed by the agent at once and restarted in place.
+test('the engine starts an application on its preferred node and restarts it in place after a crash', async () => {
+  const clusterFile = join(dir.path, 'cluster.yaml')
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '  - id: node-b',
+      'resources:',
+      '  - id: web',
+      '    preferred: { node-a: 10 }',
+      '',
+    ].join('\n'),
+  )
+  const hub = await startHub(dir.path, ['--cluster-file', clusterFile])
+  processes.push(hub.process)
+  for (const node of ['node-a', 'node-b']) {
+    const agentFile = join(dir.path, `${node}.yaml`)
+    writeFileSync(
+      agentFile,
+      [
+        `node: ${node}`,
+        'resources:',
+        '  - id: web',
+        '    driver: process',
+        '    config:',
+        '      command: [sleep, "600"]',
+        `      pidfile: ${join(dir.path, `${node}-web.pid`)}`,
+        '',
+      ].join('\n'),
+    )
+    const agent = new VigilProcess(['agent', '--config', agentFile, '--mqtt-url', hub.mqttUrl], {
+      cwd: dir.path,
+    })
+    processes.push(agent)
+  }
+  const pidfileA = join(dir.path, 'node-a-web.pid')
+  const pidfileB = join(dir.path, 'node-b-web.pid')
+  const decisions = async () =>
+    (
+      await hub.api<{ decisions: Decision[] }>('/api/decisions?resource=web&limit=200')
+    ).body.decisions.reverse()
+
+  // Placed on the preferred node, started by its agent: a real process.
+  const firstPid = await eventually('web running on node-a', async () => {
+    const list = await decisions()
+    if (!list.some((d) => d.rule === 'observed.running' || d.summary.includes('succeeded'))) return undefined
+    return existsSync(pidfileA) ? Number(readFileSync(pidfileA, 'utf8')) : undefined
+  })
+  expect(alive(firstPid)).toBe(true)
+  const placed = (await decisions()).find((d) => d.kind === 'place')
+  expect(placed).toMatchObject({ node: 'node-a' })
+  expect(placed?.summary).toContain('node-b: score 0')
+
+  // Crash it behind everyone's back: restarted in place (the ladder's first step), new process.
+  process.kill(firstPid, 'SIGKILL')
+  const secondPid = await eventually('web restarted on node-a', () => {
+    const pid = existsSync(pidfileA) ? Number(readFileSync(pidfileA, 'utf8')) : 0
+    return pid !== firstPid && pid > 0 && alive(pid) ? pid : undefined
+  })
+  expect(secondPid).not.toBe(firstPid)
+  const rules = (await decisions()).map((d) => d.rule)
+  expect(rules).toContain('ladder.restart')
+  expect((await decisions()).filter((d) => d.kind === 'place')).toHaveLength(1) // never placed anew
+  expect(existsSync(pidfileB)).toBe(false) // never ran on node-b
+  await eventually('node-a reports web running again', async () =>
+    (
+      await hub.api<{ observations: { target: string; state: string }[] }>('/api/nodes/node-a')
+    ).body.observations.some((o) => o.target === 'web' && o.state === 'running'),
+  )
+})
