@@ -102,7 +102,12 @@ test('the hub runs the engine on real agent streams and records why', async () =
   expect(await hub.metric('vigil_node_condition', { node: 'node-b', condition: 'dead' })).toBe(1)
   expect(await hub.metric('vigil_node_condition', { node: 'node-a', condition: 'healthy' })).toBe(1)
   expect(await hub.metric('vigil_decisions_total', { kind: 'fence' })).toBeGreaterThanOrEqual(1)
-  expect(await decisions('node-a')).toEqual([])
+  // node-a may be briefly suspected if the machine stalls (suspicion alone never acts), but it is
+  // never declared dead and never fenced.
+  const aboutA = await decisions('node-a')
+  expect(
+    aboutA.filter((d) => d.rule === 'classify.dead' || d.kind === 'fence' || d.rule.startsWith('fence.')),
+  ).toEqual([])
 
   // A hub restart resumes the engine's state: node-b stays dead with its fence failed, and the hub
   // does not fence it again.

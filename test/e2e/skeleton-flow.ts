@@ -63,7 +63,8 @@ export async function skeletonFlow(
     b.kill('SIGKILL')
     await b.exited
     await eventually('node-b lost', async () => (await node('node-b'))?.state === 'lost')
-    expect((await node('node-a'))?.state).toBe('online')
+    // The other node is untouched (a stalled machine may make it briefly suspect, never lost).
+    await eventually('node-a online', async () => (await node('node-a'))?.state === 'online')
     await eventually('live feed reports node-b lost', () =>
       live.messages.find(
         (m) =>

@@ -40,6 +40,7 @@ function freshNode(now: number): NodeState {
       forced: null,
     },
     maintenance: null,
+    evacuating: false,
   }
 }
 
@@ -55,6 +56,7 @@ function freshResource(now: number): ResourceState {
     pending: null,
     avoid: null,
     move: null,
+    relocating: null,
     maintenance: null,
     guest: null,
     correlationId: null,
@@ -106,6 +108,7 @@ export function step(
   evaluateNodes(ctx)
   fenceNodes(ctx)
   manageResources(ctx)
+  finishEvacuations(ctx)
   return { state: ctx.state, actions: ctx.actions, records: ctx.records }
 }
 
@@ -250,6 +253,19 @@ function operator(ctx: StepContext, op: OperatorOp): void {
       })
       return
     }
+    case 'evacuate': {
+      const n = ctx.state.nodes[op.node]
+      if (!n || n.evacuating) return
+      n.evacuating = true
+      ctx.record({
+        kind: 'operator',
+        node: op.node,
+        summary:
+          'operator: evacuate for maintenance (live-migrating what may be migrated, relocating the rest)',
+        rule: 'operator.evacuate',
+      })
+      return
+    }
     case 'ack-fence': {
       const n = ctx.state.nodes[op.node]
       if (!n || n.condition === 'healthy') return
@@ -302,5 +318,25 @@ function expireMaintenance(ctx: StepContext): void {
         rule: 'maintenance.expired',
       })
     }
+  }
+}
+
+/** An evacuating node enters maintenance once nothing of Vigil's runs or is pending on it. */
+function finishEvacuations(ctx: StepContext): void {
+  for (const spec of ctx.nodeSpecs) {
+    const n = ctx.node(spec.id)
+    if (!n.evacuating) continue
+    const busy = Object.values(ctx.state.resources).some(
+      (r) => r.node === spec.id || r.pending?.node === spec.id,
+    )
+    if (busy) continue
+    n.evacuating = false
+    n.maintenance = { until: null }
+    ctx.record({
+      kind: 'operator',
+      node: spec.id,
+      summary: 'evacuated: now in maintenance (switch it off to bring the node back)',
+      rule: 'operator.evacuated',
+    })
   }
 }

@@ -75,6 +75,7 @@ export function candidatesFor(
     else if (n.condition !== 'healthy') eliminated = `node is ${n.condition}`
     else if (n.fence.phase !== 'idle') eliminated = `node fence is ${n.fence.phase}`
     else if (ctx.inMaintenance(node.id)) eliminated = 'node in maintenance'
+    else if (n.evacuating) eliminated = 'node is being evacuated'
     else if (r?.avoid === node.id) eliminated = 'it just failed here (relocating away)'
     else if (used.memoryMb + resource.requires.memoryMb > node.capacity.memoryMb) {
       eliminated = `memory: ${used.memoryMb} + ${resource.requires.memoryMb} MB > ${node.capacity.memoryMb} MB`

@@ -1,7 +1,7 @@
 import type { StepContext } from './context.js'
 import { phiParams } from './context.js'
 import { emptyPhi, phi, recordArrival } from './phi.js'
-import { addLoad, candidatesFor } from './placement.js'
+import { addLoad, bestNode, candidatesFor } from './placement.js'
 import { policyOf, type ResourceSpec } from './spec.js'
 import type { Candidate, ObservedState, PendingAction, ResourcePhase, ResourceState } from './types.js'
 
@@ -206,13 +206,20 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
     }
   }
 
+  if (r.relocating && r.node) {
+    progressRelocation(ctx, spec, r)
+    return
+  }
+
   if (r.node) {
     const o = r.observed[r.node]
     if (!o) return
     const hung = spec.kind === 'vm' && o.state === 'running' && guestHung(ctx, r)
     if (o.state === 'running' && !hung) {
       setPhase(ctx, spec.id, r, 'running', `running on ${r.node}`, 'observed.running')
-      if (r.move && r.move.node !== r.node) relocateForMove(ctx, spec, r)
+      if (ctx.node(r.node).evacuating) evacuate(ctx, spec, r)
+      else if (r.move && r.move.node !== r.node) relocateForMove(ctx, spec, r)
+      else failback(ctx, spec, r)
       return
     }
     const key = hung ? `hang@${r.guest?.lastAt}` : `${o.state}@${o.at}`
@@ -308,7 +315,10 @@ function handleFailure(
     relocateVm(ctx, spec.vm as string, decision)
   } else {
     r.avoid = node
-    pend('stop', spec.id, node, 'place')
+    r.relocating = { why: `relocating after: ${reason}`, rule: 'ladder.relocate', decision }
+    setPhase(ctx, spec.id, r, 'recovering', `${step} after: ${reason}`, `ladder.${step}`)
+    progressRelocation(ctx, spec, r)
+    return
   }
   setPhase(ctx, spec.id, r, 'recovering', `${step} after: ${reason}`, `ladder.${step}`)
 }
@@ -332,14 +342,10 @@ function relocateVm(ctx: StepContext, vmId: string, decision: string): void {
   if (!vm || !vmSpec || !vm.node || vm.pending) return
   vm.avoid = vm.node
   vm.correlationId = decision
-  const actionId = ctx.act({ type: 'stop', decision, resource: vmId, node: vm.node })
-  vm.pending = {
-    actionId,
-    type: 'stop',
-    node: vm.node,
-    issuedAt: ctx.now,
-    deadline: ctx.now + policyOf(ctx.spec, vmSpec).actionTimeoutMs,
-    afterStop: 'place',
+  vm.relocating = {
+    why: 'relocating so that its guest application recovers elsewhere',
+    rule: 'ladder.relocate-vm',
+    decision,
   }
   setPhase(
     ctx,
@@ -360,10 +366,107 @@ function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
     kind: 'stop',
     resource: spec.id,
     node: r.node,
-    summary: `operator move to ${move.node}: stopping on ${r.node}`,
+    summary: `operator move to ${move.node}: relocating from ${r.node}`,
     rule: 'operator.move',
   })
-  const actionId = ctx.act({ type: 'stop', decision, resource: spec.id, node: r.node })
+  r.relocating = { why: `moving to ${move.node}`, rule: 'operator.move', decision }
+  progressRelocation(ctx, spec, r)
+}
+
+/**
+ * Failback: a healthy node whose preference beats where it runs plus stickiness takes it back
+ * (stickiness 100 against a preference of 10 keeps it where it is; a preference of 200 does not).
+ */
+function failback(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
+  if (!r.node) return
+  const here = (spec.preferred[r.node] ?? 0) + policyOf(ctx.spec, spec).stickiness
+  const better = Object.entries(spec.preferred)
+    .filter(
+      ([node, score]) => node !== r.node && score > here && ctx.state.nodes[node]?.condition === 'healthy',
+    )
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+  for (const [node, score] of better) {
+    const candidate = candidatesFor(ctx, spec).find((c) => c.node === node)
+    if (!candidate || candidate.eliminated) continue
+    const decision = ctx.record({
+      kind: 'stop',
+      resource: spec.id,
+      node: r.node,
+      summary: `failback to ${node}: its preference ${score} beats staying on ${r.node} (${here} with stickiness)`,
+      rule: 'placement.failback',
+    })
+    r.relocating = { why: `failing back to ${node}`, rule: 'placement.failback', decision }
+    progressRelocation(ctx, spec, r)
+    return
+  }
+}
+
+/** Evacuation: a vm that allows it is live-migrated (no downtime); anything else is relocated. */
+function evacuate(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
+  const from = r.node as string
+  if (spec.kind === 'vm' && spec.liveMigrate) {
+    const to = bestNode(ctx, spec, { unavailable: new Set([from]) })
+    if (!to) {
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'waiting',
+        `no node can take it while ${from} is evacuated`,
+        'evacuate.no-target',
+      )
+      return
+    }
+    const decision = ctx.record({
+      kind: 'migrate',
+      resource: spec.id,
+      node: from,
+      summary: `evacuating ${from}: live-migrating to ${to}`,
+      rule: 'evacuate.live-migrate',
+    })
+    const actionId = ctx.act({ type: 'migrate', decision, resource: spec.id, node: from, to })
+    r.pending = {
+      actionId,
+      type: 'migrate',
+      node: from,
+      to,
+      issuedAt: ctx.now,
+      deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
+      afterStop: null,
+    }
+    setPhase(ctx, spec.id, r, 'migrating', `to ${to}`, 'evacuate.live-migrate')
+    return
+  }
+  const decision = ctx.record({
+    kind: 'stop',
+    resource: spec.id,
+    node: from,
+    summary: `evacuating ${from}: relocating (no live migration for it)`,
+    rule: 'evacuate.relocate',
+  })
+  r.relocating = { why: `evacuating ${from}`, rule: 'evacuate.relocate', decision }
+  progressRelocation(ctx, spec, r)
+}
+
+/**
+ * A relocation stops what depends on the resource first (their own dependents before them), then
+ * the resource, which is then placed; dependents follow through the dependency-ordered placement.
+ */
+function progressRelocation(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
+  const rel = r.relocating
+  if (!rel || !r.node || r.pending) return
+  if (stopDependentsFirst(ctx, spec.id, rel.decision)) {
+    setPhase(
+      ctx,
+      spec.id,
+      r,
+      'stopping',
+      'waiting for what depends on it to stop first',
+      'order.stop-dependents-first',
+    )
+    return
+  }
+  const actionId = ctx.act({ type: 'stop', decision: rel.decision, resource: spec.id, node: r.node })
   r.pending = {
     actionId,
     type: 'stop',
@@ -372,7 +475,26 @@ function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
     deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
     afterStop: 'place',
   }
-  setPhase(ctx, spec.id, r, 'stopping', `moving to ${move.node}`, 'operator.move')
+  r.relocating = null
+  setPhase(ctx, spec.id, r, 'stopping', rel.why, rel.rule)
+}
+
+/** True while something that depends on `id` still runs (and asks it to stop). */
+function stopDependentsFirst(ctx: StepContext, id: string, decision: string): boolean {
+  let waiting = false
+  for (const dep of ctx.resourceSpecs) {
+    if (!dep.dependsOn.includes(id)) continue
+    const ds = ctx.state.resources[dep.id] as ResourceState
+    if (!ds.node || ds.phase === 'stopped' || ds.phase === 'unmanaged') continue
+    waiting = true
+    if (!ds.pending && !ds.relocating)
+      ds.relocating = {
+        why: `stopping first: it depends on ${id}, which is moving`,
+        rule: 'order.stop-dependents-first',
+        decision,
+      }
+  }
+  return waiting
 }
 
 /** A guest application lives inside its vm: its "node" is the vm, reached through the guest agent. */
@@ -530,6 +652,25 @@ export function actionOutcome(
     r.pending = null
     const policy = policyOf(ctx.spec, spec)
     const targetIsSelf = !(spec.kind === 'guest-app' && (p.type === 'reboot-vm' || p.type === 'reset-vm'))
+    if (ok && p.type === 'migrate' && p.to) {
+      r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: `migrated to ${p.to}` }
+      r.observed[p.to] = { state: 'running', at: ctx.now, reason: `migrated from ${p.node}` }
+      r.node = p.to
+      setPhase(ctx, spec.id, r, 'running', `live-migrated from ${p.node} to ${p.to}`, 'action.migrate')
+      return
+    }
+    if (!ok && p.type === 'migrate') {
+      // Still running where it was: fall back to stop and start elsewhere.
+      const decision = ctx.record({
+        kind: 'refuse',
+        resource: spec.id,
+        node: p.node,
+        summary: `live migration to ${p.to} failed (${error?.message ?? 'failed'}): relocating instead`,
+        rule: 'action.migrate-failed',
+      })
+      r.relocating = { why: 'live migration failed', rule: 'action.migrate-failed', decision }
+      return
+    }
     if (ok) {
       if (p.type === 'stop') {
         r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: 'stopped by Vigil' }

@@ -70,6 +70,8 @@ export const resourceSpecSchema = z.strictObject({
   policy: resourcePolicyOverridesSchema.default({}),
   /** Observe only: Vigil never starts, stops or moves it. */
   unmanaged: z.boolean().default(false),
+  /** A vm that may be live-migrated (evacuation for maintenance moves it without downtime). */
+  liveMigrate: z.boolean().default(false),
 })
 export type ResourceSpec = z.output<typeof resourceSpecSchema>
 

@@ -52,6 +52,8 @@ export interface NodeState {
   health: HealthState
   fence: FenceState
   maintenance: Maintenance | null
+  /** Being emptied for maintenance: nothing is placed here; it enters maintenance once empty. */
+  evacuating: boolean
 }
 
 export interface HealthState {
@@ -74,6 +76,7 @@ export type ResourcePhase =
   | 'running'
   | 'recovering'
   | 'stopping'
+  | 'migrating'
   | 'waiting'
   | 'blocked'
   | 'unmanaged'
@@ -84,6 +87,8 @@ export interface PendingAction {
   node: string
   issuedAt: number
   deadline: number
+  /** For a migration: where it goes. */
+  to?: string
   /** What to do once a stop succeeds: place the resource elsewhere. */
   afterStop: 'place' | null
 }
@@ -103,6 +108,8 @@ export interface ResourceState {
   /** A node to avoid when placing (the one it was relocated away from). */
   avoid: string | null
   move: { node: string; until: number } | null
+  /** A relocation in progress: dependents are stopped first, then this resource, then it is placed. */
+  relocating: { why: string; rule: string; decision: string } | null
   maintenance: Maintenance | null
   guest: PhiState | null
   correlationId: string | null
@@ -145,11 +152,15 @@ export type OperatorOp =
   | { op: 'maintenance'; scope: 'cluster' | 'node' | 'resource'; id?: string; on: boolean; forMs?: number }
   | { op: 'cleanup'; resource: string }
   | { op: 'ack-fence'; node: string; by: string }
+  /** Empty a node for maintenance (live-migrating vms that allow it), then put it in maintenance. */
+  | { op: 'evacuate'; node: string }
 
 /** What the engine asks the world to do. Every action names the decision that produced it. */
 export type Action =
   | { type: 'start' | 'stop' | 'restart'; id: string; decision: string; resource: string; node: string }
   | { type: 'reboot-vm' | 'reset-vm'; id: string; decision: string; resource: string; node: string }
+  /** Live migration of a running vm: no downtime; the agent on `node` moves it to `to`. */
+  | { type: 'migrate'; id: string; decision: string; resource: string; node: string; to: string }
   | {
       type: 'fence'
       id: string
@@ -196,6 +207,7 @@ export interface DecisionRecord {
     | 'restart'
     | 'recover-vm'
     | 'place'
+    | 'migrate'
     | 'refuse'
     | 'blocked'
     | 'freeze'

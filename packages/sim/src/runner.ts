@@ -275,6 +275,10 @@ export class Simulation {
       for (const d of a.devices) this.fenceDevice(a.id, a.node, d)
       return
     }
+    if (a.type === 'migrate') {
+      this.migrate(a)
+      return
+    }
     this.checkStart(a)
     const host = a.node
     const reachable = () =>
@@ -316,6 +320,36 @@ export class Simulation {
       }
       this.write('world', `${a.type} ${a.resource} on ${host}: done`)
       if (reachable()) this.inbox.push({ type: 'action-result', actionId: a.id, ok: true })
+    })
+  }
+
+  /** Live migration: the running instance (and its guests) moves as a whole; no restart. */
+  private migrate(a: Extract<Action, { type: 'migrate' }>): void {
+    if (!this.hubHears(a.node)) return
+    this.schedule(this.world.delays.restartMs, () => {
+      const byHost = this.instances.get(a.resource)
+      const inst = byHost?.get(a.node)
+      const target = this.node(a.to)
+      const ok = Boolean(inst) && target.power === 'on' && target.agent && this.node(a.node).power === 'on'
+      if (ok && byHost && inst) {
+        byHost.delete(a.node)
+        byHost.set(a.to, inst)
+        this.write('world', `migrate ${a.resource} ${a.node} -> ${a.to}: done`)
+      } else {
+        this.write('world', `migrate ${a.resource} ${a.node} -> ${a.to}: failed`)
+      }
+      if (this.hubHears(a.node) || this.hubHears(a.to)) {
+        this.inbox.push(
+          ok
+            ? { type: 'action-result', actionId: a.id, ok: true }
+            : {
+                type: 'action-result',
+                actionId: a.id,
+                ok: false,
+                error: { kind: 'transient', message: 'migration failed' },
+              },
+        )
+      }
     })
   }
 
@@ -498,6 +532,9 @@ export class Simulation {
         break
       case 'ack-fence':
         this.inbox.push({ type: 'operator', op: { op: 'ack-fence', node: a as string, by: 'operator' } })
+        break
+      case 'evacuate':
+        this.inbox.push({ type: 'operator', op: { op: 'evacuate', node: a as string } })
         break
       case 'hub-restart':
         this.hubDownUntil = this.now + Number(a) * 1000

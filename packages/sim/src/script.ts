@@ -7,6 +7,7 @@
  *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N
+ *   evacuate N
  *   hub-restart <seconds-down> | stop-fail R | start-fail R N
  *   end
  */
@@ -39,6 +40,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   maintenance: [2, 4],
   cleanup: [1, 1],
   'ack-fence': [1, 1],
+  evacuate: [1, 1],
   'hub-restart': [1, 1],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],
