@@ -104,6 +104,18 @@ test('the engine starts an application on its preferred node and restarts it in 
   expect(rules).toContain('ladder.restart')
   expect((await decisions()).filter((d) => d.kind === 'place')).toHaveLength(1) // never placed anew
   expect(existsSync(pidfileB)).toBe(false) // never ran on node-b
+  // What-if: if node-a died now, web would go to node-b; exported as a plan and as metrics.
+  const plan = (
+    await hub.api<{
+      plan: { node: string; moves: { resource: string; to: string }[]; unplaceable: unknown[] }[]
+    }>('/api/plan')
+  ).body.plan
+  expect(plan).toEqual([{ node: 'node-a', moves: [{ resource: 'web', to: 'node-b' }], unplaceable: [] }])
+  expect(await hub.metric('vigil_plan_unplaceable_resources', { node: 'node-a' })).toBe(0)
+  await eventually(
+    'web healthy again',
+    async () => (await hub.metric('vigil_resource_health_score', { resource: 'web' })) === 100,
+  )
   await eventually('node-a reports web running again', async () =>
     (
       await hub.api<{ observations: { target: string; state: string }[] }>('/api/nodes/node-a')

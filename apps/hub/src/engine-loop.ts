@@ -8,6 +8,8 @@ import {
   initialState,
   type NodeCondition,
   step,
+  type WhatIf,
+  whatIfPlan,
 } from '@vigil/engine'
 import type { Clock, Logger } from '@vigil/kit'
 import type { CommandAction } from '@vigil/protocol'
@@ -31,6 +33,20 @@ export interface EngineLoopDeps {
 }
 
 const PERSIST_EVERY_MS = 2000
+/** The what-if plan is recomputed at most this often (it costs ~2 s at 1,000 hosts). */
+const PLAN_MAX_AGE_MS = 10_000
+
+const RESOURCE_HEALTH: Record<string, number> = {
+  running: 100,
+  starting: 70,
+  migrating: 70,
+  stopping: 50,
+  recovering: 50,
+  waiting: 30,
+  unmanaged: 50,
+  stopped: 0,
+  blocked: 0,
+}
 
 /**
  * Runs the engine live: inputs from ingest are queued, a step runs every tick on a clock that is
@@ -45,6 +61,7 @@ export class EngineLoop {
   private observedNodes = ''
   private seq = 0
   private lastPersist = 0
+  private plan: { at: number; plan: WhatIf[] } | null = null
   private readonly startWall: number
   private readonly startMono: number
   private readonly stepDuration: Histogram
@@ -93,6 +110,27 @@ export class EngineLoop {
       },
     })
     new Gauge({
+      name: 'vigil_resource_health_score',
+      help: 'Engine health score per resource, 0-100, from its phase (running 100, recovering 50, blocked 0).',
+      labelNames: ['resource'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [resource, r] of Object.entries(loop.state.resources))
+          this.set({ resource }, RESOURCE_HEALTH[r.phase] ?? 0)
+      },
+    })
+    new Gauge({
+      name: 'vigil_plan_unplaceable_resources',
+      help: 'Resources that could not be placed if this node died now (what-if plan, refreshed at most every 10 s).',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset()
+        for (const p of loop.whatIf()) this.set({ node: p.node }, p.unplaceable.length)
+      },
+    })
+    new Gauge({
       name: 'vigil_node_condition',
       help: 'The engine classification of each node (1 for its current condition).',
       labelNames: ['node', 'condition'],
@@ -108,6 +146,15 @@ export class EngineLoop {
   /** Engine time: wall-anchored, never going backwards within this process. */
   now(): number {
     return Math.round(this.startWall + (this.deps.clock.monoMs() - this.startMono))
+  }
+
+  /** "If this node died now": where its resources would go, and what could not be placed. */
+  whatIf(): WhatIf[] {
+    if (!this.plan || this.now() - this.plan.at > PLAN_MAX_AGE_MS) {
+      const env = { now: () => this.now(), newId: (kind: string) => `${kind}-plan` }
+      this.plan = { at: this.now(), plan: whatIfPlan(this.spec, this.state, env) }
+    }
+    return this.plan.plan
   }
 
   input(i: Input): void {

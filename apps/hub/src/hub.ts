@@ -179,6 +179,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     commands,
     metrics,
     engineView: (node) => engine.condition(node),
+    plan: () => engine.whatIf(),
     ready: () => {
       const reasons: string[] = []
       if (!client.connected) reasons.push('not connected to the MQTT broker')
