@@ -22,6 +22,7 @@ function freshNode(now: number): NodeState {
     heard: false,
     disk: emptyPhi(),
     inventory: null,
+    connectivity: null,
     hears: null,
     power: { state: 'unknown', at: now, device: null },
     condition: 'unknown',
@@ -149,6 +150,11 @@ function apply(ctx: StepContext, input: Input): void {
       for (const id of n.inventory ?? [])
         if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
       n.inventory = listed
+      return
+    }
+    case 'connectivity': {
+      const n = ctx.state.nodes[input.node]
+      if (n) n.connectivity = { reachable: input.reachable, total: input.total, at: ctx.now }
       return
     }
     case 'power-state': {

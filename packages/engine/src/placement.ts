@@ -95,6 +95,7 @@ export function candidatesFor(
       }
     }
     let score = resource.preferred[node.id] ?? 0
+    if (n.connectivity) score += ctx.spec.connectivityWeight * n.connectivity.reachable
     if (r?.node === node.id) score += stickiness
     if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
     const c = { node: node.id, score, eliminated, count: l.count }

@@ -123,6 +123,8 @@ export const clusterSpecSchema = z.strictObject({
     })
     .prefault({}),
   defaults: resourcePolicySchema.prefault({}),
+  /** Placement bonus per reachable ping target (pingd's multiplier): prefer better-connected hosts. */
+  connectivityWeight: z.number().int().nonnegative().default(10),
   nodes: z.array(nodeSpecSchema).min(1),
   resources: z.array(resourceSpecSchema).default([]),
 })

@@ -40,6 +40,8 @@ export interface NodeState {
   /** False until the first real heartbeat (the detector is seeded at engine start). */
   heard: boolean
   disk: PhiState
+  /** Ping targets this node reaches (pingd-like), from its connectivity driver; null if none. */
+  connectivity: { reachable: number; total: number; at: number } | null
   /** Resources this node's last complete inventory listed; null until it sends one. */
   inventory: string[] | null
   /** Latest report from this node of which peers it hears. */
@@ -130,6 +132,8 @@ export type Input =
   | { type: 'disk-heartbeat'; node: string }
   | { type: 'peer-view'; node: string; hears: string[] }
   | { type: 'guest-heartbeat'; resource: string }
+  /** How many of its configured ping targets (gateway, peers) a node reaches. */
+  | { type: 'connectivity'; node: string; reachable: number; total: number }
   | { type: 'resource-state'; node: string; resource: string; state: ObservedState; reason?: string }
   /** A node's complete list of the resources present on it: any resource not listed is stopped there. */
   | { type: 'inventory'; node: string; resources: Record<string, ObservedState> }

@@ -49,6 +49,7 @@ export class Simulation {
   /** Resources whose stop fails, and resource@node pairs whose start fails. */
   private readonly stopFails = new Set<string>()
   private readonly startFails = new Set<string>()
+  private readonly connectivity = new Map<string, { reachable: number; total: number }>()
   private readonly random: () => number
   private readonly nodeIds: string[]
   private readonly env: EngineEnv
@@ -75,6 +76,7 @@ export class Simulation {
       for (const level of n.fencing)
         for (const d of level.devices) this.devices.set(d, { node: world.devices[d] ?? n.id, state: 'ok' })
     for (const r of spec.resources) this.instances.set(r.id, new Map())
+    for (const [node, c] of Object.entries(world.connectivity)) this.connectivity.set(node, { ...c })
     for (const [resource, hosts] of Object.entries(world.running)) {
       for (const host of [hosts].flat())
         this.instances.get(resource)?.set(host, { state: 'running', hung: false, bootedAt: 0 })
@@ -228,6 +230,8 @@ export class Simulation {
       if (every(intervals.heartbeatMs)) this.inbox.push({ type: 'heartbeat', node: id })
       if (every(intervals.reportMs)) {
         this.inbox.push({ type: 'peer-view', node: id, hears: this.peersOf(id) })
+        const c = this.connectivity.get(id)
+        if (c) this.inbox.push({ type: 'connectivity', node: id, reachable: c.reachable, total: c.total })
         for (const r of this.spec.resources) {
           if (r.kind === 'guest-app' || (r.allowedNodes && !r.allowedNodes.includes(id))) continue
           const inst = this.instances.get(r.id)?.get(id)
@@ -533,6 +537,11 @@ export class Simulation {
       case 'ack-fence':
         this.inbox.push({ type: 'operator', op: { op: 'ack-fence', node: a as string, by: 'operator' } })
         break
+      case 'ping': {
+        const c = this.connectivity.get(a as string)
+        if (c) c.reachable = Number(b)
+        break
+      }
       case 'evacuate':
         this.inbox.push({ type: 'operator', op: { op: 'evacuate', node: a as string } })
         break

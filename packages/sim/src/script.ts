@@ -7,7 +7,7 @@
  *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N
- *   evacuate N
+ *   evacuate N | ping N <reachable targets>
  *   hub-restart <seconds-down> | stop-fail R | start-fail R N
  *   end
  */
@@ -41,6 +41,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   cleanup: [1, 1],
   'ack-fence': [1, 1],
   evacuate: [1, 1],
+  ping: [2, 2],
   'hub-restart': [1, 1],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],

@@ -31,6 +31,13 @@ export const worldSchema = z.strictObject({
   diskHeartbeat: z.array(z.string()).default([]),
   /** Resource -> the node (or nodes: a duplicate) it runs on at time 0; for a guest-app, its vm. */
   running: z.record(z.string(), z.union([z.string(), z.array(z.string())])).default({}),
+  /** Node -> ping targets it reaches, of how many (reported every reportMs); none by default. */
+  connectivity: z
+    .record(
+      z.string(),
+      z.strictObject({ reachable: z.number().int().nonnegative(), total: z.number().int().positive() }),
+    )
+    .default({}),
   /** Fence device -> the node it powers (default: the node whose fencing lists it). */
   devices: z.record(z.string(), z.string()).default({}),
 })
