@@ -16,6 +16,9 @@ export function phiParams(d: DetectorSpec): PhiParams {
   }
 }
 
+/** Nodes by id and resources by priority then id: the deterministic order, sorted once per spec. */
+const sortedSpecs = new WeakMap<ClusterSpec, { nodes: NodeSpec[]; resources: ResourceSpec[] }>()
+
 /** One step's working set: a private copy of the state, the time, and what the step produced. */
 export class StepContext {
   readonly actions: Action[] = []
@@ -44,10 +47,16 @@ export class StepContext {
     readonly env: EngineEnv,
   ) {
     this.now = env.now()
-    this.nodeSpecs = [...spec.nodes].sort((a, b) => a.id.localeCompare(b.id))
-    this.resourceSpecs = [...spec.resources].sort(
-      (a, b) => b.priority - a.priority || a.id.localeCompare(b.id),
-    )
+    let sorted = sortedSpecs.get(spec)
+    if (!sorted) {
+      sorted = {
+        nodes: [...spec.nodes].sort((a, b) => a.id.localeCompare(b.id)),
+        resources: [...spec.resources].sort((a, b) => b.priority - a.priority || a.id.localeCompare(b.id)),
+      }
+      sortedSpecs.set(spec, sorted)
+    }
+    this.nodeSpecs = sorted.nodes
+    this.resourceSpecs = sorted.resources
   }
 
   record(r: NewRecord): string {
@@ -82,6 +91,13 @@ export class StepContext {
   nodeSpec(id: string): NodeSpec | undefined {
     return this.spec.nodes.find((n) => n.id === id)
   }
+
+  /** Resources an input changed this step: they are revisited even when steady. */
+  readonly touched = new Set<string>()
+  /** Something node-level changed (condition, fence, maintenance, operator, spec): revisit all. */
+  allDirty = false
+  /** A node became able to take resources this step (healthy again): only then can failback apply. */
+  nodeBecameAvailable = false
 
   /** Node load for placement, computed once per step and updated as resources are placed. */
   load: Map<string, { memoryMb: number; vcpus: number; count: number }> | null = null

@@ -78,12 +78,32 @@ export function initialState(spec: ClusterSpec, now: number): EngineState {
 
 const reconciled = new WeakMap<EngineState, ClusterSpec>()
 
-/** Adds state for nodes and resources new in the spec (a config reload); keeps the rest. */
-function reconcile(spec: ClusterSpec, state: EngineState, now: number): void {
-  if (reconciled.get(state) === spec) return
+/** What resources depend on at node level: any change here revisits every resource. */
+function nodeSignature(state: EngineState): string[] {
+  const sig: string[] = []
+  for (const id in state.nodes) {
+    const n = state.nodes[id] as NodeState
+    sig.push(n.condition, n.fence.phase, n.maintenance ? 'm' : '', n.evacuating ? 'e' : '')
+  }
+  return sig
+}
+
+function sameSignature(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/**
+ * Adds state for nodes and resources new in the spec (a config reload); keeps the rest. Returns
+ * true when the spec is new to this state (so every resource is revisited).
+ */
+function reconcile(spec: ClusterSpec, state: EngineState, now: number): boolean {
+  if (reconciled.get(state) === spec) return false
   reconciled.set(state, spec)
   for (const n of spec.nodes) state.nodes[n.id] ??= freshNode(now)
   for (const r of spec.resources) state.resources[r.id] ??= freshResource(now)
+  return true
 }
 
 /**
@@ -102,12 +122,14 @@ export function step(
   env: EngineEnv,
 ): StepResult {
   const ctx = new StepContext(spec, previous, env)
-  reconcile(spec, ctx.state, ctx.now)
+  if (reconcile(spec, ctx.state, ctx.now)) ctx.allDirty = true
   for (const input of inputs) apply(ctx, input)
   expireMaintenance(ctx)
   ctx.detectorsSettled()
+  const before = nodeSignature(ctx.state)
   evaluateNodes(ctx)
   fenceNodes(ctx)
+  if (!sameSignature(nodeSignature(ctx.state), before)) ctx.allDirty = true
   manageResources(ctx)
   finishEvacuations(ctx)
   return { state: ctx.state, actions: ctx.actions, records: ctx.records }
@@ -170,9 +192,12 @@ function apply(ctx: StepContext, input: Input): void {
       return
     case 'operator':
       operator(ctx, input.op)
+      ctx.allDirty = true
+      ctx.nodeBecameAvailable = true // maintenance off, or a move: placements may change
       return
     case 'hub-restarted':
       hubRestarted(ctx)
+      ctx.allDirty = true
       return
   }
 }
@@ -294,6 +319,7 @@ function operator(ctx: StepContext, op: OperatorOp): void {
 function expireMaintenance(ctx: StepContext): void {
   const expired = (m: { until: number | null } | null) => m !== null && m.until !== null && m.until <= ctx.now
   if (expired(ctx.state.maintenance)) {
+    ctx.allDirty = true
     ctx.state.maintenance = null
     ctx.record({
       kind: 'operator',
@@ -304,6 +330,7 @@ function expireMaintenance(ctx: StepContext): void {
   for (const id in ctx.state.nodes) {
     const n = ctx.state.nodes[id] as NodeState
     if (n.maintenance && expired(n.maintenance)) {
+      ctx.allDirty = true
       n.maintenance = null
       ctx.record({
         kind: 'operator',
@@ -313,18 +340,8 @@ function expireMaintenance(ctx: StepContext): void {
       })
     }
   }
-  for (const id in ctx.state.resources) {
-    const r = ctx.state.resources[id] as ResourceState
-    if (r.maintenance && expired(r.maintenance)) {
-      r.maintenance = null
-      ctx.record({
-        kind: 'operator',
-        resource: id,
-        summary: 'resource maintenance expired: re-armed',
-        rule: 'maintenance.expired',
-      })
-    }
-  }
+  // A resource's own maintenance expires when it is visited: a resource in maintenance is never
+  // steady, so it is visited every step (resources.ts).
 }
 
 /** An evacuating node enters maintenance once nothing of Vigil's runs or is pending on it. */

@@ -76,6 +76,7 @@ export function evaluateNodes(ctx: StepContext): void {
       const from = n.condition
       n.condition = next
       n.conditionSince = ctx.now
+      if (next === 'healthy') ctx.nodeBecameAvailable = true
       if (!(from === 'unknown' && next === 'healthy')) {
         ctx.record({
           kind: 'node-condition',

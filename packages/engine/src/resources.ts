@@ -77,13 +77,53 @@ function guestHung(ctx: StepContext, r: ResourceState): boolean {
   return phi(r.guest, ctx.now, phiParams(ctx.spec.detection.guest)) >= ctx.spec.detection.guest.threshold
 }
 
+/**
+ * A resource that is settled and that nothing touched this step needs no visit: its decisions only
+ * change with an input about it, a node-level change (which revisits everything), or its own timers
+ * (pending actions, relocations, moves, decaying failures, maintenance expiry, guest hang detection),
+ * and a resource with any of those is not steady. This makes a steady step O(changes), not O(resources).
+ */
+function steady(r: ResourceState): boolean {
+  return (
+    (r.phase === 'running' || r.phase === 'unmanaged' || r.phase === 'blocked') &&
+    r.pending === null &&
+    r.relocating === null &&
+    r.move === null &&
+    r.failures.length === 0 &&
+    r.maintenance === null &&
+    r.guest === null &&
+    !hasCopyElsewhere(r)
+  )
+}
+
+/** A copy reported anywhere but its home is a standing condition: it keeps the resource visited. */
+function hasCopyElsewhere(r: ResourceState): boolean {
+  for (const node in r.observed) {
+    if (node !== r.node && r.observed[node]?.state !== 'stopped') return true
+  }
+  return false
+}
+
 export function manageResources(ctx: StepContext): void {
-  for (const spec of ctx.resourceSpecs) manageOne(ctx, spec)
+  for (const spec of ctx.resourceSpecs) {
+    const r = ctx.state.resources[spec.id] as ResourceState
+    if (!ctx.allDirty && !ctx.touched.has(spec.id) && steady(r)) continue
+    manageOne(ctx, spec)
+  }
 }
 
 function manageOne(ctx: StepContext, spec: ResourceSpec): void {
   const r = ctx.state.resources[spec.id] as ResourceState
   const policy = policyOf(ctx.spec, spec)
+  if (r.maintenance?.until != null && r.maintenance.until <= ctx.now) {
+    r.maintenance = null
+    ctx.record({
+      kind: 'operator',
+      resource: spec.id,
+      summary: 'resource maintenance expired: re-armed',
+      rule: 'maintenance.expired',
+    })
+  }
   if (r.move && r.move.until <= ctx.now) {
     ctx.record({
       kind: 'operator',
@@ -378,7 +418,7 @@ function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
  * (stickiness 100 against a preference of 10 keeps it where it is; a preference of 200 does not).
  */
 function failback(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
-  if (!r.node) return
+  if (!r.node || !ctx.nodeBecameAvailable) return
   const here = (spec.preferred[r.node] ?? 0) + policyOf(ctx.spec, spec).stickiness
   const better = Object.entries(spec.preferred)
     .filter(
@@ -647,6 +687,7 @@ export function actionOutcome(
     const r = ctx.state.resources[spec.id] as ResourceState
     const p = r.pending
     if (!p || p.actionId !== actionId) continue
+    ctx.touched.add(spec.id)
     // A stop with no answer from a node that has since been fenced: powered off is stopped.
     const ok = okReported || (p.type === 'stop' && ctx.state.nodes[p.node]?.fence.phase === 'confirmed')
     r.pending = null
@@ -765,6 +806,7 @@ export function applyResourceState(
   const prev = r.observed[node]
   if (prev && prev.state === state) return // unchanged: keep the time it entered this state
   r.observed[node] = reason ? { state, at: ctx.now, reason } : { state, at: ctx.now }
+  ctx.touched.add(resource)
 }
 
 export function applyGuestHeartbeat(ctx: StepContext, resource: string): void {
