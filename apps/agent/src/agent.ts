@@ -1,12 +1,5 @@
 import { DriverError } from '@vigil/driver-kit'
-import {
-  BoundedQueue,
-  type Clock,
-  type Logger,
-  readConfigFile,
-  readSecretFile,
-  systemClock,
-} from '@vigil/kit'
+import { BoundedQueue, brokerCredentials, type Clock, type Logger, systemClock } from '@vigil/kit'
 import {
   type AgentEvent,
   type Command,
@@ -88,12 +81,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     reconnectOnConnackError: true, // a heartbeat that could not be sent now is worthless later
     will: { topic: topic('status'), payload: Buffer.from(status('gone')), qos: 1, retain: true },
   }
-  if (config.mqtt.username) options.username = config.mqtt.username
-  const password = config.mqtt.passwordFile
-    ? readSecretFile(config.mqtt.passwordFile, 'mqtt.passwordFile')
-    : deps.mqttPassword
-  if (password) options.password = password
-  if (config.mqtt.caFile) options.ca = readConfigFile(config.mqtt.caFile, 'mqtt.caFile')
+  Object.assign(options, brokerCredentials(config.mqtt, deps.mqttPassword))
 
   const client: MqttClient = mqtt.connect(config.mqtt.url, options)
 
@@ -184,6 +172,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       }
       case 'reset-vm':
       case 'reboot-vm':
+      case 'migrate':
         // The libvirt driver arrives with issue #3; until then say so plainly rather than pretend.
         return {
           ...base,

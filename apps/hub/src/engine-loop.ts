@@ -232,7 +232,9 @@ export class EngineLoop {
         return
       default: {
         const action = a.type as CommandAction
-        this.deps.commands.send(a.node, action, { resource: a.resource, decision: a.decision }).then(
+        const args: Record<string, string> = { resource: a.resource, decision: a.decision }
+        if (a.type === 'migrate') args.to = a.to
+        this.deps.commands.send(a.node, action, args).then(
           (outcome) =>
             this.input({ type: 'action-result', actionId: a.id, ok: outcome.result.status === 'ok' }),
           (err: { code?: string; message?: string; cause?: { error?: { code?: string } } }) => {

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
-import { type Clock, type Logger, readConfigFile, readSecretFile, systemClock, VigilError } from '@vigil/kit'
+import { brokerCredentials, type Clock, type Logger, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { createApi } from './api.js'
@@ -61,12 +61,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   }
   if (config.mqtt.url) {
     mqttUrl = config.mqtt.url
-    if (config.mqtt.username) mqttOptions.username = config.mqtt.username
-    const password = config.mqtt.passwordFile
-      ? readSecretFile(config.mqtt.passwordFile, 'mqtt.passwordFile')
-      : deps.mqttPassword
-    if (password) mqttOptions.password = password
-    if (config.mqtt.caFile) mqttOptions.ca = readConfigFile(config.mqtt.caFile, 'mqtt.caFile')
+    Object.assign(mqttOptions, brokerCredentials(config.mqtt, deps.mqttPassword))
   } else {
     broker = await startEmbeddedBroker(splitHostPort(config.broker.listen), {
       allowAnonymous: config.broker.allowAnonymous,

@@ -1,21 +1,10 @@
-import type { Facts, Observation } from '@vigil/protocol'
+import type { Observation } from '@vigil/protocol'
 import { type LivenessPolicy, type NodeState, nextLivenessState } from './liveness.js'
 import { SeqWindow } from './seq-window.js'
 import type { NodeRow } from './store.js'
 
-/** A node as the API and live feed show it. */
-export interface NodeView {
-  id: string
-  state: NodeState
-  stateSince: number
-  incarnation: number | null
-  lastHeartbeatAt: number | null
-  role: string | null
-  agentVersion: string | null
-  capabilities: string[]
-  facts: Facts | null
-  observations: Observation[]
-}
+/** A node as the API and live feed show it: what is stored, plus its latest observations. */
+export type NodeView = Omit<NodeRow, 'firstSeen'> & { observations: Observation[] }
 
 export interface StateChange {
   node: string
@@ -47,15 +36,10 @@ export class NodeTable {
   load(rows: NodeRow[], nowMono: number, nowWall: number): void {
     for (const row of rows) {
       const state: NodeState = row.state === 'offline' ? 'offline' : 'unknown'
-      this.nodes.set(row.id, {
-        row: { ...row, state, stateSince: state === row.state ? row.stateSince : nowWall },
-        lastHeardMono: nowMono,
-        lastSeq: null,
-        willReceived: false,
-        heartbeatDirty: false,
-        observations: [],
-        events: new SeqWindow(),
-      })
+      this.nodes.set(
+        row.id,
+        liveNode({ ...row, state, stateSince: state === row.state ? row.stateSince : nowWall }, nowMono),
+      )
     }
   }
 
@@ -66,8 +50,8 @@ export class NodeTable {
   ensure(id: string, nowMono: number, nowWall: number): { node: LiveNode; created: boolean } {
     const existing = this.nodes.get(id)
     if (existing) return { node: existing, created: false }
-    const node: LiveNode = {
-      row: {
+    const node = liveNode(
+      {
         id,
         state: 'unknown',
         stateSince: nowWall,
@@ -79,13 +63,8 @@ export class NodeTable {
         facts: null,
         firstSeen: nowWall,
       },
-      lastHeardMono: nowMono,
-      lastSeq: null,
-      willReceived: false,
-      heartbeatDirty: false,
-      observations: [],
-      events: new SeqWindow(),
-    }
+      nowMono,
+    )
     this.nodes.set(id, node)
     return { node, created: true }
   }
@@ -148,6 +127,19 @@ export class NodeTable {
 }
 
 export type { LiveNode }
+
+/** A node's in-memory record, heard (or seeded) at `nowMono`, with nothing tracked yet. */
+function liveNode(row: NodeRow, nowMono: number): LiveNode {
+  return {
+    row,
+    lastHeardMono: nowMono,
+    lastSeq: null,
+    willReceived: false,
+    heartbeatDirty: false,
+    observations: [],
+    events: new SeqWindow(),
+  }
+}
 
 function toView(node: LiveNode): NodeView {
   const { firstSeen: _firstSeen, ...row } = node.row

@@ -1,5 +1,5 @@
 import { phiParams, StepContext } from './context.js'
-import { applyFenceResult, evaluateNodes, fenceNodes } from './nodes.js'
+import { applyFenceResult, evaluateNodes, fenceNodes, idleFence } from './nodes.js'
 import { emptyPhi, recordArrival } from './phi.js'
 import { actionOutcome, applyGuestHeartbeat, applyResourceState, manageResources } from './resources.js'
 import type { ClusterSpec } from './spec.js'
@@ -29,17 +29,7 @@ function freshNode(now: number): NodeState {
     conditionSince: now,
     silentSince: null,
     health: { score: 50, critical: false, bad: 0, good: 0 },
-    fence: {
-      phase: 'idle',
-      level: 0,
-      actionId: null,
-      startedAt: null,
-      awaiting: [],
-      offAt: null,
-      reason: null,
-      correlationId: null,
-      forced: null,
-    },
+    fence: idleFence(),
     maintenance: null,
     evacuating: false,
   }

@@ -1,5 +1,5 @@
 import type { StepContext } from './context.js'
-import type { FenceOutcome, NodeCondition, NodeState } from './types.js'
+import type { FenceOutcome, FenceState, NodeCondition, NodeState } from './types.js'
 
 const SCORES: Record<NodeCondition, number> = {
   unknown: 50,
@@ -345,8 +345,9 @@ function verify(ctx: StepContext, nodeId: string): void {
   })
 }
 
-export function resetFence(n: NodeState): void {
-  n.fence = {
+/** A fence state with nothing in progress. */
+export function idleFence(): FenceState {
+  return {
     phase: 'idle',
     level: 0,
     actionId: null,
@@ -357,5 +358,9 @@ export function resetFence(n: NodeState): void {
     correlationId: null,
     forced: null,
   }
+}
+
+export function resetFence(n: NodeState): void {
+  n.fence = idleFence()
   if (n.power.state === 'off') n.power = { state: 'unknown', at: n.power.at, device: null }
 }

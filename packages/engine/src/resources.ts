@@ -3,7 +3,14 @@ import { phiParams } from './context.js'
 import { emptyPhi, phi, recordArrival } from './phi.js'
 import { addLoad, bestNode, candidatesFor } from './placement.js'
 import { policyOf, type ResourceSpec } from './spec.js'
-import type { Candidate, ObservedState, PendingAction, ResourcePhase, ResourceState } from './types.js'
+import type {
+  Candidate,
+  ObservedState,
+  PendingAction,
+  ResourceActionType,
+  ResourcePhase,
+  ResourceState,
+} from './types.js'
 
 /** Candidates kept in a placement record (best first); the rest are counted, not listed. */
 const RECORDED_CANDIDATES = 25
@@ -40,6 +47,35 @@ export function mayRunOn(ctx: StepContext, spec: ResourceSpec, nodeId: string): 
   if (!o && n.inventory !== null && n.condition === 'healthy') return null
   if (n.condition === 'healthy') return o ? `it is ${o.state} there` : 'no report from its agent yet'
   return `node is ${n.condition} and ${o ? `it was last ${o.state} there` : 'never reported it'}`
+}
+
+/** Asks the world for an action on behalf of a resource, and waits for it (one at a time). */
+function issue(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  a: { type: PendingAction['type']; node: string; decision: string; resource?: string; to?: string },
+  afterStop: PendingAction['afterStop'] = null,
+): void {
+  const resource = a.resource ?? spec.id
+  const actionId =
+    a.type === 'migrate'
+      ? ctx.act({ type: 'migrate', decision: a.decision, resource, node: a.node, to: a.to as string })
+      : ctx.act({
+          type: a.type as Exclude<ResourceActionType, 'migrate'>,
+          decision: a.decision,
+          resource,
+          node: a.node,
+        })
+  r.pending = {
+    actionId,
+    type: a.type,
+    node: a.node,
+    issuedAt: ctx.now,
+    deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
+    afterStop,
+    ...(a.to ? { to: a.to } : {}),
+  }
 }
 
 function setPhase(
@@ -210,15 +246,7 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
         summary: `${o.state} on ${node.id} as well as ${r.node ?? 'nowhere else'}: stopping the copy on ${node.id}`,
         rule: 'safety.extra-copy',
       })
-      const actionId = ctx.act({ type: 'stop', decision, resource: spec.id, node: node.id })
-      r.pending = {
-        actionId,
-        type: 'stop',
-        node: node.id,
-        issuedAt: ctx.now,
-        deadline: ctx.now + policy.actionTimeoutMs,
-        afterStop: null,
-      }
+      issue(ctx, spec, r, { type: 'stop', node: node.id, decision })
       return
     }
   }
@@ -321,22 +349,9 @@ function handleFailure(
     rule: `ladder.${step}`,
   })
   r.correlationId = decision
-  const pend = (
-    type: PendingAction['type'],
-    target: string,
-    on: string,
-    afterStop: PendingAction['afterStop'] = null,
-  ) => {
-    const actionId = ctx.act({ type, decision, resource: target, node: on } as never)
-    r.pending = {
-      actionId,
-      type,
-      node: on,
-      issuedAt: ctx.now,
-      deadline: ctx.now + policy.actionTimeoutMs,
-      afterStop,
-    }
-  }
+  const pend = (type: PendingAction['type'], target: string, on: string) =>
+    issue(ctx, spec, r, { type, node: on, decision, resource: target })
+
   if (step === 'restart') {
     if (spec.kind === 'vm' && observed === 'hung') {
       r.guest = null // re-armed by the first heartbeat after the reset
@@ -464,16 +479,7 @@ function evacuate(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void 
       summary: `evacuating ${from}: live-migrating to ${to}`,
       rule: 'evacuate.live-migrate',
     })
-    const actionId = ctx.act({ type: 'migrate', decision, resource: spec.id, node: from, to })
-    r.pending = {
-      actionId,
-      type: 'migrate',
-      node: from,
-      to,
-      issuedAt: ctx.now,
-      deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
-      afterStop: null,
-    }
+    issue(ctx, spec, r, { type: 'migrate', node: from, to, decision })
     setPhase(ctx, spec.id, r, 'migrating', `to ${to}`, 'evacuate.live-migrate')
     return
   }
@@ -506,15 +512,7 @@ function progressRelocation(ctx: StepContext, spec: ResourceSpec, r: ResourceSta
     )
     return
   }
-  const actionId = ctx.act({ type: 'stop', decision: rel.decision, resource: spec.id, node: r.node })
-  r.pending = {
-    actionId,
-    type: 'stop',
-    node: r.node,
-    issuedAt: ctx.now,
-    deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
-    afterStop: 'place',
-  }
+  issue(ctx, spec, r, { type: 'stop', node: r.node, decision: rel.decision }, 'place')
   r.relocating = null
   setPhase(ctx, spec.id, r, 'stopping', rel.why, rel.rule)
 }
@@ -662,16 +660,8 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
       : {}),
     correlationId: r.correlationId,
   })
-  const actionId = ctx.act({ type: 'start', decision, resource: spec.id, node: best.node })
+  issue(ctx, spec, r, { type: 'start', node: best.node, decision })
   if (ctx.load) addLoad(ctx.load, best.node, spec)
-  r.pending = {
-    actionId,
-    type: 'start',
-    node: best.node,
-    issuedAt: ctx.now,
-    deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
-    afterStop: null,
-  }
   r.node = best.node
   setPhase(ctx, spec.id, r, 'starting', `placed on ${best.node}`, 'placement.best-score')
 }
@@ -765,15 +755,7 @@ export function actionOutcome(
       // A failed or timed-out start leaves the resource in an unknown state there: stop it (the
       // force operation) before anything starts elsewhere; if that stop fails, the node is fenced.
       r.avoid = p.node
-      const actionId = ctx.act({ type: 'stop', decision, resource: spec.id, node: p.node })
-      r.pending = {
-        actionId,
-        type: 'stop',
-        node: p.node,
-        issuedAt: ctx.now,
-        deadline: ctx.now + policy.actionTimeoutMs,
-        afterStop: 'place',
-      }
+      issue(ctx, spec, r, { type: 'stop', node: p.node, decision }, 'place')
       setPhase(
         ctx,
         spec.id,

@@ -83,9 +83,12 @@ export type ResourcePhase =
   | 'blocked'
   | 'unmanaged'
 
+/** Actions taken on a resource (fence and alert are not). */
+export type ResourceActionType = 'start' | 'stop' | 'restart' | 'reset-vm' | 'reboot-vm' | 'migrate'
+
 export interface PendingAction {
   actionId: string
-  type: Action['type']
+  type: ResourceActionType
   node: string
   issuedAt: number
   deadline: number

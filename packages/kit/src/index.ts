@@ -11,4 +11,5 @@ export {
 } from './config.js'
 export { startupFailure, toVigilError, VigilError, type VigilErrorCode } from './errors.js'
 export { createLogger, type Logger, type LogLevel, RateLimitedLog } from './log.js'
-export { readConfigFile, readSecretFile } from './secrets.js'
+export { brokerCredentials, readConfigFile, readSecretFile } from './secrets.js'
+export { runService, type ServiceSpec } from './service.js'

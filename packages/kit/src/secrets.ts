@@ -19,3 +19,19 @@ export function readConfigFile(file: string, key: string): Buffer {
 export function readSecretFile(file: string, key: string): string {
   return readConfigFile(file, key).toString('utf8').trim()
 }
+
+/**
+ * The credentials an MQTT client needs from a config's `mqtt` section: the password from its file,
+ * else from the environment; the CA certificate from its file.
+ */
+export function brokerCredentials(
+  mqtt: { username?: string | undefined; passwordFile?: string | undefined; caFile?: string | undefined },
+  envPassword: string | undefined,
+): { username?: string; password?: string; ca?: Buffer } {
+  const out: { username?: string; password?: string; ca?: Buffer } = {}
+  if (mqtt.username) out.username = mqtt.username
+  const password = mqtt.passwordFile ? readSecretFile(mqtt.passwordFile, 'mqtt.passwordFile') : envPassword
+  if (password) out.password = password
+  if (mqtt.caFile) out.ca = readConfigFile(mqtt.caFile, 'mqtt.caFile')
+  return out
+}

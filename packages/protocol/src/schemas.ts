@@ -140,6 +140,7 @@ export const COMMAND_ACTIONS = [
   'restart',
   'reset-vm',
   'reboot-vm',
+  'migrate',
 ] as const
 export type CommandAction = (typeof COMMAND_ACTIONS)[number]
 
