@@ -205,6 +205,7 @@ export class StepContext {
         alive: disk,
         says: disk ? 'disk heartbeat advancing' : 'disk heartbeat stalled',
       })
+    if (n.degraded) out.push({ channel: 'nic', alive: true, says: `degraded: ${n.degraded.detail}` })
     if (n.power.state !== 'unknown') {
       out.push({
         channel: 'power',

@@ -32,6 +32,7 @@ function freshNode(now: number): NodeState {
     fence: idleFence(),
     maintenance: null,
     evacuating: false,
+    degraded: null,
   }
 }
 
@@ -73,7 +74,13 @@ function nodeSignature(state: EngineState): string[] {
   const sig: string[] = []
   for (const id in state.nodes) {
     const n = state.nodes[id] as NodeState
-    sig.push(n.condition, n.fence.phase, n.maintenance ? 'm' : '', n.evacuating ? 'e' : '')
+    sig.push(
+      n.condition,
+      n.fence.phase,
+      n.maintenance ? 'm' : '',
+      n.evacuating ? 'e' : '',
+      n.degraded ? 'd' : '',
+    )
   }
   return sig
 }
@@ -162,6 +169,29 @@ function apply(ctx: StepContext, input: Input): void {
       for (const id of n.inventory ?? [])
         if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
       n.inventory = listed
+      return
+    }
+    case 'link-state': {
+      const n = ctx.state.nodes[input.node]
+      if (!n) return
+      if (input.degraded && !n.degraded) {
+        n.degraded = { since: ctx.now, detail: input.detail }
+        ctx.record({
+          kind: 'node-condition',
+          node: input.node,
+          summary: `links degraded: ${input.detail} (still healthy; placed on last)`,
+          rule: 'classify.nic-degraded',
+          evidence: ctx.evidence(input.node),
+        })
+      } else if (!input.degraded && n.degraded) {
+        n.degraded = null
+        ctx.record({
+          kind: 'node-condition',
+          node: input.node,
+          summary: `links restored: ${input.detail}`,
+          rule: 'classify.nic-restored',
+        })
+      }
       return
     }
     case 'connectivity': {

@@ -11,6 +11,9 @@ const SCORES: Record<NodeCondition, number> = {
   dead: 0,
 }
 
+/** A healthy node with degraded links (a bond lost a slave). */
+const DEGRADED_SCORE = 80
+
 /** Classifies every node from its channels; freezes instead when too many go silent at once. */
 export function evaluateNodes(ctx: StepContext): void {
   const { detection, governor } = ctx.spec
@@ -99,7 +102,8 @@ function updateHealth(n: NodeState, failuresBeforeCritical: number, successesBef
   n.health.bad = good ? 0 : n.health.bad + 1
   if (!n.health.critical && n.health.bad >= failuresBeforeCritical) n.health.critical = true
   if (n.health.critical && n.health.good >= successesBeforePassing) n.health.critical = false
-  n.health.score = n.health.critical ? Math.min(SCORES[n.condition], 40) : SCORES[n.condition]
+  const score = n.degraded && n.condition === 'healthy' ? DEGRADED_SCORE : SCORES[n.condition]
+  n.health.score = n.health.critical ? Math.min(score, 40) : score
 }
 
 /**

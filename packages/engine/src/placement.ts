@@ -2,6 +2,9 @@ import type { StepContext } from './context.js'
 import { policyOf, type ResourceSpec } from './spec.js'
 import type { Candidate } from './types.js'
 
+/** Score taken from a node with degraded links: it is chosen only when no better one is eligible. */
+export const DEGRADED_PENALTY = 50
+
 /** Score added for an operator's move while it lasts: wins over any preference. */
 export const MOVE_SCORE = 1_000_000
 
@@ -96,6 +99,7 @@ export function candidatesFor(
     }
     let score = resource.preferred[node.id] ?? 0
     if (n.connectivity) score += ctx.spec.connectivityWeight * n.connectivity.reachable
+    if (n.degraded) score -= DEGRADED_PENALTY
     if (r?.node === node.id) score += stickiness
     if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
     const c = { node: node.id, score, eliminated, count: l.count }

@@ -56,6 +56,8 @@ export interface NodeState {
   maintenance: Maintenance | null
   /** Being emptied for maintenance: nothing is placed here; it enters maintenance once empty. */
   evacuating: boolean
+  /** A degraded link (a bond lost a slave, a flapping NIC): still healthy, but placed on last. */
+  degraded: { since: number; detail: string } | null
 }
 
 export interface HealthState {
@@ -135,6 +137,8 @@ export type Input =
   | { type: 'disk-heartbeat'; node: string }
   | { type: 'peer-view'; node: string; hears: string[] }
   | { type: 'guest-heartbeat'; resource: string }
+  /** A node's links: degraded when a bond lost a slave or a NIC flaps (nic driver, issue #3). */
+  | { type: 'link-state'; node: string; degraded: boolean; detail: string }
   /** How many of its configured ping targets (gateway, peers) a node reaches. */
   | { type: 'connectivity'; node: string; reachable: number; total: number }
   | { type: 'resource-state'; node: string; resource: string; state: ObservedState; reason?: string }
@@ -187,7 +191,7 @@ export type Action =
     }
 
 export interface ChannelEvidence {
-  channel: 'hub' | 'peers' | 'disk' | 'power' | 'guest'
+  channel: 'hub' | 'peers' | 'disk' | 'power' | 'guest' | 'nic'
   /** What this channel says, in words: "silent for 1.2 s (phi 9.3)", "heard by node2". */
   says: string
   alive: boolean | null

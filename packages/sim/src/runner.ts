@@ -50,6 +50,9 @@ export class Simulation {
   private readonly stopFails = new Set<string>()
   private readonly startFails = new Set<string>()
   private readonly connectivity = new Map<string, { reachable: number; total: number }>()
+  /** node -> what is degraded (a bond lost a slave); nodes that were, to report the recovery once. */
+  private readonly degraded = new Map<string, string>()
+  private readonly wasDegraded = new Set<string>()
   private readonly random: () => number
   private readonly nodeIds: string[]
   private readonly env: EngineEnv
@@ -230,6 +233,15 @@ export class Simulation {
       if (every(intervals.heartbeatMs)) this.inbox.push({ type: 'heartbeat', node: id })
       if (every(intervals.reportMs)) {
         this.inbox.push({ type: 'peer-view', node: id, hears: this.peersOf(id) })
+        if (this.degraded.has(id))
+          this.inbox.push({
+            type: 'link-state',
+            node: id,
+            degraded: true,
+            detail: this.degraded.get(id) as string,
+          })
+        else if (this.wasDegraded.delete(id))
+          this.inbox.push({ type: 'link-state', node: id, degraded: false, detail: 'all bond slaves up' })
         const c = this.connectivity.get(id)
         if (c) this.inbox.push({ type: 'connectivity', node: id, reachable: c.reachable, total: c.total })
         for (const r of this.spec.resources) {
@@ -542,6 +554,12 @@ export class Simulation {
         if (c) c.reachable = Number(b)
         break
       }
+      case 'nic-degrade':
+        this.degraded.set(a as string, `bond0 lost slave ${b ?? 'eth1'}`)
+        break
+      case 'nic-ok':
+        if (this.degraded.delete(a as string)) this.wasDegraded.add(a as string)
+        break
       case 'evacuate':
         this.inbox.push({ type: 'operator', op: { op: 'evacuate', node: a as string } })
         break

@@ -7,7 +7,7 @@
  *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N
- *   evacuate N | ping N <reachable targets>
+ *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
  *   hub-restart <seconds-down> | stop-fail R | start-fail R N
  *   end
  */
@@ -42,6 +42,8 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'ack-fence': [1, 1],
   evacuate: [1, 1],
   ping: [2, 2],
+  'nic-degrade': [1, 2],
+  'nic-ok': [1, 1],
   'hub-restart': [1, 1],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],
