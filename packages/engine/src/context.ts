@@ -94,8 +94,10 @@ export class StepContext {
 
   /** Resources an input changed this step: they are revisited even when steady. */
   readonly touched = new Set<string>()
-  /** Something node-level changed (condition, fence, maintenance, operator, spec): revisit all. */
+  /** Something cluster-wide changed (operator, spec, hub restart, cluster maintenance): revisit all. */
   allDirty = false
+  /** Nodes whose condition, fence, maintenance, evacuation or links changed this step. */
+  readonly dirtyNodes = new Set<string>()
   /** A node became able to take resources this step (healthy again): only then can failback apply. */
   nodeBecameAvailable = false
 

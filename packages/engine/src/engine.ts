@@ -69,26 +69,17 @@ export function initialState(spec: ClusterSpec, now: number): EngineState {
 
 const reconciled = new WeakMap<EngineState, ClusterSpec>()
 
-/** What resources depend on at node level: any change here revisits every resource. */
-function nodeSignature(state: EngineState): string[] {
-  const sig: string[] = []
+/** What resources depend on at node level, per node: a change revisits that node's resources. */
+function nodeSignatures(state: EngineState): Map<string, string> {
+  const sig = new Map<string, string>()
   for (const id in state.nodes) {
     const n = state.nodes[id] as NodeState
-    sig.push(
-      n.condition,
-      n.fence.phase,
-      n.maintenance ? 'm' : '',
-      n.evacuating ? 'e' : '',
-      n.degraded ? 'd' : '',
+    sig.set(
+      id,
+      `${n.condition}|${n.fence.phase}|${n.maintenance ? 'm' : ''}|${n.evacuating ? 'e' : ''}|${n.degraded ? 'd' : ''}`,
     )
   }
   return sig
-}
-
-function sameSignature(a: string[], b: string[]): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 /**
@@ -123,10 +114,10 @@ export function step(
   for (const input of inputs) apply(ctx, input)
   expireMaintenance(ctx)
   ctx.detectorsSettled()
-  const before = nodeSignature(ctx.state)
+  const before = nodeSignatures(ctx.state)
   evaluateNodes(ctx)
   fenceNodes(ctx)
-  if (!sameSignature(nodeSignature(ctx.state), before)) ctx.allDirty = true
+  for (const [id, sig] of nodeSignatures(ctx.state)) if (before.get(id) !== sig) ctx.dirtyNodes.add(id)
   manageResources(ctx)
   finishEvacuations(ctx)
   return { state: ctx.state, actions: ctx.actions, records: ctx.records }
@@ -350,7 +341,7 @@ function expireMaintenance(ctx: StepContext): void {
   for (const id in ctx.state.nodes) {
     const n = ctx.state.nodes[id] as NodeState
     if (n.maintenance && expired(n.maintenance)) {
-      ctx.allDirty = true
+      ctx.dirtyNodes.add(id)
       n.maintenance = null
       ctx.record({
         kind: 'operator',

@@ -143,9 +143,25 @@ function hasCopyElsewhere(r: ResourceState): boolean {
 export function manageResources(ctx: StepContext): void {
   for (const spec of ctx.resourceSpecs) {
     const r = ctx.state.resources[spec.id] as ResourceState
-    if (!ctx.allDirty && !ctx.touched.has(spec.id) && steady(r)) continue
+    if (!ctx.allDirty && !ctx.touched.has(spec.id) && steady(r) && !affectedByNodes(ctx, spec, r)) continue
     manageOne(ctx, spec)
   }
+}
+
+/**
+ * A settled resource is revisited after a node-level change only if that node can matter to it:
+ * it runs there, it prefers that node (failback), or (a guest application) its vm is unsettled,
+ * since a dead host sends no reports from inside the guest.
+ */
+function affectedByNodes(ctx: StepContext, spec: ResourceSpec, r: ResourceState): boolean {
+  if (spec.kind === 'guest-app' && spec.vm) {
+    const vm = ctx.state.resources[spec.vm]
+    if (vm && !steady(vm)) return true
+  }
+  if (ctx.dirtyNodes.size === 0) return false
+  if (r.node !== null && ctx.dirtyNodes.has(r.node)) return true
+  for (const node in spec.preferred) if (ctx.dirtyNodes.has(node)) return true
+  return false
 }
 
 function manageOne(ctx: StepContext, spec: ResourceSpec): void {
