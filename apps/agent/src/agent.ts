@@ -258,8 +258,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
   publishObservations = () => {
     if (!client.connected || !resources) return
+    // Sent even when empty: "this node runs none of the cluster's resources" is information too.
     const observations = resources.observations()
-    if (observations.length === 0) return
     client.publish(
       topic('obs'),
       encode('obs', {
@@ -269,6 +269,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         seq: obsSeq++,
         at: clock.wallMs(),
         observations,
+        complete: true,
       }),
       { qos: 0 },
     )

@@ -192,6 +192,15 @@ export class Ingest {
     const { node } = this.table.ensure(batch.node, this.clock.monoMs(), this.clock.wallMs())
     if (node.row.incarnation !== null && batch.incarnation < node.row.incarnation) return
     node.observations = batch.observations
+    // A complete batch becomes an inventory (anything not listed is not on this node), unless a
+    // monitor failed: then nothing can be concluded about what is absent.
+    if (batch.complete && batch.observations.every((o) => o.state !== 'unknown')) {
+      const resources: Record<string, 'running' | 'failed'> = {}
+      for (const o of batch.observations)
+        if (o.state === 'running' || o.state === 'failed') resources[o.target] = o.state
+      this.sinks.onEngineInput({ type: 'inventory', node: batch.node, resources })
+      return
+    }
     for (const o of batch.observations) {
       if (o.state === 'unknown') continue // the monitor itself failed: no evidence either way
       this.sinks.onEngineInput({

@@ -114,6 +114,8 @@ export const observationBatchSchema = z.strictObject({
   seq: count,
   at: epochMs,
   observations: z.array(observationSchema).max(1000),
+  /** The batch lists every resource this agent manages: a resource not listed is not on this node. */
+  complete: z.boolean().optional(),
 })
 export type ObservationBatch = z.infer<typeof observationBatchSchema>
 
