@@ -1,8 +1,10 @@
+import { checkDriver } from '@vigil/driver-check'
 import { processDriver } from '@vigil/driver-process'
 import { z } from 'zod'
 
 /** The explicit registry: driver name -> factory. One line per driver folder. */
 export const DRIVERS = {
+  check: checkDriver,
   process: processDriver,
 } as const
 

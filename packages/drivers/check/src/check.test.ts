@@ -1,0 +1,124 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { runAction } from '@vigil/driver-kit'
+import { createLogger } from '@vigil/kit'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { checkConfigSchema, checkDriver } from './index.js'
+
+const ctx = { log: createLogger('test', 'silent') }
+let server: Server
+let port = 0
+let healthy = true
+let hang = false
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    if (hang) return // never answers
+    if (req.url === '/health') {
+      res.writeHead(healthy ? 200 : 503)
+      res.end(healthy ? 'status: ok' : 'status: down')
+      return
+    }
+    res.writeHead(404).end()
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  port = (server.address() as AddressInfo).port
+})
+afterAll(() => {
+  server.closeAllConnections()
+  server.close()
+})
+
+const make = (config: unknown) =>
+  checkDriver.create(checkConfigSchema.parse(config), { resourceId: 'x', log: ctx.log })
+const states = async (d: ReturnType<typeof make>, n: number) => {
+  const out: string[] = []
+  for (let i = 0; i < n; i++) out.push((await runAction(d, 'monitor', ctx))?.state ?? 'none')
+  return out
+}
+
+describe('check driver against real sockets and processes', () => {
+  test('http: a 503 fails only after failuresBeforeCritical probes, and passes again after successesBeforePassing', async () => {
+    const d = make({
+      kind: 'http',
+      url: `http://127.0.0.1:${port}/health`,
+      bodyMatch: 'status: ok',
+      failuresBeforeCritical: 2,
+      successesBeforePassing: 2,
+    })
+    healthy = true
+    expect(await states(d, 1)).toEqual(['running'])
+    healthy = false
+    expect(await states(d, 3)).toEqual(['running', 'failed', 'failed'])
+    healthy = true
+    expect(await states(d, 2)).toEqual(['failed', 'running'])
+  })
+
+  test('http: a server that never answers fails each probe within its timeout', async () => {
+    hang = true
+    try {
+      const d = make({
+        kind: 'http',
+        url: `http://127.0.0.1:${port}/health`,
+        timeoutMs: 200,
+        failuresBeforeCritical: 1,
+      })
+      const r = await runAction(d, 'monitor', ctx)
+      expect(r?.state).toBe('failed')
+      expect(r?.detail).toContain('no answer within 200 ms')
+    } finally {
+      hang = false
+    }
+  })
+
+  test('tcp: an open port passes, a closed one fails', async () => {
+    expect(await states(make({ kind: 'tcp', port, failuresBeforeCritical: 1 }), 1)).toEqual(['running'])
+    const closed = createServer()
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()))
+    const closedPort = (closed.address() as AddressInfo).port
+    await new Promise<void>((r) => closed.close(() => r()))
+    const r = await runAction(
+      make({ kind: 'tcp', port: closedPort, failuresBeforeCritical: 1 }),
+      'monitor',
+      ctx,
+    )
+    expect(r?.state).toBe('failed')
+    expect(r?.detail).toContain('ECONNREFUSED')
+  })
+
+  test.each([
+    { command: ['true'], state: 'running', detail: 'exit 0' },
+    { command: ['sh', '-c', 'exit 3'], state: 'failed', detail: 'exit 3' },
+    { command: ['sleep', '5'], state: 'failed', detail: 'no exit within 200 ms' },
+    { command: ['/no/such/script'], state: 'failed', detail: 'ENOENT' },
+  ])('exec $command -> $state', async ({ command, state, detail }) => {
+    const r = await runAction(
+      make({ kind: 'exec', command, timeoutMs: 200, failuresBeforeCritical: 1 }),
+      'monitor',
+      ctx,
+    )
+    expect(r?.state).toBe(state)
+    expect(r?.detail).toContain(detail)
+  })
+
+  test.each([
+    { config: { kind: 'tcp' }, key: 'port' },
+    { config: { kind: 'http', url: 'ftp://x' }, key: 'url' },
+    { config: { kind: 'exec', command: [] }, key: 'command' },
+    { config: { kind: 'smtp' }, key: 'kind' },
+    { config: { kind: 'tcp', port: 80, colour: 'red' }, key: 'colour' },
+  ])('rejects $config naming $key', ({ config, key }) => {
+    const r = checkConfigSchema.safeParse(config)
+    expect(r.success).toBe(false)
+    const paths = r.error?.issues.map((i) =>
+      [...i.path, ...(i.code === 'unrecognized_keys' ? i.keys : [])].join('.'),
+    )
+    expect(paths).toContain(key)
+  })
+
+  test('a check cannot start or stop anything (monitor only)', async () => {
+    await expect(runAction(make({ kind: 'tcp', port }), 'start', ctx)).rejects.toMatchObject({
+      kind: 'config',
+    })
+  })
+})
