@@ -197,6 +197,17 @@ export class EngineLoop {
     if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persist()
   }
 
+  /**
+   * After a step threw, the state may be half-updated (`step` updates it in place): drop it and
+   * resume from the last persisted state, as a restarted hub would.
+   */
+  recover(): void {
+    const saved = this.deps.store.loadEngineState() as EngineState | null
+    this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
+    this.inbox = [{ type: 'hub-restarted' }]
+    this.plan = null
+  }
+
   persist(): void {
     this.deps.store.saveEngineState(this.state)
     this.lastPersist = this.now()

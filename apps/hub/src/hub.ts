@@ -163,8 +163,10 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     try {
       engine.tick()
     } catch (err) {
-      // An engine bug must be loud, and must not take ingest, the API or the feed down with it.
-      log.error({ err }, 'engine step failed')
+      // An engine bug must be loud, and must not take ingest, the API or the feed down with it;
+      // the half-updated state is dropped for the last persisted one.
+      log.error({ err }, 'engine step failed: resuming from the last persisted state')
+      engine.recover()
     }
   }, config.engine.tickMs)
 

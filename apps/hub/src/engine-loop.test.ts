@@ -1,0 +1,76 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { clusterSpecSchema, type DecisionRecord } from '@vigil/engine'
+import { createLogger } from '@vigil/kit'
+import { afterEach, expect, test } from 'vitest'
+import type { CommandDispatcher } from './commands.js'
+import { EngineLoop } from './engine-loop.js'
+import { HubMetrics } from './metrics.js'
+import { HubStore } from './store.js'
+
+const dirs: string[] = []
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-engine-loop-'))
+  dirs.push(dir)
+  const store = new HubStore(join(dir, 'hub.sqlite'))
+  let now = 1_000_000
+  const clock = { wallMs: () => now, monoMs: () => now }
+  const records: DecisionRecord[] = []
+  const loop = new EngineLoop({
+    spec: clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }] }),
+    knownNodes: () => ['n1', 'n2'],
+    store,
+    // A seam: no resources in this spec, so the engine never sends a command.
+    commands: {} as CommandDispatcher,
+    metrics: new HubMetrics({ nodeStates: () => new Map(), brokerClients: () => 0, epoch: 1 }),
+    clock,
+    log: createLogger('test', 'silent'),
+    epoch: 1,
+    onRecord: (r) => records.push(r),
+    onEvent: () => {},
+  })
+  const advance = (ms: number, heard: string[]) => {
+    for (let t = 0; t < ms; t += 100) {
+      now += 100
+      for (const node of heard) loop.input({ type: 'heartbeat', node })
+      loop.tick()
+    }
+  }
+  return { store, loop, records, advance }
+}
+
+test('a step that failed is dropped: the loop resumes from the last persisted state', () => {
+  const { loop, records, advance, store } = setup()
+  advance(1000, ['n1', 'n2'])
+  loop.persist()
+  // In memory only (the loop persists every 2 s): n1 goes silent and is declared dead.
+  advance(1500, ['n2'])
+  expect(loop.condition('n1')?.condition).toBe('dead')
+
+  // Recovery discards it: n1 is back as it was persisted, its detector re-armed.
+  loop.recover()
+  expect(loop.condition('n1')?.condition).toBe('healthy')
+  advance(300, ['n1', 'n2'])
+  expect(records.some((r) => r.rule === 'hub.restarted')).toBe(true)
+  expect(loop.condition('n1')?.condition).toBe('healthy')
+  store.close()
+})
+
+test('records are stored as they are made, and the state survives a new loop on the same store', () => {
+  const { loop, advance, store } = setup()
+  advance(500, ['n1', 'n2'])
+  advance(3000, ['n1']) // n2 goes silent: suspect, then dead, then "cannot be fenced"
+  expect(store.decisions({ node: 'n2', limit: 50 }).map((d) => d.rule)).toEqual(
+    expect.arrayContaining(['classify.suspect', 'classify.dead', 'fence.no-devices']),
+  )
+  loop.persist()
+  expect(
+    (store.loadEngineState() as { nodes: Record<string, { condition: string }> }).nodes.n2?.condition,
+  ).toBe('dead')
+  store.close()
+})
