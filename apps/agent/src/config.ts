@@ -1,10 +1,17 @@
 import { hostname } from 'node:os'
-import { type FlagSpec, loadConfigFile, type Override } from '@vigil/kit'
-import { NAME_PATTERN } from '@vigil/protocol'
+import {
+  brokerAndLogFlags,
+  brokerAuthFields,
+  type FlagSpec,
+  loadConfigFile,
+  logSectionSchema,
+  type Override,
+} from '@vigil/kit'
+import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
 import { resourceEntrySchema } from './drivers.js'
 
-const name = z.string().regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
+const name = nameSchema
 
 /** The default node name: the host name, made safe as a topic level. */
 export function defaultNodeName(): string {
@@ -25,10 +32,7 @@ export const agentConfigSchema = z.strictObject({
         .string()
         .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
         .default('mqtt://127.0.0.1:1883'),
-      username: z.string().optional(),
-      /** File holding the password (or set VIGIL_MQTT_PASSWORD). */
-      passwordFile: z.string().optional(),
-      caFile: z.string().optional(),
+      ...brokerAuthFields,
       keepaliveSeconds: z.number().int().min(1).max(600).default(5),
     })
     .prefault({}),
@@ -49,27 +53,17 @@ export const agentConfigSchema = z.strictObject({
     .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be at least minMs', path: ['maxMs'] }),
   /** Resources this agent watches and acts on, each through a driver (see packages/drivers/). */
   resources: z.array(resourceEntrySchema).default([]),
-  log: z
-    .strictObject({
-      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    })
-    .prefault({}),
+  log: logSectionSchema,
 })
 
 export type AgentConfig = z.output<typeof agentConfigSchema>
 
 export const agentFlags: Record<string, FlagSpec> = {
+  ...brokerAndLogFlags,
   cluster: { path: ['cluster'], type: 'string', description: 'cluster name' },
   node: { path: ['node'], type: 'string', description: "this node's name (default: host name)" },
   role: { path: ['role'], type: 'string', description: 'host or guest' },
   'mqtt-url': { path: ['mqtt', 'url'], type: 'string', description: 'broker URL' },
-  'mqtt-username': { path: ['mqtt', 'username'], type: 'string', description: 'broker user name' },
-  'mqtt-password-file': {
-    path: ['mqtt', 'passwordFile'],
-    type: 'string',
-    description: 'file holding the broker password',
-  },
-  'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
   'heartbeat-interval': {
     path: ['heartbeat', 'intervalMs'],
     type: 'number',
@@ -80,7 +74,6 @@ export const agentFlags: Record<string, FlagSpec> = {
     type: 'number',
     description: 'facts refresh interval in ms',
   },
-  'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
 }
 
 export function loadAgentConfig(file: string | undefined, overrides: Override[] = []): AgentConfig {

@@ -1,6 +1,14 @@
 import { type ClusterSpec, checkClusterSpec, clusterSpecSchema } from '@vigil/engine'
-import { ConfigError, type FlagSpec, loadConfigFile, type Override } from '@vigil/kit'
-import { NAME_PATTERN } from '@vigil/protocol'
+import {
+  brokerAndLogFlags,
+  brokerAuthFields,
+  ConfigError,
+  type FlagSpec,
+  loadConfigFile,
+  logSectionSchema,
+  type Override,
+} from '@vigil/kit'
+import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
 
 const hostPort = z
@@ -10,7 +18,7 @@ const hostPort = z
     'must be host:port, e.g. 127.0.0.1:1883 (port 0 picks a free one)',
   )
 
-const name = z.string().regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
+const name = nameSchema
 
 /** The hub's config file (YAML). Every key has a default that works on one machine. */
 export const hubConfigSchema = z.strictObject({
@@ -33,10 +41,7 @@ export const hubConfigSchema = z.strictObject({
         .string()
         .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
         .optional(),
-      username: z.string().optional(),
-      /** File holding the password (or set VIGIL_MQTT_PASSWORD); never put it in this file. */
-      passwordFile: z.string().optional(),
-      caFile: z.string().optional(),
+      ...brokerAuthFields,
     })
     .prefault({}),
   store: z.strictObject({ path: z.string().min(1).default('vigil-hub.sqlite') }).prefault({}),
@@ -68,16 +73,13 @@ export const hubConfigSchema = z.strictObject({
       tickMs: z.number().int().min(10).max(5000).default(100),
     })
     .prefault({}),
-  log: z
-    .strictObject({
-      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    })
-    .prefault({}),
+  log: logSectionSchema,
 })
 
 export type HubConfig = z.output<typeof hubConfigSchema>
 
 export const hubFlags: Record<string, FlagSpec> = {
+  ...brokerAndLogFlags,
   cluster: { path: ['cluster'], type: 'string', description: 'cluster name' },
   name: { path: ['name'], type: 'string', description: 'hub name' },
   listen: {
@@ -95,13 +97,6 @@ export const hubFlags: Record<string, FlagSpec> = {
     type: 'string',
     description: 'external broker URL (disables the embedded one)',
   },
-  'mqtt-username': { path: ['mqtt', 'username'], type: 'string', description: 'external broker user name' },
-  'mqtt-password-file': {
-    path: ['mqtt', 'passwordFile'],
-    type: 'string',
-    description: 'file holding the broker password',
-  },
-  'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
   db: { path: ['store', 'path'], type: 'string', description: 'SQLite database file' },
   'cluster-file': {
     path: ['engine', 'clusterFile'],
@@ -118,7 +113,6 @@ export const hubFlags: Record<string, FlagSpec> = {
     type: 'number',
     description: 'ms to wait for a command result',
   },
-  'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
 }
 
 export function loadHubConfig(file: string | undefined, overrides: Override[] = []): HubConfig {

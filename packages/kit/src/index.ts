@@ -9,6 +9,7 @@ export {
   type Override,
   parseConfig,
 } from './config.js'
+export { brokerAndLogFlags, brokerAuthFields, logSectionSchema } from './config-fields.js'
 export { startupFailure, toVigilError, VigilError, type VigilErrorCode } from './errors.js'
 export { createLogger, type Logger, type LogLevel, RateLimitedLog } from './log.js'
 export { brokerCredentials, readConfigFile, readSecretFile } from './secrets.js'

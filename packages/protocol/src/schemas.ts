@@ -5,7 +5,11 @@ import { NAME_PATTERN, PROTOCOL_VERSION } from './topics.js'
 // either way the hub must say so rather than guess. Adding optional fields is a compatible change
 // only after every hub in the fleet knows them (docs/protocol.md, "Versioning").
 
-const name = z.string().regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
+/** A cluster, node or hub name: safe as a topic level, label value and file name. */
+export const nameSchema = z
+  .string()
+  .regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
+const name = nameSchema
 const version = z.literal(PROTOCOL_VERSION)
 const epochMs = z.number().int().nonnegative().max(8.64e15)
 const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)

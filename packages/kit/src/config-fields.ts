@@ -1,0 +1,29 @@
+import { z } from 'zod'
+import type { FlagSpec } from './cli.js'
+
+/** The `log` section every Vigil process has. */
+export const logSectionSchema = z
+  .strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .prefault({})
+
+/** Broker credentials of an `mqtt` section; secrets come from files or the environment, never the YAML. */
+export const brokerAuthFields = {
+  username: z.string().optional(),
+  /** File holding the password (or set VIGIL_MQTT_PASSWORD); never put it in the config file. */
+  passwordFile: z.string().optional(),
+  caFile: z.string().optional(),
+}
+
+/** The flags for `brokerAuthFields` and the log level, shared by every process. */
+export const brokerAndLogFlags: Record<string, FlagSpec> = {
+  'mqtt-username': { path: ['mqtt', 'username'], type: 'string', description: 'broker user name' },
+  'mqtt-password-file': {
+    path: ['mqtt', 'passwordFile'],
+    type: 'string',
+    description: 'file holding the broker password',
+  },
+  'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
+  'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
+}
