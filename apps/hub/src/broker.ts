@@ -1,4 +1,3 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:net'
 import type { Logger } from '@vigil/kit'
 import { AGENT_CHANNELS, parseTopic } from '@vigil/protocol'
@@ -6,37 +5,31 @@ import { Aedes, type AuthenticateError } from 'aedes'
 
 export interface EmbeddedBroker {
   url: string
-  /** Credentials the hub's own client uses; only this client may publish commands. */
-  hubCredentials: { username: string; password: string }
   clientCount(): number
+  /** In-process subscription: `deliver` runs for every message matching `filter`. */
+  subscribe(filter: string, deliver: (topic: string, payload: Buffer) => void): Promise<void>
+  /** In-process publish (QoS 1 to subscribers that asked for it), as the hub. */
+  publish(topic: string, payload: string): Promise<void>
   /** Call once the hub's own subscription is in place: until then other clients are turned away. */
   markReady(): void
   close(): Promise<void>
 }
 
-const HUB_USER = 'vigil-hub'
-
 /**
- * Starts an in-process MQTT broker. The hub connects to it over loopback like any external broker,
- * so one code path serves both. Authorisation: the hub (random per-start password) may publish
- * anywhere under vigil/; any other client may publish only agent channels (hb, status, facts, obs,
- * event, ack), never `cmd`. Per-agent credentials and topic ownership come with issue #8.
+ * Starts an in-process MQTT broker. The hub itself uses it in-process (link.ts); network clients
+ * may publish only agent channels (hb, status, facts, obs, event, ack), never `cmd`, which only the
+ * hub's in-process publishes can carry. Per-agent credentials and topic ownership: issue #8.
  */
 export async function startEmbeddedBroker(
   listen: { host: string; port: number },
   options: { allowAnonymous: boolean; log: Logger },
 ): Promise<EmbeddedBroker> {
-  const hubPassword = randomBytes(24).toString('base64url')
   // Until the hub has subscribed, anything an agent publishes would reach no subscriber and be lost
   // (a buffered event replayed right after a hub restart): refuse agents as "server unavailable",
   // and they retry with backoff.
   let ready = false
   const broker = await Aedes.createBroker({ drainTimeout: 10_000 })
-  broker.authenticate = (client, username, password, done) => {
-    if (username === HUB_USER && password && safeEqual(password, Buffer.from(hubPassword))) {
-      ;(client as unknown as { vigilRole: string }).vigilRole = 'hub'
-      return done(null, true)
-    }
+  broker.authenticate = (_client, username, _password, done) => {
     if (!ready) {
       const err = new Error('hub not ready yet') as AuthenticateError
       err.returnCode = 3
@@ -48,8 +41,7 @@ export async function startEmbeddedBroker(
     done(err, null)
   }
   broker.authorizePublish = (client, packet, callback) => {
-    if (client === null) return callback(null) // the broker's own will/retained messages
-    if ((client as unknown as { vigilRole?: string }).vigilRole === 'hub') return callback(null)
+    if (client === null) return callback(null) // in-process: the hub's own publishes, wills
     const parsed = parseTopic(packet.topic)
     if (parsed && (AGENT_CHANNELS as readonly string[]).includes(parsed.channel)) return callback(null)
     if (!parsed && packet.topic.startsWith('vigil/')) return callback(null) // the hub counts it as unknown_topic
@@ -66,8 +58,28 @@ export async function startEmbeddedBroker(
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host
   return {
     url: `mqtt://${host}:${port}`,
-    hubCredentials: { username: HUB_USER, password: hubPassword },
     clientCount: () => broker.connectedClients,
+    subscribe: (filter, deliver) =>
+      new Promise<void>((resolve) => {
+        broker.subscribe(
+          filter,
+          (packet, cb) => {
+            deliver(
+              packet.topic,
+              Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
+            )
+            cb()
+          },
+          () => resolve(),
+        )
+      }),
+    publish: (topic, payload) =>
+      new Promise<void>((resolve, reject) => {
+        broker.publish(
+          { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false },
+          (err) => (err ? reject(err) : resolve()),
+        )
+      }),
     markReady: () => {
       ready = true
     },
@@ -77,8 +89,4 @@ export async function startEmbeddedBroker(
         broker.close(() => resolve())
       }),
   }
-}
-
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b)
 }

@@ -3,13 +3,14 @@ import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import { brokerCredentials, type Clock, type Logger, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { IClientOptions } from 'mqtt'
 import { createApi } from './api.js'
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
 import { CommandDispatcher } from './commands.js'
 import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
 import { EngineLoop } from './engine-loop.js'
 import { Ingest } from './ingest.js'
+import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
 import { NodeTable } from './nodes.js'
@@ -59,17 +60,18 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     reconnectOnConnackError: true,
     keepalive: 10,
   }
+  let link: BrokerLink
   if (config.mqtt.url) {
     mqttUrl = config.mqtt.url
     Object.assign(mqttOptions, brokerCredentials(config.mqtt, deps.mqttPassword))
+    link = clientLink(mqttUrl, mqttOptions, log)
   } else {
     broker = await startEmbeddedBroker(splitHostPort(config.broker.listen), {
       allowAnonymous: config.broker.allowAnonymous,
       log: log.child({ part: 'broker' }),
     })
     mqttUrl = broker.url
-    mqttOptions.username = broker.hubCredentials.username
-    mqttOptions.password = broker.hubCredentials.password
+    link = inProcessLink(broker, log)
   }
 
   const metrics = new HubMetrics({
@@ -78,10 +80,9 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     epoch,
   })
 
-  const client: MqttClient = mqtt.connect(mqttUrl, mqttOptions)
   const publish = async (topic: string, payload: string) => {
-    if (!client.connected) throw new VigilError('unavailable', 'not connected to the MQTT broker')
-    await client.publishAsync(topic, payload, { qos: 1, retain: false })
+    if (!link.connected) throw new VigilError('unavailable', 'not connected to the MQTT broker')
+    await link.publish(topic, payload)
   }
   const commands = new CommandDispatcher(
     {
@@ -127,29 +128,27 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   })
 
   const clusterFilter = `${TOPIC_ROOT}/${config.cluster}/#`
-  client.on('connect', () => {
-    metrics.brokerConnected.set(1)
-    log.info({ mqttUrl, cluster: config.cluster }, 'connected to broker')
-    client.subscribe(clusterFilter, { qos: 1 }, (err) => {
-      if (err) log.error({ err: err.message, filter: clusterFilter }, 'subscription failed')
-      else broker?.markReady()
-    })
-    if (!broker) client.subscribe('$SYS/broker/clients/connected', { qos: 0 })
-  })
-  client.on('close', () => metrics.brokerConnected.set(0))
-  client.on('error', (err) => log.warn({ err: err.message, mqttUrl }, 'broker connection error'))
-  client.on('message', (topic, payload) => {
-    if (topic === '$SYS/broker/clients/connected') {
-      const n = Number(payload.toString())
-      if (Number.isFinite(n)) brokerClients = n
-      return
-    }
-    try {
-      ingest.handle(topic, payload)
-    } catch (err) {
-      // A bug or a store failure must not take down ingest for every other node.
-      log.error({ err, topic }, 'ingest failed')
-    }
+  const filters: { filter: string; qos: 0 | 1 }[] = [{ filter: clusterFilter, qos: 1 }]
+  if (!broker) filters.push({ filter: '$SYS/broker/clients/connected', qos: 0 })
+  link.start(filters, {
+    onReady: () => {
+      metrics.brokerConnected.set(1)
+      broker?.markReady()
+    },
+    onDown: () => metrics.brokerConnected.set(0),
+    onMessage: (topic, payload) => {
+      if (topic === '$SYS/broker/clients/connected') {
+        const n = Number(payload.toString())
+        if (Number.isFinite(n)) brokerClients = n
+        return
+      }
+      try {
+        ingest.handle(topic, payload)
+      } catch (err) {
+        // A bug or a store failure must not take down ingest for every other node.
+        log.error({ err, topic }, 'ingest failed')
+      }
+    },
   })
 
   const livenessTimer = setInterval(() => {
@@ -179,7 +178,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     plan: () => engine.whatIf(),
     ready: () => {
       const reasons: string[] = []
-      if (!client.connected) reasons.push('not connected to the MQTT broker')
+      if (!link.connected) reasons.push('not connected to the MQTT broker')
       return { ready: reasons.length === 0, reasons }
     },
     info: () => ({ name: config.name, cluster: config.cluster, epoch, version: deps.version, mqttUrl }),
@@ -209,7 +208,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       commands.close()
       live?.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))
-      await client.endAsync()
+      await link.close()
       store.flushHeartbeats(table.takeDirtyHeartbeats())
       store.close()
       if (broker) await broker.close()
