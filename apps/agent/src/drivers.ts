@@ -1,10 +1,12 @@
 import { checkDriver } from '@vigil/driver-check'
+import { diskDriver } from '@vigil/driver-disk'
 import { processDriver } from '@vigil/driver-process'
 import { z } from 'zod'
 
 /** The explicit registry: driver name -> factory. One line per driver folder. */
 export const DRIVERS = {
   check: checkDriver,
+  disk: diskDriver,
   process: processDriver,
 } as const
 

@@ -1,0 +1,120 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runAction } from '@vigil/driver-kit'
+import { createLogger } from '@vigil/kit'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { diskConfigSchema, diskDriver } from './index.js'
+
+const ctx = { log: createLogger('test', 'silent') }
+const make = (config: unknown) =>
+  diskDriver.create(diskConfigSchema.parse(config), { resourceId: 'disk', log: ctx.log })
+
+describe('disk driver on a real, small tmpfs filled up', () => {
+  const mountpoint = mkdtempSync(join(tmpdir(), 'vigil-disk-'))
+  let mounted = false
+  beforeAll(() => {
+    // Tests run as root on this kind of machine; a 1 MiB tmpfs is a real filesystem to fill.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=64', 'vigil-test', mountpoint])
+    mounted = true
+  })
+  afterAll(() => {
+    if (mounted) execFileSync('umount', [mountpoint])
+    rmSync(mountpoint, { recursive: true, force: true })
+  })
+
+  test('running with room; failed once space is below the floor for failuresBeforeCritical checks', async () => {
+    const d = make({ path: mountpoint, minFreePercent: 20, failuresBeforeCritical: 2 })
+    expect((await runAction(d, 'monitor', ctx))?.state).toBe('running')
+    writeFileSync(join(mountpoint, 'fill'), Buffer.alloc(900 * 1024))
+    const first = await runAction(d, 'monitor', ctx)
+    expect(first?.state).toBe('running') // one bad sample never fails it
+    const second = await runAction(d, 'monitor', ctx)
+    expect(second?.state).toBe('failed')
+    expect(second?.detail).toMatch(/% free, below 20 %/)
+    rmSync(join(mountpoint, 'fill'))
+    expect((await runAction(d, 'monitor', ctx))?.state).toBe('running')
+  })
+
+  test('inodes running out fail the check too', async () => {
+    const d = make({ path: mountpoint, minFreeInodesPercent: 50, failuresBeforeCritical: 1 })
+    for (let i = 0; i < 50; i++) writeFileSync(join(mountpoint, `f${i}`), '')
+    const r = await runAction(d, 'monitor', ctx)
+    expect(r?.state).toBe('failed')
+    expect(r?.detail).toContain('inodes free')
+    for (let i = 0; i < 50; i++) rmSync(join(mountpoint, `f${i}`))
+  })
+})
+
+describe('disk read probe', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-probe-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  test('reads a real file (buffered) and reports its latency', async () => {
+    const file = join(dir, 'data')
+    writeFileSync(file, Buffer.alloc(8192, 1))
+    const r = await runAction(
+      make({ path: dir, probe: { device: file, direct: false }, failuresBeforeCritical: 1 }),
+      'monitor',
+      ctx,
+    )
+    expect(r?.state).toBe('running')
+    expect(r?.metrics?.probeSeconds).toBeGreaterThan(0)
+  })
+
+  test('reads with O_DIRECT on a filesystem that supports it (the page cache is bypassed)', async () => {
+    // /var/tmp is on the root filesystem (ext4 here); tmpfs would refuse O_DIRECT.
+    const base = mkdtempSync(join('/var/tmp', 'vigil-direct-'))
+    try {
+      const file = join(base, 'data')
+      writeFileSync(file, Buffer.alloc(8192, 1))
+      const r = await runAction(
+        make({ path: base, probe: { device: file, direct: true }, failuresBeforeCritical: 1 }),
+        'monitor',
+        ctx,
+      )
+      expect(r).toMatchObject({ state: 'running', detail: 'ok' })
+    } finally {
+      rmSync(base, { recursive: true, force: true })
+    }
+  })
+
+  test('a device that blocks (a FIFO nobody writes) is reported failed within the timeout, not waited on', async () => {
+    const fifo = join(dir, 'hung')
+    execFileSync('mkfifo', [fifo])
+    const started = Date.now()
+    const r = await runAction(
+      make({ path: dir, probe: { device: fifo, direct: false, timeoutMs: 300 }, failuresBeforeCritical: 1 }),
+      'monitor',
+      ctx,
+    )
+    expect(r?.state).toBe('failed')
+    expect(r?.detail).toContain('did not finish within 300 ms')
+    expect(Date.now() - started).toBeLessThan(5000) // bounded: it did not hang the caller
+  })
+
+  test('a device that does not exist fails the probe', async () => {
+    const r = await runAction(
+      make({ path: dir, probe: { device: join(dir, 'nothing'), direct: false }, failuresBeforeCritical: 1 }),
+      'monitor',
+      ctx,
+    )
+    expect(r?.state).toBe('failed')
+    expect(r?.detail).toContain('failed')
+  })
+
+  test.each([
+    { config: {}, key: 'path' },
+    { config: { path: '/', minFreePercent: 120 }, key: 'minFreePercent' },
+    { config: { path: '/', probe: {} }, key: 'probe.device' },
+    { config: { path: '/', colour: 'red' }, key: 'colour' },
+  ])('rejects $config naming $key', ({ config, key }) => {
+    const r = diskConfigSchema.safeParse(config)
+    expect(r.success).toBe(false)
+    const paths = r.error?.issues.map((i) =>
+      [...i.path, ...(i.code === 'unrecognized_keys' ? i.keys : [])].join('.'),
+    )
+    expect(paths).toContain(key)
+  })
+})
