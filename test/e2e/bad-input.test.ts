@@ -2,6 +2,7 @@ import Database from 'better-sqlite3'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
+import { forgedCommand } from '../harness/forged.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { tempDir, VigilProcess } from '../harness/processes.js'
 
@@ -117,17 +118,7 @@ describe('bad input over MQTT', () => {
   })
 
   test('a client other than the hub cannot publish a command: the broker drops it and the agent never runs it', async () => {
-    const command = {
-      v: 1,
-      id: '11111111-2222-4333-8444-555555555555',
-      issuer: { hub: 'hub', epoch: 999 },
-      seq: 1,
-      issuedAt: Date.now(),
-      expiresAt: Date.now() + 60_000,
-      target: 'good',
-      action: 'ping',
-      args: {},
-    }
+    const command = forgedCommand('good', '11111111-2222-4333-8444-555555555555')
     const intruder = await mqtt.connectAsync(hub.mqttUrl, { clientId: 'intruder', reconnectPeriod: 0 })
     const closed = new Promise<void>((resolve) => intruder.once('close', () => resolve()))
     intruder.publish('vigil/v1/default/node/good/cmd', JSON.stringify(command), { qos: 0 })

@@ -2,6 +2,7 @@ import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
+import { forgedCommand } from '../harness/forged.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
 import { tempDir, VigilProcess } from '../harness/processes.js'
@@ -81,17 +82,7 @@ describe('mosquitto with the shipped ACL', () => {
       reconnectPeriod: 0,
     })
     cleanups.push(() => void impostor.end(true))
-    const forged = {
-      v: 1,
-      id: '99999999-2222-4333-8444-555555555555',
-      issuer: { hub: 'hub', epoch: 999 },
-      seq: 1,
-      issuedAt: Date.now(),
-      expiresAt: Date.now() + 60_000,
-      target: 'node-b',
-      action: 'ping',
-      args: {},
-    }
+    const forged = forgedCommand('node-b', '99999999-2222-4333-8444-555555555555')
     await impostor.publishAsync('vigil/v1/default/node/node-b/cmd', JSON.stringify(forged), { qos: 1 })
     await impostor.publishAsync(
       'vigil/v1/default/node/node-c/hb',

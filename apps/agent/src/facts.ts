@@ -1,5 +1,6 @@
 import { readdir, readFile, statfs } from 'node:fs/promises'
 import os from 'node:os'
+import { withTimeout } from '@vigil/kit'
 import type { Facts, Filesystem, NetInterface } from '@vigil/protocol'
 
 /** Pseudo and virtual filesystems that say nothing about a host's storage (as node_exporter). */
@@ -144,20 +145,4 @@ async function countProcesses(): Promise<number> {
   } catch {
     return 0
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)
-    p.then(
-      (v) => {
-        clearTimeout(t)
-        resolve(v)
-      },
-      (e) => {
-        clearTimeout(t)
-        reject(e)
-      },
-    )
-  })
 }

@@ -14,3 +14,4 @@ export { startupFailure, toVigilError, VigilError, type VigilErrorCode } from '.
 export { createLogger, type Logger, type LogLevel, RateLimitedLog } from './log.js'
 export { brokerCredentials, readConfigFile, readSecretFile } from './secrets.js'
 export { runService, type ServiceSpec } from './service.js'
+export { withTimeout } from './timeout.js'

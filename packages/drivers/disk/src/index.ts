@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { statfs } from 'node:fs/promises'
 import type { ActionContext, Driver, DriverFactory, MonitorResult } from '@vigil/driver-kit'
+import { withTimeout } from '@vigil/kit'
 import { z } from 'zod'
 
 export const diskConfigSchema = z.strictObject({
@@ -65,22 +66,6 @@ function readProbe(
       else if (code !== null)
         finish(false, `read of ${p.device} failed: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`)
     })
-  })
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-    promise.then(
-      (v) => {
-        clearTimeout(t)
-        resolve(v)
-      },
-      (e) => {
-        clearTimeout(t)
-        reject(e)
-      },
-    )
   })
 }
 
