@@ -1,6 +1,5 @@
-import { createLogger } from '@vigil/kit'
+import { createLogger, rejectedKeys } from '@vigil/kit'
 import { afterEach, describe, expect, test } from 'vitest'
-import type { z } from 'zod'
 import { type Driver, DriverError, type DriverFactory } from './contract.js'
 import { runAction } from './run.js'
 
@@ -18,17 +17,6 @@ export interface ConformanceTarget {
 
 const log = createLogger('conformance', 'silent')
 
-/**
- * The dotted keys a schema rejects in `config` (an unknown key is reported by its own name), or
- * null if it accepts it. For "invalid config names the key" tests.
- */
-export function rejectedKeys(schema: z.ZodType, config: unknown): string[] | null {
-  const result = schema.safeParse(config)
-  if (result.success) return null
-  return result.error.issues.map((i) =>
-    [...i.path, ...(i.code === 'unrecognized_keys' ? i.keys : [])].join('.'),
-  )
-}
 const ctx = { log }
 
 /**
@@ -104,3 +92,5 @@ export function driverConformance(factory: DriverFactory, target: () => Promise<
     })
   })
 }
+
+export { rejectedKeys }

@@ -1,6 +1,7 @@
 export { BoundedQueue } from './bounded-queue.js'
 export { describeFlags, type FlagSpec, type ParsedFlags, parseFlags } from './cli.js'
 export { type Clock, systemClock } from './clock.js'
+export { type CommandResult, runCommand } from './command.js'
 export {
   ConfigError,
   type ConfigProblem,
@@ -12,6 +13,7 @@ export {
 export { brokerAndLogFlags, brokerAuthFields, logSectionSchema } from './config-fields.js'
 export { startupFailure, toVigilError, VigilError, type VigilErrorCode } from './errors.js'
 export { createLogger, type Logger, type LogLevel, RateLimitedLog } from './log.js'
+export { rejectedKeys } from './schema.js'
 export { brokerCredentials, readConfigFile, readSecretFile } from './secrets.js'
 export { runService, type ServiceSpec } from './service.js'
 export { withTimeout } from './timeout.js'

@@ -1,0 +1,116 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createSocket } from 'node:dgram'
+import { closeSync, openSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+
+/** A port nobody listens on right now (bind to 0, read it, close). */
+export function freePort(kind: 'tcp' | 'udp'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (kind === 'tcp') {
+      const srv = createServer()
+      srv.once('error', reject)
+      srv.listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as { port: number }).port
+        srv.close(() => resolve(port))
+      })
+    } else {
+      const sock = createSocket('udp4')
+      sock.once('error', reject)
+      sock.bind(0, '127.0.0.1', () => {
+        const port = sock.address().port
+        sock.close(() => resolve(port))
+      })
+    }
+  })
+}
+
+/** True if something is bound to this UDP port on loopback. */
+export function udpPortTaken(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4')
+    s.once('error', () => resolve(true))
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)))
+  })
+}
+
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`testbed: ${what} not ready within ${ms} ms`)
+}
+
+/** A daemon started by a test in its own process group, output to a log file, stopped by PID. */
+export class Daemon {
+  private constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    readonly logFile: string,
+  ) {}
+
+  static start(
+    name: string,
+    argv: string[],
+    opts: { logFile: string; env?: NodeJS.ProcessEnv; cwd?: string },
+  ) {
+    const fd = openSync(opts.logFile, 'a')
+    const child = spawn(argv[0] as string, argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, ...opts.env },
+      cwd: opts.cwd,
+    })
+    closeSync(fd)
+    child.unref()
+    return new Daemon(name, child, opts.logFile)
+  }
+
+  get pid(): number {
+    return this.child.pid as number
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logFile, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+
+  /** SIGSTOP: the daemon keeps its sockets but answers nothing (a hung device). */
+  hang(): void {
+    process.kill(this.pid, 'SIGSTOP')
+  }
+
+  resume(): void {
+    process.kill(this.pid, 'SIGCONT')
+  }
+
+  /** SIGTERM to the whole process group, SIGKILL after 3 s. */
+  async stop(): Promise<void> {
+    if (!this.alive) return
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()))
+    const group = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-this.pid, sig)
+      } catch {
+        // already gone
+      }
+    }
+    group('SIGCONT')
+    group('SIGTERM')
+    const t = setTimeout(() => group('SIGKILL'), 3000)
+    await exited
+    clearTimeout(t)
+  }
+}
