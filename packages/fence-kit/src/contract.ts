@@ -51,6 +51,8 @@ export interface FenceDevice {
   readonly timeouts: Readonly<Record<FenceOp, number>>
   /** True if the device switches several hosts and needs a plug for each (PDU, hypervisor). */
   readonly needsPlug: boolean
+  /** False if the device can only take a host down (ssh): on and reboot then fail with `config`. */
+  readonly canPowerOn: boolean
   status(plug: string | null, ctx: FenceContext): Promise<PowerState>
   off(plug: string | null, ctx: FenceContext): Promise<void>
   on(plug: string | null, ctx: FenceContext): Promise<void>

@@ -70,6 +70,7 @@ type Varbind = snmp.Varbind
  */
 class ApcSnmpDevice implements FenceDevice {
   readonly needsPlug = true
+  readonly canPowerOn = true
   readonly timeouts
   private readonly session: snmp.Session
 

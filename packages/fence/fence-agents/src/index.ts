@@ -60,6 +60,7 @@ const BAD_OPTION = /Failed: (You have to|Unable to parse|Invalid)|required/i
  */
 class FenceAgentDevice implements FenceDevice {
   readonly needsPlug: boolean
+  readonly canPowerOn = true
   readonly timeouts: Readonly<Record<FenceOp, number>>
   private readonly program: string
   private readonly password: string | null

@@ -37,6 +37,7 @@ const NOT_SUPPORTED = /Invalid cipher suite|Invalid command|not supported/i
  */
 class IpmiDevice implements FenceDevice {
   readonly needsPlug = false
+  readonly canPowerOn = true
   readonly timeouts
   private readonly password: string
 

@@ -31,6 +31,7 @@ export interface MeatwareRequest {
  */
 export class MeatwareDevice implements FenceDevice {
   readonly needsPlug = true
+  readonly canPowerOn = true
   readonly timeouts = { status: 1000, off: 1000, on: 1000, reboot: 1000, list: 1000, monitor: 1000 }
   private readonly requests = new Map<string, MeatwareRequest>()
   /** Every host this device was asked about: what `list` reports. */

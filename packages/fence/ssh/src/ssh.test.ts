@@ -1,0 +1,81 @@
+import { FenceError, fenceNode, runFenceOp } from '@vigil/fence-kit'
+import { fenceConformance } from '@vigil/fence-kit/conformance'
+import { createLogger } from '@vigil/kit'
+import { type Sshd, startSshd } from '@vigil/testbed'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { sshConfigSchema, sshDriver } from './index.js'
+
+const log = createLogger('test', 'silent')
+
+function configFor(sshd: Sshd) {
+  return {
+    host: sshd.host.ip,
+    port: sshd.port,
+    username: sshd.username,
+    privateKeyFile: sshd.clientKeyFile,
+    hostKeySha256: sshd.hostKeySha256,
+    offCommand: sshd.offCommand,
+    connectTimeoutMs: 1000,
+  }
+}
+
+fenceConformance(sshDriver, async () => {
+  const sshd = await startSshd()
+  const config = { ...configFor(sshd), unsafeConfirmWhenUnreachable: true }
+  return {
+    config,
+    plug: null,
+    badCredentials: { ...config, privateKeyFile: sshd.strangerKeyFile },
+    // 192.0.2.0/24 (TEST-NET-1) is never routed: the connection just gets no answer.
+    unreachable: { ...config, host: '192.0.2.1', unsafeConfirmWhenUnreachable: false },
+    invalid: [
+      { config: { ...config, hostKeySha256: 'abc' }, key: 'hostKeySha256' },
+      { config: { ...config, password: 'x' }, key: 'password' },
+      { config: { ...config, privateKeyFile: undefined }, key: 'privateKeyFile' },
+    ],
+    powerOn: async () => {
+      if (!sshd.running()) await sshd.start()
+    },
+    cleanup: () => sshd.stop(),
+  }
+})
+
+describe('ssh fencing of a host in its own network namespace', () => {
+  let sshd: Sshd
+  beforeAll(async () => {
+    sshd = await startSshd()
+  })
+  afterAll(() => sshd.stop())
+  const device = (extra: object = {}) =>
+    sshDriver.create(sshConfigSchema.parse({ ...configFor(sshd), ...extra }), { deviceId: 'ssh', log })
+
+  test('by default ssh takes the host down but never confirms it off', async () => {
+    if (!sshd.running()) await sshd.start()
+    const run = await fenceNode(device(), [null], { timeoutMs: 3000, pollMs: 200, log })
+    expect(sshd.running()).toBe(false)
+    expect(run.outcome).toBe('unreachable')
+    expect(run.steps[0]).toMatchObject({ op: 'off', result: 'ok' })
+  })
+
+  test('a pinned host key that does not match is refused before any command runs', async () => {
+    if (!sshd.running()) await sshd.start()
+    const d = device({ hostKeySha256: `SHA256:${'A'.repeat(43)}` })
+    const err = await runFenceOp(d, 'off', null, { log }).catch((e: unknown) => e)
+    expect((err as FenceError).kind).toBe('auth')
+    expect((err as FenceError).message).toContain('host key')
+    expect(sshd.running()).toBe(true)
+  })
+
+  test('a partitioned host (link down) is unreachable, even though it is running', async () => {
+    if (!sshd.running()) await sshd.start()
+    sshd.host.link(false)
+    try {
+      const err = await runFenceOp(device(), 'status', null, { log }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(FenceError)
+      expect((err as FenceError).kind).toBe('unreachable')
+      expect(sshd.running()).toBe(true)
+    } finally {
+      sshd.host.link(true)
+    }
+  })
+})
