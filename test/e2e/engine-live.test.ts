@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { freePort as freeTestbedPort } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
@@ -24,8 +25,9 @@ afterAll(async () => {
 })
 
 // The engine runs live in the hub on real agents' heartbeats: a SIGKILLed agent is classified from
-// independent channels, fencing is attempted through its levels, and, with no fence driver in this
-// build, it fails, raises an alert and nothing fails over. Everything is recorded with its evidence.
+// independent channels, fencing is attempted through its levels, and, with node-b's only BMC not
+// answering, it fails, raises an alert and nothing fails over. Everything is recorded with its
+// evidence; the dead BMC was reported by the device health check before anyone needed it.
 test('the hub runs the engine on real agent streams and records why', async () => {
   const clusterFile = join(dir.path, 'cluster.yaml')
   writeFileSync(
@@ -40,7 +42,25 @@ test('the hub runs the engine on real agent streams and records why', async () =
       '',
     ].join('\n'),
   )
+  // node-b's BMC does not answer: a port nobody listens on.
+  const hubFile = join(dir.path, 'hub.yaml')
+  const passwordFile = join(dir.path, 'bmc-password')
+  writeFileSync(passwordFile, 'secret\n')
+  writeFileSync(
+    hubFile,
+    [
+      'fencing:',
+      '  devices:',
+      '    - id: ipmi-node-b',
+      '      driver: ipmi',
+      '      hosts: { node-b: [] }',
+      `      config: { host: 127.0.0.1, port: ${await freeTestbedPort('udp')}, username: admin, passwordFile: ${passwordFile} }`,
+      '',
+    ].join('\n'),
+  )
   const ports = [
+    '--config',
+    hubFile,
     '--listen',
     `127.0.0.1:${await freePort()}`,
     '--broker-listen',
@@ -88,6 +108,19 @@ test('the hub runs the engine on real agent streams and records why', async () =
     alive: false,
     says: 'no peer hears it',
   })
+  // The fence history has the device's run; the health check had already flagged the device.
+  const fence = (
+    await hub.api<{
+      history: { node: string; device: string; outcome: string }[]
+      devices: { id: string; up: boolean }[]
+    }>('/api/fence')
+  ).body
+  expect(fence.history[0]).toMatchObject({ node: 'node-b', device: 'ipmi-node-b', outcome: 'unreachable' })
+  expect(fence.devices).toEqual([expect.objectContaining({ id: 'ipmi-node-b', up: false })])
+  expect(await hub.metric('vigil_fence_device_up', { device: 'ipmi-node-b' })).toBe(0)
+  expect(
+    await hub.metric('vigil_fence_operations_total', { device: 'ipmi-node-b', outcome: 'unreachable' }),
+  ).toBe(1)
   const refusal = recorded.find((d) => d.rule === 'fence.all-levels-failed')
   expect(refusal?.summary).toContain('will not be started elsewhere')
   expect(refusal?.correlationId).toBe(recorded.find((d) => d.rule === 'fence.dead')?.id)
@@ -99,6 +132,9 @@ test('the hub runs the engine on real agent streams and records why', async () =
     await hub.api<{ events: { kind: string; severity: string; node: string }[] }>('/api/events?node=node-b')
   ).body.events
   expect(events.some((e) => e.kind === 'engine.alert' && e.severity === 'critical')).toBe(true)
+  const hubEvents = (await hub.api<{ events: { kind: string; message: string }[] }>('/api/events')).body
+    .events
+  expect(hubEvents.find((e) => e.kind === 'fence.device-down')?.message).toContain('cannot fence node-b')
   expect(await hub.metric('vigil_node_condition', { node: 'node-b', condition: 'dead' })).toBe(1)
   expect(await hub.metric('vigil_node_condition', { node: 'node-a', condition: 'healthy' })).toBe(1)
   expect(await hub.metric('vigil_decisions_total', { kind: 'fence' })).toBeGreaterThanOrEqual(1)

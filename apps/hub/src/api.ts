@@ -19,7 +19,18 @@ export interface ApiDeps {
   /** The engine's classification and health score of a node, if it knows the node. */
   engineView: (node: string) => { condition: string; health: number } | null
   info: () => Record<string, unknown>
+  fencing: {
+    view: () => unknown
+    /** An operator says a node is off: confirms a meatware request, or acknowledges a failed fence. */
+    confirm: (node: string, by: string) => 'meatware-confirmed' | 'acknowledged' | 'refused'
+  }
 }
+
+const confirmBody = z.strictObject({
+  node: z.string().refine(isValidName, 'not a valid node name'),
+  /** Who confirms (kept in the event log and the decision record). */
+  by: z.string().min(1).max(64),
+})
 
 const decisionsQuery = z.strictObject({
   node: z.string().refine(isValidName, 'not a valid node name').optional(),
@@ -95,6 +106,32 @@ export function createApi(deps: ApiDeps): Hono {
       roundTripMs: Math.round(outcome.roundTripMs * 1000) / 1000,
       result: outcome.result.result ?? {},
     })
+  })
+  app.get('/api/fence', (c) => c.json(deps.fencing.view()))
+  app.post('/api/fence/confirm', async (c) => {
+    let body: unknown
+    try {
+      body = await c.req.json()
+    } catch {
+      return c.json(
+        errorBody('invalid', 'body: must be JSON like {"node": "n2", "by": "alice"}', 'body'),
+        400,
+      )
+    }
+    const parsed = confirmBody.safeParse(body)
+    if (!parsed.success) return invalid(c, parsed.error)
+    const { node, by } = parsed.data
+    const result = deps.fencing.confirm(node, by)
+    if (result === 'refused')
+      return c.json(
+        errorBody(
+          'conflict',
+          `${node} is not waiting for a fence confirmation (unknown, or healthy)`,
+          'node',
+        ),
+        409,
+      )
+    return c.json({ node, by, result })
   })
   app.get('/api/commands/:id', (c) => {
     const row = deps.store.getCommand(c.req.param('id'))

@@ -10,6 +10,7 @@ import {
 } from '@vigil/kit'
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
+import { fencingSchema } from './fencing.js'
 
 const hostPort = z
   .string()
@@ -73,6 +74,8 @@ export const hubConfigSchema = z.strictObject({
       tickMs: z.number().int().min(10).max(5000).default(100),
     })
     .prefault({}),
+  /** Fence devices; the cluster file's fence levels name them by id. */
+  fencing: fencingSchema.prefault({}),
   log: logSectionSchema,
 })
 

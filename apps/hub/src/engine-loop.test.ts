@@ -33,6 +33,7 @@ function setup() {
     epoch: 1,
     onRecord: (r) => records.push(r),
     onEvent: () => {},
+    fence: () => {},
   })
   const advance = (ms: number, heard: string[]) => {
     for (let t = 0; t < ms; t += 100) {

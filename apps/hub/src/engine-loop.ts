@@ -30,6 +30,8 @@ export interface EngineLoopDeps {
   epoch: number
   onRecord: (record: DecisionRecord) => void
   onEvent: (event: EventRow) => void
+  /** Carries out one fence level; outcomes come back as `fence-result` inputs. */
+  fence: (action: Extract<Action, { type: 'fence' }>) => void
 }
 
 const PERSIST_EVERY_MS = 2000
@@ -161,9 +163,9 @@ export class EngineLoop {
     this.inbox.push(i)
   }
 
-  condition(node: string): { condition: NodeCondition; health: number } | null {
+  condition(node: string): { condition: NodeCondition; health: number; fence: string } | null {
     const n = this.state.nodes[node]
-    return n ? { condition: n.condition, health: n.health.score } : null
+    return n ? { condition: n.condition, health: n.health.score, fence: n.fence.phase } : null
   }
 
   /** One step with everything queued since the last one. */
@@ -232,14 +234,7 @@ export class EngineLoop {
         return
       }
       case 'fence':
-        // Fence drivers arrive with issue #5. Until then every device answers "unreachable", so the
-        // engine's own rule applies: no confirmed fence, no failover, and a loud alert.
-        log.error(
-          { decision: a.decision, node: a.node, devices: a.devices },
-          'fence requested, but this build has no fence drivers',
-        )
-        for (const device of a.devices)
-          this.input({ type: 'fence-result', actionId: a.id, node: a.node, device, outcome: 'unreachable' })
+        this.deps.fence(a)
         return
       default: {
         const action = a.type as CommandAction

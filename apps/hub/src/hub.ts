@@ -1,7 +1,7 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
-import { brokerCredentials, type Clock, type Logger, systemClock, VigilError } from '@vigil/kit'
+import { brokerCredentials, type Clock, ConfigError, type Logger, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
 import type { IClientOptions } from 'mqtt'
 import { createApi } from './api.js'
@@ -9,6 +9,7 @@ import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
 import { CommandDispatcher } from './commands.js'
 import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
 import { EngineLoop } from './engine-loop.js'
+import { FenceService } from './fencing.js'
 import { Ingest } from './ingest.js'
 import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
@@ -99,8 +100,33 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     log.child({ part: 'commands' }),
   )
   let live: LiveFeed | null = null
+  const spec = config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null
+  const fencing = new FenceService(config.fencing, {
+    store,
+    clock,
+    log: log.child({ part: 'fencing' }),
+    registry: metrics.registry,
+    // Called only once the engine runs (fence actions come from it).
+    input: (input) => engine.input(input),
+    onEvent: (event) => live?.broadcast({ type: 'event', event }),
+    onFenceOp: (op) => live?.broadcast({ type: 'fence', op }),
+  })
+  if (spec && config.engine.clusterFile) {
+    const problems = fencing.problemsWith(spec)
+    if (problems.length > 0) {
+      await fencing.close()
+      throw new ConfigError(
+        problems.map((p) => ({
+          key: p.split(':')[0] ?? '',
+          message: p.slice(p.indexOf(':') + 2),
+          file: config.engine.clusterFile as string,
+        })),
+      )
+    }
+  }
   const engine = new EngineLoop({
-    spec: config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null,
+    spec,
+    fence: (action) => fencing.run(action),
     // Observe mode: every node seen, except those that announced a clean shutdown.
     knownNodes: () =>
       table
@@ -116,6 +142,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     onRecord: (record) => live?.broadcast({ type: 'decision', record }),
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
   })
+  fencing.startMonitoring()
   const ingest = new Ingest(config.cluster, table, store, metrics, clock, log.child({ part: 'ingest' }), {
     onStateChange: (change) => live?.broadcast({ type: 'node.state', change }),
     onNodeUpdated: (id) => {
@@ -176,6 +203,26 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     metrics,
     engineView: (node) => engine.condition(node),
     plan: () => engine.whatIf(),
+    fencing: {
+      view: () => ({
+        devices: fencing.devicesView(),
+        pending: fencing.pendingConfirmations(),
+        nodes: (spec?.nodes ?? []).map((n) => ({
+          node: n.id,
+          levels: n.fencing.map((l) => l.devices),
+          fenceableNow: fencing.fenceable(spec as NonNullable<typeof spec>, n.id),
+          phase: engine.condition(n.id)?.fence ?? 'idle',
+        })),
+        history: store.fenceOps({ limit: 100 }),
+      }),
+      confirm: (node, by) => {
+        if (fencing.confirm(node, by)) return 'meatware-confirmed'
+        const view = engine.condition(node)
+        if (!view || view.condition === 'healthy') return 'refused'
+        engine.input({ type: 'operator', op: { op: 'ack-fence', node, by } })
+        return 'acknowledged'
+      },
+    },
     ready: () => {
       const reasons: string[] = []
       if (!link.connected) reasons.push('not connected to the MQTT broker')
@@ -205,6 +252,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       clearInterval(flushTimer)
       clearInterval(engineTimer)
       engine.persist()
+      await fencing.close()
       commands.close()
       live?.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))

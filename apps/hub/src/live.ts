@@ -4,7 +4,7 @@ import type { DecisionRecord } from '@vigil/engine'
 import { type WebSocket, WebSocketServer } from 'ws'
 import type { HubMetrics } from './metrics.js'
 import type { NodeView, StateChange } from './nodes.js'
-import type { EventRow } from './store.js'
+import type { EventRow, FenceOpRow } from './store.js'
 
 /**
  * Messages on the live feed (ws://<hub>/live), one JSON object per WebSocket text message:
@@ -21,6 +21,8 @@ export type LiveMessage =
   | { type: 'node'; node: NodeView }
   | { type: 'event'; event: EventRow }
   | { type: 'decision'; record: DecisionRecord }
+  /** One device's run of a fence (fence history row). */
+  | { type: 'fence'; op: FenceOpRow }
 
 /** Buffered bytes past which a slow client is dropped rather than growing hub memory. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024

@@ -22,7 +22,7 @@ export interface EventRow {
   at: number
   node: string | null
   /** `hub` for what the hub concluded, `agent` for what an agent reported. */
-  source: 'hub' | 'agent'
+  source: 'hub' | 'agent' | 'operator'
   kind: string
   severity: 'info' | 'warning' | 'critical'
   message: string
@@ -65,6 +65,11 @@ const MIGRATIONS: string[] = [
    CREATE INDEX decisions_by_node ON decisions (node, at);
    CREATE INDEX decisions_by_resource ON decisions (resource, at);
    CREATE INDEX decisions_by_correlation ON decisions (correlation_id);`,
+  `CREATE TABLE fence_ops (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, node TEXT NOT NULL, device TEXT NOT NULL,
+     action_id TEXT NOT NULL, decision TEXT NOT NULL, level INTEGER NOT NULL, outcome TEXT NOT NULL,
+     detail TEXT NOT NULL, duration_ms INTEGER NOT NULL, steps TEXT NOT NULL);
+   CREATE INDEX fence_ops_by_node ON fence_ops (node, id);`,
 ]
 
 /**
@@ -72,6 +77,20 @@ const MIGRATIONS: string[] = [
  * Heartbeat times are written in batches (flushHeartbeats), never once per heartbeat: the ingest
  * hot path only touches memory.
  */
+export interface FenceOpRow {
+  id: number
+  at: number
+  node: string
+  device: string
+  actionId: string
+  decision: string
+  level: number
+  outcome: string
+  detail: string
+  durationMs: number
+  steps: unknown[]
+}
+
 export class HubStore {
   private readonly db: Database.Database
   private readonly stmts
@@ -242,6 +261,50 @@ export class HubStore {
     return (this.db.prepare(sql).all(...params, filter.limit) as { record: string }[]).map(
       (r) => JSON.parse(r.record) as DecisionRecord,
     )
+  }
+
+  /** Fence history: every device run of every fence, with its read-back steps. */
+  appendFenceOp(op: Omit<FenceOpRow, 'id'>): FenceOpRow {
+    const r = this.db
+      .prepare(
+        'INSERT INTO fence_ops (at, node, device, action_id, decision, level, outcome, detail, duration_ms, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        op.at,
+        op.node,
+        op.device,
+        op.actionId,
+        op.decision,
+        op.level,
+        op.outcome,
+        op.detail,
+        op.durationMs,
+        JSON.stringify(op.steps),
+      )
+    return { ...op, id: Number(r.lastInsertRowid) }
+  }
+
+  fenceOps(filter: { node?: string; limit: number }): FenceOpRow[] {
+    const rows = (
+      filter.node
+        ? this.db
+            .prepare('SELECT * FROM fence_ops WHERE node = ? ORDER BY id DESC LIMIT ?')
+            .all(filter.node, filter.limit)
+        : this.db.prepare('SELECT * FROM fence_ops ORDER BY id DESC LIMIT ?').all(filter.limit)
+    ) as Record<string, unknown>[]
+    return rows.map((r) => ({
+      id: r.id as number,
+      at: r.at as number,
+      node: r.node as string,
+      device: r.device as string,
+      actionId: r.action_id as string,
+      decision: r.decision as string,
+      level: r.level as number,
+      outcome: r.outcome as string,
+      detail: r.detail as string,
+      durationMs: r.duration_ms as number,
+      steps: JSON.parse(r.steps as string) as unknown[],
+    }))
   }
 
   getDecision(id: string): DecisionRecord | undefined {

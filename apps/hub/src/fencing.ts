@@ -1,0 +1,360 @@
+import type { Action, ClusterSpec, Input } from '@vigil/engine'
+import { fenceAgentsDriver } from '@vigil/fence-agents'
+import { apcSnmpDriver } from '@vigil/fence-apc-snmp'
+import { ipmiDriver } from '@vigil/fence-ipmi'
+import {
+  type FenceDevice,
+  type FenceDriverFactory,
+  type FenceOutcome,
+  fenceNode,
+  runFenceOp,
+} from '@vigil/fence-kit'
+import { MeatwareDevice, meatwareDriver } from '@vigil/fence-meatware'
+import { sshDriver } from '@vigil/fence-ssh'
+import { type Clock, type Logger, toVigilError, VigilError } from '@vigil/kit'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { z } from 'zod'
+import type { EventRow, FenceOpRow, HubStore } from './store.js'
+
+/** The fence drivers this hub knows, by the name a device's `driver` key uses. */
+export const FENCE_DRIVERS: Record<string, FenceDriverFactory> = {
+  ipmi: ipmiDriver,
+  'apc-snmp': apcSnmpDriver,
+  ssh: sshDriver,
+  'fence-agents': fenceAgentsDriver,
+  meatware: meatwareDriver,
+}
+
+const deviceId = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/,
+    'must be 1-63 characters of letters, digits, "_", ".", ":" or "-"',
+  )
+
+export const fenceDeviceSchema = z.strictObject({
+  /** What the cluster file's fence levels call this device. */
+  id: deviceId,
+  driver: z.enum(Object.keys(FENCE_DRIVERS) as [string, ...string[]]),
+  /** The nodes this device can fence, each with its plugs (outlets; empty for a BMC). */
+  hosts: z.record(deviceId, z.array(z.string().min(1)).max(8)),
+  /** The driver's own settings (see its README); checked against the driver's schema. */
+  config: z.record(z.string(), z.unknown()).default({}),
+})
+
+export const fencingSchema = z
+  .strictObject({
+    devices: z.array(fenceDeviceSchema).default([]),
+    /** Every device is checked this often (reachable, credentials accepted): "can X be fenced now?". */
+    monitorIntervalMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+    /** How often the power state is read back after an off. */
+    readBackMs: z.number().int().min(50).max(10_000).default(250),
+  })
+  .superRefine((f, ctx) => {
+    const seen = new Set<string>()
+    f.devices.forEach((d, i) => {
+      if (seen.has(d.id))
+        ctx.addIssue({ code: 'custom', path: ['devices', i, 'id'], message: `duplicate device "${d.id}"` })
+      seen.add(d.id)
+      const driver = FENCE_DRIVERS[d.driver]
+      if (!driver) return
+      const parsed = driver.configSchema.safeParse(d.config)
+      if (!parsed.success)
+        for (const issue of parsed.error.issues)
+          ctx.addIssue({
+            code: 'custom',
+            path: [
+              'devices',
+              i,
+              'config',
+              ...issue.path,
+              ...(issue.code === 'unrecognized_keys' ? issue.keys : []),
+            ],
+            message: issue.message,
+          })
+    })
+  })
+export type FencingConfig = z.output<typeof fencingSchema>
+
+interface DeviceEntry {
+  id: string
+  driver: string
+  hosts: Record<string, string[]>
+  device: FenceDevice
+  health: { up: boolean | null; checkedAt: number | null; detail: string }
+}
+
+export interface FenceDeviceView {
+  id: string
+  driver: string
+  hosts: Record<string, string[]>
+  up: boolean | null
+  checkedAt: number | null
+  detail: string
+}
+
+type FenceAction = Extract<Action, { type: 'fence' }>
+
+/**
+ * Carries out the engine's fence actions through real devices, and watches the devices.
+ *
+ * A fence action names one level of a node: every device of the level runs at once, each powering
+ * off all of the node's plugs on it and reading them back (`fenceNode`); each device's outcome goes
+ * back to the engine, which confirms the node off only when every device of the level said `off`,
+ * and then waits for its heartbeats to stay silent. Everything is recorded in the fence history.
+ */
+export class FenceService {
+  private readonly devices = new Map<string, DeviceEntry>()
+  private readonly inFlight = new Map<string, AbortController>()
+  /** Why the last fence run of a node through a device failed ("node/device" -> detail). */
+  private readonly lastFailure = new Map<string, string>()
+  private monitorTimer: NodeJS.Timeout | null = null
+  private readonly opsTotal: Counter<'device' | 'outcome'>
+  private readonly duration: Histogram<'driver'>
+
+  constructor(
+    private readonly config: FencingConfig,
+    private readonly deps: {
+      store: HubStore
+      clock: Clock
+      log: Logger
+      registry: Registry
+      input: (input: Input) => void
+      onEvent: (event: EventRow) => void
+      onFenceOp: (op: FenceOpRow) => void
+    },
+  ) {
+    for (const d of config.devices) {
+      const factory = FENCE_DRIVERS[d.driver] as FenceDriverFactory
+      let device: FenceDevice
+      try {
+        device = factory.create(factory.configSchema.parse(d.config), {
+          deviceId: d.id,
+          log: deps.log.child({ device: d.id }),
+        })
+      } catch (err) {
+        throw new VigilError('config_invalid', `fencing.devices "${d.id}": ${toVigilError(err).message}`, {
+          cause: err,
+        })
+      }
+      this.devices.set(d.id, {
+        id: d.id,
+        driver: d.driver,
+        hosts: d.hosts,
+        device,
+        health: { up: null, checkedAt: null, detail: 'not checked yet' },
+      })
+    }
+    const registers = [deps.registry]
+    this.opsTotal = new Counter({
+      name: 'vigil_fence_operations_total',
+      help: 'Fence runs per device, by outcome (off = powered off and read back off).',
+      labelNames: ['device', 'outcome'],
+      registers,
+    })
+    this.duration = new Histogram({
+      name: 'vigil_fence_duration_seconds',
+      help: 'Time from a fence run start to its outcome (off and read-back included), by driver.',
+      labelNames: ['driver'],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    })
+    const service = this
+    new Gauge({
+      name: 'vigil_fence_device_up',
+      help: 'Fence device health from the last periodic check: 1 answers and accepts the credentials, 0 not, -1 not checked yet.',
+      labelNames: ['device', 'driver'],
+      registers,
+      collect() {
+        this.reset()
+        for (const d of service.devices.values())
+          this.set({ device: d.id, driver: d.driver }, d.health.up === null ? -1 : d.health.up ? 1 : 0)
+      },
+    })
+  }
+
+  /** Cross-checks the cluster file's fence levels against the configured devices. */
+  problemsWith(spec: ClusterSpec): string[] {
+    const problems: string[] = []
+    spec.nodes.forEach((n, i) =>
+      n.fencing.forEach((level, l) =>
+        level.devices.forEach((id, k) => {
+          const d = this.devices.get(id)
+          const key = `nodes.${i}.fencing.${l}.devices.${k}`
+          if (!d) problems.push(`${key}: no fence device "${id}" in the hub's fencing.devices`)
+          else if (!(n.id in d.hosts))
+            problems.push(`${key}: device "${id}" has no entry for ${n.id} in its hosts`)
+          else if (d.device.needsPlug && (d.hosts[n.id] ?? []).length === 0)
+            problems.push(`${key}: device "${id}" needs the plugs (outlets) of ${n.id} in its hosts`)
+        }),
+      ),
+    )
+    return problems
+  }
+
+  /** Runs one level of a fence: every device at once, each outcome reported to the engine. */
+  run(action: FenceAction): void {
+    for (const id of action.devices) {
+      const entry = this.devices.get(id)
+      if (!entry) {
+        // problemsWith() refuses such a cluster file at start; this only guards a bug.
+        this.report(action, id, 'auth-failed', `no fence device "${id}"`)
+        continue
+      }
+      const key = `${action.id}/${id}`
+      if (this.inFlight.has(key)) continue
+      const controller = new AbortController()
+      this.inFlight.set(key, controller)
+      const plugs = entry.hosts[action.node] ?? []
+      const log = this.deps.log.child({ node: action.node, device: id, decision: action.decision })
+      log.warn({ level: action.level + 1, plugs }, 'fencing')
+      const at = this.deps.clock.wallMs()
+      fenceNode(entry.device, plugs.length > 0 ? plugs : [null], {
+        timeoutMs: action.timeoutMs,
+        pollMs: this.config.readBackMs,
+        log,
+        signal: controller.signal,
+      })
+        .then((result) => {
+          this.duration.observe({ driver: entry.driver }, result.durationMs / 1000)
+          const op = this.deps.store.appendFenceOp({
+            at,
+            node: action.node,
+            device: id,
+            actionId: action.id,
+            decision: action.decision,
+            level: action.level,
+            outcome: result.outcome,
+            detail: result.detail,
+            durationMs: result.durationMs,
+            steps: result.steps,
+          })
+          this.deps.onFenceOp(op)
+          const line = { outcome: result.outcome, ms: result.durationMs, detail: result.detail }
+          if (result.outcome === 'off') log.warn(line, 'fence device confirmed the node off')
+          else log.error(line, 'fence device did not confirm the node off')
+          this.report(action, id, result.outcome, result.detail)
+        })
+        .catch((err: unknown) => {
+          log.error({ err }, 'fence run failed')
+          this.report(action, id, 'unreachable', String(err))
+        })
+        .finally(() => this.inFlight.delete(key))
+    }
+  }
+
+  private report(action: FenceAction, device: string, outcome: FenceOutcome, detail: string): void {
+    this.opsTotal.inc({ device, outcome })
+    this.deps.input({ type: 'fence-result', actionId: action.id, node: action.node, device, outcome })
+    if (outcome !== 'off') this.lastFailure.set(`${action.node}/${device}`, detail)
+  }
+
+  /** Checks every device now, then every `monitorIntervalMs`. */
+  startMonitoring(): void {
+    if (this.devices.size === 0) return
+    const tick = () => {
+      void this.checkAll().finally(() => {
+        this.monitorTimer = setTimeout(tick, this.config.monitorIntervalMs)
+        this.monitorTimer.unref()
+      })
+    }
+    tick()
+  }
+
+  async checkAll(): Promise<void> {
+    await Promise.all(
+      [...this.devices.values()].map(async (d) => {
+        let up: boolean
+        let detail: string
+        try {
+          await runFenceOp(d.device, 'monitor', null, { log: this.deps.log })
+          up = true
+          detail = 'answers and accepts the credentials'
+        } catch (err) {
+          up = false
+          detail = (err as Error).message
+        }
+        const was = d.health.up
+        d.health = { up, checkedAt: this.deps.clock.wallMs(), detail }
+        if (was === up || (was === null && up)) return
+        const hosts = Object.keys(d.hosts).join(', ')
+        const event = this.deps.store.appendEvent({
+          at: this.deps.clock.wallMs(),
+          node: null,
+          source: 'hub',
+          kind: up ? 'fence.device-up' : 'fence.device-down',
+          severity: up ? 'info' : 'warning',
+          message: up
+            ? `fence device ${d.id} answers again`
+            : `fence device ${d.id} (${d.driver}) fails its check: ${detail}; it cannot fence ${hosts} now`,
+          attrs: { device: d.id, driver: d.driver },
+        })
+        this.deps.onEvent(event)
+        ;(up ? this.deps.log.info : this.deps.log.warn).call(
+          this.deps.log,
+          { device: d.id, detail },
+          event.message,
+        )
+      }),
+    )
+  }
+
+  /** True if at least one of the node's levels has every device passing its check. */
+  fenceable(spec: ClusterSpec, node: string): boolean {
+    const n = spec.nodes.find((x) => x.id === node)
+    return !!n?.fencing.some((level) => level.devices.every((id) => this.devices.get(id)?.health.up === true))
+  }
+
+  devicesView(): FenceDeviceView[] {
+    return [...this.devices.values()].map((d) => ({
+      id: d.id,
+      driver: d.driver,
+      hosts: d.hosts,
+      up: d.health.up,
+      checkedAt: d.health.checkedAt,
+      detail: d.health.detail,
+    }))
+  }
+
+  /** Meatware requests waiting for (or holding) an operator's confirmation. */
+  pendingConfirmations(): {
+    device: string
+    node: string
+    requestedAt: number
+    confirmedBy: string | null
+  }[] {
+    const out = []
+    for (const d of this.devices.values()) {
+      if (!(d.device instanceof MeatwareDevice)) continue
+      for (const r of d.device.pending())
+        out.push({ device: d.id, node: r.plug, requestedAt: r.requestedAt, confirmedBy: r.confirmedBy })
+    }
+    return out
+  }
+
+  /** An operator confirms a node is off (meatware). False if no meatware device asked about it. */
+  confirm(node: string, by: string): boolean {
+    let confirmed = false
+    for (const d of this.devices.values())
+      if (d.device instanceof MeatwareDevice && d.device.confirm(node, by)) confirmed = true
+    if (confirmed) {
+      const event = this.deps.store.appendEvent({
+        at: this.deps.clock.wallMs(),
+        node,
+        source: 'operator',
+        kind: 'fence.confirmed-by-operator',
+        severity: 'warning',
+        message: `${by} confirmed ${node} is powered off`,
+        attrs: { by },
+      })
+      this.deps.onEvent(event)
+    }
+    return confirmed
+  }
+
+  async close(): Promise<void> {
+    if (this.monitorTimer) clearTimeout(this.monitorTimer)
+    for (const c of this.inFlight.values()) c.abort()
+    await Promise.all([...this.devices.values()].map((d) => d.device.close?.()))
+  }
+}
