@@ -22,8 +22,10 @@ export class VigilProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   private readonly child: ChildProcess
 
-  constructor(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
-    this.child = spawn(process.execPath, [VIGIL_BIN, ...args], {
+  /** `wrap` runs it through another program, e.g. `ip netns exec <host>` to run it on a lab host. */
+  constructor(args: string[], options: { cwd?: string; env?: Record<string, string>; wrap?: string[] } = {}) {
+    const argv = [...(options.wrap ?? []), process.execPath, VIGIL_BIN, ...args]
+    this.child = spawn(argv[0] as string, argv.slice(1), {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

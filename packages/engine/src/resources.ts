@@ -223,6 +223,25 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
       actionOutcome(ctx, r.pending.actionId, true)
     }
   }
+  // Its node was fenced under the action: powered off, so nothing runs there and no result will
+  // come. Waiting for the action's deadline would only lengthen the outage.
+  if (r.pending && ctx.state.nodes[r.pending.node]?.fence.phase === 'confirmed') {
+    const p = r.pending
+    if (p.type === 'stop') actionOutcome(ctx, p.actionId, false)
+    else if (p.type !== 'migrate') {
+      r.pending = null
+      r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: 'node fenced' }
+      const n = ctx.node(p.node)
+      ctx.record({
+        kind: 'resource-phase',
+        resource: spec.id,
+        node: p.node,
+        summary: `${p.type} on ${p.node} abandoned: the node was fenced (powered off) while it ran`,
+        rule: 'recover.action-fenced',
+        correlationId: n.fence.correlationId,
+      })
+    }
+  }
   if (r.pending && ctx.now >= r.pending.deadline) {
     actionOutcome(ctx, r.pending.actionId, false, {
       kind: 'transient',

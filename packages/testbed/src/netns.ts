@@ -75,3 +75,107 @@ export class NetnsHost {
     execFileSync('ip', ['netns', 'del', this.name], { stdio: 'ignore' })
   }
 }
+
+export interface LabHost {
+  name: string
+  /** The network namespace that is this host. */
+  netns: string
+  ip: string
+  exec(argv: string[]): string[]
+  /** Cut this host off the lab network (a partition), or reconnect it. */
+  link(up: boolean): void
+  pids(): number[]
+  /** Crash or power-off: SIGKILL of every process of the host. */
+  killAll(): void
+}
+
+let labCounter = 0
+
+/**
+ * Several hosts on one machine: a network namespace per host, joined by a bridge that lives in a
+ * namespace of its own, on a private /24 that exists only inside them. The machine's root namespace
+ * (where the hub runs) is attached too, at `hubIp`. Needs root.
+ */
+export class NetnsLab {
+  readonly hosts = new Map<string, LabHost>()
+  private readonly links: string[] = []
+
+  private constructor(
+    readonly prefix: string,
+    readonly bridgeNs: string,
+    readonly hubIp: string,
+    private readonly hubLink: string,
+  ) {}
+
+  static create(hostNames: string[]): NetnsLab {
+    const n = labCounter++
+    const tag = `${process.pid % 100000}x${n}`
+    const subnet = `10.214.${(process.pid + n * 37) % 250}`
+    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' })
+    const bridgeNs = `vl${tag}-br`
+    ip('netns', 'add', bridgeNs)
+    ip('-n', bridgeNs, 'link', 'add', 'br0', 'type', 'bridge')
+    ip('-n', bridgeNs, 'link', 'set', 'br0', 'up')
+    ip('-n', bridgeNs, 'link', 'set', 'lo', 'up')
+    const hubLink = `vl${tag}h`.slice(0, 15)
+    ip('link', 'add', hubLink, 'type', 'veth', 'peer', 'name', 'hub0', 'netns', bridgeNs)
+    ip('-n', bridgeNs, 'link', 'set', 'hub0', 'master', 'br0', 'up')
+    const lab = new NetnsLab(`vl${tag}`, bridgeNs, `${subnet}.1`, hubLink)
+    ip('addr', 'add', `${subnet}.1/24`, 'dev', hubLink)
+    ip('link', 'set', hubLink, 'up')
+    hostNames.forEach((name, i) => {
+      const netns = `vl${tag}-${name}`.slice(0, 40)
+      const port = `p${i}`
+      ip('netns', 'add', netns)
+      ip('-n', bridgeNs, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns)
+      ip('-n', bridgeNs, 'link', 'set', port, 'master', 'br0', 'up')
+      const hostIp = `${subnet}.${10 + i}`
+      ip('-n', netns, 'addr', 'add', `${hostIp}/24`, 'dev', 'eth0')
+      ip('-n', netns, 'link', 'set', 'eth0', 'up')
+      ip('-n', netns, 'link', 'set', 'lo', 'up')
+      const pids = () =>
+        execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean)
+          .map(Number)
+      lab.hosts.set(name, {
+        name,
+        netns,
+        ip: hostIp,
+        exec: (argv) => ['ip', 'netns', 'exec', netns, ...argv],
+        link: (up) => ip('-n', bridgeNs, 'link', 'set', port, up ? 'up' : 'down'),
+        pids,
+        killAll: () => {
+          for (const pid of pids()) {
+            try {
+              process.kill(pid, 'SIGKILL')
+            } catch {
+              // gone already
+            }
+          }
+        },
+      })
+    })
+    return lab
+  }
+
+  host(name: string): LabHost {
+    const h = this.hosts.get(name)
+    if (!h) throw new Error(`no lab host ${name}`)
+    return h
+  }
+
+  /** Cut the hub (root namespace) off every host, or reconnect it. */
+  hubLinkUp(up: boolean): void {
+    execFileSync('ip', ['link', 'set', this.hubLink, up ? 'up' : 'down'], { stdio: 'pipe' })
+  }
+
+  destroy(): void {
+    for (const h of this.hosts.values()) {
+      h.killAll()
+      execFileSync('ip', ['netns', 'del', h.netns], { stdio: 'ignore' })
+    }
+    execFileSync('ip', ['link', 'del', this.hubLink], { stdio: 'ignore' })
+    execFileSync('ip', ['netns', 'del', this.bridgeNs], { stdio: 'ignore' })
+  }
+}
