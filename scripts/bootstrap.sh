@@ -4,8 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages used by tests (real brokers and simulators, never mocks).
-APT_PACKAGES=(mosquitto mosquitto-clients)
+# Debian packages used by tests (real brokers and device simulators, never mocks): the MQTT broker,
+# an IPMI BMC (ipmi_sim) and ipmitool, snmpd acting as an APC PDU, an ssh server, the ClusterLabs
+# fence agents, and iproute2 for lab hosts made of network namespaces.
+APT_PACKAGES=(
+  mosquitto mosquitto-clients
+  openipmi ipmitool
+  snmpd snmp
+  openssh-server openssh-client
+  fence-agents
+  iproute2
+)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

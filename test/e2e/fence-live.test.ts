@@ -4,7 +4,7 @@ import { type Bmc, freePort, NetnsLab, startBmc } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { tempDir, VigilProcess } from '../harness/processes.js'
+import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
 
 interface Decision {
   id: string
@@ -191,4 +191,86 @@ esac
   expect(await hub.metric('vigil_fence_operations_total', { device: 'bmc-b', outcome: 'off' })).toBe(1)
   expect(await hub.metric('vigil_fence_device_up', { device: 'bmc-b' })).toBe(1)
   expect(await hub.metric('vigil_fence_device_up', { device: 'bmc-dead' })).toBe(0)
+
+  // The operator's view: `vigil fence` shows it; confirming a healthy node off is refused.
+  const shown = await runVigil(['fence', '--hub', hub.httpUrl])
+  expect(shown.code).toBe(0)
+  expect(shown.stdout).toMatch(/bmc-b\s+ipmi\s+UP/)
+  expect(shown.stdout).toMatch(/node-b\s+2\s+bmc-b\s+OFF/)
+  const refused = await runVigil(['fence', 'confirm', 'node-a', '--hub', hub.httpUrl])
+  expect(refused.code).toBe(1)
+  expect(refused.stderr).toContain('not waiting for a fence confirmation')
+})
+
+// Meatware: the fence waits for a person, never for a clock; `vigil fence confirm` is that person.
+test('a meatware fence waits for the operator, who confirms with the CLI', async () => {
+  const hubFile = join(dir.path, 'hub-meatware.yaml')
+  writeFileSync(
+    hubFile,
+    [
+      'fencing:',
+      '  devices:',
+      '    - id: people',
+      '      driver: meatware',
+      '      hosts: { node-m: [node-m] }',
+      '',
+    ].join('\n'),
+  )
+  const clusterFile = join(dir.path, 'cluster-meatware.yaml')
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-m',
+      '    fencing:',
+      '      - devices: [people]',
+      '        timeoutMs: 600000',
+      '',
+    ].join('\n'),
+  )
+  const hub = await startHub(join(dir.path), [
+    '--config',
+    hubFile,
+    '--cluster-file',
+    clusterFile,
+    '--db',
+    join(dir.path, 'meatware.sqlite'),
+  ])
+  cleanups.push(() => hub.process.stop())
+  const agent = new VigilProcess([
+    'agent',
+    '--node',
+    'node-m',
+    '--mqtt-url',
+    hub.mqttUrl,
+    '--heartbeat-interval',
+    '100',
+  ])
+  cleanups.push(() => agent.stop())
+  const phase = async () =>
+    (await hub.api<{ nodes: { node: string; phase: string }[] }>('/api/fence')).body.nodes[0]?.phase
+  await eventually(
+    'node-m healthy',
+    async () =>
+      (await hub.api<{ engine: { condition: string } | null }>('/api/nodes/node-m')).body.engine
+        ?.condition === 'healthy',
+  )
+  agent.kill('SIGKILL')
+  await eventually('the fence waits for a person', async () => {
+    const view = (await hub.api<{ pending: { node: string; confirmedBy: string | null }[] }>('/api/fence'))
+      .body
+    return view.pending.some((p) => p.node === 'node-m' && p.confirmedBy === null)
+  })
+  const shown = await runVigil(['fence', '--hub', hub.httpUrl])
+  expect(shown.stdout).toContain('Waiting for an operator')
+  expect(await phase()).toBe('running')
+
+  const confirmed = await runVigil(['fence', 'confirm', 'node-m', '--by', 'alice', '--hub', hub.httpUrl])
+  expect(confirmed.code).toBe(0)
+  await eventually('fence confirmed', async () => (await phase()) === 'confirmed')
+  const events = (await hub.api<{ events: { kind: string; message: string }[] }>('/api/events?node=node-m'))
+    .body.events
+  expect(events.find((e) => e.kind === 'fence.confirmed-by-operator')?.message).toBe(
+    'alice confirmed node-m is powered off',
+  )
 })

@@ -2,4 +2,6 @@
 export const cliEnv = {
   hubUrl: process.env.VIGIL_HUB_URL ?? 'http://127.0.0.1:7470',
   noColor: process.env.NO_COLOR !== undefined,
+  /** Who an operator action is recorded as, unless --by says. */
+  user: process.env.USER ?? process.env.LOGNAME ?? 'operator',
 } as const

@@ -3,6 +3,7 @@ import { agentConfigSchema } from '@vigil/agent'
 import { hubConfigSchema } from '@vigil/hub'
 import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { cliEnv } from './env.js'
+import { type FenceView, renderFence } from './fence.js'
 import { renderStatus } from './status.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
@@ -15,6 +16,11 @@ Commands:
   status [--brief] [--watch] [--json]
                            nodes, their state, last heartbeat and facts
   ping <node> [--json]     send a ping command and wait for the agent's result
+  fence [--json]           fence devices and their health, whether each node can be fenced now,
+                           requests waiting for an operator, fence history
+  fence confirm <node> [--by <name>]
+                           an operator confirms <node> is powered off (meatware, or after a
+                           failed fence); its resources may then start elsewhere
   config check <file> --kind hub|agent
                            validate a config file without starting anything
   simulate <scenario-dir> [--check]
@@ -38,6 +44,8 @@ export async function main(argv: string[]): Promise<number> {
       return status(rest)
     case 'ping':
       return ping(rest)
+    case 'fence':
+      return fence(rest)
     case 'config':
       return configCheck(rest)
     case 'simulate':
@@ -164,6 +172,42 @@ function ping(argv: string[]): Promise<number> {
     }
     const body = res.body as { roundTripMs: number; id: string }
     if (!values.json) console.log(`pong from ${node}: round trip ${body.roundTripMs} ms (command ${body.id})`)
+    return EXIT.ok
+  })
+}
+
+function fence(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parse(argv, { by: { type: 'string' } } as const)
+    const hubUrl = values.hub ?? cliEnv.hubUrl
+    const [sub, node] = positionals
+    if (sub === undefined) {
+      const res = await hubRequest(hubUrl, '/api/fence')
+      if (res.status !== 200) {
+        console.error(`vigil fence: hub answered ${res.status}: ${errorMessage(res.body)}`)
+        return EXIT.failed
+      }
+      console.log(
+        values.json ? JSON.stringify(res.body, null, 2) : renderFence(res.body as FenceView, Date.now()),
+      )
+      return EXIT.ok
+    }
+    if (sub !== 'confirm' || !node) {
+      console.error('Usage: vigil fence [--json] | vigil fence confirm <node> [--by <name>]')
+      return EXIT.usage
+    }
+    const by = values.by ?? cliEnv.user
+    const res = await hubRequest(hubUrl, '/api/fence/confirm', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ node, by }),
+    })
+    if (values.json) console.log(JSON.stringify(res.body, null, 2))
+    if (res.status !== 200) {
+      if (!values.json) console.error(`vigil fence confirm: ${errorMessage(res.body)}`)
+      return EXIT.failed
+    }
+    if (!values.json) console.log(`${node}: confirmed powered off by ${by}`)
     return EXIT.ok
   })
 }
