@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages used by tests (real brokers and device simulators, never mocks): the MQTT broker,
 # an IPMI BMC (ipmi_sim) and ipmitool, snmpd acting as an APC PDU, an ssh server, the ClusterLabs
-# fence agents, and iproute2 for lab hosts made of network namespaces.
+# fence agents, iproute2 for lab hosts made of network namespaces, libvirt with QEMU (TCG guests).
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -14,6 +14,7 @@ APT_PACKAGES=(
   openssh-server openssh-client
   fence-agents
   iproute2
+  libvirt-daemon-system libvirt-clients qemu-system-x86
 )
 
 missing=()

@@ -9,6 +9,7 @@ import {
   fenceNode,
   runFenceOp,
 } from '@vigil/fence-kit'
+import { libvirtDriver } from '@vigil/fence-libvirt'
 import { MeatwareDevice, meatwareDriver } from '@vigil/fence-meatware'
 import { sshDriver } from '@vigil/fence-ssh'
 import { type Clock, type Logger, toVigilError, VigilError } from '@vigil/kit'
@@ -22,6 +23,7 @@ export const FENCE_DRIVERS: Record<string, FenceDriverFactory> = {
   'apc-snmp': apcSnmpDriver,
   ssh: sshDriver,
   'fence-agents': fenceAgentsDriver,
+  libvirt: libvirtDriver,
   meatware: meatwareDriver,
 }
 

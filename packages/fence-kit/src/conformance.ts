@@ -62,7 +62,7 @@ export function fenceConformance(factory: FenceDriverFactory, target: () => Prom
     beforeAll(async () => {
       t = await target()
       device = create(t.config)
-    })
+    }, 120_000)
     afterAll(async () => {
       await device?.close?.()
       await t?.cleanup?.()

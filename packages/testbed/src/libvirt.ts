@@ -1,0 +1,107 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Daemon, waitFor } from './daemon.js'
+
+const run = promisify(execFile)
+const URI = 'qemu:///system'
+
+export interface Libvirt {
+  uri: string
+  /** Defines (not starts) a tiny guest: 64 MiB, no disk, no network, QEMU TCG. */
+  defineGuest(): Promise<string>
+  domstate(name: string): Promise<string>
+  stop(): Promise<void>
+}
+
+let guests = 0
+
+/** True if a daemon accepts connections on this unix socket (a stale socket file refuses them). */
+function listening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(path)
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}
+
+/** The first connection after a start waits for libvirt's QEMU capability probe (~12 s under TCG). */
+async function answers(): Promise<boolean> {
+  try {
+    await run('virsh', ['-c', URI, 'version'], { timeout: 60_000 })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The machine's libvirt (qemu:///system), started by hand if it is not running (no systemd here):
+ * virtlogd and libvirtd as our children, stopped again only if this call started them (the
+ * first caller in a process tree owns them; concurrent test files reuse a running one). Guests are QEMU
+ * under TCG (`type='qemu'`): nested KVM does not work on these machines. Needs root.
+ */
+export async function startLibvirt(): Promise<Libvirt> {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-libvirt-'))
+  const daemons: Daemon[] = []
+  if (!(await answers())) {
+    // Never let libvirtd create its NAT network (virbr0 and firewall rules) on a shared machine.
+    rmSync('/etc/libvirt/qemu/networks/autostart/default.xml', { force: true })
+    // In the foreground, as our own children: a daemonizing libvirtd keeps the caller's pipes open.
+    if (!(await listening('/run/libvirt/virtlogd-sock')))
+      daemons.push(Daemon.start('virtlogd', ['virtlogd'], { logFile: join(dir, 'virtlogd.log') }))
+    const libvirtd = Daemon.start('libvirtd', ['libvirtd'], { logFile: join(dir, 'libvirtd.log') })
+    daemons.push(libvirtd)
+    await waitFor(
+      'libvirtd',
+      async () => {
+        if (!libvirtd.alive) throw new Error(`libvirtd exited: ${libvirtd.log().slice(-2000)}`)
+        // Clients connecting while libvirtd probes QEMU can stall its start: wait for the socket.
+        return listening('/run/libvirt/libvirt-sock')
+      },
+      30_000,
+    )
+    await waitFor('libvirtd answering', answers, 60_000)
+  }
+  const defined: string[] = []
+  return {
+    uri: URI,
+    async defineGuest() {
+      const name = `vigil-test-${process.pid}-${guests++}`
+      const xml = join(dir, `${name}.xml`)
+      writeFileSync(
+        xml,
+        `<domain type='qemu'>
+  <name>${name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+</domain>
+`,
+      )
+      await run('virsh', ['-c', URI, 'define', xml])
+      defined.push(name)
+      return name
+    },
+    async domstate(name) {
+      return (await run('virsh', ['-c', URI, 'domstate', name])).stdout.trim()
+    },
+    async stop() {
+      // qemu processes outlive libvirtd: destroy our guests first.
+      for (const name of defined) {
+        await run('virsh', ['-c', URI, 'destroy', name]).catch(() => {})
+        await run('virsh', ['-c', URI, 'undefine', name]).catch(() => {})
+      }
+      for (const d of daemons.reverse()) await d.stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
