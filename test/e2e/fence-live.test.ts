@@ -16,6 +16,14 @@ interface Decision {
 }
 
 const dir = tempDir('fence-live')
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
 const cleanups: (() => Promise<void> | void)[] = []
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
@@ -272,5 +280,66 @@ test('a meatware fence waits for the operator, who confirms with the CLI', async
     .body.events
   expect(events.find((e) => e.kind === 'fence.confirmed-by-operator')?.message).toBe(
     'alice confirmed node-m is powered off',
+  )
+})
+
+// Self-fence: a host cut off from the hub stops its resources by itself, before the hub could fence
+// it and start them elsewhere; back on the network, it reports what it did.
+test('an agent cut off from the hub (its link down) stops its resources by itself', async () => {
+  const lab = NetnsLab.create(['node-s'])
+  cleanups.push(() => lab.destroy())
+  const host = lab.host('node-s')
+  const clusterFile = join(dir.path, 'cluster-isolation.yaml')
+  writeFileSync(clusterFile, ['nodes:', '  - id: node-s', 'resources:', '  - id: app', ''].join('\n'))
+  const hub = await startHub(dir.path, [
+    '--cluster-file',
+    clusterFile,
+    '--db',
+    join(dir.path, 'isolation.sqlite'),
+    '--broker-listen',
+    `${lab.hubIp}:${await freePort('tcp')}`,
+  ])
+  cleanups.push(() => hub.process.stop())
+  const pidfile = join(dir.path, 'node-s-app.pid')
+  const agentFile = join(dir.path, 'node-s.yaml')
+  writeFileSync(
+    agentFile,
+    [
+      'node: node-s',
+      'mqtt: { keepaliveSeconds: 1 }',
+      'reconnect: { minMs: 100, maxMs: 1000 }',
+      'isolation: { afterMs: 2500, action: stop }',
+      'resources:',
+      '  - id: app',
+      '    driver: process',
+      '    config:',
+      '      command: [sleep, "600"]',
+      `      pidfile: ${pidfile}`,
+      '',
+    ].join('\n'),
+  )
+  const agent = new VigilProcess(['agent', '--config', agentFile, '--mqtt-url', hub.mqttUrl], {
+    cwd: dir.path,
+    wrap: host.exec([]),
+  })
+  cleanups.push(() => agent.stop())
+  const appPid = await eventually('app started by the engine on node-s', () => {
+    const pid = existsSync(pidfile) ? Number(readFileSync(pidfile, 'utf8')) : 0
+    return pid > 0 && alive(pid) ? pid : undefined
+  })
+
+  host.link(false)
+  await eventually('the isolation response stopped app', () => !alive(appPid), { timeoutMs: 20_000 })
+  expect(
+    agent.lines.some((l) => l.msg === 'isolated: no contact with the hub; running the isolation response'),
+  ).toBe(true)
+  host.link(true)
+  await eventually(
+    'the hub learns what the agent did',
+    async () =>
+      (
+        await hub.api<{ events: { kind: string; message: string }[] }>('/api/events?node=node-s')
+      ).body.events.find((e) => e.kind === 'agent.isolated' && e.message.includes('every resource stopped')),
+    { timeoutMs: 20_000 },
   )
 })

@@ -15,6 +15,7 @@ import type { AgentConfig } from './config.js'
 import type { ResourceEntry } from './drivers.js'
 import { CommandGate, refusal } from './executor.js'
 import { collectFacts } from './facts.js'
+import { IsolationGuard } from './isolation.js'
 import { ResourceRunner } from './resources.js'
 
 export interface AgentDeps {
@@ -275,6 +276,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     )
   }
   resources.start()
+  const isolation = new IsolationGuard(config.isolation, {
+    clock,
+    log,
+    stopAll: () => resources.stopAll(),
+    emit: (kind, severity, message) => emit({ kind, severity, message }),
+  })
+  client.on('packetreceive', () => isolation.contact())
+  isolation.start()
   const obsTimer = setInterval(() => publishObservations(), 1000)
 
   const heartbeatTimer = setInterval(() => {
@@ -308,6 +317,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       clearInterval(heartbeatTimer)
       clearInterval(factsTimer)
       clearInterval(obsTimer)
+      isolation.close()
       await resources.close()
       if (client.connected) {
         try {

@@ -10,6 +10,7 @@ import {
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
 import { resourceEntrySchema } from './drivers.js'
+import { isolationSchema } from './isolation.js'
 
 const name = nameSchema
 
@@ -22,39 +23,52 @@ export function defaultNodeName(): string {
   return cleaned || 'node'
 }
 
-export const agentConfigSchema = z.strictObject({
-  cluster: name.default('default'),
-  node: name.default(defaultNodeName),
-  role: z.enum(['host', 'guest']).default('host'),
-  mqtt: z
-    .strictObject({
-      url: z
-        .string()
-        .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
-        .default('mqtt://127.0.0.1:1883'),
-      ...brokerAuthFields,
-      keepaliveSeconds: z.number().int().min(1).max(600).default(5),
-    })
-    .prefault({}),
-  heartbeat: z.strictObject({ intervalMs: z.number().int().min(10).max(600_000).default(250) }).prefault({}),
-  facts: z
-    .strictObject({ intervalMs: z.number().int().min(1000).max(86_400_000).default(30_000) })
-    .prefault({}),
-  /** Events kept while the broker is unreachable; the oldest are dropped (and counted) beyond this. */
-  eventBuffer: z
-    .strictObject({ capacity: z.number().int().min(1).max(1_000_000).default(1000) })
-    .prefault({}),
-  reconnect: z
-    .strictObject({
-      minMs: z.number().int().min(10).default(250),
-      maxMs: z.number().int().min(10).default(10_000),
-    })
-    .prefault({})
-    .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be at least minMs', path: ['maxMs'] }),
-  /** Resources this agent watches and acts on, each through a driver (see packages/drivers/). */
-  resources: z.array(resourceEntrySchema).default([]),
-  log: logSectionSchema,
-})
+export const agentConfigSchema = z
+  .strictObject({
+    cluster: name.default('default'),
+    node: name.default(defaultNodeName),
+    role: z.enum(['host', 'guest']).default('host'),
+    mqtt: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
+          .default('mqtt://127.0.0.1:1883'),
+        ...brokerAuthFields,
+        keepaliveSeconds: z.number().int().min(1).max(600).default(5),
+      })
+      .prefault({}),
+    heartbeat: z
+      .strictObject({ intervalMs: z.number().int().min(10).max(600_000).default(250) })
+      .prefault({}),
+    facts: z
+      .strictObject({ intervalMs: z.number().int().min(1000).max(86_400_000).default(30_000) })
+      .prefault({}),
+    /** Events kept while the broker is unreachable; the oldest are dropped (and counted) beyond this. */
+    eventBuffer: z
+      .strictObject({ capacity: z.number().int().min(1).max(1_000_000).default(1000) })
+      .prefault({}),
+    reconnect: z
+      .strictObject({
+        minMs: z.number().int().min(10).default(250),
+        maxMs: z.number().int().min(10).default(10_000),
+      })
+      .prefault({})
+      .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be at least minMs', path: ['maxMs'] }),
+    /** Resources this agent watches and acts on, each through a driver (see packages/drivers/). */
+    resources: z.array(resourceEntrySchema).default([]),
+    /** Self-fence: what this host does when it loses the hub (docs/fencing.md). */
+    isolation: isolationSchema,
+    log: logSectionSchema,
+  })
+  .refine(
+    // Between broker pings nothing arrives: a shorter isolation time would fire on a healthy link.
+    (c) => c.isolation.afterMs === undefined || c.isolation.afterMs > 2 * c.mqtt.keepaliveSeconds * 1000,
+    {
+      message: 'must be more than twice mqtt.keepaliveSeconds (the broker answers pings only that often)',
+      path: ['isolation', 'afterMs'],
+    },
+  )
 
 export type AgentConfig = z.output<typeof agentConfigSchema>
 

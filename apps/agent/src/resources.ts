@@ -98,6 +98,22 @@ export class ResourceRunner {
     }
   }
 
+  /** Stops every resource (the isolation response); resolves with the ids that could not be stopped. */
+  async stopAll(): Promise<string[]> {
+    const failed: string[] = []
+    await Promise.all(
+      [...this.watched.entries()]
+        .filter(([, w]) => w.driver.stop !== undefined)
+        .map(([id]) =>
+          this.run(id, 'stop').catch((err: unknown) => {
+            this.log.error({ resource: id, err: (err as Error).message }, 'isolation stop failed')
+            failed.push(id)
+          }),
+        ),
+    )
+    return failed.sort()
+  }
+
   async close(): Promise<void> {
     this.abort.abort(new Error('agent stopping'))
     for (const w of this.watched.values()) {
