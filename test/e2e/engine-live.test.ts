@@ -25,8 +25,8 @@ afterAll(async () => {
 })
 
 // The engine runs live in the hub on real agents' heartbeats: a SIGKILLed agent is classified from
-// independent channels, fencing is attempted through its levels, and, with node-b's only BMC not
-// answering, it fails, raises an alert and nothing fails over. Everything is recorded with its
+// independent channels, fencing is attempted through its levels, and, with none of node-b's fence
+// devices answering, it fails, raises an alert and nothing fails over. Everything is recorded with its
 // evidence; the dead BMC was reported by the device health check before anyone needed it.
 test('the hub runs the engine on real agent streams and records why', async () => {
   const clusterFile = join(dir.path, 'cluster.yaml')
@@ -39,10 +39,13 @@ test('the hub runs the engine on real agent streams and records why', async () =
       '    fencing:',
       '      - devices: [ipmi-node-b]',
       '        timeoutMs: 2000',
+      '      - devices: [pdu-b]',
+      '        timeoutMs: 2000',
       '',
     ].join('\n'),
   )
-  // node-b's BMC does not answer: a port nobody listens on.
+  // Neither of node-b's fence devices answers (ports nobody listens on): its BMC (level 1), then
+  // its two PDU outlets (level 2).
   const hubFile = join(dir.path, 'hub.yaml')
   const passwordFile = join(dir.path, 'bmc-password')
   writeFileSync(passwordFile, 'secret\n')
@@ -55,6 +58,10 @@ test('the hub runs the engine on real agent streams and records why', async () =
       '      driver: ipmi',
       '      hosts: { node-b: [] }',
       `      config: { host: 127.0.0.1, port: ${await freeTestbedPort('udp')}, username: admin, passwordFile: ${passwordFile} }`,
+      '    - id: pdu-b',
+      '      driver: apc-snmp',
+      "      hosts: { node-b: ['3', '4'] }",
+      `      config: { host: 127.0.0.1, port: ${await freeTestbedPort('udp')}, version: '2c', communityFile: ${passwordFile}, requestTimeoutMs: 300, retries: 0 }`,
       '',
     ].join('\n'),
   )
@@ -101,7 +108,8 @@ test('the hub runs the engine on real agent streams and records why', async () =
   expect(rules.indexOf('classify.suspect')).toBeGreaterThanOrEqual(0)
   expect(rules.indexOf('classify.dead')).toBeGreaterThan(rules.indexOf('classify.suspect'))
   expect(rules.indexOf('fence.dead')).toBeGreaterThan(rules.indexOf('classify.dead'))
-  expect(rules).toContain('fence.level-failed')
+  expect(rules.filter((r) => r === 'fence.level-failed')).toHaveLength(2)
+  expect(rules).toContain('fence.next-level')
   const dead = recorded.find((d) => d.rule === 'classify.dead')
   expect(dead?.evidence?.find((e) => e.channel === 'hub')).toMatchObject({ alive: false })
   expect(dead?.evidence?.find((e) => e.channel === 'peers')).toMatchObject({
@@ -115,8 +123,15 @@ test('the hub runs the engine on real agent streams and records why', async () =
       devices: { id: string; up: boolean }[]
     }>('/api/fence')
   ).body
-  expect(fence.history[0]).toMatchObject({ node: 'node-b', device: 'ipmi-node-b', outcome: 'unreachable' })
-  expect(fence.devices).toEqual([expect.objectContaining({ id: 'ipmi-node-b', up: false })])
+  expect(fence.history.map((h) => [h.device, h.outcome]).reverse()).toEqual([
+    ['ipmi-node-b', 'unreachable'],
+    ['pdu-b', 'unreachable'],
+  ])
+  expect(fence.devices).toEqual([
+    expect.objectContaining({ id: 'ipmi-node-b', up: false }),
+    expect.objectContaining({ id: 'pdu-b', up: false }),
+  ])
+  expect(await hub.metric('vigil_node_fenceable', { node: 'node-b' })).toBe(0)
   expect(await hub.metric('vigil_fence_device_up', { device: 'ipmi-node-b' })).toBe(0)
   expect(
     await hub.metric('vigil_fence_operations_total', { device: 'ipmi-node-b', outcome: 'unreachable' }),
@@ -135,6 +150,7 @@ test('the hub runs the engine on real agent streams and records why', async () =
   const hubEvents = (await hub.api<{ events: { kind: string; message: string }[] }>('/api/events')).body
     .events
   expect(hubEvents.find((e) => e.kind === 'fence.device-down')?.message).toContain('cannot fence node-b')
+  expect(events.find((e) => e.kind === 'fence.node-unfenceable')).toMatchObject({ severity: 'critical' })
   expect(await hub.metric('vigil_node_condition', { node: 'node-b', condition: 'dead' })).toBe(1)
   expect(await hub.metric('vigil_node_condition', { node: 'node-a', condition: 'healthy' })).toBe(1)
   expect(await hub.metric('vigil_decisions_total', { kind: 'fence' })).toBeGreaterThanOrEqual(1)

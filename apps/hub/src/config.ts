@@ -26,6 +26,8 @@ export const hubConfigSchema = z.strictObject({
   cluster: name.default('default'),
   /** This hub's name, the `issuer.hub` of its commands. */
   name: name.default('hub'),
+  /** The cluster node this hub runs on, if it runs on one: this hub never fences it. */
+  node: name.optional(),
   http: z.strictObject({ listen: hostPort.default('127.0.0.1:7470') }).prefault({}),
   /** Used when `mqtt.url` is unset: an in-process broker (aedes). */
   broker: z

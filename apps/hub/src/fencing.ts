@@ -108,8 +108,7 @@ type FenceAction = Extract<Action, { type: 'fence' }>
 export class FenceService {
   private readonly devices = new Map<string, DeviceEntry>()
   private readonly inFlight = new Map<string, AbortController>()
-  /** Why the last fence run of a node through a device failed ("node/device" -> detail). */
-  private readonly lastFailure = new Map<string, string>()
+  private readonly wasFenceable = new Map<string, boolean>()
   private monitorTimer: NodeJS.Timeout | null = null
   private readonly opsTotal: Counter<'device' | 'outcome'>
   private readonly duration: Histogram<'driver'>
@@ -124,6 +123,10 @@ export class FenceService {
       input: (input: Input) => void
       onEvent: (event: EventRow) => void
       onFenceOp: (op: FenceOpRow) => void
+      /** The cluster spec (fence levels), or null in observe mode. */
+      spec: ClusterSpec | null
+      /** The node this hub runs on: never fenced by this hub (it would power itself off mid-fence). */
+      hubNode?: string | undefined
     },
   ) {
     for (const d of config.devices) {
@@ -163,6 +166,16 @@ export class FenceService {
     })
     const service = this
     new Gauge({
+      name: 'vigil_node_fenceable',
+      help: 'Whether a node can be fenced right now: 1 if one of its levels has every device passing its check, else 0.',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset()
+        for (const n of deps.spec?.nodes ?? []) this.set({ node: n.id }, service.fenceable(n.id) ? 1 : 0)
+      },
+    })
+    new Gauge({
       name: 'vigil_fence_device_up',
       help: 'Fence device health from the last periodic check: 1 answers and accepts the credentials, 0 not, -1 not checked yet.',
       labelNames: ['device', 'driver'],
@@ -196,11 +209,18 @@ export class FenceService {
 
   /** Runs one level of a fence: every device at once, each outcome reported to the engine. */
   run(action: FenceAction): void {
+    if (action.node === this.deps.hubNode) {
+      const message = `refusing to fence ${action.node}: this hub runs on it (it would power itself off mid-fence)`
+      this.deps.log.error({ node: action.node, decision: action.decision }, message)
+      this.event(action.node, 'fence.refused-self', 'critical', message)
+      for (const id of action.devices) this.report(action, id, 'auth-failed')
+      return
+    }
     for (const id of action.devices) {
       const entry = this.devices.get(id)
       if (!entry) {
         // problemsWith() refuses such a cluster file at start; this only guards a bug.
-        this.report(action, id, 'auth-failed', `no fence device "${id}"`)
+        this.report(action, id, 'auth-failed')
         continue
       }
       const key = `${action.id}/${id}`
@@ -235,20 +255,19 @@ export class FenceService {
           const line = { outcome: result.outcome, ms: result.durationMs, detail: result.detail }
           if (result.outcome === 'off') log.warn(line, 'fence device confirmed the node off')
           else log.error(line, 'fence device did not confirm the node off')
-          this.report(action, id, result.outcome, result.detail)
+          this.report(action, id, result.outcome)
         })
         .catch((err: unknown) => {
           log.error({ err }, 'fence run failed')
-          this.report(action, id, 'unreachable', String(err))
+          this.report(action, id, 'unreachable')
         })
         .finally(() => this.inFlight.delete(key))
     }
   }
 
-  private report(action: FenceAction, device: string, outcome: FenceOutcome, detail: string): void {
+  private report(action: FenceAction, device: string, outcome: FenceOutcome): void {
     this.opsTotal.inc({ device, outcome })
     this.deps.input({ type: 'fence-result', actionId: action.id, node: action.node, device, outcome })
-    if (outcome !== 'off') this.lastFailure.set(`${action.node}/${device}`, detail)
   }
 
   /** Checks every device now, then every `monitorIntervalMs`. */
@@ -279,32 +298,63 @@ export class FenceService {
         const was = d.health.up
         d.health = { up, checkedAt: this.deps.clock.wallMs(), detail }
         if (was === up || (was === null && up)) return
-        const hosts = Object.keys(d.hosts).join(', ')
-        const event = this.deps.store.appendEvent({
-          at: this.deps.clock.wallMs(),
-          node: null,
-          source: 'hub',
-          kind: up ? 'fence.device-up' : 'fence.device-down',
-          severity: up ? 'info' : 'warning',
-          message: up
-            ? `fence device ${d.id} answers again`
-            : `fence device ${d.id} (${d.driver}) fails its check: ${detail}; it cannot fence ${hosts} now`,
-          attrs: { device: d.id, driver: d.driver },
+        const message = up
+          ? `fence device ${d.id} answers again`
+          : `fence device ${d.id} (${d.driver}) fails its check: ${detail}; it cannot fence ${Object.keys(d.hosts).join(', ')} now`
+        this.event(null, up ? 'fence.device-up' : 'fence.device-down', up ? 'info' : 'warning', message, {
+          device: d.id,
+          driver: d.driver,
         })
-        this.deps.onEvent(event)
-        ;(up ? this.deps.log.info : this.deps.log.warn).call(
-          this.deps.log,
-          { device: d.id, detail },
-          event.message,
-        )
+        if (up) this.deps.log.info({ device: d.id }, message)
+        else this.deps.log.warn({ device: d.id, detail }, message)
       }),
     )
+    this.reportFenceability()
   }
 
   /** True if at least one of the node's levels has every device passing its check. */
-  fenceable(spec: ClusterSpec, node: string): boolean {
-    const n = spec.nodes.find((x) => x.id === node)
+  fenceable(node: string): boolean {
+    if (node === this.deps.hubNode) return false
+    const n = this.deps.spec?.nodes.find((x) => x.id === node)
     return !!n?.fencing.some((level) => level.devices.every((id) => this.devices.get(id)?.health.up === true))
+  }
+
+  /** "X cannot be fenced right now": raised when a node loses its last working level, before anyone needs it. */
+  private reportFenceability(): void {
+    for (const n of this.deps.spec?.nodes ?? []) {
+      if (n.fencing.length === 0) continue // reported by the engine as "no fence devices"
+      const now = this.fenceable(n.id)
+      const was = this.wasFenceable.get(n.id)
+      this.wasFenceable.set(n.id, now)
+      if (was === now || (was === undefined && now)) continue
+      if (now) this.event(n.id, 'fence.node-fenceable', 'info', `${n.id} can be fenced again`)
+      else
+        this.event(
+          n.id,
+          'fence.node-unfenceable',
+          'critical',
+          `${n.id} cannot be fenced right now: every fence level has a device failing its check`,
+        )
+    }
+  }
+
+  private event(
+    node: string | null,
+    kind: string,
+    severity: 'info' | 'warning' | 'critical',
+    message: string,
+    attrs: Record<string, unknown> = {},
+  ): void {
+    const event = this.deps.store.appendEvent({
+      at: this.deps.clock.wallMs(),
+      node,
+      source: 'hub',
+      kind,
+      severity,
+      message,
+      attrs,
+    })
+    this.deps.onEvent(event)
   }
 
   devicesView(): FenceDeviceView[] {

@@ -110,6 +110,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     input: (input) => engine.input(input),
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
     onFenceOp: (op) => live?.broadcast({ type: 'fence', op }),
+    spec,
+    hubNode: config.node,
   })
   if (spec && config.engine.clusterFile) {
     const problems = fencing.problemsWith(spec)
@@ -210,7 +212,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
         nodes: (spec?.nodes ?? []).map((n) => ({
           node: n.id,
           levels: n.fencing.map((l) => l.devices),
-          fenceableNow: fencing.fenceable(spec as NonNullable<typeof spec>, n.id),
+          fenceableNow: fencing.fenceable(n.id),
           phase: engine.condition(n.id)?.fence ?? 'idle',
         })),
         history: store.fenceOps({ limit: 100 }),
