@@ -155,10 +155,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { refreshed: true } }
       case 'start':
       case 'stop':
-      case 'restart': {
+      case 'restart':
+      case 'reset-vm':
+      case 'reboot-vm': {
         const id = String(cmd.args.resource ?? '')
+        const action =
+          cmd.action === 'reset-vm' ? 'reset' : cmd.action === 'reboot-vm' ? 'reboot' : cmd.action
         try {
-          await resources.run(id, cmd.action)
+          await resources.run(id, action)
           return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { resource: id } }
         } catch (err) {
           // The error's kind is the recovery scope the hub's engine acts on.
@@ -171,17 +175,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
           }
         }
       }
-      case 'reset-vm':
-      case 'reboot-vm':
       case 'migrate':
-        // The libvirt driver arrives with issue #3; until then say so plainly rather than pretend.
+        // Live migration needs the target's hypervisor URI and shared storage; not supported yet.
         return {
           ...base,
           status: 'failed',
           finishedAt: clock.wallMs(),
           error: {
             code: 'config',
-            message: `no driver on ${config.node} can ${cmd.action} "${String(cmd.args.resource ?? '')}"`,
+            message: `no driver on ${config.node} can migrate "${String(cmd.args.resource ?? '')}"`,
           },
         }
     }

@@ -1,5 +1,6 @@
 import { checkDriver } from '@vigil/driver-check'
 import { diskDriver } from '@vigil/driver-disk'
+import { libvirtDriver } from '@vigil/driver-libvirt'
 import { processDriver } from '@vigil/driver-process'
 import { z } from 'zod'
 
@@ -7,6 +8,7 @@ import { z } from 'zod'
 export const DRIVERS = {
   check: checkDriver,
   disk: diskDriver,
+  libvirt: libvirtDriver,
   process: processDriver,
 } as const
 

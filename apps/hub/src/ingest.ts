@@ -195,9 +195,10 @@ export class Ingest {
     // A complete batch becomes an inventory (anything not listed is not on this node), unless a
     // monitor failed: then nothing can be concluded about what is absent.
     if (batch.complete && batch.observations.every((o) => o.state !== 'unknown')) {
-      const resources: Record<string, 'running' | 'failed'> = {}
+      const resources: Record<string, 'running' | 'failed' | 'paused'> = {}
       for (const o of batch.observations)
-        if (o.state === 'running' || o.state === 'failed') resources[o.target] = o.state
+        if (o.state === 'running' || o.state === 'failed' || o.state === 'paused')
+          resources[o.target] = o.state
       this.sinks.onEngineInput({ type: 'inventory', node: batch.node, resources })
       return
     }

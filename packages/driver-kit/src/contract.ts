@@ -3,13 +3,14 @@ import type { z } from 'zod'
 
 /**
  * The driver contract, after the OCF resource agent API:
- * - monitor is three-state: running, stopped (cleanly), failed; plus a detail and metrics;
+ * - monitor is three-state: running, stopped (cleanly), failed; plus a detail and metrics (a vm
+ *   may also be `paused`: not serving, yet still holding its disks, so never "stopped");
  * - start of a running target and stop of a stopped one succeed (idempotent); stop is the force
  *   operation that must leave the target stopped;
  * - every action has a declared timeout and is cancelled (signal aborted) when it runs out;
  * - errors carry the recovery scope in their kind.
  */
-export type MonitorState = 'running' | 'stopped' | 'failed'
+export type MonitorState = 'running' | 'stopped' | 'failed' | 'paused'
 
 export interface MonitorResult {
   state: MonitorState
@@ -35,7 +36,8 @@ export class DriverError extends Error {
   }
 }
 
-export type Action = 'monitor' | 'start' | 'stop' | 'restart'
+/** reset: hard reset (a vm's power button); reboot: a graceful reboot from inside. */
+export type Action = 'monitor' | 'start' | 'stop' | 'restart' | 'reset' | 'reboot'
 
 export interface ActionContext {
   /** Aborted when the action's timeout runs out or the agent stops. */
@@ -47,10 +49,13 @@ export interface Driver {
   /** Actions this instance supports beyond monitor; advertised to the hub. */
   readonly capabilities: readonly Exclude<Action, 'monitor'>[]
   /** Default timeout per action, in ms (overridable per resource). */
-  readonly timeouts: Readonly<Record<Action, number>>
+  readonly timeouts: Readonly<Record<'monitor' | 'start' | 'stop' | 'restart', number>> &
+    Readonly<Partial<Record<'reset' | 'reboot', number>>>
   monitor(ctx: ActionContext): Promise<MonitorResult>
   start?(ctx: ActionContext): Promise<void>
   stop?(ctx: ActionContext): Promise<void>
+  reset?(ctx: ActionContext): Promise<void>
+  reboot?(ctx: ActionContext): Promise<void>
   /** Called when the monitored state may have changed (event-driven drivers); optional. */
   onChange?(listener: () => void): void
   /** Releases what the driver holds (watchers, children it must not orphan). */

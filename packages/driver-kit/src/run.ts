@@ -10,7 +10,7 @@ export async function runAction(
   driver: Driver,
   action: Action,
   ctx: Omit<ActionContext, 'signal'> & { signal?: AbortSignal },
-  timeoutMs = driver.timeouts[action],
+  timeoutMs = driver.timeouts[action] ?? driver.timeouts.restart,
 ): Promise<MonitorResult | undefined> {
   const controller = new AbortController()
   const onOuterAbort = () => controller.abort(ctx.signal?.reason)
@@ -42,6 +42,13 @@ export async function runAction(
         await stop(actionCtx)
         await start(actionCtx)
         return undefined
+      case 'reset':
+      case 'reboot': {
+        const act = driver[action]?.bind(driver)
+        if (!act) throw new DriverError('config', `this driver cannot ${action}`)
+        await act(actionCtx)
+        return undefined
+      }
     }
   })()
   try {

@@ -57,6 +57,10 @@ export function runCommand(
       finish({ code: null, signal: null, notStarted: true })
     })
     child.once('close', (code, signal) => finish({ code, signal, notStarted: false }))
+    // Killed: do not wait for its output to close (a grandchild may hold the pipes for long).
+    child.once('exit', (code, signal) => {
+      if (killed) finish({ code, signal, notStarted: false })
+    })
     if (opts.signal?.aborted) kill()
   })
 }

@@ -99,12 +99,13 @@ export type Facts = z.infer<typeof factsSchema>
 
 /**
  * One sample of a watched thing, in the driver contract's terms: `state` is the three-state
- * monitor result (running / stopped cleanly / failed) or `unknown` when the monitor itself failed.
+ * monitor result (running / stopped cleanly / failed), `paused` for a vm whose CPUs are stopped
+ * (not serving, yet still holding its disks), or `unknown` when the monitor itself failed.
  */
 export const observationSchema = z.strictObject({
   driver: z.string().max(64),
   target: z.string().max(256),
-  state: z.enum(['running', 'stopped', 'failed', 'unknown']),
+  state: z.enum(['running', 'stopped', 'failed', 'paused', 'unknown']),
   detail: shortText.optional(),
   metrics: z.record(z.string().max(64), z.number().finite()).optional(),
 })

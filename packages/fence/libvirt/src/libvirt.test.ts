@@ -7,8 +7,15 @@ import { libvirtConfigSchema, libvirtDriver } from './index.js'
 
 const log = createLogger('test', 'silent')
 
+// One libvirtd for the whole file: restarting it between suites is slow (QEMU capability probe)
+// and it is shared with whatever else on the machine uses it.
+let libvirt: Libvirt
+beforeAll(async () => {
+  libvirt = await startLibvirt()
+}, 120_000)
+afterAll(() => libvirt?.stop())
+
 fenceConformance(libvirtDriver, async () => {
-  const libvirt = await startLibvirt()
   const guest = await libvirt.defineGuest()
   return {
     config: { uri: libvirt.uri },
@@ -19,16 +26,10 @@ fenceConformance(libvirtDriver, async () => {
       { config: { uri: 'not a uri' }, key: 'uri' },
       { config: { uri: libvirt.uri, domain: guest }, key: 'domain' },
     ],
-    cleanup: () => libvirt.stop(),
   }
 })
 
 describe('libvirt fencing of a real QEMU guest', { timeout: 60_000 }, () => {
-  let libvirt: Libvirt
-  beforeAll(async () => {
-    libvirt = await startLibvirt()
-  }, 120_000)
-  afterAll(() => libvirt.stop())
   const device = () =>
     libvirtDriver.create(libvirtConfigSchema.parse({ uri: libvirt.uri }), { deviceId: 'virsh', log })
 

@@ -1,0 +1,163 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import {
+  type ActionContext,
+  type Driver,
+  DriverError,
+  type DriverFactory,
+  type MonitorResult,
+} from '@vigil/driver-kit'
+import { runCommand } from '@vigil/kit'
+import { z } from 'zod'
+
+export const libvirtConfigSchema = z.strictObject({
+  /** The libvirt domain (guest) name. */
+  domain: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}$/, 'must be a libvirt domain name'),
+  uri: z
+    .string()
+    .regex(/^[a-z0-9+]+:\/\/[^\s]*$/, 'must be a libvirt URI such as qemu:///system')
+    .default('qemu:///system'),
+  /** stop asks the guest to shut down (ACPI), then destroys it after this long. */
+  shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(60_000),
+  /** Per virsh call. */
+  callTimeoutMs: z.number().int().min(500).max(120_000).default(15_000),
+  virsh: z.string().default('virsh'),
+})
+export type LibvirtConfig = z.output<typeof libvirtConfigSchema>
+
+/** `virsh domstate --reason` reasons of a shut off domain that mean it died rather than stopped. */
+const CRASHED = /crashed|failed/i
+
+/**
+ * A libvirt guest as a resource, after VCS's KVMGuest agent: online = virsh start, offline = virsh
+ * shutdown then destroy, monitor = virsh domstate (running; paused, which is not online: it holds
+ * its disks but serves nothing; shut off cleanly; crashed or failed), clean = destroy, reset and
+ * reboot for the ladder. Lifecycle events (`virsh event --loop`) trigger a monitor at once.
+ */
+class LibvirtDriver implements Driver {
+  readonly capabilities = ['start', 'stop', 'restart', 'reset', 'reboot'] as const
+  readonly timeouts
+  private watcher: ChildProcess | null = null
+  private readonly listeners: (() => void)[] = []
+
+  constructor(private readonly config: LibvirtConfig) {
+    const call = config.callTimeoutMs
+    this.timeouts = {
+      monitor: call + 1000,
+      start: call * 2,
+      stop: config.shutdownTimeoutMs + call * 2,
+      restart: config.shutdownTimeoutMs + call * 4,
+      reset: call + 1000,
+      reboot: call + 1000,
+    }
+  }
+
+  private async virsh(args: string[], signal?: AbortSignal): Promise<string> {
+    const { uri, virsh, domain, callTimeoutMs } = this.config
+    const r = await runCommand([virsh, '-c', uri, ...args], { timeoutMs: callTimeoutMs, signal })
+    if (r.notStarted) throw new DriverError('local', `cannot run ${virsh} here: ${r.stderr}`)
+    if (r.killed)
+      throw new DriverError('transient', `virsh ${args[0]} ${domain}: no answer from libvirt in time`)
+    if (r.code === 0) return r.stdout
+    const why = r.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit ${r.code}`
+    if (/failed to get domain|Domain not found/i.test(r.stderr))
+      throw new DriverError('local', `${domain} is not defined on this host (${uri})`)
+    if (/failed to connect/i.test(r.stderr)) throw new DriverError('transient', `libvirt at ${uri}: ${why}`)
+    throw Object.assign(new DriverError('transient', `virsh ${args[0]} ${domain}: ${why}`), {
+      stderr: r.stderr,
+    })
+  }
+
+  async monitor(ctx: ActionContext): Promise<MonitorResult> {
+    const out = (await this.virsh(['domstate', '--reason', this.config.domain], ctx.signal)).trim()
+    const [state = '', reason = ''] = /^(.*?)(?: \((.*)\))?$/.exec(out)?.slice(1) ?? []
+    const detail = out
+    if (state === 'running' || state === 'blocked' || state === 'in shutdown')
+      return { state: 'running', detail }
+    if (state === 'paused' || state === 'pmsuspended') return { state: 'paused', detail }
+    if (state === 'crashed' || CRASHED.test(reason)) return { state: 'failed', detail }
+    if (state === 'shut off') return { state: 'stopped', detail }
+    return { state: 'failed', detail: `unexpected state: ${out}` }
+  }
+
+  async start(ctx: ActionContext): Promise<void> {
+    const now = await this.monitor(ctx)
+    if (now.state === 'running') return
+    // A paused guest is resumed, not started twice; a crashed one is started again.
+    if (now.state === 'paused') await this.virsh(['resume', this.config.domain], ctx.signal)
+    else await this.virsh(['start', this.config.domain], ctx.signal)
+  }
+
+  async stop(ctx: ActionContext): Promise<void> {
+    if ((await this.monitor(ctx)).state !== 'running') {
+      // Paused or in an odd state: only destroy makes it safe.
+      await this.destroy(ctx)
+      return
+    }
+    await this.virsh(['shutdown', this.config.domain], ctx.signal).catch(() => {})
+    const until = Date.now() + this.config.shutdownTimeoutMs
+    while (Date.now() < until && !ctx.signal.aborted) {
+      if ((await this.monitor(ctx)).state !== 'running') break
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    await this.destroy(ctx)
+  }
+
+  private async destroy(ctx: ActionContext): Promise<void> {
+    try {
+      await this.virsh(['destroy', this.config.domain], ctx.signal)
+    } catch (err) {
+      if (/domain is not running/i.test((err as { stderr?: string }).stderr ?? '')) return
+      throw err
+    }
+  }
+
+  async reset(ctx: ActionContext): Promise<void> {
+    await this.virsh(['reset', this.config.domain], ctx.signal)
+  }
+
+  async reboot(ctx: ActionContext): Promise<void> {
+    await this.virsh(['reboot', this.config.domain], ctx.signal)
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener)
+    if (this.watcher) return
+    const { virsh, uri, domain } = this.config
+    const watch = () => {
+      const child = spawn(virsh, ['-c', uri, 'event', '--domain', domain, '--loop', '--all'], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      })
+      this.watcher = child
+      child.stdout?.setEncoding('utf8').on('data', () => {
+        for (const l of this.listeners) l()
+      })
+      // virsh event exits when libvirtd restarts: watch again (the periodic monitor covers the gap).
+      child.once('exit', () => {
+        if (this.watcher !== child) return
+        this.watcher = null
+        setTimeout(() => {
+          if (this.listeners.length > 0 && this.watcher === null && !this.closed) watch()
+        }, 1000).unref()
+      })
+      child.once('error', () => {})
+    }
+    watch()
+  }
+
+  private closed = false
+
+  async close(): Promise<void> {
+    this.closed = true
+    const w = this.watcher
+    this.watcher = null
+    w?.kill('SIGTERM')
+  }
+}
+
+export const libvirtDriver: DriverFactory<typeof libvirtConfigSchema> = {
+  name: 'libvirt',
+  description:
+    'A libvirt guest: start, graceful stop then destroy, domstate monitor (paused is not online), reset, reboot',
+  configSchema: libvirtConfigSchema,
+  create: (config) => new LibvirtDriver(config),
+}
