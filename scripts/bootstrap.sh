@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages used by tests (real brokers and device simulators, never mocks): the MQTT broker,
 # an IPMI BMC (ipmi_sim) and ipmitool, snmpd acting as an APC PDU, an ssh server, the ClusterLabs
-# fence agents, iproute2 for lab hosts made of network namespaces, libvirt with QEMU (TCG guests).
+# fence agents, iproute2 for lab hosts made of network namespaces, libvirt with QEMU (TCG guests),
+# and the OCF resource agents.
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -15,6 +16,7 @@ APT_PACKAGES=(
   fence-agents
   iproute2
   libvirt-daemon-system libvirt-clients qemu-system-x86
+  resource-agents
 )
 
 missing=()

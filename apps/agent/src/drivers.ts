@@ -1,6 +1,7 @@
 import { checkDriver } from '@vigil/driver-check'
 import { diskDriver } from '@vigil/driver-disk'
 import { libvirtDriver } from '@vigil/driver-libvirt'
+import { ocfDriver } from '@vigil/driver-ocf'
 import { processDriver } from '@vigil/driver-process'
 import { z } from 'zod'
 
@@ -9,6 +10,7 @@ export const DRIVERS = {
   check: checkDriver,
   disk: diskDriver,
   libvirt: libvirtDriver,
+  ocf: ocfDriver,
   process: processDriver,
 } as const
 

@@ -191,9 +191,9 @@ export class FenceService {
   /** Cross-checks the cluster file's fence levels against the configured devices. */
   problemsWith(spec: ClusterSpec): string[] {
     const problems: string[] = []
-    spec.nodes.forEach((n, i) =>
-      n.fencing.forEach((level, l) =>
-        level.devices.forEach((id, k) => {
+    for (const [i, n] of spec.nodes.entries()) {
+      for (const [l, level] of n.fencing.entries()) {
+        for (const [k, id] of level.devices.entries()) {
           const d = this.devices.get(id)
           const key = `nodes.${i}.fencing.${l}.devices.${k}`
           if (!d) problems.push(`${key}: no fence device "${id}" in the hub's fencing.devices`)
@@ -201,9 +201,9 @@ export class FenceService {
             problems.push(`${key}: device "${id}" has no entry for ${n.id} in its hosts`)
           else if (d.device.needsPlug && (d.hosts[n.id] ?? []).length === 0)
             problems.push(`${key}: device "${id}" needs the plugs (outlets) of ${n.id} in its hosts`)
-        }),
-      ),
-    )
+        }
+      }
+    }
     return problems
   }
 

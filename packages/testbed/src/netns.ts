@@ -98,7 +98,6 @@ let labCounter = 0
  */
 export class NetnsLab {
   readonly hosts = new Map<string, LabHost>()
-  private readonly links: string[] = []
 
   private constructor(
     readonly prefix: string,
