@@ -14,7 +14,7 @@ APT_PACKAGES=(
   snmpd snmp
   openssh-server openssh-client
   fence-agents
-  iproute2
+  iproute2 iputils-ping
   libvirt-daemon-system libvirt-clients qemu-system-x86
   resource-agents
 )

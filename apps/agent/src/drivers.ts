@@ -1,7 +1,9 @@
 import { checkDriver } from '@vigil/driver-check'
 import { diskDriver } from '@vigil/driver-disk'
 import { libvirtDriver } from '@vigil/driver-libvirt'
+import { nicDriver } from '@vigil/driver-nic'
 import { ocfDriver } from '@vigil/driver-ocf'
+import { pingDriver } from '@vigil/driver-ping'
 import { processDriver } from '@vigil/driver-process'
 import { z } from 'zod'
 
@@ -10,7 +12,9 @@ export const DRIVERS = {
   check: checkDriver,
   disk: diskDriver,
   libvirt: libvirtDriver,
+  nic: nicDriver,
   ocf: ocfDriver,
+  ping: pingDriver,
   process: processDriver,
 } as const
 

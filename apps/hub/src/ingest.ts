@@ -188,10 +188,39 @@ export class Ingest {
     this.sinks.onNodeUpdated(node.row.id)
   }
 
+  /**
+   * What the nic and ping drivers saw, as the engine's node-level inputs: a node with a link down
+   * or degraded (a bond lost a slave, a flapping NIC) is placed on last; connectivity (targets
+   * reached, summed over its ping resources) scores it against the others, like pingd.
+   */
+  private linkAndConnectivity(batch: ObservationBatch): void {
+    const nics = batch.observations.filter((o) => o.driver === 'nic' && o.state !== 'unknown')
+    if (nics.length > 0) {
+      const bad = nics.filter((o) => o.state === 'failed' || o.metrics?.degraded === 1)
+      this.sinks.onEngineInput({
+        type: 'link-state',
+        node: batch.node,
+        degraded: bad.length > 0,
+        detail: bad.map((o) => o.detail ?? `${o.target} ${o.state}`).join('; ') || 'all links up',
+      })
+    }
+    const pings = batch.observations.filter(
+      (o) => o.driver === 'ping' && o.metrics?.total !== undefined && o.metrics.reachable !== undefined,
+    )
+    if (pings.length > 0)
+      this.sinks.onEngineInput({
+        type: 'connectivity',
+        node: batch.node,
+        reachable: pings.reduce((sum, o) => sum + (o.metrics?.reachable ?? 0), 0),
+        total: pings.reduce((sum, o) => sum + (o.metrics?.total ?? 0), 0),
+      })
+  }
+
   private onObservations(batch: ObservationBatch): void {
     const { node } = this.table.ensure(batch.node, this.clock.monoMs(), this.clock.wallMs())
     if (node.row.incarnation !== null && batch.incarnation < node.row.incarnation) return
     node.observations = batch.observations
+    this.linkAndConnectivity(batch)
     // A complete batch becomes an inventory (anything not listed is not on this node), unless a
     // monitor failed: then nothing can be concluded about what is absent.
     if (batch.complete && batch.observations.every((o) => o.state !== 'unknown')) {

@@ -13,7 +13,8 @@ export class NetnsHost {
     readonly ip: string,
     /** The root namespace's end, where the host reaches services on the machine. */
     readonly gatewayIp: string,
-    private readonly outerLink: string,
+    /** The root namespace's end of the veth pair. */
+    readonly outerLink: string,
   ) {}
 
   static create(prefix = 'vg'): NetnsHost {

@@ -26,8 +26,8 @@ fenceConformance(sshDriver, async () => {
     config,
     plug: null,
     badCredentials: { ...config, privateKeyFile: sshd.strangerKeyFile },
-    // 192.0.2.0/24 (TEST-NET-1) is never routed: the connection just gets no answer.
-    unreachable: { ...config, host: '192.0.2.1', unsafeConfirmWhenUnreachable: false },
+    // The same test host on a port nothing listens on (traffic stays inside our namespaces).
+    unreachable: { ...config, port: 23, unsafeConfirmWhenUnreachable: false },
     invalid: [
       { config: { ...config, hostKeySha256: 'abc' }, key: 'hostKeySha256' },
       { config: { ...config, password: 'x' }, key: 'password' },

@@ -1,0 +1,109 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Input } from '@vigil/engine'
+import { createLogger } from '@vigil/kit'
+import { encode, nodeTopic, type Observation } from '@vigil/protocol'
+import { afterEach, expect, test } from 'vitest'
+import { Ingest } from './ingest.js'
+import { HubMetrics } from './metrics.js'
+import { NodeTable } from './nodes.js'
+import { HubStore } from './store.js'
+
+const dirs: string[] = []
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-ingest-'))
+  dirs.push(dir)
+  const inputs: Input[] = []
+  const table = new NodeTable()
+  const ingest = new Ingest(
+    'c1',
+    table,
+    new HubStore(join(dir, 'hub.sqlite')),
+    new HubMetrics({ nodeStates: () => new Map(), brokerClients: () => 0, epoch: 1 }),
+    { wallMs: () => Date.now(), monoMs: () => performance.now() },
+    createLogger('test', 'silent'),
+    {
+      onStateChange: () => {},
+      onNodeUpdated: () => {},
+      onEvent: () => {},
+      onCommandResult: () => {},
+      onEngineInput: (i) => inputs.push(i),
+    },
+  )
+  let seq = 0
+  const observe = (observations: Observation[]) =>
+    ingest.handle(
+      nodeTopic('c1', 'n1', 'obs'),
+      Buffer.from(
+        encode('obs', {
+          v: 1,
+          node: 'n1',
+          incarnation: 1,
+          seq: seq++,
+          at: Date.now(),
+          observations,
+          complete: true,
+        }),
+      ),
+    )
+  return { inputs, observe }
+}
+
+test.each([
+  {
+    what: 'every link up',
+    nics: [{ driver: 'nic', target: 'eth0', state: 'running', metrics: { degraded: 0 } }],
+    expected: { degraded: false, detail: 'all links up' },
+  },
+  {
+    what: 'a bond lost a slave',
+    nics: [
+      {
+        driver: 'nic',
+        target: 'bond0',
+        state: 'running',
+        detail: 'bond0 degraded: bond slave eth2 down',
+        metrics: { degraded: 1 },
+      },
+      { driver: 'nic', target: 'eth0', state: 'running', metrics: { degraded: 0 } },
+    ],
+    expected: { degraded: true, detail: 'bond0 degraded: bond slave eth2 down' },
+  },
+  {
+    what: 'a link down',
+    nics: [{ driver: 'nic', target: 'eth1', state: 'failed', detail: 'eth1: down, no carrier' }],
+    expected: { degraded: true, detail: 'eth1: down, no carrier' },
+  },
+] as { what: string; nics: Observation[]; expected: object }[])(
+  'nic observations become link-state: $what',
+  ({ nics, expected }) => {
+    const { inputs, observe } = setup()
+    observe(nics)
+    expect(inputs.find((i) => i.type === 'link-state')).toEqual({
+      type: 'link-state',
+      node: 'n1',
+      ...expected,
+    })
+  },
+)
+
+test('ping observations become the node connectivity, summed over its ping resources', () => {
+  const { inputs, observe } = setup()
+  observe([
+    { driver: 'ping', target: 'gw', state: 'running', metrics: { reachable: 1, total: 1 } },
+    { driver: 'ping', target: 'peers', state: 'failed', metrics: { reachable: 0, total: 2 } },
+    { driver: 'process', target: 'web', state: 'running' },
+  ])
+  expect(inputs.find((i) => i.type === 'connectivity')).toEqual({
+    type: 'connectivity',
+    node: 'n1',
+    reachable: 1,
+    total: 3,
+  })
+  expect(inputs.some((i) => i.type === 'link-state')).toBe(false) // no nic resource: no link opinion
+})

@@ -1,0 +1,57 @@
+import { runAction } from '@vigil/driver-kit'
+import { createLogger, rejectedKeys } from '@vigil/kit'
+import { NetnsHost } from '@vigil/testbed'
+import { afterAll, beforeAll, expect, test } from 'vitest'
+import { pingConfigSchema, pingDriver } from './index.js'
+
+const log = createLogger('test', 'silent')
+const ctx = { log }
+let host: NetnsHost
+/** A second host whose link is down: a target that does not answer (traffic stays in our namespaces). */
+let down: NetnsHost
+beforeAll(() => {
+  host = NetnsHost.create('vp')
+  down = NetnsHost.create('vp')
+  down.link(false)
+})
+afterAll(() => {
+  host.destroy()
+  down.destroy()
+})
+
+const make = (targets: string[], minReachable = 1) =>
+  pingDriver.create(pingConfigSchema.parse({ targets, minReachable, timeoutMs: 500 }), {
+    resourceId: 'ping',
+    log,
+  })
+
+test('counts the targets that answer, per target, against a real host in a network namespace', async () => {
+  const r = await runAction(make([host.ip, down.ip]), 'monitor', ctx)
+  expect(r).toMatchObject({
+    state: 'running',
+    detail: `1 of 2 reachable (not: ${down.ip})`,
+    metrics: { reachable: 1, total: 2, [`target:${host.ip}`]: 1, [`target:${down.ip}`]: 0 },
+  })
+})
+
+test('below minReachable is failed; a partitioned host stops answering', async () => {
+  expect(await runAction(make([host.ip, down.ip], 2), 'monitor', ctx)).toMatchObject({ state: 'failed' })
+  host.link(false)
+  try {
+    expect(await runAction(make([host.ip]), 'monitor', ctx)).toMatchObject({
+      state: 'failed',
+      metrics: { reachable: 0, total: 1 },
+    })
+  } finally {
+    host.link(true)
+  }
+})
+
+test.each([
+  [{ targets: [] }, 'targets'],
+  [{ targets: ['a b'] }, 'targets.0'],
+  [{ targets: ['10.0.0.1'], minReachable: 0 }, 'minReachable'],
+  [{ targets: ['10.0.0.1'], interval: 5 }, 'interval'],
+])('invalid config %j is rejected naming %s', (config, key) => {
+  expect(rejectedKeys(pingConfigSchema, config)).toContain(key)
+})
