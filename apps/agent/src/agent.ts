@@ -16,6 +16,7 @@ import type { ResourceEntry } from './drivers.js'
 import { CommandGate, refusal } from './executor.js'
 import { collectFacts } from './facts.js'
 import { IsolationGuard } from './isolation.js'
+import { PeerMesh } from './peers.js'
 import { ResourceRunner } from './resources.js'
 
 export interface AgentDeps {
@@ -278,9 +279,16 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     )
   }
   resources.start()
+  const mesh = new PeerMesh(
+    config.peers,
+    { cluster: config.cluster, node: config.node, incarnation },
+    { clock, log },
+  )
+  await mesh.start()
   const isolation = new IsolationGuard(config.isolation, {
     clock,
     log,
+    hearsPeers: () => mesh.hears().length > 0,
     stopAll: () => resources.stopAll(),
     emit: (kind, severity, message) => emit({ kind, severity, message }),
   })
@@ -301,6 +309,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         sentMono: clock.monoMs(),
         sentAt: clock.wallMs(),
         intervalMs: config.heartbeat.intervalMs,
+        ...(mesh.enabled ? { hears: mesh.hears() } : {}),
       }),
       { qos: 0 },
     )
@@ -320,6 +329,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       clearInterval(factsTimer)
       clearInterval(obsTimer)
       isolation.close()
+      mesh.close()
       await resources.close()
       if (client.connected) {
         try {

@@ -11,6 +11,7 @@ import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
 import { resourceEntrySchema } from './drivers.js'
 import { isolationSchema } from './isolation.js'
+import { peersSchema } from './peers.js'
 
 const name = nameSchema
 
@@ -57,8 +58,10 @@ export const agentConfigSchema = z
       .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be at least minMs', path: ['maxMs'] }),
     /** Resources this agent watches and acts on, each through a driver (see packages/drivers/). */
     resources: z.array(resourceEntrySchema).default([]),
-    /** Self-fence: what this host does when it loses the hub (docs/fencing.md). */
+    /** Self-fence: what this host does when it loses the hub and every peer (docs/fencing.md). */
     isolation: isolationSchema,
+    /** The UDP heartbeat mesh between host agents (an independent channel for the hub's detection). */
+    peers: peersSchema,
     log: logSectionSchema,
   })
   .refine(

@@ -10,6 +10,7 @@ const clock = { monoMs: () => Date.now(), wallMs: () => Date.now() }
 
 beforeEach(() => {
   vi.useFakeTimers()
+  peersHeard = false
 })
 afterEach(() => {
   vi.useRealTimers()
@@ -19,6 +20,8 @@ afterEach(() => {
  * The watchdog device is a plain file here (no /dev/watchdog on these machines): the kernel's
  * interface is "any write keeps it alive, 'V' then close disarms", which a file records faithfully.
  */
+let peersHeard = false
+
 function setup(config: object, stopAll: () => Promise<string[]> = async () => []) {
   const device = join(mkdtempSync(join(tmpdir(), 'vigil-wd-')), 'watchdog')
   writeFileSync(device, '')
@@ -26,7 +29,13 @@ function setup(config: object, stopAll: () => Promise<string[]> = async () => []
   const stops = vi.fn(stopAll)
   const guard = new IsolationGuard(
     isolationSchema.parse({ watchdog: { device, intervalMs: 100 }, ...config }),
-    { clock, log, stopAll: stops, emit: (kind, _s, message) => events.push(`${kind}: ${message}`) },
+    {
+      clock,
+      log,
+      hearsPeers: () => peersHeard,
+      stopAll: stops,
+      emit: (kind, _s, message) => events.push(`${kind}: ${message}`),
+    },
   )
   guard.start()
   const feeds = () => readFileSync(device, 'utf8')
@@ -93,4 +102,16 @@ describe('isolation response', () => {
     expect(r.success).toBe(false)
     expect(r.error?.issues[0]?.path).toEqual(['isolation', 'afterMs'])
   })
+})
+
+test('a host that still hears its peers is cut from the hub only: not isolated', async () => {
+  const s = setup({ afterMs: 1000 })
+  peersHeard = true
+  await vi.advanceTimersByTimeAsync(5000)
+  expect(s.stops).not.toHaveBeenCalled()
+  expect(s.guard.state.isolated).toBe(false)
+  peersHeard = false
+  await vi.advanceTimersByTimeAsync(1200)
+  expect(s.stops).toHaveBeenCalledTimes(1)
+  s.guard.close()
 })

@@ -46,6 +46,8 @@ export class IsolationGuard {
     private readonly deps: {
       clock: Clock
       log: Logger
+      /** True while the peer mesh hears another host: cut from the hub only is not isolated. */
+      hearsPeers: () => boolean
       /** Stops every resource; resolves with the ids it could not stop. */
       stopAll: () => Promise<string[]>
       emit: (kind: string, severity: 'info' | 'warning' | 'critical', message: string) => void
@@ -77,6 +79,7 @@ export class IsolationGuard {
 
   private async check(): Promise<void> {
     const afterMs = this.config.afterMs as number
+    if (this.deps.hearsPeers()) this.lastContact = this.deps.clock.monoMs()
     const silentMs = this.deps.clock.monoMs() - this.lastContact
     if (this.isolated && silentMs < afterMs) {
       this.isolated = false

@@ -123,6 +123,7 @@ export class Ingest {
     const change = this.table.transition(node, 'online', nowWall, 'heartbeat received')
     if (change) this.commitChange(node, change)
     this.sinks.onEngineInput({ type: 'heartbeat', node: hb.node })
+    if (hb.hears) this.sinks.onEngineInput({ type: 'peer-view', node: hb.node, hears: hb.hears })
     this.metrics.heartbeatsReceived.inc()
     this.metrics.heartbeatDelay.observe(Math.max(0, nowWall - hb.sentAt) / 1000)
   }

@@ -33,6 +33,11 @@ export const heartbeatSchema = z.strictObject({
   sentMono: nonNegative,
   sentAt: epochMs,
   intervalMs: z.number().int().min(10).max(600_000),
+  /**
+   * The peers this node heard over the peer mesh within its peer timeout (absent when the mesh is
+   * off): how the hub tells "I cannot hear X" from "nobody can hear X".
+   */
+  hears: z.array(name).max(256).optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeatSchema>
 

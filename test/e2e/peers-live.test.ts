@@ -1,0 +1,123 @@
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { freePort, NetnsLab } from '@vigil/testbed'
+import { afterAll, expect, test } from 'vitest'
+import { eventually } from '../harness/eventually.js'
+import { startHub } from '../harness/hub.js'
+import { tempDir, VigilProcess } from '../harness/processes.js'
+
+interface Decision {
+  kind: string
+  rule: string
+  node?: string
+  summary: string
+  evidence?: { channel: string; alive: boolean | null; says: string }[]
+}
+
+const dir = tempDir('peers-live')
+const cleanups: (() => Promise<void> | void)[] = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+  dir.remove()
+})
+
+// Three hosts as network namespaces with the UDP peer mesh between their agents. node-c loses the
+// hub only (a blackhole route to it): its peers still hear it, so it is "partitioned", never
+// fenced. Then node-c really dies (every process killed): nobody hears it, it is dead and fenced.
+test('the peer mesh tells "cut from the hub" (never fenced) from "dead" (fenced)', async () => {
+  const nodes = ['node-a', 'node-b', 'node-c']
+  const lab = NetnsLab.create(nodes)
+  cleanups.push(() => lab.destroy())
+  const hubFile = join(dir.path, 'hub.yaml')
+  writeFileSync(
+    hubFile,
+    [
+      'fencing:',
+      '  devices:',
+      '    - { id: people, driver: meatware, hosts: { node-c: [node-c] } }',
+      '',
+    ].join('\n'),
+  )
+  const clusterFile = join(dir.path, 'cluster.yaml')
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '  - id: node-b',
+      '  - id: node-c',
+      '    fencing: [{ devices: [people], timeoutMs: 600000 }]',
+      '',
+    ].join('\n'),
+  )
+  const hub = await startHub(dir.path, [
+    '--config',
+    hubFile,
+    '--cluster-file',
+    clusterFile,
+    '--broker-listen',
+    `${lab.hubIp}:${await freePort('tcp')}`,
+  ])
+  cleanups.push(() => hub.process.stop())
+  const mesh = nodes.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`)
+  for (const node of nodes) {
+    const file = join(dir.path, `${node}.yaml`)
+    writeFileSync(
+      file,
+      [
+        `node: ${node}`,
+        'heartbeat: { intervalMs: 100 }',
+        'peers:',
+        `  listen: '${lab.host(node).ip}:7480'`,
+        '  intervalMs: 100',
+        '  deadAfterMs: 500',
+        '  mesh:',
+        ...mesh,
+        '',
+      ].join('\n'),
+    )
+    const agent = new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], {
+      cwd: dir.path,
+      wrap: lab.host(node).exec([]),
+    })
+    cleanups.push(() => agent.stop())
+  }
+  const condition = async (node: string) =>
+    (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
+  const decisions = async () =>
+    (
+      await hub.api<{ decisions: Decision[] }>('/api/decisions?node=node-c&limit=200')
+    ).body.decisions.reverse()
+  await eventually('all healthy', async () => {
+    for (const n of nodes) if ((await condition(n)) !== 'healthy') return false
+    return true
+  })
+
+  // Cut node-c from the hub only.
+  const hostC = lab.host('node-c')
+  execFileSync('ip', ['-n', hostC.netns, 'route', 'add', 'blackhole', `${lab.hubIp}/32`])
+  await eventually('node-c partitioned', async () => (await condition('node-c')) === 'partitioned', {
+    timeoutMs: 20_000,
+  })
+  const partitioned = (await decisions()).find((d) => d.rule === 'classify.partitioned')
+  expect(partitioned?.evidence?.find((e) => e.channel === 'peers')).toMatchObject({ alive: true })
+  expect(partitioned?.evidence?.find((e) => e.channel === 'peers')?.says).toMatch(
+    /^heard by node-[ab]/, // by one or both peers, as their reports arrive
+  )
+  await new Promise((r) => setTimeout(r, 3000)) // well past detection and confirmation
+  expect((await decisions()).filter((d) => d.kind === 'fence')).toEqual([])
+  expect(await condition('node-c')).toBe('partitioned')
+
+  // Heal, then really kill node-c: every channel goes silent and it is fenced.
+  execFileSync('ip', ['-n', hostC.netns, 'route', 'del', 'blackhole', `${lab.hubIp}/32`])
+  await eventually('node-c healthy again', async () => (await condition('node-c')) === 'healthy', {
+    timeoutMs: 20_000,
+  })
+  hostC.killAll()
+  await eventually('node-c dead and fenced', async () =>
+    (await decisions()).some((d) => d.rule === 'fence.dead'),
+  )
+  const dead = (await decisions()).find((d) => d.rule === 'classify.dead')
+  expect(dead?.evidence?.find((e) => e.channel === 'peers')).toMatchObject({ alive: false })
+})
