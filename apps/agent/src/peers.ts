@@ -124,31 +124,36 @@ export class PeerMesh {
   }
 
   private receive(msg: Buffer, from: string): void {
-    const drop = (why: string) => {
-      this.dropped++
-      this.deps.log.debug({ from, why }, 'peer datagram dropped')
-    }
-    if (msg.length > MAX_DATAGRAM) return drop('too large')
+    const why = this.accept(msg)
+    if (why === null) return
+    this.dropped++
+    this.deps.log.debug({ from, why }, 'peer datagram dropped')
+  }
+
+  /** Records a valid beat; returns why a datagram is dropped, or null if it was accepted. */
+  private accept(msg: Buffer): string | null {
+    if (msg.length > MAX_DATAGRAM) return 'too large'
     const [body = '', mac] = msg.toString('utf8').split('\n')
     if (this.key) {
       const expected = Buffer.from(this.sign(body), 'hex')
       const given = Buffer.from(mac ?? '', 'hex')
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return drop('bad signature')
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'bad signature'
     }
     let beat: PeerBeat
     try {
       beat = JSON.parse(body) as PeerBeat
     } catch {
-      return drop('not JSON')
+      return 'not JSON'
     }
-    if (beat?.v !== 1 || beat.c !== this.self.cluster) return drop('other cluster or version')
-    if (typeof beat.n !== 'string' || !this.members.has(beat.n)) return drop('not a member of the mesh')
-    if (!Number.isSafeInteger(beat.i) || !Number.isSafeInteger(beat.s)) return drop('malformed')
+    if (beat?.v !== 1 || beat.c !== this.self.cluster) return 'other cluster or version'
+    if (typeof beat.n !== 'string' || !this.members.has(beat.n)) return 'not a member of the mesh'
+    if (!Number.isSafeInteger(beat.i) || !Number.isSafeInteger(beat.s)) return 'malformed'
     const last = this.lastHeard.get(beat.n)
     // Replay protection: a newer incarnation restarts the sequence; within one, it only goes up.
     if (last && (beat.i < last.incarnation || (beat.i === last.incarnation && beat.s <= last.seq)))
-      return drop('replayed or out of order')
+      return 'replayed or out of order'
     this.lastHeard.set(beat.n, { at: this.deps.clock.monoMs(), incarnation: beat.i, seq: beat.s })
+    return null
   }
 
   close(): void {
