@@ -121,3 +121,92 @@ test('the peer mesh tells "cut from the hub" (never fenced) from "dead" (fenced)
   const dead = (await decisions()).find((d) => d.rule === 'classify.dead')
   expect(dead?.evidence?.find((e) => e.channel === 'peers')).toMatchObject({ alive: false })
 })
+
+// A host that loses the network entirely (its link down) while its shared-disk heartbeat goes on:
+// the hub and the peers cannot hear it, but it is alive, so it is isolated, not dead; it may still
+// run its resources, so it is fenced (here by a person: meatware, which never confirms by itself).
+test('the shared-disk heartbeat tells "isolated" (alive, cut off) from "dead"', async () => {
+  const nodes = ['node-a', 'node-b', 'node-c']
+  const lab = NetnsLab.create(nodes)
+  cleanups.push(() => lab.destroy())
+  const sbd = join(dir.path, 'sbd')
+  writeFileSync(sbd, Buffer.alloc(512 * 8))
+  const hubFile = join(dir.path, 'hub-isolated.yaml')
+  writeFileSync(
+    hubFile,
+    [
+      'fencing:',
+      '  devices:',
+      '    - { id: people, driver: meatware, hosts: { node-c: [node-c] } }',
+      '',
+    ].join('\n'),
+  )
+  const clusterFile = join(dir.path, 'cluster-isolated.yaml')
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '  - id: node-b',
+      '  - id: node-c',
+      '    fencing: [{ devices: [people], timeoutMs: 600000 }]',
+      '',
+    ].join('\n'),
+  )
+  const hub = await startHub(dir.path, [
+    '--config',
+    hubFile,
+    '--cluster-file',
+    clusterFile,
+    '--db',
+    join(dir.path, 'isolated.sqlite'),
+    '--broker-listen',
+    `${lab.hubIp}:${await freePort('tcp')}`,
+  ])
+  cleanups.push(() => hub.process.stop())
+  const mesh = nodes.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`)
+  nodes.forEach((node, slot) => {
+    const file = join(dir.path, `isolated-${node}.yaml`)
+    writeFileSync(
+      file,
+      [
+        `node: ${node}`,
+        'heartbeat: { intervalMs: 100 }',
+        `diskHeartbeat: { path: '${sbd}', slot: ${slot}, slots: 8, intervalMs: 200 }`,
+        'peers:',
+        `  listen: '${lab.host(node).ip}:7480'`,
+        '  intervalMs: 100',
+        '  deadAfterMs: 500',
+        '  mesh:',
+        ...mesh,
+        '',
+      ].join('\n'),
+    )
+    const agent = new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], {
+      cwd: dir.path,
+      wrap: lab.host(node).exec([]),
+    })
+    cleanups.push(() => agent.stop())
+  })
+  const condition = async (node: string) =>
+    (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
+  await eventually('all healthy', async () => {
+    for (const n of nodes) if ((await condition(n)) !== 'healthy') return false
+    return true
+  })
+
+  lab.host('node-c').link(false)
+  await eventually('node-c isolated', async () => (await condition('node-c')) === 'isolated', {
+    timeoutMs: 20_000,
+  })
+  const list = (await hub.api<{ decisions: Decision[] }>('/api/decisions?node=node-c&limit=200')).body
+    .decisions
+  const isolated = list.find((d) => d.rule === 'classify.isolated')
+  expect(isolated?.evidence?.find((e) => e.channel === 'disk')).toMatchObject({ alive: true })
+  expect(isolated?.evidence?.find((e) => e.channel === 'peers')).toMatchObject({ alive: false })
+  await eventually('node-c fenced because it may still run resources', async () =>
+    (await hub.api<{ decisions: Decision[] }>('/api/decisions?node=node-c&limit=200')).body.decisions.some(
+      (d) => d.kind === 'fence' && d.rule.startsWith('fence.'),
+    ),
+  )
+})

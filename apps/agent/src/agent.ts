@@ -12,6 +12,7 @@ import {
 } from '@vigil/protocol'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { AgentConfig } from './config.js'
+import { DiskHeartbeat } from './disk-heartbeat.js'
 import type { ResourceEntry } from './drivers.js'
 import { CommandGate, refusal } from './executor.js'
 import { collectFacts } from './facts.js'
@@ -285,6 +286,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     { clock, log },
   )
   await mesh.start()
+  const diskHeartbeat = new DiskHeartbeat(
+    config.diskHeartbeat,
+    { node: config.node, incarnation },
+    { clock, log },
+  )
+  diskHeartbeat.start()
   const isolation = new IsolationGuard(config.isolation, {
     clock,
     log,
@@ -310,6 +317,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         sentAt: clock.wallMs(),
         intervalMs: config.heartbeat.intervalMs,
         ...(mesh.enabled ? { hears: mesh.hears() } : {}),
+        ...(diskHeartbeat.enabled ? { disk: diskHeartbeat.sightings() } : {}),
       }),
       { qos: 0 },
     )
@@ -330,6 +338,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       clearInterval(obsTimer)
       isolation.close()
       mesh.close()
+      diskHeartbeat.close()
       await resources.close()
       if (client.connected) {
         try {

@@ -9,6 +9,7 @@ import {
 } from '@vigil/kit'
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
+import { diskHeartbeatSchema } from './disk-heartbeat.js'
 import { resourceEntrySchema } from './drivers.js'
 import { isolationSchema } from './isolation.js'
 import { peersSchema } from './peers.js'
@@ -62,6 +63,8 @@ export const agentConfigSchema = z
     isolation: isolationSchema,
     /** The UDP heartbeat mesh between host agents (an independent channel for the hub's detection). */
     peers: peersSchema,
+    /** The shared-disk heartbeat (SBD-like): a third channel, alive while the network is not. */
+    diskHeartbeat: diskHeartbeatSchema,
     log: logSectionSchema,
   })
   .refine(

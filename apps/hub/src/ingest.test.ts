@@ -51,7 +51,7 @@ function setup() {
         }),
       ),
     )
-  return { inputs, observe }
+  return { inputs, observe, ingest }
 }
 
 test.each([
@@ -106,4 +106,34 @@ test('ping observations become the node connectivity, summed over its ping resou
     total: 3,
   })
   expect(inputs.some((i) => i.type === 'link-state')).toBe(false) // no nic resource: no link opinion
+})
+
+test('shared-disk sightings become disk heartbeats only when the counter goes up', () => {
+  const { inputs, ingest } = setup()
+  let seq = 0
+  const hb = (disk: { node: string; incarnation: number; counter: number }[]) =>
+    ingest.handle(
+      nodeTopic('c1', 'n1', 'hb'),
+      Buffer.from(
+        encode('hb', {
+          v: 1,
+          node: 'n1',
+          incarnation: 1,
+          seq: seq++,
+          sentMono: 1,
+          sentAt: Date.now(),
+          intervalMs: 250,
+          disk,
+        }),
+      ),
+    )
+  hb([{ node: 'n2', incarnation: 5, counter: 10 }]) // baseline: an old slot proves nothing
+  hb([{ node: 'n2', incarnation: 5, counter: 10 }]) // not advancing (n2 stopped writing)
+  hb([{ node: 'n2', incarnation: 5, counter: 11 }]) // advancing
+  hb([{ node: 'n2', incarnation: 6, counter: 1 }]) // restarted: a new incarnation counts
+  hb([{ node: 'n2', incarnation: 5, counter: 99 }]) // an older incarnation never does
+  expect(inputs.filter((i) => i.type === 'disk-heartbeat')).toEqual([
+    { type: 'disk-heartbeat', node: 'n2' },
+    { type: 'disk-heartbeat', node: 'n2' },
+  ])
 })

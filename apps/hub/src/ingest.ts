@@ -35,6 +35,8 @@ export interface IngestSinks {
  */
 export class Ingest {
   private readonly rejectLog: RateLimitedLog
+  /** The last shared-disk heartbeat counter seen per node (any reporter). */
+  private readonly diskCounters = new Map<string, { incarnation: number; counter: number }>()
 
   constructor(
     private readonly cluster: string,
@@ -124,6 +126,20 @@ export class Ingest {
     if (change) this.commitChange(node, change)
     this.sinks.onEngineInput({ type: 'heartbeat', node: hb.node })
     if (hb.hears) this.sinks.onEngineInput({ type: 'peer-view', node: hb.node, hears: hb.hears })
+    // A node's disk heartbeat is alive while its counter goes up, whoever read it. The first
+    // sighting only sets the baseline: an old slot proves nothing.
+    for (const d of hb.disk ?? []) {
+      const last = this.diskCounters.get(d.node)
+      if (
+        last &&
+        (d.incarnation < last.incarnation ||
+          (d.incarnation === last.incarnation && d.counter <= last.counter))
+      )
+        continue
+      const first = last === undefined
+      this.diskCounters.set(d.node, { incarnation: d.incarnation, counter: d.counter })
+      if (!first) this.sinks.onEngineInput({ type: 'disk-heartbeat', node: d.node })
+    }
     this.metrics.heartbeatsReceived.inc()
     this.metrics.heartbeatDelay.observe(Math.max(0, nowWall - hb.sentAt) / 1000)
   }

@@ -38,6 +38,11 @@ export const heartbeatSchema = z.strictObject({
    * off): how the hub tells "I cannot hear X" from "nobody can hear X".
    */
   hears: z.array(name).max(256).optional(),
+  /** Other nodes' slots as this node last read them on the shared-disk heartbeat device. */
+  disk: z
+    .array(z.strictObject({ node: name, incarnation, counter: count }))
+    .max(256)
+    .optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeatSchema>
 
