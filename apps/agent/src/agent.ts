@@ -1,5 +1,12 @@
 import { DriverError } from '@vigil/driver-kit'
-import { BoundedQueue, brokerCredentials, type Clock, type Logger, systemClock } from '@vigil/kit'
+import {
+  BoundedQueue,
+  brokerCredentials,
+  type Clock,
+  type Logger,
+  systemClock,
+  withTimeout,
+} from '@vigil/kit'
 import {
   type AgentEvent,
   type Command,
@@ -342,12 +349,16 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       await resources.close()
       if (client.connected) {
         try {
-          await client.publishAsync(topic('status'), status('offline'), { qos: 1, retain: true })
+          await withTimeout(
+            client.publishAsync(topic('status'), status('offline'), { qos: 1, retain: true }),
+            1000,
+          )
         } catch (err) {
           log.warn({ err: (err as Error).message }, 'could not announce shutdown')
         }
       }
-      await client.endAsync()
+      // A broker that went away with us must not hold the shutdown: force the close after a second.
+      await withTimeout(client.endAsync(), 1000).catch(() => client.end(true))
     },
   }
 }

@@ -156,6 +156,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     onEngineInput: (input) => engine.input(input),
   })
 
+  let closing = false
+
   const clusterFilter = `${TOPIC_ROOT}/${config.cluster}/#`
   const filters: { filter: string; qos: 0 | 1 }[] = [{ filter: clusterFilter, qos: 1 }]
   if (!broker) filters.push({ filter: '$SYS/broker/clients/connected', qos: 0 })
@@ -166,6 +168,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     },
     onDown: () => metrics.brokerConnected.set(0),
     onMessage: (topic, payload) => {
+      if (closing) return // the store may already be closed
       if (topic === '$SYS/broker/clients/connected') {
         const n = Number(payload.toString())
         if (Number.isFinite(n)) brokerClients = n
@@ -250,6 +253,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     metricsUrl: `${httpUrl}/metrics`,
     epoch,
     async close() {
+      closing = true
       clearInterval(livenessTimer)
       clearInterval(flushTimer)
       clearInterval(engineTimer)

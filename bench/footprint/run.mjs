@@ -1,0 +1,143 @@
+// bench/footprint: what an agent costs on the host it watches, next to Prometheus's node exporter
+// (Debian's prometheus-node-exporter, scraped every 15 s as Prometheus would). The agent runs with a
+// typical host configuration: heartbeats every 250 ms, facts every 30 s, a supervised process, a
+// disk space and O_DIRECT probe, a nic and a ping check, monitored every second.
+// Prints JSON, then a table. Medians over --runs runs of --seconds each (after a warm-up).
+//   node bench/footprint/run.mjs [--seconds 30] [--runs 3]
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { freePort, markdownTable, median, sampleProcess } from '../lib.mjs'
+
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '30' }, runs: { type: 'string', default: '3' } },
+})
+const SECONDS = Number(values.seconds)
+const RUNS = Number(values.runs)
+const WARMUP_MS = 5000
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const vigil = join(root, 'apps/cli/bin/vigil.js')
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** CPU share of one core and RSS of `pid` over `seconds`, after a warm-up. */
+async function measure(pid, duringMs, tick) {
+  await sleep(WARMUP_MS)
+  const a = sampleProcess(pid)
+  const started = performance.now()
+  const rss = []
+  while (performance.now() - started < duringMs) {
+    await tick?.()
+    await sleep(1000)
+    rss.push(sampleProcess(pid).rssBytes)
+  }
+  const b = sampleProcess(pid)
+  const seconds = (performance.now() - started) / 1000
+  return { cpuPercent: (100 * (b.cpuSeconds - a.cpuSeconds)) / seconds, rssMiB: median(rss) / 2 ** 20 }
+}
+
+async function agentRun() {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-footprint-'))
+  const httpPort = await freePort()
+  const mqttPort = await freePort()
+  const hub = spawn(
+    process.execPath,
+    [
+      vigil,
+      'hub',
+      '--listen',
+      `127.0.0.1:${httpPort}`,
+      '--broker-listen',
+      `127.0.0.1:${mqttPort}`,
+      '--db',
+      join(dir, 'hub.sqlite'),
+      '--log-level',
+      'warn',
+    ],
+    { stdio: 'ignore' },
+  )
+  await sleep(1500)
+  const probe = join(dir, 'probe')
+  writeFileSync(probe, Buffer.alloc(4096))
+  writeFileSync(
+    join(dir, 'agent.yaml'),
+    [
+      'node: bench-host',
+      'log: { level: warn }',
+      'resources:',
+      '  - { id: app, driver: process, config: { command: [sleep, "3600"], pidfile: ' +
+        join(dir, 'app.pid') +
+        ' } }',
+      `  - { id: disk, driver: disk, config: { path: ${dir}, probe: { device: ${probe} } } }`,
+      '  - { id: lo, driver: nic, config: { interface: lo } }',
+      '  - { id: gw, driver: ping, config: { targets: [127.0.0.1] } }',
+      '',
+    ].join('\n'),
+  )
+  const agent = spawn(
+    process.execPath,
+    [vigil, 'agent', '--config', join(dir, 'agent.yaml'), '--mqtt-url', `mqtt://127.0.0.1:${mqttPort}`],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  )
+  // No cluster file: the hub starts nothing, so `app` is monitored (as stopped) every second.
+  const result = await measure(agent.pid, SECONDS * 1000)
+  agent.kill('SIGTERM')
+  hub.kill('SIGTERM')
+  await sleep(1000)
+  rmSync(dir, { recursive: true, force: true })
+  return result
+}
+
+async function exporterRun() {
+  const port = await freePort()
+  const exporter = spawn('prometheus-node-exporter', [`--web.listen-address=127.0.0.1:${port}`], {
+    stdio: 'ignore',
+  })
+  await sleep(1000)
+  let last = 0
+  const scrape = async () => {
+    if (performance.now() - last < 15_000) return
+    last = performance.now()
+    await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text())
+  }
+  const result = await measure(exporter.pid, SECONDS * 1000, scrape)
+  exporter.kill('SIGTERM')
+  await sleep(500)
+  return result
+}
+
+const runs = { agent: [], exporter: [] }
+for (let i = 0; i < RUNS; i++) {
+  runs.agent.push(await agentRun())
+  runs.exporter.push(await exporterRun())
+}
+const summary = (name, list) => ({
+  process: name,
+  cpuPercentMedian: Number(median(list.map((r) => r.cpuPercent)).toFixed(2)),
+  rssMiBMedian: Number(median(list.map((r) => r.rssMiB)).toFixed(1)),
+})
+const rows = [
+  summary('vigil agent (5 resources)', runs.agent),
+  summary('prometheus-node-exporter', runs.exporter),
+]
+const ratio = {
+  cpu: Number((rows[0].cpuPercentMedian / Math.max(0.01, rows[1].cpuPercentMedian)).toFixed(2)),
+  rss: Number((rows[0].rssMiBMedian / rows[1].rssMiBMedian).toFixed(2)),
+}
+console.log(
+  JSON.stringify({ seconds: SECONDS, runs: RUNS, rows, agentOverExporter: ratio, raw: runs }, null, 2),
+)
+console.log()
+console.log(
+  markdownTable(
+    rows.map((r) => ({ ...r, cpu: `${r.cpuPercentMedian} %`, rss: `${r.rssMiBMedian} MiB` })),
+    ['process', 'cpu', 'rss'],
+  ),
+)
+console.log(
+  `\nagent / exporter: CPU x${ratio.cpu}, RSS x${ratio.rss} (medians of ${RUNS} runs of ${SECONDS} s)`,
+)
