@@ -3,7 +3,7 @@
 //   node scripts/demo.mjs [--http 127.0.0.1:7470] [--mqtt 127.0.0.1:7483] [--check]
 // --check exits 0 as soon as the demo is up (or 1 after 10 s), for tests and CI.
 import { spawn } from 'node:child_process'
-import { createWriteStream, mkdirSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 
@@ -56,7 +56,11 @@ start('hub', [
   '--db',
   join(dir, 'hub.sqlite'),
 ])
-start('agent', ['agent', '--mqtt-url', `mqtt://${values.mqtt}`])
+// The agent runs only commands signed by this hub: it needs the hub's public key, which the hub
+// writes beside its database on its first start.
+const hubKey = join(dir, 'hub.sqlite.pub.pem')
+for (let i = 0; i < 100 && !existsSync(hubKey); i++) await new Promise((r) => setTimeout(r, 50))
+start('agent', ['agent', '--mqtt-url', `mqtt://${values.mqtt}`, '--hub-key', hubKey])
 
 async function poll() {
   for (;;) {

@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { generateSigningKey, privateKeyFromPem, signCommand } from '@vigil/protocol'
 import mqtt from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
@@ -67,7 +68,17 @@ describe('mosquitto with the shipped ACL', () => {
     })
     cleanups.push(() => hub.process.stop())
     const b = new VigilProcess(
-      ['agent', '--node', 'node-b', '--mqtt-url', broker.url, '--mqtt-username', 'node-b'],
+      [
+        'agent',
+        '--node',
+        'node-b',
+        '--mqtt-url',
+        broker.url,
+        '--mqtt-username',
+        'node-b',
+        '--hub-key',
+        `${hub.dbPath}.pub.pem`,
+      ],
       {
         cwd: dir.path,
         env: { VIGIL_MQTT_PASSWORD: users['node-b'] },
@@ -113,6 +124,38 @@ describe('mosquitto with the shipped ACL', () => {
       (await hub.api<{ status: string }>('/api/nodes/node-b/ping', { method: 'POST' })).body.status,
     ).toBe('ok')
     expect(b.lines.some((l) => l.command === forged.id)).toBe(false)
+
+    // A stolen hub broker credential passes the ACL, but not the agent: commands must carry the
+    // hub's Ed25519 signature. Unsigned, and signed with another key, both are refused.
+    const thief = await mqtt.connectAsync(broker.url, {
+      username: 'hub',
+      password: users.hub,
+      reconnectPeriod: 0,
+    })
+    cleanups.push(() => void thief.end(true))
+    const unsigned = {
+      ...forgedCommand('node-b', '99999999-3333-4333-8444-555555555555'),
+      issuer: { hub: 'hub', epoch: 10_000 },
+    }
+    const otherKey = generateSigningKey()
+    const { sig: _none, ...body } = {
+      ...forgedCommand('node-b', '99999999-4444-4333-8444-555555555555'),
+      issuer: { hub: 'hub', epoch: 10_001 },
+    }
+    const badlySigned = { ...body, sig: signCommand(body, privateKeyFromPem(otherKey.privatePem)) }
+    for (const c of [unsigned, badlySigned])
+      await thief.publishAsync('vigil/v1/default/node/node-b/cmd', JSON.stringify(c), { qos: 1 })
+    const refusals = await eventually('both refused by the agent', () => {
+      const r = b.lines.filter(
+        (l) => l.msg === 'command refused' && (l.command === unsigned.id || l.command === badlySigned.id),
+      )
+      return r.length === 2 ? r : undefined
+    })
+    expect(refusals.map((l) => l.reason).sort()).toEqual(['bad_signature', 'unsigned'])
+    // The refusals moved no replay floor: the hub's own signed commands still run.
+    expect(
+      (await hub.api<{ status: string }>('/api/nodes/node-b/ping', { method: 'POST' })).body.status,
+    ).toBe('ok')
     const nodes = (await hub.api<{ nodes: { id: string }[] }>('/api/nodes')).body.nodes.map((n) => n.id)
     expect(nodes).toEqual(['node-b'])
 

@@ -4,6 +4,7 @@ import {
   brokerCredentials,
   type Clock,
   type Logger,
+  readConfigFile,
   systemClock,
   withTimeout,
 } from '@vigil/kit'
@@ -15,7 +16,9 @@ import {
   encode,
   type NodeChannel,
   nodeTopic,
+  publicKeyFromPem,
   type Status,
+  verifyCommand,
 } from '@vigil/protocol'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { AgentConfig } from './config.js'
@@ -57,6 +60,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const incarnation = Math.floor(clock.wallMs())
   const topic = (channel: NodeChannel) => nodeTopic(config.cluster, config.node, channel)
   const gate = new CommandGate(config.node)
+  const hubKey = config.commands.hubPublicKeyFile
+    ? publicKeyFromPem(
+        readConfigFile(config.commands.hubPublicKeyFile, 'commands.hubPublicKeyFile').toString('utf8'),
+      )
+    : null
+  if (!hubKey)
+    log.warn(
+      "commands are not authenticated: set commands.hubPublicKeyFile to the hub's public key (its <db>.pub.pem)",
+    )
   const buffer = new BoundedQueue<AgentEvent>(config.eventBuffer.capacity)
   let eventSeq = 0
   let hbSeq = 0
@@ -208,7 +220,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       return
     }
     const cmd = decoded.value
-    const refused = gate.check(cmd, receivedAt)
+    // The signature first: an unverified command must not even move the replay floor.
+    const refused = hubKey
+      ? !cmd.sig
+        ? 'unsigned'
+        : !verifyCommand(cmd, hubKey)
+          ? 'bad_signature'
+          : gate.check(cmd, receivedAt)
+      : gate.check(cmd, receivedAt)
     if (refused) {
       log.warn({ command: cmd.id, action: cmd.action, reason: refused }, 'command refused')
       emit({

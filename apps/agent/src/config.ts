@@ -59,6 +59,8 @@ export const agentConfigSchema = z
       .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be at least minMs', path: ['maxMs'] }),
     /** Resources this agent watches and acts on, each through a driver (see packages/drivers/). */
     resources: z.array(resourceEntrySchema).default([]),
+    /** The hub's command signing key (public half, PEM): commands that do not verify never run. */
+    commands: z.strictObject({ hubPublicKeyFile: z.string().min(1).optional() }).prefault({}),
     /** Self-fence: what this host does when it loses the hub and every peer (docs/fencing.md). */
     isolation: isolationSchema,
     /** The UDP heartbeat mesh between host agents (an independent channel for the hub's detection). */
@@ -88,6 +90,11 @@ export const agentFlags: Record<string, FlagSpec> = {
     path: ['heartbeat', 'intervalMs'],
     type: 'number',
     description: 'heartbeat interval in ms',
+  },
+  'hub-key': {
+    path: ['commands', 'hubPublicKeyFile'],
+    type: 'string',
+    description: "the hub's command signing public key (PEM file)",
   },
   'facts-interval': {
     path: ['facts', 'intervalMs'],

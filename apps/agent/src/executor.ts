@@ -1,6 +1,6 @@
 import type { Command, CommandResult } from '@vigil/protocol'
 
-export type Refusal = 'wrong_target' | 'expired' | 'replayed' | 'stale_epoch'
+export type Refusal = 'wrong_target' | 'expired' | 'replayed' | 'stale_epoch' | 'unsigned' | 'bad_signature'
 
 /**
  * Decides whether a command may run, before anything runs. Pure apart from its own memory of what
@@ -37,6 +37,8 @@ export function refusal(
     expired: `command expired at ${new Date(cmd.expiresAt).toISOString()}`,
     replayed: `command seq ${cmd.seq} of epoch ${cmd.issuer.epoch} was already seen`,
     stale_epoch: `epoch ${cmd.issuer.epoch} is older than one already seen`,
+    unsigned: 'command is not signed, and this agent only runs commands signed by its hub',
+    bad_signature: "command signature does not verify with the hub's public key",
   }
   return {
     v: 1,

@@ -1,6 +1,14 @@
+import type { KeyObject } from 'node:crypto'
 import { randomUUID } from 'node:crypto'
 import { type Clock, type Logger, VigilError } from '@vigil/kit'
-import { type Command, type CommandAction, type CommandResult, encode, nodeTopic } from '@vigil/protocol'
+import {
+  type Command,
+  type CommandAction,
+  type CommandResult,
+  encode,
+  nodeTopic,
+  signCommand,
+} from '@vigil/protocol'
 import type { HubMetrics } from './metrics.js'
 import type { HubStore } from './store.js'
 
@@ -20,7 +28,8 @@ interface Pending {
 
 /**
  * Sends commands to agents and matches their results. Each command carries this hub's epoch and a
- * sequence number that only grows within the epoch, an expiry, and its target; it is recorded
+ * sequence number that only grows within the epoch, an expiry, its target and the hub's Ed25519
+ * signature over all of them; it is recorded
  * before it is published, and its outcome is recorded exactly once.
  */
 export class CommandDispatcher {
@@ -34,6 +43,8 @@ export class CommandDispatcher {
       epoch: number
       ttlMs: number
       timeoutMs: number
+      /** Ed25519 private key every command is signed with. */
+      signingKey: KeyObject
     },
     private readonly publish: (topic: string, payload: string) => Promise<void>,
     private readonly store: HubStore,
@@ -46,7 +57,7 @@ export class CommandDispatcher {
 
   async send(target: string, action: CommandAction, args: Command['args'] = {}): Promise<CommandOutcome> {
     const issuedAt = this.clock.wallMs()
-    const command: Command = {
+    const unsigned: Omit<Command, 'sig'> = {
       v: 1,
       id: randomUUID(),
       issuer: { hub: this.opts.hubName, epoch: this.opts.epoch },
@@ -57,6 +68,8 @@ export class CommandDispatcher {
       action,
       args,
     }
+    // Signed: a broker foothold (even the hub's own broker credentials) cannot command an agent.
+    const command: Command = { ...unsigned, sig: signCommand(unsigned, this.opts.signingKey) }
     this.store.insertCommand({
       id: command.id,
       node: target,

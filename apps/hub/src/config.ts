@@ -76,6 +76,8 @@ export const hubConfigSchema = z.strictObject({
       tickMs: z.number().int().min(10).max(5000).default(100),
     })
     .prefault({}),
+  /** The Ed25519 key commands are signed with (default: created beside the database). */
+  signing: z.strictObject({ keyFile: z.string().min(1).optional() }).prefault({}),
   /** Fence devices; the cluster file's fence levels name them by id. */
   fencing: fencingSchema.prefault({}),
   log: logSectionSchema,

@@ -15,6 +15,7 @@ import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
 import { NodeTable } from './nodes.js'
+import { loadSigningKey } from './signing.js'
 import { HubStore } from './store.js'
 
 export interface RunningHub {
@@ -22,6 +23,8 @@ export interface RunningHub {
   mqttUrl: string
   liveUrl: string
   metricsUrl: string
+  /** The public half of the command signing key, for agents' `commands.hubPublicKeyFile`. */
+  commandPublicKeyFile: string | null
   epoch: number
   close(): Promise<void>
 }
@@ -42,6 +45,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   const clock = deps.clock ?? systemClock
   const store = new HubStore(config.store.path)
   const epoch = store.nextEpoch()
+  const signing = loadSigningKey(config.signing.keyFile, config.store.path)
   const table = new NodeTable()
   table.load(store.loadNodes(), clock.monoMs(), clock.wallMs())
 
@@ -92,6 +96,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       epoch,
       ttlMs: config.commands.ttlMs,
       timeoutMs: config.commands.timeoutMs,
+      signingKey: signing.privateKey,
     },
     publish,
     store,
@@ -233,7 +238,14 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       if (!link.connected) reasons.push('not connected to the MQTT broker')
       return { ready: reasons.length === 0, reasons }
     },
-    info: () => ({ name: config.name, cluster: config.cluster, epoch, version: deps.version, mqttUrl }),
+    info: () => ({
+      name: config.name,
+      cluster: config.cluster,
+      epoch,
+      version: deps.version,
+      mqttUrl,
+      commandPublicKey: signing.publicPem,
+    }),
   })
   const { host, port } = splitHostPort(config.http.listen)
   const server = await new Promise<Server>((resolve, reject) => {
@@ -251,6 +263,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     mqttUrl,
     liveUrl: `ws://${httpHost}:${bound.port}/live`,
     metricsUrl: `${httpUrl}/metrics`,
+    commandPublicKeyFile: signing.publicKeyFile,
     epoch,
     async close() {
       closing = true

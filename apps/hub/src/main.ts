@@ -23,6 +23,7 @@ export function runHubCli(argv: string[]): Promise<number> {
           liveUrl: hub.liveUrl,
           metricsUrl: hub.metricsUrl,
           epoch: hub.epoch,
+          commandPublicKeyFile: hub.commandPublicKeyFile,
         },
         'hub ready',
       ),

@@ -1,3 +1,11 @@
 export * from './codec.js'
 export * from './schemas.js'
+export {
+  commandSigningBytes,
+  generateSigningKey,
+  privateKeyFromPem,
+  publicKeyFromPem,
+  signCommand,
+  verifyCommand,
+} from './signing.js'
 export * from './topics.js'
