@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { join } from 'node:path'
 import {
@@ -21,16 +22,62 @@ export const ocfConfigSchema = z.strictObject({
     )
     .default({}),
   ocfRoot: z.string().default('/usr/lib/ocf'),
-  /** Per-action timeouts (OCF agents declare theirs in meta-data; 20 s is the common default). */
+  /** Per-action timeouts; by default those the agent declares in its meta-data (else 20 s). */
   timeoutsMs: z
     .strictObject({
-      monitor: z.number().int().positive().default(20_000),
-      start: z.number().int().positive().default(20_000),
-      stop: z.number().int().positive().default(20_000),
+      monitor: z.number().int().positive().optional(),
+      start: z.number().int().positive().optional(),
+      stop: z.number().int().positive().optional(),
     })
     .prefault({}),
 })
 export type OcfConfig = z.output<typeof ocfConfigSchema>
+
+const DEFAULT_TIMEOUT_MS = 20_000
+
+/** "20s", "2m", "500ms", "90" (seconds, OCF's default unit) -> ms; null if unreadable. */
+export function ocfDuration(text: string): number | null {
+  const m = /^\s*(\d+)\s*(ms|s|sec|m|min|h)?\s*$/.exec(text)
+  if (!m) return null
+  const n = Number(m[1])
+  const unit = m[2] ?? 's'
+  return unit === 'ms'
+    ? n
+    : unit === 'm' || unit === 'min'
+      ? n * 60_000
+      : unit === 'h'
+        ? n * 3_600_000
+        : n * 1000
+}
+
+/** The timeouts an agent declares in its meta-data (`<action name="start" timeout="20s"/>`), once, at start. */
+export function metaDataTimeouts(
+  program: string,
+  ocfRoot: string,
+): Partial<Record<'monitor' | 'start' | 'stop', number>> {
+  let xml: string
+  try {
+    xml = execFileSync(program, ['meta-data'], {
+      env: { ...process.env, OCF_ROOT: ocfRoot },
+      timeout: 2000,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+  } catch {
+    return {}
+  }
+  const out: Partial<Record<'monitor' | 'start' | 'stop', number>> = {}
+  for (const m of xml.matchAll(/<action\s+([^>]*?)\/?>/g)) {
+    const attrs = m[1] ?? ''
+    const name = /name="([^"]+)"/.exec(attrs)?.[1]
+    const timeout = /timeout="([^"]+)"/.exec(attrs)?.[1]
+    if ((name === 'monitor' || name === 'start' || name === 'stop') && timeout && out[name] === undefined) {
+      const ms = ocfDuration(timeout)
+      if (ms !== null) out[name] = ms
+    }
+  }
+  return out
+}
 
 /** OCF exit codes (resource-agents' ocf-returncodes). */
 const OCF = {
@@ -55,6 +102,7 @@ const OCF = {
 class OcfDriver implements Driver {
   readonly capabilities = ['start', 'stop', 'restart'] as const
   readonly timeouts
+  private readonly actionTimeouts: Record<'monitor' | 'start' | 'stop', number>
   private readonly program: string
   /** Started by us and not stopped since: "not running" is then a failure, not a clean stop. */
   private expectRunning = false
@@ -65,7 +113,12 @@ class OcfDriver implements Driver {
   ) {
     const [provider, type] = config.agent.split(':') as [string, string]
     this.program = join(config.ocfRoot, 'resource.d', provider, type)
-    const t = config.timeoutsMs
+    const t0 = config.timeoutsMs
+    const declared = t0.monitor && t0.start && t0.stop ? {} : metaDataTimeouts(this.program, config.ocfRoot)
+    const pick = (a: 'monitor' | 'start' | 'stop') =>
+      config.timeoutsMs[a] ?? declared[a] ?? DEFAULT_TIMEOUT_MS
+    this.actionTimeouts = { monitor: pick('monitor'), start: pick('start'), stop: pick('stop') }
+    const t = this.actionTimeouts
     this.timeouts = { monitor: t.monitor, start: t.start, stop: t.stop, restart: t.start + t.stop }
   }
 
@@ -84,13 +137,13 @@ class OcfDriver implements Driver {
       OCF_RESOURCE_INSTANCE: this.resourceId,
       OCF_RESOURCE_TYPE: type,
       OCF_RESOURCE_PROVIDER: provider,
-      OCF_RESKEY_CRM_meta_timeout: String(this.config.timeoutsMs[action]),
+      OCF_RESKEY_CRM_meta_timeout: String(this.actionTimeouts[action]),
     }
     for (const [k, v] of Object.entries(this.config.params))
       env[`OCF_RESKEY_${k}`] = v === true ? 'true' : v === false ? 'false' : String(v)
     const r = await runCommand([this.program, action], {
       env,
-      timeoutMs: this.config.timeoutsMs[action],
+      timeoutMs: this.actionTimeouts[action],
       signal: ctx.signal,
     })
     if (r.notStarted) throw new DriverError('local', `cannot run ${this.program}: ${r.stderr}`)

@@ -5,7 +5,7 @@ import { runAction } from '@vigil/driver-kit'
 import { driverConformance } from '@vigil/driver-kit/conformance'
 import { createLogger } from '@vigil/kit'
 import { describe, expect, test } from 'vitest'
-import { ocfConfigSchema, ocfDriver } from './index.js'
+import { ocfConfigSchema, ocfDriver, ocfDuration } from './index.js'
 
 const log = createLogger('test', 'silent')
 const ctx = { log }
@@ -28,9 +28,54 @@ driverConformance(ocfDriver, async () => {
       { config: { agent: 'heartbeat:Dummy', params: { state: 'a\nb' } }, key: 'params.state' },
       { config: { agent: 'heartbeat:Dummy', timeout: 5 }, key: 'timeout' },
     ],
-    hangingStart: { agent: 'test:Hang', ocfRoot: hangRoot, timeoutsMs: { stop: 1000, monitor: 1000 } },
+    hangingStart: {
+      agent: 'test:Hang',
+      ocfRoot: hangRoot,
+      timeoutsMs: { start: 20_000, stop: 1000, monitor: 1000 },
+    },
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
   }
+})
+
+// A second real agent from resource-agents: `anything` runs any program as a daemon (pidfile, logs).
+describe('ocf:heartbeat:anything runs a real daemon', () => {
+  test('start runs it, stop stops it, losing it is a failure; its meta-data timeouts are honoured', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-ocf-anything-'))
+    const pidfile = join(dir, 'app.pid')
+    const d = ocfDriver.create(
+      ocfConfigSchema.parse({
+        agent: 'heartbeat:anything',
+        params: { binfile: '/bin/sleep', cmdline_options: '600', pidfile },
+      }),
+      { resourceId: 'sleeper', log },
+    )
+    expect(d.timeouts).toMatchObject({ start: 20_000, stop: 20_000, monitor: 20_000 }) // from its meta-data
+    await runAction(d, 'start', ctx)
+    const { readFileSync } = await import('node:fs')
+    const pid = Number(readFileSync(pidfile, 'utf8'))
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'running' })
+    await runAction(d, 'stop', ctx)
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
+    // Broken behind its back (its pidfile gone; a killed child would linger as a zombie on these
+    // machines, whose PID 1 does not reap): not running although started is a failure.
+    await runAction(d, 'start', ctx)
+    const second = Number(readFileSync(pidfile, 'utf8'))
+    expect(second).not.toBe(pid)
+    rmSync(pidfile)
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'failed' })
+    process.kill(second, 'SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test.each([
+    ['20s', 20_000],
+    ['2m', 120_000],
+    ['500ms', 500],
+    ['90', 90_000],
+    ['soon', null],
+  ])('OCF duration %s is %s ms', (text, ms) => {
+    expect(ocfDuration(text)).toBe(ms)
+  })
 })
 
 describe('ocf exit codes', () => {
