@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import {
   type ActionContext,
   type Driver,
@@ -19,7 +19,7 @@ export const processConfigSchema = z
      * Where the pid is kept. For `command` the driver writes it (so a restarted agent finds the
      * process again); for daemons it is the daemon's own pidfile.
      */
-    pidfile: z.string().min(1),
+    pidfile: z.string().min(1).optional(),
     /** For daemons that fork: argv to start and (optionally) stop them; the pidfile tells the pid. */
     start: z.array(z.string().min(1)).min(1).optional(),
     stop: z.array(z.string().min(1)).min(1).optional(),
@@ -27,10 +27,41 @@ export const processConfigSchema = z
     startupMs: z.number().int().min(0).max(600_000).default(200),
     /** SIGTERM, then SIGKILL after this long. */
     stopTimeoutMs: z.number().int().min(0).max(600_000).default(5000),
+    /** Watch processes Vigil did not start, by name (/proc/<pid>/comm) and/or command line (a regex). */
+    match: z
+      .strictObject({
+        name: z.string().min(1).max(15).optional(),
+        cmdline: z
+          .string()
+          .min(1)
+          .refine((r) => {
+            try {
+              new RegExp(r)
+              return true
+            } catch {
+              return false
+            }
+          }, 'must be a valid regular expression')
+          .optional(),
+        /** Fewer matching processes than this is failed. */
+        minCount: z.number().int().min(1).default(1),
+      })
+      .refine((m) => m.name !== undefined || m.cmdline !== undefined, {
+        message: 'set name, cmdline or both',
+      })
+      .optional(),
   })
-  .refine((c) => (c.command === undefined) !== (c.start === undefined), {
-    message: 'set exactly one of command (supervised) or start (a daemon with a pidfile)',
-    path: ['command'],
+  .superRefine((c, ctx) => {
+    const modes = [c.command, c.start, c.match].filter((m) => m !== undefined).length
+    if (modes !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['command'],
+        message:
+          'set exactly one of command (supervised), start (a daemon with a pidfile) or match (processes found by name or command line)',
+      })
+    if (c.match === undefined && c.pidfile === undefined)
+      ctx.addIssue({ code: 'custom', path: ['pidfile'], message: 'command and start need a pidfile' })
   })
 
 export type ProcessConfig = z.output<typeof processConfigSchema>
@@ -81,6 +112,10 @@ const sleep = (ms: number, signal: AbortSignal) =>
  * (it crashed, or was killed behind Vigil's back).
  */
 class ProcessDriver implements Driver {
+  private get pidfile(): string {
+    return this.config.pidfile as string
+  }
+
   readonly capabilities
   readonly timeouts = { monitor: 2000, start: 30_000, stop: 30_000, restart: 60_000 }
   private child: ChildProcess | null = null
@@ -96,10 +131,10 @@ class ProcessDriver implements Driver {
   }
 
   async monitor(): Promise<MonitorResult> {
-    const pid = readPid(this.config.pidfile)
+    const pid = readPid(this.pidfile)
     if (pid === null) return { state: 'stopped', detail: 'no pidfile' }
     if (alive(pid)) return { state: 'running', detail: `pid ${pid}`, metrics: processMetrics(pid) }
-    return { state: 'failed', detail: `pid ${pid} from ${this.config.pidfile} is not running` }
+    return { state: 'failed', detail: `pid ${pid} from ${this.pidfile} is not running` }
   }
 
   async start(ctx: ActionContext): Promise<void> {
@@ -125,7 +160,7 @@ class ProcessDriver implements Driver {
       )
     }
     if (command) {
-      writeFileSync(this.config.pidfile, `${child.pid}\n`)
+      writeFileSync(this.pidfile, `${child.pid}\n`)
       this.child = child
       child.once('exit', () => {
         if (this.child === child) this.child = null
@@ -151,9 +186,9 @@ class ProcessDriver implements Driver {
   }
 
   async stop(ctx: ActionContext): Promise<void> {
-    const pid = readPid(this.config.pidfile)
+    const pid = readPid(this.pidfile)
     if (pid === null || !alive(pid)) {
-      rmSync(this.config.pidfile, { force: true })
+      rmSync(this.pidfile, { force: true })
       return
     }
     if (this.config.stop) {
@@ -168,7 +203,7 @@ class ProcessDriver implements Driver {
       signalGroup(pid, 'SIGKILL')
       while (alive(pid)) await sleep(20, ctx.signal)
     }
-    rmSync(this.config.pidfile, { force: true })
+    rmSync(this.pidfile, { force: true })
   }
 
   async close(): Promise<void> {
@@ -189,9 +224,71 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+interface Found {
+  pid: number
+  cmdline: string
+}
+
+/** Live processes whose comm equals `name` and whose command line matches `cmdline` (this agent excluded). */
+function findProcesses(name: string | undefined, cmdline: RegExp | undefined): Found[] {
+  const found: Found[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const pid = Number(entry)
+    if (pid === process.pid) continue
+    try {
+      if (name !== undefined && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== name) continue
+      const line = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()
+      if (line === '') continue // kernel threads and zombies have none
+      if (cmdline && !cmdline.test(line)) continue
+      found.push({ pid, cmdline: line })
+    } catch {
+      // it exited while we looked
+    }
+  }
+  return found
+}
+
+/**
+ * Processes Vigil does not start (sshd, a database started by its own init script), found by name
+ * and command line: running while at least `minCount` match, failed below that. Monitor only.
+ */
+class MatchDriver implements Driver {
+  readonly capabilities = [] as const
+  readonly timeouts = { monitor: 2000, start: 1000, stop: 1000, restart: 1000 }
+  private readonly cmdline: RegExp | undefined
+
+  constructor(private readonly match: NonNullable<ProcessConfig['match']>) {
+    this.cmdline = match.cmdline ? new RegExp(match.cmdline) : undefined
+  }
+
+  async monitor(): Promise<MonitorResult> {
+    const found = findProcesses(this.match.name, this.cmdline)
+    const metrics: Record<string, number> = { count: found.length }
+    let cpu = 0
+    let rss = 0
+    for (const f of found) {
+      const m = processMetrics(f.pid)
+      cpu += m.cpuSeconds ?? 0
+      rss += m.rssBytes ?? 0
+    }
+    if (found.length > 0) Object.assign(metrics, { cpuSeconds: cpu, rssBytes: rss })
+    const pids = found
+      .slice(0, 10)
+      .map((f) => f.pid)
+      .join(', ')
+    const detail =
+      found.length === 0
+        ? 'no matching process'
+        : `${found.length} matching (pid ${pids}${found.length > 10 ? ', ...' : ''})`
+    return { state: found.length >= this.match.minCount ? 'running' : 'failed', detail, metrics }
+  }
+}
+
 export const processDriver: DriverFactory<typeof processConfigSchema> = {
   name: 'process',
-  description: 'A supervised command, or a daemon watched through its pidfile',
+  description:
+    'A supervised command, a daemon watched through its pidfile, or processes found by name or command line',
   configSchema: processConfigSchema,
-  create: (config) => new ProcessDriver(config),
+  create: (config) => (config.match ? new MatchDriver(config.match) : new ProcessDriver(config)),
 }

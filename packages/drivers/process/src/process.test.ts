@@ -1,13 +1,15 @@
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
 import { driverConformance } from '@vigil/driver-kit/conformance'
-import { createLogger } from '@vigil/kit'
-import { expect, test } from 'vitest'
+import { createLogger, rejectedKeys } from '@vigil/kit'
+import { describe, expect, test } from 'vitest'
 import { processConfigSchema, processDriver } from './index.js'
 
-const ctx = { log: createLogger('test', 'silent') }
+const log = createLogger('test', 'silent')
+const ctx = { log }
 
 function target(mode: 'supervised' | 'daemon') {
   return async () => {
@@ -75,4 +77,38 @@ test("monitor reports the running process's pid and memory", async () => {
   expect(r?.metrics?.rssBytes).toBeGreaterThan(0)
   await runAction(d, 'stop', ctx)
   rmSync(dir, { recursive: true, force: true })
+})
+
+describe('processes found by name and command line (not started by Vigil)', () => {
+  test('running while enough match, failed when they are gone; the agent itself never matches', async () => {
+    // A command line no other process has: sleep's argument made unique.
+    const seconds = `3000.${process.pid}`
+    const marker = `sleep ${seconds.replace('.', '\\.')}`
+    const children = [0, 1].map(() => spawn('sleep', [seconds], { stdio: 'ignore', detached: true }))
+    await new Promise((r) => setTimeout(r, 200))
+    const make = (match: object) =>
+      processDriver.create(processConfigSchema.parse({ match }), { resourceId: 'watched', log })
+    const both = await runAction(make({ cmdline: `^${marker}` }), 'monitor', ctx)
+    expect(both).toMatchObject({ state: 'running', metrics: { count: 2 } })
+    expect(
+      await runAction(make({ name: 'sleep', cmdline: `^${marker}`, minCount: 3 }), 'monitor', ctx),
+    ).toMatchObject({
+      state: 'failed',
+      metrics: { count: 2 },
+    })
+    for (const c of children) process.kill(c.pid as number, 'SIGKILL')
+    await new Promise((r) => setTimeout(r, 200))
+    expect(await runAction(make({ cmdline: `^${marker}` }), 'monitor', ctx)).toMatchObject({
+      state: 'failed',
+      detail: 'no matching process',
+    })
+  })
+
+  test.each([
+    [{ match: {} }, 'match'],
+    [{ match: { cmdline: '(' } }, 'match.cmdline'],
+    [{ match: { name: 'sshd' }, command: ['x'] }, 'command'],
+  ])('invalid %j names %s', (config, key) => {
+    expect(rejectedKeys(processConfigSchema, config)).toContain(key)
+  })
 })
