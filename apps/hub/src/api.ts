@@ -16,6 +16,8 @@ export interface ApiDeps {
   ready: () => { ready: boolean; reasons: string[] }
   /** The engine's what-if plan. */
   plan: () => unknown
+  /** The peer mesh's reachability matrix. */
+  peers: () => unknown
   /** The engine's classification and health score of a node, if it knows the node. */
   engineView: (node: string) => { condition: string; health: number } | null
   info: () => Record<string, unknown>
@@ -84,6 +86,7 @@ export function createApi(deps: ApiDeps): Hono {
     return c.json({ decisions: deps.store.decisions({ node, resource, correlationId: correlation, limit }) })
   })
   app.get('/api/plan', (c) => c.json({ plan: deps.plan() }))
+  app.get('/api/peers', (c) => c.json({ peers: deps.peers() }))
   app.get('/api/decisions/:id', (c) => {
     const record = deps.store.getDecision(c.req.param('id'))
     if (!record) return c.json(errorBody('not_found', `no decision with id "${c.req.param('id')}"`), 404)

@@ -168,6 +168,24 @@ export class EngineLoop {
     return n ? { condition: n.condition, health: n.health.score, fence: n.fence.phase } : null
   }
 
+  /**
+
+   * The peer mesh's reachability matrix as the engine last heard it: for each node, the peers it
+
+   * reported hearing (null: no report, e.g. no mesh or not heard from) and how old that report is.
+
+   */
+
+  peerMatrix(): { node: string; hears: string[] | null; ageMs: number | null }[] {
+    const now = this.now()
+
+    return Object.entries(this.state.nodes)
+
+      .map(([node, n]) => ({ node, hears: n.hears?.peers ?? null, ageMs: n.hears ? now - n.hears.at : null }))
+
+      .sort((a, b) => (a.node < b.node ? -1 : 1))
+  }
+
   /** One step with everything queued since the last one. */
   tick(): void {
     if (!this.deps.spec) {

@@ -213,6 +213,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     metrics,
     engineView: (node) => engine.condition(node),
     plan: () => engine.whatIf(),
+    peers: () => engine.peerMatrix(),
     fencing: {
       view: () => ({
         devices: fencing.devicesView(),
