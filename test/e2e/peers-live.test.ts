@@ -123,8 +123,9 @@ test('the peer mesh tells "cut from the hub" (never fenced) from "dead" (fenced)
   expect(partitioned?.evidence?.find((e) => e.channel === 'peers')?.says).toMatch(
     /^heard by node-[ab]/, // by one or both peers, as their reports arrive
   )
-  // The reachability matrix: node-c's peers still hear it, and it hears them (reported over the mesh).
-  const matrix = (await hub.api<{ peers: { node: string; hears: string[] | null }[] }>('/api/peers')).body.peers
+  // The reachability matrix (reported over the mesh): node-c's peers still hear it.
+  const matrix = (await hub.api<{ peers: { node: string; hears: string[] | null }[] }>('/api/peers')).body
+    .peers
   expect(matrix.find((p) => p.node === 'node-a')?.hears).toContain('node-c')
   expect(matrix.find((p) => p.node === 'node-b')?.hears).toContain('node-c')
   await new Promise((r) => setTimeout(r, 3000)) // well past detection and confirmation
