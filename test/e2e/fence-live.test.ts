@@ -4,6 +4,7 @@ import { type Bmc, freePort, NetnsLab, startBmc } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
+import { startLabAgent } from '../harness/lab.js'
 import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
 
 interface Decision {
@@ -114,23 +115,17 @@ esac
 
   const agents = new Map<string, VigilProcess>()
   for (const node of ['node-a', 'node-b']) {
-    const agentFile = join(dir.path, `${node}.yaml`)
-    writeFileSync(
-      agentFile,
-      [
-        `node: ${node}`,
+    const agent = startLabAgent(lab, node, {
+      dir: dir.path,
+      mqttUrl: hub.mqttUrl,
+      lines: [
         'resources:',
         '  - id: web',
         '    driver: process',
         '    config:',
         `      command: [sh, -c, 'while :; do echo "${node} $(date +%s%N)" >> ${join(dir.path, 'witness.log')}; sleep 0.05; done']`,
         `      pidfile: ${join(dir.path, `${node}-web.pid`)}`,
-        '',
-      ].join('\n'),
-    )
-    const agent = new VigilProcess(['agent', '--config', agentFile, '--mqtt-url', hub.mqttUrl], {
-      cwd: dir.path,
-      wrap: lab.host(node).exec([]),
+      ],
     })
     agents.set(node, agent)
     cleanups.push(() => agent.stop())
@@ -301,11 +296,10 @@ test('an agent cut off from the hub (its link down) stops its resources by itsel
   ])
   cleanups.push(() => hub.process.stop())
   const pidfile = join(dir.path, 'node-s-app.pid')
-  const agentFile = join(dir.path, 'node-s.yaml')
-  writeFileSync(
-    agentFile,
-    [
-      'node: node-s',
+  const agent = startLabAgent(lab, 'node-s', {
+    dir: dir.path,
+    mqttUrl: hub.mqttUrl,
+    lines: [
       'mqtt: { keepaliveSeconds: 1 }',
       'reconnect: { minMs: 100, maxMs: 1000 }',
       'isolation: { afterMs: 2500, action: stop }',
@@ -315,12 +309,7 @@ test('an agent cut off from the hub (its link down) stops its resources by itsel
       '    config:',
       '      command: [sleep, "600"]',
       `      pidfile: ${pidfile}`,
-      '',
-    ].join('\n'),
-  )
-  const agent = new VigilProcess(['agent', '--config', agentFile, '--mqtt-url', hub.mqttUrl], {
-    cwd: dir.path,
-    wrap: host.exec([]),
+    ],
   })
   cleanups.push(() => agent.stop())
   const appPid = await eventually('app started by the engine on node-s', () => {

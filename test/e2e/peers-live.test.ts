@@ -5,7 +5,8 @@ import { freePort, NetnsLab } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { tempDir, VigilProcess } from '../harness/processes.js'
+import { peerMeshLines, startLabAgent } from '../harness/lab.js'
+import { tempDir } from '../harness/processes.js'
 
 interface Decision {
   id: string
@@ -17,6 +18,66 @@ interface Decision {
 }
 
 const dir = tempDir('peers-live')
+
+const nodes = ['node-a', 'node-b', 'node-c']
+
+/**
+ * Three lab hosts with the peer mesh between their agents (and, with `disk`, a shared-disk
+ * heartbeat on a file all of them reach); node-c is fenced by a person (meatware, a 2 s level).
+ */
+async function peerLab(name: string, disk: boolean): Promise<{ lab: NetnsLab; hub: HubProcess }> {
+  const lab = NetnsLab.create(nodes)
+  cleanups.push(() => lab.destroy())
+  const sbd = join(dir.path, `${name}.sbd`)
+  writeFileSync(sbd, Buffer.alloc(512 * 8))
+  const hubFile = join(dir.path, `${name}-hub.yaml`)
+  writeFileSync(
+    hubFile,
+    [
+      'fencing:',
+      '  devices:',
+      '    - { id: people, driver: meatware, hosts: { node-c: [node-c] } }',
+      '',
+    ].join('\n'),
+  )
+  const clusterFile = join(dir.path, `${name}-cluster.yaml`)
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '  - id: node-b',
+      '  - id: node-c',
+      '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
+      '',
+    ].join('\n'),
+  )
+  const hub = await startHub(dir.path, [
+    '--config',
+    hubFile,
+    '--cluster-file',
+    clusterFile,
+    '--db',
+    join(dir.path, `${name}.sqlite`),
+    '--broker-listen',
+    `${lab.hubIp}:${await freePort('tcp')}`,
+  ])
+  cleanups.push(() => hub.process.stop())
+  nodes.forEach((node, slot) => {
+    const agent = startLabAgent(lab, node, {
+      dir: dir.path,
+      mqttUrl: hub.mqttUrl,
+      file: `${name}-${node}.yaml`,
+      lines: [
+        'heartbeat: { intervalMs: 100 }',
+        ...(disk ? [`diskHeartbeat: { path: '${sbd}', slot: ${slot}, slots: 8, intervalMs: 200 }`] : []),
+        ...peerMeshLines(lab, nodes, node),
+      ],
+    })
+    cleanups.push(() => agent.stop())
+  })
+  return { lab, hub }
+}
 
 /** Waits until node-c has no fence in progress (a startup fence's level timed out, or none ran). */
 async function settledFence(hub: HubProcess): Promise<void> {
@@ -39,63 +100,7 @@ afterAll(async () => {
 // hub only (a blackhole route to it): its peers still hear it, so it is "partitioned", never
 // fenced. Then node-c really dies (every process killed): nobody hears it, it is dead and fenced.
 test('the peer mesh tells "cut from the hub" (never fenced) from "dead" (fenced)', async () => {
-  const nodes = ['node-a', 'node-b', 'node-c']
-  const lab = NetnsLab.create(nodes)
-  cleanups.push(() => lab.destroy())
-  const hubFile = join(dir.path, 'hub.yaml')
-  writeFileSync(
-    hubFile,
-    [
-      'fencing:',
-      '  devices:',
-      '    - { id: people, driver: meatware, hosts: { node-c: [node-c] } }',
-      '',
-    ].join('\n'),
-  )
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '  - id: node-c',
-      '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
-      '',
-    ].join('\n'),
-  )
-  const hub = await startHub(dir.path, [
-    '--config',
-    hubFile,
-    '--cluster-file',
-    clusterFile,
-    '--broker-listen',
-    `${lab.hubIp}:${await freePort('tcp')}`,
-  ])
-  cleanups.push(() => hub.process.stop())
-  const mesh = nodes.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`)
-  for (const node of nodes) {
-    const file = join(dir.path, `${node}.yaml`)
-    writeFileSync(
-      file,
-      [
-        `node: ${node}`,
-        'heartbeat: { intervalMs: 100 }',
-        'peers:',
-        `  listen: '${lab.host(node).ip}:7480'`,
-        '  intervalMs: 100',
-        '  deadAfterMs: 500',
-        '  mesh:',
-        ...mesh,
-        '',
-      ].join('\n'),
-    )
-    const agent = new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], {
-      cwd: dir.path,
-      wrap: lab.host(node).exec([]),
-    })
-    cleanups.push(() => agent.stop())
-  }
+  const { lab, hub } = await peerLab('partitioned', false)
   const condition = async (node: string) =>
     (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
   const decisions = async () =>
@@ -149,68 +154,7 @@ test('the peer mesh tells "cut from the hub" (never fenced) from "dead" (fenced)
 // the hub and the peers cannot hear it, but it is alive, so it is isolated, not dead; it may still
 // run its resources, so it is fenced (here by a person: meatware, which never confirms by itself).
 test('the shared-disk heartbeat tells "isolated" (alive, cut off) from "dead"', async () => {
-  const nodes = ['node-a', 'node-b', 'node-c']
-  const lab = NetnsLab.create(nodes)
-  cleanups.push(() => lab.destroy())
-  const sbd = join(dir.path, 'sbd')
-  writeFileSync(sbd, Buffer.alloc(512 * 8))
-  const hubFile = join(dir.path, 'hub-isolated.yaml')
-  writeFileSync(
-    hubFile,
-    [
-      'fencing:',
-      '  devices:',
-      '    - { id: people, driver: meatware, hosts: { node-c: [node-c] } }',
-      '',
-    ].join('\n'),
-  )
-  const clusterFile = join(dir.path, 'cluster-isolated.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '  - id: node-c',
-      '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
-      '',
-    ].join('\n'),
-  )
-  const hub = await startHub(dir.path, [
-    '--config',
-    hubFile,
-    '--cluster-file',
-    clusterFile,
-    '--db',
-    join(dir.path, 'isolated.sqlite'),
-    '--broker-listen',
-    `${lab.hubIp}:${await freePort('tcp')}`,
-  ])
-  cleanups.push(() => hub.process.stop())
-  const mesh = nodes.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`)
-  nodes.forEach((node, slot) => {
-    const file = join(dir.path, `isolated-${node}.yaml`)
-    writeFileSync(
-      file,
-      [
-        `node: ${node}`,
-        'heartbeat: { intervalMs: 100 }',
-        `diskHeartbeat: { path: '${sbd}', slot: ${slot}, slots: 8, intervalMs: 200 }`,
-        'peers:',
-        `  listen: '${lab.host(node).ip}:7480'`,
-        '  intervalMs: 100',
-        '  deadAfterMs: 500',
-        '  mesh:',
-        ...mesh,
-        '',
-      ].join('\n'),
-    )
-    const agent = new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], {
-      cwd: dir.path,
-      wrap: lab.host(node).exec([]),
-    })
-    cleanups.push(() => agent.stop())
-  })
+  const { lab, hub } = await peerLab('isolated', true)
   const condition = async (node: string) =>
     (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
   await eventually('all healthy', async () => {

@@ -1,3 +1,4 @@
+import { runWithDeadline } from '@vigil/kit'
 import type { Action, ActionContext, Driver, MonitorResult } from './contract.js'
 import { DriverError } from './contract.js'
 
@@ -12,18 +13,8 @@ export async function runAction(
   ctx: Omit<ActionContext, 'signal'> & { signal?: AbortSignal },
   timeoutMs = driver.timeouts[action] ?? driver.timeouts.restart,
 ): Promise<MonitorResult | undefined> {
-  const controller = new AbortController()
-  const onOuterAbort = () => controller.abort(ctx.signal?.reason)
-  ctx.signal?.addEventListener('abort', onOuterAbort, { once: true })
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      controller.abort(new Error('timeout'))
-      reject(new DriverError('transient', `${action} did not finish within ${timeoutMs} ms`))
-    }, timeoutMs)
-  })
-  const actionCtx: ActionContext = { ...ctx, signal: controller.signal }
-  const work = (async (): Promise<MonitorResult | undefined> => {
+  const run = async (signal: AbortSignal): Promise<MonitorResult | undefined> => {
+    const actionCtx: ActionContext = { ...ctx, signal }
     const start = driver.start?.bind(driver)
     const stop = driver.stop?.bind(driver)
     switch (action) {
@@ -50,15 +41,15 @@ export async function runAction(
         return undefined
       }
     }
-  })()
+  }
   try {
-    return await Promise.race([work, timeout])
+    return await runWithDeadline(run, {
+      timeoutMs,
+      signal: ctx.signal,
+      onTimeout: () => new DriverError('transient', `${action} did not finish within ${timeoutMs} ms`),
+    })
   } catch (err) {
     if (err instanceof DriverError) throw err
     throw new DriverError('transient', `${action} failed: ${(err as Error).message}`, { cause: err })
-  } finally {
-    clearTimeout(timer)
-    ctx.signal?.removeEventListener('abort', onOuterAbort)
-    work.catch(() => {}) // a driver that ignored the signal must not surface as unhandled later
   }
 }

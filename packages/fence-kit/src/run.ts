@@ -1,3 +1,4 @@
+import { runWithDeadline } from '@vigil/kit'
 import type { FenceContext, FenceDevice, FenceOp, Outlet, PowerState } from './contract.js'
 import { FenceError } from './contract.js'
 
@@ -16,18 +17,8 @@ export async function runFenceOp<O extends FenceOp>(
   ctx: Omit<FenceContext, 'signal'> & { signal?: AbortSignal },
   timeoutMs = device.timeouts[op],
 ): Promise<Result<O>> {
-  const controller = new AbortController()
-  const onOuterAbort = () => controller.abort(ctx.signal?.reason)
-  ctx.signal?.addEventListener('abort', onOuterAbort, { once: true })
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      controller.abort(new Error('timeout'))
-      reject(new FenceError('unreachable', `${op} got no answer within ${timeoutMs} ms`))
-    }, timeoutMs)
-  })
-  const opCtx: FenceContext = { log: ctx.log, signal: controller.signal }
-  const work = (async (): Promise<unknown> => {
+  const run = (signal: AbortSignal): Promise<unknown> => {
+    const opCtx: FenceContext = { log: ctx.log, signal }
     switch (op) {
       case 'status':
         return device.status(plug, opCtx)
@@ -42,15 +33,15 @@ export async function runFenceOp<O extends FenceOp>(
       default:
         return device.monitor(opCtx)
     }
-  })()
+  }
   try {
-    return (await Promise.race([work, timeout])) as Result<O>
+    return (await runWithDeadline(run, {
+      timeoutMs,
+      signal: ctx.signal,
+      onTimeout: () => new FenceError('unreachable', `${op} got no answer within ${timeoutMs} ms`),
+    })) as Result<O>
   } catch (err) {
     if (err instanceof FenceError) throw err
     throw new FenceError('unreachable', `${op} failed: ${(err as Error).message}`, { cause: err })
-  } finally {
-    clearTimeout(timer)
-    ctx.signal?.removeEventListener('abort', onOuterAbort)
-    work.catch(() => {}) // a device that ignored the signal must not surface as unhandled later
   }
 }

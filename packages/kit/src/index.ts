@@ -16,4 +16,4 @@ export { createLogger, type Logger, type LogLevel, RateLimitedLog } from './log.
 export { rejectedKeys } from './schema.js'
 export { brokerCredentials, readConfigFile, readSecretFile } from './secrets.js'
 export { runService, type ServiceSpec } from './service.js'
-export { withTimeout } from './timeout.js'
+export { runWithDeadline, withTimeout } from './timeout.js'

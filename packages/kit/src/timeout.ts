@@ -17,3 +17,32 @@ export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     )
   })
 }
+
+/**
+ * Runs `work` with a signal that aborts when `timeoutMs` runs out or `outer` aborts. At the
+ * deadline the caller gets `onTimeout()` at once, without waiting for work that ignores its signal
+ * (a hung device, a driver stuck in a syscall); such work's later failure is swallowed.
+ */
+export async function runWithDeadline<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  opts: { timeoutMs: number; signal?: AbortSignal | undefined; onTimeout: () => Error },
+): Promise<T> {
+  const controller = new AbortController()
+  const onOuterAbort = () => controller.abort(opts.signal?.reason)
+  opts.signal?.addEventListener('abort', onOuterAbort, { once: true })
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort(new Error('timeout'))
+      reject(opts.onTimeout())
+    }, opts.timeoutMs)
+  })
+  const running = (async () => work(controller.signal))() // a synchronous throw becomes a rejection
+  try {
+    return await Promise.race([running, deadline])
+  } finally {
+    clearTimeout(timer)
+    opts.signal?.removeEventListener('abort', onOuterAbort)
+    running.catch(() => {})
+  }
+}

@@ -1,7 +1,7 @@
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
+import { Daemon, freePort, readOrEmpty, udpPortTaken, waitFor } from './daemon.js'
 
 export interface Bmc {
   host: string
@@ -102,13 +102,7 @@ set_working_mc 0x20
     if (!daemon.alive) throw new Error(`ipmi_sim exited: ${daemon.log()}`)
     return udpPortTaken(port)
   })
-  const read = (f: string) => {
-    try {
-      return readFileSync(join(dir, f), 'utf8')
-    } catch {
-      return ''
-    }
-  }
+  const read = (f: string) => readOrEmpty(join(dir, f))
   return {
     host: '127.0.0.1',
     port,

@@ -24,6 +24,15 @@ export function freePort(kind: 'tcp' | 'udp'): Promise<number> {
   })
 }
 
+/** A file's text, or '' if it does not exist (yet). */
+export function readOrEmpty(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
 /** True if something is bound to this UDP port on loopback. */
 export function udpPortTaken(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -80,11 +89,7 @@ export class Daemon {
   }
 
   log(): string {
-    try {
-      return readFileSync(this.logFile, 'utf8')
-    } catch {
-      return ''
-    }
+    return readOrEmpty(this.logFile)
   }
 
   /** SIGSTOP: the daemon keeps its sockets but answers nothing (a hung device). */

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
+import { Daemon, freePort, readOrEmpty, udpPortTaken, waitFor } from './daemon.js'
 
 export interface Pdu {
   host: string
@@ -86,13 +86,7 @@ sysDescr APC Rack PDU simulator (net-snmp pass_persist)
     if (!daemon.alive) throw new Error(`snmpd exited: ${daemon.log()}`)
     return udpPortTaken(port)
   })
-  const read = (f: string) => {
-    try {
-      return readFileSync(join(dir, f), 'utf8')
-    } catch {
-      return ''
-    }
-  }
+  const read = (f: string) => readOrEmpty(join(dir, f))
   return {
     host: '127.0.0.1',
     port,
