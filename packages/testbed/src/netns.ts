@@ -1,6 +1,23 @@
 import { execFileSync } from 'node:child_process'
 
-let counter = 0
+/**
+ * Claims a free slot among `slots` by creating a network namespace named after it: `ip netns add`
+ * fails for a name that exists, so two test processes (turbo runs packages side by side) never get
+ * the same slot, hence never the same addresses. Starts at a random slot to keep retries rare.
+ */
+function claimSlot(slots: number, nameOf: (slot: number) => string): number {
+  const first = Math.floor(Math.random() * slots)
+  for (let k = 0; k < slots; k++) {
+    const slot = (first + k) % slots
+    try {
+      execFileSync('ip', ['netns', 'add', nameOf(slot)], { stdio: 'pipe' })
+      return slot
+    } catch {
+      // taken by another test process (or left over): try the next
+    }
+  }
+  throw new Error('testbed: no free network slot (leftover namespaces? see `ip netns list`)')
+}
 
 /**
  * A host made of a network namespace, joined to the root namespace by a veth pair on a /30 of
@@ -17,17 +34,17 @@ export class NetnsHost {
     readonly outerLink: string,
   ) {}
 
-  static create(prefix = 'vg'): NetnsHost {
-    const n = counter++
-    const a = process.pid % 250
-    const b = (n * 4) % 256
-    const name = `${prefix}${process.pid}-${n}`
-    const outer = `${prefix}o${process.pid % 100000}x${n}`.slice(0, 15)
-    const inner = `${prefix}i${process.pid % 100000}x${n}`.slice(0, 15)
+  static create(): NetnsHost {
+    // 16,384 slots of a /30 each in 10.213.0.0/16; the namespace's name is its slot.
+    const slot = claimSlot(16_384, (i) => `vnet${i}`)
+    const name = `vnet${slot}`
+    const outer = `vnet${slot}o`
+    const inner = `vnet${slot}i`
+    const a = slot >> 6
+    const b = (slot & 63) * 4
     const gatewayIp = `10.213.${a}.${b + 1}`
     const ip = `10.213.${a}.${b + 2}`
     const run = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' })
-    run('netns', 'add', name)
     try {
       run('link', 'add', outer, 'type', 'veth', 'peer', 'name', inner)
       run('link', 'set', inner, 'netns', name)
@@ -90,8 +107,6 @@ export interface LabHost {
   killAll(): void
 }
 
-let labCounter = 0
-
 /**
  * Several hosts on one machine: a network namespace per host, joined by a bridge that lives in a
  * namespace of its own, on a private /24 that exists only inside them. The machine's root namespace
@@ -108,23 +123,23 @@ export class NetnsLab {
   ) {}
 
   static create(hostNames: string[]): NetnsLab {
-    const n = labCounter++
-    const tag = `${process.pid % 100000}x${n}`
-    const subnet = `10.214.${(process.pid + n * 37) % 250}`
+    // 250 labs of a /24 each in 10.214.0.0/16; the bridge namespace's name is its slot.
+    const k = claimSlot(250, (i) => `vlab${i}-br`)
+    const tag = `${k}`
+    const subnet = `10.214.${k}`
     const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' })
-    const bridgeNs = `vl${tag}-br`
-    ip('netns', 'add', bridgeNs)
+    const bridgeNs = `vlab${k}-br`
     ip('-n', bridgeNs, 'link', 'add', 'br0', 'type', 'bridge')
     ip('-n', bridgeNs, 'link', 'set', 'br0', 'up')
     ip('-n', bridgeNs, 'link', 'set', 'lo', 'up')
-    const hubLink = `vl${tag}h`.slice(0, 15)
+    const hubLink = `vlab${tag}h`
     ip('link', 'add', hubLink, 'type', 'veth', 'peer', 'name', 'hub0', 'netns', bridgeNs)
     ip('-n', bridgeNs, 'link', 'set', 'hub0', 'master', 'br0', 'up')
-    const lab = new NetnsLab(`vl${tag}`, bridgeNs, `${subnet}.1`, hubLink)
+    const lab = new NetnsLab(`vlab${tag}`, bridgeNs, `${subnet}.1`, hubLink)
     ip('addr', 'add', `${subnet}.1/24`, 'dev', hubLink)
     ip('link', 'set', hubLink, 'up')
     hostNames.forEach((name, i) => {
-      const netns = `vl${tag}-${name}`.slice(0, 40)
+      const netns = `vlab${tag}-${name}`.slice(0, 40)
       const port = `p${i}`
       ip('netns', 'add', netns)
       ip('-n', bridgeNs, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns)

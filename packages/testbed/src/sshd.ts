@@ -37,7 +37,7 @@ export async function startSshd(): Promise<Sshd> {
   keygen(join(dir, 'client_key'))
   keygen(join(dir, 'stranger_key'))
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')))
-  const host = NetnsHost.create('vs')
+  const host = NetnsHost.create()
   const port = 22
   const pidFile = join(dir, 'sshd.pid')
   writeFileSync(

@@ -15,7 +15,7 @@ describe('nic driver on a real veth link', () => {
   let host: NetnsHost
   let iface: string
   beforeAll(() => {
-    host = NetnsHost.create('vn')
+    host = NetnsHost.create()
     iface = host.outerLink
   })
   afterAll(() => host.destroy())

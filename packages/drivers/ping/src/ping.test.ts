@@ -10,8 +10,8 @@ let host: NetnsHost
 /** A second host whose link is down: a target that does not answer (traffic stays in our namespaces). */
 let down: NetnsHost
 beforeAll(() => {
-  host = NetnsHost.create('vp')
-  down = NetnsHost.create('vp')
+  host = NetnsHost.create()
+  down = NetnsHost.create()
   down.link(false)
 })
 afterAll(() => {
