@@ -1,6 +1,4 @@
 import { parseArgs } from 'node:util'
-import { agentConfigSchema } from '@vigil/agent'
-import { hubConfigSchema } from '@vigil/hub'
 import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { cliEnv } from './env.js'
 import { type FenceView, renderFence } from './fence.js'
@@ -226,7 +224,12 @@ function configCheck(argv: string[]): Promise<number> {
       return EXIT.usage
     }
     try {
-      loadConfigFile(values.kind === 'hub' ? hubConfigSchema : agentConfigSchema, file)
+      // Loaded on demand: `vigil agent` must not carry the hub's modules (broker, SQLite, fence drivers).
+      const schema =
+        values.kind === 'hub'
+          ? (await import('@vigil/hub')).hubConfigSchema
+          : (await import('@vigil/agent')).agentConfigSchema
+      loadConfigFile(schema, file)
     } catch (err) {
       if (err instanceof ConfigError || err instanceof VigilError) {
         console.error(err.message)
