@@ -59,7 +59,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const log = deps.log.child({ node: config.node })
   const incarnation = Math.floor(clock.wallMs())
   const topic = (channel: NodeChannel) => nodeTopic(config.cluster, config.node, channel)
-  const gate = new CommandGate(config.node)
+  const gate = new CommandGate(config.node, config.commands.stateFile)
   const hubKey = config.commands.hubPublicKeyFile
     ? publicKeyFromPem(
         readConfigFile(config.commands.hubPublicKeyFile, 'commands.hubPublicKeyFile').toString('utf8'),

@@ -60,7 +60,13 @@ export const agentConfigSchema = z
     /** Resources this agent watches and acts on, each through a driver (see packages/drivers/). */
     resources: z.array(resourceEntrySchema).default([]),
     /** The hub's command signing key (public half, PEM): commands that do not verify never run. */
-    commands: z.strictObject({ hubPublicKeyFile: z.string().min(1).optional() }).prefault({}),
+    commands: z
+      .strictObject({
+        hubPublicKeyFile: z.string().min(1).optional(),
+        /** Where the replay floor (newest epoch and seq run) is kept across restarts (recommended). */
+        stateFile: z.string().min(1).optional(),
+      })
+      .prefault({}),
     /** Self-fence: what this host does when it loses the hub and every peer (docs/fencing.md). */
     isolation: isolationSchema,
     /** The UDP heartbeat mesh between host agents (an independent channel for the hub's detection). */

@@ -50,3 +50,17 @@ describe('CommandGate', () => {
     expect(steps.map((c) => gate.check(c, 2000))).toEqual(expected)
   })
 })
+
+test('with a state file, the replay floor survives a restart (a captured command cannot run again)', async () => {
+  const { mkdtempSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const file = join(mkdtempSync(join(tmpdir(), 'vigil-gate-')), 'commands.json')
+  const before = new CommandGate('n1', file)
+  expect(before.check(cmd({ seq: 10 }), 2000)).toBeNull()
+  const after = new CommandGate('n1', file) // the agent restarted
+  expect(after.check(cmd({ seq: 10 }), 2000)).toBe('replayed')
+  expect(after.check(cmd({ epoch: 1, seq: 99 }), 2000)).toBe('stale_epoch')
+  expect(after.check(cmd({ seq: 11 }), 2000)).toBeNull()
+  expect(new CommandGate('n1').check(cmd({ seq: 10 }), 2000)).toBeNull() // without one: per run only
+})

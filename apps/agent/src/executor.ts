@@ -1,3 +1,4 @@
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
 import type { Command, CommandResult } from '@vigil/protocol'
 
 export type Refusal = 'wrong_target' | 'expired' | 'replayed' | 'stale_epoch' | 'unsigned' | 'bad_signature'
@@ -12,7 +13,26 @@ export class CommandGate {
   private newestEpoch = -1
   private newestSeq = -1
 
-  constructor(private readonly self: string) {}
+  /**
+   * With `stateFile`, the floor (newest epoch and seq) survives agent restarts: it is read at start
+   * and written (fsynced, then renamed into place) before a command is let through, so a command
+   * captured before a restart cannot be replayed after it, even within its expiry.
+   */
+  constructor(
+    private readonly self: string,
+    private readonly stateFile?: string,
+  ) {
+    if (!stateFile) return
+    try {
+      const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { epoch?: unknown; seq?: unknown }
+      if (Number.isSafeInteger(saved.epoch) && Number.isSafeInteger(saved.seq)) {
+        this.newestEpoch = saved.epoch as number
+        this.newestSeq = saved.seq as number
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+  }
 
   check(cmd: Command, nowWall: number): Refusal | null {
     if (cmd.target !== this.self) return 'wrong_target'
@@ -21,8 +41,21 @@ export class CommandGate {
     if (nowWall >= cmd.expiresAt) return 'expired'
     this.newestEpoch = cmd.issuer.epoch
     this.newestSeq = cmd.seq
+    if (this.stateFile) persist(this.stateFile, { epoch: this.newestEpoch, seq: this.newestSeq })
     return null
   }
+}
+
+function persist(file: string, floor: { epoch: number; seq: number }): void {
+  const tmp = `${file}.tmp`
+  const fd = openSync(tmp, 'w', 0o600)
+  try {
+    writeSync(fd, JSON.stringify(floor))
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(tmp, file)
 }
 
 export function refusal(
