@@ -119,7 +119,8 @@ export class NetnsLab {
     readonly prefix: string,
     readonly bridgeNs: string,
     readonly hubIp: string,
-    private readonly hubLink: string,
+    /** The root namespace's end of the hub's link to the bridge. */
+    readonly hubLink: string,
   ) {}
 
   static create(hostNames: string[]): NetnsLab {

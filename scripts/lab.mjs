@@ -1,0 +1,220 @@
+// The lab: several hosts on this machine, for a person to poke at, or for tests.
+//   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab]
+//   node scripts/lab.mjs down [--dir .vigil-lab]
+// up: every host is a network namespace on a bridge of its own; each runs a Vigil agent (peer mesh,
+// shared-disk heartbeat, a witness application) and has an IPMI BMC (OpenIPMI's ipmi_sim) whose
+// power-off kills every process of its namespace and whose power-on starts its agent again. The hub
+// runs here with its embedded broker on the lab bridge. Everything is left running, detached; the
+// PIDs and names are written to <dir>/lab.json. down: stops them all by PID and removes the
+// namespaces; nothing is left behind. Needs root (network namespaces).
+import { execFileSync, spawn } from 'node:child_process'
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { freePort, NetnsLab, startBmc } from '@vigil/testbed'
+
+const { values, positionals } = parseArgs({
+  options: {
+    hosts: { type: 'string', default: '3' },
+    http: { type: 'string', default: '127.0.0.1:7570' },
+    dir: { type: 'string', default: '.vigil-lab' },
+  },
+  allowPositionals: true,
+})
+const root = new URL('..', import.meta.url).pathname
+const vigil = join(root, 'apps/cli/bin/vigil.js')
+const dir = resolve(root, values.dir)
+const stateFile = join(dir, 'lab.json')
+
+/** Starts a detached process with its output in `log`; returns its PID. */
+function detached(argv, log) {
+  const fd = openSync(log, 'a')
+  const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', fd, fd] })
+  closeSync(fd)
+  child.unref()
+  return child.pid
+}
+
+async function up() {
+  if (existsSync(stateFile))
+    throw new Error(`a lab is already up (${stateFile}); run: node scripts/lab.mjs down`)
+  mkdirSync(dir, { recursive: true })
+  const names = Array.from({ length: Number(values.hosts) }, (_, i) => `host${i + 1}`)
+  const lab = NetnsLab.create(names)
+  const state = { lab: { bridgeNs: lab.bridgeNs, hubLink: lab.hubLink, hosts: {} }, pids: {}, bmcDirs: [] }
+  writeFileSync(stateFile, JSON.stringify(state, null, 2))
+  const save = () => writeFileSync(stateFile, JSON.stringify(state, null, 2))
+  try {
+    const brokerPort = await freePort('tcp')
+    const mqttUrl = `mqtt://${lab.hubIp}:${brokerPort}`
+    const sbd = join(dir, 'sbd')
+    writeFileSync(sbd, Buffer.alloc(512 * 32))
+    const devices = []
+    const agentCommands = {}
+    for (const [i, name] of names.entries()) {
+      const host = lab.host(name)
+      state.lab.hosts[name] = { netns: host.netns, ip: host.ip }
+      const config = join(dir, `${name}.yaml`)
+      writeFileSync(
+        config,
+        [
+          `node: ${name}`,
+          `diskHeartbeat: { path: '${sbd}', slot: ${i}, slots: 32 }`,
+          'peers:',
+          `  listen: '${host.ip}:7480'`,
+          '  mesh:',
+          ...names.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`),
+          'resources:',
+          '  - id: web',
+          '    driver: process',
+          '    config:',
+          `      command: [sh, -c, 'while :; do echo "${name} $(date +%s%N)" >> ${join(dir, 'witness.log')}; sleep 0.2; done']`,
+          `      pidfile: ${join(dir, `${name}-web.pid`)}`,
+          '',
+        ].join('\n'),
+      )
+      agentCommands[name] = [
+        'ip',
+        'netns',
+        'exec',
+        host.netns,
+        process.execPath,
+        vigil,
+        'agent',
+        '--config',
+        config,
+        '--mqtt-url',
+        mqttUrl,
+        '--hub-key',
+        join(dir, 'hub.sqlite.pub.pem'),
+      ]
+      // The host's power, as its BMC sees it: on while any process lives in its namespace.
+      const power = join(dir, `${name}-power.sh`)
+      writeFileSync(
+        power,
+        `#!/bin/sh
+case "$1" in
+  status) [ -n "$(ip netns pids ${host.netns})" ] && echo on || echo off ;;
+  off) ip netns pids ${host.netns} | xargs -r kill -9 ;;
+  on) [ -n "$(ip netns pids ${host.netns})" ] || setsid ${agentCommands[name].join(' ')} </dev/null >>${join(dir, `${name}.log`)} 2>&1 & ;;
+esac
+`,
+      )
+      chmodSync(power, 0o755)
+      const bmc = await startBmc({ hostCtl: power })
+      state.pids[`bmc-${name}`] = bmc.daemon.pid
+      state.bmcDirs.push(bmc.dir)
+      devices.push(
+        `    - { id: bmc-${name}, driver: ipmi, hosts: { ${name}: [] }, config: { host: ${bmc.host}, port: ${bmc.port}, username: ${bmc.username}, passwordFile: ${bmc.passwordFile} } }`,
+      )
+      save()
+    }
+    writeFileSync(join(dir, 'hub.yaml'), ['fencing:', '  devices:', ...devices, ''].join('\n'))
+    writeFileSync(
+      join(dir, 'cluster.yaml'),
+      [
+        'nodes:',
+        ...names.flatMap((n) => [`  - id: ${n}`, `    fencing: [{ devices: [bmc-${n}], timeoutMs: 10000 }]`]),
+        'resources:',
+        '  - id: web',
+        `    preferred: { ${names[0]}: 10 }`,
+        '',
+      ].join('\n'),
+    )
+    state.pids.hub = detached(
+      [
+        process.execPath,
+        vigil,
+        'hub',
+        '--config',
+        join(dir, 'hub.yaml'),
+        '--cluster-file',
+        join(dir, 'cluster.yaml'),
+        '--db',
+        join(dir, 'hub.sqlite'),
+        '--listen',
+        values.http,
+        '--broker-listen',
+        `${lab.hubIp}:${brokerPort}`,
+      ],
+      join(dir, 'hub.log'),
+    )
+    save()
+    for (let i = 0; i < 100 && !existsSync(join(dir, 'hub.sqlite.pub.pem')); i++)
+      await new Promise((r) => setTimeout(r, 100))
+    for (const name of names)
+      state.pids[`agent-${name}`] = detached(agentCommands[name], join(dir, `${name}.log`))
+    save()
+  } catch (err) {
+    down()
+    throw err
+  }
+  console.log(`Vigil lab up: ${names.length} hosts (${names.map((n) => `${n} ${lab.host(n).ip}`).join(', ')})
+  Hub         http://${values.http}   (vigil status --hub http://${values.http}; vigil fence --hub ...)
+  Metrics     http://${values.http}/metrics
+  Files       ${dir}  (logs, configs, witness.log: one line per 0.2 s from wherever web runs)
+Try:
+  ip netns pids ${state.lab.hosts[names[0]].netns} | xargs kill -9      # crash ${names[0]}: fenced by its BMC, web moves
+  ip -n ${state.lab.bridgeNs} link set p0 down                   # cut ${names[0]} off the network
+Stop:  node scripts/lab.mjs down --dir ${values.dir}`)
+}
+
+function down() {
+  if (!existsSync(stateFile)) {
+    console.log('no lab is up')
+    return
+  }
+  const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+  for (const pid of Object.values(state.pids)) {
+    try {
+      process.kill(-pid, 'SIGKILL') // detached: its own process group
+    } catch {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone already
+      }
+    }
+  }
+  const quiet = (args) => {
+    try {
+      execFileSync('ip', args, { stdio: 'ignore' })
+    } catch {
+      // already gone
+    }
+  }
+  for (const { netns } of Object.values(state.lab.hosts)) {
+    try {
+      for (const pid of execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean))
+        process.kill(Number(pid), 'SIGKILL')
+    } catch {
+      // no such namespace
+    }
+    quiet(['netns', 'del', netns])
+  }
+  quiet(['link', 'del', state.lab.hubLink])
+  quiet(['netns', 'del', state.lab.bridgeNs])
+  for (const d of state.bmcDirs) rmSync(d, { recursive: true, force: true })
+  rmSync(dir, { recursive: true, force: true })
+  console.log('Vigil lab down: processes stopped, namespaces removed')
+}
+
+if (positionals[0] === 'up') await up()
+else if (positionals[0] === 'down') down()
+else {
+  console.error(
+    'Usage: node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] | down [--dir .vigil-lab]',
+  )
+  process.exitCode = 2
+}
