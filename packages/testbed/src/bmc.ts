@@ -1,7 +1,15 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Daemon, freePort, readOrEmpty, udpPortTaken, waitFor } from './daemon.js'
+import {
+  Daemon,
+  freePort,
+  readOrEmpty,
+  retryOnPortClash,
+  stillAlive,
+  udpPortTaken,
+  waitFor,
+} from './daemon.js'
 
 export interface Bmc {
   host: string
@@ -25,7 +33,11 @@ export interface Bmc {
  * on or off), `hostCtl on`, `hostCtl off`. By default the host is a state file; a lab passes a
  * program that kills every process of a network namespace, so off is a real power-off.
  */
-export async function startBmc(opts: { hostCtl?: string; initialPower?: 'on' | 'off' } = {}): Promise<Bmc> {
+export function startBmc(opts: { hostCtl?: string; initialPower?: 'on' | 'off' } = {}): Promise<Bmc> {
+  return retryOnPortClash(() => startBmcOnce(opts))
+}
+
+async function startBmcOnce(opts: { hostCtl?: string; initialPower?: 'on' | 'off' }): Promise<Bmc> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bmc-'))
   const port = await freePort('udp')
   const password = 'bmc-secret-pass'
@@ -102,6 +114,7 @@ set_working_mc 0x20
     if (!daemon.alive) throw new Error(`ipmi_sim exited: ${daemon.log()}`)
     return udpPortTaken(port)
   })
+  await stillAlive(daemon, () => daemon.log())
   const read = (f: string) => readOrEmpty(join(dir, f))
   return {
     host: '127.0.0.1',

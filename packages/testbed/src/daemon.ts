@@ -24,6 +24,32 @@ export function freePort(kind: 'tcp' | 'udp'): Promise<number> {
   })
 }
 
+/**
+ * Retries `start` when its daemon lost the race for the free port it was given (another test
+ * process took the port between our probe and the daemon's bind).
+ */
+export async function retryOnPortClash<T>(start: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await start()
+    } catch (err) {
+      const clash = /Address already in use|Error opening specified endpoint|EADDRINUSE/i.test(
+        (err as Error).message,
+      )
+      if (!clash || i >= attempts) throw err
+    }
+  }
+}
+
+/**
+ * The port being taken may be another process's doing: a daemon that lost the bind exits at once,
+ * so it must still be alive a moment later (else its start failed; the error carries its log).
+ */
+export async function stillAlive(daemon: Daemon, log: () => string, ms = 200): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms))
+  if (!daemon.alive) throw new Error(`${daemon.name} exited after start: ${log()}`)
+}
+
 /** A file's text, or '' if it does not exist (yet). */
 export function readOrEmpty(file: string): string {
   try {

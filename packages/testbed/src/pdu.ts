@@ -2,7 +2,15 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Daemon, freePort, readOrEmpty, udpPortTaken, waitFor } from './daemon.js'
+import {
+  Daemon,
+  freePort,
+  readOrEmpty,
+  retryOnPortClash,
+  stillAlive,
+  udpPortTaken,
+  waitFor,
+} from './daemon.js'
 
 export interface Pdu {
   host: string
@@ -29,7 +37,11 @@ const passScript = fileURLToPath(new URL('../fixtures/apc-pdu-pass.py', import.m
  * script serving PowerNet-MIB's outlet control and status tables (v1, v2c and v3). `hook`, if
  * given, is run as `hook <outlet> on|off` on every change, so an outlet can power a lab host.
  */
-export async function startPdu(opts: { outlets?: number; hook?: string } = {}): Promise<Pdu> {
+export function startPdu(opts: { outlets?: number; hook?: string } = {}): Promise<Pdu> {
+  return retryOnPortClash(() => startPduOnce(opts))
+}
+
+async function startPduOnce(opts: { outlets?: number; hook?: string }): Promise<Pdu> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-pdu-'))
   mkdirSync(join(dir, 'persist'))
   const port = await freePort('udp')
@@ -82,10 +94,12 @@ sysDescr APC Rack PDU simulator (net-snmp pass_persist)
       },
     },
   )
+  const logs = () => `${daemon.log()}${readOrEmpty(join(dir, 'snmpd.log'))}`
   await waitFor('snmpd', async () => {
-    if (!daemon.alive) throw new Error(`snmpd exited: ${daemon.log()}`)
+    if (!daemon.alive) throw new Error(`snmpd exited: ${logs()}`)
     return udpPortTaken(port)
   })
+  await stillAlive(daemon, logs)
   const read = (f: string) => readOrEmpty(join(dir, f))
   return {
     host: '127.0.0.1',
