@@ -133,9 +133,24 @@ class SshDevice implements FenceDevice {
     // The connection dropping is what success usually looks like: the host went down under it.
     // Off of a host that is already off: only with the unsafe reading can ssh know it is.
     if (this.config.unsafeConfirmWhenUnreachable && (await this.status(null, ctx)) === 'off') return
-    const r = await this.run(this.config.offCommand, ctx)
+    let r: Exec
+    try {
+      r = await this.run(this.config.offCommand, ctx)
+    } catch (err) {
+      // It went down between the status read and the off (an earlier off landing): under the unsafe
+      // reading, no answer is off.
+      if (this.config.unsafeConfirmWhenUnreachable && err instanceof FenceError && err.kind === 'unreachable')
+        return
+      throw err
+    }
     if (!r.dropped && r.code !== 0)
       throw new FenceError('config', `${this.where()}: off command exited ${r.code}`)
+    // The command takes the host down asynchronously. Under the unsafe reading, wait (within this
+    // operation's time) until the host stops answering, so off then status reads off.
+    while (this.config.unsafeConfirmWhenUnreachable && !ctx.signal.aborted) {
+      if ((await this.status(null, ctx)) === 'off') return
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
   }
 
   async on(): Promise<void> {
