@@ -38,7 +38,7 @@ driverConformance(ocfDriver, async () => {
 })
 
 // A second real agent from resource-agents: `anything` runs any program as a daemon (pidfile, logs).
-describe('ocf:heartbeat:anything runs a real daemon', () => {
+describe('ocf:heartbeat:anything runs a real daemon', { timeout: 30_000 }, () => {
   test('start runs it, stop stops it, losing it is a failure; its meta-data timeouts are honoured', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vigil-ocf-anything-'))
     const pidfile = join(dir, 'app.pid')
