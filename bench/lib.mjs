@@ -1,6 +1,8 @@
 // Shared helpers for benchmarks: process sampling, Prometheus parsing, quantiles, output.
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
@@ -75,4 +77,40 @@ export function markdownTable(rows, columns) {
   const head = `| ${columns.join(' | ')} |`
   const sep = `| ${columns.map(() => '---').join(' | ')} |`
   return [head, sep, ...rows.map((r) => `| ${columns.map((c) => r[c]).join(' | ')} |`)].join('\n')
+}
+
+const vigilBin = join(import.meta.dirname, '..', 'apps/cli/bin/vigil.js')
+
+/**
+ * Starts `vigil hub` (embedded broker, SQLite in `dir`) on free loopback ports and waits until it
+ * is ready. Returns the child process, its HTTP base URL and its MQTT URL.
+ */
+export async function startBenchHub(dir, { args = [], stdio = ['ignore', 'ignore', 'inherit'] } = {}) {
+  const [httpPort, mqttPort] = [await freePort(), await freePort()]
+  const hub = spawn(
+    process.execPath,
+    [
+      vigilBin,
+      'hub',
+      '--listen',
+      `127.0.0.1:${httpPort}`,
+      '--broker-listen',
+      `127.0.0.1:${mqttPort}`,
+      '--db',
+      join(dir, 'hub.sqlite'),
+      '--log-level',
+      'warn',
+      ...args,
+    ],
+    { stdio },
+  )
+  const base = `http://127.0.0.1:${httpPort}`
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) break
+    } catch {}
+    if (i > 100) throw new Error('hub did not become ready')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { hub, base, mqttUrl: `mqtt://127.0.0.1:${mqttPort}` }
 }

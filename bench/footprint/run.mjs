@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { freePort, markdownTable, median, sampleProcess } from '../lib.mjs'
+import { freePort, markdownTable, median, sampleProcess, startBenchHub } from '../lib.mjs'
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '30' }, runs: { type: 'string', default: '3' } },
@@ -40,25 +40,7 @@ async function measure(pid, duringMs, tick) {
 
 async function agentRun() {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-footprint-'))
-  const httpPort = await freePort()
-  const mqttPort = await freePort()
-  const hub = spawn(
-    process.execPath,
-    [
-      vigil,
-      'hub',
-      '--listen',
-      `127.0.0.1:${httpPort}`,
-      '--broker-listen',
-      `127.0.0.1:${mqttPort}`,
-      '--db',
-      join(dir, 'hub.sqlite'),
-      '--log-level',
-      'warn',
-    ],
-    { stdio: 'ignore' },
-  )
-  await sleep(1500)
+  const { hub, mqttUrl } = await startBenchHub(dir, { stdio: 'ignore' })
   const probe = join(dir, 'probe')
   writeFileSync(probe, Buffer.alloc(4096))
   writeFileSync(
@@ -78,7 +60,7 @@ async function agentRun() {
   )
   const agent = spawn(
     process.execPath,
-    [vigil, 'agent', '--config', join(dir, 'agent.yaml'), '--mqtt-url', `mqtt://127.0.0.1:${mqttPort}`],
+    [vigil, 'agent', '--config', join(dir, 'agent.yaml'), '--mqtt-url', mqttUrl],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
     },

@@ -9,12 +9,12 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   counter,
-  freePort,
   histogram,
   histogramQuantile,
   markdownTable,
   median,
   sampleProcess,
+  startBenchHub,
 } from '../lib.mjs'
 
 const { values } = parseArgs({
@@ -32,39 +32,11 @@ const agents = Number(values.agents)
 const rate = Number(values.rate)
 const procs = Number(values.processes)
 const intervalMs = Math.round(1000 / rate)
-const root = new URL('../..', import.meta.url).pathname
-const vigil = join(root, 'apps/cli/bin/vigil.js')
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 async function once(run) {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-ingest-'))
-  const [httpPort, mqttPort] = [await freePort(), await freePort()]
-  const hub = spawn(
-    process.execPath,
-    [
-      vigil,
-      'hub',
-      '--listen',
-      `127.0.0.1:${httpPort}`,
-      '--broker-listen',
-      `127.0.0.1:${mqttPort}`,
-      '--db',
-      join(dir, 'hub.sqlite'),
-      '--log-level',
-      'warn',
-      '--lost-after',
-      '60000',
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  )
-  const base = `http://127.0.0.1:${httpPort}`
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) break
-    } catch {}
-    if (i > 100) throw new Error('hub did not become ready')
-    await sleep(100)
-  }
+  const { hub, base, mqttUrl } = await startBenchHub(dir, { args: ['--lost-after', '60000'] })
   const loaders = []
   const per = Math.ceil(agents / procs)
   for (let p = 0; p < procs; p++) {
@@ -73,7 +45,7 @@ async function once(run) {
       process.execPath,
       [
         join(import.meta.dirname, 'load.mjs'),
-        `mqtt://127.0.0.1:${mqttPort}`,
+        mqttUrl,
         String(p * per),
         String(count),
         String(intervalMs),

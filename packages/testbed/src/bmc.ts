@@ -1,15 +1,7 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import {
-  Daemon,
-  freePort,
-  readOrEmpty,
-  retryOnPortClash,
-  stillAlive,
-  udpPortTaken,
-  waitFor,
-} from './daemon.js'
+import { type Daemon, freePort, readOrEmpty, retryOnPortClash, startUdpDaemon } from './daemon.js'
 
 export interface Bmc {
   host: string
@@ -104,17 +96,11 @@ set_working_mc 0x20
     join(dir, 'bmc.emu'),
     'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
   )
-  const daemon = Daemon.start(
+  const daemon = await startUdpDaemon(
     'ipmi_sim',
     ['ipmi_sim', '-c', join(dir, 'lan.conf'), '-f', join(dir, 'bmc.emu'), '-s', join(dir, 'state'), '-n'],
-    { logFile: join(dir, 'ipmi_sim.log') },
+    { port, logFile: join(dir, 'ipmi_sim.log') },
   )
-  // ipmi_sim has no readiness signal: wait until its UDP port is taken.
-  await waitFor('ipmi_sim', async () => {
-    if (!daemon.alive) throw new Error(`ipmi_sim exited: ${daemon.log()}`)
-    return udpPortTaken(port)
-  })
-  await stillAlive(daemon, () => daemon.log())
   const read = (f: string) => readOrEmpty(join(dir, f))
   return {
     host: '127.0.0.1',

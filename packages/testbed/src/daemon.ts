@@ -50,6 +50,26 @@ export async function stillAlive(daemon: Daemon, log: () => string, ms = 200): P
   if (!daemon.alive) throw new Error(`${daemon.name} exited after start: ${log()}`)
 }
 
+/**
+ * Starts a daemon that serves on a UDP port and has no readiness signal: ready once the port is
+ * taken and the daemon is still alive a moment later (a daemon that lost the bind exits). Errors
+ * carry `logs()` (its output, and any log file of its own).
+ */
+export async function startUdpDaemon(
+  name: string,
+  argv: string[],
+  opts: { port: number; logFile: string; env?: NodeJS.ProcessEnv; logs?: (daemon: Daemon) => string },
+): Promise<Daemon> {
+  const daemon = Daemon.start(name, argv, { logFile: opts.logFile, env: opts.env })
+  const logs = () => (opts.logs ? opts.logs(daemon) : daemon.log())
+  await waitFor(name, async () => {
+    if (!daemon.alive) throw new Error(`${name} exited: ${logs()}`)
+    return udpPortTaken(opts.port)
+  })
+  await stillAlive(daemon, logs)
+  return daemon
+}
+
 /** A file's text, or '' if it does not exist (yet). */
 export function readOrEmpty(file: string): string {
   try {

@@ -2,15 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import {
-  Daemon,
-  freePort,
-  readOrEmpty,
-  retryOnPortClash,
-  stillAlive,
-  udpPortTaken,
-  waitFor,
-} from './daemon.js'
+import { type Daemon, freePort, readOrEmpty, retryOnPortClash, startUdpDaemon } from './daemon.js'
 
 export interface Pdu {
   host: string
@@ -69,7 +61,7 @@ sysDescr APC Rack PDU simulator (net-snmp pass_persist)
   writeFileSync(files.writeCommunity, 'private\n', { mode: 0o600 })
   writeFileSync(files.authKey, `${v3.authKey}\n`, { mode: 0o600 })
   writeFileSync(files.privKey, `${v3.privKey}\n`, { mode: 0o600 })
-  const daemon = Daemon.start(
+  const daemon = await startUdpDaemon(
     'snmpd',
     [
       '/usr/sbin/snmpd',
@@ -83,6 +75,7 @@ sysDescr APC Rack PDU simulator (net-snmp pass_persist)
       '-ipCidrRouteTable,inetCidrRouteTable,diskio,lmSensors,hrSWRun',
     ],
     {
+      port,
       logFile: join(dir, 'snmpd.stdout'),
       env: {
         SNMP_PERSISTENT_DIR: join(dir, 'persist'),
@@ -92,14 +85,9 @@ sysDescr APC Rack PDU simulator (net-snmp pass_persist)
         PDU_LOG: join(dir, 'pdu.log'),
         PDU_HOOK: opts.hook ?? '',
       },
+      logs: (d) => `${d.log()}${readOrEmpty(join(dir, 'snmpd.log'))}`,
     },
   )
-  const logs = () => `${daemon.log()}${readOrEmpty(join(dir, 'snmpd.log'))}`
-  await waitFor('snmpd', async () => {
-    if (!daemon.alive) throw new Error(`snmpd exited: ${logs()}`)
-    return udpPortTaken(port)
-  })
-  await stillAlive(daemon, logs)
   const read = (f: string) => readOrEmpty(join(dir, f))
   return {
     host: '127.0.0.1',
