@@ -27,7 +27,12 @@ function setup() {
     store,
     // A seam: no resources in this spec, so the engine never sends a command.
     commands: {} as CommandDispatcher,
-    metrics: new HubMetrics({ nodeStates: () => new Map(), brokerClients: () => 0, epoch: 1 }),
+    metrics: new HubMetrics({
+      nodeStates: () => new Map(),
+      nodes: () => [],
+      brokerClients: () => 0,
+      epoch: 1,
+    }),
     clock,
     log: createLogger('test', 'silent'),
     epoch: 1,

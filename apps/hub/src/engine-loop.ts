@@ -13,8 +13,8 @@ import {
 } from '@vigil/engine'
 import type { Clock, Logger } from '@vigil/kit'
 import type { CommandAction } from '@vigil/protocol'
-import { Counter, Gauge, Histogram } from 'prom-client'
 import type { CommandDispatcher } from './commands.js'
+import { EngineMetrics } from './engine-metrics.js'
 import type { HubMetrics } from './metrics.js'
 import type { EventRow, HubStore } from './store.js'
 
@@ -38,18 +38,6 @@ const PERSIST_EVERY_MS = 2000
 /** The what-if plan is recomputed at most this often (it costs ~2 s at 1,000 hosts). */
 const PLAN_MAX_AGE_MS = 10_000
 
-const RESOURCE_HEALTH: Record<string, number> = {
-  running: 100,
-  starting: 70,
-  migrating: 70,
-  stopping: 50,
-  recovering: 50,
-  waiting: 30,
-  unmanaged: 50,
-  stopped: 0,
-  blocked: 0,
-}
-
 /**
  * Runs the engine live: inputs from ingest are queued, a step runs every tick on a clock that is
  * monotonic within a process and anchored to wall time (so persisted state stays meaningful across
@@ -66,9 +54,11 @@ export class EngineLoop {
   private plan: { at: number; plan: WhatIf[] } | null = null
   private readonly startWall: number
   private readonly startMono: number
-  private readonly stepDuration: Histogram
-  private readonly decisions: Counter<'kind'>
-  private readonly actionsCounter: Counter<'type'>
+  private readonly metrics: EngineMetrics
+  /** When the oldest queued input arrived (monotonic ms), null while the inbox is empty. */
+  private inboxSince: number | null = null
+  /** Where each resource was last placed, to tell a failover from a first start. */
+  private readonly lastHome = new Map<string, string>()
 
   constructor(private readonly deps: EngineLoopDeps) {
     this.startWall = deps.clock.wallMs()
@@ -81,68 +71,13 @@ export class EngineLoop {
     } else {
       this.state = initialState(this.spec, this.now())
     }
-    const registers = [deps.metrics.registry]
-    this.stepDuration = new Histogram({
-      name: 'vigil_engine_step_duration_seconds',
-      help: 'Wall time of one engine step.',
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1],
-      registers,
+    this.metrics = new EngineMetrics(deps.metrics.registry, {
+      state: () => this.state,
+      spec: () => this.spec,
+      now: () => this.now(),
+      whatIf: () => this.whatIf(),
     })
-    this.decisions = new Counter({
-      name: 'vigil_decisions_total',
-      help: 'Decision records, by kind.',
-      labelNames: ['kind'],
-      registers,
-    })
-    this.actionsCounter = new Counter({
-      name: 'vigil_engine_actions_total',
-      help: 'Actions the engine asked for, by type.',
-      labelNames: ['type'],
-      registers,
-    })
-    const loop = this
-    new Gauge({
-      name: 'vigil_node_health_score',
-      help: 'Engine health score per node, 0-100, with hysteresis.',
-      labelNames: ['node'],
-      registers,
-      collect() {
-        this.reset()
-        for (const [node, n] of Object.entries(loop.state.nodes)) this.set({ node }, n.health.score)
-      },
-    })
-    new Gauge({
-      name: 'vigil_resource_health_score',
-      help: 'Engine health score per resource, 0-100, from its phase (running 100, recovering 50, blocked 0).',
-      labelNames: ['resource'],
-      registers,
-      collect() {
-        this.reset()
-        for (const [resource, r] of Object.entries(loop.state.resources))
-          this.set({ resource }, RESOURCE_HEALTH[r.phase] ?? 0)
-      },
-    })
-    new Gauge({
-      name: 'vigil_plan_unplaceable_resources',
-      help: 'Resources that could not be placed if this node died now (what-if plan, refreshed at most every 10 s).',
-      labelNames: ['node'],
-      registers,
-      collect() {
-        this.reset()
-        for (const p of loop.whatIf()) this.set({ node: p.node }, p.unplaceable.length)
-      },
-    })
-    new Gauge({
-      name: 'vigil_node_condition',
-      help: 'The engine classification of each node (1 for its current condition).',
-      labelNames: ['node', 'condition'],
-      registers,
-      collect() {
-        this.reset()
-        for (const [node, n] of Object.entries(loop.state.nodes))
-          this.set({ node, condition: n.condition }, 1)
-      },
-    })
+    this.seedHomes()
   }
 
   /** Engine time: wall-anchored, never going backwards within this process. */
@@ -160,6 +95,7 @@ export class EngineLoop {
   }
 
   input(i: Input): void {
+    if (this.inbox.length === 0) this.inboxSince = this.deps.clock.monoMs()
     this.inbox.push(i)
   }
 
@@ -169,7 +105,6 @@ export class EngineLoop {
   }
 
   /**
-
    * The peer mesh's reachability matrix as the engine last heard it: for each node, the peers it
 
    * reported hearing (null: no report, e.g. no mesh or not heard from) and how old that report is.
@@ -196,16 +131,24 @@ export class EngineLoop {
     const inputs = this.inbox
     this.inbox = []
     const started = this.deps.clock.monoMs()
+    if (this.inboxSince !== null) this.metrics.inputDelay.observe((started - this.inboxSince) / 1000)
+    this.inboxSince = null
     const result = step(this.spec, this.state, inputs, {
       now: () => this.now(),
       newId: (kind) => `${kind === 'action' ? 'a' : 'd'}-${this.deps.epoch}-${++this.seq}`,
     })
     this.state = result.state
-    this.stepDuration.observe((this.deps.clock.monoMs() - started) / 1000)
+    this.metrics.stepDuration.observe((this.deps.clock.monoMs() - started) / 1000)
     if (result.records.length > 0) {
       this.deps.store.appendDecisions(result.records)
       for (const r of result.records) {
-        this.decisions.inc({ kind: r.kind })
+        this.metrics.decisions.inc({ kind: r.kind, rule: r.rule })
+        if (r.resource && r.node && (r.kind === 'place' || r.kind === 'resource-phase')) {
+          const before = this.lastHome.get(r.resource)
+          if (r.kind === 'place' && before !== undefined && before !== r.node)
+            this.metrics.failovers.inc({ resource: r.resource })
+          this.lastHome.set(r.resource, r.node)
+        }
         this.deps.log.info(
           { decision: r.id, node: r.node, resource: r.resource, rule: r.rule, correlation: r.correlationId },
           r.summary,
@@ -226,6 +169,13 @@ export class EngineLoop {
     this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
     this.inbox = [{ type: 'hub-restarted' }]
     this.plan = null
+    this.seedHomes()
+  }
+
+  /** Where resources run per the (resumed) state: the baseline for counting failovers. */
+  private seedHomes(): void {
+    this.lastHome.clear()
+    for (const [id, r] of Object.entries(this.state.resources)) if (r.node) this.lastHome.set(id, r.node)
   }
 
   persist(): void {
@@ -234,7 +184,7 @@ export class EngineLoop {
   }
 
   private carryOut(a: Action): void {
-    this.actionsCounter.inc({ type: a.type })
+    this.metrics.actions.inc({ type: a.type })
     const { log } = this.deps
     switch (a.type) {
       case 'alert': {

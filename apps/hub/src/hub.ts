@@ -4,6 +4,7 @@ import { serve } from '@hono/node-server'
 import { brokerCredentials, type Clock, ConfigError, type Logger, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
 import type { IClientOptions } from 'mqtt'
+import type { Registry } from 'prom-client'
 import { createApi } from './api.js'
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
 import { CommandDispatcher } from './commands.js'
@@ -26,6 +27,8 @@ export interface RunningHub {
   /** The public half of the command signing key, for agents' `commands.hubPublicKeyFile`. */
   commandPublicKeyFile: string | null
   epoch: number
+  /** Every metric the hub serves (for the catalog in docs/metrics.md). */
+  registry: Registry
   close(): Promise<void>
 }
 
@@ -81,6 +84,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
 
   const metrics = new HubMetrics({
     nodeStates: () => table.countByState(),
+    nodes: () => table.views(),
     brokerClients: () => (broker ? broker.clientCount() : brokerClients),
     epoch,
   })
@@ -266,6 +270,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     metricsUrl: `${httpUrl}/metrics`,
     commandPublicKeyFile: signing.publicKeyFile,
     epoch,
+    registry: metrics.registry,
     async close() {
       closing = true
       clearInterval(livenessTimer)

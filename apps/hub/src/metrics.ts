@@ -1,6 +1,7 @@
 import { REJECT_REASONS } from '@vigil/protocol'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { NODE_STATES, type NodeState } from './liveness.js'
+import type { NodeView } from './nodes.js'
 
 /** Hub-side reasons on top of the protocol's decode reasons. Closed set: a metric label. */
 export const HUB_REJECT_REASONS = [...REJECT_REASONS, 'stale_incarnation'] as const
@@ -83,6 +84,8 @@ export class HubMetrics {
 
   constructor(sources: {
     nodeStates: () => Map<NodeState, number>
+    /** Nodes with their latest facts and observations, re-exported as agent metrics. */
+    nodes: () => NodeView[]
     brokerClients: () => number | null
     epoch: number
   }) {
@@ -107,10 +110,122 @@ export class HubMetrics {
         if (n !== null) this.set(n)
       },
     })
+    registerAgentMetrics(this.registry, sources.nodes)
     new Gauge({
       name: 'vigil_hub_epoch',
       help: "This hub process's epoch; increases at every start and is carried by every command.",
       registers: [this.registry],
     }).set(sources.epoch)
   }
+}
+
+const CHECK_STATES = ['running', 'stopped', 'failed', 'paused', 'unknown'] as const
+
+/**
+ * What agents observe, re-exported by the hub at scrape time from the latest batch of each node.
+ * Agents stay tiny (no HTTP server, no second scrape target to secure) and Prometheus needs one
+ * target; cardinality is bounded by the checks the agents' config files declare.
+ */
+function registerAgentMetrics(registry: Registry, nodes: () => NodeView[]): void {
+  const registers = [registry]
+  new Gauge({
+    name: 'vigil_agent_info',
+    help: 'One per node whose agent said hello: its version (version skew shows as several values).',
+    labelNames: ['node', 'version'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const n of nodes()) if (n.agentVersion) this.set({ node: n.id, version: n.agentVersion }, 1)
+    },
+  })
+  new Gauge({
+    name: 'vigil_check_state',
+    help: "Each agent check's latest monitor result: 1 for its current state, 0 for the others.",
+    labelNames: ['node', 'driver', 'target', 'state'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const n of nodes())
+        for (const o of n.observations)
+          for (const state of CHECK_STATES)
+            this.set({ node: n.id, driver: o.driver, target: o.target, state }, o.state === state ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: 'vigil_check_value',
+    help: "Numbers an agent check reports with its result (a disk probe's latency, a process's RSS, a NIC's errors), by name; units are in each driver's README.",
+    labelNames: ['node', 'driver', 'target', 'metric'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const n of nodes())
+        for (const o of n.observations)
+          for (const [metric, value] of Object.entries(o.metrics ?? {}))
+            this.set({ node: n.id, driver: o.driver, target: o.target, metric }, value)
+    },
+  })
+  new Gauge({
+    name: 'vigil_node_load1',
+    help: "A node's one-minute load average, from its agent's facts.",
+    labelNames: ['node'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const n of nodes()) if (n.facts) this.set({ node: n.id }, n.facts.load[0])
+    },
+  })
+  new Gauge({
+    name: 'vigil_node_memory_available_bytes',
+    help: "A node's available memory, from its agent's facts.",
+    labelNames: ['node'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const n of nodes()) if (n.facts) this.set({ node: n.id }, n.facts.memory.availableBytes)
+    },
+  })
+}
+
+/** Process metrics from prom-client's defaults: listed once in the catalog, not one by one. */
+export const DEFAULT_METRIC_PREFIXES = ['vigil_hub_process_', 'vigil_hub_nodejs_']
+
+/**
+ * docs/metrics.md, rendered from the registry of a running hub: the catalog cannot drift from the
+ * code (a test compares the two; `VIGIL_UPDATE=1` rewrites the file).
+ */
+export function renderMetricsCatalog(registry: Registry): string {
+  const metrics = registry
+    .getMetricsAsArray()
+    .filter((m) => !DEFAULT_METRIC_PREFIXES.some((p) => m.name.startsWith(p)))
+    .sort((a, b) => a.name.localeCompare(b.name))
+  const rows = metrics.map((m) => {
+    const labels = (m as unknown as { labelNames?: string[] }).labelNames ?? []
+    const help = m.help.replaceAll('|', '\\|')
+    return `| \`${m.name}\` | ${m.type} | ${labels.map((l) => `\`${l}\``).join(', ')} | ${help} |`
+  })
+  return [
+    '# Metrics',
+    '',
+    "<!-- Generated from the hub's registry by apps/hub/src/metrics-catalog.test.ts; run it with VIGIL_UPDATE=1 to rewrite. -->",
+    '',
+    'The hub serves every metric at `GET /metrics` (Prometheus text format); agents expose none of',
+    'their own: the hub re-exports what they observe (`vigil_check_*`, `vigil_agent_info`,',
+    '`vigil_node_load1`, `vigil_node_memory_available_bytes`) from their latest batches. One scrape',
+    'target to secure and to configure, and agents stay without an HTTP server.',
+    '',
+    'Conventions: `vigil_` prefix, base units (`_seconds`, `_bytes`), `_total` for counters. Labels',
+    'are node, resource and device names (bounded by the cluster file), check targets (bounded by the',
+    "agents' config files) and closed sets (state, condition, phase, kind, rule, result, channel).",
+    'No label carries a command id, decision id or time. State-set gauges (`vigil_node_condition`,',
+    '`vigil_check_state`) export every state with 0 or 1, so an alert can match `== 1`.',
+    '',
+    `Besides these, the hub exports prom-client's process metrics with the prefix \`vigil_hub_\``,
+    '(`vigil_hub_process_cpu_seconds_total`, `vigil_hub_process_resident_memory_bytes`,',
+    '`vigil_hub_nodejs_eventloop_lag_seconds`, ...).',
+    '',
+    '| Name | Type | Labels | Meaning |',
+    '|---|---|---|---|',
+    ...rows,
+    '',
+  ].join('\n')
 }
