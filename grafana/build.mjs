@@ -222,7 +222,7 @@ export const dashboards = {
       ),
       table(
         'Resources',
-        [target(`vigil_resource_phase{${C}}`), target(`vigil_resource_health_score{${C}}`)],
+        [target(`vigil_resource_phase{${C}} == 1`), target(`vigil_resource_health_score{${C}}`)],
         {
           w: 12,
           description:
@@ -311,7 +311,7 @@ export const dashboards = {
         min: 0,
         max: 100,
       }),
-      table('Where it runs', [target(`vigil_resource_phase{${R}}`)], {
+      table('Where it runs', [target(`vigil_resource_phase{${R}} == 1`)], {
         description: 'Phase and node of each selected resource.',
       }),
       series(

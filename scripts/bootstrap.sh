@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages used by tests (real brokers and device simulators, never mocks): the MQTT broker,
 # an IPMI BMC (ipmi_sim) and ipmitool, snmpd acting as an APC PDU, an ssh server, the ClusterLabs
 # fence agents, iproute2 for lab hosts made of network namespaces, libvirt with QEMU (TCG guests),
-# and the OCF resource agents.
+# the OCF resource agents, Prometheus with promtool and Alertmanager with amtool (the dashboards and
+# alert rules are checked against a real one), and Chromium (the status page's browser test).
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -17,6 +18,8 @@ APT_PACKAGES=(
   iproute2 iputils-ping
   libvirt-daemon-system libvirt-clients qemu-system-x86
   resource-agents
+  prometheus prometheus-alertmanager
+  chromium
 )
 
 missing=()

@@ -3,6 +3,7 @@ import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { cliEnv } from './env.js'
 import { type FenceView, renderFence } from './fence.js'
 import { renderStatus } from './status.js'
+import { type Decision, type ResourceNow, renderWhy } from './why.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
 
@@ -19,6 +20,9 @@ Commands:
   fence confirm <node> [--by <name>]
                            an operator confirms <node> is powered off (meatware, or after a
                            failed fence); its resources may then start elsewhere
+  why <decision-id|resource|node> [--json]
+                           why Vigil did what it did: the decision chain in plain words, with the
+                           evidence per channel, the classification, the candidates and their scores
   config check <file> --kind hub|agent
                            validate a config file without starting anything
   simulate <scenario-dir> [--check]
@@ -44,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
       return ping(rest)
     case 'fence':
       return fence(rest)
+    case 'why':
+      return why(rest)
     case 'config':
       return configCheck(rest)
     case 'simulate':
@@ -238,6 +244,51 @@ function configCheck(argv: string[]): Promise<number> {
       throw err
     }
     console.log(`${file}: valid ${values.kind} configuration`)
+    return EXIT.ok
+  })
+}
+
+function why(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parse(argv, {} as const)
+    const subject = positionals[0]
+    if (!subject) {
+      console.error('Usage: vigil why <decision-id|resource|node> [--json]')
+      return EXIT.usage
+    }
+    const hubUrl = values.hub ?? cliEnv.hubUrl
+    const get = async <T>(path: string): Promise<T> => {
+      const res = await hubRequest(hubUrl, path)
+      if (res.status !== 200) throw new HubRequestError(`hub: ${errorMessage(res.body)}`, EXIT.failed)
+      return res.body as T
+    }
+    const q = encodeURIComponent(subject)
+    const byId = await hubRequest(hubUrl, `/api/decisions/${q}`)
+    const resources = (
+      await get<{ resources: (ResourceNow & { correlationId: string | null })[] }>('/api/resources')
+    ).resources
+    const resource = resources.find((r) => r.id === subject) ?? null
+    let anchor: Decision | undefined
+    if (byId.status === 200) anchor = byId.body as Decision
+    else {
+      const filter = resource ? `resource=${q}` : `node=${q}`
+      anchor = (await get<{ decisions: Decision[] }>(`/api/decisions?${filter}&limit=1`)).decisions[0]
+    }
+    if (!anchor && !resource) {
+      console.error(`vigil why: no decision, resource or node named "${subject}"`)
+      return EXIT.failed
+    }
+    // The chain a resource is in now (its correlation survives from the failure that moved it).
+    const correlation = resource?.correlationId ?? anchor?.correlationId
+    const chain = correlation
+      ? (
+          await get<{ decisions: Decision[] }>(
+            `/api/decisions?correlation=${encodeURIComponent(correlation)}&limit=1000`,
+          )
+        ).decisions.reverse()
+      : []
+    if (values.json) console.log(JSON.stringify({ subject, resource, decisions: chain }, null, 2))
+    else process.stdout.write(renderWhy(subject, chain, resource))
     return EXIT.ok
   })
 }

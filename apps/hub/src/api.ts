@@ -6,6 +6,7 @@ import { z } from 'zod'
 import type { CommandDispatcher } from './commands.js'
 import type { HubMetrics } from './metrics.js'
 import type { NodeTable } from './nodes.js'
+import { STATUS_CSS, STATUS_HTML, STATUS_JS, STATUS_PAGE_CSP } from './status-page.js'
 import type { HubStore } from './store.js'
 
 export interface ApiDeps {
@@ -16,6 +17,8 @@ export interface ApiDeps {
   ready: () => { ready: boolean; reasons: string[] }
   /** The engine's what-if plan. */
   plan: () => unknown
+  /** Every resource as the engine sees it. */
+  resources: () => unknown[]
   /** The peer mesh's reachability matrix. */
   peers: () => unknown
   /** The engine's classification and health score of a node, if it knows the node. */
@@ -61,6 +64,16 @@ export function createApi(deps: ApiDeps): Hono {
     }),
   )
 
+  const page = (body: string, type: string) => (c: Context) =>
+    c.body(body, 200, {
+      'Content-Type': `${type}; charset=utf-8`,
+      'Content-Security-Policy': STATUS_PAGE_CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'Cache-Control': 'no-cache',
+    })
+  app.get('/', page(STATUS_HTML, 'text/html'))
+  app.get('/status.js', page(STATUS_JS, 'text/javascript'))
+  app.get('/status.css', page(STATUS_CSS, 'text/css'))
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
     const r = deps.ready()
@@ -85,6 +98,7 @@ export function createApi(deps: ApiDeps): Hono {
     const { node, resource, correlation, limit } = q.data
     return c.json({ decisions: deps.store.decisions({ node, resource, correlationId: correlation, limit }) })
   })
+  app.get('/api/resources', (c) => c.json({ resources: deps.resources() }))
   app.get('/api/plan', (c) => c.json({ plan: deps.plan() }))
   app.get('/api/peers', (c) => c.json({ peers: deps.peers() }))
   app.get('/api/decisions/:id', (c) => {

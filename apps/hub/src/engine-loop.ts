@@ -14,7 +14,7 @@ import {
 import type { Clock, Logger } from '@vigil/kit'
 import type { CommandAction } from '@vigil/protocol'
 import type { CommandDispatcher } from './commands.js'
-import { EngineMetrics } from './engine-metrics.js'
+import { EngineMetrics, resourceHealth } from './engine-metrics.js'
 import type { HubMetrics } from './metrics.js'
 import type { EventRow, HubStore } from './store.js'
 
@@ -34,9 +34,28 @@ export interface EngineLoopDeps {
   fence: (action: Extract<Action, { type: 'fence' }>) => void
 }
 
+/** A resource in the API and on the status page. */
+export interface ResourceView {
+  id: string
+  phase: string
+  phaseSince: number
+  node: string | null
+  health: number
+  failures: number
+  maintenance: boolean
+  pending: { type: string; node: string } | null
+  /** What each node's agent last reported about it. */
+  observed: Record<string, string>
+  correlationId: string | null
+}
+
 const PERSIST_EVERY_MS = 2000
-/** The what-if plan is recomputed at most this often (it costs ~2 s at 1,000 hosts). */
+/**
+ * The what-if plan is recomputed on demand once older than this, or once older than the minimum
+ * after a decision that may have moved resources (it costs ~2 s at 1,000 hosts: never per step).
+ */
 const PLAN_MAX_AGE_MS = 10_000
+const PLAN_MIN_AGE_MS = 1000
 
 /**
  * Runs the engine live: inputs from ingest are queued, a step runs every tick on a clock that is
@@ -52,6 +71,8 @@ export class EngineLoop {
   private seq = 0
   private lastPersist = 0
   private plan: { at: number; plan: WhatIf[] } | null = null
+  /** A decision since the plan was made may have moved resources or lost a node. */
+  private planStale = false
   private readonly startWall: number
   private readonly startMono: number
   private readonly metrics: EngineMetrics
@@ -87,10 +108,12 @@ export class EngineLoop {
 
   /** "If this node died now": where its resources would go, and what could not be placed. */
   whatIf(): WhatIf[] {
-    if (!this.plan || this.now() - this.plan.at > PLAN_MAX_AGE_MS) {
-      const env = { now: () => this.now(), newId: (kind: string) => `${kind}-plan` }
-      this.plan = { at: this.now(), plan: whatIfPlan(this.spec, this.state, env) }
-    }
+    const age = this.plan ? this.now() - this.plan.at : Number.POSITIVE_INFINITY
+    if (this.plan && age <= PLAN_MAX_AGE_MS && !(this.planStale && age > PLAN_MIN_AGE_MS))
+      return this.plan.plan
+    this.planStale = false
+    const env = { now: () => this.now(), newId: (kind: string) => `${kind}-plan` }
+    this.plan = { at: this.now(), plan: whatIfPlan(this.spec, this.state, env) }
     return this.plan.plan
   }
 
@@ -102,6 +125,24 @@ export class EngineLoop {
   condition(node: string): { condition: NodeCondition; health: number; fence: string } | null {
     const n = this.state.nodes[node]
     return n ? { condition: n.condition, health: n.health.score, fence: n.fence.phase } : null
+  }
+
+  /** Every resource as the engine sees it: phase, where it runs, failures counted, what is pending. */
+  resourceViews(): ResourceView[] {
+    return Object.entries(this.state.resources)
+      .map(([id, r]) => ({
+        id,
+        phase: r.phase,
+        phaseSince: r.phaseSince,
+        node: r.node,
+        health: resourceHealth(r.phase),
+        failures: r.failures.length,
+        maintenance: r.maintenance !== null,
+        pending: r.pending ? { type: r.pending.type, node: r.pending.node } : null,
+        observed: Object.fromEntries(Object.entries(r.observed).map(([node, o]) => [node, o.state])),
+        correlationId: r.correlationId,
+      }))
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
   }
 
   /**
@@ -141,8 +182,10 @@ export class EngineLoop {
     this.metrics.stepDuration.observe((this.deps.clock.monoMs() - started) / 1000)
     if (result.records.length > 0) {
       this.deps.store.appendDecisions(result.records)
+      this.planStale = true
       for (const r of result.records) {
         this.metrics.decisions.inc({ kind: r.kind, rule: r.rule })
+        if (r.rule.startsWith('governor.')) this.metrics.governorHolds.inc({ rule: r.rule })
         if (r.resource && r.node && (r.kind === 'place' || r.kind === 'resource-phase')) {
           const before = this.lastHome.get(r.resource)
           if (r.kind === 'place' && before !== undefined && before !== r.node)

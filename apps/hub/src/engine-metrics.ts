@@ -31,6 +31,9 @@ const RESOURCE_PHASES = [
   'unmanaged',
 ] as const satisfies readonly ResourcePhase[]
 
+/** The governor's rules (decision records with these rules are the governor holding back). */
+const GOVERNOR_RULES = ['governor.max-fences', 'governor.max-restarts', 'governor.freeze-share']
+
 const RESOURCE_HEALTH: Record<ResourcePhase, number> = {
   running: 100,
   starting: 70,
@@ -41,6 +44,11 @@ const RESOURCE_HEALTH: Record<ResourcePhase, number> = {
   unmanaged: 50,
   stopped: 0,
   blocked: 0,
+}
+
+/** A resource's health score: a function of its phase alone. */
+export function resourceHealth(phase: ResourcePhase): number {
+  return RESOURCE_HEALTH[phase]
 }
 
 /**
@@ -67,6 +75,7 @@ export class EngineMetrics {
   readonly decisions: Counter<'kind' | 'rule'>
   readonly actions: Counter<'type'>
   readonly failovers: Counter<'resource'>
+  readonly governorHolds: Counter<'rule'>
 
   constructor(registry: Registry, view: EngineView) {
     const registers = [registry]
@@ -102,6 +111,15 @@ export class EngineMetrics {
       labelNames: ['resource'],
       registers,
     })
+    for (const r of view.spec().resources) this.failovers.inc({ resource: r.id }, 0)
+
+    this.governorHolds = new Counter({
+      name: 'vigil_governor_holds_total',
+      help: 'Times the blast-radius governor held back a fence or restart, or froze the cluster, by rule.',
+      labelNames: ['rule'],
+      registers,
+    })
+    for (const rule of GOVERNOR_RULES) this.governorHolds.inc({ rule }, 0)
 
     new Gauge({
       name: 'vigil_node_health_score',
@@ -210,13 +228,14 @@ export class EngineMetrics {
     })
     new Gauge({
       name: 'vigil_resource_phase',
-      help: 'The phase of each resource: 1 for its current phase (absent for the others).',
+      help: 'The phase of each resource and the node it is placed on: 1 for its current phase, 0 for the others.',
       labelNames: ['resource', 'phase', 'node'],
       registers,
       collect() {
         this.reset()
         for (const [resource, r] of Object.entries(view.state().resources))
-          this.set({ resource, phase: r.phase, node: r.node ?? '' }, 1)
+          for (const phase of RESOURCE_PHASES)
+            this.set({ resource, phase, node: r.node ?? '' }, r.phase === phase ? 1 : 0)
       },
     })
     new Gauge({

@@ -97,6 +97,14 @@ export interface FenceDeviceView {
 
 type FenceAction = Extract<Action, { type: 'fence' }>
 
+const FENCE_OUTCOMES = [
+  'off',
+  'unreachable',
+  'auth-failed',
+  'still-on',
+  'timeout',
+] as const satisfies readonly FenceOutcome[]
+
 /**
  * Carries out the engine's fence actions through real devices, and watches the devices.
  *
@@ -164,6 +172,11 @@ export class FenceService {
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
       registers,
     })
+    // Every series exists from the start at 0: increase() and alerts see the first failure.
+    for (const d of this.devices.values()) {
+      for (const outcome of FENCE_OUTCOMES) this.opsTotal.inc({ device: d.id, outcome }, 0)
+      this.duration.zero({ driver: d.driver })
+    }
     const service = this
     new Gauge({
       name: 'vigil_node_fenceable',

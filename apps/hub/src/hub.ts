@@ -218,6 +218,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     engineView: (node) => engine.condition(node),
     plan: () => engine.whatIf(),
     peers: () => engine.peerMatrix(),
+    resources: () => engine.resourceViews(),
     fencing: {
       view: () => ({
         devices: fencing.devicesView(),

@@ -42,8 +42,9 @@ test("every Vigil metric follows Prometheus' naming conventions", () => {
   for (const m of ours) {
     const labels = (m as unknown as { labelNames?: string[] }).labelNames ?? []
     if (!/^vigil_[a-z0-9_]+$/.test(m.name)) problems.push(`${m.name}: not vigil_snake_case`)
-    if (m.type === 'counter' && !m.name.endsWith('_total')) problems.push(`${m.name}: counter without _total`)
-    if (m.type !== 'counter' && m.name.endsWith('_total')) problems.push(`${m.name}: _total on a ${m.type}`)
+    const type = String(m.type)
+    if (type === 'counter' && !m.name.endsWith('_total')) problems.push(`${m.name}: counter without _total`)
+    if (type !== 'counter' && m.name.endsWith('_total')) problems.push(`${m.name}: _total on a ${type}`)
     if (/_(ms|milliseconds|kb|mb|percent)$/.test(m.name)) problems.push(`${m.name}: not a base unit`)
     if (m.help.trim().length < 10) problems.push(`${m.name}: no meaningful help`)
     for (const label of labels)

@@ -1,0 +1,292 @@
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort, type Prometheus, startPrometheus } from '@vigil/testbed'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { eventually } from '../harness/eventually.js'
+import { type HubProcess, startHub } from '../harness/hub.js'
+import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
+
+// One real failover, watched through everything an operator uses: a Prometheus scraping the hub
+// (every dashboard query and every alert rule run against it), the status page in Chromium
+// (updating over the live feed), and `vigil why`. node-b runs web; node-b dies (agent and app
+// SIGKILLed); its BMC does not answer (fence level 1 fails), a person confirms it off (level 2,
+// meatware, through the CLI); web starts on node-a.
+
+const repo = fileURLToPath(new URL('../../', import.meta.url))
+const dir = tempDir('observability')
+const cleanups: (() => Promise<void> | void)[] = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+  for (const node of ['node-a', 'node-b']) {
+    const pidfile = join(dir.path, `${node}-web.pid`)
+    try {
+      if (existsSync(pidfile)) process.kill(-Number(readFileSync(pidfile, 'utf8')), 'SIGKILL')
+    } catch {}
+  }
+  dir.remove()
+})
+
+interface Decision {
+  id: string
+  kind: string
+  rule: string
+  node?: string
+  resource?: string
+  summary: string
+}
+
+let hub: HubProcess
+let prometheus: Prometheus
+let browser: Browser
+let page: Page
+const agents = new Map<string, VigilProcess>()
+let windowStart = 0
+
+beforeAll(async () => {
+  const clusterFile = join(dir.path, 'cluster.yaml')
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '    fencing:',
+      '      - devices: [people]',
+      '  - id: node-b',
+      '    fencing:',
+      '      - devices: [bmc-b]',
+      '        timeoutMs: 1500',
+      '      - devices: [people]',
+      '        timeoutMs: 600000',
+      'resources:',
+      '  - id: web',
+      '    preferred: { node-b: 10 }',
+      '',
+    ].join('\n'),
+  )
+  const passwordFile = join(dir.path, 'bmc-password')
+  writeFileSync(passwordFile, 'secret\n')
+  const hubFile = join(dir.path, 'hub.yaml')
+  writeFileSync(
+    hubFile,
+    [
+      'fencing:',
+      '  devices:',
+      '    - id: bmc-b',
+      '      driver: ipmi',
+      '      hosts: { node-b: [] }',
+      `      config: { host: 127.0.0.1, port: ${await freePort('udp')}, username: admin, passwordFile: ${passwordFile} }`,
+      '    - id: people',
+      '      driver: meatware',
+      '      hosts: { node-a: [node-a], node-b: [node-b] }',
+      '',
+    ].join('\n'),
+  )
+  hub = await startHub(dir.path, ['--config', hubFile, '--cluster-file', clusterFile])
+  cleanups.push(() => hub.process.stop())
+  windowStart = Date.now() / 1000
+
+  for (const node of ['node-a', 'node-b']) {
+    const agentFile = join(dir.path, `${node}.yaml`)
+    writeFileSync(
+      agentFile,
+      [
+        `node: ${node}`,
+        'heartbeat: { intervalMs: 100 }',
+        'resources:',
+        '  - id: web',
+        '    driver: process',
+        '    config:',
+        '      command: [sleep, "600"]',
+        `      pidfile: ${join(dir.path, `${node}-web.pid`)}`,
+        '',
+      ].join('\n'),
+    )
+    const agent = new VigilProcess(['agent', '--config', agentFile, '--mqtt-url', hub.mqttUrl], {
+      cwd: dir.path,
+    })
+    agents.set(node, agent)
+    cleanups.push(() => agent.stop())
+  }
+
+  const promDir = join(dir.path, 'prometheus')
+  mkdirSync(promDir)
+  prometheus = await startPrometheus({
+    dir: promDir,
+    job: 'vigil-hub',
+    targets: [new URL(hub.httpUrl).host],
+    labels: { cluster: 'lab' },
+    ruleFiles: [join(repo, 'grafana/prometheus/vigil-rules.yml')],
+    scrapeMs: 500,
+  })
+  cleanups.push(() => prometheus.stop())
+
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-dev-shm-usage',
+    ],
+  })
+  cleanups.push(() => browser.close())
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+})
+
+const decisions = async (query: string) =>
+  (await hub.api<{ decisions: Decision[] }>(`/api/decisions?${query}&limit=500`)).body.decisions.reverse()
+const resourceRow = (field: string) => page.locator(`#resources tr[data-resource="web"] .${field}`)
+
+describe.sequential('a real failover, as an operator sees it', () => {
+  test('the status page shows the cluster, live', async () => {
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(e.message))
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text())
+    })
+    await page.goto(hub.httpUrl)
+    expect(await page.title()).toBe('Vigil status')
+    await expect.poll(() => page.locator('#feed').textContent(), { timeout: 20_000 }).toBe('live')
+    await expect.poll(() => page.locator('#nodes tbody tr[data-node]').count(), { timeout: 20_000 }).toBe(2)
+    // web is placed on its preferred node, and the page shows it running there without a reload.
+    await expect.poll(() => resourceRow('node').textContent(), { timeout: 30_000 }).toBe('node-b')
+    await expect.poll(() => resourceRow('phase').textContent(), { timeout: 30_000 }).toBe('running')
+    await expect
+      .poll(() => page.locator('#nodes tr[data-node="node-b"] .condition').textContent())
+      .toBe('healthy')
+    expect(errors).toEqual([])
+  })
+
+  test('node-b dies: the page follows the failover as it happens', async () => {
+    const pidB = Number(readFileSync(join(dir.path, 'node-b-web.pid'), 'utf8'))
+    agents.get('node-b')?.kill('SIGKILL')
+    process.kill(pidB, 'SIGKILL')
+    // Level 1 (the BMC) fails; level 2 is a person: the page says so, and who must do what.
+    await expect
+      .poll(() => page.locator('#nodes tr[data-node="node-b"] .condition').textContent(), { timeout: 30_000 })
+      .toBe('dead')
+    await expect
+      .poll(() => page.locator('#pending').textContent(), { timeout: 30_000 })
+      .toContain('vigil fence confirm node-b')
+    expect(await resourceRow('node').textContent()).not.toBe('node-a') // nothing starts before the fence
+    const confirmed = await runVigil(['fence', 'confirm', 'node-b', '--by', 'oncall', '--hub', hub.httpUrl])
+    expect(confirmed.code).toBe(0)
+    await expect.poll(() => resourceRow('node').textContent(), { timeout: 30_000 }).toBe('node-a')
+    await expect.poll(() => resourceRow('phase').textContent(), { timeout: 30_000 }).toBe('running')
+    // Decisions arrived over the feed; one of them explains itself when clicked.
+    const place = page.locator('#decisions li[data-kind="place"]').first()
+    await place.click()
+    await expect.poll(() => place.locator('pre').textContent()).toContain('candidate node-a')
+    const shot = join(repo, 'test/test-results/status-page.png')
+    mkdirSync(join(repo, 'test/test-results'), { recursive: true })
+    await page.screenshot({ path: shot, fullPage: true })
+    if (process.env.VIGIL_UPDATE === '1') copyFileSync(shot, join(repo, 'docs/status-page.png'))
+  })
+
+  test('`vigil why web` tells the story in plain words', async () => {
+    const out = await runVigil(['why', 'web', '--hub', hub.httpUrl])
+    expect(out.code, out.stderr).toBe(0)
+    const text = out.stdout
+    writeFileSync(join(repo, 'test/test-results/why-web.txt'), text)
+    expect(text).toContain('web is running on node-a')
+    expect(text).toMatch(/Last decision: .*node-a/)
+    // The chain starts at node-b's death, with the evidence per channel, and goes through both levels.
+    expect(text).toMatch(/It started with: node-b: .*dead/)
+    expect(text).toMatch(/evidence hub \(silent\)/)
+    expect(text).toContain('[fence.level-failed]')
+    expect(text).toContain('[fence.confirmed]')
+    expect(text).toMatch(/node-a\s+\d+\s+chosen/)
+    expect(text).toMatch(/node-b\s+-\s+eliminated: /)
+    // A decision id works too, and --json gives the records for scripts.
+    const place = (await decisions('resource=web')).filter((d) => d.kind === 'place').at(-1)
+    const byId = await runVigil(['why', place?.id ?? '', '--json', '--hub', hub.httpUrl])
+    expect(byId.code).toBe(0)
+    const parsed = JSON.parse(byId.stdout) as { decisions: Decision[] }
+    expect(parsed.decisions.map((d) => d.rule)).toContain('fence.level-failed')
+    const unknown = await runVigil(['why', 'no-such-thing', '--hub', hub.httpUrl])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain('no decision, resource or node named "no-such-thing"')
+  })
+
+  test('every dashboard query and every alert rule works against a Prometheus that watched it', async () => {
+    // Wait until Prometheus has scraped the end of the failover and evaluated the rules on it.
+    await eventually(
+      'the failover scraped',
+      async () => (await prometheus.query('vigil_failovers_total')).length > 0,
+    )
+    await eventually('the failed fence alert raised', async () => {
+      const alerts = await prometheus.alerts()
+      return alerts.some((a) => a.labels.alertname === 'VigilFenceFailed') ? alerts : undefined
+    })
+    const end = Date.now() / 1000
+    const range = Math.ceil(end - windowStart)
+    const vars: [RegExp, string][] = [
+      [/\$__rate_interval/g, '5s'],
+      [/\$__range/g, `${range}s`],
+      [/\$cluster/g, 'lab'],
+      [/\$node/g, 'node-a|node-b'],
+      [/\$resource/g, 'web'],
+    ]
+    const substitute = (expr: string) => vars.reduce((e, [re, v]) => e.replace(re, v), expr)
+    const rangeQuery = async (expr: string) => {
+      const url = `${prometheus.url}/api/v1/query_range?query=${encodeURIComponent(expr)}&start=${windowStart}&end=${end}&step=1`
+      const body = (await (await fetch(url)).json()) as {
+        status: string
+        error?: string
+        data?: { result: unknown[] }
+      }
+      if (body.status !== 'success') throw new Error(body.error)
+      return body.data?.result ?? []
+    }
+
+    const { dashboards, queriesOf } = (await import(join(repo, 'grafana/build.mjs'))) as {
+      dashboards: Record<string, unknown>
+      queriesOf: (d: unknown) => { where: string; expr: string }[]
+    }
+    const problems: string[] = []
+    let checked = 0
+    for (const [name, d] of Object.entries(dashboards)) {
+      for (const { where, expr } of queriesOf(d)) {
+        checked++
+        // A variable's label_values(selector, label) must find the label on the selector's series.
+        const labelValues = /^label_values\((.+), (\w+)\)$/.exec(expr)
+        const q = substitute(labelValues ? (labelValues[1] as string) : expr)
+        try {
+          const result = (await rangeQuery(q)) as { metric: Record<string, string> }[]
+          if (result.length === 0) problems.push(`${name} ${where}: no data for ${q}`)
+          else if (labelValues && !result.some((r) => r.metric[labelValues[2] as string]))
+            problems.push(`${name} ${where}: no series of ${q} has label ${labelValues[2]}`)
+        } catch (err) {
+          problems.push(`${name} ${where}: ${(err as Error).message} in ${q}`)
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(60)
+
+    // Alert rules: each evaluated without error, each selector it reads has data, and the two
+    // this failover must raise were raised.
+    const rules = (await (await fetch(`${prometheus.url}/api/v1/rules`)).json()) as {
+      data: { groups: { rules: { name: string; query: string; health: string; lastError?: string }[] }[] }
+    }
+    const alertRules = rules.data.groups.flatMap((g) => g.rules)
+    expect(alertRules.length).toBeGreaterThanOrEqual(14)
+    for (const r of alertRules) {
+      if (r.health !== 'ok') problems.push(`alert ${r.name}: health ${r.health} ${r.lastError ?? ''}`)
+      for (const m of r.query.matchAll(/\b(vigil_[a-z0-9_]+|up)(\{[^}]*\})?/g)) {
+        const selector = m[0]
+        if ((await rangeQuery(selector)).length === 0)
+          problems.push(`alert ${r.name}: no data for ${selector}`)
+      }
+    }
+    const fired = async (alertname: string) =>
+      (await rangeQuery(`ALERTS{alertname="${alertname}", alertstate="firing"}`)).length > 0
+    expect(await fired('VigilNodeDead')).toBe(true)
+    expect(await fired('VigilFenceFailed')).toBe(true)
+    expect(problems).toEqual([])
+  })
+})
