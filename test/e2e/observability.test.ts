@@ -1,4 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, type Prometheus, startPrometheus } from '@vigil/testbed'
@@ -44,6 +46,53 @@ let page: Page
 const agents = new Map<string, VigilProcess>()
 let windowStart = 0
 
+/** Spans as an OTLP/HTTP collector receives them (JSON encoding), flattened. */
+interface ReceivedSpan {
+  traceId: string
+  spanId: string
+  parentSpanId: string
+  name: string
+  attributes: Record<string, string | number>
+  status: { code?: number }
+}
+const received: ReceivedSpan[] = []
+let collector: Server
+
+/** A minimal OTLP/HTTP traces receiver: a real socket the hub's exporter posts to. */
+async function startCollector(): Promise<string> {
+  collector = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => {
+      body += c
+    })
+    req.on('end', () => {
+      const doc = JSON.parse(body) as {
+        resourceSpans: {
+          scopeSpans: {
+            spans: (Omit<ReceivedSpan, 'attributes'> & {
+              attributes?: { key: string; value: Record<string, string | number> }[]
+            })[]
+          }[]
+        }[]
+      }
+      for (const rs of doc.resourceSpans)
+        for (const ss of rs.scopeSpans)
+          for (const sp of ss.spans)
+            received.push({
+              ...sp,
+              parentSpanId: sp.parentSpanId ?? '',
+              attributes: Object.fromEntries(
+                (sp.attributes ?? []).map((a) => [a.key, Object.values(a.value)[0] as string]),
+              ),
+            })
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}')
+    })
+  })
+  await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r))
+  cleanups.push(() => new Promise<void>((r) => collector.close(() => r())))
+  return `http://127.0.0.1:${(collector.address() as AddressInfo).port}/v1/traces`
+}
+
 beforeAll(async () => {
   const clusterFile = join(dir.path, 'cluster.yaml')
   writeFileSync(
@@ -68,9 +117,11 @@ beforeAll(async () => {
   const passwordFile = join(dir.path, 'bmc-password')
   writeFileSync(passwordFile, 'secret\n')
   const hubFile = join(dir.path, 'hub.yaml')
+  const otlpUrl = await startCollector()
   writeFileSync(
     hubFile,
     [
+      `tracing: { otlpUrl: '${otlpUrl}', incidentIdleMs: 1500, exportIntervalMs: 300 }`,
       'fencing:',
       '  devices:',
       '    - id: bmc-b',
@@ -196,7 +247,7 @@ describe.sequential('a real failover, as an operator sees it', () => {
     expect(text).toContain('web is running on node-a')
     expect(text).toMatch(/Last decision: .*node-a/)
     // The chain starts at node-b's death, with the evidence per channel, and goes through both levels.
-    expect(text).toMatch(/It started with: node-b: .*dead/)
+    expect(text).toMatch(/It started with: node-b: healthy -> suspect/)
     expect(text).toMatch(/evidence hub \(silent\)/)
     expect(text).toContain('[fence.level-failed]')
     expect(text).toContain('[fence.confirmed]')
@@ -288,5 +339,46 @@ describe.sequential('a real failover, as an operator sees it', () => {
     expect(await fired('VigilNodeDead')).toBe(true)
     expect(await fired('VigilFenceFailed')).toBe(true)
     expect(problems).toEqual([])
+  })
+
+  test('the failover is one trace: detect, classify, fence per level, place, command, running again', async () => {
+    const root = await eventually('the incident trace exported', () =>
+      received.find((sp) => sp.name === 'incident node-b: classify.suspect'),
+    )
+    const trace = received.filter((sp) => sp.traceId === root.traceId)
+    const span = (name: string) => {
+      const found = trace.find((sp) => sp.name === name)
+      expect(found, `${name} in ${trace.map((sp) => sp.name).join(', ')}`).toBeDefined()
+      return found as ReceivedSpan
+    }
+    const decisionsInOrder = [
+      'decision classify.suspect',
+      'decision classify.dead',
+      'decision fence.dead',
+      'decision fence.level-failed',
+      'decision fence.next-level',
+      'decision fence.confirmed',
+      'decision recover.node-fenced',
+      'decision placement.best-score',
+      'decision action.start',
+    ]
+    for (const name of decisionsInOrder) expect(span(name).parentSpanId).toBe(root.spanId)
+    // Each fence device run under the decision that started its level, with its outcome.
+    const bmc = span('fence bmc-b')
+    expect(bmc.parentSpanId).toBe(span('decision fence.dead').spanId)
+    expect(bmc.attributes['vigil.fence.outcome']).toBe('unreachable')
+    expect(bmc.status.code).toBe(2) // ERROR
+    const people = span('fence people')
+    expect(people.parentSpanId).toBe(span('decision fence.next-level').spanId)
+    expect(people.attributes['vigil.fence.outcome']).toBe('off')
+    // The start command to node-a's agent under the placement, and its result.
+    const start = span('command start')
+    expect(start.parentSpanId).toBe(span('decision placement.best-score').spanId)
+    expect(start.attributes).toMatchObject({ 'vigil.node': 'node-a', 'vigil.command.status': 'ok' })
+    // The decision records carry the trace id: the API (and `vigil why`) lead to the trace.
+    const placed = (await decisions('resource=web')).filter((d) => d.kind === 'place').at(-1) as Decision & {
+      traceId?: string
+    }
+    expect(placed.traceId).toBe(root.traceId)
   })
 })

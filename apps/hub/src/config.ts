@@ -11,6 +11,7 @@ import {
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
 import { fencingSchema } from './fencing.js'
+import { tracingSchema } from './tracing.js'
 
 const hostPort = z
   .string()
@@ -76,6 +77,8 @@ export const hubConfigSchema = z.strictObject({
       tickMs: z.number().int().min(10).max(5000).default(100),
     })
     .prefault({}),
+  /** OpenTelemetry: one trace per incident, exported over OTLP/HTTP when `otlpUrl` is set. */
+  tracing: tracingSchema,
   /** The Ed25519 key commands are signed with (default: created beside the database). */
   signing: z.strictObject({ keyFile: z.string().min(1).optional() }).prefault({}),
   /** Fence devices; the cluster file's fence levels name them by id. */

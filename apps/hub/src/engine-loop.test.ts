@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { trace } from '@opentelemetry/api'
 import { clusterSpecSchema, type DecisionRecord } from '@vigil/engine'
 import { createLogger } from '@vigil/kit'
 import { afterEach, expect, test } from 'vitest'
@@ -8,6 +9,7 @@ import type { CommandDispatcher } from './commands.js'
 import { EngineLoop } from './engine-loop.js'
 import { HubMetrics } from './metrics.js'
 import { HubStore } from './store.js'
+import { DecisionTracer } from './tracing.js'
 
 const dirs: string[] = []
 afterEach(() => {
@@ -22,6 +24,7 @@ function setup() {
   const clock = { wallMs: () => now, monoMs: () => now }
   const records: DecisionRecord[] = []
   const loop = new EngineLoop({
+    tracer: new DecisionTracer(trace.getTracer('test'), 30_000),
     spec: clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }] }),
     knownNodes: () => ['n1', 'n2'],
     store,

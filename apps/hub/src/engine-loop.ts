@@ -17,6 +17,7 @@ import type { CommandDispatcher } from './commands.js'
 import { EngineMetrics, resourceHealth } from './engine-metrics.js'
 import type { HubMetrics } from './metrics.js'
 import type { EventRow, HubStore } from './store.js'
+import { type DecisionTracer, finish } from './tracing.js'
 
 export interface EngineLoopDeps {
   /** The cluster spec from engine.clusterFile, or null to observe the nodes seen (no actions). */
@@ -30,6 +31,8 @@ export interface EngineLoopDeps {
   epoch: number
   onRecord: (record: DecisionRecord) => void
   onEvent: (event: EventRow) => void
+  /** One trace per incident; its id goes into each decision record. */
+  tracer: DecisionTracer
   /** Carries out one fence level; outcomes come back as `fence-result` inputs. */
   fence: (action: Extract<Action, { type: 'fence' }>) => void
 }
@@ -181,6 +184,10 @@ export class EngineLoop {
     this.state = result.state
     this.metrics.stepDuration.observe((this.deps.clock.monoMs() - started) / 1000)
     if (result.records.length > 0) {
+      for (const r of result.records) {
+        const traceId = this.deps.tracer.record(r)
+        if (traceId) r.traceId = traceId
+      }
       this.deps.store.appendDecisions(result.records)
       this.planStale = true
       for (const r of result.records) {
@@ -193,13 +200,21 @@ export class EngineLoop {
           this.lastHome.set(r.resource, r.node)
         }
         this.deps.log.info(
-          { decision: r.id, node: r.node, resource: r.resource, rule: r.rule, correlation: r.correlationId },
+          {
+            decision: r.id,
+            node: r.node,
+            resource: r.resource,
+            rule: r.rule,
+            correlation: r.correlationId,
+            trace: r.traceId,
+          },
           r.summary,
         )
         this.deps.onRecord(r)
       }
     }
     for (const a of result.actions) this.carryOut(a)
+    this.deps.tracer.sweep(this.now())
     if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persist()
   }
 
@@ -251,10 +266,22 @@ export class EngineLoop {
         const action = a.type as CommandAction
         const args: Record<string, string> = { resource: a.resource, decision: a.decision }
         if (a.type === 'migrate') args.to = a.to
+        const span = this.deps.tracer.startWork(a.decision, `command ${a.type}`, {
+          'vigil.node': a.node,
+          'vigil.resource': a.resource,
+          'vigil.action.id': a.id,
+        })
         this.deps.commands.send(a.node, action, args).then(
-          (outcome) =>
-            this.input({ type: 'action-result', actionId: a.id, ok: outcome.result.status === 'ok' }),
+          (outcome) => {
+            const ok = outcome.result.status === 'ok'
+            finish(span, ok, {
+              'vigil.command.id': outcome.command.id,
+              'vigil.command.status': outcome.result.status,
+            })
+            this.input({ type: 'action-result', actionId: a.id, ok })
+          },
           (err: { code?: string; message?: string; cause?: { error?: { code?: string } } }) => {
+            finish(span, false, { 'vigil.command.error': err.code ?? 'error' }, err.message)
             // A timeout is left to the engine's own action deadline; a refusal or failure is reported
             // with the agent's recovery scope (transient: retry here; local: elsewhere; config: never).
             if (err.code !== 'command_refused') return

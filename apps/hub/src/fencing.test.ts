@@ -1,12 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { trace } from '@opentelemetry/api'
 import { clusterSpecSchema, type Input } from '@vigil/engine'
 import { createLogger } from '@vigil/kit'
 import { Registry } from 'prom-client'
 import { afterEach, expect, test } from 'vitest'
 import { FenceService, fencingSchema } from './fencing.js'
 import { HubStore } from './store.js'
+import { DecisionTracer } from './tracing.js'
 
 const dirs: string[] = []
 afterEach(() => {
@@ -36,6 +38,7 @@ function setup(opts: { hubNode?: string; devices?: unknown[]; levels?: string[][
       input: (i) => inputs.push(i),
       onEvent: () => {},
       onFenceOp: () => {},
+      tracer: new DecisionTracer(trace.getTracer('test'), 30_000),
       spec,
       hubNode: opts.hubNode,
     },

@@ -16,6 +16,7 @@ import { type Clock, type Logger, toVigilError, VigilError } from '@vigil/kit'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { z } from 'zod'
 import type { EventRow, FenceOpRow, HubStore } from './store.js'
+import { type DecisionTracer, finish } from './tracing.js'
 
 /** The fence drivers this hub knows, by the name a device's `driver` key uses. */
 export const FENCE_DRIVERS: Record<string, FenceDriverFactory> = {
@@ -131,6 +132,8 @@ export class FenceService {
       input: (input: Input) => void
       onEvent: (event: EventRow) => void
       onFenceOp: (op: FenceOpRow) => void
+      /** One span per device run, under the fence decision's span. */
+      tracer: DecisionTracer
       /** The cluster spec (fence levels), or null in observe mode. */
       spec: ClusterSpec | null
       /** The node this hub runs on: never fenced by this hub (it would power itself off mid-fence). */
@@ -244,6 +247,12 @@ export class FenceService {
       const log = this.deps.log.child({ node: action.node, device: id, decision: action.decision })
       log.warn({ level: action.level + 1, plugs }, 'fencing')
       const at = this.deps.clock.wallMs()
+      const span = this.deps.tracer.startWork(action.decision, `fence ${id}`, {
+        'vigil.node': action.node,
+        'vigil.fence.device': id,
+        'vigil.fence.driver': entry.driver,
+        'vigil.fence.level': action.level + 1,
+      })
       fenceNode(entry.device, plugs.length > 0 ? plugs : [null], {
         timeoutMs: action.timeoutMs,
         pollMs: this.config.readBackMs,
@@ -268,10 +277,12 @@ export class FenceService {
           const line = { outcome: result.outcome, ms: result.durationMs, detail: result.detail }
           if (result.outcome === 'off') log.warn(line, 'fence device confirmed the node off')
           else log.error(line, 'fence device did not confirm the node off')
+          finish(span, result.outcome === 'off', { 'vigil.fence.outcome': result.outcome }, result.detail)
           this.report(action, id, result.outcome)
         })
         .catch((err: unknown) => {
           log.error({ err }, 'fence run failed')
+          finish(span, false, { 'vigil.fence.outcome': 'unreachable' }, String(err))
           this.report(action, id, 'unreachable')
         })
         .finally(() => this.inFlight.delete(key))

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
+import type { Tracer } from '@opentelemetry/api'
 import { brokerCredentials, type Clock, ConfigError, type Logger, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
 import type { IClientOptions } from 'mqtt'
@@ -18,6 +19,7 @@ import { HubMetrics } from './metrics.js'
 import { NodeTable } from './nodes.js'
 import { loadSigningKey } from './signing.js'
 import { HubStore } from './store.js'
+import { createTracer, DecisionTracer } from './tracing.js'
 
 export interface RunningHub {
   httpUrl: string
@@ -38,6 +40,8 @@ export interface HubDeps {
   /** Password for an external broker (from VIGIL_MQTT_PASSWORD); a passwordFile wins. */
   mqttPassword?: string
   version: string
+  /** A tracer to use instead of the configured one (tests: an in-memory exporter). */
+  tracer?: Tracer
 }
 
 const HEARTBEAT_FLUSH_MS = 1000
@@ -110,6 +114,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   )
   let live: LiveFeed | null = null
   const spec = config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null
+  const tracing = await createTracer(config.tracing, deps.version, log, deps.tracer)
+  const tracer = new DecisionTracer(tracing.tracer, config.tracing.incidentIdleMs)
   const fencing = new FenceService(config.fencing, {
     store,
     clock,
@@ -121,11 +127,13 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     onFenceOp: (op) => live?.broadcast({ type: 'fence', op }),
     spec,
     hubNode: config.node,
+    tracer,
   })
   if (spec && config.engine.clusterFile) {
     const problems = fencing.problemsWith(spec)
     if (problems.length > 0) {
       await fencing.close()
+      await tracing.shutdown()
       throw new ConfigError(
         problems.map((p) => ({
           key: p.split(':')[0] ?? '',
@@ -138,6 +146,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   const engine = new EngineLoop({
     spec,
     fence: (action) => fencing.run(action),
+    tracer,
     // Observe mode: every node seen, except those that announced a clean shutdown.
     knownNodes: () =>
       table
@@ -286,6 +295,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       store.flushHeartbeats(table.takeDirtyHeartbeats())
       store.close()
       if (broker) await broker.close()
+      tracer.close()
+      await tracing.shutdown()
     },
   }
 }

@@ -33,6 +33,7 @@ function freshNode(now: number): NodeState {
     maintenance: null,
     evacuating: false,
     degraded: null,
+    incident: null,
   }
 }
 

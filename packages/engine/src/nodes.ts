@@ -81,14 +81,16 @@ export function evaluateNodes(ctx: StepContext): void {
       n.conditionSince = ctx.now
       if (next === 'healthy') ctx.nodeBecameAvailable = true
       if (!(from === 'unknown' && next === 'healthy')) {
-        ctx.record({
+        const id = ctx.record({
           kind: 'node-condition',
           node: spec.id,
           summary: `${from} -> ${next}`,
           rule: `classify.${next}`,
           classification: next,
           evidence: ctx.evidence(spec.id),
+          correlationId: n.incident ?? null,
         })
+        n.incident = next === 'healthy' ? null : (n.incident ?? id)
       }
     }
     updateHealth(n, ctx.spec.detection.failuresBeforeCritical, ctx.spec.detection.successesBeforePassing)
@@ -165,13 +167,17 @@ export function fenceNodes(ctx: StepContext): void {
     if (ctx.provenOff(spec.id)) {
       f.phase = 'confirmed'
       f.reason = `power read back off by ${n.power.device ?? 'a fence device'}`
-      f.correlationId ??= ctx.record({
-        kind: 'fence-result',
-        node: spec.id,
-        summary: `fenced: ${f.reason}`,
-        rule: 'fence.proven-off',
-        evidence: ctx.evidence(spec.id),
-      })
+      if (f.correlationId === null) {
+        const id = ctx.record({
+          kind: 'fence-result',
+          node: spec.id,
+          summary: `fenced: ${f.reason}`,
+          rule: 'fence.proven-off',
+          evidence: ctx.evidence(spec.id),
+          correlationId: n.incident ?? null,
+        })
+        f.correlationId = n.incident ?? id
+      }
       continue
     }
     if (spec.fencing.length === 0) {
@@ -230,13 +236,15 @@ export function fenceNodes(ctx: StepContext): void {
       rule: f.forced ? 'fence.stop-failed' : `fence.${n.condition}`,
       classification: n.condition,
       evidence: ctx.evidence(spec.id),
+      correlationId: n.incident ?? null,
     })
-    f.correlationId = decision
+    f.correlationId = n.incident ?? decision
     startLevel(ctx, spec.id, 0, decision)
   }
 }
 
-function startLevel(ctx: StepContext, nodeId: string, level: number, decision: string): void {
+/** Starts a fence level: `decision` chose it, or (null) a later level records its own decision. */
+function startLevel(ctx: StepContext, nodeId: string, level: number, decision: string | null): void {
   const spec = ctx.nodeSpec(nodeId)
   const lv = spec?.fencing[level]
   if (!spec || !lv) return
@@ -246,15 +254,8 @@ function startLevel(ctx: StepContext, nodeId: string, level: number, decision: s
   f.startedAt = ctx.now
   f.awaiting = [...lv.devices]
   f.offAt = null
-  f.actionId = ctx.act({
-    type: 'fence',
-    decision,
-    node: nodeId,
-    level,
-    devices: lv.devices,
-    timeoutMs: lv.timeoutMs,
-  })
-  if (level > 0) {
+  const by =
+    decision ??
     ctx.record({
       kind: 'fence',
       node: nodeId,
@@ -262,7 +263,14 @@ function startLevel(ctx: StepContext, nodeId: string, level: number, decision: s
       rule: 'fence.next-level',
       correlationId: f.correlationId,
     })
-  }
+  f.actionId = ctx.act({
+    type: 'fence',
+    decision: by,
+    node: nodeId,
+    level,
+    devices: lv.devices,
+    timeoutMs: lv.timeoutMs,
+  })
 }
 
 function levelFailed(ctx: StepContext, nodeId: string, why: string): void {
@@ -277,7 +285,7 @@ function levelFailed(ctx: StepContext, nodeId: string, why: string): void {
     correlationId: f.correlationId,
   })
   if (f.level + 1 < spec.fencing.length) {
-    startLevel(ctx, nodeId, f.level + 1, f.correlationId ?? '')
+    startLevel(ctx, nodeId, f.level + 1, null)
     return
   }
   f.phase = 'failed'

@@ -58,6 +58,12 @@ export interface NodeState {
   evacuating: boolean
   /** A degraded link (a bond lost a slave, a flapping NIC): still healthy, but placed on last. */
   degraded: { since: number; detail: string } | null
+  /**
+   * The correlation id of the node's current incident: from its first step away from healthy to
+   * its return, every classification, fence and recovery it causes shares it (one trace, one
+   * `vigil why` story). Absent in states saved before it existed.
+   */
+  incident?: string | null
 }
 
 export interface HealthState {
@@ -236,6 +242,8 @@ export interface DecisionRecord {
   candidatesOmitted?: number
   policyVersion: string
   correlationId: string
+  /** Set by the hub, not the engine: the OpenTelemetry trace of this decision's incident. */
+  traceId?: string
 }
 
 /** The engine's only window on the world besides its inputs. */
