@@ -381,4 +381,52 @@ describe.sequential('a real failover, as an operator sees it', () => {
     }
     expect(placed.traceId).toBe(root.traceId)
   })
+
+  test('operators act through the CLI: plan, maintenance with an expiry, refusals that name the problem', async () => {
+    const plan = await runVigil(['plan', '--hub', hub.httpUrl])
+    expect(plan.code).toBe(0)
+    // node-b is dead: if node-a died too, web could go nowhere, and the plan says so.
+    expect(plan.stdout).toMatch(/node-a\s+web\s+COULD NOT BE PLACED/)
+    expect(plan.stdout).toContain('Losing node-a would leave resources down')
+
+    const on = await runVigil([
+      'maintenance',
+      'on',
+      '--node',
+      'node-a',
+      '--for',
+      '10m',
+      '--by',
+      'alice',
+      '--hub',
+      hub.httpUrl,
+    ])
+    expect(on.code, on.stderr).toBe(0)
+    await eventually(
+      'node-a in maintenance',
+      async () => (await hub.metric('vigil_node_maintenance', { node: 'node-a' })) === 1,
+    )
+    const events = (
+      await hub.api<{ events: { kind: string; source: string; attrs: { by: string } }[] }>(
+        '/api/events?node=node-a',
+      )
+    ).body.events
+    expect(events.find((e) => e.kind === 'operator.maintenance')).toMatchObject({
+      source: 'operator',
+      attrs: { by: 'alice' },
+    })
+    const off = await runVigil(['maintenance', 'off', '--node', 'node-a', '--hub', hub.httpUrl])
+    expect(off.code).toBe(0)
+    await eventually(
+      'node-a out of maintenance',
+      async () => (await hub.metric('vigil_node_maintenance', { node: 'node-a' })) === 0,
+    )
+
+    const unknown = await runVigil(['cleanup', 'no-such', '--hub', hub.httpUrl])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain('no resource named "no-such" in the cluster')
+    const badDuration = await runVigil(['move', 'web', 'node-a', '--for', 'soon', '--hub', hub.httpUrl])
+    expect(badDuration.code).toBe(2)
+    expect(badDuration.stderr).toContain('for: must be a duration like 90s, 30m, 2h or 1d')
+  })
 })

@@ -3,7 +3,7 @@ import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { cliEnv } from './env.js'
 import { type FenceView, renderFence } from './fence.js'
 import { renderStatus } from './status.js'
-import { type Decision, type ResourceNow, renderWhy } from './why.js'
+import { type Decision, type ResourceNow, renderPlan, renderWhy, type WhatIf } from './why.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
 
@@ -23,6 +23,14 @@ Commands:
   why <decision-id|resource|node> [--json]
                            why Vigil did what it did: the decision chain in plain words, with the
                            evidence per channel, the classification, the candidates and their scores
+  plan [--json]            if each node died now: where its resources would go, what could not be placed
+  move <resource> <node> [--for 1h]
+                           place a resource on a node for a while (the placement expires by itself)
+  maintenance on|off [--node <n> | --resource <r>] [--for 30m]
+                           stop acting on the cluster, a node or a resource (observe only); --for
+                           re-arms by itself
+  cleanup <resource>       forget a resource's counted failures and act on its state afresh
+  evacuate <node>          empty a node (live-migrating vms that allow it), then put it in maintenance
   config check <file> --kind hub|agent
                            validate a config file without starting anything
   simulate <scenario-dir> [--check]
@@ -50,6 +58,13 @@ export async function main(argv: string[]): Promise<number> {
       return fence(rest)
     case 'why':
       return why(rest)
+    case 'plan':
+      return plan(rest)
+    case 'move':
+    case 'maintenance':
+    case 'cleanup':
+    case 'evacuate':
+      return operate(command, rest)
     case 'config':
       return configCheck(rest)
     case 'simulate':
@@ -244,6 +259,77 @@ function configCheck(argv: string[]): Promise<number> {
       throw err
     }
     console.log(`${file}: valid ${values.kind} configuration`)
+    return EXIT.ok
+  })
+}
+
+function plan(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values } = parse(argv, {})
+    const res = await hubRequest(values.hub ?? cliEnv.hubUrl, '/api/plan')
+    if (res.status !== 200) {
+      console.error(`vigil plan: ${errorMessage(res.body)}`)
+      return EXIT.failed
+    }
+    const body = res.body as { plan: WhatIf[] }
+    if (values.json) console.log(JSON.stringify(body, null, 2))
+    else process.stdout.write(renderPlan(body.plan))
+    return EXIT.ok
+  })
+}
+
+/** move, maintenance, cleanup, evacuate: one request each, accepted (202) or refused with the reason. */
+function operate(command: string, argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parse(argv, {
+      for: { type: 'string' },
+      node: { type: 'string' },
+      resource: { type: 'string' },
+      by: { type: 'string' },
+    } as const)
+    const by = values.by ?? cliEnv.user
+    const usage: Record<string, string> = {
+      move: 'vigil move <resource> <node> [--for 1h]',
+      maintenance: 'vigil maintenance on|off [--node <n> | --resource <r>] [--for 30m]',
+      cleanup: 'vigil cleanup <resource>',
+      evacuate: 'vigil evacuate <node>',
+    }
+    const [a, b] = positionals
+    let path: string
+    let body: Record<string, unknown>
+    if (command === 'move' && a && b) {
+      path = `/api/resources/${encodeURIComponent(a)}/move`
+      body = { node: b, by, ...(values.for ? { for: values.for } : {}) }
+    } else if (command === 'maintenance' && (a === 'on' || a === 'off') && !b) {
+      path = '/api/maintenance'
+      body = {
+        on: a === 'on',
+        by,
+        ...(values.node ? { node: values.node } : {}),
+        ...(values.resource ? { resource: values.resource } : {}),
+        ...(values.for ? { for: values.for } : {}),
+      }
+    } else if ((command === 'cleanup' || command === 'evacuate') && a && !b) {
+      path = `/api/${command === 'cleanup' ? 'resources' : 'nodes'}/${encodeURIComponent(a)}/${command}`
+      body = { by }
+    } else {
+      console.error(`Usage: ${usage[command]}`)
+      return EXIT.usage
+    }
+    const res = await hubRequest(values.hub ?? cliEnv.hubUrl, path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+    if (values.json) console.log(JSON.stringify(res.body, null, 2))
+    if (res.status !== 202) {
+      if (!values.json) console.error(`vigil ${command}: ${errorMessage(res.body)}`)
+      return res.status === 400 ? EXIT.usage : EXIT.failed
+    }
+    if (!values.json)
+      console.log(
+        `vigil ${command}: accepted; \`vigil why\` and the status page show what Vigil does with it`,
+      )
     return EXIT.ok
   })
 }

@@ -88,3 +88,24 @@ export function renderWhy(subject: string, chain: Decision[], resource: Resource
   out.push('', `Policy ${last.policyVersion}. Full records: vigil why ${last.id} --json`)
   return `${out.join('\n')}\n`
 }
+
+/** One node of the what-if plan (GET /api/plan). */
+export interface WhatIf {
+  node: string
+  moves: { resource: string; to: string }[]
+  unplaceable: { resource: string; why: string }[]
+}
+
+/** `vigil plan`: for each node running resources, what would happen if it died now. */
+export function renderPlan(plan: WhatIf[]): string {
+  if (plan.length === 0) return 'No node runs resources: nothing to plan.\n'
+  const rows = plan.flatMap((p) => [
+    ...p.moves.map((m) => [p.node, m.resource, `would start on ${m.to}`]),
+    ...p.unplaceable.map((u) => [p.node, u.resource, `COULD NOT BE PLACED: ${u.why}`]),
+  ])
+  const short = plan.filter((p) => p.unplaceable.length > 0).map((p) => p.node)
+  const verdict = short.length
+    ? `Losing ${short.join(' or ')} would leave resources down: add capacity or relax constraints.`
+    : 'Every resource could be placed whichever node died.'
+  return `${table(['IF THIS NODE DIED', 'RESOURCE', 'THEN'], rows)}\n\n${verdict}\n`
+}

@@ -1,3 +1,4 @@
+import type { OperatorOp } from '@vigil/engine'
 import { VigilError } from '@vigil/kit'
 import { isValidName } from '@vigil/protocol'
 import { type Context, Hono } from 'hono'
@@ -24,6 +25,15 @@ export interface ApiDeps {
   /** The engine's classification and health score of a node, if it knows the node. */
   engineView: (node: string) => { condition: string; health: number } | null
   info: () => Record<string, unknown>
+  /**
+   * An operator's request to the engine (move, maintenance, cleanup, evacuate): checked against
+   * what the engine knows, logged as an operator event, then queued. Returns the unknown subject.
+   */
+  operator: (
+    op: OperatorOp,
+    by: string,
+    from: string,
+  ) => { unknown: 'node' | 'resource' } | { accepted: true }
   fencing: {
     view: () => unknown
     /** An operator says a node is off: confirms a meatware request, or acknowledges a failed fence. */
@@ -36,6 +46,41 @@ const confirmBody = z.strictObject({
   /** Who confirms (kept in the event log and the decision record). */
   by: z.string().min(1).max(64),
 })
+
+/** "90s", "30m", "2h", "1d" or a number of milliseconds. */
+const durationMs = z.union(
+  [
+    z
+      .number()
+      .int()
+      .positive()
+      .max(365 * 86_400_000),
+    z
+      .string()
+      .regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration like 90s, 30m, 2h or 1d')
+      .transform((v) => {
+        const [, n, unit] = /^(\d+)(ms|s|m|h|d)$/.exec(v) as RegExpExecArray
+        return Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit as 'ms']
+      }),
+  ],
+  { error: 'must be a duration like 90s, 30m, 2h or 1d, or a number of milliseconds' },
+)
+const who = z.string().min(1).max(64).default('api')
+const moveBody = z.strictObject({
+  node: z.string().refine(isValidName, 'not a valid node name'),
+  for: durationMs.default(3_600_000),
+  by: who,
+})
+const maintenanceBody = z
+  .strictObject({
+    on: z.boolean(),
+    node: z.string().refine(isValidName, 'not a valid node name').optional(),
+    resource: z.string().min(1).max(63).optional(),
+    for: durationMs.optional(),
+    by: who,
+  })
+  .refine((b) => !(b.node && b.resource), { message: 'give node or resource, not both', path: ['resource'] })
+const byBody = z.strictObject({ by: who })
 
 const decisionsQuery = z.strictObject({
   node: z.string().refine(isValidName, 'not a valid node name').optional(),
@@ -124,6 +169,55 @@ export function createApi(deps: ApiDeps): Hono {
       result: outcome.result.result ?? {},
     })
   })
+  const operate = async (c: Context, schema: z.ZodType, toOp: (body: never) => OperatorOp) => {
+    let body: unknown = {}
+    const text = await c.req.text()
+    if (text.trim() !== '') {
+      try {
+        body = JSON.parse(text)
+      } catch {
+        return c.json(errorBody('invalid', 'body: must be a JSON object', 'body'), 400)
+      }
+    }
+    const parsed = schema.safeParse(body)
+    if (!parsed.success) return invalid(c, parsed.error)
+    const data = parsed.data as { by: string }
+    const op = toOp(data as never)
+    const from = c.req.header('x-forwarded-for') ?? 'direct'
+    const result = deps.operator(op, data.by, from)
+    if ('unknown' in result) {
+      const name =
+        'resource' in op && result.unknown === 'resource' ? op.resource : 'node' in op ? op.node : op
+      return c.json(
+        errorBody('not_found', `no ${result.unknown} named "${String(name)}" in the cluster`, result.unknown),
+        404,
+      )
+    }
+    return c.json({ accepted: true, op }, 202)
+  }
+  app.post('/api/resources/:id/move', (c) =>
+    operate(c, moveBody, (b: z.infer<typeof moveBody>) => ({
+      op: 'move',
+      resource: c.req.param('id'),
+      node: b.node,
+      forMs: b.for,
+    })),
+  )
+  app.post('/api/resources/:id/cleanup', (c) =>
+    operate(c, byBody, () => ({ op: 'cleanup', resource: c.req.param('id') })),
+  )
+  app.post('/api/nodes/:id/evacuate', (c) =>
+    operate(c, byBody, () => ({ op: 'evacuate', node: c.req.param('id') })),
+  )
+  app.post('/api/maintenance', (c) =>
+    operate(c, maintenanceBody, (b: z.infer<typeof maintenanceBody>) => ({
+      op: 'maintenance',
+      scope: b.node ? 'node' : b.resource ? 'resource' : 'cluster',
+      ...(b.node || b.resource ? { id: (b.node ?? b.resource) as string } : {}),
+      on: b.on,
+      ...(b.for !== undefined ? { forMs: b.for } : {}),
+    })),
+  )
   app.get('/api/fence', (c) => c.json(deps.fencing.view()))
   app.post('/api/fence/confirm', async (c) => {
     let body: unknown

@@ -130,6 +130,11 @@ export class EngineLoop {
     return n ? { condition: n.condition, health: n.health.score, fence: n.fence.phase } : null
   }
 
+  /** Whether the engine knows this node or resource (an operator's request must name one). */
+  knows(kind: 'node' | 'resource', id: string): boolean {
+    return kind === 'node' ? id in this.state.nodes : id in this.state.resources
+  }
+
   /** Every resource as the engine sees it: phase, where it runs, failures counted, what is pending. */
   resourceViews(): ResourceView[] {
     return Object.entries(this.state.resources)

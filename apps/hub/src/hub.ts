@@ -228,6 +228,37 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     plan: () => engine.whatIf(),
     peers: () => engine.peerMatrix(),
     resources: () => engine.resourceViews(),
+    operator: (op, by, from) => {
+      const subjects: ['node' | 'resource', string | undefined][] =
+        op.op === 'move'
+          ? [
+              ['resource', op.resource],
+              ['node', op.node],
+            ]
+          : op.op === 'cleanup'
+            ? [['resource', op.resource]]
+            : op.op === 'evacuate'
+              ? [['node', op.node]]
+              : op.op === 'maintenance' && op.scope !== 'cluster'
+                ? [[op.scope, op.id]]
+                : []
+      for (const [kind, id] of subjects) if (!id || !engine.knows(kind, id)) return { unknown: kind }
+      // The audit trail: who asked for what, from where, before the engine acts on it.
+      const event = store.appendEvent({
+        at: clock.wallMs(),
+        node:
+          'node' in op ? op.node : op.op === 'maintenance' && op.scope === 'node' ? (op.id ?? null) : null,
+        source: 'operator',
+        kind: `operator.${op.op}`,
+        severity: 'info',
+        message: `${by} asked: ${JSON.stringify(op)}`,
+        attrs: { by, from, op },
+      })
+      live?.broadcast({ type: 'event', event })
+      log.info({ by, from, op }, 'operator request')
+      engine.input({ type: 'operator', op })
+      return { accepted: true }
+    },
     fencing: {
       view: () => ({
         devices: fencing.devicesView(),
