@@ -138,7 +138,10 @@ test('the hub runs the engine on real agent streams and records why', async () =
   ).toBe(1)
   const refusal = recorded.find((d) => d.rule === 'fence.all-levels-failed')
   expect(refusal?.summary).toContain('will not be started elsewhere')
-  expect(refusal?.correlationId).toBe(recorded.find((d) => d.rule === 'fence.dead')?.id)
+  // One incident, one correlation id: from node-b's first step away from healthy to the refusal.
+  const incident = recorded.find((d) => d.rule === 'classify.suspect')?.id
+  expect(refusal?.correlationId).toBe(incident)
+  expect(recorded.find((d) => d.rule === 'fence.dead')?.correlationId).toBe(incident)
 
   // Each record is served on its own, and the alert reached the event log.
   const one = await hub.api<Record>(`/api/decisions/${refusal?.id}`)

@@ -383,6 +383,10 @@ describe.sequential('a real failover, as an operator sees it', () => {
   })
 
   test('operators act through the CLI: plan, maintenance with an expiry, refusals that name the problem', async () => {
+    const status = await runVigil(['status', '--brief', '--hub', hub.httpUrl])
+    expect(status.code).toBe(0)
+    expect(status.stdout).toContain('Resources: 1 of 1 running')
+    expect(status.stdout).toMatch(/web\s+RUNNING\s+node-a/)
     const plan = await runVigil(['plan', '--hub', hub.httpUrl])
     expect(plan.code).toBe(0)
     // node-b is dead: if node-a died too, web could go nowhere, and the plan says so.

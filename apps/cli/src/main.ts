@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { cliEnv } from './env.js'
 import { type FenceView, renderFence } from './fence.js'
-import { renderStatus } from './status.js'
+import { renderStatus, type StatusResource } from './status.js'
 import { type Decision, type ResourceNow, renderPlan, renderWhy, type WhatIf } from './why.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
@@ -13,7 +13,7 @@ Commands:
   hub                      run the hub (see vigil hub --help)
   agent                    run an agent (see vigil agent --help)
   status [--brief] [--watch] [--json]
-                           nodes, their state, last heartbeat and facts
+                           nodes, their state, last heartbeat and facts; resources, where they run
   ping <node> [--json]     send a ping command and wait for the agent's result
   fence [--json]           fence devices and their health, whether each node can be fenced now,
                            requests waiting for an operator, fence history
@@ -151,16 +151,29 @@ function status(argv: string[]): Promise<number> {
     const { values } = parse(argv, { brief: { type: 'boolean' }, watch: { type: 'boolean' } } as const)
     const hubUrl = values.hub ?? cliEnv.hubUrl
     const once = async (): Promise<number> => {
-      const [info, nodes] = await Promise.all([hubRequest(hubUrl, '/api'), hubRequest(hubUrl, '/api/nodes')])
+      const [info, nodes, resources] = await Promise.all([
+        hubRequest(hubUrl, '/api'),
+        hubRequest(hubUrl, '/api/nodes'),
+        hubRequest(hubUrl, '/api/resources'),
+      ])
+      const resourceList =
+        resources.status === 200 ? (resources.body as { resources: StatusResource[] }).resources : []
       if (nodes.status !== 200) {
         console.error(`vigil: hub answered ${nodes.status}: ${errorMessage(nodes.body)}`)
         return EXIT.failed
       }
       const list = (nodes.body as { nodes: Parameters<typeof renderStatus>[1] }).nodes
-      if (values.json) console.log(JSON.stringify({ hub: info.body, nodes: list }, null, 2))
+      if (values.json)
+        console.log(JSON.stringify({ hub: info.body, nodes: list, resources: resourceList }, null, 2))
       else
         console.log(
-          renderStatus(info.body as Record<string, unknown>, list, Date.now(), values.brief ?? false),
+          renderStatus(
+            info.body as Record<string, unknown>,
+            list,
+            Date.now(),
+            values.brief ?? false,
+            resourceList,
+          ),
         )
       return EXIT.ok
     }

@@ -1,12 +1,24 @@
 import type { NodeView } from '@vigil/hub'
 import { bytes, duration, table } from './format.js'
 
+/** A resource as GET /api/resources returns it. */
+export interface StatusResource {
+  id: string
+  phase: string
+  node: string | null
+  phaseSince: number
+  health: number
+  failures: number
+  pending: { type: string; node: string } | null
+}
+
 /** A crm_mon-like rendering of the hub's nodes, with each node's filesystems and interfaces. */
 export function renderStatus(
   info: { cluster?: unknown; name?: unknown; epoch?: unknown },
   nodes: NodeView[],
   now: number,
   brief: boolean,
+  resources: StatusResource[] = [],
 ): string {
   const counts = new Map<string, number>()
   for (const n of nodes) counts.set(n.state, (counts.get(n.state) ?? 0) + 1)
@@ -41,6 +53,28 @@ export function renderStatus(
       ]),
     ),
   ]
+  if (resources.length > 0) {
+    out.push(
+      '',
+      `Resources: ${resources.filter((r) => r.phase === 'running').length} of ${resources.length} running`,
+    )
+    out.push(
+      indent(
+        table(
+          ['RESOURCE', 'PHASE', 'NODE', 'SINCE', 'HEALTH', 'FAILURES', 'PENDING'],
+          resources.map((r) => [
+            r.id,
+            r.phase.toUpperCase(),
+            r.node ?? '-',
+            `${duration(now - r.phaseSince)} ago`,
+            String(r.health),
+            String(r.failures),
+            r.pending ? `${r.pending.type} on ${r.pending.node}` : '-',
+          ]),
+        ),
+      ),
+    )
+  }
   if (brief) return out.join('\n')
   for (const n of nodes) {
     if (!n.facts) continue
