@@ -432,5 +432,27 @@ describe.sequential('a real failover, as an operator sees it', () => {
     const badDuration = await runVigil(['move', 'web', 'node-a', '--for', 'soon', '--hub', hub.httpUrl])
     expect(badDuration.code).toBe(2)
     expect(badDuration.stderr).toContain('for: must be a duration like 90s, 30m, 2h or 1d')
+
+    // Fencing on request is a weapon: without a terminal it wants --yes, the hub wants the name twice.
+    const unconfirmed = await runVigil(['fence', 'node-a', '--hub', hub.httpUrl])
+    expect(unconfirmed.code).toBe(2)
+    expect(unconfirmed.stderr).toContain('add --yes')
+    const mismatch = await hub.api<{ error: { field: string } }>('/api/nodes/node-a/fence', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ confirm: 'node-b', by: 'bob' }),
+    })
+    expect(mismatch.status).toBe(400)
+    expect(mismatch.body.error.field).toBe('confirm')
+    const fenced = await runVigil(['fence', 'node-a', '--yes', '--by', 'bob', '--hub', hub.httpUrl])
+    expect(fenced.code, fenced.stderr).toBe(0)
+    // node-a's only level is a person: the request waits for them, and the decision says who asked.
+    await eventually('a person is asked to power node-a off', async () =>
+      (await hub.api<{ pending: { node: string }[] }>('/api/fence')).body.pending.some(
+        (p) => p.node === 'node-a',
+      ),
+    )
+    const asked = (await decisions('node=node-a')).find((d) => d.rule === 'fence.operator')
+    expect(asked?.summary).toBe('fencing: asked by bob (operator)')
   })
 })

@@ -1,3 +1,4 @@
+import { createInterface } from 'node:readline/promises'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { cliEnv } from './env.js'
@@ -17,6 +18,8 @@ Commands:
   ping <node> [--json]     send a ping command and wait for the agent's result
   fence [--json]           fence devices and their health, whether each node can be fenced now,
                            requests waiting for an operator, fence history
+  fence <node> [--yes]     power a node off through its fence levels (asks to type its name);
+                           its resources then start elsewhere
   fence confirm <node> [--by <name>]
                            an operator confirms <node> is powered off (meatware, or after a
                            failed fence); its resources may then start elsewhere
@@ -210,9 +213,10 @@ function ping(argv: string[]): Promise<number> {
 
 function fence(argv: string[]): Promise<number> {
   return withUsage(async () => {
-    const { values, positionals } = parse(argv, { by: { type: 'string' } } as const)
+    const { values, positionals } = parse(argv, { by: { type: 'string' }, yes: { type: 'boolean' } } as const)
     const hubUrl = values.hub ?? cliEnv.hubUrl
     const [sub, node] = positionals
+    if (sub !== undefined && sub !== 'confirm' && node === undefined) return fenceNow(hubUrl, sub, values)
     if (sub === undefined) {
       const res = await hubRequest(hubUrl, '/api/fence')
       if (res.status !== 200) {
@@ -225,7 +229,9 @@ function fence(argv: string[]): Promise<number> {
       return EXIT.ok
     }
     if (sub !== 'confirm' || !node) {
-      console.error('Usage: vigil fence [--json] | vigil fence confirm <node> [--by <name>]')
+      console.error(
+        'Usage: vigil fence [--json] | vigil fence <node> [--yes] | vigil fence confirm <node> [--by <name>]',
+      )
       return EXIT.usage
     }
     const by = values.by ?? cliEnv.user
@@ -242,6 +248,45 @@ function fence(argv: string[]): Promise<number> {
     if (!values.json) console.log(`${node}: confirmed powered off by ${by}`)
     return EXIT.ok
   })
+}
+
+/**
+ * `vigil fence <node>`: power a node off through its fence levels. A weapon: it asks the operator to
+ * type the node's name (or takes --yes), and the hub checks the same.
+ */
+async function fenceNow(
+  hubUrl: string,
+  node: string,
+  values: { by?: string | undefined; yes?: boolean | undefined; json?: boolean | undefined },
+): Promise<number> {
+  if (!values.yes) {
+    if (!process.stdin.isTTY) {
+      console.error(`vigil fence ${node}: this powers ${node} off; add --yes to confirm without a terminal`)
+      return EXIT.usage
+    }
+    const rl = createInterface({ input: process.stdin, output: process.stderr })
+    const typed = await rl.question(
+      `This powers ${node} off and moves its resources. Type its name to confirm: `,
+    )
+    rl.close()
+    if (typed.trim() !== node) {
+      console.error('vigil fence: not confirmed; nothing done')
+      return EXIT.failed
+    }
+  }
+  const by = values.by ?? cliEnv.user
+  const res = await hubRequest(hubUrl, `/api/nodes/${encodeURIComponent(node)}/fence`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ confirm: node, by }),
+  })
+  if (values.json) console.log(JSON.stringify(res.body, null, 2))
+  if (res.status !== 202) {
+    if (!values.json) console.error(`vigil fence ${node}: ${errorMessage(res.body)}`)
+    return res.status === 400 ? EXIT.usage : EXIT.failed
+  }
+  if (!values.json) console.log(`${node}: fence requested by ${by}; \`vigil fence\` shows its progress`)
+  return EXIT.ok
 }
 
 function configCheck(argv: string[]): Promise<number> {

@@ -81,6 +81,8 @@ const maintenanceBody = z
   })
   .refine((b) => !(b.node && b.resource), { message: 'give node or resource, not both', path: ['resource'] })
 const byBody = z.strictObject({ by: who })
+/** Fencing on request must name its node twice: in the path and, as a confirmation, in the body. */
+const fenceBody = z.strictObject({ confirm: z.string().min(1).max(63), by: who })
 
 const decisionsQuery = z.strictObject({
   node: z.string().refine(isValidName, 'not a valid node name').optional(),
@@ -181,7 +183,12 @@ export function createApi(deps: ApiDeps): Hono {
     }
     const parsed = schema.safeParse(body)
     if (!parsed.success) return invalid(c, parsed.error)
-    const data = parsed.data as { by: string }
+    const data = parsed.data as { by: string; confirm?: string }
+    if (data.confirm !== undefined && data.confirm !== c.req.param('id'))
+      return c.json(
+        errorBody('invalid', `confirm: must repeat the node's name ("${c.req.param('id')}")`, 'confirm'),
+        400,
+      )
     const op = toOp(data as never)
     const from = c.req.header('x-forwarded-for') ?? 'direct'
     const result = deps.operator(op, data.by, from)
@@ -205,6 +212,13 @@ export function createApi(deps: ApiDeps): Hono {
   )
   app.post('/api/resources/:id/cleanup', (c) =>
     operate(c, byBody, () => ({ op: 'cleanup', resource: c.req.param('id') })),
+  )
+  app.post('/api/nodes/:id/fence', (c) =>
+    operate(c, fenceBody, (b: z.infer<typeof fenceBody>) => ({
+      op: 'fence',
+      node: c.req.param('id'),
+      by: b.by,
+    })),
   )
   app.post('/api/nodes/:id/evacuate', (c) =>
     operate(c, byBody, () => ({ op: 'evacuate', node: c.req.param('id') })),

@@ -237,7 +237,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
             ]
           : op.op === 'cleanup'
             ? [['resource', op.resource]]
-            : op.op === 'evacuate'
+            : op.op === 'evacuate' || op.op === 'fence'
               ? [['node', op.node]]
               : op.op === 'maintenance' && op.scope !== 'cluster'
                 ? [[op.scope, op.id]]

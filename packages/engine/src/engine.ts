@@ -309,6 +309,18 @@ function operator(ctx: StepContext, op: OperatorOp): void {
       })
       return
     }
+    case 'fence': {
+      const n = ctx.state.nodes[op.node]
+      if (!n || n.fence.phase === 'running' || n.fence.phase === 'verifying') return
+      n.fence.forced = `asked by ${op.by} (operator)`
+      ctx.record({
+        kind: 'operator',
+        node: op.node,
+        summary: `operator: ${op.by} asks to fence it`,
+        rule: 'operator.fence',
+      })
+      return
+    }
     case 'ack-fence': {
       const n = ctx.state.nodes[op.node]
       if (!n || n.condition === 'healthy') return

@@ -233,7 +233,11 @@ export function fenceNodes(ctx: StepContext): void {
       kind: 'fence',
       node: spec.id,
       summary: `fencing: ${f.forced ?? `node is ${n.condition}`}`,
-      rule: f.forced ? 'fence.stop-failed' : `fence.${n.condition}`,
+      rule: f.forced
+        ? f.forced.endsWith('(operator)')
+          ? 'fence.operator'
+          : 'fence.stop-failed'
+        : `fence.${n.condition}`,
       classification: n.condition,
       evidence: ctx.evidence(spec.id),
       correlationId: n.incident ?? null,

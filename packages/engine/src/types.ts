@@ -169,6 +169,8 @@ export type OperatorOp =
   | { op: 'maintenance'; scope: 'cluster' | 'node' | 'resource'; id?: string; on: boolean; forMs?: number }
   | { op: 'cleanup'; resource: string }
   | { op: 'ack-fence'; node: string; by: string }
+  /** An operator has a node fenced (it need not look failed): its resources then recover elsewhere. */
+  | { op: 'fence'; node: string; by: string }
   /** Empty a node for maintenance (live-migrating vms that allow it), then put it in maintenance. */
   | { op: 'evacuate'; node: string }
 

@@ -546,6 +546,9 @@ export class Simulation {
       case 'cleanup':
         this.inbox.push({ type: 'operator', op: { op: 'cleanup', resource: a as string } })
         break
+      case 'fence':
+        this.inbox.push({ type: 'operator', op: { op: 'fence', node: a as string, by: 'alice' } })
+        break
       case 'ack-fence':
         this.inbox.push({ type: 'operator', op: { op: 'ack-fence', node: a as string, by: 'operator' } })
         break

@@ -6,7 +6,7 @@
  *   disk-hang N | disk-ok N
  *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
  *   device D ok|unreachable|lying|auth-fail
- *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N
+ *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
  *   hub-restart <seconds-down> | stop-fail R | start-fail R N
  *   end
@@ -40,6 +40,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   maintenance: [2, 4],
   cleanup: [1, 1],
   'ack-fence': [1, 1],
+  fence: [1, 1],
   evacuate: [1, 1],
   ping: [2, 2],
   'nic-degrade': [1, 2],
