@@ -4,4 +4,6 @@ export const cliEnv = {
   noColor: process.env.NO_COLOR !== undefined,
   /** Who an operator action is recorded as, unless --by says. */
   user: process.env.USER ?? process.env.LOGNAME ?? 'operator',
+  /** Bearer token for the hub's API (or --token-file). */
+  token: process.env.VIGIL_TOKEN || undefined,
 } as const

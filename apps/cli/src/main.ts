@@ -1,10 +1,20 @@
+import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { cliEnv } from './env.js'
 import { type FenceView, renderFence } from './fence.js'
 import { renderStatus, type StatusResource } from './status.js'
-import { type Decision, type ResourceNow, renderPlan, renderWhy, type WhatIf } from './why.js'
+import { issueToken, revokeToken } from './token.js'
+import {
+  type AuditEntry,
+  type Decision,
+  type ResourceNow,
+  renderAudit,
+  renderPlan,
+  renderWhy,
+  type WhatIf,
+} from './why.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
 
@@ -34,6 +44,11 @@ Commands:
                            re-arms by itself
   cleanup <resource>       forget a resource's counted failures and act on its state afresh
   evacuate <node>          empty a node (live-migrating vms that allow it), then put it in maintenance
+  audit [--who <name>] [--json]
+                           the API's audit log: who changed what, when, from where, with what result
+  token issue <name> --role viewer|operator|admin --file <tokens.yaml>
+                           add an API token (printed once; the file keeps its SHA-256)
+  token revoke <name> --file <tokens.yaml>
   config check <file> --kind hub|agent
                            validate a config file without starting anything
   simulate <scenario-dir> [--check]
@@ -61,6 +76,10 @@ export async function main(argv: string[]): Promise<number> {
       return fence(rest)
     case 'why':
       return why(rest)
+    case 'token':
+      return tokenCommand(rest)
+    case 'audit':
+      return auditCommand(rest)
     case 'plan':
       return plan(rest)
     case 'move':
@@ -84,15 +103,31 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const commonOptions = { hub: { type: 'string' }, json: { type: 'boolean' } } as const
+const commonOptions = {
+  hub: { type: 'string' },
+  json: { type: 'boolean' },
+  'token-file': { type: 'string' },
+} as const
+
+/** The bearer token sent with every request: --token-file, else $VIGIL_TOKEN. */
+let token: string | undefined = cliEnv.token
 
 function parse<O extends Record<string, { type: 'string' | 'boolean' }>>(argv: string[], options: O) {
-  return parseArgs({
+  const parsed = parseArgs({
     args: argv,
     options: { ...commonOptions, ...options },
     allowPositionals: true,
     strict: true,
   })
+  const file = (parsed.values as Record<string, unknown>)['token-file']
+  if (typeof file === 'string') {
+    try {
+      token = readFileSync(file, 'utf8').trim()
+    } catch (err) {
+      throw new HubRequestError(`cannot read --token-file ${file}: ${(err as Error).message}`, EXIT.usage)
+    }
+  }
+  return parsed
 }
 
 class HubRequestError extends Error {
@@ -111,7 +146,9 @@ async function hubRequest(
 ): Promise<{ status: number; body: unknown }> {
   let res: Response
   try {
-    res = await fetch(new URL(path, hubUrl), { ...init, signal: AbortSignal.timeout(30_000) })
+    const headers = new Headers(init?.headers)
+    if (token) headers.set('authorization', `Bearer ${token}`)
+    res = await fetch(new URL(path, hubUrl), { ...init, headers, signal: AbortSignal.timeout(30_000) })
   } catch (err) {
     throw new HubRequestError(
       `cannot reach the hub at ${hubUrl}: ${(err as Error).cause ?? (err as Error).message}`,
@@ -317,6 +354,53 @@ function configCheck(argv: string[]): Promise<number> {
       throw err
     }
     console.log(`${file}: valid ${values.kind} configuration`)
+    return EXIT.ok
+  })
+}
+
+function tokenCommand(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parse(argv, {
+      role: { type: 'string' },
+      file: { type: 'string' },
+    } as const)
+    const [sub, name] = positionals
+    if (!values.file || !name || (sub === 'issue' && !values.role) || (sub !== 'issue' && sub !== 'revoke')) {
+      console.error(
+        'Usage: vigil token issue <name> --role viewer|operator|admin --file <tokens.yaml> | vigil token revoke <name> --file <tokens.yaml>',
+      )
+      return EXIT.usage
+    }
+    try {
+      if (sub === 'issue') {
+        console.log(issueToken(values.file, name, values.role as string))
+        console.error(
+          `vigil token: ${name} (${values.role}) added to ${values.file}; the token above is shown only now`,
+        )
+      } else if (!revokeToken(values.file, name)) {
+        console.error(`vigil token: no token named "${name}" in ${values.file}`)
+        return EXIT.failed
+      } else console.error(`vigil token: ${name} revoked`)
+    } catch (err) {
+      console.error(`vigil token: ${(err as Error).message}`)
+      return EXIT.usage
+    }
+    return EXIT.ok
+  })
+}
+
+function auditCommand(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values } = parse(argv, { who: { type: 'string' } } as const)
+    const q = values.who ? `?who=${encodeURIComponent(values.who)}` : ''
+    const res = await hubRequest(values.hub ?? cliEnv.hubUrl, `/api/audit${q}`)
+    if (res.status !== 200) {
+      console.error(`vigil audit: ${errorMessage(res.body)}`)
+      return EXIT.failed
+    }
+    const rows = (res.body as { audit: AuditEntry[] }).audit
+    if (values.json) console.log(JSON.stringify(rows, null, 2))
+    else process.stdout.write(renderAudit(rows))
     return EXIT.ok
   })
 }

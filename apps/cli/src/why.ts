@@ -109,3 +109,32 @@ export function renderPlan(plan: WhatIf[]): string {
     : 'Every resource could be placed whichever node died.'
   return `${table(['IF THIS NODE DIED', 'RESOURCE', 'THEN'], rows)}\n\n${verdict}\n`
 }
+
+/** One row of the hub's audit log (GET /api/audit). */
+export interface AuditEntry {
+  at: number
+  who: string
+  role: string | null
+  source: string
+  method: string
+  path: string
+  body: string | null
+  status: number
+}
+
+/** `vigil audit`: newest first, one line each. */
+export function renderAudit(rows: AuditEntry[]): string {
+  if (rows.length === 0) return 'The audit log is empty.\n'
+  return `${table(
+    ['WHEN', 'WHO', 'ROLE', 'FROM', 'REQUEST', 'RESULT', 'BODY'],
+    rows.map((r) => [
+      new Date(r.at).toISOString().replace('T', ' ').slice(0, 19),
+      r.who,
+      r.role ?? '-',
+      r.source,
+      `${r.method} ${r.path}`,
+      String(r.status),
+      r.body ?? '',
+    ]),
+  )}\n`
+}

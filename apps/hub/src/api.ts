@@ -1,9 +1,11 @@
+import { getConnInfo } from '@hono/node-server/conninfo'
 import type { OperatorOp } from '@vigil/engine'
 import { VigilError } from '@vigil/kit'
 import { isValidName } from '@vigil/protocol'
 import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { z } from 'zod'
+import { allows, type Identity, type RateLimiter, requiredRole, type TokenStore } from './auth.js'
 import type { CommandDispatcher } from './commands.js'
 import type { HubMetrics } from './metrics.js'
 import type { NodeTable } from './nodes.js'
@@ -11,6 +13,11 @@ import { STATUS_CSS, STATUS_HTML, STATUS_JS, STATUS_PAGE_CSP } from './status-pa
 import type { HubStore } from './store.js'
 
 export interface ApiDeps {
+  /** Who is asking (bearer tokens), what they may do, how often. */
+  auth: TokenStore
+  limiter: RateLimiter
+  /** Wall clock, ms (audit times, rate limiting). */
+  now: () => number
   table: NodeTable
   store: HubStore
   commands: CommandDispatcher
@@ -91,6 +98,11 @@ const decisionsQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 })
 
+const auditQuery = z.strictObject({
+  who: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+})
+
 const eventsQuery = z.strictObject({
   node: z.string().refine(isValidName, 'not a valid node name').optional(),
   after: z.coerce.number().int().nonnegative().optional(),
@@ -101,8 +113,8 @@ const eventsQuery = z.strictObject({
  * The hub's HTTP API. Errors are JSON `{error: {code, message, field?}}` with a status that
  * matches the code; nothing here throws past the error handler.
  */
-export function createApi(deps: ApiDeps): Hono {
-  const app = new Hono()
+export function createApi(deps: ApiDeps): Hono<Env> {
+  const app = new Hono<Env>()
   app.use(
     '*',
     bodyLimit({
@@ -110,6 +122,62 @@ export function createApi(deps: ApiDeps): Hono {
       onError: (c) => c.json(errorBody('too_large', 'request body exceeds 64 KiB'), 413),
     }),
   )
+
+  // Authentication, roles, rate limiting and the audit log, before any route.
+  app.use('*', async (c, next) => {
+    const needed = requiredRole(c.req.method, c.req.path)
+    if (needed === null) return next()
+    const source = clientAddress(c)
+    const mutating = c.req.method !== 'GET' && c.req.method !== 'HEAD'
+    const audit = async (who: Identity | null, status: number) => {
+      if (!mutating && status < 400) return
+      let body: string | null = null
+      if (mutating) {
+        const text = await c.req.text().catch(() => '')
+        body = text.length > 2048 ? `${text.slice(0, 2048)}...` : text || null
+      }
+      deps.store.appendAudit({
+        at: deps.now(),
+        who: who?.name ?? 'invalid-token',
+        role: who?.role ?? null,
+        source,
+        method: c.req.method,
+        path: c.req.path,
+        body,
+        status,
+      })
+    }
+    const who = deps.auth.identify(c.req.header('authorization'))
+    if (who === null) {
+      await audit(null, 401)
+      return c.json(errorBody('unauthorized', 'the bearer token matches no configured token'), 401, {
+        'WWW-Authenticate': 'Bearer realm="vigil"',
+      })
+    }
+    if (!allows(who.role, needed)) {
+      await audit(who, who.role === null ? 401 : 403)
+      return who.role === null
+        ? c.json(errorBody('unauthorized', `a bearer token with role ${needed} is required`), 401, {
+            'WWW-Authenticate': 'Bearer realm="vigil"',
+          })
+        : c.json(errorBody('forbidden', `${who.name} has role ${who.role}; this needs ${needed}`), 403)
+    }
+    if (mutating) {
+      const wait = deps.limiter.take(
+        who.role && who.name !== 'anonymous' ? `token:${who.name}` : `addr:${source}`,
+        deps.now(),
+      )
+      if (wait > 0) {
+        await audit(who, 429)
+        return c.json(errorBody('rate_limited', `too many changes: retry in ${wait} ms`), 429, {
+          'Retry-After': String(Math.ceil(wait / 1000)),
+        })
+      }
+    }
+    c.set('who', who)
+    await next()
+    await audit(who, c.res.status)
+  })
 
   const page = (body: string, type: string) => (c: Context) =>
     c.body(body, 200, {
@@ -171,7 +239,7 @@ export function createApi(deps: ApiDeps): Hono {
       result: outcome.result.result ?? {},
     })
   })
-  const operate = async (c: Context, schema: z.ZodType, toOp: (body: never) => OperatorOp) => {
+  const operate = async (c: Context<Env>, schema: z.ZodType, toOp: (body: never) => OperatorOp) => {
     let body: unknown = {}
     const text = await c.req.text()
     if (text.trim() !== '') {
@@ -190,8 +258,11 @@ export function createApi(deps: ApiDeps): Hono {
         400,
       )
     const op = toOp(data as never)
-    const from = c.req.header('x-forwarded-for') ?? 'direct'
-    const result = deps.operator(op, data.by, from)
+    const who = c.get('who')
+    // With tokens, the author is the token's owner: a body cannot speak for someone else.
+    const by = who && who.name !== 'anonymous' ? who.name : data.by
+    if ('by' in op) op.by = by
+    const result = deps.operator(op, by, clientAddress(c))
     if ('unknown' in result) {
       const name =
         'resource' in op && result.unknown === 'resource' ? op.resource : 'node' in op ? op.node : op
@@ -245,7 +316,9 @@ export function createApi(deps: ApiDeps): Hono {
     }
     const parsed = confirmBody.safeParse(body)
     if (!parsed.success) return invalid(c, parsed.error)
-    const { node, by } = parsed.data
+    const who = c.get('who')
+    const node = parsed.data.node
+    const by = who && who.name !== 'anonymous' ? who.name : parsed.data.by
     const result = deps.fencing.confirm(node, by)
     if (result === 'refused')
       return c.json(
@@ -257,6 +330,11 @@ export function createApi(deps: ApiDeps): Hono {
         409,
       )
     return c.json({ node, by, result })
+  })
+  app.get('/api/audit', (c) => {
+    const q = auditQuery.safeParse(c.req.query())
+    if (!q.success) return invalid(c, q.error)
+    return c.json({ audit: deps.store.audit({ who: q.data.who, limit: q.data.limit }) })
   })
   app.get('/api/commands/:id', (c) => {
     const row = deps.store.getCommand(c.req.param('id'))
@@ -282,6 +360,17 @@ export function createApi(deps: ApiDeps): Hono {
     return c.json(errorBody('internal', 'internal error'), 500)
   })
   return app
+}
+
+type Env = { Variables: { who: Identity } }
+
+/** The client's address as the socket saw it (a proxy in front would be the address here). */
+function clientAddress(c: Context): string {
+  try {
+    return getConnInfo(c).remote.address ?? 'unknown'
+  } catch {
+    return 'unknown' // requests made in-process (tests through app.request)
+  }
 }
 
 /** A 400 naming the first offending query field. */

@@ -10,6 +10,7 @@ import {
 } from '@vigil/kit'
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
+import { apiSchema } from './auth.js'
 import { fencingSchema } from './fencing.js'
 import { tracingSchema } from './tracing.js'
 
@@ -30,6 +31,8 @@ export const hubConfigSchema = z.strictObject({
   /** The cluster node this hub runs on, if it runs on one: this hub never fences it. */
   node: name.optional(),
   http: z.strictObject({ listen: hostPort.default('127.0.0.1:7470') }).prefault({}),
+  /** Who may use the API: bearer tokens with roles (viewer, operator, admin), rate limits. */
+  api: apiSchema,
   /** Used when `mqtt.url` is unset: an in-process broker (aedes). */
   broker: z
     .strictObject({

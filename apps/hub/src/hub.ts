@@ -7,6 +7,7 @@ import { TOPIC_ROOT } from '@vigil/protocol'
 import type { IClientOptions } from 'mqtt'
 import type { Registry } from 'prom-client'
 import { createApi } from './api.js'
+import { allows, RateLimiter, TokenStore } from './auth.js'
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
 import { CommandDispatcher } from './commands.js'
 import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
@@ -219,7 +220,15 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     }
   }, config.engine.tickMs)
 
+  const tokens = new TokenStore(config.api, log.child({ part: 'auth' }))
+  if (!tokens.enabled)
+    log.warn(
+      'api.tokensFile is not set: anyone who reaches the API can move, maintain and fence (fine for a demo)',
+    )
   const api = createApi({
+    auth: tokens,
+    limiter: new RateLimiter(config.api.rateLimit.perSecond, config.api.rateLimit.burst),
+    now: () => clock.wallMs(),
     table,
     store,
     commands,
@@ -299,7 +308,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     s.once('error', reject)
   })
   live = new LiveFeed(() => table.views(), metrics)
-  live.attach(server)
+  live.attach(server, '/live', (header) => allows(tokens.identify(header)?.role ?? null, 'viewer'))
   const bound = server.address() as AddressInfo
   const httpHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address
   const httpUrl = `http://${httpHost}:${bound.port}`

@@ -44,11 +44,21 @@ export class LiveFeed {
     })
   }
 
-  attach(server: Server, path = '/live'): void {
+  /**
+   * Serves the feed on `path`. `authorize` gets the bearer token, from the Authorization header or,
+   * for browsers (which cannot set headers on a WebSocket), the `token` query parameter.
+   */
+  attach(server: Server, path: string, authorize: (token: string | undefined) => boolean): void {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = new URL(req.url ?? '/', 'http://localhost')
       if (url.pathname !== path) {
         socket.destroy()
+        return
+      }
+      if (!authorize(req.headers.authorization ?? url.searchParams.get('token') ?? undefined)) {
+        socket.end(
+          'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="vigil"\r\nContent-Length: 0\r\n\r\n',
+        )
         return
       }
       this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req))

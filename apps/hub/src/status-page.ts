@@ -99,8 +99,17 @@ function ago(ms) {
   const s = Math.max(0, (Date.now() - ms) / 1000)
   return s < 10 ? s.toFixed(1) + ' s ago' : s < 120 ? Math.round(s) + ' s ago' : Math.round(s / 60) + ' min ago'
 }
+// With api.anonymous: none, open the page as /#token=<token>: kept for this tab only, never sent in a URL
+// except on the WebSocket (browsers cannot set its headers).
+if (location.hash.startsWith('#token=')) {
+  sessionStorage.setItem('vigil-token', decodeURIComponent(location.hash.slice(7)))
+  history.replaceState(null, '', location.pathname)
+}
+const token = sessionStorage.getItem('vigil-token')
 async function get(path) {
-  const res = await fetch(path, { headers: { accept: 'application/json' } })
+  const headers = { accept: 'application/json' }
+  if (token) headers.authorization = 'Bearer ' + token
+  const res = await fetch(path, { headers })
   if (!res.ok) throw new Error(path + ': HTTP ' + res.status)
   return res.json()
 }
@@ -172,7 +181,7 @@ function soon() {
 function showError(err) { $('#updated').textContent = String(err.message || err) }
 let backoff = 500
 function connect() {
-  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/live')
+  const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/live' + (token ? '?token=' + encodeURIComponent(token) : ''))
   ws.onopen = () => { backoff = 500; $('#feed').className = 'pill ok'; $('#feed').textContent = 'live'; soon() }
   ws.onmessage = () => soon()
   ws.onclose = () => {

@@ -70,6 +70,12 @@ const MIGRATIONS: string[] = [
      action_id TEXT NOT NULL, decision TEXT NOT NULL, level INTEGER NOT NULL, outcome TEXT NOT NULL,
      detail TEXT NOT NULL, duration_ms INTEGER NOT NULL, steps TEXT NOT NULL);
    CREATE INDEX fence_ops_by_node ON fence_ops (node, id);`,
+  // Append-only: the database itself refuses to change or delete an audit row.
+  `CREATE TABLE audit (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, who TEXT NOT NULL, role TEXT,
+     source TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, body TEXT, status INTEGER NOT NULL);
+   CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
 ]
 
 /**
@@ -77,6 +83,21 @@ const MIGRATIONS: string[] = [
  * Heartbeat times are written in batches (flushHeartbeats), never once per heartbeat: the ingest
  * hot path only touches memory.
  */
+export interface AuditRow {
+  id: number
+  at: number
+  /** The token's name, or `anonymous`. */
+  who: string
+  role: string | null
+  /** The client's address. */
+  source: string
+  method: string
+  path: string
+  /** The request body, truncated to 2 KiB. */
+  body: string | null
+  status: number
+}
+
 export interface FenceOpRow {
   id: number
   at: number
@@ -282,6 +303,27 @@ export class HubStore {
         JSON.stringify(op.steps),
       )
     return { ...op, id: Number(r.lastInsertRowid) }
+  }
+
+  /** One API request that changed something, or was refused: who, what, when, from where, result. */
+  appendAudit(row: Omit<AuditRow, 'id'>): void {
+    this.db
+      .prepare(
+        'INSERT INTO audit (at, who, role, source, method, path, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(row.at, row.who, row.role, row.source, row.method, row.path, row.body, row.status)
+  }
+
+  /** The audit log, newest first. */
+  audit(filter: { who?: string; limit: number }): AuditRow[] {
+    const rows = (
+      filter.who
+        ? this.db
+            .prepare('SELECT * FROM audit WHERE who = ? ORDER BY id DESC LIMIT ?')
+            .all(filter.who, filter.limit)
+        : this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(filter.limit)
+    ) as AuditRow[]
+    return rows
   }
 
   fenceOps(filter: { node?: string; limit: number }): FenceOpRow[] {

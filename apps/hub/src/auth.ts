@@ -1,0 +1,161 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { statSync } from 'node:fs'
+import { ConfigError, type Logger, loadConfigFile } from '@vigil/kit'
+import { z } from 'zod'
+
+export const ROLES = ['viewer', 'operator', 'admin'] as const
+export type Role = (typeof ROLES)[number]
+const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 }
+
+export const apiSchema = z
+  .strictObject({
+    /**
+     * Bearer tokens and their roles (`vigil token issue` writes it; only SHA-256 digests are kept).
+     * Re-read when it changes: tokens are added and revoked without a restart.
+     */
+    tokensFile: z.string().min(1).optional(),
+    /** With tokens configured, what a request without one may do: read (status page, metrics) or nothing. */
+    anonymous: z.enum(['viewer', 'none']).default('viewer'),
+    /** Changes (POST) per client: a token bucket per token name, or per address when anonymous. */
+    rateLimit: z
+      .strictObject({
+        perSecond: z.number().positive().max(10_000).default(5),
+        burst: z.number().int().min(1).max(10_000).default(20),
+      })
+      .prefault({}),
+  })
+  .prefault({})
+export type ApiConfig = z.infer<typeof apiSchema>
+
+export const tokensFileSchema = z.strictObject({
+  tokens: z
+    .array(
+      z.strictObject({
+        /** Who: recorded in the audit log and as the author of operator actions. */
+        name: z.string().regex(/^[A-Za-z0-9._@-]{1,64}$/, 'letters, digits and . _ @ - (at most 64)'),
+        role: z.enum(ROLES),
+        /** Hex SHA-256 of the token; the token itself is never stored. */
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+      }),
+    )
+    .default([]),
+})
+
+export interface Identity {
+  /** The token's name, or `anonymous`. */
+  name: string
+  role: Role | null
+}
+
+/**
+ * Who is asking. Compares the SHA-256 of the presented token with every stored digest in
+ * constant time (all of them, whichever matches), so timing tells nothing about the tokens.
+ */
+export class TokenStore {
+  private entries: { name: string; role: Role; digest: Buffer }[] = []
+  private loadedMtime = -1
+  private checkedAt = 0
+
+  constructor(
+    private readonly config: ApiConfig,
+    private readonly log: Logger,
+  ) {
+    this.reload(true)
+  }
+
+  /** The identity behind an Authorization header value (or a bare token); null if it matches none. */
+  identify(presented: string | undefined): Identity | null {
+    if (presented === undefined || presented === '') {
+      // No tokens configured: an open API (the demo; the hub warns at start). Else as configured.
+      if (!this.enabled) return { name: 'anonymous', role: 'admin' }
+      return { name: 'anonymous', role: this.config.anonymous === 'viewer' ? 'viewer' : null }
+    }
+    this.reload(false)
+    const token = presented.startsWith('Bearer ') ? presented.slice(7).trim() : presented.trim()
+    const digest = createHash('sha256').update(token).digest()
+    let found: { name: string; role: Role } | null = null
+    for (const e of this.entries) if (timingSafeEqual(e.digest, digest) && !found) found = e
+    return found ? { name: found.name, role: found.role } : null
+  }
+
+  /** Whether tokens are configured at all (without them, every change is anonymous). */
+  get enabled(): boolean {
+    return this.config.tokensFile !== undefined
+  }
+
+  private reload(atStart: boolean): void {
+    const file = this.config.tokensFile
+    if (!file) return
+    const now = Date.now()
+    if (!atStart && now - this.checkedAt < 1000) return
+    this.checkedAt = now
+    let mtime: number
+    try {
+      mtime = statSync(file).mtimeMs
+    } catch (err) {
+      if (atStart)
+        throw new ConfigError([
+          { key: 'api.tokensFile', message: `cannot read ${file}: ${(err as Error).message}` },
+        ])
+      return // keep the tokens we have: a file being replaced must not lock everyone out
+    }
+    if (mtime === this.loadedMtime) return
+    try {
+      const parsed = loadConfigFile(tokensFileSchema, file)
+      this.entries = parsed.tokens.map((t) => ({
+        name: t.name,
+        role: t.role,
+        digest: Buffer.from(t.sha256, 'hex'),
+      }))
+      this.loadedMtime = mtime
+      this.log.info({ file, tokens: this.entries.length }, 'API tokens loaded')
+    } catch (err) {
+      if (atStart) throw err
+      this.log.error({ err, file }, 'API tokens file invalid: keeping the previous tokens')
+    }
+  }
+}
+
+/** A token for `vigil token issue`: 32 random bytes, prefixed so that secret scanners spot it. */
+export function digestOf(token: string): string {
+  return createHash('sha256').update(token).digest('hex')
+}
+
+/**
+ * The role a request needs: null for liveness probes; viewer to read; operator to act on
+ * resources and nodes (move, maintenance, cleanup, evacuate, ping); admin for anything that fences
+ * (fence on request, confirm a node off) or reads the audit log's full detail.
+ */
+export function requiredRole(method: string, path: string): Role | null {
+  if (path === '/healthz' || path === '/readyz') return null
+  if (method === 'GET' || method === 'HEAD') return path.startsWith('/api/audit') ? 'operator' : 'viewer'
+  if (/^\/api\/nodes\/[^/]+\/fence$/.test(path) || path === '/api/fence/confirm') return 'admin'
+  return 'operator'
+}
+
+export function allows(role: Role | null, needed: Role): boolean {
+  return role !== null && RANK[role] >= RANK[needed]
+}
+
+/** A token bucket per key: `take` says how long to wait (0: go ahead). */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>()
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {}
+
+  take(key: string, nowMs: number): number {
+    const b = this.buckets.get(key) ?? { tokens: this.burst, at: nowMs }
+    b.tokens = Math.min(this.burst, b.tokens + ((nowMs - b.at) / 1000) * this.perSecond)
+    b.at = nowMs
+    this.buckets.set(key, b)
+    if (this.buckets.size > 10_000) this.buckets.delete(this.buckets.keys().next().value as string)
+    if (b.tokens >= 1) {
+      b.tokens -= 1
+      return 0
+    }
+    return Math.ceil(((1 - b.tokens) / this.perSecond) * 1000)
+  }
+}
