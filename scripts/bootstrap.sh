@@ -16,6 +16,7 @@ APT_PACKAGES=(
   openssh-server openssh-client
   fence-agents
   iproute2 iputils-ping
+  openssl
   libvirt-daemon-system libvirt-clients qemu-system-x86
   resource-agents
   prometheus prometheus-alertmanager

@@ -30,11 +30,21 @@ export async function startMosquitto(
   dir: string,
   users: Record<string, string>,
   aclFile: string,
+  /** TLS on the listener; with clientCerts, mutual TLS and the certificate's CN as user name. */
+  tls?: { caFile: string; certFile: string; keyFile: string; clientCerts: boolean },
 ): Promise<Mosquitto> {
   const passwd = join(dir, 'passwd')
   writeFileSync(passwd, '')
   for (const [user, password] of Object.entries(users))
     execFileSync('mosquitto_passwd', ['-b', passwd, user, password])
+  const tlsLines = tls
+    ? [
+        `cafile ${tls.caFile}`,
+        `certfile ${tls.certFile}`,
+        `keyfile ${tls.keyFile}`,
+        ...(tls.clientCerts ? ['require_certificate true', 'use_identity_as_username true'] : []),
+      ]
+    : []
   copyFileSync(aclFile, join(dir, 'acl'))
   const port = await freePort()
   const logFile = join(dir, 'mosquitto.log')
@@ -43,7 +53,7 @@ export async function startMosquitto(
     [
       'per_listener_settings false',
       'allow_anonymous false',
-      `password_file ${passwd}`,
+      ...(tls?.clientCerts ? [] : [`password_file ${passwd}`]),
       `acl_file ${join(dir, 'acl')}`,
       'persistence false',
       `log_dest file ${logFile}`,
@@ -51,6 +61,7 @@ export async function startMosquitto(
       'user root',
       'sys_interval 1',
       `listener ${port} 127.0.0.1`,
+      ...tlsLines,
       '',
     ].join('\n'),
   )
@@ -60,7 +71,7 @@ export async function startMosquitto(
     readLog(logFile).includes(`Opening ipv4 listen socket on port ${port}`),
   )
   return {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     log: () => readLog(logFile),
     async stop() {

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
+import { caInit, caIssue } from './ca.js'
 import { cliEnv } from './env.js'
 import { type FenceView, renderFence } from './fence.js'
 import { renderStatus, type StatusResource } from './status.js'
-import { issueToken, revokeToken } from './token.js'
+import { issueAgentPassword, issueToken, revokeSecret } from './token.js'
 import {
   type AuditEntry,
   type Decision,
@@ -49,6 +50,13 @@ Commands:
   token issue <name> --role viewer|operator|admin --file <tokens.yaml>
                            add an API token (printed once; the file keeps its SHA-256)
   token revoke <name> --file <tokens.yaml>
+  ca init --dir <dir> [--cluster <name>]
+  ca issue <cn> --dir <dir> [--san <ip-or-name>]...
+                           a cluster CA (openssl) and certificates for the broker (with --san) and
+                           for agents' mutual TLS (CN = node name)
+  credentials issue|revoke <node> --file <agents.yaml>
+                           an agent's broker password for the embedded broker (printed once;
+                           the hub's broker.credentialsFile keeps its SHA-256)
   config check <file> --kind hub|agent
                            validate a config file without starting anything
   simulate <scenario-dir> [--check]
@@ -78,6 +86,10 @@ export async function main(argv: string[]): Promise<number> {
       return why(rest)
     case 'token':
       return tokenCommand(rest)
+    case 'credentials':
+      return credentialsCommand(rest)
+    case 'ca':
+      return caCommand(rest)
     case 'audit':
       return auditCommand(rest)
     case 'plan':
@@ -377,13 +389,72 @@ function tokenCommand(argv: string[]): Promise<number> {
         console.error(
           `vigil token: ${name} (${values.role}) added to ${values.file}; the token above is shown only now`,
         )
-      } else if (!revokeToken(values.file, name)) {
+      } else if (!revokeSecret(values.file, 'tokens', name)) {
         console.error(`vigil token: no token named "${name}" in ${values.file}`)
         return EXIT.failed
       } else console.error(`vigil token: ${name} revoked`)
     } catch (err) {
       console.error(`vigil token: ${(err as Error).message}`)
       return EXIT.usage
+    }
+    return EXIT.ok
+  })
+}
+
+function credentialsCommand(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parse(argv, { file: { type: 'string' } } as const)
+    const [sub, node] = positionals
+    if (!values.file || !node || (sub !== 'issue' && sub !== 'revoke')) {
+      console.error('Usage: vigil credentials issue|revoke <node> --file <agents.yaml>')
+      return EXIT.usage
+    }
+    try {
+      if (sub === 'issue') {
+        console.log(issueAgentPassword(values.file, node))
+        console.error(
+          `vigil credentials: ${node} added to ${values.file}; give the password above to its agent (mqtt.passwordFile), it is shown only now`,
+        )
+      } else if (!revokeSecret(values.file, 'agents', node)) {
+        console.error(`vigil credentials: no entry for "${node}" in ${values.file}`)
+        return EXIT.failed
+      } else console.error(`vigil credentials: ${node} revoked`)
+    } catch (err) {
+      console.error(`vigil credentials: ${(err as Error).message}`)
+      return EXIT.usage
+    }
+    return EXIT.ok
+  })
+}
+
+function caCommand(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        dir: { type: 'string' },
+        cluster: { type: 'string' },
+        san: { type: 'string', multiple: true },
+      },
+      allowPositionals: true,
+      strict: true,
+    })
+    const [sub, cn] = positionals
+    if (!values.dir || (sub === 'issue' ? !cn : sub !== 'init')) {
+      console.error(
+        'Usage: vigil ca init --dir <dir> [--cluster <name>] | vigil ca issue <cn> --dir <dir> [--san <ip-or-name>]...',
+      )
+      return EXIT.usage
+    }
+    try {
+      if (sub === 'init') console.log(await caInit(values.dir, values.cluster ?? 'default'))
+      else {
+        const { cert, key } = await caIssue(values.dir, cn as string, values.san ?? [])
+        console.log(`${cert}\n${key}`)
+      }
+    } catch (err) {
+      console.error(`vigil ca: ${(err as Error).message}`)
+      return EXIT.failed
     }
     return EXIT.ok
   })

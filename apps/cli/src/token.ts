@@ -4,51 +4,69 @@ import { parse, stringify } from 'yaml'
 
 export const TOKEN_ROLES = ['viewer', 'operator', 'admin'] as const
 
-interface TokenEntry {
-  name: string
-  role: string
-  sha256: string
-}
+/**
+ * The two files of secrets' digests the hub reads: API tokens (`tokens`, keyed by name, with a
+ * role) and agents' broker passwords (`agents`, keyed by node). Same rules for both: the secret is
+ * shown once, only its SHA-256 is written, the file is rewritten whole and owner-only.
+ */
+const KINDS = {
+  tokens: { key: 'name', prefix: 'vigil_', header: 'Vigil API tokens (vigil token issue / revoke)' },
+  agents: {
+    key: 'node',
+    prefix: '',
+    header: "Vigil agents' broker passwords (vigil credentials issue / revoke)",
+  },
+} as const
+type Kind = keyof typeof KINDS
+type Entry = Record<string, string>
 
-function read(file: string): TokenEntry[] {
+function read(file: string, kind: Kind): Entry[] {
   if (!existsSync(file)) return []
-  const doc = parse(readFileSync(file, 'utf8')) as { tokens?: TokenEntry[] } | null
-  return doc?.tokens ?? []
+  const doc = parse(readFileSync(file, 'utf8')) as Record<string, Entry[] | undefined> | null
+  return doc?.[kind] ?? []
 }
 
-/** Rewrites the file whole (temp file, then rename): the hub never reads half of it. Owner-only. */
-function write(file: string, tokens: TokenEntry[]): void {
+function write(file: string, kind: Kind, entries: Entry[]): void {
   const tmp = `${file}.tmp-${process.pid}`
   writeFileSync(
     tmp,
-    `# Vigil API tokens: SHA-256 digests only (vigil token issue / revoke). The hub re-reads this file.\n${stringify({ tokens })}`,
+    `# ${KINDS[kind].header}: SHA-256 digests only. The hub re-reads this file.\n${stringify({ [kind]: entries })}`,
     { mode: 0o600 },
   )
   renameSync(tmp, file)
 }
 
-/**
- * Adds a token for `name` to the hub's tokens file and returns it: the only time it is shown. The
- * file keeps its SHA-256 only, so a copy of the file lets nobody in.
- */
+/** Adds a secret for `id` and returns it: the only time it is shown. */
+export function issueSecret(file: string, kind: Kind, id: string, extra: Entry = {}): string {
+  const key = KINDS[kind].key
+  const entries = read(file, kind)
+  if (entries.some((e) => e[key] === id))
+    throw new Error(`${file} already has an entry for "${id}" (revoke it first)`)
+  const secret = `${KINDS[kind].prefix}${randomBytes(32).toString('base64url')}`
+  entries.push({ [key]: id, ...extra, sha256: createHash('sha256').update(secret).digest('hex') })
+  write(file, kind, entries)
+  return secret
+}
+
+/** Removes `id`'s entry; the hub stops accepting its secret within a second or two. */
+export function revokeSecret(file: string, kind: Kind, id: string): boolean {
+  const key = KINDS[kind].key
+  const entries = read(file, kind)
+  const kept = entries.filter((e) => e[key] !== id)
+  if (kept.length === entries.length) return false
+  write(file, kind, kept)
+  return true
+}
+
 export function issueToken(file: string, name: string, role: string): string {
   if (!(TOKEN_ROLES as readonly string[]).includes(role))
     throw new Error(`--role must be one of ${TOKEN_ROLES.join(', ')}`)
   if (!/^[A-Za-z0-9._@-]{1,64}$/.test(name)) throw new Error('name: letters, digits and . _ @ - (at most 64)')
-  const tokens = read(file)
-  if (tokens.some((t) => t.name === name))
-    throw new Error(`${file} already has a token named "${name}" (revoke it first)`)
-  const token = `vigil_${randomBytes(32).toString('base64url')}`
-  tokens.push({ name, role, sha256: createHash('sha256').update(token).digest('hex') })
-  write(file, tokens)
-  return token
+  return issueSecret(file, 'tokens', name, { role })
 }
 
-/** Removes `name`'s token; the hub stops accepting it within a second or two. */
-export function revokeToken(file: string, name: string): boolean {
-  const tokens = read(file)
-  const kept = tokens.filter((t) => t.name !== name)
-  if (kept.length === tokens.length) return false
-  write(file, kept)
-  return true
+export function issueAgentPassword(file: string, node: string): string {
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(node))
+    throw new Error(`"${node}" is not a valid node name`)
+  return issueSecret(file, 'agents', node)
 }

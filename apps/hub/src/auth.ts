@@ -52,15 +52,21 @@ export interface Identity {
  * constant time (all of them, whichever matches), so timing tells nothing about the tokens.
  */
 export class TokenStore {
-  private entries: { name: string; role: Role; digest: Buffer }[] = []
-  private loadedMtime = -1
-  private checkedAt = 0
+  private readonly file: WatchedFile<{ name: string; role: Role; digest: Buffer }[]> | null
 
   constructor(
     private readonly config: ApiConfig,
-    private readonly log: Logger,
+    log: Logger,
   ) {
-    this.reload(true)
+    this.file = config.tokensFile
+      ? new WatchedFile(config.tokensFile, 'api.tokensFile', log, (file) =>
+          loadConfigFile(tokensFileSchema, file).tokens.map((t) => ({
+            name: t.name,
+            role: t.role,
+            digest: Buffer.from(t.sha256, 'hex'),
+          })),
+        )
+      : null
   }
 
   /** The identity behind an Authorization header value (or a bare token); null if it matches none. */
@@ -70,11 +76,8 @@ export class TokenStore {
       if (!this.enabled) return { name: 'anonymous', role: 'admin' }
       return { name: 'anonymous', role: this.config.anonymous === 'viewer' ? 'viewer' : null }
     }
-    this.reload(false)
     const token = presented.startsWith('Bearer ') ? presented.slice(7).trim() : presented.trim()
-    const digest = createHash('sha256').update(token).digest()
-    let found: { name: string; role: Role } | null = null
-    for (const e of this.entries) if (timingSafeEqual(e.digest, digest) && !found) found = e
+    const found = matchDigest(this.file?.current() ?? [], token)
     return found ? { name: found.name, role: found.role } : null
   }
 
@@ -82,37 +85,61 @@ export class TokenStore {
   get enabled(): boolean {
     return this.config.tokensFile !== undefined
   }
+}
 
-  private reload(atStart: boolean): void {
-    const file = this.config.tokensFile
-    if (!file) return
+/**
+ * The entry whose digest is the SHA-256 of `secret`, comparing with every entry in constant time
+ * (whichever matches), so that timing tells nothing about the stored secrets.
+ */
+export function matchDigest<T extends { digest: Buffer }>(entries: T[], secret: string): T | null {
+  const digest = createHash('sha256').update(secret).digest()
+  let found: T | null = null
+  for (const e of entries) if (timingSafeEqual(e.digest, digest) && !found) found = e
+  return found
+}
+
+/**
+ * A file of secrets' digests, parsed at start (errors are fatal: a bad file must not start) and
+ * re-read when it changes, at most once a second; a bad or missing file later keeps the last good
+ * content rather than locking everyone out.
+ */
+export class WatchedFile<T> {
+  private value: T
+  private mtime: number
+  private checkedAt = 0
+
+  constructor(
+    private readonly path: string,
+    private readonly key: string,
+    private readonly log: Logger,
+    private readonly parse: (file: string) => T,
+  ) {
+    try {
+      this.mtime = statSync(path).mtimeMs
+    } catch (err) {
+      throw new ConfigError([{ key, message: `cannot read ${path}: ${(err as Error).message}` }])
+    }
+    this.value = parse(path)
+  }
+
+  current(): T {
     const now = Date.now()
-    if (!atStart && now - this.checkedAt < 1000) return
+    if (now - this.checkedAt < 1000) return this.value
     this.checkedAt = now
-    let mtime: number
     try {
-      mtime = statSync(file).mtimeMs
+      const mtime = statSync(this.path).mtimeMs
+      if (mtime !== this.mtime) {
+        this.mtime = mtime // a bad version is reported once, not every second
+        this.value = this.parse(this.path)
+        this.log.info({ file: this.path }, `${this.key} reloaded`)
+      }
     } catch (err) {
-      if (atStart)
-        throw new ConfigError([
-          { key: 'api.tokensFile', message: `cannot read ${file}: ${(err as Error).message}` },
-        ])
-      return // keep the tokens we have: a file being replaced must not lock everyone out
+      this.log.error(
+        { err, file: this.path },
+        `${this.key} unreadable or invalid: keeping the previous content`,
+      )
     }
-    if (mtime === this.loadedMtime) return
-    try {
-      const parsed = loadConfigFile(tokensFileSchema, file)
-      this.entries = parsed.tokens.map((t) => ({
-        name: t.name,
-        role: t.role,
-        digest: Buffer.from(t.sha256, 'hex'),
-      }))
-      this.loadedMtime = mtime
-      this.log.info({ file, tokens: this.entries.length }, 'API tokens loaded')
-    } catch (err) {
-      if (atStart) throw err
-      this.log.error({ err, file }, 'API tokens file invalid: keeping the previous tokens')
-    }
+    return this.value
   }
 }
 

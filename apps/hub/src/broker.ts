@@ -1,7 +1,41 @@
 import { createServer, type Server } from 'node:net'
-import type { Logger } from '@vigil/kit'
-import { AGENT_CHANNELS, parseTopic } from '@vigil/protocol'
-import { Aedes, type AuthenticateError } from 'aedes'
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { type Logger, loadConfigFile, readConfigFile } from '@vigil/kit'
+import { AGENT_CHANNELS, nodeTopic, parseTopic } from '@vigil/protocol'
+import { Aedes, type AuthenticateError, type Client } from 'aedes'
+import { z } from 'zod'
+import { matchDigest, WatchedFile } from './auth.js'
+
+export const brokerTlsSchema = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  /** CA that signs agents' client certificates (required with requireClientCert). */
+  caFile: z.string().min(1).optional(),
+  /** Mutual TLS: every client presents a certificate from caFile; its CN is its node name. */
+  requireClientCert: z.boolean().default(false),
+})
+export type BrokerTls = z.infer<typeof brokerTlsSchema>
+
+/** Agents' broker passwords: SHA-256 digests only (`vigil credentials issue` writes this file). */
+export const agentCredentialsSchema = z.strictObject({
+  agents: z
+    .array(
+      z.strictObject({
+        node: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a node name'),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
+      }),
+    )
+    .default([]),
+})
+
+export interface BrokerOptions {
+  cluster: string
+  /** Clients with neither credentials nor a certificate may publish any node's agent channels. */
+  allowAnonymous: boolean
+  credentialsFile?: string | undefined
+  tls?: BrokerTls | undefined
+  log: Logger
+}
 
 export interface EmbeddedBroker {
   url: string
@@ -16,39 +50,107 @@ export interface EmbeddedBroker {
 }
 
 /**
- * Starts an in-process MQTT broker. The hub itself uses it in-process (link.ts); network clients
- * may publish only agent channels (hb, status, facts, obs, event, ack), never `cmd`, which only the
- * hub's in-process publishes can carry. Per-agent credentials and topic ownership: issue #8.
+ * Starts an in-process MQTT broker with the rules of deploy/mosquitto/vigil.acl. The hub itself
+ * uses it in-process (link.ts) and is the only one that can publish commands. A network client is
+ * a node (its user name with the password in `credentialsFile`, or the CN of its client
+ * certificate under mutual TLS): it may publish only its own agent channels and subscribe only to
+ * its own commands. Anonymous clients (a demo) may publish any node's agent channels and subscribe
+ * to one node's commands at a time, never to a wildcard.
  */
 export async function startEmbeddedBroker(
   listen: { host: string; port: number },
-  options: { allowAnonymous: boolean; log: Logger },
+  options: BrokerOptions,
 ): Promise<EmbeddedBroker> {
+  const credentials = options.credentialsFile
+    ? new WatchedFile(options.credentialsFile, 'broker.credentialsFile', options.log, (file) =>
+        loadConfigFile(agentCredentialsSchema, file).agents.map((a) => ({
+          node: a.node,
+          digest: Buffer.from(a.sha256, 'hex'),
+        })),
+      )
+    : null
+  /** Who each network client is: a node name, or null for an anonymous client. */
+  const identities = new WeakMap<Client, string | null>()
   // Until the hub has subscribed, anything an agent publishes would reach no subscriber and be lost
   // (a buffered event replayed right after a hub restart): refuse agents as "server unavailable",
   // and they retry with backoff.
   let ready = false
   const broker = await Aedes.createBroker({ drainTimeout: 10_000 })
-  broker.authenticate = (_client, username, _password, done) => {
-    if (!ready) {
-      const err = new Error('hub not ready yet') as AuthenticateError
-      err.returnCode = 3
-      return done(err, null)
+  const refuse = (code: 3 | 4 | 5, message: string) => {
+    const err = new Error(message) as AuthenticateError
+    err.returnCode = code
+    return err
+  }
+  broker.authenticate = (client, username, password, done) => {
+    if (!ready) return done(refuse(3, 'hub not ready yet'), null)
+    const socket = client.conn as Partial<TLSSocket>
+    const cn = socket.getPeerCertificate?.()?.subject?.CN
+    const certNode = typeof cn === 'string' && cn !== '' ? cn : null
+    if (certNode && username !== undefined && username !== certNode)
+      return done(refuse(5, `user name ${username} is not the certificate's CN ${certNode}`), null)
+    if (username !== undefined) {
+      const entry = credentials
+        ? matchDigest(
+            credentials.current().filter((c) => c.node === username),
+            password ? password.toString() : '',
+          )
+        : null
+      if (!entry) {
+        options.log.warn(
+          { clientId: client.id, username },
+          'broker refused a client: bad user name or password',
+        )
+        return done(refuse(4, 'bad user name or password'), null)
+      }
+      identities.set(client, username)
+      return done(null, true)
     }
-    if (username === undefined && options.allowAnonymous) return done(null, true)
-    const err = new Error('bad user name or password') as AuthenticateError
-    err.returnCode = 4
-    done(err, null)
+    if (certNode) {
+      identities.set(client, certNode)
+      return done(null, true)
+    }
+    if (!options.allowAnonymous)
+      return done(refuse(5, 'credentials or a client certificate are required'), null)
+    identities.set(client, null)
+    done(null, true)
   }
   broker.authorizePublish = (client, packet, callback) => {
     if (client === null) return callback(null) // in-process: the hub's own publishes, wills
+    const node = identities.get(client) ?? null
     const parsed = parseTopic(packet.topic)
-    if (parsed && (AGENT_CHANNELS as readonly string[]).includes(parsed.channel)) return callback(null)
-    if (!parsed && packet.topic.startsWith('vigil/')) return callback(null) // the hub counts it as unknown_topic
-    options.log.warn({ clientId: client.id, topic: packet.topic }, 'broker refused a publish')
+    const agentChannel = parsed !== null && (AGENT_CHANNELS as readonly string[]).includes(parsed.channel)
+    if (agentChannel && (node === null || (parsed.node === node && parsed.cluster === options.cluster)))
+      return callback(null)
+    // Anonymous junk under vigil/ reaches the hub, which counts it as unknown_topic.
+    if (node === null && !parsed && packet.topic.startsWith('vigil/')) return callback(null)
+    options.log.warn({ clientId: client.id, node, topic: packet.topic }, 'broker refused a publish')
     callback(new Error('not authorised to publish on this topic'))
   }
-  const server: Server = createServer(broker.handle)
+  broker.authorizeSubscribe = (client, sub, callback) => {
+    if (client === null) return callback(null, sub)
+    const node = identities.get(client) ?? null
+    const parsed = parseTopic(sub.topic)
+    const own =
+      parsed !== null &&
+      parsed.channel === 'cmd' &&
+      (node === null ? true : sub.topic === nodeTopic(options.cluster, node, 'cmd'))
+    if (own) return callback(null, sub)
+    options.log.warn({ clientId: client.id, node, topic: sub.topic }, 'broker refused a subscription')
+    callback(null, null) // a SUBACK failure code (0x80), not a disconnect
+  }
+  const tls = options.tls
+  const server: Server = tls
+    ? createTlsServer(
+        {
+          cert: readConfigFile(tls.certFile, 'broker.tls.certFile'),
+          key: readConfigFile(tls.keyFile, 'broker.tls.keyFile'),
+          ...(tls.caFile ? { ca: readConfigFile(tls.caFile, 'broker.tls.caFile') } : {}),
+          requestCert: tls.requireClientCert || tls.caFile !== undefined,
+          rejectUnauthorized: tls.requireClientCert,
+        },
+        broker.handle,
+      )
+    : createServer(broker.handle)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(listen.port, listen.host, () => resolve())
@@ -57,7 +159,7 @@ export async function startEmbeddedBroker(
   const port = typeof address === 'object' && address ? address.port : listen.port
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host
   return {
-    url: `mqtt://${host}:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://${host}:${port}`,
     clientCount: () => broker.connectedClients,
     subscribe: (filter, deliver) =>
       new Promise<void>((resolve) => {

@@ -11,6 +11,7 @@ import {
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
 import { apiSchema } from './auth.js'
+import { brokerTlsSchema } from './broker.js'
 import { fencingSchema } from './fencing.js'
 import { tracingSchema } from './tracing.js'
 
@@ -37,8 +38,15 @@ export const hubConfigSchema = z.strictObject({
   broker: z
     .strictObject({
       listen: hostPort.default('127.0.0.1:1883'),
-      /** Clients without credentials may publish agent channels (never commands). Demo default. */
-      allowAnonymous: z.boolean().default(true),
+      /**
+       * Clients without credentials or certificate may publish any node's agent channels (never
+       * commands). Default: allowed only while neither credentialsFile nor mutual TLS is set (the demo).
+       */
+      allowAnonymous: z.boolean().optional(),
+      /** Agents' passwords (SHA-256 digests; `vigil credentials issue`): user name = node name. */
+      credentialsFile: z.string().min(1).optional(),
+      /** TLS for the broker's listener; with requireClientCert, mutual TLS (certificate CN = node). */
+      tls: brokerTlsSchema.optional(),
     })
     .prefault({}),
   /** An external broker (e.g. mosquitto). Setting `url` disables the embedded broker. */

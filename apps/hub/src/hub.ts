@@ -80,7 +80,12 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     link = clientLink(mqttUrl, mqttOptions, log)
   } else {
     broker = await startEmbeddedBroker(splitHostPort(config.broker.listen), {
-      allowAnonymous: config.broker.allowAnonymous,
+      cluster: config.cluster,
+      allowAnonymous:
+        config.broker.allowAnonymous ??
+        (!config.broker.credentialsFile && !config.broker.tls?.requireClientCert),
+      credentialsFile: config.broker.credentialsFile,
+      tls: config.broker.tls,
       log: log.child({ part: 'broker' }),
     })
     mqttUrl = broker.url

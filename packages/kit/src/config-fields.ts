@@ -14,6 +14,9 @@ export const brokerAuthFields = {
   /** File holding the password (or set VIGIL_MQTT_PASSWORD); never put it in the config file. */
   passwordFile: z.string().optional(),
   caFile: z.string().optional(),
+  /** Client certificate and key for mutual TLS (mqtts://); the certificate's CN is the node name. */
+  certFile: z.string().optional(),
+  keyFile: z.string().optional(),
 }
 
 /** The flags for `brokerAuthFields` and the log level, shared by every process. */
@@ -25,5 +28,7 @@ export const brokerAndLogFlags: Record<string, FlagSpec> = {
     description: 'file holding the broker password',
   },
   'mqtt-ca': { path: ['mqtt', 'caFile'], type: 'string', description: 'CA certificate for mqtts://' },
+  'mqtt-cert': { path: ['mqtt', 'certFile'], type: 'string', description: 'client certificate (mutual TLS)' },
+  'mqtt-key': { path: ['mqtt', 'keyFile'], type: 'string', description: 'client key (mutual TLS)' },
   'log-level': { path: ['log', 'level'], type: 'string', description: 'log level' },
 }

@@ -25,13 +25,21 @@ export function readSecretFile(file: string, key: string): string {
  * else from the environment; the CA certificate from its file.
  */
 export function brokerCredentials(
-  mqtt: { username?: string | undefined; passwordFile?: string | undefined; caFile?: string | undefined },
+  mqtt: {
+    username?: string | undefined
+    passwordFile?: string | undefined
+    caFile?: string | undefined
+    certFile?: string | undefined
+    keyFile?: string | undefined
+  },
   envPassword: string | undefined,
-): { username?: string; password?: string; ca?: Buffer } {
-  const out: { username?: string; password?: string; ca?: Buffer } = {}
+): { username?: string; password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const out: { username?: string; password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer } = {}
   if (mqtt.username) out.username = mqtt.username
   const password = mqtt.passwordFile ? readSecretFile(mqtt.passwordFile, 'mqtt.passwordFile') : envPassword
   if (password) out.password = password
   if (mqtt.caFile) out.ca = readConfigFile(mqtt.caFile, 'mqtt.caFile')
+  if (mqtt.certFile) out.cert = readConfigFile(mqtt.certFile, 'mqtt.certFile')
+  if (mqtt.keyFile) out.key = readConfigFile(mqtt.keyFile, 'mqtt.keyFile')
   return out
 }
