@@ -130,6 +130,29 @@ export class EngineLoop {
     return n ? { condition: n.condition, health: n.health.score, fence: n.fence.phase } : null
   }
 
+  /**
+   * Fences that were running when the state was saved (a hub killed mid-fence): the hub resumes
+   * each, reading the power state first, so that none is forgotten and none is sent twice.
+   */
+  inFlightFences(): Extract<Action, { type: 'fence' }>[] {
+    const out: Extract<Action, { type: 'fence' }>[] = []
+    for (const [node, n] of Object.entries(this.state.nodes)) {
+      const f = n.fence
+      const level = this.spec.nodes.find((s) => s.id === node)?.fencing[f.level]
+      if (f.phase !== 'running' || !f.actionId || !level) continue
+      out.push({
+        type: 'fence',
+        id: f.actionId,
+        decision: f.correlationId ?? f.actionId,
+        node,
+        level: f.level,
+        devices: f.awaiting.length > 0 ? [...f.awaiting] : level.devices,
+        timeoutMs: level.timeoutMs,
+      })
+    }
+    return out
+  }
+
   /** Whether the engine knows this node or resource (an operator's request must name one). */
   knows(kind: 'node' | 'resource', id: string): boolean {
     return kind === 'node' ? id in this.state.nodes : id in this.state.resources
@@ -218,6 +241,9 @@ export class EngineLoop {
         this.deps.onRecord(r)
       }
     }
+    // Write-ahead: the state that knows about these actions is on disk before any of them leaves,
+    // so a hub killed right after sending resumes them instead of deciding (and sending) again.
+    if (result.actions.some((a) => a.type !== 'alert')) this.persist()
     for (const a of result.actions) this.carryOut(a)
     this.deps.tracer.sweep(this.now())
     if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persist()

@@ -224,7 +224,7 @@ export class FenceService {
   }
 
   /** Runs one level of a fence: every device at once, each outcome reported to the engine. */
-  run(action: FenceAction): void {
+  run(action: FenceAction, opts: { resume?: boolean } = {}): void {
     if (action.node === this.deps.hubNode) {
       const message = `refusing to fence ${action.node}: this hub runs on it (it would power itself off mid-fence)`
       this.deps.log.error({ node: action.node, decision: action.decision }, message)
@@ -258,6 +258,7 @@ export class FenceService {
         pollMs: this.config.readBackMs,
         log,
         signal: controller.signal,
+        readFirst: opts.resume === true,
       })
         .then((result) => {
           this.duration.observe({ driver: entry.driver }, result.durationMs / 1000)

@@ -169,6 +169,13 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
   })
   fencing.startMonitoring()
+  for (const action of engine.inFlightFences()) {
+    log.warn(
+      { node: action.node, level: action.level + 1, devices: action.devices },
+      'resuming a fence that was in flight when the hub stopped',
+    )
+    fencing.run(action, { resume: true })
+  }
   const ingest = new Ingest(config.cluster, table, store, metrics, clock, log.child({ part: 'ingest' }), {
     onStateChange: (change) => live?.broadcast({ type: 'node.state', change }),
     onNodeUpdated: (id) => {

@@ -102,4 +102,25 @@ describe('fenceNode', () => {
     })
     expect(run.steps.map((s) => `${s.op}:${s.result}`)).toEqual(['off:ok', 'status:on', 'status:off'])
   })
+
+  test.each([
+    {
+      what: 'already off',
+      status: { a: ['off'], b: ['off'] },
+      offs: [],
+      steps: ['status:off', 'status:off'],
+    },
+    {
+      what: 'still on',
+      status: { a: ['off', 'off'], b: ['on', 'off'] },
+      offs: ['a', 'b'],
+      steps: ['status:off', 'status:on', 'off:ok', 'off:ok', 'status:off', 'status:off'],
+    },
+  ])('resuming with readFirst, a node $what: off sent to $offs', async ({ status, offs, steps }) => {
+    const d = scripted({ status: status as Record<string, PowerState[]> })
+    const run = await fenceNode(d, ['a', 'b'], { timeoutMs: 800, pollMs: 20, log, readFirst: true })
+    expect(run.outcome).toBe('off')
+    expect(d.offs).toEqual(offs)
+    expect(run.steps.map((s) => `${s.op}:${s.result}`)).toEqual(steps)
+  })
 })

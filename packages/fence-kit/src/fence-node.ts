@@ -41,7 +41,17 @@ const outcomeOf: Record<FenceErrorKind, FenceOutcome> = {
 export async function fenceNode(
   device: FenceDevice,
   plugs: readonly (string | null)[],
-  opts: { timeoutMs: number; pollMs?: number; log: Logger; signal?: AbortSignal },
+  opts: {
+    timeoutMs: number
+    pollMs?: number
+    log: Logger
+    signal?: AbortSignal
+    /**
+     * Read every plug first and send nothing if all already read off: resuming a fence that may
+     * have completed while its hub was down powers nothing off twice.
+     */
+    readFirst?: boolean
+  },
 ): Promise<FenceRun> {
   const started = performance.now()
   const deadline = started + opts.timeoutMs
@@ -72,6 +82,22 @@ export async function fenceNode(
     }
   }
   const label = (plug: string | null) => (plug === null ? 'the target' : `plug ${plug}`)
+
+  if (opts.readFirst) {
+    let allOff = true
+    for (const plug of plugs) {
+      const r = await attempt('status', plug, () =>
+        runFenceOp(device, 'status', plug, ctx, Math.min(device.timeouts.status, left())),
+      )
+      if (r !== 'off') allOff = false
+      if (r !== 'off') break
+    }
+    if (allOff)
+      return done(
+        'off',
+        `${plugs.length > 1 ? `all ${plugs.length} plugs` : label(plugs[0] ?? null)} already read off: nothing sent`,
+      )
+  }
 
   for (const plug of plugs) {
     const r = await attempt('off', plug, () =>
