@@ -85,3 +85,27 @@ describe('parseConfig', () => {
     expect(problems[0]).toMatchObject({ key: 'mqtt.keepaliveSeconds' })
   })
 })
+
+test.each([
+  ['an alias to no anchor', 'a: *nowhere\n', 'YAML: Unresolved alias'],
+  [
+    'an alias bomb',
+    [
+      'a: &a [x, x, x, x, x, x, x, x, x]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+      'd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
+      'e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]',
+      'f: [*e, *e, *e, *e, *e, *e, *e, *e, *e]',
+    ].join('\n'),
+    'YAML: Excessive alias count',
+  ],
+])('%s is a config error naming the file, not a crash', (_what, text, message) => {
+  try {
+    parseConfig(schema, text, { file: 'x.yaml' })
+    expect.unreachable()
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).message).toContain(`x.yaml: (root): ${message}`)
+  }
+})

@@ -57,7 +57,13 @@ export function parseConfig<S extends z.ZodType>(
       }),
     )
   }
-  const raw: unknown = doc.contents === null ? {} : doc.toJS()
+  let raw: unknown
+  try {
+    // Aliases resolve here: an unknown one, or one expanding into a bomb, is the file's fault.
+    raw = doc.contents === null ? {} : doc.toJS({ maxAliasCount: 1000 })
+  } catch (err) {
+    throw new ConfigError([{ key: '', message: `YAML: ${(err as Error).message.split('\n')[0]}`, file }])
+  }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError([{ key: '', message: 'expected a mapping of keys to values', file }])
   }
