@@ -1,3 +1,5 @@
+import type { KeyObject } from 'node:crypto'
+import { statSync } from 'node:fs'
 import { DriverError } from '@vigil/driver-kit'
 import {
   BoundedQueue,
@@ -16,7 +18,7 @@ import {
   encode,
   type NodeChannel,
   nodeTopic,
-  publicKeyFromPem,
+  publicKeysFromPem,
   type Status,
   verifyCommand,
 } from '@vigil/protocol'
@@ -60,12 +62,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const incarnation = Math.floor(clock.wallMs())
   const topic = (channel: NodeChannel) => nodeTopic(config.cluster, config.node, channel)
   const gate = new CommandGate(config.node, config.commands.stateFile)
-  const hubKey = config.commands.hubPublicKeyFile
-    ? publicKeyFromPem(
-        readConfigFile(config.commands.hubPublicKeyFile, 'commands.hubPublicKeyFile').toString('utf8'),
-      )
+  const hubKeys = config.commands.hubPublicKeyFile
+    ? trustedHubKeys(config.commands.hubPublicKeyFile, log)
     : null
-  if (!hubKey)
+  if (!hubKeys)
     log.warn(
       "commands are not authenticated: set commands.hubPublicKeyFile to the hub's public key (its <db>.pub.pem)",
     )
@@ -221,10 +221,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     }
     const cmd = decoded.value
     // The signature first: an unverified command must not even move the replay floor.
-    const refused = hubKey
+    const refused = hubKeys
       ? !cmd.sig
         ? 'unsigned'
-        : !verifyCommand(cmd, hubKey)
+        : !verifyCommand(cmd, hubKeys())
           ? 'bad_signature'
           : gate.check(cmd, receivedAt)
       : gate.check(cmd, receivedAt)
@@ -379,5 +379,29 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       // A broker that went away with us must not hold the shutdown: force the close after a second.
       await withTimeout(client.endAsync(), 1000).catch(() => client.end(true))
     },
+  }
+}
+
+/**
+ * The hub keys this agent trusts, from a PEM file of one or several public keys, re-read when it
+ * changes: a key rotation adds the new key beside the old, moves the hub to it, then drops the
+ * old one, with no restart anywhere. A file that turns unreadable keeps the last good keys.
+ */
+function trustedHubKeys(file: string, log: Logger): () => KeyObject[] {
+  const load = () => publicKeysFromPem(readConfigFile(file, 'commands.hubPublicKeyFile').toString('utf8'))
+  let keys = load()
+  let mtime = statSync(file).mtimeMs
+  return () => {
+    try {
+      const now = statSync(file).mtimeMs
+      if (now !== mtime) {
+        mtime = now
+        keys = load()
+        log.info({ file, keys: keys.length }, 'hub public keys reloaded')
+      }
+    } catch (err) {
+      log.error({ err, file }, 'hub public key file unreadable or invalid: keeping the previous keys')
+    }
+    return keys
   }
 }

@@ -44,7 +44,8 @@ export class CommandDispatcher {
       ttlMs: number
       timeoutMs: number
       /** Ed25519 private key every command is signed with. */
-      signingKey: KeyObject
+      /** The key to sign with now (it may be rotated while the hub runs). */
+      signingKey: () => KeyObject
     },
     private readonly publish: (topic: string, payload: string) => Promise<void>,
     private readonly store: HubStore,
@@ -69,7 +70,7 @@ export class CommandDispatcher {
       args,
     }
     // Signed: a broker foothold (even the hub's own broker credentials) cannot command an agent.
-    const command: Command = { ...unsigned, sig: signCommand(unsigned, this.opts.signingKey) }
+    const command: Command = { ...unsigned, sig: signCommand(unsigned, this.opts.signingKey()) }
     this.store.insertCommand({
       id: command.id,
       node: target,

@@ -53,7 +53,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   const clock = deps.clock ?? systemClock
   const store = new HubStore(config.store.path)
   const epoch = store.nextEpoch()
-  const signing = loadSigningKey(config.signing.keyFile, config.store.path)
+  const signing = loadSigningKey(config.signing.keyFile, config.store.path, log.child({ part: 'signing' }))
   const table = new NodeTable()
   table.load(store.loadNodes(), clock.monoMs(), clock.wallMs())
 
@@ -110,7 +110,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       epoch,
       ttlMs: config.commands.ttlMs,
       timeoutMs: config.commands.timeoutMs,
-      signingKey: signing.privateKey,
+      signingKey: () => signing.privateKey(),
     },
     publish,
     store,
@@ -311,7 +311,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       epoch,
       version: deps.version,
       mqttUrl,
-      commandPublicKey: signing.publicPem,
+      commandPublicKey: signing.publicPem(),
     }),
   })
   const { host, port } = splitHostPort(config.http.listen)

@@ -1,11 +1,13 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { readSecretFile, VigilError } from '@vigil/kit'
+import { type Logger, readSecretFile, VigilError } from '@vigil/kit'
 import { generateSigningKey, privateKeyFromPem } from '@vigil/protocol'
+import { WatchedFile } from './auth.js'
 
 export interface SigningKey {
-  privateKey: KeyObject
-  publicPem: string
+  /** The key to sign with now: with `signing.keyFile`, re-read when the file changes (rotation). */
+  privateKey(): KeyObject
+  publicPem(): string
   /** Where agents can be pointed for `commands.hubPublicKeyFile`. */
   publicKeyFile: string | null
 }
@@ -16,12 +18,23 @@ export interface SigningKey {
  * `<db>.pub.pem`, so a one-machine demo signs from the first command. Agents verify with the public
  * half (their `commands.hubPublicKeyFile`).
  */
-export function loadSigningKey(keyFile: string | undefined, storePath: string): SigningKey {
+export function loadSigningKey(keyFile: string | undefined, storePath: string, log: Logger): SigningKey {
+  const pair = (privateKey: KeyObject) => ({
+    privateKey,
+    publicPem: createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString(),
+  })
   try {
     if (keyFile) {
-      const privateKey = privateKeyFromPem(readSecretFile(keyFile, 'signing.keyFile'))
-      const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString()
-      return { privateKey, publicPem, publicKeyFile: null }
+      // Rotation without a restart: put the new key in this file (agents already trusting both
+      // public keys); commands are signed with it from the next one on.
+      const watched = new WatchedFile(keyFile, 'signing.keyFile', log, (file) =>
+        pair(privateKeyFromPem(readSecretFile(file, 'signing.keyFile'))),
+      )
+      return {
+        privateKey: () => watched.current().privateKey,
+        publicPem: () => watched.current().publicPem,
+        publicKeyFile: null,
+      }
     }
     const privateFile = `${storePath}.key.pem`
     const publicFile = `${storePath}.pub.pem`
@@ -31,10 +44,9 @@ export function loadSigningKey(keyFile: string | undefined, storePath: string): 
       chmodSync(privateFile, 0o600)
       writeFileSync(publicFile, pair.publicPem)
     }
-    const privateKey = privateKeyFromPem(readFileSync(privateFile, 'utf8'))
-    const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString()
-    if (!existsSync(publicFile)) writeFileSync(publicFile, publicPem)
-    return { privateKey, publicPem, publicKeyFile: publicFile }
+    const fixed = pair(privateKeyFromPem(readFileSync(privateFile, 'utf8')))
+    if (!existsSync(publicFile)) writeFileSync(publicFile, fixed.publicPem)
+    return { privateKey: () => fixed.privateKey, publicPem: () => fixed.publicPem, publicKeyFile: publicFile }
   } catch (err) {
     if (err instanceof VigilError) throw err
     throw new VigilError('config_invalid', `signing key: ${(err as Error).message}`, { cause: err })

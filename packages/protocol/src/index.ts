@@ -5,6 +5,7 @@ export {
   generateSigningKey,
   privateKeyFromPem,
   publicKeyFromPem,
+  publicKeysFromPem,
   signCommand,
   verifyCommand,
 } from './signing.js'

@@ -4,6 +4,7 @@ import {
   generateSigningKey,
   privateKeyFromPem,
   publicKeyFromPem,
+  publicKeysFromPem,
   signCommand,
   verifyCommand,
 } from './signing.js'
@@ -53,4 +54,12 @@ test('only Ed25519 keys are accepted', async () => {
   expect(() => publicKeyFromPem(rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString())).toThrow(
     /Ed25519/,
   )
+})
+
+test('several trusted keys (a rotation): a command signed by either verifies, by neither does not', () => {
+  const keys = publicKeysFromPem(`${other.publicPem}\n${hub.publicPem}`)
+  expect(keys).toHaveLength(2)
+  expect(verifyCommand(signed, keys)).toBe(true)
+  expect(verifyCommand(signed, [publicKeyFromPem(other.publicPem)])).toBe(false)
+  expect(() => publicKeysFromPem('not a key')).toThrow('no PEM public key found')
 })

@@ -36,14 +36,21 @@ export function signCommand(cmd: Omit<Command, 'sig'>, privateKey: KeyObject): s
   return sign(null, commandSigningBytes(cmd), privateKey).toString('base64')
 }
 
-/** True only for a command signed by the holder of `publicKey`'s private key, unchanged since. */
-export function verifyCommand(cmd: Command, publicKey: KeyObject): boolean {
+/**
+ * True only for a command signed by the holder of one of the keys' private halves, unchanged
+ * since. Several keys: during a key rotation agents trust the old and the new hub key.
+ */
+export function verifyCommand(cmd: Command, publicKeys: KeyObject | readonly KeyObject[]): boolean {
   if (!cmd.sig) return false
-  try {
-    return verify(null, commandSigningBytes(cmd), publicKey, Buffer.from(cmd.sig, 'base64'))
-  } catch {
-    return false
-  }
+  const bytes = commandSigningBytes(cmd)
+  const sig = Buffer.from(cmd.sig, 'base64')
+  return (Array.isArray(publicKeys) ? publicKeys : [publicKeys]).some((key) => {
+    try {
+      return verify(null, bytes, key, sig)
+    } catch {
+      return false
+    }
+  })
 }
 
 export function generateSigningKey(): { privatePem: string; publicPem: string } {
@@ -59,6 +66,13 @@ export function privateKeyFromPem(pem: string): KeyObject {
   if (key.asymmetricKeyType !== 'ed25519')
     throw new Error(`an Ed25519 key is required, not ${key.asymmetricKeyType}`)
   return key
+}
+
+/** Every public key of a PEM file holding one or several (old and new during a rotation). */
+export function publicKeysFromPem(text: string): KeyObject[] {
+  const blocks = text.match(/-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g) ?? []
+  if (blocks.length === 0) throw new Error('no PEM public key found')
+  return blocks.map(publicKeyFromPem)
 }
 
 export function publicKeyFromPem(pem: string): KeyObject {
