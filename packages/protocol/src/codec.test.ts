@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { type ChannelPayload, decode, encode, MAX_PAYLOAD_BYTES } from './codec.js'
+import { decode, encode, MAX_PAYLOAD_BYTES } from './codec.js'
 import { valid } from './fixtures.test-helper.js'
 import { clusterChannelFilter, NODE_CHANNELS, type NodeChannel, nodeTopic, parseTopic } from './topics.js'
 
