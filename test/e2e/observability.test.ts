@@ -392,6 +392,11 @@ describe.sequential('a real failover, as an operator sees it', () => {
     // node-b is dead: if node-a died too, web could go nowhere, and the plan says so.
     expect(plan.stdout).toMatch(/node-a\s+web\s+COULD NOT BE PLACED/)
     expect(plan.stdout).toContain('Losing node-a would leave resources down')
+    const whatIf = await runVigil(['simulate', '--what-if', 'node-a', '--hub', hub.httpUrl])
+    expect(whatIf.stdout).toMatch(/node-a\s+web\s+COULD NOT BE PLACED/)
+    expect((await runVigil(['simulate', '--what-if', 'node-b', '--hub', hub.httpUrl])).stdout).toContain(
+      'node-b runs no resource',
+    )
 
     const on = await runVigil([
       'maintenance',

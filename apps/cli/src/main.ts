@@ -59,7 +59,7 @@ Commands:
                            the hub's broker.credentialsFile keeps its SHA-256)
   config check <file> --kind hub|agent
                            validate a config file without starting anything
-  simulate <scenario-dir> [--check]
+  simulate <scenario-dir> [--check] | simulate --what-if <node>
                            run a simulator scenario and print its log; --check compares it
                            with the folder's log.expect (exit 1 on a difference or a violation)
 
@@ -592,8 +592,31 @@ function why(argv: string[]): Promise<number> {
   })
 }
 
+/** `vigil simulate --what-if <node>`: the live cluster's plan if that node died now. */
+async function whatIf(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { 'what-if': { type: 'string' } } as const)
+  const node = values['what-if']
+  if (!node) {
+    console.error('Usage: vigil simulate --what-if <node>')
+    return EXIT.usage
+  }
+  const res = await hubRequest(values.hub ?? cliEnv.hubUrl, '/api/plan')
+  if (res.status !== 200) {
+    console.error(`vigil simulate: ${errorMessage(res.body)}`)
+    return EXIT.failed
+  }
+  const plan = (res.body as { plan: WhatIf[] }).plan.filter((p) => p.node === node)
+  if (values.json) console.log(JSON.stringify({ plan }, null, 2))
+  else
+    process.stdout.write(
+      plan.length > 0 ? renderPlan(plan) : `${node} runs no resource: losing it moves nothing.\n`,
+    )
+  return EXIT.ok
+}
+
 function simulate(argv: string[]): Promise<number> {
   return withUsage(async () => {
+    if (argv.includes('--what-if')) return whatIf(argv)
     const { values, positionals } = parseArgs({
       args: argv,
       options: { check: { type: 'boolean' } },
@@ -602,7 +625,7 @@ function simulate(argv: string[]): Promise<number> {
     })
     const dir = positionals[0]
     if (!dir) {
-      console.error('Usage: vigil simulate <scenario-dir> [--check]')
+      console.error('Usage: vigil simulate <scenario-dir> [--check] | vigil simulate --what-if <node>')
       return EXIT.usage
     }
     const { checkScenario } = await import('@vigil/sim')

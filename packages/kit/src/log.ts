@@ -4,9 +4,33 @@ export type { Logger } from 'pino'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
+/**
+ * Keys whose values never reach a log line, at the top level or one level down (an object logged
+ * by mistake, a config section, an error's options): defence in depth behind "secrets are read
+ * from files and never passed to a logger".
+ */
+const SECRET_KEYS = [
+  'password',
+  'passphrase',
+  'secret',
+  'token',
+  'authorization',
+  'community',
+  'privateKey',
+  'key',
+  'authKey',
+  'privKey',
+]
+export const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`])
+
 /** One structured JSON line per event on stdout; `component` says which process wrote it. */
 export function createLogger(component: string, level: LogLevel = 'info'): Logger {
-  return pino({ level, base: { component }, timestamp: pino.stdTimeFunctions.isoTime })
+  return pino({
+    level,
+    base: { component },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+  })
 }
 
 /**
