@@ -130,14 +130,20 @@ function apply(ctx: StepContext, input: Input): void {
       const n = ctx.state.nodes[input.node]
       if (!n) return
       n.hub = n.heard
-        ? recordArrival(n.hub, ctx.now, phiParams(ctx.spec.detection.hub))
+        ? recordArrival(n.hub, ctx.now, phiParams(ctx.spec.detection.hub), ctx.spec.detection.hub.threshold)
         : recordArrival({ lastAt: null, intervals: [] }, ctx.now, phiParams(ctx.spec.detection.hub))
       n.heard = true
       return
     }
     case 'disk-heartbeat': {
       const n = ctx.state.nodes[input.node]
-      if (n) n.disk = recordArrival(n.disk, ctx.now, phiParams(ctx.spec.detection.disk))
+      if (n)
+        n.disk = recordArrival(
+          n.disk,
+          ctx.now,
+          phiParams(ctx.spec.detection.disk),
+          ctx.spec.detection.disk.threshold,
+        )
       return
     }
     case 'peer-view': {

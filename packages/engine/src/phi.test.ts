@@ -49,3 +49,25 @@ describe('phi accrual', () => {
     expect(phiOf(ms, 500, 50)).toBeCloseTo(8, 3)
   })
 })
+
+test('an outage is not learnt: after it, the next failure is detected as fast as the first', () => {
+  let state = recordArrival(emptyPhi(), 0, params)
+  for (let t = 250; t <= 5000; t += 250) state = recordArrival(state, t, params, 8)
+  const before = silenceToDetect(state)
+  // Ten seconds of silence (the node was dead), then heartbeats again.
+  state = recordArrival(state, 15_000, params, 8)
+  for (let t = 15_250; t <= 17_000; t += 250) state = recordArrival(state, t, params, 8)
+  expect(Math.max(...state.intervals)).toBeLessThan(1000)
+  expect(silenceToDetect(state)).toBe(before)
+  // Without the threshold the gap would have been learnt, and detection slowed.
+  let learnt = recordArrival(emptyPhi(), 0, params)
+  for (let t = 250; t <= 5000; t += 250) learnt = recordArrival(learnt, t, params)
+  learnt = recordArrival(learnt, 15_000, params)
+  expect(silenceToDetect(learnt)).toBeGreaterThan(before)
+})
+
+function silenceToDetect(state: ReturnType<typeof emptyPhi>): number {
+  let d = 0
+  while (phi(state, (state.lastAt as number) + d, params) < 8) d += 10
+  return d
+}

@@ -26,13 +26,21 @@ export function emptyPhi(): PhiState {
   return { lastAt: null, intervals: [] }
 }
 
-export function recordArrival(state: PhiState, at: number, params: PhiParams): PhiState {
+/**
+ * Learns one arrival. An arrival after a silence that had already reached `threshold` ends an
+ * outage (the node was down, cut off, or fenced and powered on again): the clock restarts but the
+ * gap is not learnt as an interval, as Cassandra's detector ignores over-long intervals. Learning
+ * outages would inflate the mean, and every later failure of the node would be detected later.
+ */
+export function recordArrival(state: PhiState, at: number, params: PhiParams, threshold?: number): PhiState {
   if (state.lastAt === null) {
     // Seed with the expected interval and its spread, as Akka does.
     const seed = params.firstIntervalMs
     return { lastAt: at, intervals: [seed - seed / 4, seed + seed / 4] }
   }
   if (at <= state.lastAt) return state
+  if (threshold !== undefined && phi(state, at, params) >= threshold)
+    return { lastAt: at, intervals: state.intervals }
   const intervals = [...state.intervals, at - state.lastAt]
   if (intervals.length > params.window) intervals.splice(0, intervals.length - params.window)
   return { lastAt: at, intervals }

@@ -829,5 +829,10 @@ export function applyResourceState(
 export function applyGuestHeartbeat(ctx: StepContext, resource: string): void {
   const r = ctx.state.resources[resource]
   if (!r) return
-  r.guest = recordArrival(r.guest ?? emptyPhi(), ctx.now, phiParams(ctx.spec.detection.guest))
+  r.guest = recordArrival(
+    r.guest ?? emptyPhi(),
+    ctx.now,
+    phiParams(ctx.spec.detection.guest),
+    ctx.spec.detection.guest.threshold,
+  )
 }

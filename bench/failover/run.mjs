@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+// bench/failover: time from a host crash to its application running elsewhere, on the lab
+// (scripts/lab.mjs: hosts as network namespaces, a real agent each, an IPMI BMC (ipmi_sim) per host
+// that powers it off, the hub with its embedded broker). Not a test: prints JSON and a table.
+//
+//   node bench/failover/run.mjs [--runs 20] [--heartbeat-ms 250] [--detection default|fast]
+//
+// Each run: find where `web` runs (the witness log: each copy appends "<host> <ns>" every 0.2 s),
+// SIGKILL every process of that host's namespace (t0), then read, from the hub's decision records
+// and the witness log: detection (classified dead), fence confirmed (the BMC read the host back
+// off), running elsewhere (the first witness line of the new copy). It also checks no two copies
+// wrote in the same period. Then the crashed host is powered on again and rejoins before the next.
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { freePort, markdownTable, median } from '../lib.mjs'
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '20' },
+    'heartbeat-ms': { type: 'string', default: '250' },
+    detection: { type: 'string', default: 'default' },
+  },
+})
+const runs = Number(values.runs)
+const root = join(import.meta.dirname, '..', '..')
+const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-failover-'))
+const http = `127.0.0.1:${await freePort()}`
+const lab = (...args) =>
+  execFileSync(process.execPath, [join(root, 'scripts/lab.mjs'), ...args, '--dir', join(dir, 'lab')], {
+    encoding: 'utf8',
+  })
+const api = async (path) => (await fetch(`http://${http}${path}`)).json()
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+async function until(what, probe, timeoutMs = 30_000) {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const v = await probe()
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
+}
+const witnessFile = join(dir, 'lab', 'witness.log')
+/** [{host, ms}] from the witness log (ms since the epoch). */
+const witness = () =>
+  existsSync(witnessFile)
+    ? readFileSync(witnessFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => {
+          const [host, ns] = l.split(' ')
+          return { host, ms: Number(BigInt(ns) / 1_000_000n) }
+        })
+    : []
+
+const quantile = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]
+}
+
+const results = []
+try {
+  lab(
+    'up',
+    '--hosts',
+    '2',
+    '--http',
+    http,
+    '--heartbeat-ms',
+    values['heartbeat-ms'],
+    '--max-fences',
+    '1000',
+    ...(values.detection === 'fast' ? ['--detection', 'fast'] : []),
+  )
+  const state = JSON.parse(readFileSync(join(dir, 'lab', 'lab.json'), 'utf8'))
+  await until('web running', () => witness().length > 3)
+  for (let i = 0; i < runs; i++) {
+    // Where web runs now, and that both hosts are healthy in the engine before the crash.
+    await until('both hosts healthy', async () => {
+      const { nodes } = await api('/api/nodes')
+      return nodes.length === 2 && nodes.every((n) => n.engine?.condition === 'healthy')
+    })
+    const { resources } = await api('/api/resources')
+    const web = resources.find((r) => r.id === 'web')
+    if (web?.phase !== 'running') throw new Error(`web is ${web?.phase}`)
+    const victim = web.node
+    const survivor = Object.keys(state.lab.hosts).find((h) => h !== victim)
+    await sleep(500 + Math.random() * 500) // random phase against heartbeats and the engine tick
+    const t0 = Date.now()
+    const pids = execFileSync('ip', ['netns', 'pids', state.lab.hosts[victim].netns], { encoding: 'utf8' })
+    for (const pid of pids.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL')
+      } catch {}
+    }
+    const started = await until(
+      'web running elsewhere',
+      () => witness().find((w) => w.host === survivor && w.ms > t0),
+      60_000,
+    )
+    const { decisions } = await api(`/api/decisions?node=${victim}&limit=200`)
+    const after = decisions.filter((d) => d.at >= t0)
+    // Detection ends when the engine concludes the host is gone and decides to fence: classified
+    // dead, or isolated (its disk heartbeat not yet silent), whichever comes first.
+    const at = (...rules) => Math.min(...after.filter((d) => rules.includes(d.rule)).map((d) => d.at))
+    const lastOld = witness()
+      .filter((w) => w.host === victim)
+      .at(-1)
+    results.push({
+      run: i + 1,
+      victim,
+      suspectMs: at('classify.suspect') - t0,
+      detectedMs: at('classify.dead', 'classify.isolated') - t0,
+      fencedMs: at('fence.confirmed') - t0,
+      runningMs: started.ms - t0,
+      overlap: lastOld && lastOld.ms >= started.ms,
+    })
+    process.stderr.write(
+      `run ${i + 1}: ${victim} -> ${survivor}: detected ${results.at(-1).detectedMs} ms, fenced ${results.at(-1).fencedMs} ms, running ${results.at(-1).runningMs} ms\n`,
+    )
+    // Power the crashed host on again (its BMC's power-on starts its agent).
+    execFileSync(join(dir, 'lab', `${victim}-power.sh`), ['on'])
+  }
+} finally {
+  try {
+    lab('down')
+  } catch (err) {
+    process.stderr.write(`lab down failed: ${err}\n`)
+  }
+  rmSync(dir, { recursive: true, force: true })
+}
+
+const phases = [
+  ['crash to suspect', 'suspectMs'],
+  ['crash to detected (fence decided)', 'detectedMs'],
+  ['crash to fence confirmed', 'fencedMs'],
+  ['crash to running elsewhere', 'runningMs'],
+]
+const summary = phases.map(([label, key]) => {
+  const xs = results.map((r) => r[key]).filter((x) => Number.isFinite(x))
+  return {
+    phase: label,
+    runs: xs.length,
+    'min ms': Math.min(...xs),
+    'median ms': median(xs),
+    'p99 ms': quantile(xs, 0.99),
+    'max ms': Math.max(...xs),
+  }
+})
+const between = results.map((r) => ({
+  suspect: r.suspectMs,
+  confirm: r.detectedMs - r.suspectMs,
+  fence: r.fencedMs - r.detectedMs,
+  start: r.runningMs - r.fencedMs,
+}))
+const phaseRows = ['suspect', 'confirm', 'fence', 'start'].map((p) => ({
+  step: {
+    suspect: 'crash -> suspect (hub heartbeat phi over threshold)',
+    confirm: 'suspect -> fence decided (every channel silent for confirmMs)',
+    fence: 'fence decided -> confirmed off (IPMI off + read-back)',
+    start: 'fence confirmed -> running elsewhere (start + first witness line)',
+  }[p],
+  'median ms': median(between.map((b) => b[p])),
+}))
+const out = {
+  bench: 'failover',
+  at: new Date().toISOString(),
+  heartbeatMs: Number(values['heartbeat-ms']),
+  detection: values.detection,
+  runs: results.length,
+  overlaps: results.filter((r) => r.overlap).length,
+  summary,
+  phases: phaseRows,
+  results,
+}
+console.log(JSON.stringify(out, null, 2))
+console.log(
+  `\nHost crash, ${results.length} runs, agent heartbeat ${values['heartbeat-ms']} ms, detection ${values.detection}, real IPMI fence (ipmi_sim):\n`,
+)
+console.log(markdownTable(summary, ['phase', 'runs', 'min ms', 'median ms', 'p99 ms', 'max ms']))
+console.log(`\nWhere the time goes (medians):\n`)
+console.log(markdownTable(phaseRows, ['step', 'median ms']))
+console.log(`\nRuns where two copies wrote in the same period: ${out.overlaps}`)
