@@ -5,7 +5,8 @@ import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { freePort } from '../harness/mosquitto.js'
-import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
+import { runVigil, tempDir, type VigilProcess } from '../harness/processes.js'
+import { killWebCopies, startWebAgent } from '../harness/web.js'
 
 // kill -9 of the hub in the middle of a failover: node-b is dead and being fenced (its fence level
 // is a person, so the fence stays in flight as long as we like), the hub is SIGKILLed and started
@@ -16,12 +17,7 @@ const dir = tempDir('crash-safety')
 const cleanups: (() => Promise<void> | void)[] = []
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
-  for (const node of ['node-a', 'node-b']) {
-    const pidfile = join(dir.path, `${node}-web.pid`)
-    try {
-      if (existsSync(pidfile)) process.kill(-Number(readFileSync(pidfile, 'utf8')), 'SIGKILL')
-    } catch {}
-  }
+  killWebCopies(dir.path, ['node-a', 'node-b'])
   dir.remove()
 })
 
@@ -72,22 +68,7 @@ test('a hub killed mid-fence resumes it, decides nothing twice and starts the ap
   cleanups.push(() => hub.process.stop())
   const agents = new Map<string, VigilProcess>()
   for (const node of ['node-a', 'node-b']) {
-    const file = join(dir.path, `${node}.yaml`)
-    writeFileSync(
-      file,
-      [
-        `node: ${node}`,
-        'heartbeat: { intervalMs: 100 }',
-        'resources:',
-        '  - id: web',
-        '    driver: process',
-        '    config:',
-        '      command: [sleep, "600"]',
-        `      pidfile: ${join(dir.path, `${node}-web.pid`)}`,
-        '',
-      ].join('\n'),
-    )
-    const agent = new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
+    const agent = startWebAgent(dir.path, node, hub.mqttUrl, { heartbeatMs: 100 })
     agents.set(node, agent)
     cleanups.push(() => agent.stop())
   }

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -8,7 +8,8 @@ import { type Browser, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
+import { runVigil, tempDir, type VigilProcess } from '../harness/processes.js'
+import { killWebCopies, startWebAgent } from '../harness/web.js'
 
 // One real failover, watched through everything an operator uses: a Prometheus scraping the hub
 // (every dashboard query and every alert rule run against it), the status page in Chromium
@@ -21,12 +22,7 @@ const dir = tempDir('observability')
 const cleanups: (() => Promise<void> | void)[] = []
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
-  for (const node of ['node-a', 'node-b']) {
-    const pidfile = join(dir.path, `${node}-web.pid`)
-    try {
-      if (existsSync(pidfile)) process.kill(-Number(readFileSync(pidfile, 'utf8')), 'SIGKILL')
-    } catch {}
-  }
+  killWebCopies(dir.path, ['node-a', 'node-b'])
   dir.remove()
 })
 
@@ -139,24 +135,7 @@ beforeAll(async () => {
   windowStart = Date.now() / 1000
 
   for (const node of ['node-a', 'node-b']) {
-    const agentFile = join(dir.path, `${node}.yaml`)
-    writeFileSync(
-      agentFile,
-      [
-        `node: ${node}`,
-        'heartbeat: { intervalMs: 100 }',
-        'resources:',
-        '  - id: web',
-        '    driver: process',
-        '    config:',
-        '      command: [sleep, "600"]',
-        `      pidfile: ${join(dir.path, `${node}-web.pid`)}`,
-        '',
-      ].join('\n'),
-    )
-    const agent = new VigilProcess(['agent', '--config', agentFile, '--mqtt-url', hub.mqttUrl], {
-      cwd: dir.path,
-    })
+    const agent = startWebAgent(dir.path, node, hub.mqttUrl, { heartbeatMs: 100 })
     agents.set(node, agent)
     cleanups.push(() => agent.stop())
   }

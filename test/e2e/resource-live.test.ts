@@ -4,19 +4,13 @@ import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { startHub } from '../harness/hub.js'
 import { tempDir, VigilProcess } from '../harness/processes.js'
+import { killWebCopies, startWebAgent } from '../harness/web.js'
 
 const dir = tempDir('resource-live')
 const processes: { stop(): Promise<void> }[] = []
 afterAll(async () => {
   for (const p of processes.reverse()) await p.stop()
-  for (const node of ['node-a', 'node-b']) {
-    const pidfile = join(dir.path, `${node}-web.pid`)
-    if (existsSync(pidfile)) {
-      try {
-        process.kill(-Number(readFileSync(pidfile, 'utf8')), 'SIGKILL')
-      } catch {}
-    }
-  }
+  killWebCopies(dir.path, ['node-a', 'node-b'])
   dir.remove()
 })
 
@@ -56,26 +50,7 @@ test('the engine starts an application on its preferred node and restarts it in 
   )
   const hub = await startHub(dir.path, ['--cluster-file', clusterFile])
   processes.push(hub.process)
-  for (const node of ['node-a', 'node-b']) {
-    const agentFile = join(dir.path, `${node}.yaml`)
-    writeFileSync(
-      agentFile,
-      [
-        `node: ${node}`,
-        'resources:',
-        '  - id: web',
-        '    driver: process',
-        '    config:',
-        '      command: [sleep, "600"]',
-        `      pidfile: ${join(dir.path, `${node}-web.pid`)}`,
-        '',
-      ].join('\n'),
-    )
-    const agent = new VigilProcess(['agent', '--config', agentFile, '--mqtt-url', hub.mqttUrl], {
-      cwd: dir.path,
-    })
-    processes.push(agent)
-  }
+  for (const node of ['node-a', 'node-b']) processes.push(startWebAgent(dir.path, node, hub.mqttUrl))
   // A third node whose agent manages no resources: its complete (empty) inventory tells the engine
   // that web is not there, so web can be placed; without it, safety would wait for a report forever.
   const c = new VigilProcess(['agent', '--node', 'node-c', '--mqtt-url', hub.mqttUrl], { cwd: dir.path })

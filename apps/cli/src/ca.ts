@@ -15,6 +15,11 @@ async function openssl(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr.trim()}`)
 }
 
+/** `openssl req` arguments for a new unencrypted EC P-256 key written to `keyFile`. */
+function newKey(keyFile: string): string[] {
+  return ['-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile]
+}
+
 export async function caInit(dir: string, cluster: string): Promise<string> {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const key = join(dir, 'ca.key')
@@ -23,14 +28,7 @@ export async function caInit(dir: string, cluster: string): Promise<string> {
   await openssl([
     'req',
     '-x509',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
+    ...newKey(key),
     '-out',
     cert,
     '-days',
@@ -72,21 +70,7 @@ export async function caIssue(
     ].join('\n'),
   )
   try {
-    await openssl([
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      csr,
-      '-subj',
-      `/O=Vigil/CN=${cn}`,
-    ])
+    await openssl(['req', ...newKey(key), '-out', csr, '-subj', `/O=Vigil/CN=${cn}`])
     chmodSync(key, 0o600)
     await openssl([
       'x509',

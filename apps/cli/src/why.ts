@@ -1,3 +1,4 @@
+import type { AuditRow } from '@vigil/hub'
 import { table } from './format.js'
 
 /** A decision record as the hub's API returns it (the engine's DecisionRecord). */
@@ -111,16 +112,7 @@ export function renderPlan(plan: WhatIf[]): string {
 }
 
 /** One row of the hub's audit log (GET /api/audit). */
-export interface AuditEntry {
-  at: number
-  who: string
-  role: string | null
-  source: string
-  method: string
-  path: string
-  body: string | null
-  status: number
-}
+export type AuditEntry = AuditRow
 
 /** `vigil audit`: newest first, one line each. */
 export function renderAudit(rows: AuditEntry[]): string {

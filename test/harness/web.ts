@@ -1,0 +1,46 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { VigilProcess } from './processes.js'
+
+/**
+ * The application most e2e tests fail over: `web`, a real process (`sleep 600`) managed by the
+ * `process` driver, with its pidfile at `<dir>/<node>-web.pid` on every node that may run it.
+ */
+export function webPidfile(dir: string, node: string): string {
+  return join(dir, `${node}-web.pid`)
+}
+
+/** Writes `<dir>/<node>.yaml`, an agent config managing `web`, and starts that agent. */
+export function startWebAgent(
+  dir: string,
+  node: string,
+  mqttUrl: string,
+  opts: { heartbeatMs?: number } = {},
+): VigilProcess {
+  const file = join(dir, `${node}.yaml`)
+  writeFileSync(
+    file,
+    [
+      `node: ${node}`,
+      ...(opts.heartbeatMs ? [`heartbeat: { intervalMs: ${opts.heartbeatMs} }`] : []),
+      'resources:',
+      '  - id: web',
+      '    driver: process',
+      '    config:',
+      '      command: [sleep, "600"]',
+      `      pidfile: ${webPidfile(dir, node)}`,
+      '',
+    ].join('\n'),
+  )
+  return new VigilProcess(['agent', '--config', file, '--mqtt-url', mqttUrl], { cwd: dir })
+}
+
+/** Kills every copy of `web` a test left (its process group), e.g. after its agent was SIGKILLed. */
+export function killWebCopies(dir: string, nodes: string[]): void {
+  for (const node of nodes) {
+    const pidfile = webPidfile(dir, node)
+    try {
+      if (existsSync(pidfile)) process.kill(-Number(readFileSync(pidfile, 'utf8')), 'SIGKILL')
+    } catch {}
+  }
+}
