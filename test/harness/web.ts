@@ -11,18 +11,12 @@ export function webPidfile(dir: string, node: string): string {
 }
 
 /** Writes `<dir>/<node>.yaml`, an agent config managing `web`, and starts that agent. */
-export function startWebAgent(
-  dir: string,
-  node: string,
-  mqttUrl: string,
-  opts: { heartbeatMs?: number } = {},
-): VigilProcess {
+export function startWebAgent(dir: string, node: string, mqttUrl: string): VigilProcess {
   const file = join(dir, `${node}.yaml`)
   writeFileSync(
     file,
     [
       `node: ${node}`,
-      ...(opts.heartbeatMs ? [`heartbeat: { intervalMs: ${opts.heartbeatMs} }`] : []),
       'resources:',
       '  - id: web',
       '    driver: process',
