@@ -1,11 +1,7 @@
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { freePort, NetnsLab } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
-import { peerMeshLines, startLabAgent } from '../harness/lab.js'
+import { PEER_LAB_NODES, settledFence, startPeerLab } from '../harness/lab.js'
 import { tempDir } from '../harness/processes.js'
 
 interface Decision {
@@ -19,77 +15,8 @@ interface Decision {
 
 const dir = tempDir('peers-live')
 
-const nodes = ['node-a', 'node-b', 'node-c']
+const nodes = PEER_LAB_NODES
 
-/**
- * Three lab hosts with the peer mesh between their agents (and, with `disk`, a shared-disk
- * heartbeat on a file all of them reach); node-c is fenced by a person (meatware, a 2 s level).
- */
-async function peerLab(name: string, disk: boolean): Promise<{ lab: NetnsLab; hub: HubProcess }> {
-  const lab = NetnsLab.create(nodes)
-  cleanups.push(() => lab.destroy())
-  const sbd = join(dir.path, `${name}.sbd`)
-  writeFileSync(sbd, Buffer.alloc(512 * 8))
-  const hubFile = join(dir.path, `${name}-hub.yaml`)
-  writeFileSync(
-    hubFile,
-    [
-      'fencing:',
-      '  devices:',
-      '    - { id: people, driver: meatware, hosts: { node-c: [node-c] } }',
-      '',
-    ].join('\n'),
-  )
-  const clusterFile = join(dir.path, `${name}-cluster.yaml`)
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '  - id: node-c',
-      '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
-      '',
-    ].join('\n'),
-  )
-  const hub = await startHub(dir.path, [
-    '--config',
-    hubFile,
-    '--cluster-file',
-    clusterFile,
-    '--db',
-    join(dir.path, `${name}.sqlite`),
-    '--broker-listen',
-    `${lab.hubIp}:${await freePort('tcp')}`,
-  ])
-  cleanups.push(() => hub.process.stop())
-  nodes.forEach((node, slot) => {
-    const agent = startLabAgent(lab, node, {
-      dir: dir.path,
-      mqttUrl: hub.mqttUrl,
-      file: `${name}-${node}.yaml`,
-      lines: [
-        'heartbeat: { intervalMs: 100 }',
-        ...(disk ? [`diskHeartbeat: { path: '${sbd}', slot: ${slot}, slots: 8, intervalMs: 200 }`] : []),
-        ...peerMeshLines(lab, nodes, node),
-      ],
-    })
-    cleanups.push(() => agent.stop())
-  })
-  return { lab, hub }
-}
-
-/** Waits until node-c has no fence in progress (a startup fence's level timed out, or none ran). */
-async function settledFence(hub: HubProcess): Promise<void> {
-  await eventually(
-    'no fence in progress for node-c',
-    async () => {
-      const view = (await hub.api<{ nodes: { node: string; phase: string }[] }>('/api/fence')).body
-      return view.nodes.find((n) => n.node === 'node-c')?.phase === 'idle'
-    },
-    { timeoutMs: 20_000 },
-  )
-}
 const cleanups: (() => Promise<void> | void)[] = []
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
@@ -100,7 +27,7 @@ afterAll(async () => {
 // hub only (a blackhole route to it): its peers still hear it, so it is "partitioned", never
 // fenced. Then node-c really dies (every process killed): nobody hears it, it is dead and fenced.
 test('the peer mesh tells "cut from the hub" (never fenced) from "dead" (fenced)', async () => {
-  const { lab, hub } = await peerLab('partitioned', false)
+  const { lab, hub } = await startPeerLab(dir.path, 'partitioned', { disk: false, cleanups })
   const condition = async (node: string) =>
     (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
   const decisions = async () =>
@@ -154,7 +81,7 @@ test('the peer mesh tells "cut from the hub" (never fenced) from "dead" (fenced)
 // the hub and the peers cannot hear it, but it is alive, so it is isolated, not dead; it may still
 // run its resources, so it is fenced (here by a person: meatware, which never confirms by itself).
 test('the shared-disk heartbeat tells "isolated" (alive, cut off) from "dead"', async () => {
-  const { lab, hub } = await peerLab('isolated', true)
+  const { lab, hub } = await startPeerLab(dir.path, 'isolated', { disk: true, cleanups })
   const condition = async (node: string) =>
     (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
   await eventually('all healthy', async () => {

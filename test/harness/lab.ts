@@ -1,7 +1,12 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { NetnsLab } from '@vigil/testbed'
+import { freePort, NetnsLab } from '@vigil/testbed'
+import { eventually } from './eventually.js'
+import { type HubProcess, startHub } from './hub.js'
 import { VigilProcess } from './processes.js'
+
+/** The hosts of a peer lab; node-c is the one tests fail. */
+export const PEER_LAB_NODES = ['node-a', 'node-b', 'node-c']
 
 /**
  * Starts `vigil agent` on a lab host (inside its network namespace), with a config file of its own
@@ -30,4 +35,80 @@ export function peerMeshLines(lab: NetnsLab, nodes: string[], self: string): str
     '  mesh:',
     ...nodes.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`),
   ]
+}
+
+/**
+ * Three lab hosts with the peer mesh between their agents (and, with `disk`, a shared-disk
+ * heartbeat on a file all of them reach); node-c is fenced by a person (meatware, a 2 s level).
+ */
+export async function startPeerLab(
+  dir: string,
+  name: string,
+  opts: { disk: boolean; cleanups: (() => Promise<void> | void)[] },
+): Promise<{ lab: NetnsLab; hub: HubProcess }> {
+  const { cleanups } = opts
+  const disk = opts.disk
+  const lab = NetnsLab.create(PEER_LAB_NODES)
+  cleanups.push(() => lab.destroy())
+  const sbd = join(dir, `${name}.sbd`)
+  writeFileSync(sbd, Buffer.alloc(512 * 8))
+  const hubFile = join(dir, `${name}-hub.yaml`)
+  writeFileSync(
+    hubFile,
+    [
+      'fencing:',
+      '  devices:',
+      '    - { id: people, driver: meatware, hosts: { node-c: [node-c] } }',
+      '',
+    ].join('\n'),
+  )
+  const clusterFile = join(dir, `${name}-cluster.yaml`)
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '  - id: node-b',
+      '  - id: node-c',
+      '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
+      '',
+    ].join('\n'),
+  )
+  const hub = await startHub(dir, [
+    '--config',
+    hubFile,
+    '--cluster-file',
+    clusterFile,
+    '--db',
+    join(dir, `${name}.sqlite`),
+    '--broker-listen',
+    `${lab.hubIp}:${await freePort('tcp')}`,
+  ])
+  cleanups.push(() => hub.process.stop())
+  PEER_LAB_NODES.forEach((node, slot) => {
+    const agent = startLabAgent(lab, node, {
+      dir: dir,
+      mqttUrl: hub.mqttUrl,
+      file: `${name}-${node}.yaml`,
+      lines: [
+        'heartbeat: { intervalMs: 100 }',
+        ...(disk ? [`diskHeartbeat: { path: '${sbd}', slot: ${slot}, slots: 8, intervalMs: 200 }`] : []),
+        ...peerMeshLines(lab, PEER_LAB_NODES, node),
+      ],
+    })
+    cleanups.push(() => agent.stop())
+  })
+  return { lab, hub }
+}
+
+/** Waits until node-c has no fence in progress (a startup fence's level timed out, or none ran). */
+export async function settledFence(hub: HubProcess): Promise<void> {
+  await eventually(
+    'no fence in progress for node-c',
+    async () => {
+      const view = (await hub.api<{ nodes: { node: string; phase: string }[] }>('/api/fence')).body
+      return view.nodes.find((n) => n.node === 'node-c')?.phase === 'idle'
+    },
+    { timeoutMs: 20_000 },
+  )
 }

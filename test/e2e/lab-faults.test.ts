@@ -1,0 +1,82 @@
+import { afterAll, expect, test } from 'vitest'
+import { eventually } from '../harness/eventually.js'
+import type { HubProcess } from '../harness/hub.js'
+import { PEER_LAB_NODES, settledFence, startPeerLab } from '../harness/lab.js'
+import { tempDir } from '../harness/processes.js'
+
+// Faults that must NOT end in a fence, on three hosts made of network namespaces with the peer
+// mesh between their agents: the hub losing every host at once (its own link, or a switch), and a
+// host's link flapping for less than the detection grace.
+
+interface Decision {
+  id: string
+  kind: string
+  rule: string
+  node?: string
+}
+
+const dir = tempDir('lab-faults')
+const cleanups: (() => Promise<void> | void)[] = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+  dir.remove()
+})
+
+const condition = async (hub: HubProcess, node: string) =>
+  (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
+const allHealthy = (hub: HubProcess) =>
+  eventually(
+    'every host healthy',
+    async () => {
+      for (const n of PEER_LAB_NODES) if ((await condition(hub, n)) !== 'healthy') return false
+      return true
+    },
+    { timeoutMs: 20_000 },
+  )
+const decisions = async (hub: HubProcess) =>
+  (await hub.api<{ decisions: Decision[] }>('/api/decisions?limit=1000')).body.decisions
+
+test('the hub cut from every host at once freezes: nothing is fenced, and all return healthy', async () => {
+  const { lab, hub } = await startPeerLab(dir.path, 'hub-partition', { disk: false, cleanups })
+  await allHealthy(hub)
+  await settledFence(hub)
+  const before = new Set((await decisions(hub)).map((d) => d.id))
+  lab.hubLinkUp(false)
+  // Every host goes silent together: a hub-side partition, not three deaths.
+  await eventually(
+    'the hosts frozen',
+    async () => {
+      for (const n of PEER_LAB_NODES) if ((await condition(hub, n)) !== 'frozen') return false
+      return true
+    },
+    { timeoutMs: 20_000 },
+  )
+  await new Promise((r) => setTimeout(r, 3000)) // well past detection, confirmation and a fence level
+  const during = (await decisions(hub)).filter((d) => !before.has(d.id))
+  expect(during.some((d) => d.rule === 'governor.freeze-share')).toBe(true)
+  expect(during.filter((d) => d.kind === 'fence')).toEqual([])
+  lab.hubLinkUp(true)
+  await allHealthy(hub)
+  const after = (await decisions(hub)).filter((d) => !before.has(d.id))
+  expect(after.filter((d) => d.kind === 'fence')).toEqual([])
+  expect(await hub.metric('vigil_nodes_by_condition', { condition: 'frozen' })).toBe(0)
+})
+
+test('a link flap shorter than the detection grace costs nothing: no node dead, no fence', async () => {
+  const { lab, hub } = await startPeerLab(dir.path, 'flap', { disk: false, cleanups })
+  await allHealthy(hub)
+  await settledFence(hub)
+  const before = new Set((await decisions(hub)).map((d) => d.id))
+  const host = lab.host('node-c')
+  for (let i = 0; i < 3; i++) {
+    host.link(false)
+    await new Promise((r) => setTimeout(r, 300))
+    host.link(true)
+    await new Promise((r) => setTimeout(r, 1000))
+  }
+  await new Promise((r) => setTimeout(r, 2000))
+  const after = (await decisions(hub)).filter((d) => !before.has(d.id))
+  expect(after.filter((d) => d.rule === 'classify.dead' || d.rule === 'classify.isolated')).toEqual([])
+  expect(after.filter((d) => d.kind === 'fence')).toEqual([])
+  expect(await condition(hub, 'node-c')).toBe('healthy')
+})
