@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
@@ -106,11 +106,127 @@ describe('disk read probe', () => {
   })
 
   test.each([
+    { config: { path: '/', writeProbe: { file: '/dev/sdb' } }, key: 'writeProbe.file' },
+    { config: { path: '/', blockDevice: { name: '../etc' } }, key: 'blockDevice.name' },
     { config: {}, key: 'path' },
     { config: { path: '/', minFreePercent: 120 }, key: 'minFreePercent' },
     { config: { path: '/', probe: {} }, key: 'probe.device' },
     { config: { path: '/', colour: 'red' }, key: 'colour' },
   ])('rejects $config naming $key', ({ config, key }) => {
     expect(rejectedKeys(diskConfigSchema, config)).toContain(key)
+  })
+})
+
+describe('disk write probe', () => {
+  test('writes with O_DIRECT and fsync into its own file, never truncating it', async () => {
+    const base = mkdtempSync(join('/var/tmp', 'vigil-write-'))
+    try {
+      const file = join(base, 'probe')
+      writeFileSync(file, Buffer.alloc(16384, 7))
+      const r = await runAction(
+        make({ path: base, writeProbe: { file, bytes: 4096 }, failuresBeforeCritical: 1 }),
+        'monitor',
+        ctx,
+      )
+      expect(r).toMatchObject({ state: 'running', detail: 'ok' })
+      expect(r?.metrics?.writeProbeSeconds).toBeGreaterThan(0)
+      const written = readFileSync(file)
+      expect(written.length).toBe(16384) // not truncated
+      expect(written.subarray(0, 4096).every((b) => b === 0)).toBe(true)
+      expect(written[4096]).toBe(7)
+    } finally {
+      rmSync(base, { recursive: true, force: true })
+    }
+  })
+
+  test('a filesystem that refuses writes (mounted read-only) fails the probe', async () => {
+    const mountpoint = mkdtempSync(join(tmpdir(), 'vigil-ro-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'vigil-ro', mountpoint])
+    try {
+      writeFileSync(join(mountpoint, 'probe'), Buffer.alloc(4096))
+      execFileSync('mount', ['-o', 'remount,ro', mountpoint])
+      const r = await runAction(
+        make({
+          path: mountpoint,
+          writeProbe: { file: join(mountpoint, 'probe'), direct: false },
+          failuresBeforeCritical: 1,
+        }),
+        'monitor',
+        ctx,
+      )
+      expect(r?.state).toBe('failed')
+      expect(r?.detail).toMatch(/write of .* failed: .*Read-only file system/)
+    } finally {
+      execFileSync('umount', [mountpoint])
+      rmSync(mountpoint, { recursive: true, force: true })
+    }
+  })
+
+  test('a write that blocks (a FIFO nobody reads) is reported failed within the timeout', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-wfifo-'))
+    try {
+      const fifo = join(dir, 'hung')
+      execFileSync('mkfifo', [fifo])
+      const r = await runAction(
+        make({
+          path: dir,
+          writeProbe: { file: fifo, direct: false, timeoutMs: 300 },
+          failuresBeforeCritical: 1,
+        }),
+        'monitor',
+        ctx,
+      )
+      expect(r?.state).toBe('failed')
+      expect(r?.detail).toContain('did not finish within 300 ms')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('block device counters', () => {
+  test("a real device's counters from this machine's /sys/block", async () => {
+    const dev = readdirSync('/sys/block').find((d) =>
+      statSync(join('/sys/block', d, 'stat'), { throwIfNoEntry: false }),
+    )
+    expect(dev).toBeDefined()
+    const r = await runAction(
+      make({ path: '/', blockDevice: { name: dev as string }, failuresBeforeCritical: 1 }),
+      'monitor',
+      ctx,
+    )
+    expect(r?.state).toBe('running')
+    expect(r?.metrics).toHaveProperty('readIos')
+    expect(r?.metrics).toHaveProperty('inFlight')
+  })
+
+  test('new SCSI I/O errors between two checks fail the check (the kernel files, in a sysfs of our own)', async () => {
+    // No SCSI device with an error counter exists on these machines: the files have the kernel's
+    // format (device/ioerr_cnt is hexadecimal).
+    const sysfs = mkdtempSync(join(tmpdir(), 'vigil-sysfs-'))
+    try {
+      mkdirSync(join(sysfs, 'sdz', 'device'), { recursive: true })
+      writeFileSync(
+        join(sysfs, 'sdz', 'stat'),
+        '  100  0  800  40  50  0  400  20  0  60  60  0  0  0  0  0  0\n',
+      )
+      writeFileSync(join(sysfs, 'sdz', 'device', 'ioerr_cnt'), '0x2\n')
+      const d = make({ path: '/', blockDevice: { name: 'sdz', sysfs }, failuresBeforeCritical: 1 })
+      expect((await runAction(d, 'monitor', ctx))?.state).toBe('running') // the baseline
+      writeFileSync(join(sysfs, 'sdz', 'device', 'ioerr_cnt'), '0x5\n')
+      const bad = await runAction(d, 'monitor', ctx)
+      expect(bad?.state).toBe('failed')
+      expect(bad?.detail).toContain('sdz: 3 new I/O errors since the last check')
+      expect(bad?.metrics?.ioErrors).toBe(5)
+      expect((await runAction(d, 'monitor', ctx))?.state).toBe('running') // no new ones since
+      const gone = await runAction(
+        make({ path: '/', blockDevice: { name: 'sdy', sysfs }, failuresBeforeCritical: 1 }),
+        'monitor',
+        ctx,
+      )
+      expect(gone?.detail).toContain('no block device sdy')
+    } finally {
+      rmSync(sysfs, { recursive: true, force: true })
+    }
   })
 })
