@@ -21,6 +21,8 @@ export const libvirtConfigSchema = z.strictObject({
   /** Per virsh call. */
   callTimeoutMs: z.number().int().min(500).max(120_000).default(15_000),
   virsh: z.string().default('virsh'),
+  /** Add the running guest's counters (virsh domstats: CPU, memory balloon, disk and NIC bytes). */
+  stats: z.boolean().default(true),
 })
 export type LibvirtConfig = z.output<typeof libvirtConfigSchema>
 
@@ -71,12 +73,33 @@ class LibvirtDriver implements Driver {
     const out = (await this.virsh(['domstate', '--reason', this.config.domain], ctx.signal)).trim()
     const [state = '', reason = ''] = /^(.*?)(?: \((.*)\))?$/.exec(out)?.slice(1) ?? []
     const detail = out
-    if (state === 'running' || state === 'blocked' || state === 'in shutdown')
-      return { state: 'running', detail }
+    if (state === 'running' || state === 'blocked' || state === 'in shutdown') {
+      // Counters are a bonus: a guest whose stats cannot be read is still running.
+      const metrics = this.config.stats ? await this.domstats(ctx).catch(() => undefined) : undefined
+      return metrics ? { state: 'running', detail, metrics } : { state: 'running', detail }
+    }
     if (state === 'paused' || state === 'pmsuspended') return { state: 'paused', detail }
     if (state === 'crashed' || CRASHED.test(reason)) return { state: 'failed', detail }
     if (state === 'shut off') return { state: 'stopped', detail }
     return { state: 'failed', detail: `unexpected state: ${out}` }
+  }
+
+  /** `virsh domstats --raw`, summed into a few numbers in base units. */
+  private async domstats(ctx: ActionContext): Promise<Record<string, number>> {
+    const out = await this.virsh(
+      [
+        'domstats',
+        '--raw',
+        '--cpu-total',
+        '--balloon',
+        '--vcpu',
+        '--block',
+        '--interface',
+        this.config.domain,
+      ],
+      ctx.signal,
+    )
+    return domstatsMetrics(out)
   }
 
   async start(ctx: ActionContext): Promise<void> {
@@ -154,10 +177,39 @@ class LibvirtDriver implements Driver {
   }
 }
 
+/**
+ * From `virsh domstats --raw` (`key=value` lines): CPU seconds, vCPUs, the balloon's current and
+ * maximum memory in bytes, and disk and NIC bytes summed over every device.
+ */
+export function domstatsMetrics(text: string): Record<string, number> {
+  const kv = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    const m = /^\s*([\w.]+)=(-?\d+(?:\.\d+)?)\s*$/.exec(line)
+    if (m) kv.set(m[1] as string, Number(m[2]))
+  }
+  const sum = (re: RegExp) => [...kv].filter(([k]) => re.test(k)).reduce((s, [, v]) => s + v, 0)
+  const out: Record<string, number> = {}
+  const set = (name: string, value: number | undefined) => {
+    if (value !== undefined && Number.isFinite(value)) out[name] = value
+  }
+  set('cpuSeconds', kv.has('cpu.time') ? (kv.get('cpu.time') as number) / 1e9 : undefined)
+  set('vcpus', kv.get('vcpu.current'))
+  set(
+    'memoryCurrentBytes',
+    kv.has('balloon.current') ? (kv.get('balloon.current') as number) * 1024 : undefined,
+  )
+  set('memoryMaxBytes', kv.has('balloon.maximum') ? (kv.get('balloon.maximum') as number) * 1024 : undefined)
+  set('diskReadBytes', sum(/^block\.\d+\.rd\.bytes$/))
+  set('diskWriteBytes', sum(/^block\.\d+\.wr\.bytes$/))
+  set('netRxBytes', sum(/^net\.\d+\.rx\.bytes$/))
+  set('netTxBytes', sum(/^net\.\d+\.tx\.bytes$/))
+  return out
+}
+
 export const libvirtDriver: DriverFactory<typeof libvirtConfigSchema> = {
   name: 'libvirt',
   description:
-    'A libvirt guest: start, graceful stop then destroy, domstate monitor (paused is not online), reset, reboot',
+    'A libvirt guest: start, graceful stop then destroy, domstate monitor (paused is not online) with domstats counters, reset, reboot',
   configSchema: libvirtConfigSchema,
   create: (config) => new LibvirtDriver(config),
 }

@@ -5,7 +5,7 @@ import { driverConformance } from '@vigil/driver-kit/conformance'
 import { createLogger } from '@vigil/kit'
 import { type Libvirt, startLibvirt } from '@vigil/testbed'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { libvirtConfigSchema, libvirtDriver } from './index.js'
+import { domstatsMetrics, libvirtConfigSchema, libvirtDriver } from './index.js'
 
 const log = createLogger('test', 'silent')
 
@@ -76,7 +76,12 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     const d = make(domain)
     await runAction(d, 'start', ctx)
     await runAction(d, 'reset', ctx)
-    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'running' })
+    const running = await runAction(d, 'monitor', ctx)
+    expect(running).toMatchObject({ state: 'running' })
+    // The guest's counters from virsh domstats, in base units.
+    expect(running?.metrics?.vcpus).toBeGreaterThanOrEqual(1)
+    expect(running?.metrics?.cpuSeconds).toBeGreaterThan(0)
+    expect(running?.metrics?.memoryMaxBytes).toBeGreaterThan(1024 * 1024)
     await runAction(d, 'stop', ctx)
     expect(await libvirt.domstate(domain)).toBe('shut off')
     expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
@@ -85,5 +90,32 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
   test('a domain this host does not have is a local error (another host may have it)', async () => {
     const err = await runAction(make('not-here'), 'start', ctx).catch((e: unknown) => e)
     expect(err).toMatchObject({ kind: 'local' })
+  })
+})
+
+test('domstats: counters summed over devices, in base units; junk lines ignored', () => {
+  const text = [
+    "Domain: 'vm1'",
+    '  cpu.time=2500000000',
+    '  balloon.current=524288',
+    '  balloon.maximum=1048576',
+    '  vcpu.current=2',
+    '  block.count=2',
+    '  block.0.name=vda',
+    '  block.0.rd.bytes=1000',
+    '  block.1.rd.bytes=24',
+    '  block.0.wr.bytes=10',
+    '  net.0.rx.bytes=7',
+    '  net.0.tx.bytes=9',
+  ].join('\n')
+  expect(domstatsMetrics(text)).toEqual({
+    cpuSeconds: 2.5,
+    vcpus: 2,
+    memoryCurrentBytes: 512 * 1024 * 1024,
+    memoryMaxBytes: 1024 * 1024 * 1024,
+    diskReadBytes: 1024,
+    diskWriteBytes: 10,
+    netRxBytes: 7,
+    netTxBytes: 9,
   })
 })
