@@ -7,6 +7,7 @@ import {
   type Input,
   initialState,
   type NodeCondition,
+  resourceHealthScore,
   step,
   type WhatIf,
   whatIfPlan,
@@ -14,7 +15,7 @@ import {
 import type { Clock, Logger } from '@vigil/kit'
 import type { CommandAction } from '@vigil/protocol'
 import type { CommandDispatcher } from './commands.js'
-import { EngineMetrics, resourceHealth } from './engine-metrics.js'
+import { EngineMetrics } from './engine-metrics.js'
 import type { HubMetrics } from './metrics.js'
 import type { EventRow, HubStore } from './store.js'
 import { type DecisionTracer, finish } from './tracing.js'
@@ -166,7 +167,7 @@ export class EngineLoop {
         phase: r.phase,
         phaseSince: r.phaseSince,
         node: r.node,
-        health: resourceHealth(r.phase),
+        health: resourceHealthScore(r),
         failures: r.failures.length,
         maintenance: r.maintenance !== null,
         pending: r.pending ? { type: r.pending.type, node: r.pending.node } : null,

@@ -5,6 +5,7 @@ import {
   phi,
   phiParams,
   type ResourcePhase,
+  resourceHealthScore,
   type WhatIf,
 } from '@vigil/engine'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
@@ -33,23 +34,6 @@ const RESOURCE_PHASES = [
 
 /** The governor's rules (decision records with these rules are the governor holding back). */
 const GOVERNOR_RULES = ['governor.max-fences', 'governor.max-restarts', 'governor.freeze-share']
-
-const RESOURCE_HEALTH: Record<ResourcePhase, number> = {
-  running: 100,
-  starting: 70,
-  migrating: 70,
-  stopping: 50,
-  recovering: 50,
-  waiting: 30,
-  unmanaged: 50,
-  stopped: 0,
-  blocked: 0,
-}
-
-/** A resource's health score: a function of its phase alone. */
-export function resourceHealth(phase: ResourcePhase): number {
-  return RESOURCE_HEALTH[phase]
-}
 
 /**
  * phi grows without bound while a channel is silent (+Inf when never heard); exported values are
@@ -205,13 +189,13 @@ export class EngineMetrics {
     })
     new Gauge({
       name: 'vigil_resource_health_score',
-      help: 'Engine health score per resource, 0-100, from its phase (running 100, recovering 50, blocked 0).',
+      help: 'Engine health score per resource, 0-100: its phase (running 100, recovering 50, blocked 0), less 20 per failure still counted while it runs again.',
       labelNames: ['resource'],
       registers,
       collect() {
         this.reset()
         for (const [resource, r] of Object.entries(view.state().resources))
-          this.set({ resource }, RESOURCE_HEALTH[r.phase])
+          this.set({ resource }, resourceHealthScore(r))
       },
     })
     new Gauge({

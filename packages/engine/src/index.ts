@@ -1,5 +1,6 @@
 export { phiParams } from './context.js'
 export { initialState, step } from './engine.js'
+export { resourceHealthScore } from './health.js'
 export { emptyPhi, type PhiParams, type PhiState, phi, phiOf, recordArrival, silenceToReach } from './phi.js'
 export { type WhatIf, whatIfPlan } from './plan.js'
 export {
