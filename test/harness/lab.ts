@@ -44,7 +44,12 @@ export function peerMeshLines(lab: NetnsLab, nodes: string[], self: string): str
 export async function startPeerLab(
   dir: string,
   name: string,
-  opts: { disk: boolean; cleanups: (() => Promise<void> | void)[] },
+  opts: {
+    disk: boolean
+    cleanups: (() => Promise<void> | void)[]
+    /** Extra lines for the cluster file (e.g. a more tolerant `detection:`). */
+    clusterLines?: string[]
+  },
 ): Promise<{ lab: NetnsLab; hub: HubProcess }> {
   const { cleanups } = opts
   const disk = opts.disk
@@ -66,6 +71,7 @@ export async function startPeerLab(
   writeFileSync(
     clusterFile,
     [
+      ...(opts.clusterLines ?? []),
       'nodes:',
       '  - id: node-a',
       '  - id: node-b',
