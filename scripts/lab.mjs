@@ -1,5 +1,5 @@
 // The lab: several hosts on this machine, for a person to poke at, or for tests.
-//   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--heartbeat-ms N] [--max-fences N]
+//   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--heartbeat-ms N] [--max-fences N] [--max-restarts N]
 //   node scripts/lab.mjs down [--dir .vigil-lab]
 // up: every host is a network namespace on a bridge of its own; each runs a Vigil agent (peer mesh,
 // shared-disk heartbeat, a witness application) and has an IPMI BMC (OpenIPMI's ipmi_sim) whose
@@ -31,6 +31,8 @@ const { values, positionals } = parseArgs({
     'heartbeat-ms': { type: 'string' },
     /** The governor's fence budget per 10 minutes (default 3): raise it to crash hosts in a loop. */
     'max-fences': { type: 'string' },
+    /** Restarts in place tolerated per 10 minutes before the ladder relocates (default 3). */
+    'max-restarts': { type: 'string' },
     /**
      * `fast`: tighter detection (hub detector for 100 ms heartbeats, 100 ms pause, 50 ms spread floor;
      * peers silent after 300 ms; 200 ms confirmation): faster failover, but an agent stalled ~0.6 s
@@ -134,7 +136,10 @@ esac
     writeFileSync(
       join(dir, 'cluster.yaml'),
       [
-        ...(values['max-fences'] ? [`governor: { maxFences: ${Number(values['max-fences'])} }`] : []),
+        ...(values['max-fences']
+          ? [`governor: { maxFences: ${Number(values['max-fences'])}, maxRestarts: 1000 }`]
+          : []),
+        ...(values['max-restarts'] ? [`defaults: { maxRestarts: ${Number(values['max-restarts'])} }`] : []),
         ...(values.detection === 'fast'
           ? [
               'detection:',
