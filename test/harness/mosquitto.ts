@@ -32,6 +32,8 @@ export async function startMosquitto(
   aclFile: string,
   /** TLS on the listener; with clientCerts, mutual TLS and the certificate's CN as user name. */
   tls?: { caFile: string; certFile: string; keyFile: string; clientCerts: boolean },
+  /** A fixed port (to restart a broker where its clients left it). */
+  fixedPort?: number,
 ): Promise<Mosquitto> {
   const passwd = join(dir, 'passwd')
   writeFileSync(passwd, '')
@@ -46,7 +48,7 @@ export async function startMosquitto(
       ]
     : []
   copyFileSync(aclFile, join(dir, 'acl'))
-  const port = await freePort()
+  const port = fixedPort ?? (await freePort())
   const logFile = join(dir, 'mosquitto.log')
   writeFileSync(
     join(dir, 'mosquitto.conf'),

@@ -11,7 +11,12 @@ export function webPidfile(dir: string, node: string): string {
 }
 
 /** Writes `<dir>/<node>.yaml`, an agent config managing `web`, and starts that agent. */
-export function startWebAgent(dir: string, node: string, mqttUrl: string): VigilProcess {
+export function startWebAgent(
+  dir: string,
+  node: string,
+  mqttUrl: string,
+  opts: { args?: string[]; env?: Record<string, string> } = {},
+): VigilProcess {
   const file = join(dir, `${node}.yaml`)
   writeFileSync(
     file,
@@ -26,7 +31,10 @@ export function startWebAgent(dir: string, node: string, mqttUrl: string): Vigil
       '',
     ].join('\n'),
   )
-  return new VigilProcess(['agent', '--config', file, '--mqtt-url', mqttUrl], { cwd: dir })
+  return new VigilProcess(['agent', '--config', file, '--mqtt-url', mqttUrl, ...(opts.args ?? [])], {
+    cwd: dir,
+    env: opts.env ?? {},
+  })
 }
 
 /** Kills every copy of `web` a test left (its process group), e.g. after its agent was SIGKILLed. */
