@@ -29,6 +29,8 @@ export function evaluateNodes(ctx: StepContext): void {
     let next: NodeCondition
     if (powerOff) next = 'dead'
     else if (hubAlive) next = n.heard ? 'healthy' : 'unknown'
+    else if (!n.heard && n.condition === 'unknown' && ctx.now - n.conditionSince < detection.startupGraceMs)
+      next = 'unknown'
     else if (peers) next = 'partitioned'
     else if (ctx.now - (n.silentSince ?? ctx.now) < detection.confirmMs) next = 'suspect'
     else next = disk === true ? 'isolated' : 'dead'

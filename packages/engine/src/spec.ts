@@ -104,6 +104,12 @@ export const clusterSpecSchema = z.strictObject({
       peerReportTtlMs: ms.default(1500),
       /** All channels must agree a node is silent for this long before it is declared dead. */
       confirmMs: ms.default(500),
+      /**
+       * A node never heard since the engine started stays `unknown` this long before it can be
+       * suspected (Pacemaker's startup fencing waits for dc-deadtime too): agents connecting after
+       * the hub are not fenced for being slower to start.
+       */
+      startupGraceMs: ms.default(10_000),
       /** After a device reports a live node off: no heartbeat for this long confirms it. */
       fenceVerifyMs: ms.default(500),
       /** Health hysteresis: consecutive bad evaluations before critical, good ones before passing. */
