@@ -115,7 +115,12 @@ test('a hub killed mid-fence resumes it, decides nothing twice and starts the ap
     async () =>
       (await decisions()).some((d) => d.rule === 'action.start' && d.node === 'node-a') &&
       existsSync(pidfileA),
-  )
+    { timeoutMs: 40_000 },
+  ).catch(async (err: Error) => {
+    // What the engine did instead, for whoever reads a CI failure.
+    const trail = (await decisions()).slice(-25).map((d) => `${d.rule} ${d.node ?? ''} ${d.resource ?? ''}`)
+    throw new Error(`${err.message}\nlast decisions:\n${trail.join('\n')}`)
+  })
   await new Promise((r) => setTimeout(r, 1000)) // anything that would repeat has had its chance
   const after = await decisions()
   expect(after.filter((d) => d.rule === 'fence.dead')).toHaveLength(1)
