@@ -236,6 +236,13 @@ function hubRestarted(ctx: StepContext): void {
     )
       continue
     n.hub = { ...n.hub, lastAt: ctx.now }
+    // Agents reconnect to a restarted hub with backoff (up to 10 s by default): until one is heard
+    // again it is `unknown` with the startup grace, never suspected for the hub's own absence.
+    if (n.condition === 'healthy' || n.condition === 'unknown') {
+      n.heard = false
+      n.condition = 'unknown'
+      n.conditionSince = ctx.now
+    }
     if (n.disk.lastAt !== null) n.disk = { ...n.disk, lastAt: ctx.now }
     n.hears = null
     n.silentSince = null

@@ -78,6 +78,14 @@ function issue(
   }
 }
 
+/** A node not heard since the engine (or the hub) started, still within the startup grace. */
+function inStartupGrace(ctx: StepContext, id: string): boolean {
+  const n = ctx.node(id)
+  return (
+    !n.heard && n.condition === 'unknown' && ctx.now - n.conditionSince < ctx.spec.detection.startupGraceMs
+  )
+}
+
 function setPhase(
   ctx: StepContext,
   id: string,
@@ -670,7 +678,22 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
   const candidates = candidatesFor(ctx, spec)
   const best = candidates.find((c) => c.eliminated === null)
   if (!best) {
-    if (r.phase !== 'waiting') {
+    // Nodes not heard yet since the hub (re)started may be eligible in a moment: wait for them
+    // before calling the resource unplaceable (and raising an alert).
+    if (ctx.nodeSpecs.some((n) => inStartupGrace(ctx, n.id))) {
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'waiting',
+        'nodes not heard yet since the hub started: waiting for them before placing',
+        'placement.awaiting-nodes',
+      )
+      r.awaitingNodes = true
+      return
+    }
+    if (r.phase !== 'waiting' || r.awaitingNodes) {
+      r.awaitingNodes = false
       setPhase(ctx, spec.id, r, 'waiting', 'no node can take it', 'placement.none')
       const id = ctx.record({
         kind: 'refuse',

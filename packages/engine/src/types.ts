@@ -126,6 +126,8 @@ export interface ResourceState {
   maintenance: Maintenance | null
   guest: PhiState | null
   correlationId: string | null
+  /** Waiting for nodes not heard yet since the hub started (no alert until they had their chance). */
+  awaitingNodes?: boolean
 }
 
 export interface EngineState {
