@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync as readFile, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
@@ -198,6 +199,53 @@ describe('embedded broker', () => {
     )
     const noCert = await tryConnect(hub.mqttUrl, { ca: readFile(join(ca, 'ca.pem')) })
     expect(noCert.client).toBeNull()
+  })
+})
+
+describe('embedded broker, TLS asking for (not requiring) client certificates', () => {
+  test('a certificate the CA did not sign names nobody', async () => {
+    // A self-signed certificate claiming to be node-c.
+    const rogue = join(dir.path, 'rogue')
+    mkdirSync(rogue)
+    execFileSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(rogue, 'key.pem'),
+      '-out',
+      join(rogue, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=node-c',
+    ])
+    const credentials = join(dir.path, 'agents-tls.yaml')
+    expect((await runVigil(['credentials', 'issue', 'node-a', '--file', credentials])).code).toBe(0)
+    const hubFile = join(dir.path, 'hub-tls-optional.yaml')
+    writeFileSync(
+      hubFile,
+      `broker: { credentialsFile: ${credentials}, tls: { certFile: ${cert('broker').cert}, keyFile: ${cert('broker').key}, caFile: ${join(ca, 'ca.pem')} } }\n`,
+    )
+    const hub = await startHub(dir.path, ['--config', hubFile, '--db', join(dir.path, 'tls-optional.sqlite')])
+    cleanups.push(() => hub.process.stop())
+    const withRogue = await tryConnect(hub.mqttUrl, {
+      ca: readFile(join(ca, 'ca.pem')),
+      cert: readFile(join(rogue, 'cert.pem')),
+      key: readFile(join(rogue, 'key.pem')),
+    })
+    expect(withRogue.refused?.code).toBe(5) // not node-c: no credentials at all
+    // A certificate from the CA still names its node.
+    const { client } = await tryConnect(hub.mqttUrl, {
+      ca: readFile(join(ca, 'ca.pem')),
+      cert: readFile(cert('node-c').cert),
+      key: readFile(cert('node-c').key),
+    })
+    expect(client).not.toBeNull()
   })
 })
 

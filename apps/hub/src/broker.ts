@@ -84,7 +84,9 @@ export async function startEmbeddedBroker(
   broker.authenticate = (client, username, password, done) => {
     if (!ready) return done(refuse(3, 'hub not ready yet'), null)
     const socket = client.conn as Partial<TLSSocket>
-    const cn = socket.getPeerCertificate?.()?.subject?.CN
+    // Only a certificate the CA vouched for names anyone (with caFile but without requireClientCert,
+    // a client may present any certificate: an unverified CN is no identity).
+    const cn = socket.authorized === true ? socket.getPeerCertificate?.()?.subject?.CN : undefined
     const certNode = typeof cn === 'string' && cn !== '' ? cn : null
     if (certNode && username !== undefined && username !== certNode)
       return done(refuse(5, `user name ${username} is not the certificate's CN ${certNode}`), null)
