@@ -1,31 +1,25 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
-import { afterAll, expect, test } from 'vitest'
+import { expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
+import {
+  confirmAndExpectFailoverOnce,
+  fenceWaitsForPerson,
+  killNodeB,
+  webRunsOn,
+  writeMeatwareFailoverFiles,
+} from '../harness/failover.js'
 import { startHub } from '../harness/hub.js'
 import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
-import { runVigil, tempDir, type VigilProcess } from '../harness/processes.js'
-import { killWebCopies, startWebAgent, webPidfile } from '../harness/web.js'
+import type { VigilProcess } from '../harness/processes.js'
+import { startWebAgent, webTestFixture } from '../harness/web.js'
 
 // The broker (Debian's mosquitto, passwords and the shipped ACL) restarts in the middle of a
 // failover: node-b is dead and its fence waits for a person when mosquitto goes away and comes
 // back. The failover then completes once: one fence run, one decision to fence, web started once
 // on node-a.
 
-const dir = tempDir('broker-restart')
-const cleanups: (() => Promise<void> | void)[] = []
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c()
-  killWebCopies(dir.path, ['node-a', 'node-b'])
-  dir.remove()
-})
-
-interface Decision {
-  kind: string
-  rule: string
-  node?: string
-}
+const { dir, cleanups } = webTestFixture('broker-restart')
 
 test('a broker restart in the middle of a failover: it completes once', async () => {
   const acl = join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl')
@@ -37,34 +31,9 @@ test('a broker restart in the middle of a failover: it completes once', async ()
   }
   let broker: Mosquitto = await startMosquitto(brokerDir('broker-1'), users, acl)
   cleanups.push(() => broker.stop())
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'detection: { hub: { acceptablePauseMs: 2000 } }',
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '    fencing: [{ devices: [people], timeoutMs: 600000 }]',
-      'resources:',
-      '  - id: web',
-      '    preferred: { node-b: 10 }',
-      '',
-    ].join('\n'),
-  )
-  const hubFile = join(dir.path, 'hub.yaml')
-  writeFileSync(
-    hubFile,
-    [
-      'fencing:',
-      '  devices:',
-      '    - { id: people, driver: meatware, hosts: { node-b: [node-b] } }',
-      '',
-    ].join('\n'),
-  )
   const hub = await startHub(
     dir.path,
-    ['--config', hubFile, '--cluster-file', clusterFile, '--mqtt-url', broker.url, '--mqtt-username', 'hub'],
+    [...writeMeatwareFailoverFiles(dir.path), '--mqtt-url', broker.url, '--mqtt-username', 'hub'],
     { VIGIL_MQTT_PASSWORD: users.hub },
   )
   cleanups.push(() => hub.process.stop())
@@ -77,24 +46,8 @@ test('a broker restart in the middle of a failover: it completes once', async ()
     agents.set(node, agent)
     cleanups.push(() => agent.stop())
   }
-  const decisions = async () =>
-    (await hub.api<{ decisions: Decision[] }>('/api/decisions?limit=1000')).body.decisions.reverse()
-  await eventually(
-    'web running on node-b',
-    async () =>
-      (await decisions()).some((d) => d.rule === 'action.start' && d.node === 'node-b') &&
-      existsSync(webPidfile(dir.path, 'node-b')),
-    { timeoutMs: 30_000 },
-  )
-
-  // node-b dies; its fence waits for a person.
-  agents.get('node-b')?.kill('SIGKILL')
-  process.kill(Number(readFileSync(webPidfile(dir.path, 'node-b'), 'utf8')), 'SIGKILL')
-  const waiting = async () =>
-    (
-      await hub.api<{ pending: { node: string; confirmedBy: string | null }[] }>('/api/fence')
-    ).body.pending.some((p) => p.node === 'node-b' && p.confirmedBy === null)
-  await eventually('the fence waits for a person', waiting, { timeoutMs: 30_000 })
+  await webRunsOn(hub, dir.path, 'node-b')
+  await killNodeB(hub, dir.path, agents.get('node-b'))
 
   // The broker goes away and comes back on the same port.
   await broker.stop()
@@ -109,30 +62,7 @@ test('a broker restart in the middle of a failover: it completes once', async ()
       (await hub.api<{ engine: { condition: string } }>('/api/nodes/node-a')).body.engine?.condition ===
       'healthy',
   )
-  expect(await waiting()).toBe(true) // the fence is still in flight, not forgotten, not re-decided
+  expect(await fenceWaitsForPerson(hub)).toBe(true) // still in flight: not forgotten, not re-decided
 
-  const confirmed = await runVigil(['fence', 'confirm', 'node-b', '--by', 'oncall', '--hub', hub.httpUrl])
-  expect(confirmed.code, confirmed.stderr).toBe(0)
-  await eventually(
-    'web running on node-a',
-    async () =>
-      (await decisions()).some((d) => d.rule === 'action.start' && d.node === 'node-a') &&
-      existsSync(webPidfile(dir.path, 'node-a')),
-    { timeoutMs: 30_000 },
-  )
-  await new Promise((r) => setTimeout(r, 1000)) // anything that would repeat has had its chance
-  const all = await decisions()
-  expect(all.filter((d) => d.rule === 'fence.dead')).toHaveLength(1)
-  expect(all.filter((d) => d.rule === 'fence.confirmed')).toHaveLength(1)
-  expect(all.filter((d) => d.kind === 'place' && d.node === 'node-a')).toHaveLength(1)
-  const db = new Database(hub.dbPath, { readonly: true })
-  const starts = db
-    .prepare("SELECT node FROM commands WHERE action = 'start' AND json_extract(args, '$.resource') = 'web'")
-    .all() as { node: string }[]
-  const fenceRuns = db.prepare("SELECT outcome FROM fence_ops WHERE node = 'node-b'").all() as {
-    outcome: string
-  }[]
-  db.close()
-  expect(starts.map((s) => s.node)).toEqual(['node-b', 'node-a'])
-  expect(fenceRuns.map((f) => f.outcome)).toEqual(['off'])
+  await confirmAndExpectFailoverOnce(hub, dir.path)
 })

@@ -5,11 +5,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, type Prometheus, startPrometheus } from '@vigil/testbed'
 import { type Browser, chromium, type Page } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { beforeAll, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { runVigil, tempDir, type VigilProcess } from '../harness/processes.js'
-import { killWebCopies, startWebAgent } from '../harness/web.js'
+import { runVigil, type VigilProcess } from '../harness/processes.js'
+import { startWebAgent, webTestFixture } from '../harness/web.js'
 
 // One real failover, watched through everything an operator uses: a Prometheus scraping the hub
 // (every dashboard query and every alert rule run against it), the status page in Chromium
@@ -18,13 +18,7 @@ import { killWebCopies, startWebAgent } from '../harness/web.js'
 // meatware, through the CLI); web starts on node-a.
 
 const repo = fileURLToPath(new URL('../../', import.meta.url))
-const dir = tempDir('observability')
-const cleanups: (() => Promise<void> | void)[] = []
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c()
-  killWebCopies(dir.path, ['node-a', 'node-b'])
-  dir.remove()
-})
+const { dir, cleanups } = webTestFixture('observability')
 
 interface Decision {
   id: string

@@ -1,18 +1,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, expect, test } from 'vitest'
+import { expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { startHub } from '../harness/hub.js'
-import { tempDir, VigilProcess } from '../harness/processes.js'
-import { killWebCopies, startWebAgent } from '../harness/web.js'
+import { VigilProcess } from '../harness/processes.js'
+import { startWebAgent, webTestFixture } from '../harness/web.js'
 
-const dir = tempDir('resource-live')
-const processes: { stop(): Promise<void> }[] = []
-afterAll(async () => {
-  for (const p of processes.reverse()) await p.stop()
-  killWebCopies(dir.path, ['node-a', 'node-b'])
-  dir.remove()
-})
+const { dir, cleanups } = webTestFixture('resource-live')
 
 interface Decision {
   kind: string
@@ -49,12 +43,15 @@ test('the engine starts an application on its preferred node and restarts it in 
     ].join('\n'),
   )
   const hub = await startHub(dir.path, ['--cluster-file', clusterFile])
-  processes.push(hub.process)
-  for (const node of ['node-a', 'node-b']) processes.push(startWebAgent(dir.path, node, hub.mqttUrl))
+  cleanups.push(() => hub.process.stop())
+  for (const node of ['node-a', 'node-b']) {
+    const agent = startWebAgent(dir.path, node, hub.mqttUrl)
+    cleanups.push(() => agent.stop())
+  }
   // A third node whose agent manages no resources: its complete (empty) inventory tells the engine
   // that web is not there, so web can be placed; without it, safety would wait for a report forever.
   const c = new VigilProcess(['agent', '--node', 'node-c', '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
-  processes.push(c)
+  cleanups.push(() => c.stop())
   const pidfileA = join(dir.path, 'node-a-web.pid')
   const pidfileB = join(dir.path, 'node-b-web.pid')
   const decisions = async () =>

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { VigilProcess } from './processes.js'
+import { afterAll } from 'vitest'
+import { tempDir, VigilProcess } from './processes.js'
 
 /**
  * The application most e2e tests fail over: `web`, a real process (`sleep 600`) managed by the
@@ -45,4 +46,22 @@ export function killWebCopies(dir: string, nodes: string[]): void {
       if (existsSync(pidfile)) process.kill(-Number(readFileSync(pidfile, 'utf8')), 'SIGKILL')
     } catch {}
   }
+}
+
+/**
+ * A test file's temp dir and its cleanups, run after its tests (newest first), then every copy of
+ * `web` it left killed and the dir removed.
+ */
+export function webTestFixture(prefix: string): {
+  dir: { path: string; remove(): void }
+  cleanups: (() => Promise<void> | void)[]
+} {
+  const dir = tempDir(prefix)
+  const cleanups: (() => Promise<void> | void)[] = []
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c()
+    killWebCopies(dir.path, ['node-a', 'node-b'])
+    dir.remove()
+  })
+  return { dir, cleanups }
 }
