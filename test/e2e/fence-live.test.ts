@@ -329,6 +329,13 @@ test('an agent cut off from the hub (its link down) stops its resources by itsel
       (
         await hub.api<{ events: { kind: string; message: string }[] }>('/api/events?node=node-s')
       ).body.events.find((e) => e.kind === 'agent.isolated' && e.message.includes('every resource stopped')),
-    { timeoutMs: 20_000 },
-  )
+    { timeoutMs: 40_000 },
+  ).catch(async (err: Error) => {
+    // Seen once under a loaded full run: say what the agent and the hub did, for the next reader.
+    const events = (await hub.api<{ events: { kind: string }[] }>('/api/events?node=node-s')).body.events
+    const agentLog = agent.lines.slice(-15).map((l) => `${l.msg ?? ''} ${JSON.stringify(l.err ?? '')}`)
+    throw new Error(
+      `${err.message}\nhub events: ${events.map((e) => e.kind).join(', ')}\nagent log:\n${agentLog.join('\n')}`,
+    )
+  })
 })
