@@ -14,6 +14,25 @@ function killQemu(domain: string): void {
   process.kill(Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8')), 'SIGKILL')
 }
 
+/**
+ * The crash as libvirt sees it: libvirtd learns of QEMU's death from its monitor socket a moment
+ * after the kill (longer on a loaded machine), and until then still says "running".
+ */
+async function crashGuest(domain: string): Promise<void> {
+  killQemu(domain)
+  const until = Date.now() + 15_000
+  while ((await libvirt.domstate(domain)) === 'running' && Date.now() < until)
+    await new Promise((r) => setTimeout(r, 50))
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Polls until `done()` or the deadline; the caller's assertion says what was awaited. */
+async function waitFor(done: () => boolean, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms
+  while (!done() && Date.now() < until) await sleep(50)
+}
+
 let libvirt: Libvirt
 beforeAll(async () => {
   libvirt = await startLibvirt()
@@ -27,7 +46,7 @@ driverConformance(libvirtDriver, async () => {
   return {
     // The tiny guest has no OS to answer an ACPI shutdown: stop falls back to destroy at once.
     config: { domain, shutdownTimeoutMs: 0 },
-    breakIt: async () => killQemu(domain),
+    breakIt: async () => crashGuest(domain),
     invalid: [
       { config: { domain: 'bad name!' }, key: 'domain' },
       { config: { domain, uri: 'nope' }, key: 'uri' },
@@ -62,10 +81,18 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     await runAction(d, 'start', ctx)
     let changes = 0
     d.onChange?.(() => changes++)
-    await new Promise((r) => setTimeout(r, 500)) // virsh event connected
+    // The watcher is connected once it reports a change of our own making (a fixed wait is not
+    // enough on a loaded machine): suspend and resume until one arrives.
+    const connected = Date.now() + 15_000
+    while (changes === 0 && Date.now() < connected) {
+      await libvirt.virsh(['suspend', domain])
+      await libvirt.virsh(['resume', domain])
+      await waitFor(() => changes > 0, 1000)
+    }
+    expect(changes, 'lifecycle events never arrived').toBeGreaterThan(0)
+    changes = 0
     killQemu(domain)
-    const until = Date.now() + 10_000
-    while (changes === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50))
+    await waitFor(() => changes > 0)
     expect(changes).toBeGreaterThan(0)
     expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'failed' })
     await d.close?.()
