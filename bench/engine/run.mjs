@@ -2,7 +2,6 @@
 // host failure (detection, fence, placement of its resources), plus the what-if plan for every
 // host. Prints JSON, then a table.  node bench/engine/run.mjs [--hosts 1000] [--resources 10000] [--runs 3]
 import { parseArgs } from 'node:util'
-import { clusterSpecSchema, initialState, step, whatIfPlan } from '@vigil/engine'
 import { markdownTable, median } from '../lib.mjs'
 
 const { values } = parseArgs({
@@ -10,8 +9,19 @@ const { values } = parseArgs({
     hosts: { type: 'string', default: '1000' },
     resources: { type: 'string', default: '10000' },
     runs: { type: 'string', default: '3' },
+    /** Virtual seconds of warm-up (JIT, first inventories), steady state, and after the failure. */
+    warmup: { type: 'string', default: '10' },
+    steady: { type: 'string', default: '30' },
+    after: { type: 'string', default: '30' },
+    /** spread: each host's inventory at its own phase (as agents send them); burst: all on one tick. */
+    inventories: { type: 'string', default: 'spread' },
+    /** Another build of the engine (its dist/index.js), to compare two versions on one machine. */
+    engine: { type: 'string', default: '@vigil/engine' },
   },
 })
+const { clusterSpecSchema, initialState, step, whatIfPlan } = await import(
+  values.engine.startsWith('/') ? `file://${values.engine}` : values.engine
+)
 const H = Number(values.hosts)
 const R = Number(values.resources)
 const TICK = 100
@@ -54,13 +64,20 @@ function once(run) {
     }
     return inputs
   }
-  const inventory = () => {
-    const byNode = new Map()
-    for (const [id, r] of Object.entries(state.resources))
-      if (r.node) byNode.set(r.node, { ...byNode.get(r.node), [id]: 'running' })
-    return spec.nodes
-      .filter((n) => !dead.has(n.id))
-      .map((n) => ({ type: 'inventory', node: n.id, resources: byNode.get(n.id) ?? {} }))
+  // Each host's agent sends its complete inventory every second at its own phase, like its heartbeat.
+  const inventoriesFor = (t) => {
+    const due = spec.nodes.filter(
+      (n, h) =>
+        !dead.has(n.id) && (values.inventories === 'burst' ? t % 1000 === 0 : (t + h * 13) % 1000 < TICK),
+    )
+    if (due.length === 0) return []
+    const byNode = new Map(due.map((n) => [n.id, {}]))
+    for (const id in state.resources) {
+      const r = state.resources[id]
+      const listed = r.node && byNode.get(r.node)
+      if (listed) listed[id] = 'running'
+    }
+    return due.map((n) => ({ type: 'inventory', node: n.id, resources: byNode.get(n.id) }))
   }
 
   // Bring the cluster up: every resource reported running on its home host and adopted.
@@ -76,11 +93,15 @@ function once(run) {
   const failure = []
   let failedAt = null
   let placedAt = null
-  for (let tick = 1; tick <= 60; tick++) {
+  const warmupTicks = (Number(values.warmup) * 1000) / TICK
+  const failTick = warmupTicks + (Number(values.steady) * 1000) / TICK
+  const lastTick = failTick + (Number(values.after) * 1000) / TICK
+  const slowest = []
+  for (let tick = 1; tick <= lastTick; tick++) {
     now = tick * TICK
     const inputs = inputsFor(now)
-    if (tick % 10 === 0) inputs.push(...inventory())
-    if (tick === 20) {
+    inputs.push(...inventoriesFor(now))
+    if (tick === failTick) {
       dead.add('h0')
       failedAt = now
     }
@@ -94,7 +115,8 @@ function once(run) {
     const result = step(spec, state, inputs, env)
     const ms = performance.now() - t0
     state = result.state
-    ;(failedAt === null ? steady : failure).push(ms)
+    if (tick > warmupTicks) (failedAt === null ? steady : failure).push(ms)
+    slowest.push({ tick, ms, inputs: inputs.length, actions: result.actions.length })
     for (const a of result.actions) {
       if (a.type === 'fence')
         pendingFences.push({ at: now + 300, id: a.id, node: a.node, device: a.devices[0] })
@@ -114,6 +136,7 @@ function once(run) {
     run,
     hosts: H,
     resources: R,
+    inventories: values.inventories,
     steadyStepMedianMs: round(median(steady)),
     steadyStepP99Ms: round(quantile(steady, 0.99)),
     failureStepMedianMs: round(median(failure)),
@@ -124,6 +147,11 @@ function once(run) {
       .length,
     whatIfPlanAllHostsMs: round(planMs),
     whatIfHosts: plan.length,
+    steps: { steady: steady.length, failure: failure.length },
+    slowestSteps: slowest
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 5)
+      .map((x) => ({ ...x, ms: round(x.ms) })),
     runningResources: moved,
   }
 }

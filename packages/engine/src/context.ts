@@ -1,6 +1,14 @@
 import { type PhiParams, phi } from './phi.js'
 import type { ClusterSpec, DetectorSpec, NodeSpec, ResourceSpec } from './spec.js'
-import type { Action, ChannelEvidence, DecisionRecord, EngineEnv, EngineState, NodeState } from './types.js'
+import type {
+  Action,
+  ChannelEvidence,
+  DecisionRecord,
+  EngineEnv,
+  EngineState,
+  NodeState,
+  ResourceState,
+} from './types.js'
 
 type NewRecord = Omit<DecisionRecord, 'id' | 'at' | 'policyVersion' | 'correlationId'> & {
   correlationId?: string | null
@@ -18,6 +26,18 @@ export function phiParams(d: DetectorSpec): PhiParams {
 
 /** Nodes by id and resources by priority then id: the deterministic order, sorted once per spec. */
 const sortedSpecs = new WeakMap<ClusterSpec, { nodes: NodeSpec[]; resources: ResourceSpec[] }>()
+
+/**
+ * Each state's resource entries in `resourceSpecs` order, for the loops that visit every resource
+ * every step: a string-keyed lookup in a 10,000-entry object costs more than the visit. Valid while
+ * the state's entries are the same objects (the engine only ever adds entries, in `reconcile`, and
+ * then the spec differs).
+ */
+const resourceRefs = new WeakMap<EngineState, { spec: ClusterSpec; refs: ResourceState[] }>()
+/** The same for nodes, in `nodeSpecs` order. */
+const nodeRefs = new WeakMap<EngineState, { spec: ClusterSpec; refs: NodeState[] }>()
+/** Node ids per failure domain, in `nodeSpecs` order (static per spec). */
+const failureDomains = new WeakMap<ClusterSpec, Map<string, string[]>>()
 
 /** One step's working set: a private copy of the state, the time, and what the step produced. */
 export class StepContext {
@@ -57,6 +77,43 @@ export class StepContext {
     }
     this.nodeSpecs = sorted.nodes
     this.resourceSpecs = sorted.resources
+  }
+
+  /** The state of each of `nodeSpecs`, in the same order. */
+  nodeStates(): NodeState[] {
+    const cached = nodeRefs.get(this.state)
+    if (cached?.spec === this.spec) return cached.refs
+    const refs = this.nodeSpecs.map((n) => this.node(n.id))
+    nodeRefs.set(this.state, { spec: this.spec, refs })
+    return refs
+  }
+
+  /** Node ids per failure domain. */
+  failureDomains(): Map<string, string[]> {
+    let domains = failureDomains.get(this.spec)
+    if (!domains) {
+      domains = new Map()
+      for (const n of this.nodeSpecs) {
+        const members = domains.get(n.failureDomain)
+        if (members) members.push(n.id)
+        else domains.set(n.failureDomain, [n.id])
+      }
+      failureDomains.set(this.spec, domains)
+    }
+    return domains
+  }
+
+  /** The state of each of `resourceSpecs`, in the same order. */
+  resourceStates(): ResourceState[] {
+    const cached = resourceRefs.get(this.state)
+    if (cached?.spec === this.spec) return cached.refs
+    const refs = this.resourceSpecs.map((r) => {
+      const s = this.state.resources[r.id]
+      if (!s) throw new Error(`engine: no state for resource ${r.id}`)
+      return s
+    })
+    resourceRefs.set(this.state, { spec: this.spec, refs })
+    return refs
   }
 
   record(r: NewRecord): string {
@@ -129,11 +186,16 @@ export class StepContext {
     this.phiCache = new Map()
     this.hearers = new Map()
     const ttl = this.spec.detection.peerReportTtlMs
-    for (const reporter of this.nodeSpecs) {
-      const report = this.node(reporter.id).hears
-      if (report === null || this.now - report.at > ttl || !this.hubAlive(reporter.id)) continue
+    const states = this.nodeStates()
+    for (let i = 0; i < states.length; i++) {
+      const reporter = (this.nodeSpecs[i] as NodeSpec).id
+      const report = (states[i] as NodeState).hears
+      if (report === null || this.now - report.at > ttl || !this.hubAlive(reporter)) continue
       for (const peer of report.peers) {
-        if (peer !== reporter.id) this.hearers.set(peer, [...(this.hearers.get(peer) ?? []), reporter.id])
+        if (peer === reporter) continue
+        const hearers = this.hearers.get(peer)
+        if (hearers) hearers.push(reporter)
+        else this.hearers.set(peer, [reporter])
       }
     }
   }

@@ -70,17 +70,14 @@ export function initialState(spec: ClusterSpec, now: number): EngineState {
 
 const reconciled = new WeakMap<EngineState, ClusterSpec>()
 
-/** What resources depend on at node level, per node: a change revisits that node's resources. */
-function nodeSignatures(state: EngineState): Map<string, string> {
-  const sig = new Map<string, string>()
-  for (const id in state.nodes) {
-    const n = state.nodes[id] as NodeState
-    sig.set(
-      id,
-      `${n.condition}|${n.fence.phase}|${n.maintenance ? 'm' : ''}|${n.evacuating ? 'e' : ''}|${n.degraded ? 'd' : ''}`,
+/** What resources depend on at node level, per node (in `nodeSpecs` order): a change revisits that node's resources. */
+function nodeSignatures(ctx: StepContext): string[] {
+  return ctx
+    .nodeStates()
+    .map(
+      (n) =>
+        `${n.condition}|${n.fence.phase}|${n.maintenance ? 'm' : ''}|${n.evacuating ? 'e' : ''}|${n.degraded ? 'd' : ''}`,
     )
-  }
-  return sig
 }
 
 /**
@@ -115,10 +112,12 @@ export function step(
   for (const input of inputs) apply(ctx, input)
   expireMaintenance(ctx)
   ctx.detectorsSettled()
-  const before = nodeSignatures(ctx.state)
+  const before = nodeSignatures(ctx)
   evaluateNodes(ctx)
   fenceNodes(ctx)
-  for (const [id, sig] of nodeSignatures(ctx.state)) if (before.get(id) !== sig) ctx.dirtyNodes.add(id)
+  const after = nodeSignatures(ctx)
+  for (let i = 0; i < after.length; i++)
+    if (before[i] !== after[i]) ctx.dirtyNodes.add((ctx.nodeSpecs[i] as { id: string }).id)
   manageResources(ctx)
   finishEvacuations(ctx)
   return { state: ctx.state, actions: ctx.actions, records: ctx.records }

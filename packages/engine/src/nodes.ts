@@ -1,4 +1,5 @@
 import type { StepContext } from './context.js'
+import type { NodeSpec } from './spec.js'
 import type { FenceOutcome, FenceState, NodeCondition, NodeState } from './types.js'
 
 const SCORES: Record<NodeCondition, number> = {
@@ -18,8 +19,10 @@ const DEGRADED_SCORE = 80
 export function evaluateNodes(ctx: StepContext): void {
   const { detection, governor } = ctx.spec
   const tentative = new Map<string, NodeCondition>()
-  for (const spec of ctx.nodeSpecs) {
-    const n = ctx.node(spec.id)
+  const states = ctx.nodeStates()
+  for (let i = 0; i < states.length; i++) {
+    const spec = ctx.nodeSpecs[i] as NodeSpec
+    const n = states[i] as NodeState
     const hubAlive = ctx.hubAlive(spec.id)
     const peers = ctx.peersHearing(spec.id).length > 0
     const disk = ctx.diskAlive(spec.id)
@@ -39,10 +42,7 @@ export function evaluateNodes(ctx: StepContext): void {
 
   // Hub-side partition guard: many nodes of one failure domain going silent together is far more
   // likely the hub's (or a switch's) problem than many simultaneous host deaths. Freeze them.
-  const domains = new Map<string, string[]>()
-  for (const spec of ctx.nodeSpecs)
-    domains.set(spec.failureDomain, [...(domains.get(spec.failureDomain) ?? []), spec.id])
-  for (const [domain, members] of domains) {
+  for (const [domain, members] of ctx.failureDomains()) {
     const known = members.filter((id) => ctx.node(id).heard)
     const silent = known.filter((id) => {
       const c = tentative.get(id)
@@ -74,8 +74,9 @@ export function evaluateNodes(ctx: StepContext): void {
     }
   }
 
-  for (const spec of ctx.nodeSpecs) {
-    const n = ctx.node(spec.id)
+  for (let i = 0; i < states.length; i++) {
+    const spec = ctx.nodeSpecs[i] as NodeSpec
+    const n = states[i] as NodeState
     const next = tentative.get(spec.id) ?? n.condition
     if (next !== n.condition) {
       const from = n.condition
@@ -116,8 +117,10 @@ function updateHealth(n: NodeState, failuresBeforeCritical: number, successesBef
  * off and no heartbeat arrived afterwards. Nothing of the node's is started elsewhere before that.
  */
 export function fenceNodes(ctx: StepContext): void {
-  for (const spec of ctx.nodeSpecs) {
-    const n = ctx.node(spec.id)
+  const states = ctx.nodeStates()
+  for (let i = 0; i < states.length; i++) {
+    const spec = ctx.nodeSpecs[i] as NodeSpec
+    const n = states[i] as NodeState
     const f = n.fence
     const needs =
       (n.condition === 'dead' || n.condition === 'isolated' || f.forced !== null) &&

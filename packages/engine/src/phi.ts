@@ -46,13 +46,35 @@ export function recordArrival(state: PhiState, at: number, params: PhiParams, th
   return { lastAt: at, intervals }
 }
 
+/**
+ * Mean and standard deviation of an interval window. Windows are never changed in place
+ * (`recordArrival` makes a new one), so they are computed once per window, not once per question:
+ * the hub asks for every node's phi on every step.
+ */
+const windowStats = new WeakMap<readonly number[], { mean: number; stdDev: number }>()
+
+function statsOf(intervals: readonly number[]): { mean: number; stdDev: number } {
+  let stats = windowStats.get(intervals)
+  if (!stats) {
+    const n = intervals.length
+    let sum = 0
+    for (const x of intervals) sum += x
+    const mean = sum / n
+    let squares = 0
+    for (const x of intervals) squares += (x - mean) ** 2
+    stats = { mean, stdDev: Math.sqrt(squares / n) }
+    windowStats.set(intervals, stats)
+  }
+  return stats
+}
+
 /** Phi at `now`; Infinity before any arrival (never heard: maximally suspicious). */
 export function phi(state: PhiState, now: number, params: PhiParams): number {
   if (state.lastAt === null) return Number.POSITIVE_INFINITY
-  const n = state.intervals.length
-  const mean = n === 0 ? params.firstIntervalMs : state.intervals.reduce((s, x) => s + x, 0) / n
-  const variance = n === 0 ? 0 : state.intervals.reduce((s, x) => s + (x - mean) ** 2, 0) / n
-  const stdDev = Math.max(Math.sqrt(variance), params.minStdDevMs)
+  const stats =
+    state.intervals.length === 0 ? { mean: params.firstIntervalMs, stdDev: 0 } : statsOf(state.intervals)
+  const mean = stats.mean
+  const stdDev = Math.max(stats.stdDev, params.minStdDevMs)
   return phiOf(now - state.lastAt, mean + params.acceptablePauseMs, stdDev)
 }
 

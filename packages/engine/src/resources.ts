@@ -149,8 +149,10 @@ function hasCopyElsewhere(r: ResourceState): boolean {
 }
 
 export function manageResources(ctx: StepContext): void {
-  for (const spec of ctx.resourceSpecs) {
-    const r = ctx.state.resources[spec.id] as ResourceState
+  const states = ctx.resourceStates()
+  for (let i = 0; i < states.length; i++) {
+    const spec = ctx.resourceSpecs[i] as ResourceSpec
+    const r = states[i] as ResourceState
     if (!ctx.allDirty && !ctx.touched.has(spec.id) && steady(r) && !affectedByNodes(ctx, spec, r)) continue
     manageOne(ctx, spec)
   }
@@ -731,8 +733,10 @@ export function actionOutcome(
   okReported: boolean,
   error?: { kind: 'transient' | 'local' | 'config'; message: string },
 ): void {
-  for (const spec of ctx.resourceSpecs) {
-    const r = ctx.state.resources[spec.id] as ResourceState
+  const states = ctx.resourceStates()
+  for (let i = 0; i < states.length; i++) {
+    const spec = ctx.resourceSpecs[i] as ResourceSpec
+    const r = states[i] as ResourceState
     const p = r.pending
     if (!p || p.actionId !== actionId) continue
     ctx.touched.add(spec.id)
