@@ -178,12 +178,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       case 'stop':
       case 'restart':
       case 'reset-vm':
-      case 'reboot-vm': {
+      case 'reboot-vm':
+      case 'migrate': {
         const id = String(cmd.args.resource ?? '')
         const action =
           cmd.action === 'reset-vm' ? 'reset' : cmd.action === 'reboot-vm' ? 'reboot' : cmd.action
+        // migrate: the hub names the node to move to; the driver maps the name to its address.
+        const target = cmd.action === 'migrate' ? String(cmd.args.to ?? '') : undefined
         try {
-          await resources.run(id, action)
+          await resources.run(id, action, target === undefined ? {} : { target })
           return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { resource: id } }
         } catch (err) {
           // The error's kind is the recovery scope the hub's engine acts on.
@@ -196,17 +199,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
           }
         }
       }
-      case 'migrate':
-        // Live migration needs the target's hypervisor URI and shared storage; not supported yet.
-        return {
-          ...base,
-          status: 'failed',
-          finishedAt: clock.wallMs(),
-          error: {
-            code: 'config',
-            message: `no driver on ${config.node} can migrate "${String(cmd.args.resource ?? '')}"`,
-          },
-        }
     }
   }
 

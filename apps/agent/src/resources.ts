@@ -65,13 +65,13 @@ export class ResourceRunner {
   }
 
   /** Runs an action (after any queued one), then monitors at once so the hub sees the outcome. */
-  run(id: string, action: Exclude<Action, 'monitor'>): Promise<void> {
+  run(id: string, action: Exclude<Action, 'monitor'>, options: { target?: string } = {}): Promise<void> {
     const w = this.watched.get(id)
     if (!w) return Promise.reject(new DriverError('config', `no resource "${id}" on this node`))
     const result = w.queue.then(async () => {
       this.log.info({ resource: id, action }, 'resource action')
       try {
-        await runAction(w.driver, action, { log: this.log, signal: this.abort.signal })
+        await runAction(w.driver, action, { log: this.log, signal: this.abort.signal, ...options })
       } finally {
         await this.monitor(w)
       }

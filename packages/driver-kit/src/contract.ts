@@ -36,13 +36,33 @@ export class DriverError extends Error {
   }
 }
 
-/** reset: hard reset (a vm's power button); reboot: a graceful reboot from inside. */
-export type Action = 'monitor' | 'start' | 'stop' | 'restart' | 'reset' | 'reboot'
+/**
+ * reset: hard reset (a vm's power button); reboot: a graceful reboot from inside; suspend and
+ * resume: pause a vm in memory and continue it (a suspended vm is `paused`: it still holds its
+ * disks); migrate: move the running target live to another node (`ActionContext.target`).
+ * suspend, resume and migrate are idempotent like start and stop: suspending a paused vm, resuming
+ * a running one, or migrating a vm that already runs on the target succeeds.
+ */
+export type Action =
+  | 'monitor'
+  | 'start'
+  | 'stop'
+  | 'restart'
+  | 'reset'
+  | 'reboot'
+  | 'suspend'
+  | 'resume'
+  | 'migrate'
+
+/** Actions with their own optional method on a driver (restart is stop then start). */
+export type OptionalAction = 'reset' | 'reboot' | 'suspend' | 'resume' | 'migrate'
 
 export interface ActionContext {
   /** Aborted when the action's timeout runs out or the agent stops. */
   signal: AbortSignal
   log: Logger
+  /** migrate: the node to move to (its name in the cluster; the driver maps it to an address). */
+  target?: string
 }
 
 export interface Driver {
@@ -50,12 +70,15 @@ export interface Driver {
   readonly capabilities: readonly Exclude<Action, 'monitor'>[]
   /** Default timeout per action, in ms (overridable per resource). */
   readonly timeouts: Readonly<Record<'monitor' | 'start' | 'stop' | 'restart', number>> &
-    Readonly<Partial<Record<'reset' | 'reboot', number>>>
+    Readonly<Partial<Record<OptionalAction, number>>>
   monitor(ctx: ActionContext): Promise<MonitorResult>
   start?(ctx: ActionContext): Promise<void>
   stop?(ctx: ActionContext): Promise<void>
   reset?(ctx: ActionContext): Promise<void>
   reboot?(ctx: ActionContext): Promise<void>
+  suspend?(ctx: ActionContext): Promise<void>
+  resume?(ctx: ActionContext): Promise<void>
+  migrate?(ctx: ActionContext): Promise<void>
   /** Called when the monitored state may have changed (event-driven drivers); optional. */
   onChange?(listener: () => void): void
   /** Releases what the driver holds (watchers, children it must not orphan). */

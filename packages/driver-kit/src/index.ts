@@ -7,5 +7,6 @@ export {
   type DriverFactory,
   type MonitorResult,
   type MonitorState,
+  type OptionalAction,
 } from './contract.js'
 export { runAction } from './run.js'

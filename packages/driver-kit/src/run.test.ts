@@ -66,6 +66,27 @@ describe('runAction', () => {
     await expect(runAction(d, 'restart', ctx)).rejects.toMatchObject({ kind: 'config' })
   })
 
+  test.each(['reset', 'reboot', 'suspend', 'resume', 'migrate'] as const)(
+    '%s the driver does not implement is a config error',
+    async (action) => {
+      await expect(runAction(fake(), action, { ...ctx, target: 'node-b' })).rejects.toMatchObject({
+        kind: 'config',
+        message: `this driver cannot ${action}`,
+      })
+    },
+  )
+
+  test('migrate reaches the driver with its target, and without one is a config error', async () => {
+    const targets: (string | undefined)[] = []
+    const d = fake({ migrate: async (c) => void targets.push(c.target) })
+    await runAction(d, 'migrate', { ...ctx, target: 'node-b' })
+    expect(targets).toEqual(['node-b'])
+    await expect(runAction(d, 'migrate', ctx)).rejects.toMatchObject({
+      kind: 'config',
+      message: 'migrate needs a target node',
+    })
+  })
+
   test("monitor returns the driver's result", async () => {
     expect(await runAction(fake(), 'monitor', ctx)).toEqual({ state: 'running' })
   })

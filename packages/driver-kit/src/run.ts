@@ -1,5 +1,5 @@
 import { runWithDeadline } from '@vigil/kit'
-import type { Action, ActionContext, Driver, MonitorResult } from './contract.js'
+import type { Action, ActionContext, Driver, MonitorResult, OptionalAction } from './contract.js'
 import { DriverError } from './contract.js'
 
 /**
@@ -33,13 +33,14 @@ export async function runAction(
         await stop(actionCtx)
         await start(actionCtx)
         return undefined
+      case 'migrate':
+        if (!ctx.target) throw new DriverError('config', 'migrate needs a target node')
+        return runOptional(driver, action, actionCtx)
       case 'reset':
-      case 'reboot': {
-        const act = driver[action]?.bind(driver)
-        if (!act) throw new DriverError('config', `this driver cannot ${action}`)
-        await act(actionCtx)
-        return undefined
-      }
+      case 'reboot':
+      case 'suspend':
+      case 'resume':
+        return runOptional(driver, action, actionCtx)
     }
   }
   try {
@@ -52,4 +53,11 @@ export async function runAction(
     if (err instanceof DriverError) throw err
     throw new DriverError('transient', `${action} failed: ${(err as Error).message}`, { cause: err })
   }
+}
+
+async function runOptional(driver: Driver, action: OptionalAction, ctx: ActionContext): Promise<undefined> {
+  const act = driver[action]?.bind(driver)
+  if (!act) throw new DriverError('config', `this driver cannot ${action}`)
+  await act(ctx)
+  return undefined
 }

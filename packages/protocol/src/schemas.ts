@@ -58,7 +58,8 @@ export const statusSchema = z.strictObject({
   at: epochMs,
   agentVersion: z.string().max(64),
   role: z.enum(['host', 'guest']),
-  capabilities: z.array(z.string().max(64)).max(256),
+  /** The agent's own (`ping`, ...) and one per resource: `<driver>:<resource>:<action>+<action>...`. */
+  capabilities: z.array(z.string().max(256)).max(256),
 })
 export type Status = z.infer<typeof statusSchema>
 

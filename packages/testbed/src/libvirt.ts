@@ -1,10 +1,23 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
+import {
+  appendFileSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Daemon, waitFor } from './daemon.js'
+import { Daemon, freePort, waitFor } from './daemon.js'
 
 const execFileAsync = promisify(execFile)
 /** Every virsh call is bounded: a wedged libvirtd must fail a test, not hang it. */
@@ -14,6 +27,8 @@ const URI = 'qemu:///system'
 
 export interface Libvirt {
   uri: string
+  /** Where libvirt keeps the pid file of a running guest's QEMU. */
+  qemuPidFile(domain: string): string
   /** Defines (not starts) a tiny guest: 64 MiB, no disk, no network, QEMU TCG. */
   defineGuest(): Promise<string>
   domstate(name: string): Promise<string>
@@ -87,6 +102,7 @@ export async function startLibvirt(): Promise<Libvirt> {
   const defined: string[] = []
   return {
     uri: URI,
+    qemuPidFile: (domain) => `/run/libvirt/qemu/${domain}.pid`,
     async defineGuest() {
       const name = `vigil-test-${process.pid}-${guests++}`
       const xml = join(dir, `${name}.xml`)
@@ -119,6 +135,88 @@ export async function startLibvirt(): Promise<Libvirt> {
         await run('virsh', ['-c', URI, 'undefine', name]).catch(() => {})
       }
       for (const d of daemons.reverse()) await d.stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/**
+ * A second libvirtd on this machine, as a second host would have: its own configuration, state,
+ * runtime and log directories (a private mount namespace binds its own over /etc/libvirt,
+ * /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt), its own host UUID,
+ * and TCP on 127.0.0.1 (no auth: loopback in a test only), so live migration between it and the
+ * machine's libvirt (startLibvirt) works. Its QEMU guests run in its namespace; stop() destroys them.
+ */
+export async function startPeerLibvirt(): Promise<Libvirt & { port: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-libvirt-peer-'))
+  const port = await freePort('tcp')
+  const uri = `qemu+tcp://127.0.0.1:${port}/system`
+  // The machine's configuration without its domains or networks; its capability cache, so this
+  // one need not probe QEMU again (~12 s under TCG).
+  cpSync('/etc/libvirt', join(dir, 'etc'), { recursive: true })
+  for (const sub of ['qemu', 'qemu/autostart']) {
+    const d = join(dir, 'etc', sub)
+    for (const name of existsSync(d) ? readdirSync(d) : []) if (name.endsWith('.xml')) rmSync(join(d, name))
+  }
+  rmSync(join(dir, 'etc', 'qemu', 'networks', 'autostart'), { recursive: true, force: true })
+  appendFileSync(
+    join(dir, 'etc', 'libvirtd.conf'),
+    `\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "127.0.0.1"\ntcp_port = "${port}"\nauth_tcp = "none"\nhost_uuid = "${randomUUID()}"\n`,
+  )
+  for (const d of ['run', 'lib/qemu', 'cache', 'log']) mkdirSync(join(dir, d), { recursive: true })
+  cpSync('/var/cache/libvirt', join(dir, 'cache'), { recursive: true })
+  const qemuUser = statSync('/var/lib/libvirt/qemu')
+  chownSync(join(dir, 'lib', 'qemu'), qemuUser.uid, qemuUser.gid)
+  const script = [
+    'set -e',
+    '[ -e /dev/kvm ] && mount --bind /dev/null /dev/kvm',
+    ...[
+      ['etc', '/etc/libvirt'],
+      ['run', '/run/libvirt'],
+      ['lib', '/var/lib/libvirt'],
+      ['cache', '/var/cache/libvirt'],
+      ['log', '/var/log/libvirt'],
+    ].map(([from, to]) => `mount --bind ${join(dir, from as string)} ${to}`),
+    `virtlogd -d -p ${join(dir, 'run', 'virtlogd.pid')}`,
+    `exec libvirtd --listen -p ${join(dir, 'run', 'libvirtd.pid')}`,
+  ].join('\n')
+  writeFileSync(join(dir, 'start.sh'), script)
+  const libvirtd = Daemon.start(
+    'libvirtd-peer',
+    ['unshare', '--mount', '--propagation', 'private', 'sh', join(dir, 'start.sh')],
+    { logFile: join(dir, 'libvirtd.log') },
+  )
+  const virsh = async (args: string[]) => (await run('virsh', ['-c', uri, ...args])).stdout
+  const answersHere = async () => {
+    if (!libvirtd.alive) throw new Error(`peer libvirtd exited: ${libvirtd.log().slice(-2000)}`)
+    return virsh(['version'])
+      .then(() => true)
+      .catch(() => false)
+  }
+  await waitFor('peer libvirtd answering', answersHere, 60_000)
+  return {
+    uri,
+    port,
+    qemuPidFile: (domain) => join(dir, 'run', 'qemu', `${domain}.pid`),
+    async defineGuest() {
+      throw new Error('testbed: define guests on the machine libvirt and migrate them here')
+    },
+    virsh,
+    async domstate(name) {
+      return (await virsh(['domstate', name])).trim()
+    },
+    async stop() {
+      const names = (await virsh(['list', '--all', '--name']).catch(() => '')).split('\n').filter(Boolean)
+      for (const name of names) {
+        await virsh(['destroy', name]).catch(() => {})
+        await virsh(['undefine', name]).catch(() => {})
+      }
+      await libvirtd.stop()
+      try {
+        process.kill(Number(readFileSync(join(dir, 'run', 'virtlogd.pid'), 'utf8')), 'SIGTERM')
+      } catch {
+        // not started, or gone
+      }
       rmSync(dir, { recursive: true, force: true })
     },
   }

@@ -21,6 +21,24 @@ export const libvirtConfigSchema = z.strictObject({
   /** Per virsh call. */
   callTimeoutMs: z.number().int().min(500).max(120_000).default(15_000),
   virsh: z.string().default('virsh'),
+  /**
+   * Where `migrate` sends the guest: a libvirt URI in which `{node}` is the target node's name in
+   * the cluster (the hub names it), e.g. qemu+ssh://{node}/system or qemu+tls://{node}.migration/system.
+   */
+  migrateUri: z
+    .string()
+    .regex(/^[a-z0-9+]+:\/\/[^\s]*$/, 'must be a libvirt URI, {node} standing for the target node')
+    .default('qemu+ssh://{node}/system'),
+  /**
+   * QEMU's own migration stream address (virsh migrate --migrateuri), `{node}` as above, e.g.
+   * tcp://{node}-storage: for a dedicated migration network. Default: libvirt picks the target's hostname.
+   */
+  migrateAddress: z
+    .string()
+    .regex(/^[a-z0-9+]+:\/\/[^\s]*$/, 'must be a URI such as tcp://{node}')
+    .optional(),
+  /** A live migration copies the guest's memory while it runs: allow for its size and the link. */
+  migrateTimeoutMs: z.number().int().min(1000).max(3_600_000).default(120_000),
   /** Add the running guest's counters (virsh domstats: CPU, memory balloon, disk and NIC bytes). */
   stats: z.boolean().default(true),
 })
@@ -36,7 +54,16 @@ const CRASHED = /crashed|failed/i
  * reboot for the ladder. Lifecycle events (`virsh event --loop`) trigger a monitor at once.
  */
 class LibvirtDriver implements Driver {
-  readonly capabilities = ['start', 'stop', 'restart', 'reset', 'reboot'] as const
+  readonly capabilities = [
+    'start',
+    'stop',
+    'restart',
+    'reset',
+    'reboot',
+    'suspend',
+    'resume',
+    'migrate',
+  ] as const
   readonly timeouts
   private watcher: ChildProcess | null = null
   private readonly listeners: (() => void)[] = []
@@ -50,12 +77,19 @@ class LibvirtDriver implements Driver {
       restart: config.shutdownTimeoutMs + call * 4,
       reset: call + 1000,
       reboot: call + 1000,
+      suspend: call * 2 + 1000,
+      resume: call * 2 + 1000,
+      migrate: config.migrateTimeoutMs + call * 2,
     }
   }
 
-  private async virsh(args: string[], signal?: AbortSignal): Promise<string> {
-    const { uri, virsh, domain, callTimeoutMs } = this.config
-    const r = await runCommand([virsh, '-c', uri, ...args], { timeoutMs: callTimeoutMs, signal })
+  private async virsh(
+    args: string[],
+    signal?: AbortSignal,
+    { uri = this.config.uri, timeoutMs = this.config.callTimeoutMs } = {},
+  ): Promise<string> {
+    const { virsh, domain } = this.config
+    const r = await runCommand([virsh, '-c', uri, ...args], { timeoutMs, signal })
     if (r.notStarted) throw new DriverError('local', `cannot run ${virsh} here: ${r.stderr}`)
     if (r.killed)
       throw new DriverError('transient', `virsh ${args[0]} ${domain}: no answer from libvirt in time`)
@@ -140,6 +174,51 @@ class LibvirtDriver implements Driver {
 
   async reboot(ctx: ActionContext): Promise<void> {
     await this.virsh(['reboot', this.config.domain], ctx.signal)
+  }
+
+  /** Pauses the guest in memory (it keeps its disks): a suspended guest is not stopped. */
+  async suspend(ctx: ActionContext): Promise<void> {
+    const now = await this.monitor(ctx)
+    if (now.state === 'paused') return
+    if (now.state !== 'running')
+      throw new DriverError('local', `${this.config.domain} is ${now.state}, not running: nothing to suspend`)
+    await this.virsh(['suspend', this.config.domain], ctx.signal)
+  }
+
+  async resume(ctx: ActionContext): Promise<void> {
+    const now = await this.monitor(ctx)
+    if (now.state === 'running') return
+    if (now.state !== 'paused')
+      throw new DriverError('local', `${this.config.domain} is ${now.state}, not paused: nothing to resume`)
+    await this.virsh(['resume', this.config.domain], ctx.signal)
+  }
+
+  /**
+   * Live migration to `ctx.target` (VCS KVMGuest's migrate): the guest keeps running, its memory
+   * copied over; the target gets a persistent definition, the source keeps its own so the guest
+   * can come back. Already running on the target and not here: done (a retried command).
+   */
+  async migrate(ctx: ActionContext): Promise<void> {
+    const target = ctx.target ?? ''
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(target))
+      throw new DriverError('config', `migrate: "${target}" is not a node name`)
+    const uri = this.config.migrateUri.replaceAll('{node}', target)
+    const { domain } = this.config
+    const here = await this.monitor(ctx)
+    if (here.state !== 'running' && here.state !== 'paused') {
+      const there = await this.virsh(['domstate', domain], ctx.signal, { uri }).catch(() => '')
+      if (there.trim() === 'running') return
+      throw new DriverError(
+        'local',
+        `${domain} is ${here.state} here and not running on ${target}: nothing to migrate`,
+      )
+    }
+    const address = this.config.migrateAddress?.replaceAll('{node}', target)
+    await this.virsh(
+      ['migrate', '--live', '--persistent', domain, uri, ...(address ? ['--migrateuri', address] : [])],
+      ctx.signal,
+      { timeoutMs: this.config.migrateTimeoutMs },
+    )
   }
 
   onChange(listener: () => void): void {

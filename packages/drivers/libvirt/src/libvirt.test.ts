@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
 import { driverConformance } from '@vigil/driver-kit/conformance'
 import { createLogger } from '@vigil/kit'
-import { type Libvirt, startLibvirt } from '@vigil/testbed'
+import { type Libvirt, startLibvirt, startPeerLibvirt } from '@vigil/testbed'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { domstatsMetrics, libvirtConfigSchema, libvirtDriver } from './index.js'
 
@@ -11,7 +11,7 @@ const log = createLogger('test', 'silent')
 
 /** A QEMU process killed behind libvirt's back: the guest crashed. */
 function killQemu(domain: string): void {
-  process.kill(Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8')), 'SIGKILL')
+  process.kill(Number(readFileSync(libvirt.qemuPidFile(domain), 'utf8')), 'SIGKILL')
 }
 
 /**
@@ -112,6 +112,54 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     await runAction(d, 'stop', ctx)
     expect(await libvirt.domstate(domain)).toBe('shut off')
     expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
+  })
+
+  test('suspend and resume: each idempotent, a suspended guest is "paused"', async () => {
+    const domain = await libvirt.defineGuest()
+    const d = make(domain)
+    expect(d.capabilities).toEqual(expect.arrayContaining(['suspend', 'resume', 'migrate']))
+    await expect(runAction(d, 'suspend', ctx)).rejects.toMatchObject({ kind: 'local' }) // not running
+    await runAction(d, 'start', ctx)
+    await runAction(d, 'suspend', ctx)
+    await runAction(d, 'suspend', ctx)
+    expect(await libvirt.domstate(domain)).toBe('paused')
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'paused' })
+    await runAction(d, 'resume', ctx)
+    await runAction(d, 'resume', ctx)
+    expect(await libvirt.domstate(domain)).toBe('running')
+    await runAction(d, 'stop', ctx)
+  })
+
+  test("live migration to another host's libvirt and back: one copy running at the end of each", async () => {
+    const peer = await startPeerLibvirt()
+    try {
+      const domain = await libvirt.defineGuest()
+      // The cluster names the target node; the URI template maps it (here both are this machine).
+      const here = make(domain, { migrateUri: peer.uri, migrateAddress: 'tcp://127.0.0.1' })
+      await runAction(here, 'start', ctx)
+      await runAction(here, 'migrate', { ...ctx, target: 'node-b' })
+      expect(await peer.domstate(domain)).toBe('running')
+      expect(await libvirt.domstate(domain)).toBe('shut off')
+      expect(await runAction(here, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
+      // A retried command finds it already there: success, nothing done twice.
+      await runAction(here, 'migrate', { ...ctx, target: 'node-b' })
+      expect(await peer.domstate(domain)).toBe('running')
+
+      const there = make(domain, {
+        uri: peer.uri,
+        migrateUri: libvirt.uri,
+        migrateAddress: 'tcp://127.0.0.1',
+      })
+      await runAction(there, 'migrate', { ...ctx, target: 'node-a' })
+      expect(await libvirt.domstate(domain)).toBe('running')
+      expect(await peer.domstate(domain)).toBe('shut off')
+      await expect(runAction(here, 'migrate', { ...ctx, target: 'bad name!' })).rejects.toMatchObject({
+        kind: 'config',
+      })
+      await runAction(here, 'stop', ctx)
+    } finally {
+      await peer.stop()
+    }
   })
 
   test('a domain this host does not have is a local error (another host may have it)', async () => {

@@ -1,0 +1,132 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { type Libvirt, startLibvirt, startPeerLibvirt } from '@vigil/testbed'
+import { afterAll, beforeAll, expect, test } from 'vitest'
+import { eventually } from '../harness/eventually.js'
+import { decisionsOf } from '../harness/failover.js'
+import { type HubProcess, startHub } from '../harness/hub.js'
+import { tempDir, VigilProcess } from '../harness/processes.js'
+
+// A real QEMU guest (TCG) managed through the libvirt driver by the agents of two hosts, each with
+// its own libvirtd (the second in its own mount namespace, as another host): the engine places it,
+// and evacuating its node live-migrates it, the agent carrying out the hub's signed command.
+const dir = tempDir('vm-live')
+const cleanups: (() => Promise<void> | void)[] = []
+let hostA: Libvirt
+let hostB: Libvirt
+let hub: HubProcess
+let domain: string
+
+beforeAll(async () => {
+  hostA = await startLibvirt()
+  cleanups.push(() => hostA.stop())
+  hostB = await startPeerLibvirt()
+  cleanups.push(() => hostB.stop())
+  // Defined on both hosts, as an HA guest is (VCS KVMGuest's rule): either can start it.
+  domain = await hostA.defineGuest()
+  const xml = join(dir.path, `${domain}.xml`)
+  writeFileSync(xml, await hostA.virsh(['dumpxml', domain]))
+  await hostB.virsh(['define', xml])
+}, 120_000)
+
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+  dir.remove()
+})
+
+function startVmAgent(node: string, uri: string, peerUri: string): VigilProcess {
+  const file = join(dir.path, `${node}.yaml`)
+  writeFileSync(
+    file,
+    [
+      `node: ${node}`,
+      'resources:',
+      '  - id: vm1',
+      '    driver: libvirt',
+      '    config:',
+      `      domain: ${domain}`,
+      `      uri: ${uri}`,
+      '      shutdownTimeoutMs: 0',
+      // Both hosts are this machine: the other node's libvirt is reached by its port, not its name.
+      `      migrateUri: ${peerUri}`,
+      '      migrateAddress: tcp://127.0.0.1',
+      '',
+    ].join('\n'),
+  )
+  return new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
+}
+
+test('a vm placed by the engine, then evacuated from its node by live migration', async () => {
+  const clusterFile = join(dir.path, 'cluster.yaml')
+  writeFileSync(
+    clusterFile,
+    [
+      'nodes:',
+      '  - id: node-a',
+      '  - id: node-b',
+      'resources:',
+      '  - id: vm1',
+      '    kind: vm',
+      '    liveMigrate: true',
+      '    preferred: { node-a: 10 }',
+      '',
+    ].join('\n'),
+  )
+  hub = await startHub(dir.path, ['--cluster-file', clusterFile])
+  cleanups.push(() => hub.process.stop())
+  const a = startVmAgent('node-a', hostA.uri, hostB.uri)
+  cleanups.push(() => a.stop())
+  const b = startVmAgent('node-b', hostB.uri, hostA.uri)
+  cleanups.push(() => b.stop())
+
+  // Placed on its preferred node and started there by that node's agent: a QEMU process.
+  await eventually('vm1 running on node-a', async () => (await hostA.domstate(domain)) === 'running', {
+    timeoutMs: 60_000,
+  }).catch(async (err: Error) => {
+    const why = (await decisionsOf(hub)).map((d) => `${d.rule} ${d.node ?? ''} ${d.resource ?? ''}`)
+    const logs = [...a.lines, ...b.lines].map((l) => JSON.stringify(l)).slice(-20)
+    throw new Error(
+      `${err.message}\ndecisions:\n${why.join('\n')}\nagents' last lines:\n${logs.join('\n')}\n${a.stderr.join('')}${b.stderr.join('')}`.slice(
+        -6000,
+      ),
+    )
+  })
+  expect(await hostB.domstate(domain)).toBe('shut off')
+  await eventually('the hub sees vm1 running on node-a', async () =>
+    (
+      await hub.api<{ observations: { target: string; state: string; metrics?: Record<string, number> }[] }>(
+        '/api/nodes/node-a',
+      )
+    ).body.observations.some(
+      (o) => o.target === 'vm1' && o.state === 'running' && (o.metrics?.vcpus ?? 0) >= 1,
+    ),
+  )
+
+  const evacuate = await hub.api<{ accepted?: boolean }>('/api/nodes/node-a/evacuate', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ by: 'e2e' }),
+  })
+  expect(evacuate.status).toBe(202)
+
+  // Moved without a stop: running on node-b's libvirt, gone from node-a's, one copy throughout.
+  await eventually('vm1 running on node-b', async () => (await hostB.domstate(domain)) === 'running', {
+    timeoutMs: 60_000,
+  })
+  expect(await hostA.domstate(domain)).toBe('shut off')
+  const rules = await eventually('the migration recorded as done', async () => {
+    const rules = (await decisionsOf(hub)).map((d) => d.rule)
+    return rules.includes('action.migrate') ? rules : undefined
+  })
+  expect(rules).toContain('evacuate.live-migrate')
+  expect(rules).not.toContain('action.migrate-failed')
+  expect((await decisionsOf(hub)).filter((d) => d.kind === 'place')).toHaveLength(1) // never placed anew
+  await eventually('node-a evacuated: in maintenance', async () =>
+    (await decisionsOf(hub)).some((d) => d.rule === 'operator.evacuated'),
+  )
+  await eventually('the hub sees vm1 running on node-b', async () =>
+    (
+      await hub.api<{ observations: { target: string; state: string }[] }>('/api/nodes/node-b')
+    ).body.observations.some((o) => o.target === 'vm1' && o.state === 'running'),
+  )
+}, 180_000)
