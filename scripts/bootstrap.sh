@@ -17,7 +17,7 @@ APT_PACKAGES=(
   fence-agents
   iproute2 iputils-ping
   openssl
-  libvirt-daemon-system libvirt-clients qemu-system-x86
+  libvirt-daemon-system libvirt-clients qemu-system-x86 busybox-static cpio
   resource-agents
   prometheus prometheus-alertmanager
   chromium
@@ -34,6 +34,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The libvirt tests' bootable guest (a kernel from Debian's archive and a busybox initramfs).
+bash "$(dirname "$0")/guest-image.sh"
 
 PNPM_VERSION=10.34.8
 if ! command -v pnpm >/dev/null || [ "$(pnpm --version)" != "$PNPM_VERSION" ]; then

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Libvirt, startLibvirt, startPeerLibvirt } from '@vigil/testbed'
 import { afterAll, beforeAll, expect, test } from 'vitest'
@@ -34,8 +34,14 @@ afterAll(async () => {
   dir.remove()
 })
 
-function startVmAgent(node: string, uri: string, peerUri: string): VigilProcess {
-  const file = join(dir.path, `${node}.yaml`)
+function startVmAgent(
+  hub: HubProcess,
+  node: string,
+  domain: string,
+  libvirt: { uri: string; peerUri: string },
+  extra: string[] = [],
+): VigilProcess {
+  const file = join(dir.path, `${node}-${domain}.yaml`)
   writeFileSync(
     file,
     [
@@ -45,11 +51,12 @@ function startVmAgent(node: string, uri: string, peerUri: string): VigilProcess 
       '    driver: libvirt',
       '    config:',
       `      domain: ${domain}`,
-      `      uri: ${uri}`,
+      `      uri: ${libvirt.uri}`,
       '      shutdownTimeoutMs: 0',
       // Both hosts are this machine: the other node's libvirt is reached by its port, not its name.
-      `      migrateUri: ${peerUri}`,
+      `      migrateUri: ${libvirt.peerUri}`,
       '      migrateAddress: tcp://127.0.0.1',
+      ...extra,
       '',
     ].join('\n'),
   )
@@ -74,9 +81,9 @@ test('a vm placed by the engine, then evacuated from its node by live migration'
   )
   hub = await startHub(dir.path, ['--cluster-file', clusterFile])
   cleanups.push(() => hub.process.stop())
-  const a = startVmAgent('node-a', hostA.uri, hostB.uri)
+  const a = startVmAgent(hub, 'node-a', domain, { uri: hostA.uri, peerUri: hostB.uri })
   cleanups.push(() => a.stop())
-  const b = startVmAgent('node-b', hostB.uri, hostA.uri)
+  const b = startVmAgent(hub, 'node-b', domain, { uri: hostB.uri, peerUri: hostA.uri })
   cleanups.push(() => b.stop())
 
   // Placed on its preferred node and started there by that node's agent: a QEMU process.
@@ -130,3 +137,61 @@ test('a vm placed by the engine, then evacuated from its node by live migration'
     ).body.observations.some((o) => o.target === 'vm1' && o.state === 'running'),
   )
 }, 180_000)
+
+// ExpressCluster's VM heartbeat case on the real chain: the guest's kernel panics and hangs, libvirt
+// still says "running", only the guest's own heartbeat (its console lines) stops; the engine calls
+// it hung and the agent resets the vm, which boots and beats again.
+test('a hung guest (running to libvirt, silent inside) is reset by the engine through its agent', async () => {
+  const hangDir = join(dir.path, 'hang')
+  mkdirSync(hangDir)
+  const guest = await hostA.defineGuest({ os: true })
+  const consoleFile = hostA.consoleLog(guest)
+  const clusterFile = join(hangDir, 'cluster.yaml')
+  writeFileSync(
+    clusterFile,
+    ['nodes:', '  - id: node-a', 'resources:', '  - id: vm1', '    kind: vm', ''].join('\n'),
+  )
+  const hangHub = await startHub(hangDir, ['--cluster-file', clusterFile])
+  cleanups.push(() => hangHub.process.stop())
+  const agent = startVmAgent(hangHub, 'node-a', guest, { uri: hostA.uri, peerUri: hostB.uri }, [
+    '      guestHeartbeat:',
+    `        file: ${consoleFile}`,
+    '        pattern: vigil guest heartbeat',
+  ])
+  cleanups.push(() => agent.stop())
+  const beats = () =>
+    existsSync(consoleFile)
+      ? (readFileSync(consoleFile, 'utf8').match(/vigil guest heartbeat/g)?.length ?? 0)
+      : 0
+
+  // Started by the engine, booted, and its heartbeat followed by the hub (the guest detector armed).
+  await eventually(
+    'the guest beating and the hub following it',
+    async () =>
+      beats() >= 3 && (await hangHub.metric('vigil_guest_heartbeat_phi', { resource: 'vm1' })) !== undefined,
+    { timeoutMs: 90_000 },
+  )
+  await hostA.virsh(['inject-nmi', guest])
+  const hungBeats = beats()
+  const decisions = async () =>
+    (
+      await hangHub.api<{ decisions: { rule: string; summary: string }[] }>(
+        '/api/decisions?resource=vm1&limit=200',
+      )
+    ).body.decisions
+  const stalled = await eventually(
+    'the engine calls the guest hung and resets it',
+    async () => (await decisions()).find((d) => /^guest heartbeat stalled/.test(d.summary)),
+    { timeoutMs: 30_000 },
+  )
+  expect(stalled.summary).toContain('guest hung')
+  expect(await hostA.domstate(guest)).toBe('running') // never stopped: reset in place
+  await eventually('the reset guest boots and beats again', () => beats() > hungBeats + 2, {
+    timeoutMs: 90_000,
+  })
+  await eventually('the reset recorded as done', async () =>
+    (await decisions()).some((d) => /reset-vm on node-a succeeded/.test(d.summary)),
+  )
+  // One hang, one decision (the phase change it caused says so too): nothing acted on it twice.
+  expect((await decisions()).filter((d) => /^guest heartbeat stalled/.test(d.summary))).toHaveLength(1)
+}, 240_000)

@@ -137,3 +137,25 @@ test('shared-disk sightings become disk heartbeats only when the counter goes up
     { type: 'disk-heartbeat', node: 'n2' },
   ])
 })
+
+test("a vm's guest heartbeat counter becomes guest heartbeats only when it goes up", () => {
+  const { inputs, observe } = setup()
+  const vm = (guestHeartbeats: number, state: Observation['state'] = 'running'): Observation => ({
+    driver: 'libvirt',
+    target: 'vm1',
+    state,
+    metrics: { vcpus: 1, guestHeartbeats },
+  })
+  observe([vm(40)]) // baseline: lines seen before prove nothing now
+  observe([vm(40)]) // stalled (a hung guest)
+  observe([vm(41)])
+  observe([vm(43)])
+  observe([vm(44, 'paused')]) // not running: no opinion
+  observe([vm(2)]) // the agent restarted: a new baseline
+  observe([vm(3)])
+  expect(inputs.filter((i) => i.type === 'guest-heartbeat')).toEqual([
+    { type: 'guest-heartbeat', resource: 'vm1' },
+    { type: 'guest-heartbeat', resource: 'vm1' },
+    { type: 'guest-heartbeat', resource: 'vm1' },
+  ])
+})

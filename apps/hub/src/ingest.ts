@@ -37,6 +37,8 @@ export class Ingest {
   private readonly rejectLog: RateLimitedLog
   /** The last shared-disk heartbeat counter seen per node (any reporter). */
   private readonly diskCounters = new Map<string, { incarnation: number; counter: number }>()
+  /** Last guest heartbeat count per node and vm (see guestHeartbeats). */
+  private readonly guestCounters = new Map<string, number>()
 
   constructor(
     private readonly cluster: string,
@@ -233,11 +235,29 @@ export class Ingest {
       })
   }
 
+  /**
+   * A vm's guest heartbeat (the libvirt driver's `guestHeartbeats` counter) is alive while the
+   * counter goes up; the first sighting on a node only sets the baseline, and a counter that went
+   * down (the agent restarted) sets it again.
+   */
+  private guestHeartbeats(batch: ObservationBatch): void {
+    for (const o of batch.observations) {
+      const count = o.metrics?.guestHeartbeats
+      if (count === undefined || o.state !== 'running') continue
+      const key = `${batch.node}\u0000${o.target}`
+      const last = this.guestCounters.get(key)
+      this.guestCounters.set(key, count)
+      if (last !== undefined && count > last)
+        this.sinks.onEngineInput({ type: 'guest-heartbeat', resource: o.target })
+    }
+  }
+
   private onObservations(batch: ObservationBatch): void {
     const { node } = this.table.ensure(batch.node, this.clock.monoMs(), this.clock.wallMs())
     if (node.row.incarnation !== null && batch.incarnation < node.row.incarnation) return
     node.observations = batch.observations
     this.linkAndConnectivity(batch)
+    this.guestHeartbeats(batch)
     // A complete batch becomes an inventory (anything not listed is not on this node), unless a
     // monitor failed: then nothing can be concluded about what is absent.
     if (batch.complete && batch.observations.every((o) => o.state !== 'unknown')) {

@@ -1,7 +1,8 @@
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import {
   appendFileSync,
+  chmodSync,
   chownSync,
   cpSync,
   existsSync,
@@ -29,8 +30,14 @@ export interface Libvirt {
   uri: string
   /** Where libvirt keeps the pid file of a running guest's QEMU. */
   qemuPidFile(domain: string): string
-  /** Defines (not starts) a tiny guest: 64 MiB, no disk, no network, QEMU TCG. */
-  defineGuest(): Promise<string>
+  /**
+   * Defines (not starts) a tiny guest: no disk, no network, QEMU TCG. Without options, 64 MiB and
+   * no OS (SeaBIOS idles). `os: true`: 128 MiB booting scripts/guest-image.sh's kernel and busybox
+   * init, which writes "vigil guest heartbeat N" every second to its serial console, the file
+   * `consoleLog(name)`; `virsh inject-nmi` hangs it (panic, and panic=0 waits forever).
+   */
+  defineGuest(opts?: { os?: boolean }): Promise<string>
+  consoleLog(domain: string): string
   domstate(name: string): Promise<string>
   /** Any virsh command on this libvirt (suspend, resume, ...). */
   virsh(args: string[]): Promise<string>
@@ -38,6 +45,18 @@ export interface Libvirt {
 }
 
 let guests = 0
+
+/** scripts/guest-image.sh's kernel and initramfs (bootstrap builds them; built here if missing). */
+function guestImage(): { kernel: string; initrd: string } {
+  const dir = '/var/cache/vigil/guest'
+  const kernel = join(dir, 'vmlinuz')
+  const initrd = join(dir, 'initrd.gz')
+  if (!existsSync(kernel) || !existsSync(initrd)) {
+    const script = new URL('../../../scripts/guest-image.sh', import.meta.url).pathname
+    execFileSync('bash', [script, dir], { stdio: 'ignore', timeout: 300_000 })
+  }
+  return { kernel, initrd }
+}
 
 /** True if a daemon accepts connections on this unix socket (a stale socket file refuses them). */
 function listening(path: string): Promise<boolean> {
@@ -100,21 +119,35 @@ export async function startLibvirt(): Promise<Libvirt> {
     await waitFor('libvirtd answering', answers, 60_000)
   }
   const defined: string[] = []
+  // QEMU runs as libvirt-qemu: the console files' directory must be writable by it.
+  const consoles = join(dir, 'console')
+  mkdirSync(consoles, { mode: 0o1777 })
+  chmodSync(dir, 0o755)
+  chmodSync(consoles, 0o1777)
+  const consoleLog = (name: string) => join(consoles, `${name}.log`)
   return {
     uri: URI,
     qemuPidFile: (domain) => `/run/libvirt/qemu/${domain}.pid`,
-    async defineGuest() {
+    consoleLog,
+    async defineGuest(opts = {}) {
       const name = `vigil-test-${process.pid}-${guests++}`
       const xml = join(dir, `${name}.xml`)
+      const os = opts.os ? guestImage() : null
       writeFileSync(
         xml,
         `<domain type='qemu'>
   <name>${name}</name>
-  <memory unit='MiB'>64</memory>
+  <memory unit='MiB'>${os ? 128 : 64}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>${
+    os
+      ? `<kernel>${os.kernel}</kernel><initrd>${os.initrd}</initrd><cmdline>console=ttyS0 panic=0 quiet</cmdline>`
+      : `<boot dev='hd'/>`
+  }</os>
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>${
+    os ? `<serial type='file'><source path='${consoleLog(name)}'/><target port='0'/></serial>` : ''
+  }<memballoon model='none'/></devices>
 </domain>
 `,
       )
@@ -198,6 +231,9 @@ export async function startPeerLibvirt(): Promise<Libvirt & { port: number }> {
     uri,
     port,
     qemuPidFile: (domain) => join(dir, 'run', 'qemu', `${domain}.pid`),
+    consoleLog: () => {
+      throw new Error('testbed: a migrated guest keeps the console file its definition names')
+    },
     async defineGuest() {
       throw new Error('testbed: define guests on the machine libvirt and migrate them here')
     },

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { open } from 'node:fs/promises'
 import {
   type ActionContext,
   type Driver,
@@ -39,6 +40,29 @@ export const libvirtConfigSchema = z.strictObject({
     .optional(),
   /** A live migration copies the guest's memory while it runs: allow for its size and the link. */
   migrateTimeoutMs: z.number().int().min(1000).max(3_600_000).default(120_000),
+  /**
+   * The guest's own heartbeat (ExpressCluster's VM heartbeat check): a file the guest advances,
+   * typically its serial console log (`<serial type='file'>`), and the lines that count. Each
+   * monitor of a running guest reports how many such lines appeared (`guestHeartbeats`, a counter);
+   * the hub calls the guest hung when it stops advancing while libvirt still says running.
+   */
+  guestHeartbeat: z
+    .strictObject({
+      file: z.string().startsWith('/', 'must be an absolute path'),
+      pattern: z
+        .string()
+        .min(1)
+        .refine((p) => {
+          try {
+            new RegExp(p)
+            return true
+          } catch {
+            return false
+          }
+        }, 'must be a regular expression')
+        .default('heartbeat'),
+    })
+    .optional(),
   /** Add the running guest's counters (virsh domstats: CPU, memory balloon, disk and NIC bytes). */
   stats: z.boolean().default(true),
 })
@@ -68,7 +92,12 @@ class LibvirtDriver implements Driver {
   private watcher: ChildProcess | null = null
   private readonly listeners: (() => void)[] = []
 
+  private readonly heartbeats: HeartbeatLines | null
+
   constructor(private readonly config: LibvirtConfig) {
+    this.heartbeats = config.guestHeartbeat
+      ? new HeartbeatLines(config.guestHeartbeat.file, new RegExp(config.guestHeartbeat.pattern))
+      : null
     const call = config.callTimeoutMs
     this.timeouts = {
       monitor: call + 1000,
@@ -109,8 +138,12 @@ class LibvirtDriver implements Driver {
     const detail = out
     if (state === 'running' || state === 'blocked' || state === 'in shutdown') {
       // Counters are a bonus: a guest whose stats cannot be read is still running.
-      const metrics = this.config.stats ? await this.domstats(ctx).catch(() => undefined) : undefined
-      return metrics ? { state: 'running', detail, metrics } : { state: 'running', detail }
+      const stats = this.config.stats ? await this.domstats(ctx).catch(() => undefined) : undefined
+      const beats = this.heartbeats ? await this.heartbeats.read().catch(() => undefined) : undefined
+      const metrics = { ...stats, ...(beats === undefined ? {} : { guestHeartbeats: beats }) }
+      return Object.keys(metrics).length > 0
+        ? { state: 'running', detail, metrics }
+        : { state: 'running', detail }
     }
     if (state === 'paused' || state === 'pmsuspended') return { state: 'paused', detail }
     if (state === 'crashed' || CRASHED.test(reason)) return { state: 'failed', detail }
@@ -253,6 +286,46 @@ class LibvirtDriver implements Driver {
     const w = this.watcher
     this.watcher = null
     w?.kill('SIGTERM')
+  }
+}
+
+/**
+ * Counts the lines matching `pattern` appended to a file since the first read (earlier content is
+ * history, not a heartbeat). A file that shrank was started anew (a new QEMU truncates its console
+ * file): reading restarts at its beginning and the count goes on, so it only ever grows.
+ */
+export class HeartbeatLines {
+  private offset: number | null = null
+  private partial = ''
+  private count = 0
+
+  constructor(
+    private readonly file: string,
+    private readonly pattern: RegExp,
+  ) {}
+
+  async read(): Promise<number> {
+    const fh = await open(this.file, 'r')
+    try {
+      const { size } = await fh.stat()
+      if (this.offset === null || size < this.offset) {
+        this.partial = ''
+        this.offset = this.offset === null ? size : 0
+      }
+      // At most 1 MiB per read: a chatty console must not stall the monitor.
+      const length = Math.min(size - this.offset, 1 << 20)
+      if (length > 0) {
+        const buf = Buffer.alloc(length)
+        const { bytesRead } = await fh.read(buf, 0, length, this.offset)
+        this.offset += bytesRead
+        const lines = (this.partial + buf.subarray(0, bytesRead).toString('utf8')).split('\n')
+        this.partial = (lines.pop() ?? '').slice(-4096)
+        for (const line of lines) if (this.pattern.test(line)) this.count++
+      }
+      return this.count
+    } finally {
+      await fh.close()
+    }
   }
 }
 

@@ -1,11 +1,12 @@
-import { readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
 import { driverConformance } from '@vigil/driver-kit/conformance'
 import { createLogger } from '@vigil/kit'
 import { type Libvirt, startLibvirt, startPeerLibvirt } from '@vigil/testbed'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { domstatsMetrics, libvirtConfigSchema, libvirtDriver } from './index.js'
+import { domstatsMetrics, HeartbeatLines, libvirtConfigSchema, libvirtDriver } from './index.js'
 
 const log = createLogger('test', 'silent')
 
@@ -162,6 +163,33 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     }
   })
 
+  test('guest heartbeat: counted from the serial console while the guest lives, stalled when it hangs, back after reset', async () => {
+    const domain = await libvirt.defineGuest({ os: true })
+    const d = make(domain, {
+      guestHeartbeat: { file: libvirt.consoleLog(domain), pattern: 'vigil guest heartbeat' },
+    })
+    await runAction(d, 'start', ctx)
+    const beats = async () => (await runAction(d, 'monitor', ctx))?.metrics?.guestHeartbeats ?? -1
+    // The kernel boots under TCG in a few seconds, then its init writes a line every second.
+    let booted = 0
+    const until = Date.now() + 60_000
+    while (Date.now() < until && (booted = await beats()) < 2) await sleep(500)
+    expect(booted).toBeGreaterThanOrEqual(2)
+    // A panic (an NMI, with unknown_nmi_panic set by the guest) and panic=0: hung, yet "running".
+    await libvirt.virsh(['inject-nmi', domain])
+    await sleep(1500)
+    const hung = await beats()
+    await sleep(3000)
+    expect(await beats()).toBe(hung)
+    expect(await libvirt.domstate(domain)).toBe('running')
+    // The ladder's reset brings it back: the count goes on from where it was.
+    await runAction(d, 'reset', ctx)
+    const back = Date.now() + 60_000
+    while (Date.now() < back && (await beats()) <= hung) await sleep(500)
+    expect(await beats()).toBeGreaterThan(hung)
+    await runAction(d, 'stop', ctx)
+  })
+
   test('a domain this host does not have is a local error (another host may have it)', async () => {
     const err = await runAction(make('not-here'), 'start', ctx).catch((e: unknown) => e)
     expect(err).toMatchObject({ kind: 'local' })
@@ -193,4 +221,19 @@ test('domstats: counters summed over devices, in base units; junk lines ignored'
     netRxBytes: 7,
     netTxBytes: 9,
   })
+})
+
+test('heartbeat lines: only new lines count, a partial line waits for its end, a truncated file is read anew', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-hb-'))
+  const file = join(dir, 'console.log')
+  writeFileSync(file, 'heartbeat 1\nheartbeat 2\n') // history
+  const lines = new HeartbeatLines(file, /heartbeat/)
+  expect(await lines.read()).toBe(0)
+  appendFileSync(file, 'boot noise\nheartbeat 3\nheart')
+  expect(await lines.read()).toBe(1)
+  appendFileSync(file, 'beat 4\n')
+  expect(await lines.read()).toBe(2)
+  writeFileSync(file, 'heartbeat 1\n') // a new QEMU truncated its console file
+  expect(await lines.read()).toBe(3)
+  rmSync(dir, { recursive: true })
 })
