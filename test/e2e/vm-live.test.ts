@@ -141,7 +141,7 @@ test('a vm placed by the engine, then evacuated from its node by live migration'
 // ExpressCluster's VM heartbeat case on the real chain: the guest's kernel panics and hangs, libvirt
 // still says "running", only the guest's own heartbeat (its console lines) stops; the engine calls
 // it hung and the agent resets the vm, which boots and beats again.
-test('a hung guest (running to libvirt, silent inside) is reset by the engine through its agent', async () => {
+test('a hung guest (running to libvirt, silent inside) is reset by the engine through its agent; a crashed one is started again', async () => {
   const hangDir = join(dir.path, 'hang')
   mkdirSync(hangDir)
   const guest = await hostA.defineGuest({ os: true })
@@ -194,4 +194,20 @@ test('a hung guest (running to libvirt, silent inside) is reset by the engine th
   )
   // One hang, one decision (the phase change it caused says so too): nothing acted on it twice.
   expect((await decisions()).filter((d) => /^guest heartbeat stalled/.test(d.summary))).toHaveLength(1)
-}, 240_000)
+
+  // Then the vm crashes (its QEMU killed): the lifecycle event, and the engine starts it again here.
+  const qemuPid = Number(readFileSync(hostA.qemuPidFile(guest), 'utf8'))
+  process.kill(qemuPid, 'SIGKILL')
+  await eventually(
+    'the crashed vm started again',
+    async () => {
+      if ((await hostA.domstate(guest)) !== 'running') return false
+      return Number(readFileSync(hostA.qemuPidFile(guest), 'utf8')) !== qemuPid
+    },
+    { timeoutMs: 60_000 },
+  )
+  await eventually('the crash and the restart recorded', async () => {
+    const list = await decisions()
+    return list.some((d) => /failed on node-a/.test(d.summary) || /crash/.test(d.summary))
+  })
+}, 300_000)

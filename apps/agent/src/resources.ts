@@ -91,11 +91,12 @@ export class ResourceRunner {
       next = { state: 'failed', detail: `monitor error: ${(err as Error).message}` }
     }
     const changed = w.latest?.state !== next.state
+    // A guest's heartbeat goes to the hub at once: its timing is what the hub's detector learns.
+    const beat = next.metrics?.guestHeartbeats !== w.latest?.metrics?.guestHeartbeats
     w.latest = next
-    if (changed) {
+    if (changed)
       this.log.info({ resource: w.entry.id, state: next.state, detail: next.detail }, 'resource state')
-      this.onChange()
-    }
+    if (changed || beat) this.onChange()
   }
 
   /** Stops every resource (the isolation response); resolves with the ids that could not be stopped. */

@@ -94,3 +94,87 @@ export function driverConformance(factory: DriverFactory, target: () => Promise<
 }
 
 export { rejectedKeys }
+
+export interface MonitorConformanceTarget {
+  /** A valid config for a real, healthy target. */
+  healthy: unknown
+  /** A valid config for a real target that is down (a closed port, a missing link, a full disk). */
+  broken: unknown
+  /** Monitors of the broken target before it reports failed (its failures-before-critical). */
+  samplesToFail?: number
+  /** Configs that must be rejected, with the key the error must name. */
+  invalid: { config: unknown; key: string }[]
+  /** A config whose monitor blocks past a short timeout (unless the suite is told it cannot block). */
+  hanging?: unknown
+  cleanup?(): Promise<void>
+}
+
+/**
+ * The suite for drivers that only watch (checks, disks, links, reachability): they declare no
+ * actions and refuse every one as a config error; monitor is three-state on the real thing
+ * (running when healthy, failed when broken, after the driver's own hysteresis); invalid configs
+ * name their key; a monitor past its timeout is cancelled with a transient error.
+ */
+export function monitorConformance(
+  factory: DriverFactory,
+  target: () => Promise<MonitorConformanceTarget>,
+  /** false for a driver whose monitor reads only kernel files (sysfs): nothing there blocks. */
+  { monitorCanBlock = true } = {},
+): void {
+  describe(`${factory.name} driver conformance (monitor only)`, () => {
+    const drivers: Driver[] = []
+    let current: MonitorConformanceTarget | null = null
+    const make = (config: unknown) => {
+      const driver = factory.create(factory.configSchema.parse(config), { resourceId: 'conformance', log })
+      drivers.push(driver)
+      return driver
+    }
+    afterEach(async () => {
+      for (const d of drivers.splice(0)) await d.close?.()
+      await current?.cleanup?.()
+      current = null
+    })
+
+    test('declares no actions, and refuses each as a config error', async () => {
+      current = await target()
+      const d = make(current.healthy)
+      expect(d.capabilities).toEqual([])
+      for (const action of ['start', 'stop', 'restart', 'reset', 'suspend', 'migrate'] as const) {
+        const err = await runAction(d, action, { ...ctx, target: 'elsewhere' }).catch((e: unknown) => e)
+        expect(err, action).toBeInstanceOf(DriverError)
+        expect((err as DriverError).kind, action).toBe('config')
+      }
+    })
+
+    test('a healthy target monitors as running', async () => {
+      current = await target()
+      expect((await runAction(make(current.healthy), 'monitor', ctx))?.state).toBe('running')
+    })
+
+    test('a broken target monitors as failed, never as stopped', async () => {
+      current = await target()
+      const d = make(current.broken)
+      const states: (string | undefined)[] = []
+      for (let i = 0; i < (current.samplesToFail ?? 1); i++)
+        states.push((await runAction(d, 'monitor', ctx))?.state)
+      expect(states.at(-1)).toBe('failed')
+      expect(states).not.toContain('stopped')
+    })
+
+    test('invalid configs are rejected naming the key', async () => {
+      current = await target()
+      for (const { config, key } of current.invalid) {
+        expect(rejectedKeys(factory.configSchema, config), JSON.stringify(config)).toContain(key)
+      }
+    })
+
+    if (monitorCanBlock)
+      test('a monitor past its timeout is cancelled with a transient error', async () => {
+        current = await target()
+        expect(current.hanging, 'a target that can block must say how').toBeDefined()
+        const err = await runAction(make(current.hanging), 'monitor', ctx, 300).catch((e: unknown) => e)
+        expect(err).toBeInstanceOf(DriverError)
+        expect((err as DriverError).kind).toBe('transient')
+      })
+  })
+}

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { runAction } from '@vigil/driver-kit'
-import { rejectedKeys } from '@vigil/driver-kit/conformance'
+import { monitorConformance, rejectedKeys } from '@vigil/driver-kit/conformance'
 import { createLogger } from '@vigil/kit'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { checkConfigSchema, checkDriver } from './index.js'
@@ -29,6 +29,18 @@ afterAll(() => {
   server.closeAllConnections()
   server.close()
 })
+
+// Against the real server above: a live URL, a closed port, a server that never answers.
+monitorConformance(checkDriver, async () => ({
+  healthy: { kind: 'http', url: `http://127.0.0.1:${port}/health`, failuresBeforeCritical: 1 },
+  broken: { kind: 'http', url: `http://127.0.0.1:${port}/missing` },
+  samplesToFail: 3,
+  invalid: [
+    { config: { kind: 'tcp' }, key: 'port' },
+    { config: { kind: 'exec', command: ['true'], colour: 'red' }, key: 'colour' },
+  ],
+  hanging: { kind: 'exec', command: ['sleep', '30'], timeoutMs: 60_000 },
+}))
 
 const make = (config: unknown) =>
   checkDriver.create(checkConfigSchema.parse(config), { resourceId: 'x', log: ctx.log })

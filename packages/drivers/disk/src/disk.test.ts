@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
-import { rejectedKeys } from '@vigil/driver-kit/conformance'
+import { monitorConformance, rejectedKeys } from '@vigil/driver-kit/conformance'
 import { createLogger } from '@vigil/kit'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { diskConfigSchema, diskDriver } from './index.js'
@@ -11,6 +11,23 @@ import { diskConfigSchema, diskDriver } from './index.js'
 const ctx = { log: createLogger('test', 'silent') }
 const make = (config: unknown) =>
   diskDriver.create(diskConfigSchema.parse(config), { resourceId: 'disk', log: ctx.log })
+
+// A real directory; a probe of a device that is not there; a probe of a FIFO nobody writes.
+monitorConformance(diskDriver, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-disk-conformance-'))
+  const fifo = join(dir, 'fifo')
+  execFileSync('mkfifo', [fifo])
+  return {
+    healthy: { path: dir },
+    broken: { path: dir, probe: { device: join(dir, 'gone') }, failuresBeforeCritical: 1 },
+    invalid: [
+      { config: { path: dir, minFreePercent: 101 }, key: 'minFreePercent' },
+      { config: { path: dir, writeProbe: { file: '/dev/sda' } }, key: 'writeProbe.file' },
+    ],
+    hanging: { path: dir, probe: { device: fifo, direct: false, timeoutMs: 60_000 } },
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  }
+})
 
 describe('disk driver on a real, small tmpfs filled up', () => {
   const mountpoint = mkdtempSync(join(tmpdir(), 'vigil-disk-'))

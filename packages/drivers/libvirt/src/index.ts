@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { type FSWatcher, watch } from 'node:fs'
 import { open } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
 import {
   type ActionContext,
   type Driver,
@@ -256,6 +258,7 @@ class LibvirtDriver implements Driver {
 
   onChange(listener: () => void): void {
     this.listeners.push(listener)
+    this.watchHeartbeats()
     if (this.watcher) return
     const { virsh, uri, domain } = this.config
     const watch = () => {
@@ -280,9 +283,37 @@ class LibvirtDriver implements Driver {
   }
 
   private closed = false
+  private heartbeatWatcher: FSWatcher | null = null
+
+  /**
+   * A guest heartbeat is monitored as it is written, not at the next poll: its timing is what the
+   * hub's detector learns, and a poll would add up to a whole interval of jitter. The directory is
+   * watched (a new QEMU may create the file anew); bursts of writes are coalesced.
+   */
+  private watchHeartbeats(): void {
+    const file = this.config.guestHeartbeat?.file
+    if (!file || this.heartbeatWatcher) return
+    let pending: NodeJS.Timeout | null = null
+    try {
+      this.heartbeatWatcher = watch(dirname(file), (_event, name) => {
+        if (name !== basename(file) || pending) return
+        pending = setTimeout(() => {
+          pending = null
+          for (const l of this.listeners) l()
+        }, 20)
+      })
+      this.heartbeatWatcher.on('error', () => {
+        this.heartbeatWatcher = null // the periodic monitor still counts the lines
+      })
+    } catch {
+      // No such directory yet: the periodic monitor still counts the lines.
+    }
+  }
 
   async close(): Promise<void> {
     this.closed = true
+    this.heartbeatWatcher?.close()
+    this.heartbeatWatcher = null
     const w = this.watcher
     this.watcher = null
     w?.kill('SIGTERM')

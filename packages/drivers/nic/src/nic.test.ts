@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
+import { monitorConformance } from '@vigil/driver-kit/conformance'
 import { createLogger, rejectedKeys } from '@vigil/kit'
 import { NetnsHost } from '@vigil/testbed'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -9,6 +10,29 @@ import { nicConfigSchema, nicDriver, parseBonding } from './index.js'
 
 const log = createLogger('test', 'silent')
 const ctx = { log }
+
+// Real veth links: one up, one whose link is down. Its monitor reads sysfs only: it cannot block.
+monitorConformance(
+  nicDriver,
+  async () => {
+    const up = NetnsHost.create()
+    const down = NetnsHost.create()
+    down.link(false)
+    return {
+      healthy: { interface: up.outerLink, events: false },
+      broken: { interface: down.outerLink, events: false },
+      invalid: [
+        { config: { interface: up.outerLink, maxCarrierChanges: 0 }, key: 'maxCarrierChanges' },
+        { config: { interface: up.outerLink, speed: 10 }, key: 'speed' },
+      ],
+      cleanup: async () => {
+        up.destroy()
+        down.destroy()
+      },
+    }
+  },
+  { monitorCanBlock: false },
+)
 
 // The root end of a real veth pair whose other end lives in a network namespace.
 describe('nic driver on a real veth link', () => {

@@ -1,4 +1,8 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
+import { monitorConformance } from '@vigil/driver-kit/conformance'
 import { createLogger, rejectedKeys } from '@vigil/kit'
 import { NetnsHost } from '@vigil/testbed'
 import { afterAll, beforeAll, expect, test } from 'vitest'
@@ -18,6 +22,24 @@ afterAll(() => {
   host.destroy()
   down.destroy()
 })
+
+// Real namespaces: a host that answers, one whose link is down; a ping program that never returns.
+monitorConformance(pingDriver, async () => ({
+  healthy: { targets: [host.ip], timeoutMs: 500 },
+  broken: { targets: [down.ip], timeoutMs: 500 },
+  invalid: [
+    { config: { targets: ['not a host!'] }, key: 'targets.0' },
+    { config: { targets: [host.ip], timeoutMs: 5 }, key: 'timeoutMs' },
+  ],
+  hanging: { targets: [host.ip], ping: hangingPing(), timeoutMs: 10_000 },
+}))
+
+/** A `ping` that never answers (an ICMP stack wedged, a hung program). */
+function hangingPing(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'vigil-ping-')), 'ping')
+  writeFileSync(file, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 })
+  return file
+}
 
 const make = (targets: string[], minReachable = 1) =>
   pingDriver.create(pingConfigSchema.parse({ targets, minReachable, timeoutMs: 500 }), {
