@@ -15,7 +15,7 @@ APT_PACKAGES=(
   snmpd snmp
   openssh-server openssh-client
   fence-agents
-  iproute2 iputils-ping
+  iproute2 iputils-ping iptables
   openssl
   libvirt-daemon-system libvirt-clients qemu-system-x86 busybox-static cpio
   resource-agents

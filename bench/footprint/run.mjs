@@ -66,7 +66,8 @@ function issueProfile(dir, hub) {
     sleepers.push(child)
     const pidfile = join(dir, `p${i}.pid`)
     writeFileSync(pidfile, String(child.pid))
-    lines.push(`  - { id: p${i}, driver: process, config: { pidfile: ${pidfile} } }`)
+    // A daemon with a pidfile: watched by its pid (the hub starts nothing here, so never started).
+    lines.push(`  - { id: p${i}, driver: process, config: { start: ["true"], pidfile: ${pidfile} } }`)
   }
   for (const [i, path] of realFilesystems().entries())
     lines.push(`  - { id: fs${i}, driver: disk, config: { path: ${JSON.stringify(path)} } }`)

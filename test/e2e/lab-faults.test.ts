@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import type { HubProcess } from '../harness/hub.js'
@@ -5,8 +6,8 @@ import { PEER_LAB_NODES, settledFence, startPeerLab } from '../harness/lab.js'
 import { tempDir } from '../harness/processes.js'
 
 // Faults that must NOT end in a fence, on three hosts made of network namespaces with the peer
-// mesh between their agents: the hub losing every host at once (its own link, or a switch), and a
-// host's link flapping for less than the detection grace.
+// mesh between their agents: the hub losing every host at once (its own link, or a switch), a
+// host's link flapping for less than the detection grace, and heavy packet loss on a host's link.
 
 interface Decision {
   id: string
@@ -86,3 +87,28 @@ test('a link flap shorter than the detection grace costs nothing: no node dead, 
   expect(after.filter((d) => d.kind === 'fence')).toEqual([])
   expect(await condition(hub, 'node-c')).toBe('healthy')
 })
+
+test('30 % packet loss each way on a host link for 10 s costs nothing: no node dead, no fence', async () => {
+  const { lab, hub } = await startPeerLab(dir.path, 'loss', { disk: false, cleanups, clusterLines: TOLERANT })
+  await allHealthy(hub)
+  await settledFence(hub)
+  const before = new Set((await decisions(hub)).map((d) => d.id))
+  const host = lab.host('node-c')
+  host.loss(30)
+  let dropped = 0
+  try {
+    await new Promise((r) => setTimeout(r, 10_000))
+    // The loss was real: the host's own firewall counted what it dropped (heartbeats, peer datagrams).
+    const [cmd, ...args] = host.exec(['iptables', '-L', 'INPUT', '-v', '-n', '-x'])
+    const table = execFileSync(cmd as string, args, { encoding: 'utf8' })
+    dropped = Number(/^\s*(\d+)\s+\d+\s+DROP/m.exec(table)?.[1] ?? 0)
+  } finally {
+    host.loss(0)
+  }
+  expect(dropped).toBeGreaterThan(10)
+  await new Promise((r) => setTimeout(r, 2000))
+  const after = (await decisions(hub)).filter((d) => !before.has(d.id))
+  expect(after.filter((d) => d.rule === 'classify.dead' || d.rule === 'classify.isolated')).toEqual([])
+  expect(after.filter((d) => d.kind === 'fence')).toEqual([])
+  expect(await condition(hub, 'node-c')).toBe('healthy')
+}, 60_000)

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { type Action, type Driver, DriverError, type MonitorResult, runAction } from '@vigil/driver-kit'
 import type { Logger } from '@vigil/kit'
 import type { Observation } from '@vigil/protocol'
@@ -25,6 +26,9 @@ export class ResourceRunner {
     private readonly log: Logger,
     private readonly onChange: () => void,
   ) {
+    // Every action and monitor in flight listens to this one signal (a listener each, removed when
+    // it ends): with dozens of resources that is more than EventTarget's default warning limit.
+    setMaxListeners(0, this.abort.signal)
     for (const entry of entries) {
       const factory = DRIVERS[entry.driver]
       const driver = factory.create(entry.config as never, {

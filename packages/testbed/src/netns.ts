@@ -102,6 +102,11 @@ export interface LabHost {
   exec(argv: string[]): string[]
   /** Cut this host off the lab network (a partition), or reconnect it. */
   link(up: boolean): void
+  /**
+   * Random loss of `percent` % of the host's packets each way on its lab link (0 restores it).
+   * iptables' statistic match: this kernel has no netem, so delay and jitter cannot be made here.
+   */
+  loss(percent: number): void
   pids(): number[]
   /** Crash or power-off: SIGKILL of every process of the host. */
   killAll(): void
@@ -160,6 +165,27 @@ export class NetnsLab {
         ip: hostIp,
         exec: (argv) => ['ip', 'netns', 'exec', netns, ...argv],
         link: (up) => ip('-n', bridgeNs, 'link', 'set', port, up ? 'up' : 'down'),
+        loss: (percent) => {
+          const iptables = (...args: string[]) =>
+            execFileSync('ip', ['netns', 'exec', netns, 'iptables', ...args], { stdio: 'pipe' })
+          for (const chain of ['INPUT', 'OUTPUT']) {
+            iptables('-F', chain)
+            if (percent > 0)
+              iptables(
+                '-A',
+                chain,
+                ...(chain === 'INPUT' ? ['-i', 'eth0'] : ['-o', 'eth0']),
+                '-m',
+                'statistic',
+                '--mode',
+                'random',
+                '--probability',
+                String(percent / 100),
+                '-j',
+                'DROP',
+              )
+          }
+        },
         pids,
         killAll: () => {
           for (const pid of pids()) {
