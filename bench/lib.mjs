@@ -66,6 +66,25 @@ export function histogramQuantile(q, before, after) {
   return prevLe
 }
 
+/** The q-quantile by nearest rank (q = 0.99: the value 99 % of samples do not exceed). */
+export function quantile(values, q) {
+  const s = [...values].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** Polls `probe` every `intervalMs` until it returns something truthy (returned) or time runs out. */
+export async function until(what, probe, timeoutMs = 30_000, intervalMs = 20) {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const v = await probe()
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(intervalMs)
+  }
+}
+
 export function median(values) {
   const s = [...values].sort((a, b) => a - b)
   const mid = Math.floor(s.length / 2)

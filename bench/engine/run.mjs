@@ -2,7 +2,7 @@
 // host failure (detection, fence, placement of its resources), plus the what-if plan for every
 // host. Prints JSON, then a table.  node bench/engine/run.mjs [--hosts 1000] [--resources 10000] [--runs 3]
 import { parseArgs } from 'node:util'
-import { markdownTable, median } from '../lib.mjs'
+import { markdownTable, median, quantile } from '../lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -26,11 +26,6 @@ const H = Number(values.hosts)
 const R = Number(values.resources)
 const TICK = 100
 const HB = 250
-
-function quantile(xs, q) {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
-}
 
 function once(run) {
   const nodes = Array.from({ length: H }, (_, i) => ({

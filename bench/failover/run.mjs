@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { freePort, markdownTable, median } from '../lib.mjs'
+import { freePort, markdownTable, median, quantile, sleep, until } from '../lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -35,16 +35,6 @@ const lab = (...args) =>
     encoding: 'utf8',
   })
 const api = async (path) => (await fetch(`http://${http}${path}`)).json()
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-async function until(what, probe, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
 const witnessFile = join(dir, 'lab', 'witness.log')
 /** [{host, ms}] from the witness log (ms since the epoch). */
 const witness = () =>
@@ -57,11 +47,6 @@ const witness = () =>
           return { host, ms: Number(BigInt(ns) / 1_000_000n) }
         })
     : []
-
-const quantile = (xs, q) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]
-}
 
 const results = []
 try {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { freePort, markdownTable, median, sampleProcess, startBenchHub } from '../lib.mjs'
+import { freePort, markdownTable, median, sampleProcess, sleep, startBenchHub } from '../lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -26,7 +26,6 @@ const RUNS = Number(values.runs)
 const WARMUP_MS = 5000
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const vigil = join(root, 'apps/cli/bin/vigil.js')
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /** CPU share of one core and RSS of `pid` over `seconds`, after a warm-up. */
 async function measure(pid, duringMs, tick) {

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { startLibvirt } from '@vigil/testbed'
-import { freePort, markdownTable, median } from '../lib.mjs'
+import { freePort, markdownTable, median, quantile, sleep, until } from '../lib.mjs'
 
 const { values } = parseArgs({
   options: { runs: { type: 'string', default: '20' }, 'acceptable-pause-ms': { type: 'string' } },
@@ -29,20 +29,6 @@ const runs = Number(values.runs)
 const root = join(import.meta.dirname, '..', '..')
 const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-guest-hang-'))
 const vigil = join(root, 'apps/cli/bin/vigil.js')
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-async function until(what, probe, timeoutMs = 60_000) {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
-function quantile(xs, q) {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
-}
 
 const libvirt = await startLibvirt()
 process.once('SIGINT', () => void stopAll().then(() => process.exit(130)))

@@ -14,6 +14,7 @@ import {
   markdownTable,
   median,
   sampleProcess,
+  sleep,
   startBenchHub,
 } from '../lib.mjs'
 
@@ -32,7 +33,6 @@ const agents = Number(values.agents)
 const rate = Number(values.rate)
 const procs = Number(values.processes)
 const intervalMs = Math.round(1000 / rate)
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 async function once(run) {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-ingest-'))
