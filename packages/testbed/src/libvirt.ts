@@ -174,16 +174,21 @@ export async function startLibvirt(): Promise<Libvirt> {
 }
 
 /**
- * A second libvirtd on this machine, as a second host would have: its own configuration, state,
+ * A second libvirtd on this machine, as a second host would have (or, given a lab host, that
+ * host's own libvirtd, in its network namespace): its own configuration, state,
  * runtime and log directories (a private mount namespace binds its own over /etc/libvirt,
  * /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt), its own host UUID,
  * and TCP on 127.0.0.1 (no auth: loopback in a test only), so live migration between it and the
  * machine's libvirt (startLibvirt) works. Its QEMU guests run in its namespace; stop() destroys them.
  */
-export async function startPeerLibvirt(): Promise<Libvirt & { port: number }> {
+export async function startPeerLibvirt(
+  /** A lab host: run inside its network namespace, listening on its address. */
+  host?: { exec(argv: string[]): string[]; ip: string },
+): Promise<Libvirt & { port: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-libvirt-peer-'))
-  const port = await freePort('tcp')
-  const uri = `qemu+tcp://127.0.0.1:${port}/system`
+  const address = host?.ip ?? '127.0.0.1'
+  const port = host ? 16509 : await freePort('tcp')
+  const uri = `qemu+tcp://${address}:${port}/system`
   // The machine's configuration without its domains or networks; its capability cache, so this
   // one need not probe QEMU again (~12 s under TCG).
   cpSync('/etc/libvirt', join(dir, 'etc'), { recursive: true })
@@ -194,7 +199,7 @@ export async function startPeerLibvirt(): Promise<Libvirt & { port: number }> {
   rmSync(join(dir, 'etc', 'qemu', 'networks', 'autostart'), { recursive: true, force: true })
   appendFileSync(
     join(dir, 'etc', 'libvirtd.conf'),
-    `\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "127.0.0.1"\ntcp_port = "${port}"\nauth_tcp = "none"\nhost_uuid = "${randomUUID()}"\n`,
+    `\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "${address}"\ntcp_port = "${port}"\nauth_tcp = "none"\nhost_uuid = "${randomUUID()}"\n`,
   )
   for (const d of ['run', 'lib/qemu', 'cache', 'log']) mkdirSync(join(dir, d), { recursive: true })
   cpSync('/var/cache/libvirt', join(dir, 'cache'), { recursive: true })
@@ -216,7 +221,15 @@ export async function startPeerLibvirt(): Promise<Libvirt & { port: number }> {
   writeFileSync(join(dir, 'start.sh'), script)
   const libvirtd = Daemon.start(
     'libvirtd-peer',
-    ['unshare', '--mount', '--propagation', 'private', 'sh', join(dir, 'start.sh')],
+    [
+      ...(host?.exec([]) ?? []),
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      join(dir, 'start.sh'),
+    ],
     { logFile: join(dir, 'libvirtd.log') },
   )
   const virsh = async (args: string[]) => (await run('virsh', ['-c', uri, ...args])).stdout
