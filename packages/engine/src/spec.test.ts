@@ -21,6 +21,24 @@ describe('cluster spec', () => {
     expect(policyOf(spec, spec.resources[0] as never)).toMatchObject({ maxRestarts: 5, ladder: ['restart'] })
   })
 
+  test("a detector setting overrides its channel's defaults key by key, not the whole channel", () => {
+    const spec = clusterSpecSchema.parse({
+      detection: { guest: { acceptablePauseMs: 500 }, hub: { threshold: 10 } },
+      nodes: [{ id: 'n1' }],
+    })
+    expect(spec.detection.guest).toMatchObject({
+      acceptablePauseMs: 500,
+      firstIntervalMs: 1000,
+      minStdDevMs: 200,
+    })
+    expect(spec.detection.hub).toMatchObject({ threshold: 10, firstIntervalMs: 250, acceptablePauseMs: 250 })
+    expect(spec.detection.disk).toMatchObject({
+      firstIntervalMs: 1000,
+      acceptablePauseMs: 1000,
+      minStdDevMs: 200,
+    })
+  })
+
   test.each([
     { name: 'unknown key', input: { nodes: [{ id: 'n1', fencin: [] }] }, path: 'nodes.0' },
     { name: 'no nodes', input: { nodes: [] }, path: 'nodes' },

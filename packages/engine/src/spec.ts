@@ -8,15 +8,27 @@ const id = z
   )
 const ms = z.number().int().nonnegative()
 
-const detectorSchema = z.strictObject({
-  /** phi at which a channel counts as silent. */
-  threshold: z.number().positive().default(8),
-  firstIntervalMs: z.number().int().positive().default(250),
-  minStdDevMs: z.number().int().positive().default(100),
-  acceptablePauseMs: ms.default(250),
-  window: z.number().int().min(2).max(1000).default(100),
-})
-export type DetectorSpec = z.output<typeof detectorSchema>
+/**
+ * A phi detector's settings, each key defaulting on its own to the channel's default: a cluster
+ * file that sets one key (`guest: { acceptablePauseMs: 500 }`) keeps the channel's other defaults.
+ */
+function detectorSchema(defaults: {
+  firstIntervalMs: number
+  minStdDevMs: number
+  acceptablePauseMs: number
+}) {
+  return z
+    .strictObject({
+      /** phi at which a channel counts as silent. */
+      threshold: z.number().positive().default(8),
+      firstIntervalMs: z.number().int().positive().default(defaults.firstIntervalMs),
+      minStdDevMs: z.number().int().positive().default(defaults.minStdDevMs),
+      acceptablePauseMs: ms.default(defaults.acceptablePauseMs),
+      window: z.number().int().min(2).max(1000).default(100),
+    })
+    .prefault({})
+}
+export type DetectorSpec = z.output<ReturnType<typeof detectorSchema>>
 
 const ladderStep = z.enum(['restart', 'reboot-vm', 'reset-vm', 'relocate'])
 export type LadderStep = z.infer<typeof ladderStep>
@@ -97,9 +109,9 @@ export const clusterSpecSchema = z.strictObject({
   policyVersion: z.string().default('1'),
   detection: z
     .strictObject({
-      hub: detectorSchema.prefault({}),
-      disk: detectorSchema.prefault({ firstIntervalMs: 1000, acceptablePauseMs: 1000, minStdDevMs: 200 }),
-      guest: detectorSchema.prefault({ firstIntervalMs: 1000, acceptablePauseMs: 1000, minStdDevMs: 200 }),
+      hub: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 100, acceptablePauseMs: 250 }),
+      disk: detectorSchema({ firstIntervalMs: 1000, minStdDevMs: 200, acceptablePauseMs: 1000 }),
+      guest: detectorSchema({ firstIntervalMs: 1000, minStdDevMs: 200, acceptablePauseMs: 1000 }),
       /** A peer's report that it hears a node counts for this long. */
       peerReportTtlMs: ms.default(1500),
       /** All channels must agree a node is silent for this long before it is declared dead. */
