@@ -11,9 +11,13 @@ const subdirs = (d) =>
   readdirSync(join(root, d), { withFileTypes: true })
     .filter((e) => e.isDirectory())
     .map((e) => join(d, e.name))
-const dirs = [...subdirs('packages'), ...subdirs('packages/drivers'), ...subdirs('apps'), 'test'].map((d) =>
-  join(root, d),
-)
+const dirs = [
+  ...subdirs('packages'),
+  ...subdirs('packages/drivers'),
+  ...subdirs('packages/fence'),
+  ...subdirs('apps'),
+  'test',
+].map((d) => join(root, d))
 
 let passed = 0
 let failed = 0
