@@ -22,7 +22,10 @@ export interface Sshd {
   offCommand: string
   /** Starts sshd again once the host is down (after an off): "power on". */
   start(): Promise<void>
+  /** Some process of the host is alive (after an off, the last of them may still be exiting). */
   running(): boolean
+  /** sshd accepts connections. */
+  answering(): Promise<boolean>
   stop(): Promise<void>
 }
 
@@ -97,6 +100,7 @@ LogLevel VERBOSE
       await start()
     },
     running: () => host.pids().length > 0,
+    answering: listening,
     stop: async () => {
       await daemon?.stop()
       host.destroy()

@@ -74,15 +74,6 @@ class SshDevice implements FenceDevice {
       ctx.signal.addEventListener('abort', onAbort, { once: true })
       let hostKeyMismatch = false
       let commandSent = false
-      // A host that completed the key exchange is up and answering: whatever goes wrong after that
-      // and before the session is ready (the key refused, the connection closed on us) is an
-      // authentication failure, never "unreachable", which the unsafe reading would take for off.
-      let handshake = false
-      client.on('handshake', () => {
-        handshake = true
-      })
-      const refusedAfterHandshake = (why: string) =>
-        new FenceError('auth', `${this.where()} answered but did not let us in: ${why}`)
       client.on('ready', () => {
         commandSent = true
         client.exec(command, (err, stream) => {
@@ -93,13 +84,7 @@ class SshDevice implements FenceDevice {
           stream.on('close', (code: number | null) => finish(() => resolve({ code, dropped: false })))
         })
       })
-      client.on('close', () =>
-        finish(() =>
-          !commandSent && handshake
-            ? reject(refusedAfterHandshake('connection closed during authentication'))
-            : resolve({ code: null, dropped: true }),
-        ),
-      )
+      client.on('close', () => finish(() => resolve({ code: null, dropped: true })))
       client.on('error', (err: Error & { level?: string; code?: string }) =>
         finish(() => {
           // The host went down under the session that was taking it down.
@@ -110,7 +95,6 @@ class SshDevice implements FenceDevice {
             )
           if (err.level === 'client-authentication')
             return reject(new FenceError('auth', `${this.where()} refused the key: ${err.message}`))
-          if (handshake) return reject(refusedAfterHandshake(err.message))
           reject(new FenceError('unreachable', `${this.where()}: ${err.message}`, { cause: err }))
         }),
       )
