@@ -4,7 +4,7 @@ import { type Bmc, freePort, NetnsLab, startBmc } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { startLabAgent } from '../harness/lab.js'
+import { startLabAgent, startLabHub } from '../harness/lab.js'
 import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
 
 interface Decision {
@@ -103,15 +103,12 @@ esac
       '',
     ].join('\n'),
   )
-  const hub: HubProcess = await startHub(dir.path, [
-    '--config',
-    hubFile,
-    '--cluster-file',
-    clusterFile,
-    '--broker-listen',
-    `${lab.hubIp}:${await freePort('tcp')}`,
-  ])
-  cleanups.push(() => hub.process.stop())
+  const hub: HubProcess = await startLabHub(
+    lab,
+    dir.path,
+    ['--config', hubFile, '--cluster-file', clusterFile],
+    cleanups,
+  )
 
   const agents = new Map<string, VigilProcess>()
   for (const node of ['node-a', 'node-b']) {
@@ -286,15 +283,12 @@ test('an agent cut off from the hub (its link down) stops its resources by itsel
   const host = lab.host('node-s')
   const clusterFile = join(dir.path, 'cluster-isolation.yaml')
   writeFileSync(clusterFile, ['nodes:', '  - id: node-s', 'resources:', '  - id: app', ''].join('\n'))
-  const hub = await startHub(dir.path, [
-    '--cluster-file',
-    clusterFile,
-    '--db',
-    join(dir.path, 'isolation.sqlite'),
-    '--broker-listen',
-    `${lab.hubIp}:${await freePort('tcp')}`,
-  ])
-  cleanups.push(() => hub.process.stop())
+  const hub = await startLabHub(
+    lab,
+    dir.path,
+    ['--cluster-file', clusterFile, '--db', join(dir.path, 'isolation.sqlite')],
+    cleanups,
+  )
   const pidfile = join(dir.path, 'node-s-app.pid')
   const agent = startLabAgent(lab, 'node-s', {
     dir: dir.path,

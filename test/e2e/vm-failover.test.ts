@@ -1,11 +1,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { freePort, type Libvirt, NetnsLab, startPeerLibvirt } from '@vigil/testbed'
+import { type Libvirt, NetnsLab, startPeerLibvirt } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { decisionsOf } from '../harness/failover.js'
-import { startHub } from '../harness/hub.js'
-import { peerMeshLines, startLabAgent } from '../harness/lab.js'
+import { peerMeshLines, startLabAgent, startLabHub } from '../harness/lab.js'
 import { runVigil, tempDir } from '../harness/processes.js'
 
 // A vm failing over between two lab hosts for real: each host a network namespace with its own
@@ -64,15 +63,7 @@ test('a host running a vm crashes: fenced, then the vm starts on the other host,
       '',
     ].join('\n'),
   )
-  const hub = await startHub(dir.path, [
-    '--config',
-    hubFile,
-    '--cluster-file',
-    clusterFile,
-    '--broker-listen',
-    `${lab.hubIp}:${await freePort('tcp')}`,
-  ])
-  cleanups.push(() => hub.process.stop())
+  const hub = await startLabHub(lab, dir.path, ['--config', hubFile, '--cluster-file', clusterFile], cleanups)
   for (const node of NODES) {
     const agent = startLabAgent(lab, node, {
       dir: dir.path,

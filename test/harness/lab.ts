@@ -25,6 +25,21 @@ export function startLabAgent(
   })
 }
 
+/**
+ * Starts the hub (in the root namespace) with its broker on the lab's network, where every lab
+ * host reaches it; stopped by the test's cleanups.
+ */
+export async function startLabHub(
+  lab: NetnsLab,
+  dir: string,
+  args: string[],
+  cleanups: (() => Promise<void> | void)[],
+): Promise<HubProcess> {
+  const hub = await startHub(dir, [...args, '--broker-listen', `${lab.hubIp}:${await freePort('tcp')}`])
+  cleanups.push(() => hub.process.stop())
+  return hub
+}
+
 /** The `peers:` section of an agent's config: a UDP mesh over every lab host, on port 7480. */
 export function peerMeshLines(lab: NetnsLab, nodes: string[], self: string): string[] {
   return [
@@ -80,17 +95,12 @@ export async function startPeerLab(
       '',
     ].join('\n'),
   )
-  const hub = await startHub(dir, [
-    '--config',
-    hubFile,
-    '--cluster-file',
-    clusterFile,
-    '--db',
-    join(dir, `${name}.sqlite`),
-    '--broker-listen',
-    `${lab.hubIp}:${await freePort('tcp')}`,
-  ])
-  cleanups.push(() => hub.process.stop())
+  const hub = await startLabHub(
+    lab,
+    dir,
+    ['--config', hubFile, '--cluster-file', clusterFile, '--db', join(dir, `${name}.sqlite`)],
+    cleanups,
+  )
   PEER_LAB_NODES.forEach((node, slot) => {
     const agent = startLabAgent(lab, node, {
       dir: dir,
