@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import WebSocket from 'ws'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
+import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // API roles on a real hub process: tokens issued with the CLI, a hub that lets nobody in without
 // one, every role tried on every kind of request, the audit log, rate limiting, revocation without
@@ -40,18 +40,14 @@ beforeAll(async () => {
     expect(issued.code, issued.stderr).toBe(0)
     tokens[name as string] = issued.stdout.trim()
   }
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '    fencing: [{ devices: [people] }]',
-      'resources:',
-      '  - id: web',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '    fencing: [{ devices: [people] }]',
+    'resources:',
+    '  - id: web',
+    '',
+  ])
   const hubFile = join(dir.path, 'hub.yaml')
   writeFileSync(
     hubFile,

@@ -5,7 +5,7 @@ import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { freePort } from '../harness/mosquitto.js'
-import { tempDir, VigilProcess } from '../harness/processes.js'
+import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 interface Record {
   id: string
@@ -29,21 +29,17 @@ afterAll(async () => {
 // devices answering, it fails, raises an alert and nothing fails over. Everything is recorded with its
 // evidence; the dead BMC was reported by the device health check before anyone needed it.
 test('the hub runs the engine on real agent streams and records why', async () => {
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '    fencing:',
-      '      - devices: [ipmi-node-b]',
-      '        timeoutMs: 2000',
-      '      - devices: [pdu-b]',
-      '        timeoutMs: 2000',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    '    fencing:',
+    '      - devices: [ipmi-node-b]',
+    '        timeoutMs: 2000',
+    '      - devices: [pdu-b]',
+    '        timeoutMs: 2000',
+    '',
+  ])
   // Neither of node-b's fence devices answers (ports nobody listens on): its BMC (level 1), then
   // its two PDU outlets (level 2).
   const hubFile = join(dir.path, 'hub.yaml')

@@ -5,7 +5,7 @@ import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { startLabAgent, startLabHub } from '../harness/lab.js'
-import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
+import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 interface Decision {
   id: string
@@ -85,24 +85,20 @@ esac
       '',
     ].join('\n'),
   )
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '    fencing:',
-      '      - devices: [bmc-dead]',
-      '        timeoutMs: 3000',
-      '      - devices: [bmc-b]',
-      '        timeoutMs: 10000',
-      'resources:',
-      '  - id: web',
-      '    preferred: { node-b: 10 }',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    '    fencing:',
+    '      - devices: [bmc-dead]',
+    '        timeoutMs: 3000',
+    '      - devices: [bmc-b]',
+    '        timeoutMs: 10000',
+    'resources:',
+    '  - id: web',
+    '    preferred: { node-b: 10 }',
+    '',
+  ])
   const hub: HubProcess = await startLabHub(
     lab,
     dir.path,
@@ -216,18 +212,14 @@ test('a meatware fence waits for the operator, who confirms with the CLI', async
       '',
     ].join('\n'),
   )
-  const clusterFile = join(dir.path, 'cluster-meatware.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-m',
-      '    fencing:',
-      '      - devices: [people]',
-      '        timeoutMs: 600000',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster-meatware.yaml', [
+    'nodes:',
+    '  - id: node-m',
+    '    fencing:',
+    '      - devices: [people]',
+    '        timeoutMs: 600000',
+    '',
+  ])
   const hub = await startHub(join(dir.path), [
     '--config',
     hubFile,
@@ -281,8 +273,13 @@ test('an agent cut off from the hub (its link down) stops its resources by itsel
   const lab = NetnsLab.create(['node-s'])
   cleanups.push(() => lab.destroy())
   const host = lab.host('node-s')
-  const clusterFile = join(dir.path, 'cluster-isolation.yaml')
-  writeFileSync(clusterFile, ['nodes:', '  - id: node-s', 'resources:', '  - id: app', ''].join('\n'))
+  const clusterFile = writeLines(dir.path, 'cluster-isolation.yaml', [
+    'nodes:',
+    '  - id: node-s',
+    'resources:',
+    '  - id: app',
+    '',
+  ])
   const hub = await startLabHub(
     lab,
     dir.path,

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest'
 import WebSocket from 'ws'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { tempDir, VigilProcess } from '../harness/processes.js'
+import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // Property-based fuzzing of the hub's HTTP API bodies and queries and of its live feed, on a real
 // hub process: no input crashes it or gets a 500, every refusal is a JSON error naming what is
@@ -24,8 +24,13 @@ afterAll(async () => {
 
 let hub: HubProcess
 beforeAll(async () => {
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(clusterFile, ['nodes:', '  - id: node-a', 'resources:', '  - id: web', ''].join('\n'))
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    'resources:',
+    '  - id: web',
+    '',
+  ])
   const hubFile = join(dir.path, 'hub.yaml')
   writeFileSync(hubFile, 'api: { rateLimit: { perSecond: 10000, burst: 10000 } }\n')
   hub = await startHub(dir.path, ['--config', hubFile, '--cluster-file', clusterFile])

@@ -39,15 +39,26 @@ const allHealthy = (hub: HubProcess) =>
 const decisions = async (hub: HubProcess) =>
   (await hub.api<{ decisions: Decision[] }>('/api/decisions?limit=1000')).body.decisions
 
-test('the hub cut from every host at once freezes: nothing is fenced, and all return healthy', async () => {
-  const { lab, hub } = await startPeerLab(dir.path, 'hub-partition', {
-    disk: false,
-    cleanups,
-    clusterLines: TOLERANT,
-  })
+/** A settled peer lab (every host healthy, no fence in flight) and the decisions made since. */
+async function settledLab(name: string) {
+  const { lab, hub } = await startPeerLab(dir.path, name, { disk: false, cleanups, clusterLines: TOLERANT })
   await allHealthy(hub)
   await settledFence(hub)
   const before = new Set((await decisions(hub)).map((d) => d.id))
+  const since = async () => (await decisions(hub)).filter((d) => !before.has(d.id))
+  return { lab, hub, since }
+}
+
+/** The fault cost node-c nothing: never called dead or isolated, never fenced, healthy now. */
+async function expectUnharmed(hub: HubProcess, since: () => Promise<Decision[]>): Promise<void> {
+  const after = await since()
+  expect(after.filter((d) => d.rule === 'classify.dead' || d.rule === 'classify.isolated')).toEqual([])
+  expect(after.filter((d) => d.kind === 'fence')).toEqual([])
+  expect(await condition(hub, 'node-c')).toBe('healthy')
+}
+
+test('the hub cut from every host at once freezes: nothing is fenced, and all return healthy', async () => {
+  const { lab, hub, since } = await settledLab('hub-partition')
   lab.hubLinkUp(false)
   // Every host goes silent together: a hub-side partition, not three deaths.
   await eventually(
@@ -59,21 +70,18 @@ test('the hub cut from every host at once freezes: nothing is fenced, and all re
     { timeoutMs: 20_000 },
   )
   await new Promise((r) => setTimeout(r, 3000)) // well past detection, confirmation and a fence level
-  const during = (await decisions(hub)).filter((d) => !before.has(d.id))
+  const during = await since()
   expect(during.some((d) => d.rule === 'governor.freeze-share')).toBe(true)
   expect(during.filter((d) => d.kind === 'fence')).toEqual([])
   lab.hubLinkUp(true)
   await allHealthy(hub)
-  const after = (await decisions(hub)).filter((d) => !before.has(d.id))
+  const after = await since()
   expect(after.filter((d) => d.kind === 'fence')).toEqual([])
   expect(await hub.metric('vigil_nodes_by_condition', { condition: 'frozen' })).toBe(0)
 })
 
 test('a link flap shorter than the detection grace costs nothing: no node dead, no fence', async () => {
-  const { lab, hub } = await startPeerLab(dir.path, 'flap', { disk: false, cleanups, clusterLines: TOLERANT })
-  await allHealthy(hub)
-  await settledFence(hub)
-  const before = new Set((await decisions(hub)).map((d) => d.id))
+  const { lab, hub, since } = await settledLab('flap')
   const host = lab.host('node-c')
   for (let i = 0; i < 3; i++) {
     host.link(false)
@@ -82,17 +90,11 @@ test('a link flap shorter than the detection grace costs nothing: no node dead, 
     await new Promise((r) => setTimeout(r, 1000))
   }
   await new Promise((r) => setTimeout(r, 2000))
-  const after = (await decisions(hub)).filter((d) => !before.has(d.id))
-  expect(after.filter((d) => d.rule === 'classify.dead' || d.rule === 'classify.isolated')).toEqual([])
-  expect(after.filter((d) => d.kind === 'fence')).toEqual([])
-  expect(await condition(hub, 'node-c')).toBe('healthy')
+  await expectUnharmed(hub, since)
 })
 
 test('30 % packet loss each way on a host link for 10 s costs nothing: no node dead, no fence', async () => {
-  const { lab, hub } = await startPeerLab(dir.path, 'loss', { disk: false, cleanups, clusterLines: TOLERANT })
-  await allHealthy(hub)
-  await settledFence(hub)
-  const before = new Set((await decisions(hub)).map((d) => d.id))
+  const { lab, hub, since } = await settledLab('loss')
   const host = lab.host('node-c')
   host.loss(30)
   let dropped = 0
@@ -107,8 +109,5 @@ test('30 % packet loss each way on a host link for 10 s costs nothing: no node d
   }
   expect(dropped).toBeGreaterThan(10)
   await new Promise((r) => setTimeout(r, 2000))
-  const after = (await decisions(hub)).filter((d) => !before.has(d.id))
-  expect(after.filter((d) => d.rule === 'classify.dead' || d.rule === 'classify.isolated')).toEqual([])
-  expect(after.filter((d) => d.kind === 'fence')).toEqual([])
-  expect(await condition(hub, 'node-c')).toBe('healthy')
+  await expectUnharmed(hub, since)
 }, 60_000)

@@ -8,7 +8,7 @@ import { type Browser, chromium, type Page } from 'playwright-core'
 import { beforeAll, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { runVigil, type VigilProcess } from '../harness/processes.js'
+import { runVigil, type VigilProcess, writeLines } from '../harness/processes.js'
 import { startWebAgent, webTestFixture } from '../harness/web.js'
 
 // One real failover, watched through everything an operator uses: a Prometheus scraping the hub
@@ -84,29 +84,25 @@ async function startCollector(): Promise<string> {
 }
 
 beforeAll(async () => {
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      // Tolerant detection: a CI machine running other suites beside this one can stall an agent
-      // for a second or two, and this test is about what follows a real death, not about speed.
-      'detection: { hub: { acceptablePauseMs: 2000 } }',
-      'nodes:',
-      '  - id: node-a',
-      '    fencing:',
-      '      - devices: [people]',
-      '  - id: node-b',
-      '    fencing:',
-      '      - devices: [bmc-b]',
-      '        timeoutMs: 1500',
-      '      - devices: [people]',
-      '        timeoutMs: 600000',
-      'resources:',
-      '  - id: web',
-      '    preferred: { node-b: 10 }',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    // Tolerant detection: a CI machine running other suites beside this one can stall an agent
+    // for a second or two, and this test is about what follows a real death, not about speed.
+    'detection: { hub: { acceptablePauseMs: 2000 } }',
+    'nodes:',
+    '  - id: node-a',
+    '    fencing:',
+    '      - devices: [people]',
+    '  - id: node-b',
+    '    fencing:',
+    '      - devices: [bmc-b]',
+    '        timeoutMs: 1500',
+    '      - devices: [people]',
+    '        timeoutMs: 600000',
+    'resources:',
+    '  - id: web',
+    '    preferred: { node-b: 10 }',
+    '',
+  ])
   const passwordFile = join(dir.path, 'bmc-password')
   writeFileSync(passwordFile, 'secret\n')
   const hubFile = join(dir.path, 'hub.yaml')

@@ -1,9 +1,9 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { startHub } from '../harness/hub.js'
-import { VigilProcess } from '../harness/processes.js'
+import { VigilProcess, writeLines } from '../harness/processes.js'
 import { startWebAgent, webTestFixture } from '../harness/web.js'
 
 const { dir, cleanups } = webTestFixture('resource-live')
@@ -28,20 +28,16 @@ const alive = (pid: number) => {
 // The whole loop on real processes: engine -> command -> agent -> process driver -> real process,
 // and back: a SIGKILLed process is noticed by the agent at once and restarted in place.
 test('the engine starts an application on its preferred node and restarts it in place after a crash', async () => {
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '  - id: node-c',
-      'resources:',
-      '  - id: web',
-      '    preferred: { node-a: 10 }',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    '  - id: node-c',
+    'resources:',
+    '  - id: web',
+    '    preferred: { node-a: 10 }',
+    '',
+  ])
   const hub = await startHub(dir.path, ['--cluster-file', clusterFile])
   cleanups.push(() => hub.process.stop())
   for (const node of ['node-a', 'node-b']) {

@@ -5,7 +5,7 @@ import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { decisionsOf } from '../harness/failover.js'
 import { peerMeshLines, startLabAgent, startLabHub } from '../harness/lab.js'
-import { runVigil, tempDir } from '../harness/processes.js'
+import { runVigil, tempDir, writeLines } from '../harness/processes.js'
 
 // A vm failing over between two lab hosts for real: each host a network namespace with its own
 // libvirtd (own mount namespace, host UUID and address) and its agent; the guest defined on both.
@@ -48,21 +48,17 @@ test('a host running a vm crashes: fenced, then the vm starts on the other host,
     hubFile,
     'fencing:\n  devices:\n    - { id: people, driver: meatware, hosts: { node-a: [node-a], node-b: [node-b] } }\n',
   )
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      // A loaded CI machine can stall an agent for a second or two: that must not be what fences.
-      'detection: { hub: { acceptablePauseMs: 1500 } }',
-      'nodes:',
-      ...NODES.flatMap((n) => [`  - id: ${n}`, '    fencing: [{ devices: [people], timeoutMs: 600000 }]']),
-      'resources:',
-      '  - id: vm1',
-      '    kind: vm',
-      '    preferred: { node-a: 10 }',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    // A loaded CI machine can stall an agent for a second or two: that must not be what fences.
+    'detection: { hub: { acceptablePauseMs: 1500 } }',
+    'nodes:',
+    ...NODES.flatMap((n) => [`  - id: ${n}`, '    fencing: [{ devices: [people], timeoutMs: 600000 }]']),
+    'resources:',
+    '  - id: vm1',
+    '    kind: vm',
+    '    preferred: { node-a: 10 }',
+    '',
+  ])
   const hub = await startLabHub(lab, dir.path, ['--config', hubFile, '--cluster-file', clusterFile], cleanups)
   for (const node of NODES) {
     const agent = startLabAgent(lab, node, {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { decisionsOf } from '../harness/failover.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { tempDir, VigilProcess } from '../harness/processes.js'
+import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // A real QEMU guest (TCG) managed through the libvirt driver by the agents of two hosts, each with
 // its own libvirtd (the second in its own mount namespace, as another host): the engine places it,
@@ -64,21 +64,17 @@ function startVmAgent(
 }
 
 test('a vm placed by the engine, then evacuated from its node by live migration', async () => {
-  const clusterFile = join(dir.path, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      'resources:',
-      '  - id: vm1',
-      '    kind: vm',
-      '    liveMigrate: true',
-      '    preferred: { node-a: 10 }',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    'resources:',
+    '  - id: vm1',
+    '    kind: vm',
+    '    liveMigrate: true',
+    '    preferred: { node-a: 10 }',
+    '',
+  ])
   hub = await startHub(dir.path, ['--cluster-file', clusterFile])
   cleanups.push(() => hub.process.stop())
   const a = startVmAgent(hub, 'node-a', domain, { uri: hostA.uri, peerUri: hostB.uri })
@@ -146,11 +142,14 @@ test('a hung guest (running to libvirt, silent inside) is reset by the engine th
   mkdirSync(hangDir)
   const guest = await hostA.defineGuest({ os: true })
   const consoleFile = hostA.consoleLog(guest)
-  const clusterFile = join(hangDir, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    ['nodes:', '  - id: node-a', 'resources:', '  - id: vm1', '    kind: vm', ''].join('\n'),
-  )
+  const clusterFile = writeLines(hangDir, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    'resources:',
+    '  - id: vm1',
+    '    kind: vm',
+    '',
+  ])
   const hangHub = await startHub(hangDir, ['--cluster-file', clusterFile])
   cleanups.push(() => hangHub.process.stop())
   const agent = startVmAgent(hangHub, 'node-a', guest, { uri: hostA.uri, peerUri: hostB.uri }, [

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3'
 import { expect } from 'vitest'
 import { eventually } from './eventually.js'
 import type { HubProcess } from './hub.js'
-import { runVigil, type VigilProcess } from './processes.js'
+import { runVigil, type VigilProcess, writeLines } from './processes.js'
 import { webPidfile } from './web.js'
 
 /**
@@ -22,21 +22,17 @@ export interface Decision {
 
 /** Writes the cluster and hub files into `dir`; returns the hub arguments that use them. */
 export function writeMeatwareFailoverFiles(dir: string): string[] {
-  const clusterFile = join(dir, 'cluster.yaml')
-  writeFileSync(
-    clusterFile,
-    [
-      'detection: { hub: { acceptablePauseMs: 2000 } }',
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '    fencing: [{ devices: [people], timeoutMs: 600000 }]',
-      'resources:',
-      '  - id: web',
-      '    preferred: { node-b: 10 }',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir, 'cluster.yaml', [
+    'detection: { hub: { acceptablePauseMs: 2000 } }',
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    '    fencing: [{ devices: [people], timeoutMs: 600000 }]',
+    'resources:',
+    '  - id: web',
+    '    preferred: { node-b: 10 }',
+    '',
+  ])
   const hubFile = join(dir, 'hub.yaml')
   writeFileSync(
     hubFile,

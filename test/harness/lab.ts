@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { freePort, NetnsLab } from '@vigil/testbed'
 import { eventually } from './eventually.js'
 import { type HubProcess, startHub } from './hub.js'
-import { VigilProcess } from './processes.js'
+import { VigilProcess, writeLines } from './processes.js'
 
 /** The hosts of a peer lab; node-c is the one tests fail. */
 export const PEER_LAB_NODES = ['node-a', 'node-b', 'node-c']
@@ -82,19 +82,15 @@ export async function startPeerLab(
       '',
     ].join('\n'),
   )
-  const clusterFile = join(dir, `${name}-cluster.yaml`)
-  writeFileSync(
-    clusterFile,
-    [
-      ...(opts.clusterLines ?? []),
-      'nodes:',
-      '  - id: node-a',
-      '  - id: node-b',
-      '  - id: node-c',
-      '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
-      '',
-    ].join('\n'),
-  )
+  const clusterFile = writeLines(dir, `${name}-cluster.yaml`, [
+    ...(opts.clusterLines ?? []),
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    '  - id: node-c',
+    '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
+    '',
+  ])
   const hub = await startLabHub(
     lab,
     dir,

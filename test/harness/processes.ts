@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -83,4 +83,11 @@ export async function runVigil(
 export function tempDir(prefix: string): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), `vigil-${prefix}-`))
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+/** Writes a config file (cluster, hub, agent) from its lines into `dir`; returns its path. */
+export function writeLines(dir: string, name: string, lines: string[]): string {
+  const file = join(dir, name)
+  writeFileSync(file, lines.join('\n'))
+  return file
 }
