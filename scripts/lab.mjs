@@ -2,7 +2,7 @@
 //   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--heartbeat-ms N] [--max-fences N] [--max-restarts N]
 //   node scripts/lab.mjs down [--dir .vigil-lab]
 // up: every host is a network namespace on a bridge of its own; each runs a Vigil agent (peer mesh,
-// shared-disk heartbeat, a witness application) and has an IPMI BMC (OpenIPMI's ipmi_sim) whose
+// shared-disk heartbeat, two witness applications, web and db) and has an IPMI BMC (OpenIPMI's ipmi_sim) whose
 // power-off kills every process of its namespace and whose power-on starts its agent again. The hub
 // runs here with its embedded broker on the lab bridge. Everything is left running, detached; the
 // PIDs and names are written to <dir>/lab.json. down: stops them all by PID and removes the
@@ -33,12 +33,6 @@ const { values, positionals } = parseArgs({
     'max-fences': { type: 'string' },
     /** Restarts in place tolerated per 10 minutes before the ladder relocates (default 3). */
     'max-restarts': { type: 'string' },
-    /**
-     * `fast`: tighter detection (hub detector for 100 ms heartbeats, 100 ms pause, 50 ms spread floor;
-     * peers silent after 300 ms; 200 ms confirmation): faster failover, but an agent stalled ~0.6 s
-     * on every channel is fenced.
-     */
-    detection: { type: 'string' },
   },
   allowPositionals: true,
 })
@@ -46,6 +40,8 @@ const root = new URL('..', import.meta.url).pathname
 const vigil = join(root, 'apps/cli/bin/vigil.js')
 const dir = resolve(root, values.dir)
 const stateFile = join(dir, 'lab.json')
+/** The lab's applications: each copy appends "<host> <ns>" to witness-<app>.log every 0.2 s. */
+const APPS = ['web', 'db']
 
 /** Starts a detached process with its output in `log`; returns its PID. */
 function detached(argv, log) {
@@ -74,7 +70,8 @@ async function up() {
     const agentCommands = {}
     for (const [i, name] of names.entries()) {
       const host = lab.host(name)
-      state.lab.hosts[name] = { netns: host.netns, ip: host.ip }
+      // port: this host's end on the lab bridge (in bridgeNs): down is a partition of the host.
+      state.lab.hosts[name] = { netns: host.netns, ip: host.ip, port: `p${i}` }
       const config = join(dir, `${name}.yaml`)
       writeFileSync(
         config,
@@ -84,15 +81,16 @@ async function up() {
           `diskHeartbeat: { path: '${sbd}', slot: ${i}, slots: 32 }`,
           'peers:',
           `  listen: '${host.ip}:7480'`,
-          ...(values.detection === 'fast' ? ['  intervalMs: 100', '  deadAfterMs: 300'] : []),
           '  mesh:',
           ...names.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`),
           'resources:',
-          '  - id: web',
-          '    driver: process',
-          '    config:',
-          `      command: [sh, -c, 'while :; do echo "${name} $(date +%s%N)" >> ${join(dir, 'witness.log')}; sleep 0.2; done']`,
-          `      pidfile: ${join(dir, `${name}-web.pid`)}`,
+          ...APPS.flatMap((app) => [
+            `  - id: ${app}`,
+            '    driver: process',
+            '    config:',
+            `      command: [sh, -c, 'while :; do echo "${name} $(date +%s%N)" >> ${join(dir, `witness-${app}.log`)}; sleep 0.2; done']`,
+            `      pidfile: ${join(dir, `${name}-${app}.pid`)}`,
+          ]),
           '',
         ].join('\n'),
       )
@@ -126,6 +124,12 @@ esac
       chmodSync(power, 0o755)
       const bmc = await startBmc({ hostCtl: power })
       state.pids[`bmc-${name}`] = bmc.daemon.pid
+      state.lab.hosts[name].bmc = {
+        host: bmc.host,
+        port: bmc.port,
+        username: bmc.username,
+        passwordFile: bmc.passwordFile,
+      }
       state.bmcDirs.push(bmc.dir)
       devices.push(
         `    - { id: bmc-${name}, driver: ipmi, hosts: { ${name}: [] }, config: { host: ${bmc.host}, port: ${bmc.port}, username: ${bmc.username}, passwordFile: ${bmc.passwordFile} } }`,
@@ -140,39 +144,33 @@ esac
           ? [`governor: { maxFences: ${Number(values['max-fences'])}, maxRestarts: 1000 }`]
           : []),
         ...(values['max-restarts'] ? [`defaults: { maxRestarts: ${Number(values['max-restarts'])} }`] : []),
-        ...(values.detection === 'fast'
-          ? [
-              'detection:',
-              '  hub: { firstIntervalMs: 100, minStdDevMs: 50, acceptablePauseMs: 100 }',
-              '  confirmMs: 200',
-            ]
-          : []),
         'nodes:',
         ...names.flatMap((n) => [`  - id: ${n}`, `    fencing: [{ devices: [bmc-${n}], timeoutMs: 10000 }]`]),
         'resources:',
         '  - id: web',
         `    preferred: { ${names[0]}: 10 }`,
+        '  - id: db',
+        `    preferred: { ${names.at(-1)}: 10 }`,
         '',
       ].join('\n'),
     )
-    state.pids.hub = detached(
-      [
-        process.execPath,
-        vigil,
-        'hub',
-        '--config',
-        join(dir, 'hub.yaml'),
-        '--cluster-file',
-        join(dir, 'cluster.yaml'),
-        '--db',
-        join(dir, 'hub.sqlite'),
-        '--listen',
-        values.http,
-        '--broker-listen',
-        `${lab.hubIp}:${brokerPort}`,
-      ],
-      join(dir, 'hub.log'),
-    )
+    // Kept so that a chaos run can restart the hub exactly as it was started.
+    state.hubArgv = [
+      process.execPath,
+      vigil,
+      'hub',
+      '--config',
+      join(dir, 'hub.yaml'),
+      '--cluster-file',
+      join(dir, 'cluster.yaml'),
+      '--db',
+      join(dir, 'hub.sqlite'),
+      '--listen',
+      values.http,
+      '--broker-listen',
+      `${lab.hubIp}:${brokerPort}`,
+    ]
+    state.pids.hub = detached(state.hubArgv, join(dir, 'hub.log'))
     save()
     for (let i = 0; i < 100 && !existsSync(join(dir, 'hub.sqlite.pub.pem')); i++)
       await new Promise((r) => setTimeout(r, 100))
@@ -186,7 +184,7 @@ esac
   console.log(`Vigil lab up: ${names.length} hosts (${names.map((n) => `${n} ${lab.host(n).ip}`).join(', ')})
   Hub         http://${values.http}   (vigil status --hub http://${values.http}; vigil fence --hub ...)
   Metrics     http://${values.http}/metrics
-  Files       ${dir}  (logs, configs, witness.log: one line per 0.2 s from wherever web runs)
+  Files       ${dir}  (logs, configs, witness-web.log, witness-db.log: one line per 0.2 s from wherever each app runs)
 Try:
   ip netns pids ${state.lab.hosts[names[0]].netns} | xargs kill -9      # crash ${names[0]}: fenced by its BMC, web moves
   ip -n ${state.lab.bridgeNs} link set p0 down                   # cut ${names[0]} off the network

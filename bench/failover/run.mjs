@@ -3,7 +3,7 @@
 // (scripts/lab.mjs: hosts as network namespaces, a real agent each, an IPMI BMC (ipmi_sim) per host
 // that powers it off, the hub with its embedded broker). Not a test: prints JSON and a table.
 //
-//   node bench/failover/run.mjs [--runs 20] [--heartbeat-ms 250] [--detection default|fast]
+//   node bench/failover/run.mjs [--runs 20] [--heartbeat-ms 250] [--fault host-crash|app-crash]
 //
 // Each run: find where `web` runs (the witness log: each copy appends "<host> <ns>" every 0.2 s),
 // SIGKILL every process of that host's namespace (t0), then read, from the hub's decision records
@@ -21,7 +21,6 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '20' },
     'heartbeat-ms': { type: 'string', default: '250' },
-    detection: { type: 'string', default: 'default' },
     /** host-crash (the default) or app-crash (the application killed; restarted in place). */
     fault: { type: 'string', default: 'host-crash' },
   },
@@ -35,7 +34,7 @@ const lab = (...args) =>
     encoding: 'utf8',
   })
 const api = async (path) => (await fetch(`http://${http}${path}`)).json()
-const witnessFile = join(dir, 'lab', 'witness.log')
+const witnessFile = join(dir, 'lab', 'witness-web.log')
 /** [{host, ms}] from the witness log (ms since the epoch). */
 const witness = () =>
   existsSync(witnessFile)
@@ -62,7 +61,6 @@ try {
     '1000',
     '--max-restarts',
     '1000',
-    ...(values.detection === 'fast' ? ['--detection', 'fast'] : []),
   )
   const state = JSON.parse(readFileSync(join(dir, 'lab', 'lab.json'), 'utf8'))
   await until('web running', () => witness().length > 3)
@@ -140,7 +138,10 @@ async function appCrashes() {
     const again = await until('web restarted', () => witness().find((w) => w.host === web.node && w.ms > t0))
     times.push(again.ms - t0)
     process.stderr.write(`run ${i + 1}: ${web.node}: restarted in place after ${again.ms - t0} ms\n`)
-    await until('running again', async () => (await api('/api/resources')).resources[0]?.phase === 'running')
+    await until(
+      'running again',
+      async () => (await api('/api/resources')).resources.find((r) => r.id === 'web')?.phase === 'running',
+    )
   }
   const row = {
     fault: 'app crash, restarted in place',
@@ -200,7 +201,6 @@ function report() {
     bench: 'failover',
     at: new Date().toISOString(),
     heartbeatMs: Number(values['heartbeat-ms']),
-    detection: values.detection,
     runs: results.length,
     overlaps: results.filter((r) => r.overlap).length,
     summary,
@@ -209,7 +209,7 @@ function report() {
   }
   console.log(JSON.stringify(out, null, 2))
   console.log(
-    `\nHost crash, ${results.length} runs, agent heartbeat ${values['heartbeat-ms']} ms, detection ${values.detection}, real IPMI fence (ipmi_sim):\n`,
+    `\nHost crash, ${results.length} runs, agent heartbeat ${values['heartbeat-ms']} ms, default detection, real IPMI fence (ipmi_sim):\n`,
   )
   console.log(markdownTable(summary, ['phase', 'runs', 'min ms', 'median ms', 'p99 ms', 'max ms']))
   console.log(`\nWhere the time goes (medians):\n`)

@@ -30,7 +30,7 @@ test('the lab comes up, fails a host over through its BMC, and goes down leaving
   }
   const api = async <T>(path: string) => (await (await fetch(`http://${http}${path}`)).json()) as T
   const witness = () =>
-    existsSync(join(labDir, 'witness.log')) ? readFileSync(join(labDir, 'witness.log'), 'utf8') : ''
+    existsSync(join(labDir, 'witness-web.log')) ? readFileSync(join(labDir, 'witness-web.log'), 'utf8') : ''
   await eventually('web running on host1', () => witness().includes('host1 '), { timeoutMs: 30_000 })
 
   const host1 = state.lab.hosts.host1?.netns as string

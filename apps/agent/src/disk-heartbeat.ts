@@ -10,7 +10,7 @@ export const diskHeartbeatSchema = z
     /** This host's slot (each host its own); the device holds `slots` slots of 512 bytes. */
     slot: z.number().int().min(0).max(254).optional(),
     slots: z.number().int().min(2).max(255).default(32),
-    intervalMs: z.number().int().min(100).max(60_000).default(1000),
+    intervalMs: z.number().int().min(100).max(60_000).default(250),
     /** O_DIRECT reads and writes (bypass the page cache: needed on a real shared device). */
     direct: z.boolean().default(true),
   })

@@ -18,9 +18,9 @@ export const peersSchema = z
       .array(z.strictObject({ node: nameSchema, address: hostPort }))
       .max(255)
       .default([]),
-    intervalMs: z.number().int().min(20).max(60_000).default(250),
+    intervalMs: z.number().int().min(20).max(60_000).default(100),
     /** A peer not heard for this long is no longer reported as heard. */
-    deadAfterMs: z.number().int().min(50).max(600_000).default(1000),
+    deadAfterMs: z.number().int().min(50).max(600_000).default(400),
     /** File holding a shared key: datagrams are signed (HMAC-SHA256) and unsigned ones dropped. */
     keyFile: z.string().min(1).optional(),
   })

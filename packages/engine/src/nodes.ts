@@ -87,7 +87,10 @@ export function evaluateNodes(ctx: StepContext): void {
         const id = ctx.record({
           kind: 'node-condition',
           node: spec.id,
-          summary: `${from} -> ${next}`,
+          summary:
+            next === 'isolated'
+              ? `${from} -> ${next}: its disk heartbeat advances; fenced if still unheard ${ctx.spec.detection.isolationGraceMs / 1000} s after going silent`
+              : `${from} -> ${next}`,
           rule: `classify.${next}`,
           classification: next,
           evidence: ctx.evidence(spec.id),
@@ -122,9 +125,10 @@ export function fenceNodes(ctx: StepContext): void {
     const spec = ctx.nodeSpecs[i] as NodeSpec
     const n = states[i] as NodeState
     const f = n.fence
-    const needs =
-      (n.condition === 'dead' || n.condition === 'isolated' || f.forced !== null) &&
-      !ctx.inMaintenance(spec.id)
+    const graceOver =
+      n.condition === 'isolated' &&
+      ctx.now - (n.silentSince ?? ctx.now) >= ctx.spec.detection.isolationGraceMs
+    const needs = (n.condition === 'dead' || graceOver || f.forced !== null) && !ctx.inMaintenance(spec.id)
 
     if (n.condition === 'healthy' && f.forced === null && f.phase !== 'running' && f.phase !== 'verifying') {
       if (f.phase === 'confirmed') {

@@ -31,11 +31,11 @@ describe('cluster spec', () => {
       firstIntervalMs: 1000,
       minStdDevMs: 200,
     })
-    expect(spec.detection.hub).toMatchObject({ threshold: 10, firstIntervalMs: 250, acceptablePauseMs: 250 })
+    expect(spec.detection.hub).toMatchObject({ threshold: 10, firstIntervalMs: 250, acceptablePauseMs: 100 })
     expect(spec.detection.disk).toMatchObject({
-      firstIntervalMs: 1000,
-      acceptablePauseMs: 1000,
-      minStdDevMs: 200,
+      firstIntervalMs: 250,
+      acceptablePauseMs: 50,
+      minStdDevMs: 50,
     })
   })
 

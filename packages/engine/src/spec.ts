@@ -109,13 +109,23 @@ export const clusterSpecSchema = z.strictObject({
   policyVersion: z.string().default('1'),
   detection: z
     .strictObject({
-      hub: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 100, acceptablePauseMs: 250 }),
-      disk: detectorSchema({ firstIntervalMs: 1000, minStdDevMs: 200, acceptablePauseMs: 1000 }),
+      // Tuned for the agent's defaults (heartbeat every 250 ms, disk heartbeat every 250 ms): a
+      // crashed host is silent on every channel within ~0.7 s. Network blips cannot fence because a
+      // host whose disk heartbeat still advances is `isolated`, fenced only after `isolationGraceMs`.
+      hub: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 100 }),
+      disk: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 50 }),
       guest: detectorSchema({ firstIntervalMs: 1000, minStdDevMs: 200, acceptablePauseMs: 1000 }),
       /** A peer's report that it hears a node counts for this long. */
       peerReportTtlMs: ms.default(1500),
       /** All channels must agree a node is silent for this long before it is declared dead. */
-      confirmMs: ms.default(500),
+      confirmMs: ms.default(200),
+      /**
+       * A node the hub and its peers cannot hear but whose disk heartbeat advances is alive and cut
+       * off (`isolated`): it is fenced only once it has been silent this long, so a link flap or a
+       * burst of packet loss shorter than this never fences. Its resources wait (they are not started
+       * elsewhere before the fence is confirmed).
+       */
+      isolationGraceMs: ms.default(4000),
       /**
        * A node never heard since the engine started stays `unknown` this long before it can be
        * suspected (Pacemaker's startup fencing waits for dc-deadtime too): agents connecting after

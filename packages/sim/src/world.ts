@@ -9,7 +9,7 @@ export const worldSchema = z.strictObject({
     .strictObject({
       heartbeatMs: z.number().int().positive().default(250),
       reportMs: z.number().int().positive().default(250),
-      diskMs: z.number().int().positive().default(1000),
+      diskMs: z.number().int().positive().default(250),
       guestMs: z.number().int().positive().default(1000),
     })
     .prefault({}),

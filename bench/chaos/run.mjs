@@ -1,0 +1,553 @@
+#!/usr/bin/env node
+// bench/chaos: random faults on the lab, one after another, each followed by quiescence and checks
+// against ground truth that does not come from Vigil. Not a test (not in CI): prints JSON and a table.
+//
+//   node bench/chaos/run.mjs --faults 1000 [--seed 1] [--hosts 3] [--keep-going]
+//
+// The lab (scripts/lab.mjs): hosts as network namespaces, each with a real agent (peer mesh, shared
+// disk heartbeat), an IPMI BMC (ipmi_sim) that powers it off by killing its namespace, and two
+// applications, web and db, that append "<host> <ns>" to witness-<app>.log every 0.2 s wherever
+// they run. Faults are drawn from a seeded PRNG, so a seed replays the same sequence of choices
+// (not the same timings: the machine is shared).
+//
+// After each fault: the faulted host (if fenced or crashed) is powered on again, then the run waits
+// until the lab is quiescent (every host healthy in the engine, web and db running, no fence in
+// flight, every witness advancing). Checked after each fault and over the whole run:
+//   double run   two hosts' witness lines for one app interleave in time (two copies alive at once)
+//   false fence  a fence decided during a fault that must not fence (blips, app crash, hub restart),
+//                or of a host other than the victim of one that must
+//   double fence more than one fence decided for the victim of one fault
+//   lost         an app not running again within the settle timeout
+// Faults with no equivalent here: delay and jitter (this kernel has no netem; loss is iptables'
+// statistic match), vm crash and guest hang (bench/guest-hang and test/e2e/vm-*.test.ts cover them),
+// disk probe hang (the lab has no disk probe).
+import { execFileSync, spawn } from 'node:child_process'
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { freePort, markdownTable, median, quantile, sleep } from '../lib.mjs'
+
+const { values } = parseArgs({
+  options: {
+    faults: { type: 'string', default: '50' },
+    seed: { type: 'string', default: '1' },
+    hosts: { type: 'string', default: '3' },
+    /** How long the lab may take to become quiescent after a fault before the app counts as lost. */
+    'settle-timeout-ms': { type: 'string', default: '60000' },
+    /** Go on after a lost app or a stuck lab (otherwise the run stops at the first). */
+    'keep-going': { type: 'boolean', default: false },
+  },
+})
+const APPS = ['web', 'db']
+const SETTLE_MS = Number(values['settle-timeout-ms'])
+const GRACE_MS = 4000 // detection.isolationGraceMs's default: a partition longer than this is fenced
+
+/** mulberry32: a small seeded PRNG, enough to replay a run's choices. */
+function prng(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let t = Math.imul(a ^ (a >>> 15), 1 | a)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+const random = prng(Number(values.seed))
+const between = (lo, hi) => lo + random() * (hi - lo)
+const pick = (list) => list[Math.floor(random() * list.length)]
+
+const root = join(import.meta.dirname, '..', '..')
+const dir = mkdtempSync(join(tmpdir(), 'vigil-chaos-'))
+const labDir = join(dir, 'lab')
+const http = `127.0.0.1:${await freePort()}`
+const lab = (...args) =>
+  execFileSync(process.execPath, [join(root, 'scripts/lab.mjs'), ...args, '--dir', labDir], {
+    encoding: 'utf8',
+  })
+const quiet = (cmd, args) => {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (err) {
+    return String(err.stderr ?? err)
+  }
+}
+const api = async (path) => {
+  const res = await fetch(`http://${http}${path}`, { signal: AbortSignal.timeout(2000) })
+  return res.json()
+}
+const log = (line) => process.stderr.write(`${line}\n`)
+
+let state
+const saveState = () => writeFileSync(join(labDir, 'lab.json'), JSON.stringify(state, null, 2))
+const hostNames = () => Object.keys(state.lab.hosts)
+
+// --- the world: what a fault does to a host, by hand, never through Vigil ---------------------
+/** Every process of the host's namespace SIGKILLed, until none is left (a crash is atomic). */
+function crash(host) {
+  const ns = state.lab.hosts[host].netns
+  for (let i = 0; i < 10; i++) {
+    const pids = quiet('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean).map(Number)
+    if (pids.length === 0) return
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {}
+    }
+  }
+}
+const powerOn = (host) => quiet(join(labDir, `${host}-power.sh`), ['on'])
+const powered = (host) => quiet(join(labDir, `${host}-power.sh`), ['status']).trim() === 'on'
+function bmc(host, ...command) {
+  const b = state.lab.hosts[host].bmc
+  return quiet('ipmitool', [
+    '-I',
+    'lanplus',
+    '-H',
+    b.host,
+    '-p',
+    String(b.port),
+    '-U',
+    b.username,
+    '-f',
+    b.passwordFile,
+    '-C',
+    '3',
+    '-L',
+    'ADMINISTRATOR',
+    ...command,
+  ])
+}
+const link = (host, up) =>
+  quiet('ip', ['-n', state.lab.bridgeNs, 'link', 'set', state.lab.hosts[host].port, up ? 'up' : 'down'])
+const hubLink = (up) => quiet('ip', ['link', 'set', state.lab.hubLink, up ? 'up' : 'down'])
+function loss(host, percent) {
+  const ns = state.lab.hosts[host].netns
+  for (const chain of ['INPUT', 'OUTPUT']) {
+    quiet('ip', ['netns', 'exec', ns, 'iptables', '-F', chain])
+    if (percent > 0)
+      quiet('ip', [
+        'netns',
+        'exec',
+        ns,
+        'iptables',
+        '-A',
+        chain,
+        chain === 'INPUT' ? '-i' : '-o',
+        'eth0',
+        '-m',
+        'statistic',
+        '--mode',
+        'random',
+        '--probability',
+        String(percent / 100),
+        '-j',
+        'DROP',
+      ])
+  }
+}
+/** The hub (and its embedded broker) SIGKILLed and started again with the same arguments. */
+async function restartHub() {
+  try {
+    process.kill(-state.pids.hub, 'SIGKILL')
+  } catch {
+    try {
+      process.kill(state.pids.hub, 'SIGKILL')
+    } catch {}
+  }
+  await sleep(100)
+  const fd = openSync(join(labDir, 'hub.log'), 'a')
+  const child = spawn(state.hubArgv[0], state.hubArgv.slice(1), {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+  })
+  closeSync(fd)
+  child.unref()
+  state.pids.hub = child.pid
+  saveState()
+}
+/** Where an app runs now, per the hub. */
+async function whereRuns(app) {
+  const { resources } = await api('/api/resources')
+  return resources.find((r) => r.id === app)?.node ?? null
+}
+function appCrash(host, app) {
+  const file = join(labDir, `${host}-${app}.pid`)
+  if (!existsSync(file)) return false
+  try {
+    process.kill(Number(readFileSync(file, 'utf8')), 'SIGKILL')
+    return true
+  } catch {
+    return false
+  }
+}
+
+// --- the faults ----------------------------------------------------------------------------------
+// fences: 'victim' (exactly one fence, of the victim), 'none' (a fence is a false fence).
+const FAULTS = [
+  {
+    kind: 'app crash',
+    weight: 24,
+    fences: 'none',
+    async run() {
+      const app = pick(APPS)
+      const host = await whereRuns(app)
+      appCrash(host, app)
+      return { victim: host, detail: app }
+    },
+  },
+  {
+    kind: 'host crash',
+    weight: 14,
+    fences: 'victim',
+    async run() {
+      const host = pick(hostNames())
+      crash(host)
+      return { victim: host, detail: 'SIGKILL of its namespace' }
+    },
+  },
+  {
+    kind: 'power off (BMC)',
+    weight: 8,
+    fences: 'victim',
+    async run() {
+      const host = pick(hostNames())
+      bmc(host, 'chassis', 'power', 'off')
+      return { victim: host, detail: 'ipmitool chassis power off' }
+    },
+  },
+  {
+    kind: 'link flap <= 3 s',
+    weight: 14,
+    fences: 'none',
+    async run() {
+      const host = pick(hostNames())
+      const flaps = random() < 0.3 ? 2 + Math.floor(random() * 2) : 1
+      const downs = []
+      for (let i = 0; i < flaps; i++) {
+        const down = Math.round(between(300, 3000))
+        downs.push(down)
+        link(host, false)
+        await sleep(down)
+        link(host, true)
+        if (i + 1 < flaps) await sleep(1000)
+      }
+      return { victim: host, detail: `down ${downs.join(' + ')} ms` }
+    },
+  },
+  {
+    kind: 'packet loss <= 30 %, <= 10 s',
+    weight: 10,
+    fences: 'none',
+    async run() {
+      const host = pick(hostNames())
+      const percent = Math.round(between(5, 30))
+      const ms = Math.round(between(2000, 10_000))
+      loss(host, percent)
+      await sleep(ms)
+      loss(host, 0)
+      return { victim: host, detail: `${percent} % for ${ms} ms` }
+    },
+  },
+  {
+    kind: 'partition of a host (fenced)',
+    weight: 6,
+    fences: 'victim',
+    async run() {
+      const host = pick(hostNames())
+      link(host, false)
+      // Past the isolation grace: it must be fenced, and only then its apps start elsewhere.
+      const until = Date.now() + GRACE_MS + 6000
+      while (Date.now() < until && powered(host)) await sleep(100)
+      link(host, true)
+      return { victim: host, detail: 'link down until fenced' }
+    },
+  },
+  {
+    kind: 'hub cut from all hosts',
+    weight: 6,
+    fences: 'none',
+    async run() {
+      const ms = Math.round(between(1000, 5000))
+      hubLink(false)
+      await sleep(ms)
+      hubLink(true)
+      return { victim: null, detail: `${ms} ms` }
+    },
+  },
+  {
+    kind: 'hub + broker restart',
+    weight: 6,
+    fences: 'none',
+    async run() {
+      await restartHub()
+      return { victim: null, detail: 'SIGKILL, started again' }
+    },
+  },
+  {
+    kind: 'host crash, hub restart mid-failover',
+    weight: 6,
+    fences: 'victim',
+    async run() {
+      const host = pick(hostNames())
+      crash(host)
+      const after = Math.round(between(300, 1500))
+      await sleep(after)
+      await restartHub()
+      return { victim: host, detail: `hub restarted ${after} ms after the crash` }
+    },
+  },
+  {
+    kind: 'two app crashes at once',
+    weight: 6,
+    fences: 'none',
+    async run() {
+      const hosts = []
+      for (const app of APPS) {
+        const host = await whereRuns(app)
+        appCrash(host, app)
+        hosts.push(host)
+      }
+      return { victim: null, detail: `web on ${hosts[0]}, db on ${hosts[1]}` }
+    },
+  },
+]
+const totalWeight = FAULTS.reduce((s, f) => s + f.weight, 0)
+function drawFault() {
+  let x = random() * totalWeight
+  for (const f of FAULTS) {
+    x -= f.weight
+    if (x < 0) return f
+  }
+  return FAULTS.at(-1)
+}
+
+// --- ground truth and checks -------------------------------------------------------------------
+/** Witness lines of an app: [{host, ms}] in time order. */
+function witness(app) {
+  const file = join(labDir, `witness-${app}.log`)
+  if (!existsSync(file)) return []
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [host, ns] = l.split(' ')
+      return { host, ms: Number(BigInt(ns) / 1_000_000n) }
+    })
+    .sort((a, b) => a.ms - b.ms)
+}
+/**
+ * Runs of one host's lines (a new run after a gap of over 1 s: a copy stopped), and every pair of
+ * runs on different hosts that overlap in time: two copies alive at once.
+ */
+function segments(lines) {
+  const open = new Map()
+  const out = []
+  for (const l of lines) {
+    const s = open.get(l.host)
+    if (s && l.ms - s.end <= 1000) s.end = l.ms
+    else {
+      const seg = { host: l.host, start: l.ms, end: l.ms }
+      open.set(l.host, seg)
+      out.push(seg)
+    }
+  }
+  return out
+}
+function doubleRuns(app) {
+  const segs = segments(witness(app))
+  const found = []
+  for (let i = 0; i < segs.length; i++)
+    for (let j = i + 1; j < segs.length; j++) {
+      const a = segs[i]
+      const b = segs[j]
+      if (a.host !== b.host && a.start <= b.end && b.start <= a.end)
+        found.push({ app, a, b, overlapMs: Math.min(a.end, b.end) - Math.max(a.start, b.start) })
+    }
+  return found
+}
+/** Longest gap between consecutive witness lines of an app in [from, to] (its outage). */
+function outage(app, from, to) {
+  const lines = witness(app).filter((l) => l.ms >= from - 1000 && l.ms <= to)
+  let worst = 0
+  for (let i = 1; i < lines.length; i++) worst = Math.max(worst, lines[i].ms - lines[i - 1].ms)
+  return worst
+}
+/** Moves of an app between hosts in [from, to], per the witness log. */
+function moves(app, from, to) {
+  // The copy that was running when the fault began wrote its last line up to 0.2 s before it.
+  const segs = segments(witness(app)).filter((s) => s.end >= from - 1500 && s.start <= to)
+  let n = 0
+  for (let i = 1; i < segs.length; i++) if (segs[i].host !== segs[i - 1].host) n++
+  return n
+}
+
+/** Everything settled: hosts healthy, apps running and writing, no fence in flight. */
+async function quiescent() {
+  try {
+    const { nodes } = await api('/api/nodes')
+    if (nodes.length !== hostNames().length || !nodes.every((n) => n.engine?.condition === 'healthy'))
+      return false
+    const { resources } = await api('/api/resources')
+    for (const app of APPS) if (resources.find((r) => r.id === app)?.phase !== 'running') return false
+    const fence = await api('/api/fence')
+    if (fence.nodes.some((n) => n.phase !== 'idle')) return false
+    const now = Date.now()
+    for (const app of APPS) if (!(witness(app).at(-1)?.ms > now - 1000)) return false
+    return true
+  } catch {
+    return false // the hub restarting
+  }
+}
+async function settle(timeoutMs) {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    // A host that was powered off (crash, BMC, fence) is powered on again, as a person would.
+    for (const h of hostNames()) if (!powered(h)) powerOn(h)
+    if (await quiescent()) return true
+    await sleep(200)
+  }
+  return false
+}
+
+/** Waits until the hub has confirmed a fence of `host` decided after `t0`. */
+async function fenceConfirmed(host, t0, timeoutMs) {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    try {
+      const { decisions } = await api(`/api/decisions?node=${host}&limit=100`)
+      if (decisions.some((d) => d.at >= t0 && d.kind === 'fence-result' && CONFIRMED.has(d.rule))) return
+    } catch {}
+    await sleep(100)
+  }
+}
+const CONFIRMED = new Set(['fence.confirmed', 'fence.status-read-back', 'fence.proven-off'])
+const FENCE_RULES = new Set(['fence.dead', 'fence.isolated', 'fence.stop-failed', 'fence.operator'])
+async function fencesSince(t) {
+  const { decisions } = await api('/api/decisions?limit=1000')
+  return decisions.filter((d) => d.at >= t && d.kind === 'fence' && FENCE_RULES.has(d.rule))
+}
+
+// --- the run ---------------------------------------------------------------------------------------
+const faults = Number(values.faults)
+const records = []
+let stopReason = null
+const startedAt = Date.now()
+try {
+  lab('up', '--hosts', values.hosts, '--http', http, '--max-fences', '100000', '--max-restarts', '100000')
+  state = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8'))
+  if (!(await settle(60_000))) throw new Error('the lab never became quiescent')
+  for (let i = 0; i < faults; i++) {
+    const fault = drawFault()
+    await sleep(between(200, 1200)) // a random phase against heartbeats and the engine's tick
+    const t0 = Date.now()
+    const { victim, detail } = await fault.run()
+    const injectedMs = Date.now() - t0
+    // A host that must be fenced stays off until it is (then settle powers it on, as a person would).
+    if (fault.fences === 'victim') await fenceConfirmed(victim, t0, 30_000)
+    const settled = await settle(SETTLE_MS)
+    const t1 = Date.now()
+    const fences = await fencesSince(t0 - 50).catch(() => [])
+    const ofVictim = fences.filter((d) => d.node === victim)
+    const falseFences = fault.fences === 'none' ? fences.length : fences.length - ofVictim.length
+    const record = {
+      n: i + 1,
+      kind: fault.kind,
+      victim,
+      detail,
+      injectedMs,
+      settleMs: t1 - t0 - injectedMs,
+      settled,
+      fences: fences.length,
+      falseFences,
+      doubleFence: fault.fences === 'victim' && ofVictim.length > 1,
+      missedFence: fault.fences === 'victim' && ofVictim.length === 0,
+      moves: APPS.reduce((s, app) => s + moves(app, t0, t1), 0),
+      outageMs: Object.fromEntries(APPS.map((app) => [app, outage(app, t0, t1)])),
+    }
+    records.push(record)
+    const flags = [
+      !settled && 'NOT SETTLED',
+      falseFences > 0 && `FALSE FENCE x${falseFences}`,
+      record.doubleFence && 'DOUBLE FENCE',
+      record.missedFence && 'no fence',
+    ].filter(Boolean)
+    log(
+      `${i + 1}/${faults} ${fault.kind} ${victim ?? ''} (${detail}): settled in ${record.settleMs} ms, fences ${fences.length}, moves ${record.moves}${flags.length ? `  <-- ${flags.join(', ')}` : ''}`,
+    )
+    if (!settled) {
+      log(JSON.stringify({ nodes: await api('/api/nodes').catch(() => null) }))
+      if (!values['keep-going']) {
+        stopReason = `fault ${i + 1} (${fault.kind}) never settled`
+        break
+      }
+    }
+  }
+} finally {
+  const doubles = APPS.flatMap(doubleRuns)
+  report(doubles)
+  try {
+    lab('down')
+  } catch (err) {
+    log(`lab down failed: ${err}`)
+  }
+  rmSync(dir, { recursive: true, force: true })
+}
+
+function report(doubles) {
+  const rows = FAULTS.map((f) => {
+    const rs = records.filter((r) => r.kind === f.kind)
+    const settles = rs.filter((r) => r.settled).map((r) => r.settleMs)
+    const outages = rs.flatMap((r) => Object.values(r.outageMs))
+    return {
+      fault: f.kind,
+      runs: rs.length,
+      fences: rs.reduce((s, r) => s + r.fences, 0),
+      'false fences': rs.reduce((s, r) => s + r.falseFences, 0),
+      'double fences': rs.filter((r) => r.doubleFence).length,
+      'missed fences': rs.filter((r) => r.missedFence).length,
+      moves: rs.reduce((s, r) => s + r.moves, 0),
+      'not settled': rs.filter((r) => !r.settled).length,
+      'settle median ms': settles.length ? median(settles) : '-',
+      'worst outage ms': outages.length ? Math.max(...outages) : '-',
+    }
+  })
+  const summary = {
+    faults: records.length,
+    fences: records.reduce((s, r) => s + r.fences, 0),
+    failovers: records.reduce((s, r) => s + r.moves, 0),
+    falseFences: records.reduce((s, r) => s + r.falseFences, 0),
+    doubleFences: records.filter((r) => r.doubleFence).length,
+    doubleRuns: doubles.length,
+    lost: records.filter((r) => !r.settled).length,
+    minutes: Math.round((Date.now() - startedAt) / 600) / 100,
+    settleP99Ms: quantile(
+      records.filter((r) => r.settled).map((r) => r.settleMs),
+      0.99,
+    ),
+  }
+  console.log(
+    JSON.stringify(
+      {
+        bench: 'chaos',
+        at: new Date().toISOString(),
+        seed: Number(values.seed),
+        hosts: Number(values.hosts),
+        stopReason,
+        summary,
+        byKind: rows,
+        doubleRuns: doubles,
+        records,
+      },
+      null,
+      2,
+    ),
+  )
+  console.log(
+    `\nChaos run: ${summary.faults} faults, seed ${values.seed}, ${values.hosts} hosts, ${summary.minutes} min${stopReason ? ` (stopped: ${stopReason})` : ''}\n`,
+  )
+  console.log(markdownTable(rows, Object.keys(rows[0])))
+  console.log(
+    `\nFences ${summary.fences}, failovers (app moves) ${summary.failovers}, false fences ${summary.falseFences}, double fences ${summary.doubleFences}, double-run intervals ${summary.doubleRuns}, lost (not settled in ${SETTLE_MS / 1000} s) ${summary.lost}`,
+  )
+}
