@@ -21,7 +21,11 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '20' },
     'heartbeat-ms': { type: 'string', default: '250' },
-    /** host-crash (the default) or app-crash (the application killed; restarted in place). */
+    /**
+     * host-crash (the default: SIGKILL of every process of the host), power-off (the host's BMC told
+     * to power it off by ipmitool, as a power loss), or app-crash (the application killed; restarted
+     * in place).
+     */
     fault: { type: 'string', default: 'host-crash' },
   },
 })
@@ -65,7 +69,7 @@ try {
   const state = JSON.parse(readFileSync(join(dir, 'lab', 'lab.json'), 'utf8'))
   await until('web running', () => witness().length > 3)
   if (values.fault === 'app-crash') await appCrashes()
-  for (let i = 0; values.fault === 'host-crash' && i < runs; i++) {
+  for (let i = 0; values.fault !== 'app-crash' && i < runs; i++) {
     // Where web runs now, and that both hosts are healthy in the engine before the crash.
     await until('both hosts healthy', async () => {
       const { nodes } = await api('/api/nodes')
@@ -78,11 +82,19 @@ try {
     const survivor = Object.keys(state.lab.hosts).find((h) => h !== victim)
     await sleep(500 + Math.random() * 500) // random phase against heartbeats and the engine tick
     const t0 = Date.now()
-    const pids = execFileSync('ip', ['netns', 'pids', state.lab.hosts[victim].netns], { encoding: 'utf8' })
-    for (const pid of pids.split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL')
-      } catch {}
+    if (values.fault === 'power-off') {
+      const b = state.lab.hosts[victim].bmc
+      execFileSync('ipmitool', [
+        ...['-I', 'lanplus', '-H', b.host, '-p', String(b.port), '-U', b.username, '-f', b.passwordFile],
+        ...['-C', '3', '-L', 'ADMINISTRATOR', 'chassis', 'power', 'off'],
+      ])
+    } else {
+      const pids = execFileSync('ip', ['netns', 'pids', state.lab.hosts[victim].netns], { encoding: 'utf8' })
+      for (const pid of pids.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL')
+        } catch {}
+      }
     }
     const started = await until(
       'web running elsewhere',
@@ -162,12 +174,12 @@ async function appCrashes() {
   console.log(markdownTable([row], ['fault', 'runs', 'min ms', 'median ms', 'p99 ms', 'max ms']))
 }
 
-if (values.fault === 'host-crash') report()
+if (values.fault !== 'app-crash') report()
 
 function report() {
   const phases = [
     ['crash to suspect', 'suspectMs'],
-    ['crash to detected (fence decided)', 'detectedMs'],
+    ['crash to fence-worthy (isolated or dead)', 'detectedMs'],
     ['crash to fence confirmed', 'fencedMs'],
     ['crash to running elsewhere', 'runningMs'],
   ]
@@ -191,8 +203,8 @@ function report() {
   const phaseRows = ['suspect', 'confirm', 'fence', 'start'].map((p) => ({
     step: {
       suspect: 'crash -> suspect (hub heartbeat phi over threshold)',
-      confirm: 'suspect -> fence decided (every channel silent for confirmMs)',
-      fence: 'fence decided -> confirmed off (IPMI off + read-back)',
+      confirm: 'suspect -> isolated or dead (hub and peers silent for confirmMs)',
+      fence: 'isolated or dead -> fence confirmed (disk channel silent, IPMI off + read-back)',
       start: 'fence confirmed -> running elsewhere (start + first witness line)',
     }[p],
     'median ms': median(between.map((b) => b[p])),
@@ -209,7 +221,7 @@ function report() {
   }
   console.log(JSON.stringify(out, null, 2))
   console.log(
-    `\nHost crash, ${results.length} runs, agent heartbeat ${values['heartbeat-ms']} ms, default detection, real IPMI fence (ipmi_sim):\n`,
+    `\n${values.fault === 'power-off' ? 'Power off by the BMC' : 'Host crash'}, ${results.length} runs, agent heartbeat ${values['heartbeat-ms']} ms, default detection, real IPMI fence (ipmi_sim):\n`,
   )
   console.log(markdownTable(summary, ['phase', 'runs', 'min ms', 'median ms', 'p99 ms', 'max ms']))
   console.log(`\nWhere the time goes (medians):\n`)
