@@ -109,15 +109,27 @@ async function up() {
         '--hub-key',
         join(dir, 'hub.sqlite.pub.pem'),
       ]
-      // The host's power, as its BMC sees it: on while any process lives in its namespace.
+      // The host's power, as its BMC sees it: on while any process lives in its namespace. Off (and
+      // crash, which is the same to the network) must leave the host silent like dead hardware: the
+      // namespace's kernel outlives its processes and would otherwise go on retransmitting what the
+      // dead agent had sent (heartbeats, "db running") once its link is back. So its output is
+      // dropped first, every process killed (until none is left), and its sockets destroyed; power-on
+      // lets output out again and starts the agent.
       const power = join(dir, `${name}-power.sh`)
+      const inNs = `ip netns exec ${host.netns}`
       writeFileSync(
         power,
         `#!/bin/sh
 case "$1" in
   status) [ -n "$(ip netns pids ${host.netns})" ] && echo on || echo off ;;
-  off) ip netns pids ${host.netns} | xargs -r kill -9 ;;
-  on) [ -n "$(ip netns pids ${host.netns})" ] || setsid ${agentCommands[name].join(' ')} </dev/null >>${join(dir, `${name}.log`)} 2>&1 & ;;
+  off|crash)
+    ${inNs} iptables -C OUTPUT -j DROP 2>/dev/null || ${inNs} iptables -I OUTPUT 1 -j DROP
+    for i in 1 2 3 4 5; do ip netns pids ${host.netns} | xargs -r kill -9; [ -z "$(ip netns pids ${host.netns})" ] && break; done
+    ${inNs} ss -K -t >/dev/null 2>&1 ;;
+  on)
+    [ -n "$(ip netns pids ${host.netns})" ] && exit 0
+    while ${inNs} iptables -D OUTPUT -j DROP 2>/dev/null; do :; done
+    setsid ${agentCommands[name].join(' ')} </dev/null >>${join(dir, `${name}.log`)} 2>&1 & ;;
 esac
 `,
       )
@@ -186,7 +198,7 @@ esac
   Metrics     http://${values.http}/metrics
   Files       ${dir}  (logs, configs, witness-web.log, witness-db.log: one line per 0.2 s from wherever each app runs)
 Try:
-  ip netns pids ${state.lab.hosts[names[0]].netns} | xargs kill -9      # crash ${names[0]}: fenced by its BMC, web moves
+  ${dir}/${names[0]}-power.sh crash      # crash ${names[0]}: fenced by its BMC, web moves
   ip -n ${state.lab.bridgeNs} link set p0 down                   # cut ${names[0]} off the network
 Stop:  node scripts/lab.mjs down --dir ${values.dir}`)
 }

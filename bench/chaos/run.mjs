@@ -2,7 +2,10 @@
 // bench/chaos: random faults on the lab, one after another, each followed by quiescence and checks
 // against ground truth that does not come from Vigil. Not a test (not in CI): prints JSON and a table.
 //
-//   node bench/chaos/run.mjs --faults 1000 [--seed 1] [--hosts 3] [--keep-going]
+//   node bench/chaos/run.mjs --faults 1000 [--seed 1] [--hosts 3] [--minutes M] [--keep-going]
+//
+// SIGINT or SIGTERM: the fault under way is finished and checked, then the run reports and tears the
+// lab down.
 //
 // The lab (scripts/lab.mjs): hosts as network namespaces, each with a real agent (peer mesh, shared
 // disk heartbeat), an IPMI BMC (ipmi_sim) that powers it off by killing its namespace, and two
@@ -26,6 +29,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { setPacketLoss } from '@vigil/testbed'
 import { freePort, markdownTable, median, quantile, sleep } from '../lib.mjs'
 
 const { values } = parseArgs({
@@ -35,6 +39,8 @@ const { values } = parseArgs({
     hosts: { type: 'string', default: '3' },
     /** How long the lab may take to become quiescent after a fault before the app counts as lost. */
     'settle-timeout-ms': { type: 'string', default: '60000' },
+    /** Stop drawing faults after this many minutes (the run then reports what it did). */
+    minutes: { type: 'string' },
     /** Go on after a lost app or a stuck lab (otherwise the run stops at the first). */
     'keep-going': { type: 'boolean', default: false },
   },
@@ -83,19 +89,11 @@ const saveState = () => writeFileSync(join(labDir, 'lab.json'), JSON.stringify(s
 const hostNames = () => Object.keys(state.lab.hosts)
 
 // --- the world: what a fault does to a host, by hand, never through Vigil ---------------------
-/** Every process of the host's namespace SIGKILLed, until none is left (a crash is atomic). */
-function crash(host) {
-  const ns = state.lab.hosts[host].netns
-  for (let i = 0; i < 10; i++) {
-    const pids = quiet('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean).map(Number)
-    if (pids.length === 0) return
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {}
-    }
-  }
-}
+/**
+ * A crash: the lab's power script silences the host's network first, kills every process of its
+ * namespace (until none is left: a crash is atomic) and destroys its sockets, as dead hardware.
+ */
+const crash = (host) => quiet(join(labDir, `${host}-power.sh`), ['crash'])
 const powerOn = (host) => quiet(join(labDir, `${host}-power.sh`), ['on'])
 const powered = (host) => quiet(join(labDir, `${host}-power.sh`), ['status']).trim() === 'on'
 function bmc(host, ...command) {
@@ -121,31 +119,7 @@ function bmc(host, ...command) {
 const link = (host, up) =>
   quiet('ip', ['-n', state.lab.bridgeNs, 'link', 'set', state.lab.hosts[host].port, up ? 'up' : 'down'])
 const hubLink = (up) => quiet('ip', ['link', 'set', state.lab.hubLink, up ? 'up' : 'down'])
-function loss(host, percent) {
-  const ns = state.lab.hosts[host].netns
-  for (const chain of ['INPUT', 'OUTPUT']) {
-    quiet('ip', ['netns', 'exec', ns, 'iptables', '-F', chain])
-    if (percent > 0)
-      quiet('ip', [
-        'netns',
-        'exec',
-        ns,
-        'iptables',
-        '-A',
-        chain,
-        chain === 'INPUT' ? '-i' : '-o',
-        'eth0',
-        '-m',
-        'statistic',
-        '--mode',
-        'random',
-        '--probability',
-        String(percent / 100),
-        '-j',
-        'DROP',
-      ])
-  }
-}
+const loss = (host, percent) => setPacketLoss(state.lab.hosts[host].netns, percent)
 /** The hub (and its embedded broker) SIGKILLed and started again with the same arguments. */
 async function restartHub() {
   try {
@@ -433,11 +407,24 @@ const faults = Number(values.faults)
 const records = []
 let stopReason = null
 const startedAt = Date.now()
+let interrupted = false
+for (const signal of ['SIGINT', 'SIGTERM'])
+  process.on(signal, () => {
+    interrupted = true
+  })
 try {
   lab('up', '--hosts', values.hosts, '--http', http, '--max-fences', '100000', '--max-restarts', '100000')
   state = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8'))
   if (!(await settle(60_000))) throw new Error('the lab never became quiescent')
   for (let i = 0; i < faults; i++) {
+    if (interrupted) {
+      stopReason = `interrupted after ${i} faults`
+      break
+    }
+    if (values.minutes && Date.now() - startedAt > Number(values.minutes) * 60_000) {
+      stopReason = `--minutes ${values.minutes} reached after ${i} faults`
+      break
+    }
     const fault = drawFault()
     await sleep(between(200, 1200)) // a random phase against heartbeats and the engine's tick
     const t0 = Date.now()

@@ -6,7 +6,8 @@
 //   node bench/failover/run.mjs [--runs 20] [--heartbeat-ms 250] [--fault host-crash|app-crash]
 //
 // Each run: find where `web` runs (the witness log: each copy appends "<host> <ns>" every 0.2 s),
-// SIGKILL every process of that host's namespace (t0), then read, from the hub's decision records
+// crash that host (t0: the lab's power script drops its output, SIGKILLs every process of its
+// namespace and destroys its sockets), then read, from the hub's decision records
 // and the witness log: detection (classified dead), fence confirmed (the BMC read the host back
 // off), running elsewhere (the first witness line of the new copy). It also checks no two copies
 // wrote in the same period. Then the crashed host is powered on again and rejoins before the next.
@@ -89,12 +90,8 @@ try {
         ...['-C', '3', '-L', 'ADMINISTRATOR', 'chassis', 'power', 'off'],
       ])
     } else {
-      const pids = execFileSync('ip', ['netns', 'pids', state.lab.hosts[victim].netns], { encoding: 'utf8' })
-      for (const pid of pids.split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL')
-        } catch {}
-      }
+      // Silent like dead hardware: output dropped, every process killed, sockets destroyed.
+      execFileSync(join(dir, 'lab', `${victim}-power.sh`), ['crash'])
     }
     const started = await until(
       'web running elsewhere',

@@ -1,7 +1,7 @@
 export { type Bmc, startBmc } from './bmc.js'
 export { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
 export { type Libvirt, startLibvirt, startPeerLibvirt } from './libvirt.js'
-export { type LabHost, NetnsHost, NetnsLab } from './netns.js'
+export { type LabHost, NetnsHost, NetnsLab, setPacketLoss } from './netns.js'
 export { type Pdu, startPdu } from './pdu.js'
 export { type Prometheus, startPrometheus } from './prometheus.js'
 export { type Sshd, startSshd } from './sshd.js'

@@ -113,6 +113,32 @@ export interface LabHost {
 }
 
 /**
+ * Random loss of `percent` % of the packets each way on `eth0` of a network namespace (0 restores
+ * it), with iptables' statistic match: this kernel has no netem, so delay and jitter cannot be made.
+ */
+export function setPacketLoss(netns: string, percent: number): void {
+  const iptables = (...args: string[]) =>
+    execFileSync('ip', ['netns', 'exec', netns, 'iptables', ...args], { stdio: 'pipe' })
+  for (const chain of ['INPUT', 'OUTPUT']) {
+    iptables('-F', chain)
+    if (percent > 0)
+      iptables(
+        '-A',
+        chain,
+        ...(chain === 'INPUT' ? ['-i', 'eth0'] : ['-o', 'eth0']),
+        '-m',
+        'statistic',
+        '--mode',
+        'random',
+        '--probability',
+        String(percent / 100),
+        '-j',
+        'DROP',
+      )
+  }
+}
+
+/**
  * Several hosts on one machine: a network namespace per host, joined by a bridge that lives in a
  * namespace of its own, on a private /24 that exists only inside them. The machine's root namespace
  * (where the hub runs) is attached too, at `hubIp`. Needs root.
@@ -165,27 +191,7 @@ export class NetnsLab {
         ip: hostIp,
         exec: (argv) => ['ip', 'netns', 'exec', netns, ...argv],
         link: (up) => ip('-n', bridgeNs, 'link', 'set', port, up ? 'up' : 'down'),
-        loss: (percent) => {
-          const iptables = (...args: string[]) =>
-            execFileSync('ip', ['netns', 'exec', netns, 'iptables', ...args], { stdio: 'pipe' })
-          for (const chain of ['INPUT', 'OUTPUT']) {
-            iptables('-F', chain)
-            if (percent > 0)
-              iptables(
-                '-A',
-                chain,
-                ...(chain === 'INPUT' ? ['-i', 'eth0'] : ['-o', 'eth0']),
-                '-m',
-                'statistic',
-                '--mode',
-                'random',
-                '--probability',
-                String(percent / 100),
-                '-j',
-                'DROP',
-              )
-          }
-        },
+        loss: (percent) => setPacketLoss(netns, percent),
         pids,
         killAll: () => {
           for (const pid of pids()) {
