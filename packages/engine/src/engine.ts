@@ -226,18 +226,25 @@ function apply(ctx: StepContext, input: Input): void {
  */
 function hubRestarted(ctx: StepContext): void {
   for (const n of Object.values(ctx.state.nodes)) {
-    // Only nodes believed alive get a fresh grace period; silent ones stay silent.
+    // Nodes with no fence decided get a fresh grace period; dead ones (a fence decided, running or
+    // done) stay as they were. Suspect and isolated nodes are re-armed too: the persisted state can
+    // be up to 2 s old (it is saved periodically and before actions, and a reclassification is not
+    // an action), so the node may have been heard again meanwhile; the silence the hub did not
+    // witness must not fence it (test/scenarios/hub-restart-stale-state-no-false-fence).
+    const silentUnfenced =
+      (n.condition === 'suspect' || n.condition === 'isolated') && n.fence.phase === 'idle'
     if (
       n.condition !== 'healthy' &&
       n.condition !== 'unknown' &&
       n.condition !== 'partitioned' &&
-      n.condition !== 'frozen'
+      n.condition !== 'frozen' &&
+      !silentUnfenced
     )
       continue
     n.hub = { ...n.hub, lastAt: ctx.now }
     // Agents reconnect to a restarted hub with backoff (up to 10 s by default): until one is heard
     // again it is `unknown` with the startup grace, never suspected for the hub's own absence.
-    if (n.condition === 'healthy' || n.condition === 'unknown') {
+    if (n.condition === 'healthy' || n.condition === 'unknown' || silentUnfenced) {
       n.heard = false
       n.condition = 'unknown'
       n.conditionSince = ctx.now

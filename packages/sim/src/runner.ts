@@ -46,6 +46,11 @@ export class Simulation {
   private seq = 0
   private ids = { action: 0, decision: 0 }
   private hubDownUntil: number | null = null
+  /** Times at which to keep a copy of the engine state (a hub-restart's persisted state). */
+  private snapshotTimes: number[] = []
+  private snapshot: EngineState | null = null
+  /** The state a restarting hub resumes from, when older than the state it went down with. */
+  private resumeFrom: EngineState | null = null
   /** Resources whose stop fails, and resource@node pairs whose start fails. */
   private readonly stopFails = new Set<string>()
   private readonly startFails = new Set<string>()
@@ -98,7 +103,14 @@ export class Simulation {
   run(script: ScriptEvent[], options: SimOptions = {}): SimResult {
     const end = script.find((e) => e.verb === 'end')?.at ?? this.world.durationMs
     let next = 0
+    this.snapshotTimes = script
+      .filter((e) => e.verb === 'hub-restart' && e.args[1] !== undefined)
+      .map((e) => e.at - Number(e.args[1]) * 1000)
     for (this.now = 0; this.now <= end; this.now += this.world.tickMs) {
+      if (this.snapshotTimes.length > 0 && this.now >= (this.snapshotTimes[0] as number)) {
+        this.snapshotTimes.shift()
+        this.snapshot = structuredClone(this.state)
+      }
       while (next < script.length && (script[next] as ScriptEvent).at <= this.now)
         this.fault(script[next++] as ScriptEvent)
       this.runScheduled()
@@ -415,6 +427,10 @@ export class Simulation {
 
   private hubUp(): void {
     this.hubDownUntil = null
+    if (this.resumeFrom) {
+      this.state = this.resumeFrom
+      this.resumeFrom = null
+    }
     this.write(
       'world',
       'hub up: resumes from its persisted engine state; reads power status of nodes being fenced',
@@ -568,7 +584,13 @@ export class Simulation {
         break
       case 'hub-restart':
         this.hubDownUntil = this.now + Number(a) * 1000
-        this.write('world', `hub down for ${a} s (engine state persisted; messages meanwhile are lost)`)
+        if (b !== undefined) this.resumeFrom = this.snapshot
+        this.write(
+          'world',
+          b === undefined
+            ? `hub down for ${a} s (engine state persisted; messages meanwhile are lost)`
+            : `hub down for ${a} s (its engine state last persisted ${b} s ago; messages meanwhile are lost)`,
+        )
         break
       case 'stop-fail':
         this.stopFails.add(a as string)

@@ -8,7 +8,9 @@
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
- *   hub-restart <seconds-down> | stop-fail R | start-fail R N
+ *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R | start-fail R N
+ *     (state age: the hub resumes from the state it persisted that long before it went down; the
+ *     hub saves every 2 s and before any action, so a step that only reclassified can be lost)
  *   end
  */
 export interface ScriptEvent {
@@ -45,7 +47,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   ping: [2, 2],
   'nic-degrade': [1, 2],
   'nic-ok': [1, 1],
-  'hub-restart': [1, 1],
+  'hub-restart': [1, 2],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],
   end: [0, 0],
