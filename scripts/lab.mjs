@@ -114,12 +114,16 @@ async function up() {
       // namespace's kernel outlives its processes and would otherwise go on retransmitting what the
       // dead agent had sent (heartbeats, "db running") once its link is back. So its output is
       // dropped first, every process killed (until none is left), and its sockets destroyed; power-on
-      // lets output out again and starts the agent.
+      // lets output out again and starts the agent. Operations are serialised (flock).
       const power = join(dir, `${name}-power.sh`)
       const inNs = `ip netns exec ${host.netns}`
       writeFileSync(
         power,
         `#!/bin/sh
+# One power operation at a time, as a BMC does: a status read or a power-on must not overlap the
+# end of a power-off (its sockets not yet destroyed when output is let out again).
+exec 9>>${join(dir, `${name}-power.lock`)}
+flock 9
 case "$1" in
   status) [ -n "$(ip netns pids ${host.netns})" ] && echo on || echo off ;;
   off|crash)
@@ -129,7 +133,7 @@ case "$1" in
   on)
     [ -n "$(ip netns pids ${host.netns})" ] && exit 0
     while ${inNs} iptables -D OUTPUT -j DROP 2>/dev/null; do :; done
-    setsid ${agentCommands[name].join(' ')} </dev/null >>${join(dir, `${name}.log`)} 2>&1 & ;;
+    setsid ${agentCommands[name].join(' ')} 9>&- </dev/null >>${join(dir, `${name}.log`)} 2>&1 & ;;
 esac
 `,
       )
