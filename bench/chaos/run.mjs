@@ -376,8 +376,16 @@ async function quiescent() {
 async function settle(timeoutMs) {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {
-    // A host that was powered off (crash, BMC, fence) is powered on again, as a person would.
-    for (const h of hostNames()) if (!powered(h)) powerOn(h)
+    // A host that was powered off (crash, BMC, fence) is powered on again, as a person would, but
+    // never while a fence of it is under way: powering it on under the BMC makes the fence read it
+    // back on and fail (the fourth run did exactly that, and then never settled).
+    const fencing = await api('/api/fence')
+      .then(
+        (v) =>
+          new Set(v.nodes.filter((n) => n.phase !== 'idle' && n.phase !== 'confirmed').map((n) => n.node)),
+      )
+      .catch(() => null)
+    for (const h of hostNames()) if (fencing && !fencing.has(h) && !powered(h)) powerOn(h)
     if (await quiescent()) return true
     await sleep(200)
   }
