@@ -106,6 +106,7 @@ export class Simulation {
     this.snapshotTimes = script
       .filter((e) => e.verb === 'hub-restart' && e.args[1] !== undefined)
       .map((e) => e.at - Number(e.args[1]) * 1000)
+      .sort((x, y) => x - y)
     for (this.now = 0; this.now <= end; this.now += this.world.tickMs) {
       if (this.snapshotTimes.length > 0 && this.now >= (this.snapshotTimes[0] as number)) {
         this.snapshotTimes.shift()

@@ -69,6 +69,10 @@ export function parseScript(text: string, file = 'script'): ScriptEvent[] {
         `${file}:${i + 1}: "${verb}" takes ${arity[0] === arity[1] ? arity[0] : `${arity[0]}-${arity[1]}`} arguments`,
       )
     }
+    if (verb === 'hub-restart')
+      for (const a of args)
+        if (!(Number(a) >= 0))
+          throw new Error(`${file}:${i + 1}: hub-restart: "${a}" is not a number of seconds`)
     events.push({ at: Math.round(at * 1000), verb, args, line: i + 1 })
   })
   return events.sort((a, b) => a.at - b.at || a.line - b.line)
