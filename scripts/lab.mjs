@@ -111,8 +111,8 @@ async function up() {
       ]
       // The host's power, as its BMC sees it: on while any process lives in its namespace. Off (and
       // crash, which is the same to the network) must leave the host silent like dead hardware: the
-      // namespace's kernel outlives its processes and would otherwise go on retransmitting what the
-      // dead agent had sent (heartbeats, "db running") once its link is back. So its output is
+      // namespace's kernel outlives its processes, and so do their sockets, which would go on
+      // sending what the dead agent had written once its link is back. So its output is
       // dropped first, every process killed (until none is left), and its sockets destroyed; power-on
       // lets output out again and starts the agent. Operations are serialised (flock).
       const power = join(dir, `${name}-power.sh`)
