@@ -113,8 +113,13 @@ async function up() {
       // crash, which is the same to the network) must leave the host silent like dead hardware: the
       // namespace's kernel outlives its processes, and so do their sockets, which would go on
       // sending what the dead agent had written once its link is back. So its output is
-      // dropped first, every process killed (until none is left), and its sockets destroyed; power-on
-      // lets output out again and starts the agent. Operations are serialised (flock).
+      // dropped first, every process killed (until none is left), and its sockets destroyed. Last,
+      // its NIC goes down, as a powered-off machine's does: that also empties the neighbour table's
+      // queues, where packets that passed the output filter before it existed wait for an ARP
+      // answer (a host cut off has none); they would be sent once its link is back, after its fence
+      // (seen in the chaos run: a dead agent's last heartbeat and "db running" arriving after the
+      // fence). Power-on brings the NIC up, lets output out again and starts the agent.
+      // Operations are serialised (flock).
       const power = join(dir, `${name}-power.sh`)
       const inNs = `ip netns exec ${host.netns}`
       writeFileSync(
@@ -129,9 +134,11 @@ case "$1" in
   off|crash)
     ${inNs} iptables -C OUTPUT -j DROP 2>/dev/null || ${inNs} iptables -I OUTPUT 1 -j DROP
     for i in 1 2 3 4 5; do ip netns pids ${host.netns} | xargs -r kill -9; [ -z "$(ip netns pids ${host.netns})" ] && break; done
-    ${inNs} ss -K -t >/dev/null 2>&1 ;;
+    ${inNs} ss -K -t >/dev/null 2>&1
+    ip -n ${host.netns} link set eth0 down ;;
   on)
     [ -n "$(ip netns pids ${host.netns})" ] && exit 0
+    ip -n ${host.netns} link set eth0 up
     while ${inNs} iptables -D OUTPUT -j DROP 2>/dev/null; do :; done
     setsid ${agentCommands[name].join(' ')} 9>&- </dev/null >>${join(dir, `${name}.log`)} 2>&1 & ;;
 esac

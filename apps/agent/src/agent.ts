@@ -253,11 +253,25 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   })
 
   let firstConnect = true
+  /**
+   * Heard means commandable: heartbeats and observations wait, on each connection, until the broker
+   * has confirmed the command subscription. A command the hub sends on hearing the first of them
+   * would otherwise be published before the subscription exists, and be lost without an answer.
+   */
+  let commandable = false
   client.on('connect', () => {
+    commandable = false
     backoffMs = config.reconnect.minMs
     client.options.reconnectPeriod = backoffMs
     log.info({ mqttUrl: config.mqtt.url, incarnation, reconnect: !firstConnect }, 'connected to broker')
-    client.subscribe(topic('cmd'), { qos: 1 })
+    client.subscribe(topic('cmd'), { qos: 1 }, (err, granted) => {
+      if (err || granted?.some((g) => g.qos >= 128))
+        log.error(
+          { err: err?.message, topic: topic('cmd') },
+          'the broker refused the command subscription: the hub cannot command this node',
+        )
+      commandable = true
+    })
     client.publish(topic('status'), status('online'), { qos: 1, retain: true })
     if (firstConnect)
       emit({
@@ -280,7 +294,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   client.on('error', (err) => log.warn({ err: err.message }, 'broker connection error'))
 
   publishObservations = () => {
-    if (!client.connected || !resources) return
+    if (!client.connected || !commandable || !resources) return
     // Sent even when empty: "this node runs none of the cluster's resources" is information too.
     const observations = resources.observations()
     client.publish(
@@ -323,7 +337,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
   const heartbeatTimer = setInterval(() => {
     const seq = hbSeq++ // advances while disconnected too, so the hub sees the gap
-    if (!client.connected) return
+    if (!client.connected || !commandable) return
     client.publish(
       topic('hb'),
       encode('hb', {

@@ -66,12 +66,42 @@ export const processConfigSchema = z
 
 export type ProcessConfig = z.output<typeof processConfigSchema>
 
-function alive(pid: number): boolean {
+/**
+ * What tells a process from a later one given the same pid (pids wrap: 32768 by default): the boot
+ * it belongs to and its start time in clock ticks since that boot (/proc/<pid>/stat, field 22), which
+ * no wall-clock step can change. Null when there is no such process, or it is a zombie (dead).
+ */
+function identityOf(pid: number): string | null {
   try {
-    process.kill(pid, 0)
-    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ') // a zombie is dead
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (fields[0] === 'Z') return null
+    return `${bootId()} ${fields[19]}`
   } catch {
-    return false
+    return null
+  }
+}
+
+let cachedBootId: string | undefined
+function bootId(): string {
+  cachedBootId ??= (() => {
+    try {
+      return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    } catch {
+      return 'unknown-boot'
+    }
+  })()
+  return cachedBootId
+}
+
+function readIdentity(file: string): { pid: number; identity: string } | null {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown; identity?: unknown }
+    return typeof v.pid === 'number' && typeof v.identity === 'string'
+      ? { pid: v.pid, identity: v.identity }
+      : null
+  } catch {
+    return null
   }
 }
 
@@ -106,14 +136,59 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', onAbort, { once: true })
   })
 
+/** The pidfile's process: still the one first seen under that pid, gone, or its pid given to another. */
+interface Tracked {
+  pid: number
+  state: 'alive' | 'dead' | 'reused'
+  identity: string | null
+}
+
 /**
  * monitor: running while the pid in the pidfile is alive; stopped when there is no pidfile (never
  * started, or stopped by Vigil, which removes it); failed when the pidfile names a dead process
- * (it crashed, or was killed behind Vigil's back).
+ * (it crashed, or was killed behind Vigil's back) or a process that is not the one first seen under
+ * that pid (it died and the kernel gave its pid to another: never reported as the resource, never
+ * signalled by stop).
  */
 class ProcessDriver implements Driver {
   private get pidfile(): string {
     return this.config.pidfile as string
+  }
+
+  /** Beside the pidfile, so that a restarted agent checks the pid against the same process. */
+  private get identityFile(): string {
+    return `${this.pidfile}.identity`
+  }
+
+  /** What identityFile holds (undefined: not read yet). */
+  private known: { pid: number; identity: string } | null | undefined
+
+  private tracked(): Tracked | null {
+    const pid = readPid(this.pidfile)
+    if (pid === null) return null
+    const identity = identityOf(pid)
+    if (identity === null) return { pid, state: 'dead', identity }
+    if (this.known === undefined) this.known = readIdentity(this.identityFile)
+    if (this.known?.pid === pid)
+      return { pid, state: this.known.identity === identity ? 'alive' : 'reused', identity }
+    // First sighting of this pid (a daemon wrote a new one, or nothing was recorded): adopt it.
+    this.remember(pid, identity)
+    return { pid, state: 'alive', identity }
+  }
+
+  private remember(pid: number, identity: string): void {
+    this.known = { pid, identity }
+    try {
+      writeFileSync(this.identityFile, `${JSON.stringify(this.known)}\n`)
+    } catch {
+      // Best effort: without the file, this agent still checks; a restarted one adopts the pid.
+    }
+  }
+
+  private forget(): void {
+    rmSync(this.pidfile, { force: true })
+    rmSync(this.identityFile, { force: true })
+    this.known = null
   }
 
   readonly capabilities
@@ -131,10 +206,12 @@ class ProcessDriver implements Driver {
   }
 
   async monitor(): Promise<MonitorResult> {
-    const pid = readPid(this.pidfile)
-    if (pid === null) return { state: 'stopped', detail: 'no pidfile' }
-    if (alive(pid)) return { state: 'running', detail: `pid ${pid}`, metrics: processMetrics(pid) }
-    return { state: 'failed', detail: `pid ${pid} from ${this.pidfile} is not running` }
+    const t = this.tracked()
+    if (t === null) return { state: 'stopped', detail: 'no pidfile' }
+    if (t.state === 'alive')
+      return { state: 'running', detail: `pid ${t.pid}`, metrics: processMetrics(t.pid) }
+    const reused = t.state === 'reused' ? ' (the pid now belongs to another process)' : ''
+    return { state: 'failed', detail: `pid ${t.pid} from ${this.pidfile} is not running${reused}` }
   }
 
   async start(ctx: ActionContext): Promise<void> {
@@ -160,7 +237,10 @@ class ProcessDriver implements Driver {
       )
     }
     if (command) {
-      writeFileSync(this.pidfile, `${child.pid}\n`)
+      const pid = child.pid as number
+      writeFileSync(this.pidfile, `${pid}\n`)
+      const identity = identityOf(pid)
+      if (identity !== null) this.remember(pid, identity)
       this.child = child
       child.once('exit', () => {
         if (this.child === child) this.child = null
@@ -186,11 +266,13 @@ class ProcessDriver implements Driver {
   }
 
   async stop(ctx: ActionContext): Promise<void> {
-    const pid = readPid(this.pidfile)
-    if (pid === null || !alive(pid)) {
-      rmSync(this.pidfile, { force: true })
+    const t = this.tracked()
+    if (t === null || t.state !== 'alive') {
+      this.forget()
       return
     }
+    const { pid } = t
+    const alive = () => identityOf(pid) === t.identity
     if (this.config.stop) {
       const child = spawn(this.config.stop[0] as string, this.config.stop.slice(1), { stdio: 'ignore' })
       await new Promise<void>((resolve) => child.once('exit', () => resolve()).once('error', () => resolve()))
@@ -198,12 +280,12 @@ class ProcessDriver implements Driver {
       signalGroup(pid, 'SIGTERM')
     }
     const deadline = Date.now() + this.config.stopTimeoutMs
-    while (alive(pid) && Date.now() < deadline) await sleep(20, ctx.signal)
-    if (alive(pid)) {
+    while (alive() && Date.now() < deadline) await sleep(20, ctx.signal)
+    if (alive()) {
       signalGroup(pid, 'SIGKILL')
-      while (alive(pid)) await sleep(20, ctx.signal)
+      while (alive()) await sleep(20, ctx.signal)
     }
-    rmSync(this.pidfile, { force: true })
+    this.forget()
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
@@ -77,6 +77,60 @@ test("monitor reports the running process's pid and memory", async () => {
   expect(r?.metrics?.rssBytes).toBeGreaterThan(0)
   await runAction(d, 'stop', ctx)
   rmSync(dir, { recursive: true, force: true })
+})
+
+describe('a pidfile whose pid the kernel gave to another process', () => {
+  const make = (pidfile: string) =>
+    processDriver.create(processConfigSchema.parse({ command: ['sleep', '300'], pidfile }), {
+      resourceId: 'x',
+      log,
+    })
+
+  test('a restarted agent adopts the process it started: same pid, same process', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-process-'))
+    const pidfile = join(dir, 'app.pid')
+    await runAction(make(pidfile), 'start', ctx)
+    const again = make(pidfile) // a new agent: nothing in memory, only what is on disk
+    expect(await runAction(again, 'monitor', ctx)).toMatchObject({ state: 'running' })
+    await runAction(again, 'stop', ctx)
+    expect(existsSync(pidfile)).toBe(false)
+    expect(existsSync(`${pidfile}.identity`)).toBe(false)
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  // After a crash (or a power cycle of the host's namespace), the pid in the pidfile can belong to an
+  // unrelated process by the time an agent looks again: pids wrap at 32768 by default. On disk that
+  // looks like this: the pidfile and the identity recorded for it name the same pid, but the live
+  // process with that pid started at another time. Seen in the chaos run: the new agent reported
+  // the resource "running", the hub stopped "the extra copy", and the stop killed a stranger.
+  test('is failed, not running, and a stop leaves that process alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-process-'))
+    const pidfile = join(dir, 'app.pid')
+    const stranger = spawn('sleep', ['300'], { stdio: 'ignore', detached: true })
+    const pid = stranger.pid as number
+    await new Promise((r) => stranger.once('spawn', r))
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    writeFileSync(pidfile, `${pid}\n`)
+    writeFileSync(`${pidfile}.identity`, JSON.stringify({ pid, identity: `${bootId} 1` }))
+    try {
+      const d = make(pidfile)
+      expect(await runAction(d, 'monitor', ctx)).toMatchObject({
+        state: 'failed',
+        detail: `pid ${pid} from ${pidfile} is not running (the pid now belongs to another process)`,
+      })
+      await runAction(d, 'stop', ctx)
+      expect(() => process.kill(pid, 0)).not.toThrow() // the stranger still runs
+      expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
+      await runAction(d, 'start', ctx) // and the resource can be started again
+      const started = Number(readFileSync(pidfile, 'utf8'))
+      expect(started).not.toBe(pid)
+      expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'running', detail: `pid ${started}` })
+      await runAction(d, 'stop', ctx)
+    } finally {
+      stranger.kill('SIGKILL')
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
 
 describe('processes found by name and command line (not started by Vigil)', () => {
