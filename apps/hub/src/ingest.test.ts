@@ -159,3 +159,31 @@ test("a vm's guest heartbeat counter becomes guest heartbeats only when it goes 
     { type: 'guest-heartbeat', resource: 'vm1' },
   ])
 })
+
+test('a new incarnation of a known agent tells the engine it restarted, once; its first run does not', () => {
+  const { inputs, ingest } = setup()
+  let seq = 0
+  const hb = (incarnation: number) =>
+    ingest.handle(
+      nodeTopic('c1', 'n1', 'hb'),
+      Buffer.from(
+        encode('hb', {
+          v: 1,
+          node: 'n1',
+          incarnation,
+          seq: seq++,
+          sentMono: 1,
+          sentAt: Date.now(),
+          intervalMs: 250,
+        }),
+      ),
+    )
+  hb(1) // first heard: nothing was sent to an earlier run
+  hb(1)
+  hb(2) // restarted
+  hb(2)
+  hb(1) // a late message of the old run is rejected, not a restart
+  expect(inputs.filter((i) => i.type === 'agent-restarted')).toEqual([
+    { type: 'agent-restarted', node: 'n1' },
+  ])
+})

@@ -174,6 +174,8 @@ export class Ingest {
           message: `agent restarted: incarnation ${current} -> ${incarnation}`,
           attrs: { previousIncarnation: current, incarnation },
         })
+        // Commands the old agent had not answered died with it: the engine sends them again.
+        this.sinks.onEngineInput({ type: 'agent-restarted', node: node.row.id })
       }
     }
     return true

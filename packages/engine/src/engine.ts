@@ -1,7 +1,13 @@
 import { phiParams, StepContext } from './context.js'
 import { applyFenceResult, evaluateNodes, fenceNodes, idleFence } from './nodes.js'
 import { emptyPhi, recordArrival } from './phi.js'
-import { actionOutcome, applyGuestHeartbeat, applyResourceState, manageResources } from './resources.js'
+import {
+  actionOutcome,
+  agentRestarted,
+  applyGuestHeartbeat,
+  applyResourceState,
+  manageResources,
+} from './resources.js'
 import type { ClusterSpec } from './spec.js'
 import type {
   EngineEnv,
@@ -211,6 +217,9 @@ function apply(ctx: StepContext, input: Input): void {
       operator(ctx, input.op)
       ctx.allDirty = true
       ctx.nodeBecameAvailable = true // maintenance off, or a move: placements may change
+      return
+    case 'agent-restarted':
+      agentRestarted(ctx, input.node)
       return
     case 'hub-restarted':
       hubRestarted(ctx)

@@ -726,6 +726,42 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
   setPhase(ctx, spec.id, r, 'starting', `placed on ${best.node}`, 'placement.best-score')
 }
 
+/**
+ * A node's agent restarted: the actions it had been sent and not answered died with it (the new
+ * agent never heard of them), so no result will come. Waiting out their deadline would cost
+ * `actionTimeoutMs` and then escalate (a stop that times out fences the node), so start, stop and
+ * restart are sent again at once: the driver contract makes them idempotent, and a late result of
+ * the old action is ignored (its id is no longer pending). Other actions (migrate, vm reset or
+ * reboot) have an outcome that cannot be known, and fail as a transient error.
+ */
+export function agentRestarted(ctx: StepContext, node: string): void {
+  const states = ctx.resourceStates()
+  for (let i = 0; i < states.length; i++) {
+    const spec = ctx.resourceSpecs[i] as ResourceSpec
+    const r = states[i] as ResourceState
+    const p = r.pending
+    if (!p || p.node !== node) continue
+    ctx.touched.add(spec.id)
+    if (p.type !== 'start' && p.type !== 'stop' && p.type !== 'restart') {
+      actionOutcome(ctx, p.actionId, false, {
+        kind: 'transient',
+        message: `the agent on ${node} restarted before answering`,
+      })
+      continue
+    }
+    const decision = ctx.record({
+      kind: p.type === 'stop' ? 'stop' : 'resource-phase',
+      resource: spec.id,
+      node,
+      summary: `${p.type} on ${node} sent again: its agent restarted before answering`,
+      rule: 'action.resent',
+      correlationId: r.correlationId,
+    })
+    r.pending = null
+    issue(ctx, spec, r, { type: p.type, node, decision }, p.afterStop)
+  }
+}
+
 /** The result of an action the engine asked for (or its timeout). */
 export function actionOutcome(
   ctx: StepContext,

@@ -163,6 +163,11 @@ export type Input =
   | { type: 'operator'; op: OperatorOp }
   /** The hub process restarted and resumed this state: its own silence must not count as the nodes'. */
   | { type: 'hub-restarted' }
+  /**
+   * A node's agent restarted (a new incarnation spoke): whatever it was sent and had not answered
+   * died with the old one.
+   */
+  | { type: 'agent-restarted'; node: string }
 
 export type FenceOutcome = 'off' | 'unreachable' | 'auth-failed' | 'still-on' | 'timeout'
 

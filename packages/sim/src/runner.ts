@@ -78,6 +78,8 @@ export class Simulation {
         disk: 'ok',
         unheardSince: null,
         selfFenced: false,
+        incarnation: 1,
+        heardIncarnation: 1,
       })
     }
     for (const n of spec.nodes)
@@ -243,6 +245,11 @@ export class Simulation {
         this.inbox.push({ type: 'disk-heartbeat', node: id })
       }
       if (!this.hubHears(id)) continue
+      if (n.heardIncarnation !== n.incarnation) {
+        // The first message of a restarted agent: the hub sees a new incarnation.
+        n.heardIncarnation = n.incarnation
+        this.inbox.push({ type: 'agent-restarted', node: id })
+      }
       if (every(intervals.heartbeatMs)) this.inbox.push({ type: 'heartbeat', node: id })
       if (every(intervals.reportMs)) {
         this.inbox.push({ type: 'peer-view', node: id, hears: this.peersOf(id) })
@@ -322,8 +329,12 @@ export class Simulation {
       'reset-vm': delays.resetMs,
       'reboot-vm': delays.rebootMs,
     }[a.type]
+    // A command is carried out by the agent that received it: one that died meanwhile (even if a
+    // new one has started since) took it along, unanswered.
+    const incarnation = this.nodes.has(host) ? this.node(host).incarnation : 0
     this.schedule(delay, () => {
       if (this.nodes.has(host) && (this.node(host).power !== 'on' || !this.node(host).agent)) return
+      if (this.nodes.has(host) && this.node(host).incarnation !== incarnation) return
       const byHost = this.instances.get(a.resource)
       if (!byHost) return
       const fails =
@@ -461,6 +472,7 @@ export class Simulation {
         break
       case 'power-on': {
         const n = this.node(a as string)
+        if (n.power === 'off' || !n.agent) n.incarnation++
         n.power = 'on'
         n.agent = true
         break
@@ -474,9 +486,12 @@ export class Simulation {
       case 'agent-kill':
         this.node(a as string).agent = false
         break
-      case 'agent-start':
-        this.node(a as string).agent = true
+      case 'agent-start': {
+        const n = this.node(a as string)
+        if (!n.agent) n.incarnation++
+        n.agent = true
         break
+      }
       case 'partition':
       case 'heal': {
         const up = e.verb === 'heal'

@@ -52,6 +52,9 @@ export interface SimNode {
   disk: 'ok' | 'hang'
   unheardSince: number | null
   selfFenced: boolean
+  /** Bumped each time its agent starts (power-on, agent-start); the hub learns it when it hears the node. */
+  incarnation: number
+  heardIncarnation: number
 }
 
 export interface Instance {
