@@ -416,6 +416,13 @@ describe.sequential('a real failover, as an operator sees it', () => {
       async () => (await hub.metric('vigil_node_maintenance', { node: 'node-a' })) === 0,
     )
 
+    // web is a process: it can be moved, never live-migrated, and the refusal says why.
+    const live = await runVigil(['migrate', 'web', 'node-a', '--hub', hub.httpUrl])
+    expect(live.code).toBe(1)
+    expect(live.stderr).toContain(
+      'vigil migrate: conflict: web cannot be live-migrated: only a vm with liveMigrate: true can',
+    )
+
     const unknown = await runVigil(['cleanup', 'no-such', '--hub', hub.httpUrl])
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toContain('no resource named "no-such" in the cluster')

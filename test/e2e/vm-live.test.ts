@@ -5,11 +5,12 @@ import { afterAll, beforeAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { decisionsOf } from '../harness/failover.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
+import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // A real QEMU guest (TCG) managed through the libvirt driver by the agents of two hosts, each with
 // its own libvirtd (the second in its own mount namespace, as another host): the engine places it,
-// and evacuating its node live-migrates it, the agent carrying out the hub's signed command.
+// an operator's `vigil migrate` and the evacuation of its node each live-migrate it, the agent
+// carrying out the hub's signed command.
 const dir = tempDir('vm-live')
 const cleanups: (() => Promise<void> | void)[] = []
 let hostA: Libvirt
@@ -63,7 +64,7 @@ function startVmAgent(
   return new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
 }
 
-test('a vm placed by the engine, then evacuated from its node by live migration', async () => {
+test('a vm placed by the engine, live-migrated by an operator (vigil migrate), then evacuated live', async () => {
   const clusterFile = writeLines(dir.path, 'cluster.yaml', [
     'nodes:',
     '  - id: node-a',
@@ -105,34 +106,51 @@ test('a vm placed by the engine, then evacuated from its node by live migration'
     ),
   )
 
-  const evacuate = await hub.api<{ accepted?: boolean }>('/api/nodes/node-a/evacuate', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ by: 'e2e' }),
-  })
-  expect(evacuate.status).toBe(202)
-
+  // An operator moves it: live, through the CLI, by node-a's agent (the hub's signed command).
+  const migrate = await runVigil(['migrate', 'vm1', 'node-b', '--for', '1h', '--hub', hub.httpUrl])
+  expect(migrate.code, migrate.stderr).toBe(0)
   // Moved without a stop: running on node-b's libvirt, gone from node-a's, one copy throughout.
   await eventually('vm1 running on node-b', async () => (await hostB.domstate(domain)) === 'running', {
     timeoutMs: 60_000,
   })
   expect(await hostA.domstate(domain)).toBe('shut off')
-  const rules = await eventually('the migration recorded as done', async () => {
-    const rules = (await decisionsOf(hub)).map((d) => d.rule)
-    return rules.includes('action.migrate') ? rules : undefined
-  })
-  expect(rules).toContain('evacuate.live-migrate')
-  expect(rules).not.toContain('action.migrate-failed')
-  expect((await decisionsOf(hub)).filter((d) => d.kind === 'place')).toHaveLength(1) // never placed anew
-  await eventually('node-a evacuated: in maintenance', async () =>
-    (await decisionsOf(hub)).some((d) => d.rule === 'operator.evacuated'),
-  )
+  const migrated = async (times: number) =>
+    eventually(`${times} migrations recorded as done`, async () => {
+      const rules = (await decisionsOf(hub)).map((d) => d.rule)
+      return rules.filter((r) => r === 'action.migrate').length >= times ? rules : undefined
+    })
+  expect(await migrated(1)).toContain('operator.move-live')
   await eventually('the hub sees vm1 running on node-b', async () =>
     (
       await hub.api<{ observations: { target: string; state: string }[] }>('/api/nodes/node-b')
     ).body.observations.some((o) => o.target === 'vm1' && o.state === 'running'),
   )
-}, 180_000)
+
+  // Evacuating node-b moves it live again, back to node-a (the operator's placement cannot hold it
+  // on a node being emptied).
+  const evacuate = await hub.api<{ accepted?: boolean }>('/api/nodes/node-b/evacuate', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ by: 'e2e' }),
+  })
+  expect(evacuate.status).toBe(202)
+  await eventually('vm1 running on node-a', async () => (await hostA.domstate(domain)) === 'running', {
+    timeoutMs: 60_000,
+  })
+  expect(await hostB.domstate(domain)).toBe('shut off')
+  const rules = await migrated(2)
+  expect(rules).toContain('evacuate.live-migrate')
+  expect(rules).not.toContain('action.migrate-failed')
+  expect((await decisionsOf(hub)).filter((d) => d.kind === 'place')).toHaveLength(1) // never placed anew
+  await eventually('node-b evacuated: in maintenance', async () =>
+    (await decisionsOf(hub)).some((d) => d.rule === 'operator.evacuated'),
+  )
+  await eventually('the hub sees vm1 running on node-a', async () =>
+    (
+      await hub.api<{ observations: { target: string; state: string }[] }>('/api/nodes/node-a')
+    ).body.observations.some((o) => o.target === 'vm1' && o.state === 'running'),
+  )
+}, 240_000)
 
 // ExpressCluster's VM heartbeat case on the real chain: the guest's kernel panics and hangs, libvirt
 // still says "running", only the guest's own heartbeat (its console lines) stops; the engine calls

@@ -39,7 +39,11 @@ Commands:
                            evidence per channel, the classification, the candidates and their scores
   plan [--json]            if each node died now: where its resources would go, what could not be placed
   move <resource> <node> [--for 1h]
-                           place a resource on a node for a while (the placement expires by itself)
+                           place a resource on a node for a while (the placement expires by itself);
+                           a vm that allows live migration moves live
+  migrate <vm> <node> [--for 1h]
+                           the same, live or not at all: refused for anything but a vm with
+                           liveMigrate: true
   maintenance on|off [--node <n> | --resource <r>] [--for 30m]
                            stop acting on the cluster, a node or a resource (observe only); --for
                            re-arms by itself
@@ -95,6 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'plan':
       return plan(rest)
     case 'move':
+    case 'migrate':
     case 'maintenance':
     case 'cleanup':
     case 'evacuate':
@@ -503,6 +508,7 @@ function operate(command: string, argv: string[]): Promise<number> {
     const by = values.by ?? cliEnv.user
     const usage: Record<string, string> = {
       move: 'vigil move <resource> <node> [--for 1h]',
+      migrate: 'vigil migrate <vm> <node> [--for 1h]',
       maintenance: 'vigil maintenance on|off [--node <n> | --resource <r>] [--for 30m]',
       cleanup: 'vigil cleanup <resource>',
       evacuate: 'vigil evacuate <node>',
@@ -510,8 +516,8 @@ function operate(command: string, argv: string[]): Promise<number> {
     const [a, b] = positionals
     let path: string
     let body: Record<string, unknown>
-    if (command === 'move' && a && b) {
-      path = `/api/resources/${encodeURIComponent(a)}/move`
+    if ((command === 'move' || command === 'migrate') && a && b) {
+      path = `/api/resources/${encodeURIComponent(a)}/${command}`
       body = { node: b, by, ...(values.for ? { for: values.for } : {}) }
     } else if (command === 'maintenance' && (a === 'on' || a === 'off') && !b) {
       path = '/api/maintenance'

@@ -40,7 +40,7 @@ export interface ApiDeps {
     op: OperatorOp,
     by: string,
     from: string,
-  ) => { unknown: 'node' | 'resource' } | { accepted: true }
+  ) => { unknown: 'node' | 'resource' } | { refused: string; field: string } | { accepted: true }
   fencing: {
     view: () => unknown
     /** An operator says a node is off: confirms a meatware request, or acknowledges a failed fence. */
@@ -271,6 +271,7 @@ export function createApi(deps: ApiDeps): Hono<Env> {
         404,
       )
     }
+    if ('refused' in result) return c.json(errorBody('conflict', result.refused, result.field), 409)
     return c.json({ accepted: true, op }, 202)
   }
   app.post('/api/resources/:id/move', (c) =>
@@ -279,6 +280,16 @@ export function createApi(deps: ApiDeps): Hono<Env> {
       resource: c.req.param('id'),
       node: b.node,
       forMs: b.for,
+    })),
+  )
+  // A move that must be live: refused (409) for anything but a vm that allows live migration.
+  app.post('/api/resources/:id/migrate', (c) =>
+    operate(c, moveBody, (b: z.infer<typeof moveBody>) => ({
+      op: 'move',
+      resource: c.req.param('id'),
+      node: b.node,
+      forMs: b.for,
+      live: true,
     })),
   )
   app.post('/api/resources/:id/cleanup', (c) =>

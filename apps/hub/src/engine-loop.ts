@@ -159,6 +159,11 @@ export class EngineLoop {
     return kind === 'node' ? id in this.state.nodes : id in this.state.resources
   }
 
+  liveMigratable(resource: string): boolean {
+    const spec = this.spec.resources.find((r) => r.id === resource)
+    return spec?.kind === 'vm' && spec.liveMigrate
+  }
+
   /** Every resource as the engine sees it: phase, where it runs, failures counted, what is pending. */
   resourceViews(): ResourceView[] {
     return Object.entries(this.state.resources)

@@ -264,6 +264,11 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
                 ? [[op.scope, op.id]]
                 : []
       for (const [kind, id] of subjects) if (!id || !engine.knows(kind, id)) return { unknown: kind }
+      if (op.op === 'move' && op.live && !engine.liveMigratable(op.resource))
+        return {
+          refused: `${op.resource} cannot be live-migrated: only a vm with liveMigrate: true can (vigil move stops and starts it)`,
+          field: 'resource',
+        }
       // The audit trail: who asked for what, from where, before the engine acts on it.
       const event = store.appendEvent({
         at: clock.wallMs(),

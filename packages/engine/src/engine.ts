@@ -280,7 +280,7 @@ function operator(ctx: StepContext, op: OperatorOp): void {
         kind: 'operator',
         resource: op.resource,
         node: op.node,
-        summary: `operator: move to ${op.node} for ${Math.round(op.forMs / 1000)} s`,
+        summary: `operator: ${op.live ? 'live migration' : 'move'} to ${op.node} for ${Math.round(op.forMs / 1000)} s`,
         rule: 'operator.move',
       })
       return

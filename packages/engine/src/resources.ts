@@ -462,6 +462,21 @@ function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
   if (!move || !r.node) return
   const target = candidatesFor(ctx, spec).find((c) => c.node === move.node)
   if (!target || target.eliminated) return
+  // A vm that allows it moves live (no downtime), as Pacemaker moves an allow-migrate resource;
+  // a failed migration falls back to stop and start (action.migrate-failed).
+  if (spec.kind === 'vm' && spec.liveMigrate) {
+    const from = r.node
+    const decision = ctx.record({
+      kind: 'migrate',
+      resource: spec.id,
+      node: from,
+      summary: `operator move to ${move.node}: live-migrating from ${from}`,
+      rule: 'operator.move-live',
+    })
+    issue(ctx, spec, r, { type: 'migrate', node: from, to: move.node, decision })
+    setPhase(ctx, spec.id, r, 'migrating', `to ${move.node}`, 'operator.move-live')
+    return
+  }
   const decision = ctx.record({
     kind: 'stop',
     resource: spec.id,

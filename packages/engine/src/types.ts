@@ -172,7 +172,8 @@ export type Input =
 export type FenceOutcome = 'off' | 'unreachable' | 'auth-failed' | 'still-on' | 'timeout'
 
 export type OperatorOp =
-  | { op: 'move'; resource: string; node: string; forMs: number }
+  /** live: the operator asked for a live migration (`vigil migrate`); the hub refuses it for anything else. */
+  | { op: 'move'; resource: string; node: string; forMs: number; live?: boolean }
   | { op: 'maintenance'; scope: 'cluster' | 'node' | 'resource'; id?: string; on: boolean; forMs?: number }
   | { op: 'cleanup'; resource: string }
   | { op: 'ack-fence'; node: string; by: string }

@@ -555,9 +555,16 @@ export class Simulation {
         break
       }
       case 'move':
+      case 'migrate':
         this.inbox.push({
           type: 'operator',
-          op: { op: 'move', resource: a as string, node: b as string, forMs: Number(c) * 1000 },
+          op: {
+            op: 'move',
+            resource: a as string,
+            node: b as string,
+            forMs: Number(c) * 1000,
+            ...(e.verb === 'migrate' ? { live: true } : {}),
+          },
         })
         break
       case 'maintenance': {

@@ -6,7 +6,7 @@
  *   disk-hang N | disk-ok N
  *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
  *   device D ok|unreachable|lying|auth-fail
- *   move R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
+ *   move R N <seconds> | migrate R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
  *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R | start-fail R N
  *     (state age: the hub resumes from the state it persisted that long before it went down; the
@@ -39,6 +39,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'vm-resume': [1, 1],
   device: [2, 2],
   move: [3, 3],
+  migrate: [3, 3],
   maintenance: [2, 4],
   cleanup: [1, 1],
   'ack-fence': [1, 1],
