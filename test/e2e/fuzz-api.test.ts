@@ -42,6 +42,7 @@ beforeAll(async () => {
 
 const endpoints: { path: string; valid: Record<string, unknown> }[] = [
   { path: '/api/resources/web/move', valid: { node: 'node-a', for: '10m', by: 'fuzz' } },
+  { path: '/api/resources/web/migrate', valid: { node: 'node-a', for: '10m', by: 'fuzz' } },
   { path: '/api/maintenance', valid: { on: true, resource: 'web', for: '1m', by: 'fuzz' } },
   { path: '/api/resources/web/cleanup', valid: { by: 'fuzz' } },
   { path: '/api/nodes/node-a/evacuate', valid: { by: 'fuzz' } },
