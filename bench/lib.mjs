@@ -131,5 +131,6 @@ export async function startBenchHub(dir, { args = [], stdio = ['ignore', 'ignore
     if (i > 100) throw new Error('hub did not become ready')
     await new Promise((r) => setTimeout(r, 100))
   }
-  return { hub, base, mqttUrl: `mqtt://127.0.0.1:${mqttPort}` }
+  // The hub writes its command signing public key beside its database: agents trust that file.
+  return { hub, base, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, hubKey: join(dir, 'hub.sqlite.pub.pem') }
 }

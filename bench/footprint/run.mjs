@@ -128,7 +128,7 @@ async function agentRun() {
   resourceCount = profile.lines.length
   const agent = spawn(
     process.execPath,
-    [vigil, 'agent', '--config', join(dir, 'agent.yaml'), '--mqtt-url', mqttUrl],
+    [vigil, 'agent', '--config', join(dir, 'agent.yaml'), '--mqtt-url', mqttUrl, '--hub-key', hub.hubKey],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
     },

@@ -91,7 +91,15 @@ try {
       () => false,
     ),
   )
-  start(['agent', '--config', 'node-a.yaml', '--mqtt-url', `mqtt://${mqtt}`])
+  start([
+    'agent',
+    '--config',
+    'node-a.yaml',
+    '--mqtt-url',
+    `mqtt://${mqtt}`,
+    '--hub-key',
+    join(dir, 'hub.sqlite.pub.pem'),
+  ])
   const decisions = async () =>
     (await (await fetch(`http://${http}/api/decisions?resource=vm1&limit=1000`)).json()).decisions
   const followed = async () =>

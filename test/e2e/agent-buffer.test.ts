@@ -36,6 +36,7 @@ test('events raised while the broker is away are buffered, bounded, and replayed
   const config = agentConfigSchema.parse({
     node: 'buffered',
     mqtt: { url: hub.mqttUrl },
+    commands: { hubPublicKeyFile: `${hub.dbPath}.pub.pem` },
     eventBuffer: { capacity: 3 },
     reconnect: { minMs: 50, maxMs: 200 },
   })

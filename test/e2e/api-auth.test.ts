@@ -4,7 +4,7 @@ import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import WebSocket from 'ws'
 import { eventually } from '../harness/eventually.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // API roles on a real hub process: tokens issued with the CLI, a hub that lets nobody in without
@@ -61,7 +61,12 @@ beforeAll(async () => {
   )
   hub = await startHub(dir.path, ['--config', hubFile, '--cluster-file', clusterFile])
   cleanups.push(() => hub.process.stop())
-  const agent = new VigilProcess(['agent', '--node', 'node-a', '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
+  const agent = new VigilProcess(
+    ['agent', '--node', 'node-a', '--mqtt-url', hub.mqttUrl, ...hubKeyArgs(hub)],
+    {
+      cwd: dir.path,
+    },
+  )
   cleanups.push(() => agent.stop())
   await eventually(
     'node-a known',

@@ -3,7 +3,7 @@ import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { forgedCommand } from '../harness/forged.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { tempDir, VigilProcess } from '../harness/processes.js'
 
 /**
@@ -19,7 +19,9 @@ describe('bad input over MQTT', () => {
 
   beforeAll(async () => {
     hub = await startHub(dir.path)
-    agent = new VigilProcess(['agent', '--node', 'good', '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
+    agent = new VigilProcess(['agent', '--node', 'good', '--mqtt-url', hub.mqttUrl, ...hubKeyArgs(hub)], {
+      cwd: dir.path,
+    })
     await agent.waitForLog('agent connected', (l) => l.msg === 'connected to broker')
     rogue = await mqtt.connectAsync(hub.mqttUrl, { clientId: 'rogue', reconnectPeriod: 0 })
   })

@@ -39,7 +39,8 @@ test('a broker restart in the middle of a failover: it completes once', async ()
   cleanups.push(() => hub.process.stop())
   const agents = new Map<string, VigilProcess>()
   for (const node of ['node-a', 'node-b'] as const) {
-    const agent = startWebAgent(dir.path, node, broker.url, {
+    const agent = startWebAgent(dir.path, node, hub, {
+      mqttUrl: broker.url,
       args: ['--mqtt-username', node],
       env: { VIGIL_MQTT_PASSWORD: users[node] },
     })

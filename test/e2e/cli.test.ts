@@ -59,6 +59,18 @@ describe('vigil CLI exit codes (real processes)', () => {
     expect(r.stderr).toContain('--heartbeat-interval expects a number')
   })
 
+  test("an agent without the hub's public key does not start (unsigned commands are opt-in), exit 2", async () => {
+    const r = await runVigil([
+      'agent',
+      '--node',
+      'node-x',
+      '--mqtt-url',
+      `mqtt://127.0.0.1:${await freePort()}`,
+    ])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain("commands.hubPublicKeyFile: required: the hub's command signing public key")
+  })
+
   test('status against a hub that is not there exits 3', async () => {
     const r = await runVigil(['status', '--hub', `http://127.0.0.1:${await freePort()}`])
     expect(r.code).toBe(3)

@@ -33,7 +33,7 @@ test('a hub killed mid-fence resumes it, decides nothing twice and starts the ap
   cleanups.push(() => hub.process.stop())
   const agents = new Map<string, VigilProcess>()
   for (const node of ['node-a', 'node-b']) {
-    const agent = startWebAgent(dir.path, node, hub.mqttUrl)
+    const agent = startWebAgent(dir.path, node, hub)
     agents.set(node, agent)
     cleanups.push(() => agent.stop())
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { freePort as freeTestbedPort } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { freePort } from '../harness/mosquitto.js'
 import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
@@ -74,7 +74,7 @@ test('the hub runs the engine on real agent streams and records why', async () =
   processes.push(hubHandle)
   const agent = (node: string) => {
     const p = new VigilProcess(
-      ['agent', '--node', node, '--mqtt-url', hub.mqttUrl, '--heartbeat-interval', '100'],
+      ['agent', '--node', node, '--mqtt-url', hub.mqttUrl, '--heartbeat-interval', '100', ...hubKeyArgs(hub)],
       { cwd: dir.path },
     )
     processes.push(p)

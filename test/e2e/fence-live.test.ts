@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { type Bmc, freePort, NetnsLab, startBmc } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { startLabAgent, startLabHub } from '../harness/lab.js'
 import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
@@ -110,7 +110,7 @@ esac
   for (const node of ['node-a', 'node-b']) {
     const agent = startLabAgent(lab, node, {
       dir: dir.path,
-      mqttUrl: hub.mqttUrl,
+      hub,
       lines: [
         'resources:',
         '  - id: web',
@@ -237,6 +237,7 @@ test('a meatware fence waits for the operator, who confirms with the CLI', async
     hub.mqttUrl,
     '--heartbeat-interval',
     '100',
+    ...hubKeyArgs(hub),
   ])
   cleanups.push(() => agent.stop())
   const phase = async () =>
@@ -289,7 +290,7 @@ test('an agent cut off from the hub (its link down) stops its resources by itsel
   const pidfile = join(dir.path, 'node-s-app.pid')
   const agent = startLabAgent(lab, 'node-s', {
     dir: dir.path,
-    mqttUrl: hub.mqttUrl,
+    hub,
     lines: [
       'mqtt: { keepaliveSeconds: 1 }',
       'reconnect: { minMs: 100, maxMs: 1000 }',

@@ -4,7 +4,7 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import WebSocket from 'ws'
 import { eventually } from '../harness/eventually.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // Property-based fuzzing of the hub's HTTP API bodies and queries and of its live feed, on a real
@@ -35,7 +35,12 @@ beforeAll(async () => {
   writeFileSync(hubFile, 'api: { rateLimit: { perSecond: 10000, burst: 10000 } }\n')
   hub = await startHub(dir.path, ['--config', hubFile, '--cluster-file', clusterFile])
   cleanups.push(() => hub.process.stop())
-  const agent = new VigilProcess(['agent', '--node', 'node-a', '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
+  const agent = new VigilProcess(
+    ['agent', '--node', 'node-a', '--mqtt-url', hub.mqttUrl, ...hubKeyArgs(hub)],
+    {
+      cwd: dir.path,
+    },
+  )
   cleanups.push(() => agent.stop())
   await eventually('node-a known', async () => (await hub.api('/api/nodes/node-a')).status === 200)
 })

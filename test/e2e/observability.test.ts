@@ -128,7 +128,7 @@ beforeAll(async () => {
   windowStart = Date.now() / 1000
 
   for (const node of ['node-a', 'node-b']) {
-    const agent = startWebAgent(dir.path, node, hub.mqttUrl)
+    const agent = startWebAgent(dir.path, node, hub)
     agents.set(node, agent)
     cleanups.push(() => agent.stop())
   }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
-import { startHub } from '../harness/hub.js'
+import { hubKeyArgs, startHub } from '../harness/hub.js'
 import { VigilProcess, writeLines } from '../harness/processes.js'
 import { startWebAgent, webTestFixture } from '../harness/web.js'
 
@@ -41,12 +41,14 @@ test('the engine starts an application on its preferred node and restarts it in 
   const hub = await startHub(dir.path, ['--cluster-file', clusterFile])
   cleanups.push(() => hub.process.stop())
   for (const node of ['node-a', 'node-b']) {
-    const agent = startWebAgent(dir.path, node, hub.mqttUrl)
+    const agent = startWebAgent(dir.path, node, hub)
     cleanups.push(() => agent.stop())
   }
   // A third node whose agent manages no resources: its complete (empty) inventory tells the engine
   // that web is not there, so web can be placed; without it, safety would wait for a report forever.
-  const c = new VigilProcess(['agent', '--node', 'node-c', '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
+  const c = new VigilProcess(['agent', '--node', 'node-c', '--mqtt-url', hub.mqttUrl, ...hubKeyArgs(hub)], {
+    cwd: dir.path,
+  })
   cleanups.push(() => c.stop())
   const pidfileA = join(dir.path, 'node-a-web.pid')
   const pidfileB = join(dir.path, 'node-b-web.pid')

@@ -4,7 +4,7 @@ import mqtt from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { forgedCommand } from '../harness/forged.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
 import { tempDir, VigilProcess } from '../harness/processes.js'
 import { skeletonFlow } from './skeleton-flow.js'
@@ -23,7 +23,10 @@ describe('walking skeleton, end to end with real processes', () => {
     cleanups.push(() => hub.process.stop())
     await skeletonFlow(
       hub,
-      (node) => new VigilProcess(['agent', '--node', node, '--mqtt-url', hub.mqttUrl], { cwd: dir.path }),
+      (node) =>
+        new VigilProcess(['agent', '--node', node, '--mqtt-url', hub.mqttUrl, ...hubKeyArgs(hub)], {
+          cwd: dir.path,
+        }),
     )
   })
 
@@ -44,10 +47,13 @@ describe('walking skeleton, end to end with real processes', () => {
     await skeletonFlow(
       hub,
       (node) =>
-        new VigilProcess(['agent', '--node', node, '--mqtt-url', broker.url, '--mqtt-username', node], {
-          cwd: dir.path,
-          env: { VIGIL_MQTT_PASSWORD: users[node as 'node-a' | 'node-b'] },
-        }),
+        new VigilProcess(
+          ['agent', '--node', node, '--mqtt-url', broker.url, '--mqtt-username', node, ...hubKeyArgs(hub)],
+          {
+            cwd: dir.path,
+            env: { VIGIL_MQTT_PASSWORD: users[node as 'node-a' | 'node-b'] },
+          },
+        ),
     )
   })
 })
@@ -160,7 +166,16 @@ describe('mosquitto with the shipped ACL', () => {
     expect(nodes).toEqual(['node-b'])
 
     const wrong = new VigilProcess(
-      ['agent', '--node', 'node-a', '--mqtt-url', broker.url, '--mqtt-username', 'node-a'],
+      [
+        'agent',
+        '--node',
+        'node-a',
+        '--mqtt-url',
+        broker.url,
+        '--mqtt-username',
+        'node-a',
+        ...hubKeyArgs(hub),
+      ],
       {
         cwd: dir.path,
         env: { VIGIL_MQTT_PASSWORD: 'wrong' },

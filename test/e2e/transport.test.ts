@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { startMosquitto } from '../harness/mosquitto.js'
 import { runVigil, tempDir, VigilProcess } from '../harness/processes.js'
 
@@ -103,6 +103,7 @@ describe('embedded broker', () => {
         'node-a',
         '--mqtt-password-file',
         join(dir.path, 'node-a.password'),
+        ...hubKeyArgs(hub),
       ],
       { cwd: dir.path },
     )
@@ -172,6 +173,7 @@ describe('embedded broker', () => {
         cert('node-c').cert,
         '--mqtt-key',
         cert('node-c').key,
+        ...hubKeyArgs(hub),
       ],
       { cwd: dir.path },
     )
@@ -276,7 +278,7 @@ describe('mosquitto (Debian) with mutual TLS and the shipped ACL', () => {
     const hub = await startHub(mdir, ['--mqtt-url', broker.url, ...tlsFlags('hub')])
     cleanups.push(() => hub.process.stop())
     const agent = new VigilProcess(
-      ['agent', '--node', 'node-a', '--mqtt-url', broker.url, ...tlsFlags('node-a')],
+      ['agent', '--node', 'node-a', '--mqtt-url', broker.url, ...tlsFlags('node-a'), ...hubKeyArgs(hub)],
       {
         cwd: mdir,
       },

@@ -63,7 +63,7 @@ test('a host running a vm crashes: fenced, then the vm starts on the other host,
   for (const node of NODES) {
     const agent = startLabAgent(lab, node, {
       dir: dir.path,
-      mqttUrl: hub.mqttUrl,
+      hub,
       lines: [
         'heartbeat: { intervalMs: 100 }',
         ...peerMeshLines(lab, [...NODES], node),

@@ -4,7 +4,7 @@ import { type Libvirt, startLibvirt, startPeerLibvirt } from '@vigil/testbed'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { decisionsOf } from '../harness/failover.js'
-import { type HubProcess, startHub } from '../harness/hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // A real QEMU guest (TCG) managed through the libvirt driver by the agents of two hosts, each with
@@ -61,7 +61,9 @@ function startVmAgent(
       '',
     ].join('\n'),
   )
-  return new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl], { cwd: dir.path })
+  return new VigilProcess(['agent', '--config', file, '--mqtt-url', hub.mqttUrl, ...hubKeyArgs(hub)], {
+    cwd: dir.path,
+  })
 }
 
 test('a vm placed by the engine, live-migrated by an operator (vigil migrate), then evacuated live', async () => {

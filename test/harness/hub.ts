@@ -7,8 +7,15 @@ export interface HubProcess {
   mqttUrl: string
   liveUrl: string
   dbPath: string
+  /** The hub's command signing public key (PEM file): agents run only what it signed. */
+  hubKey: string
   api<T = unknown>(path: string, init?: RequestInit): Promise<{ status: number; body: T }>
   metric(name: string, labels?: Record<string, string>): Promise<number | undefined>
+}
+
+/** An agent's flags that make it trust this hub's signed commands (and only those). */
+export function hubKeyArgs(hub: { hubKey: string }): string[] {
+  return ['--hub-key', hub.hubKey]
 }
 
 /** Starts `vigil hub` on free ports (embedded broker unless args say otherwise) and waits until ready. */
@@ -31,6 +38,7 @@ export async function startHub(
     mqttUrl: ready.mqttUrl as string,
     liveUrl: ready.liveUrl as string,
     dbPath,
+    hubKey: ready.commandPublicKeyFile as string,
     async api<T>(path: string, init?: RequestInit) {
       const res = await fetch(new URL(path, httpUrl), init)
       return { status: res.status, body: (await res.json()) as T }

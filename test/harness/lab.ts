@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, NetnsLab } from '@vigil/testbed'
 import { eventually } from './eventually.js'
-import { type HubProcess, startHub } from './hub.js'
+import { type HubProcess, hubKeyArgs, startHub } from './hub.js'
 import { VigilProcess, writeLines } from './processes.js'
 
 /** The hosts of a peer lab; node-c is the one tests fail. */
@@ -10,19 +10,22 @@ export const PEER_LAB_NODES = ['node-a', 'node-b', 'node-c']
 
 /**
  * Starts `vigil agent` on a lab host (inside its network namespace), with a config file of its own
- * made of `lines` (after `node: <node>`), connected to the hub's broker.
+ * made of `lines` (after `node: <node>`), connected to the hub's broker and trusting its key.
  */
 export function startLabAgent(
   lab: NetnsLab,
   node: string,
-  opts: { dir: string; mqttUrl: string; lines: string[]; file?: string },
+  opts: { dir: string; hub: HubProcess; lines: string[]; file?: string },
 ): VigilProcess {
   const file = join(opts.dir, opts.file ?? `${node}.yaml`)
   writeFileSync(file, [`node: ${node}`, ...opts.lines, ''].join('\n'))
-  return new VigilProcess(['agent', '--config', file, '--mqtt-url', opts.mqttUrl], {
-    cwd: opts.dir,
-    wrap: lab.host(node).exec([]),
-  })
+  return new VigilProcess(
+    ['agent', '--config', file, '--mqtt-url', opts.hub.mqttUrl, ...hubKeyArgs(opts.hub)],
+    {
+      cwd: opts.dir,
+      wrap: lab.host(node).exec([]),
+    },
+  )
 }
 
 /**
@@ -100,7 +103,7 @@ export async function startPeerLab(
   PEER_LAB_NODES.forEach((node, slot) => {
     const agent = startLabAgent(lab, node, {
       dir: dir,
-      mqttUrl: hub.mqttUrl,
+      hub,
       file: `${name}-${node}.yaml`,
       lines: [
         'heartbeat: { intervalMs: 100 }',

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll } from 'vitest'
+import { type HubProcess, hubKeyArgs } from './hub.js'
 import { tempDir, VigilProcess } from './processes.js'
 
 /**
@@ -11,12 +12,15 @@ export function webPidfile(dir: string, node: string): string {
   return join(dir, `${node}-web.pid`)
 }
 
-/** Writes `<dir>/<node>.yaml`, an agent config managing `web`, and starts that agent. */
+/**
+ * Writes `<dir>/<node>.yaml`, an agent config managing `web`, and starts that agent against the
+ * hub (its broker unless `mqttUrl` says otherwise; its signing key).
+ */
 export function startWebAgent(
   dir: string,
   node: string,
-  mqttUrl: string,
-  opts: { args?: string[]; env?: Record<string, string> } = {},
+  hub: HubProcess,
+  opts: { mqttUrl?: string; args?: string[]; env?: Record<string, string> } = {},
 ): VigilProcess {
   const file = join(dir, `${node}.yaml`)
   writeFileSync(
@@ -32,10 +36,14 @@ export function startWebAgent(
       '',
     ].join('\n'),
   )
-  return new VigilProcess(['agent', '--config', file, '--mqtt-url', mqttUrl, ...(opts.args ?? [])], {
-    cwd: dir,
-    env: opts.env ?? {},
-  })
+  const mqttUrl = opts.mqttUrl ?? hub.mqttUrl
+  return new VigilProcess(
+    ['agent', '--config', file, '--mqtt-url', mqttUrl, ...hubKeyArgs(hub), ...(opts.args ?? [])],
+    {
+      cwd: dir,
+      env: opts.env ?? {},
+    },
+  )
 }
 
 /** Kills every copy of `web` a test left (its process group), e.g. after its agent was SIGKILLed. */

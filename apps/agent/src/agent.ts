@@ -67,7 +67,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     : null
   if (!hubKeys)
     log.warn(
-      "commands are not authenticated: set commands.hubPublicKeyFile to the hub's public key (its <db>.pub.pem)",
+      "commands.allowUnsigned: commands are not authenticated; set commands.hubPublicKeyFile to the hub's public key (its <db>.pub.pem)",
     )
   const buffer = new BoundedQueue<AgentEvent>(config.eventBuffer.capacity)
   let eventSeq = 0

@@ -63,10 +63,20 @@ export const agentConfigSchema = z
     commands: z
       .strictObject({
         hubPublicKeyFile: z.string().min(1).optional(),
+        /**
+         * Run commands nobody signed (no hubPublicKeyFile): anyone who can publish on this agent's
+         * command topic could then stop its resources. For tests and throwaway setups only.
+         */
+        allowUnsigned: z.boolean().default(false),
         /** Where the replay floor (newest epoch and seq run) is kept across restarts (recommended). */
         stateFile: z.string().min(1).optional(),
       })
-      .prefault({}),
+      .prefault({})
+      .refine((c) => c.hubPublicKeyFile !== undefined || c.allowUnsigned, {
+        message:
+          "required: the hub's command signing public key (its <db>.pub.pem); only commands it signed run (commands.allowUnsigned: true runs unsigned ones, for tests only)",
+        path: ['hubPublicKeyFile'],
+      }),
     /** Self-fence: what this host does when it loses the hub and every peer (docs/fencing.md). */
     isolation: isolationSchema,
     /** The UDP heartbeat mesh between host agents (an independent channel for the hub's detection). */
@@ -101,6 +111,11 @@ export const agentFlags: Record<string, FlagSpec> = {
     path: ['commands', 'hubPublicKeyFile'],
     type: 'string',
     description: "the hub's command signing public key (PEM file)",
+  },
+  'allow-unsigned-commands': {
+    path: ['commands', 'allowUnsigned'],
+    type: 'boolean',
+    description: 'run commands nobody signed (tests and throwaway setups only)',
   },
   'facts-interval': {
     path: ['facts', 'intervalMs'],

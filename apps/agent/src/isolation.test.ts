@@ -98,7 +98,11 @@ describe('isolation response', () => {
 
   test('isolation time shorter than two broker pings is refused at config load', async () => {
     const { agentConfigSchema } = await import('./config.js')
-    const r = agentConfigSchema.safeParse({ mqtt: { keepaliveSeconds: 5 }, isolation: { afterMs: 8000 } })
+    const r = agentConfigSchema.safeParse({
+      mqtt: { keepaliveSeconds: 5 },
+      isolation: { afterMs: 8000 },
+      commands: { allowUnsigned: true },
+    })
     expect(r.success).toBe(false)
     expect(r.error?.issues[0]?.path).toEqual(['isolation', 'afterMs'])
   })
