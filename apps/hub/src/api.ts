@@ -274,24 +274,17 @@ export function createApi(deps: ApiDeps): Hono<Env> {
     if ('refused' in result) return c.json(errorBody('conflict', result.refused, result.field), 409)
     return c.json({ accepted: true, op }, 202)
   }
-  app.post('/api/resources/:id/move', (c) =>
-    operate(c, moveBody, (b: z.infer<typeof moveBody>) => ({
-      op: 'move',
-      resource: c.req.param('id'),
-      node: b.node,
-      forMs: b.for,
-    })),
-  )
-  // A move that must be live: refused (409) for anything but a vm that allows live migration.
-  app.post('/api/resources/:id/migrate', (c) =>
-    operate(c, moveBody, (b: z.infer<typeof moveBody>) => ({
-      op: 'move',
-      resource: c.req.param('id'),
-      node: b.node,
-      forMs: b.for,
-      live: true,
-    })),
-  )
+  // migrate: a move that must be live, refused (409) for anything but a vm that allows it.
+  for (const verb of ['move', 'migrate'] as const)
+    app.post(`/api/resources/:id/${verb}`, (c) =>
+      operate(c, moveBody, (b: z.infer<typeof moveBody>) => ({
+        op: 'move',
+        resource: c.req.param('id'),
+        node: b.node,
+        forMs: b.for,
+        ...(verb === 'migrate' ? { live: true } : {}),
+      })),
+    )
   app.post('/api/resources/:id/cleanup', (c) =>
     operate(c, byBody, () => ({ op: 'cleanup', resource: c.req.param('id') })),
   )

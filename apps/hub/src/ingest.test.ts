@@ -51,7 +51,25 @@ function setup() {
         }),
       ),
     )
-  return { inputs, observe, ingest }
+  let hbSeq = 0
+  /** A heartbeat of n1 (its disk sightings, if any). */
+  const heartbeat = (incarnation: number, disk?: { node: string; incarnation: number; counter: number }[]) =>
+    ingest.handle(
+      nodeTopic('c1', 'n1', 'hb'),
+      Buffer.from(
+        encode('hb', {
+          v: 1,
+          node: 'n1',
+          incarnation,
+          seq: hbSeq++,
+          sentMono: 1,
+          sentAt: Date.now(),
+          intervalMs: 250,
+          ...(disk ? { disk } : {}),
+        }),
+      ),
+    )
+  return { inputs, observe, heartbeat }
 }
 
 test.each([
@@ -109,24 +127,8 @@ test('ping observations become the node connectivity, summed over its ping resou
 })
 
 test('shared-disk sightings become disk heartbeats only when the counter goes up', () => {
-  const { inputs, ingest } = setup()
-  let seq = 0
-  const hb = (disk: { node: string; incarnation: number; counter: number }[]) =>
-    ingest.handle(
-      nodeTopic('c1', 'n1', 'hb'),
-      Buffer.from(
-        encode('hb', {
-          v: 1,
-          node: 'n1',
-          incarnation: 1,
-          seq: seq++,
-          sentMono: 1,
-          sentAt: Date.now(),
-          intervalMs: 250,
-          disk,
-        }),
-      ),
-    )
+  const { inputs, heartbeat } = setup()
+  const hb = (disk: { node: string; incarnation: number; counter: number }[]) => heartbeat(1, disk)
   hb([{ node: 'n2', incarnation: 5, counter: 10 }]) // baseline: an old slot proves nothing
   hb([{ node: 'n2', incarnation: 5, counter: 10 }]) // not advancing (n2 stopped writing)
   hb([{ node: 'n2', incarnation: 5, counter: 11 }]) // advancing
@@ -161,23 +163,7 @@ test("a vm's guest heartbeat counter becomes guest heartbeats only when it goes 
 })
 
 test('a new incarnation of a known agent tells the engine it restarted, once; its first run does not', () => {
-  const { inputs, ingest } = setup()
-  let seq = 0
-  const hb = (incarnation: number) =>
-    ingest.handle(
-      nodeTopic('c1', 'n1', 'hb'),
-      Buffer.from(
-        encode('hb', {
-          v: 1,
-          node: 'n1',
-          incarnation,
-          seq: seq++,
-          sentMono: 1,
-          sentAt: Date.now(),
-          intervalMs: 250,
-        }),
-      ),
-    )
+  const { inputs, heartbeat: hb } = setup()
   hb(1) // first heard: nothing was sent to an earlier run
   hb(1)
   hb(2) // restarted

@@ -750,13 +750,7 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
  * reboot) have an outcome that cannot be known, and fail as a transient error.
  */
 export function agentRestarted(ctx: StepContext, node: string): void {
-  const states = ctx.resourceStates()
-  for (let i = 0; i < states.length; i++) {
-    const spec = ctx.resourceSpecs[i] as ResourceSpec
-    const r = states[i] as ResourceState
-    const p = r.pending
-    if (!p || p.node !== node) continue
-    ctx.touched.add(spec.id)
+  for (const { spec, r, p } of pendingWhere(ctx, (p) => p.node === node)) {
     if (p.type !== 'start' && p.type !== 'stop' && p.type !== 'restart') {
       actionOutcome(ctx, p.actionId, false, {
         kind: 'transient',
@@ -777,6 +771,22 @@ export function agentRestarted(ctx: StepContext, node: string): void {
   }
 }
 
+/** The resources with an action pending that `matches` (each marked touched: it is about to change). */
+function* pendingWhere(
+  ctx: StepContext,
+  matches: (p: PendingAction) => boolean,
+): Generator<{ spec: ResourceSpec; r: ResourceState; p: PendingAction }> {
+  const states = ctx.resourceStates()
+  for (let i = 0; i < states.length; i++) {
+    const r = states[i] as ResourceState
+    const p = r.pending
+    if (!p || !matches(p)) continue
+    const spec = ctx.resourceSpecs[i] as ResourceSpec
+    ctx.touched.add(spec.id)
+    yield { spec, r, p }
+  }
+}
+
 /** The result of an action the engine asked for (or its timeout). */
 export function actionOutcome(
   ctx: StepContext,
@@ -784,13 +794,7 @@ export function actionOutcome(
   okReported: boolean,
   error?: { kind: 'transient' | 'local' | 'config'; message: string },
 ): void {
-  const states = ctx.resourceStates()
-  for (let i = 0; i < states.length; i++) {
-    const spec = ctx.resourceSpecs[i] as ResourceSpec
-    const r = states[i] as ResourceState
-    const p = r.pending
-    if (!p || p.actionId !== actionId) continue
-    ctx.touched.add(spec.id)
+  for (const { spec, r, p } of pendingWhere(ctx, (p) => p.actionId === actionId)) {
     // A stop with no answer from a node that has since been fenced: powered off is stopped.
     const ok = okReported || (p.type === 'stop' && ctx.state.nodes[p.node]?.fence.phase === 'confirmed')
     r.pending = null
