@@ -335,6 +335,15 @@ export const dashboards = {
       ]),
       series('Maintenance', [target(`vigil_resource_maintenance{${R}}`, '{{resource}}')], { min: 0, max: 1 }),
       series(
+        'In-guest heartbeat suspicion (phi)',
+        [target(`vigil_guest_heartbeat_phi{${R}}`, '{{resource}}')],
+        {
+          w: 24,
+          description:
+            "How late each vm's in-guest heartbeat is, as phi accrual: the engine calls the guest hung (and resets it) past its threshold. Only vms with a guest heartbeat have a line.",
+        },
+      ),
+      series(
         'Engine actions',
         [target(`sum by (type) (increase(vigil_engine_actions_total{${C}}[$__rate_interval]))`, '{{type}}')],
         { w: 24 },

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Libvirt, startLibvirt, startPeerLibvirt } from '@vigil/testbed'
+import { type Libvirt, startLibvirt, startPeerLibvirt, startPrometheus } from '@vigil/testbed'
 import { afterAll, beforeAll, expect, test } from 'vitest'
+import { dashboardProblems, dashboardQueries, needsGuest } from '../harness/dashboards.js'
 import { eventually } from '../harness/eventually.js'
 import { decisionsOf } from '../harness/failover.js'
 import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
@@ -172,6 +173,19 @@ test('a hung guest (running to libvirt, silent inside) is reset by the engine th
   ])
   const hangHub = await startHub(hangDir, ['--cluster-file', clusterFile])
   cleanups.push(() => hangHub.process.stop())
+  // A Prometheus scraping this hub proves the dashboards' in-guest heartbeat panels (the
+  // observability test has no vm to feed them).
+  const promDir = join(hangDir, 'prometheus')
+  mkdirSync(promDir)
+  const prometheus = await startPrometheus({
+    dir: promDir,
+    job: 'vigil-hub',
+    targets: [new URL(hangHub.httpUrl).host],
+    labels: { cluster: 'lab' },
+    scrapeMs: 500,
+  })
+  cleanups.push(() => prometheus.stop())
+  const windowStart = Date.now() / 1000
   const agent = startVmAgent(hangHub, 'node-a', guest, { uri: hostA.uri, peerUri: hostB.uri }, [
     '      guestHeartbeat:',
     `        file: ${consoleFile}`,
@@ -213,6 +227,22 @@ test('a hung guest (running to libvirt, silent inside) is reset by the engine th
   )
   // One hang, one decision (the phase change it caused says so too): nothing acted on it twice.
   expect((await decisions()).filter((d) => /^guest heartbeat stalled/.test(d.summary))).toHaveLength(1)
+
+  // Every dashboard query only a vm's guest heartbeat feeds has data for this hang and reset.
+  const guestQueries = (await dashboardQueries()).filter(needsGuest)
+  expect(guestQueries.length).toBeGreaterThan(0)
+  await eventually(
+    'Prometheus scraped the guest heartbeat',
+    async () => (await prometheus.query('vigil_guest_heartbeat_phi')).length > 0,
+  )
+  const window = {
+    start: windowStart,
+    end: Date.now() / 1000,
+    cluster: 'lab',
+    nodes: ['node-a'],
+    resource: 'vm1',
+  }
+  expect(await dashboardProblems(prometheus, guestQueries, window)).toEqual([])
 
   // Then the vm crashes (its QEMU killed): the lifecycle event, and the engine starts it again here.
   const qemuPid = Number(readFileSync(hostA.qemuPidFile(guest), 'utf8'))

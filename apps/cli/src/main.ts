@@ -32,6 +32,7 @@ Commands:
   fence <node> [--yes]     power a node off through its fence levels (asks to type its name);
                            its resources then start elsewhere
   fence confirm <node> [--by <name>]
+  ack-fence <node> [--by <name>]
                            an operator confirms <node> is powered off (meatware, or after a
                            failed fence); its resources may then start elsewhere
   why <decision-id|resource|node> [--json]
@@ -86,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
       return ping(rest)
     case 'fence':
       return fence(rest)
+    case 'ack-fence': // Pacemaker's `stonith_admin --confirm`, under the name operators look for
+      return fence(['confirm', ...rest])
     case 'why':
       return why(rest)
     case 'token':
