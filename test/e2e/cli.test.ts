@@ -45,6 +45,58 @@ describe('vigil CLI exit codes (real processes)', () => {
     expect(r.stderr).toContain(`${file}:7:7: resources.0.config.colour: unknown key`)
   })
 
+  test("config check --cluster: an agent's isolation response that would end after the hub's fence, exit 2", async () => {
+    const agentFile = join(dir.path, 'agent-isolation.yaml')
+    writeFileSync(
+      agentFile,
+      [
+        'node: node-a',
+        'mqtt: { keepaliveSeconds: 1 }',
+        'commands: { allowUnsigned: true }',
+        `diskHeartbeat: { path: ${join(dir.path, 'sbd')}, slot: 0 }`,
+        'isolation:',
+        '  afterMs: 3000',
+        'resources:',
+        '  - id: db',
+        '    driver: process',
+        '    config: { command: [sleep, "600"], pidfile: /tmp/db.pid }',
+        '',
+      ].join('\n'),
+    )
+    const cluster = (graceMs: number) => {
+      const file = join(dir.path, `cluster-${graceMs}.yaml`)
+      writeFileSync(
+        file,
+        [
+          `detection: { isolationGraceMs: ${graceMs} }`,
+          'nodes:',
+          '  - id: node-a',
+          '    fencing: [{ devices: [bmc-a] }]',
+          '',
+        ].join('\n'),
+      )
+      return file
+    }
+    const late = await runVigil(['config', 'check', agentFile, '--kind', 'agent', '--cluster', cluster(4000)])
+    expect(late.code).toBe(2)
+    expect(late.stderr).toMatch(
+      new RegExp(
+        `^${agentFile}:6:3: isolation.afterMs: node-a's isolation response \\(stop\\) can take until \\d+ ms after it last heard the hub \\(isolation.afterMs 3000 \\+ its longest stop timeout \\d+\\), but the hub may fence it 4000 ms after \\(detection.isolationGraceMs 4000\\)`,
+      ),
+    )
+    const fits = await runVigil([
+      'config',
+      'check',
+      agentFile,
+      '--kind',
+      'agent',
+      '--cluster',
+      cluster(60_000),
+    ])
+    expect(fits.code, fits.stderr).toBe(0)
+    expect(fits.stdout).toContain('its timings consistent with')
+  })
+
   test('the hub refuses a bad config at start with the same message, exit 2', async () => {
     const file = join(dir.path, 'hub-bad.yaml')
     writeFileSync(file, 'liveness:\n  lostAfterMs: -5\n')

@@ -229,8 +229,17 @@ test('a meatware fence waits for the operator, who confirms with the CLI', async
     join(dir.path, 'meatware.sqlite'),
   ])
   cleanups.push(() => hub.process.stop())
+  // Its isolation response (stop 3 s after losing the hub) would come too late: without a disk
+  // heartbeat, the hub calls a silent node dead and fences it within about a second.
+  const agentFile = writeLines(dir.path, 'agent-meatware.yaml', [
+    'mqtt: { keepaliveSeconds: 1 }',
+    'isolation: { afterMs: 3000, action: stop }',
+    '',
+  ])
   const agent = new VigilProcess([
     'agent',
+    '--config',
+    agentFile,
     '--node',
     'node-m',
     '--mqtt-url',
@@ -240,6 +249,14 @@ test('a meatware fence waits for the operator, who confirms with the CLI', async
     ...hubKeyArgs(hub),
   ])
   cleanups.push(() => agent.stop())
+  const late = await eventually('the hub says the isolation response is late', async () =>
+    (
+      await hub.api<{ events: { kind: string; message: string }[] }>('/api/events?node=node-m')
+    ).body.events.find((e) => e.kind === 'config.isolation-late'),
+  )
+  expect(late.message).toMatch(
+    /^node-m.s isolation response \(stop\) can take until 3000 ms .*\(no disk heartbeat, so a silent node is dead/,
+  )
   const phase = async () =>
     (await hub.api<{ nodes: { node: string; phase: string }[] }>('/api/fence')).body.nodes[0]?.phase
   await eventually(

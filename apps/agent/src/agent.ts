@@ -28,7 +28,7 @@ import { DiskHeartbeat } from './disk-heartbeat.js'
 import type { ResourceEntry } from './drivers.js'
 import { CommandGate, refusal } from './executor.js'
 import { collectFacts } from './facts.js'
-import { IsolationGuard } from './isolation.js'
+import { IsolationGuard, isolationTiming } from './isolation.js'
 import { PeerMesh } from './peers.js'
 import { ResourceRunner } from './resources.js'
 
@@ -79,6 +79,11 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let stopping = false
   let reportedDrops = 0
 
+  const isolationAnnounced = isolationTiming(
+    config.isolation,
+    config.diskHeartbeat.path !== undefined,
+    resources.longestStopMs(),
+  )
   const status = (state: Status['state']): string =>
     encode('status', {
       v: 1,
@@ -89,6 +94,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       agentVersion: deps.version,
       role: config.role,
       capabilities: [...CAPABILITIES, ...resources.capabilities()].slice(0, 256),
+      ...(isolationAnnounced ? { isolation: isolationAnnounced } : {}),
     })
 
   const options: IClientOptions = {

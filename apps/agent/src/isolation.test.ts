@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLogger } from '@vigil/kit'
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest'
-import { IsolationGuard, isolationSchema } from './isolation.js'
+import { announcedIsolation, IsolationGuard, isolationSchema, isolationTiming } from './isolation.js'
 
 const log = createLogger('test', 'silent')
 const clock = { monoMs: () => Date.now(), wallMs: () => Date.now() }
@@ -118,4 +118,44 @@ test('a host that still hears its peers is cut from the hub only: not isolated',
   await vi.advanceTimersByTimeAsync(1200)
   expect(s.stops).toHaveBeenCalledTimes(1)
   s.guard.close()
+})
+
+describe('the isolation timing an agent announces to the hub', () => {
+  test.each([
+    ['no isolation response: nothing announced', {}, undefined],
+    ['stop: after afterMs, the longest stop timeout', { afterMs: 3000 }, 3000 + 20_000],
+    ['freeze: nothing to wait for', { afterMs: 3000, action: 'freeze' }, 3000],
+    [
+      'reboot with a watchdog: the reset is the kernel',
+      { afterMs: 3000, action: 'reboot', watchdog: { device: '/dev/watchdog' } },
+      3000,
+    ],
+    ['reboot without a watchdog is a stop', { afterMs: 3000, action: 'reboot' }, 23_000],
+  ])('%s', (_, isolation, doneWithinMs) => {
+    const timing = isolationTiming(isolationSchema.parse(isolation), true, 20_000)
+    expect(timing?.doneWithinMs).toBe(doneWithinMs)
+    if (timing) expect(timing).toMatchObject({ afterMs: 3000, diskHeartbeat: true })
+  })
+
+  test("from a config: the drivers' declared stop timeouts, and whether a disk heartbeat is written", async () => {
+    const { agentConfigSchema } = await import('./config.js')
+    const config = agentConfigSchema.parse({
+      mqtt: { keepaliveSeconds: 1 },
+      isolation: { afterMs: 3000 },
+      commands: { allowUnsigned: true },
+      resources: [
+        { id: 'app', driver: 'process', config: { command: ['sleep', '600'], pidfile: '/tmp/x.pid' } },
+        { id: 'probe', driver: 'check', config: { kind: 'exec', command: ['true'] } },
+      ],
+    })
+    const { ResourceRunner } = await import('./resources.js')
+    const longest = new ResourceRunner(config.resources as never, log, () => {}).longestStopMs()
+    expect(longest).toBeGreaterThan(0)
+    expect(announcedIsolation(config)).toEqual({
+      afterMs: 3000,
+      action: 'stop',
+      doneWithinMs: 3000 + longest,
+      diskHeartbeat: false,
+    })
+  })
 })

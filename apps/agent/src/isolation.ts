@@ -1,6 +1,10 @@
 import { closeSync, openSync, writeSync } from 'node:fs'
-import type { Clock, Logger } from '@vigil/kit'
+import { type Clock, createLogger, type Logger } from '@vigil/kit'
+import type { Status } from '@vigil/protocol'
 import { z } from 'zod'
+import type { AgentConfig } from './config.js'
+import type { ResourceEntry } from './drivers.js'
+import { ResourceRunner } from './resources.js'
 
 export const isolationSchema = z
   .strictObject({
@@ -26,6 +30,27 @@ export const isolationSchema = z
   })
   .prefault({})
 export type IsolationConfig = z.output<typeof isolationSchema>
+
+/**
+ * What the agent's hello tells the hub of its isolation response, for the hub to check against
+ * its own timings (undefined: no isolation response). A stop is done at worst after `afterMs` and
+ * the longest stop timeout (the stops run together); a reboot is the watchdog's, whose reset time
+ * the kernel knows, not the agent.
+ */
+export function isolationTiming(
+  config: IsolationConfig,
+  diskHeartbeat: boolean,
+  longestStopMs: number,
+): Status['isolation'] {
+  if (config.afterMs === undefined) return undefined
+  const stopping = config.action === 'stop' || (config.action === 'reboot' && !config.watchdog)
+  return {
+    afterMs: config.afterMs,
+    action: config.action,
+    doneWithinMs: config.afterMs + (stopping ? longestStopMs : 0),
+    diskHeartbeat,
+  }
+}
 
 /**
  * The agent's self-fence. A host that hears nothing from the hub for `afterMs` stops (or freezes)
@@ -145,4 +170,19 @@ export class IsolationGuard {
     }
     this.watchdogFd = null
   }
+}
+
+/**
+ * The isolation timing an agent with this config would announce, without starting it (for
+ * `vigil config check --cluster`): its drivers are constructed, which only reads their declared
+ * timeouts (construction opens, starts and watches nothing).
+ */
+export function announcedIsolation(config: AgentConfig): Status['isolation'] {
+  if (config.isolation.afterMs === undefined) return undefined
+  const runner = new ResourceRunner(
+    config.resources as ResourceEntry[],
+    createLogger('agent', 'silent'),
+    () => {},
+  )
+  return isolationTiming(config.isolation, config.diskHeartbeat.path !== undefined, runner.longestStopMs())
 }

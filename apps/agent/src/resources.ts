@@ -103,6 +103,14 @@ export class ResourceRunner {
     if (changed || beat) this.onChange()
   }
 
+  /** The longest declared stop timeout of the resources here: an isolation stop's worst case. */
+  longestStopMs(): number {
+    let longest = 0
+    for (const w of this.watched.values())
+      if (w.driver.stop !== undefined) longest = Math.max(longest, w.driver.timeouts.stop)
+    return longest
+  }
+
   /** Stops every resource (the isolation response); resolves with the ids that could not be stopped. */
   async stopAll(): Promise<string[]> {
     const failed: string[] = []

@@ -62,8 +62,10 @@ Commands:
   credentials issue|revoke <node> --file <agents.yaml>
                            an agent's broker password for the embedded broker (printed once;
                            the hub's broker.credentialsFile keeps its SHA-256)
-  config check <file> --kind hub|agent
-                           validate a config file without starting anything
+  config check <file> --kind hub|agent [--cluster <cluster.yaml>]
+                           validate a config file without starting anything; with the cluster
+                           file, an agent's isolation response is checked against the hub's
+                           detection and fencing timings
   simulate <scenario-dir> [--check] | simulate --what-if <node>
                            run a simulator scenario and print its log; --check compares it
                            with the folder's log.expect (exit 1 on a difference or a violation)
@@ -350,22 +352,30 @@ function configCheck(argv: string[]): Promise<number> {
   return withUsage(async () => {
     const { values, positionals } = parseArgs({
       args: argv,
-      options: { kind: { type: 'string' } },
+      options: { kind: { type: 'string' }, cluster: { type: 'string' } },
       allowPositionals: true,
       strict: true,
     })
     const [sub, file] = positionals
     if (sub !== 'check' || !file || (values.kind !== 'hub' && values.kind !== 'agent')) {
-      console.error('Usage: vigil config check <file> --kind hub|agent')
+      console.error('Usage: vigil config check <file> --kind hub|agent [--cluster <cluster.yaml>]')
       return EXIT.usage
     }
     try {
       // Loaded on demand: `vigil agent` must not carry the hub's modules (broker, SQLite, fence drivers).
-      const schema =
-        values.kind === 'hub'
-          ? (await import('@vigil/hub')).hubConfigSchema
-          : (await import('@vigil/agent')).agentConfigSchema
-      loadConfigFile(schema, file)
+      if (values.kind === 'hub') loadConfigFile((await import('@vigil/hub')).hubConfigSchema, file)
+      else {
+        const agent = await import('@vigil/agent')
+        // With the cluster file, the agent's isolation response is checked against the hub's
+        // detection and fencing timings, as the hub does when the agent says hello.
+        const spec = values.cluster ? (await import('@vigil/hub')).loadClusterSpec(values.cluster) : null
+        const { isolationTimingProblem } = await import('@vigil/engine')
+        loadConfigFile(agent.agentConfigSchema, file, [], (config) => {
+          const isolation = spec ? agent.announcedIsolation(config) : undefined
+          const problem = spec && isolation ? isolationTimingProblem(spec, config.node, isolation) : undefined
+          return problem ? [{ path: problem.key.split('.'), message: problem.message }] : []
+        })
+      }
     } catch (err) {
       if (err instanceof ConfigError || err instanceof VigilError) {
         console.error(err.message)
@@ -373,7 +383,9 @@ function configCheck(argv: string[]): Promise<number> {
       }
       throw err
     }
-    console.log(`${file}: valid ${values.kind} configuration`)
+    console.log(
+      `${file}: valid ${values.kind} configuration${values.cluster ? `, its timings consistent with ${values.cluster}` : ''}`,
+    )
     return EXIT.ok
   })
 }

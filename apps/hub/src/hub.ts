@@ -2,6 +2,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import type { Tracer } from '@opentelemetry/api'
+import { isolationTimingProblem } from '@vigil/engine'
 import { brokerCredentials, type Clock, ConfigError, type Logger, systemClock, VigilError } from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
 import type { IClientOptions } from 'mqtt'
@@ -185,6 +186,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
     onCommandResult: (result) => commands.handleResult(result),
     onEngineInput: (input) => engine.input(input),
+    isolationProblem: (node, isolation) => (spec ? isolationTimingProblem(spec, node, isolation) : undefined),
   })
 
   let closing = false

@@ -1,4 +1,4 @@
-export { type HubConfig, hubConfigSchema, hubFlags, loadHubConfig } from './config.js'
+export { type HubConfig, hubConfigSchema, hubFlags, loadClusterSpec, loadHubConfig } from './config.js'
 export { type HubDeps, type RunningHub, startHub } from './hub.js'
 export type { LiveMessage } from './live.js'
 export { HUB_USAGE, runHubCli } from './main.js'

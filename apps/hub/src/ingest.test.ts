@@ -8,7 +8,7 @@ import { afterEach, expect, test } from 'vitest'
 import { Ingest } from './ingest.js'
 import { HubMetrics } from './metrics.js'
 import { NodeTable } from './nodes.js'
-import { HubStore } from './store.js'
+import { type EventRow, HubStore } from './store.js'
 
 const dirs: string[] = []
 afterEach(() => {
@@ -19,6 +19,8 @@ function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-ingest-'))
   dirs.push(dir)
   const inputs: Input[] = []
+  const events: EventRow[] = []
+  const checked: string[] = []
   const table = new NodeTable()
   const ingest = new Ingest(
     'c1',
@@ -30,9 +32,16 @@ function setup() {
     {
       onStateChange: () => {},
       onNodeUpdated: () => {},
-      onEvent: () => {},
+      onEvent: (e) => events.push(e),
       onCommandResult: () => {},
       onEngineInput: (i) => inputs.push(i),
+      // A hub whose detection fences before 5 s: a response done later is late.
+      isolationProblem: (node, isolation) => {
+        checked.push(node)
+        return isolation.doneWithinMs >= 5000
+          ? { key: 'isolation.afterMs', message: `${node} late` }
+          : undefined
+      },
     },
   )
   let seq = 0
@@ -69,8 +78,46 @@ function setup() {
         }),
       ),
     )
-  return { inputs, observe, heartbeat }
+  /** n1's birth message, announcing an isolation response done within `doneWithinMs`. */
+  const hello = (incarnation: number, doneWithinMs: number) =>
+    ingest.handle(
+      nodeTopic('c1', 'n1', 'status'),
+      Buffer.from(
+        encode('status', {
+          v: 1,
+          node: 'n1',
+          incarnation,
+          state: 'online',
+          at: Date.now(),
+          agentVersion: '0.1.0',
+          role: 'host',
+          capabilities: [],
+          isolation: { afterMs: 3000, action: 'stop', doneWithinMs, diskHeartbeat: true },
+        }),
+      ),
+    )
+  return { inputs, events, checked, observe, heartbeat, hello }
 }
+
+test("an agent's isolation response is checked at its hello, once per incarnation; a late one is an event", () => {
+  const { events, checked, hello } = setup()
+  hello(1, 4000)
+  hello(1, 4000) // a reconnect repeats the birth message
+  const late = () => events.filter((e) => e.kind === 'config.isolation-late')
+  expect(checked).toEqual(['n1'])
+  expect(late()).toEqual([])
+  hello(2, 23_000)
+  hello(2, 23_000)
+  expect(checked).toEqual(['n1', 'n1'])
+  expect(late()).toHaveLength(1)
+  expect(late()[0]).toMatchObject({
+    node: 'n1',
+    kind: 'config.isolation-late',
+    severity: 'warning',
+    message: 'n1 late',
+    attrs: { key: 'isolation.afterMs', afterMs: 3000, doneWithinMs: 23_000, diskHeartbeat: true },
+  })
+})
 
 test.each([
   {

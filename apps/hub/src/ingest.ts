@@ -27,6 +27,14 @@ export interface IngestSinks {
   onCommandResult(result: CommandResult): void
   /** What the engine hears: heartbeats and observations, as engine inputs. */
   onEngineInput(input: Input): void
+  /**
+   * Checks an agent's announced isolation response against the hub's timings; returns what is
+   * wrong, naming the agent's key (undefined: it fits, or there is nothing to check against).
+   */
+  isolationProblem?(
+    node: string,
+    isolation: NonNullable<Status['isolation']>,
+  ): { key: string; message: string } | undefined
 }
 
 /**
@@ -39,6 +47,8 @@ export class Ingest {
   private readonly diskCounters = new Map<string, { incarnation: number; counter: number }>()
   /** Last guest heartbeat count per node and vm (see guestHeartbeats). */
   private readonly guestCounters = new Map<string, number>()
+  /** The incarnation whose isolation timing was last checked, per node. */
+  private readonly isolationChecked = new Map<string, number>()
 
   constructor(
     private readonly cluster: string,
@@ -190,6 +200,7 @@ export class Ingest {
     node.row.role = status.role
     node.row.agentVersion = status.agentVersion
     node.row.capabilities = status.capabilities
+    if (status.state === 'online' && status.isolation) this.checkIsolation(node, status.isolation, nowWall)
     if (status.state === 'offline') {
       const change = this.table.transition(node, 'offline', nowWall, 'agent announced a clean shutdown')
       if (change) this.commitChange(node, change)
@@ -319,6 +330,28 @@ export class Ingest {
       'node state changed',
     )
     this.sinks.onStateChange(change)
+  }
+
+  /** Once per incarnation: a birth message is repeated on every reconnect. */
+  private checkIsolation(node: LiveNode, isolation: NonNullable<Status['isolation']>, nowWall: number): void {
+    const incarnation = node.row.incarnation ?? 0
+    if (this.isolationChecked.get(node.row.id) === incarnation) return
+    this.isolationChecked.set(node.row.id, incarnation)
+    const problem = this.sinks.isolationProblem?.(node.row.id, isolation)
+    if (!problem) return
+    this.log.warn(
+      { node: node.row.id, key: problem.key, detail: problem.message },
+      'isolation timing conflict',
+    )
+    this.appendEvent({
+      at: nowWall,
+      node: node.row.id,
+      source: 'hub',
+      kind: 'config.isolation-late',
+      severity: 'warning',
+      message: problem.message,
+      attrs: { key: problem.key, ...isolation },
+    })
   }
 
   private appendEvent(e: NewEvent): void {

@@ -12,4 +12,5 @@ export {
   type ResourcePolicy,
   type ResourceSpec,
 } from './spec.js'
+export { earliestFence, type IsolationTiming, isolationTimingProblem } from './timing.js'
 export type * from './types.js'

@@ -24,6 +24,12 @@ export function formatProblem(p: ConfigProblem): string {
   return `${where}${p.key || '(root)'}: ${p.message}`
 }
 
+/**
+ * A check of a valid config against something outside it (another file's timings): each problem
+ * names its key path, and is located in the file like a schema error.
+ */
+export type CrossCheck<T> = (config: T) => { path: string[]; message: string }[]
+
 /** A value from a command-line flag or an environment variable, to lay over the file's values. */
 export interface Override {
   path: readonly string[]
@@ -38,7 +44,7 @@ export interface Override {
 export function parseConfig<S extends z.ZodType>(
   schema: S,
   text: string,
-  options: { file?: string; overrides?: Override[] } = {},
+  options: { file?: string; overrides?: Override[]; check?: CrossCheck<z.output<S>> } = {},
 ): z.output<S> {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
@@ -71,7 +77,11 @@ export function parseConfig<S extends z.ZodType>(
   for (const o of options.overrides ?? []) setPath(merged, o.path, o.value)
 
   const result = schema.safeParse(merged)
-  if (result.success) return result.data
+  if (result.success) {
+    const found = options.check?.(result.data) ?? []
+    if (found.length === 0) return result.data
+    throw new ConfigError(found.map((p) => locate(doc, lineCounter, p.path, p.message, file)))
+  }
   const problems: ConfigProblem[] = []
   for (const issue of result.error.issues) {
     const path = issue.path.map(String)
@@ -99,15 +109,16 @@ export function loadConfigFile<S extends z.ZodType>(
   schema: S,
   file: string | undefined,
   overrides: Override[] = [],
+  check?: CrossCheck<z.output<S>>,
 ): z.output<S> {
-  if (!file) return parseConfig(schema, '', { overrides })
+  if (!file) return parseConfig(schema, '', { overrides, check })
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (cause) {
     throw new VigilError('config_unreadable', `${file}: cannot read config file`, { cause })
   }
-  return parseConfig(schema, text, { file, overrides })
+  return parseConfig(schema, text, { file, overrides, check })
 }
 
 function locate(

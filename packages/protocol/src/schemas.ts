@@ -60,6 +60,20 @@ export const statusSchema = z.strictObject({
   role: z.enum(['host', 'guest']),
   /** The agent's own (`ping`, ...) and one per resource: `<driver>:<resource>:<action>+<action>...`. */
   capabilities: z.array(z.string().max(256)).max(256),
+  /**
+   * The agent's isolation response (absent: none), for the hub to check against its detection
+   * and fencing timings: it must be done before the hub could fence the node.
+   */
+  isolation: z
+    .strictObject({
+      afterMs: count,
+      action: z.enum(['stop', 'freeze', 'reboot']),
+      /** From the last word from the hub to the response done, at worst. */
+      doneWithinMs: count,
+      /** Whether this node writes a shared-disk heartbeat. */
+      diskHeartbeat: z.boolean(),
+    })
+    .optional(),
 })
 export type Status = z.infer<typeof statusSchema>
 
