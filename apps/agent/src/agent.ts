@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto'
 import { statSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { DriverError } from '@vigil/driver-kit'
 import {
   BoundedQueue,
@@ -329,7 +330,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     { node: config.node, incarnation },
     { clock, log },
   )
-  diskHeartbeat.start()
+  // At the heartbeat's own rhythm the disk is read at each heartbeat tick, just before it is sent
+  // (below): the hub then hears a slot's advance one sampling stage after the write, not two (a
+  // read on its own timer, then the next heartbeat), which makes the disk channel's arrivals
+  // regular and its silence after a crash quick to call.
+  const diskInStep = config.diskHeartbeat.intervalMs === config.heartbeat.intervalMs
+  if (!diskInStep) diskHeartbeat.start()
   const isolation = new IsolationGuard(config.isolation, {
     clock,
     log,
@@ -341,8 +347,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   isolation.start()
   const obsTimer = setInterval(() => publishObservations(), 1000)
 
-  const heartbeatTimer = setInterval(() => {
+  const heartbeatTimer = setInterval(async () => {
     const seq = hbSeq++ // advances while disconnected too, so the hub sees the gap
+    // A slow or hung device delays a heartbeat by a quarter interval at most, never more: the
+    // network channel must not depend on the disk's health (a skipped beat is still in flight).
+    if (diskInStep && diskHeartbeat.enabled)
+      await Promise.race([diskHeartbeat.beat(), sleep(config.heartbeat.intervalMs / 4)])
     if (!client.connected || !commandable) return
     client.publish(
       topic('hb'),
