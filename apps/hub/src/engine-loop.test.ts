@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { trace } from '@opentelemetry/api'
-import { clusterSpecSchema, type DecisionRecord } from '@vigil/engine'
+import { clusterSpecSchema, type DecisionRecord, type Input } from '@vigil/engine'
 import { createLogger } from '@vigil/kit'
 import { afterEach, expect, test } from 'vitest'
 import type { CommandDispatcher } from './commands.js'
@@ -23,7 +23,9 @@ function setup() {
   let now = 1_000_000
   const clock = { wallMs: () => now, monoMs: () => now }
   const records: DecisionRecord[] = []
+  const stepsAsked: string[] = []
   const loop = new EngineLoop({
+    stepSoon: () => stepsAsked.push('soon'),
     tracer: new DecisionTracer(trace.getTracer('test'), 30_000),
     spec: clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }] }),
     knownNodes: () => ['n1', 'n2'],
@@ -50,8 +52,22 @@ function setup() {
       loop.tick()
     }
   }
-  return { store, loop, records, advance }
+  return { store, loop, records, advance, stepsAsked }
 }
+
+const answers: [Input, number][] = [
+  [{ type: 'fence-result', actionId: 'a-1', node: 'n1', device: 'bmc', outcome: 'off' }, 1],
+  [{ type: 'power-state', node: 'n1', state: 'off', device: 'bmc' }, 1],
+  [{ type: 'action-result', actionId: 'a-2', ok: true }, 1],
+  [{ type: 'operator', op: { op: 'cleanup', resource: 'web' } }, 1],
+  [{ type: 'heartbeat', node: 'n1' }, 0],
+  [{ type: 'disk-heartbeat', node: 'n1' }, 0],
+]
+test.each(answers)('an awaited answer (%o) steps at once, a sample waits for the tick', (input, asked) => {
+  const { loop, stepsAsked } = setup()
+  loop.input(input)
+  expect(stepsAsked).toHaveLength(asked)
+})
 
 test('a step that failed is dropped: the loop resumes from the last persisted state', () => {
   const { loop, records, advance, store } = setup()

@@ -36,7 +36,21 @@ export interface EngineLoopDeps {
   tracer: DecisionTracer
   /** Carries out one fence level; outcomes come back as `fence-result` inputs. */
   fence: (action: Extract<Action, { type: 'fence' }>) => void
+  /**
+   * Asks for a step as soon as the event loop is free, before the next tick: for the inputs whose
+   * answer is waited on (a fence outcome or power read-back, an action's result, an operator's
+   * request), which a tick would otherwise delay by half an interval on average.
+   */
+  stepSoon?: () => void
 }
+
+/** Inputs that step the engine at once rather than at the next tick (see `stepSoon`). */
+const ANSWERED_AT_ONCE: ReadonlySet<Input['type']> = new Set([
+  'fence-result',
+  'power-state',
+  'action-result',
+  'operator',
+])
 
 /** A resource in the API and on the status page. */
 export interface ResourceView {
@@ -124,6 +138,7 @@ export class EngineLoop {
   input(i: Input): void {
     if (this.inbox.length === 0) this.inboxSince = this.deps.clock.monoMs()
     this.inbox.push(i)
+    if (ANSWERED_AT_ONCE.has(i.type)) this.deps.stepSoon?.()
   }
 
   condition(node: string): { condition: NodeCondition; health: number; fence: string } | null {

@@ -150,8 +150,26 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       )
     }
   }
+  let closing = false
+  let stepQueued: NodeJS.Immediate | null = null
+  const engineStep = () => {
+    if (stepQueued) clearImmediate(stepQueued)
+    stepQueued = null
+    try {
+      engine.tick()
+    } catch (err) {
+      // An engine bug must be loud, and must not take ingest, the API or the feed down with it;
+      // the half-updated state is dropped for the last persisted one.
+      log.error({ err }, 'engine step failed: resuming from the last persisted state')
+      engine.recover()
+    }
+  }
   const engine = new EngineLoop({
     spec,
+    // Everything that arrives in the same turn of the event loop goes into that one step.
+    stepSoon: () => {
+      if (!closing && !stepQueued) stepQueued = setImmediate(engineStep)
+    },
     fence: (action) => fencing.run(action),
     tracer,
     // Observe mode: every node seen, except those that announced a clean shutdown.
@@ -189,8 +207,6 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     isolationProblem: (node, isolation) => (spec ? isolationTimingProblem(spec, node, isolation) : undefined),
   })
 
-  let closing = false
-
   const clusterFilter = `${TOPIC_ROOT}/${config.cluster}/#`
   const filters: { filter: string; qos: 0 | 1 }[] = [{ filter: clusterFilter, qos: 1 }]
   if (!broker) filters.push({ filter: '$SYS/broker/clients/connected', qos: 0 })
@@ -223,16 +239,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     }
   }, config.liveness.evaluateEveryMs)
   const flushTimer = setInterval(() => store.flushHeartbeats(table.takeDirtyHeartbeats()), HEARTBEAT_FLUSH_MS)
-  const engineTimer = setInterval(() => {
-    try {
-      engine.tick()
-    } catch (err) {
-      // An engine bug must be loud, and must not take ingest, the API or the feed down with it;
-      // the half-updated state is dropped for the last persisted one.
-      log.error({ err }, 'engine step failed: resuming from the last persisted state')
-      engine.recover()
-    }
-  }, config.engine.tickMs)
+  const engineTimer = setInterval(engineStep, config.engine.tickMs)
 
   const tokens = new TokenStore(config.api, log.child({ part: 'auth' }))
   if (!tokens.enabled)
@@ -345,6 +352,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       clearInterval(livenessTimer)
       clearInterval(flushTimer)
       clearInterval(engineTimer)
+      if (stepQueued) clearImmediate(stepQueued)
       engine.persist()
       await fencing.close()
       commands.close()
