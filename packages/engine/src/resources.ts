@@ -867,6 +867,13 @@ export function actionOutcome(
       block(ctx, spec, r, `${p.type} failed with a configuration error: ${message}`, 'action.config-error')
       return
     }
+    if (targetIsSelf && p.type !== 'start' && p.node === r.node) {
+      // A restart or reset that failed did not cure the failure it answered, and the observation
+      // that reported it may never change (an application that died during its restart stays
+      // "failed"): handle that failure again, which counts it and takes the ladder's next step.
+      r.handledFailure = null
+      return
+    }
     r.failures.push({ at: ctx.now, step: r.step })
     if (p.type === 'start' && targetIsSelf) {
       // A failed or timed-out start leaves the resource in an unknown state there: stop it (the

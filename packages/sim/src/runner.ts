@@ -340,7 +340,7 @@ export class Simulation {
       const fails =
         a.type === 'stop'
           ? this.stopFails.has(a.resource)
-          : a.type === 'start' && this.startFails.has(`${a.resource}@${host}`)
+          : (a.type === 'start' || a.type === 'restart') && this.startFails.has(`${a.resource}@${host}`)
       if (fails) {
         this.write('world', `${a.type} ${a.resource} on ${host}: failed`)
         const error = {

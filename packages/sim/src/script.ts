@@ -8,7 +8,7 @@
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | migrate R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
- *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R | start-fail R N
+ *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R | start-fail R N (its start and restart there)
  *     (state age: the hub resumes from the state it persisted that long before it went down; the
  *     hub saves every 2 s and before any action, so a step that only reclassified can be lost)
  *   end
