@@ -95,6 +95,17 @@ describe('vigil CLI exit codes (real processes)', () => {
     ])
     expect(fits.code, fits.stderr).toBe(0)
     expect(fits.stdout).toContain('its timings consistent with')
+    const hubWithCluster = await runVigil([
+      'config',
+      'check',
+      agentFile,
+      '--kind',
+      'hub',
+      '--cluster',
+      cluster(4000),
+    ])
+    expect(hubWithCluster.code).toBe(2)
+    expect(hubWithCluster.stderr).toContain('--kind agent [--cluster <cluster.yaml>]')
   })
 
   test('the hub refuses a bad config at start with the same message, exit 2', async () => {

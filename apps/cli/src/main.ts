@@ -62,7 +62,7 @@ Commands:
   credentials issue|revoke <node> --file <agents.yaml>
                            an agent's broker password for the embedded broker (printed once;
                            the hub's broker.credentialsFile keeps its SHA-256)
-  config check <file> --kind hub|agent [--cluster <cluster.yaml>]
+  config check <file> --kind hub | --kind agent [--cluster <cluster.yaml>]
                            validate a config file without starting anything; with the cluster
                            file, an agent's isolation response is checked against the hub's
                            detection and fencing timings
@@ -357,8 +357,10 @@ function configCheck(argv: string[]): Promise<number> {
       strict: true,
     })
     const [sub, file] = positionals
-    if (sub !== 'check' || !file || (values.kind !== 'hub' && values.kind !== 'agent')) {
-      console.error('Usage: vigil config check <file> --kind hub|agent [--cluster <cluster.yaml>]')
+    const kindOk = values.kind === 'agent' || (values.kind === 'hub' && values.cluster === undefined)
+    if (sub !== 'check' || !file || !kindOk) {
+      // --cluster checks an agent's timings against the hub's: it means nothing for a hub file.
+      console.error('Usage: vigil config check <file> --kind hub | --kind agent [--cluster <cluster.yaml>]')
       return EXIT.usage
     }
     try {
