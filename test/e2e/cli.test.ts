@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { freePort } from '../harness/mosquitto.js'
-import { runVigil, tempDir } from '../harness/processes.js'
+import { runVigil, tempDir, writeLines } from '../harness/processes.js'
 
 const dir = tempDir('cli')
 afterAll(() => dir.remove())
@@ -26,57 +26,43 @@ describe('vigil CLI exit codes (real processes)', () => {
   })
 
   test("a typo inside a driver's config is reported with its line and full key, exit 2", async () => {
-    const file = join(dir.path, 'agent-driver.yaml')
-    writeFileSync(
-      file,
-      [
-        'resources:',
-        '  - id: web',
-        '    driver: process',
-        '    config:',
-        '      command: [sleep, "1"]',
-        '      pidfile: /tmp/x.pid',
-        '      colour: red',
-        '',
-      ].join('\n'),
-    )
+    const file = writeLines(dir.path, 'agent-driver.yaml', [
+      'resources:',
+      '  - id: web',
+      '    driver: process',
+      '    config:',
+      '      command: [sleep, "1"]',
+      '      pidfile: /tmp/x.pid',
+      '      colour: red',
+      '',
+    ])
     const r = await runVigil(['config', 'check', file, '--kind', 'agent'])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(`${file}:7:7: resources.0.config.colour: unknown key`)
   })
 
   test("config check --cluster: an agent's isolation response that would end after the hub's fence, exit 2", async () => {
-    const agentFile = join(dir.path, 'agent-isolation.yaml')
-    writeFileSync(
-      agentFile,
-      [
-        'node: node-a',
-        'mqtt: { keepaliveSeconds: 1 }',
-        'commands: { allowUnsigned: true }',
-        `diskHeartbeat: { path: ${join(dir.path, 'sbd')}, slot: 0 }`,
-        'isolation:',
-        '  afterMs: 3000',
-        'resources:',
-        '  - id: db',
-        '    driver: process',
-        '    config: { command: [sleep, "600"], pidfile: /tmp/db.pid }',
+    const agentFile = writeLines(dir.path, 'agent-isolation.yaml', [
+      'node: node-a',
+      'mqtt: { keepaliveSeconds: 1 }',
+      'commands: { allowUnsigned: true }',
+      `diskHeartbeat: { path: ${join(dir.path, 'sbd')}, slot: 0 }`,
+      'isolation:',
+      '  afterMs: 3000',
+      'resources:',
+      '  - id: db',
+      '    driver: process',
+      '    config: { command: [sleep, "600"], pidfile: /tmp/db.pid }',
+      '',
+    ])
+    const cluster = (graceMs: number) =>
+      writeLines(dir.path, `cluster-${graceMs}.yaml`, [
+        `detection: { isolationGraceMs: ${graceMs} }`,
+        'nodes:',
+        '  - id: node-a',
+        '    fencing: [{ devices: [bmc-a] }]',
         '',
-      ].join('\n'),
-    )
-    const cluster = (graceMs: number) => {
-      const file = join(dir.path, `cluster-${graceMs}.yaml`)
-      writeFileSync(
-        file,
-        [
-          `detection: { isolationGraceMs: ${graceMs} }`,
-          'nodes:',
-          '  - id: node-a',
-          '    fencing: [{ devices: [bmc-a] }]',
-          '',
-        ].join('\n'),
-      )
-      return file
-    }
+      ])
     const late = await runVigil(['config', 'check', agentFile, '--kind', 'agent', '--cluster', cluster(4000)])
     expect(late.code).toBe(2)
     expect(late.stderr).toMatch(

@@ -200,18 +200,14 @@ esac
 
 // Meatware: the fence waits for a person, never for a clock; `vigil fence confirm` is that person.
 test('a meatware fence waits for the operator, who confirms with the CLI', async () => {
-  const hubFile = join(dir.path, 'hub-meatware.yaml')
-  writeFileSync(
-    hubFile,
-    [
-      'fencing:',
-      '  devices:',
-      '    - id: people',
-      '      driver: meatware',
-      '      hosts: { node-m: [node-m] }',
-      '',
-    ].join('\n'),
-  )
+  const hubFile = writeLines(dir.path, 'hub-meatware.yaml', [
+    'fencing:',
+    '  devices:',
+    '    - id: people',
+    '      driver: meatware',
+    '      hosts: { node-m: [node-m] }',
+    '',
+  ])
   const clusterFile = writeLines(dir.path, 'cluster-meatware.yaml', [
     'nodes:',
     '  - id: node-m',
