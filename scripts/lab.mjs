@@ -1,12 +1,16 @@
 // The lab: several hosts on this machine, for a person to poke at, or for tests.
-//   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--heartbeat-ms N] [--max-fences N] [--max-restarts N]
+//   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--no-vm] [--heartbeat-ms N] [--max-fences N] [--max-restarts N]
 //   node scripts/lab.mjs down [--dir .vigil-lab]
 // up: every host is a network namespace on a bridge of its own; each runs a Vigil agent (peer mesh,
 // shared-disk heartbeat, two witness applications, web and db) and has an IPMI BMC (OpenIPMI's ipmi_sim) whose
-// power-off kills every process of its namespace and whose power-on starts its agent again. The hub
-// runs here with its embedded broker on the lab bridge. Everything is left running, detached; the
-// PIDs and names are written to <dir>/lab.json. down: stops them all by PID and removes the
-// namespaces; nothing is left behind. Needs root (network namespaces).
+// power-off kills every process of its namespace and whose power-on starts its agent again. Unless
+// --no-vm, each host also runs its own libvirtd (its own mount namespace), on which the guest vm1
+// (QEMU under TCG, kernel and initramfs on the shared filesystem) is defined, so vm1 can run on any
+// host and fail over; beside it, an application guest's inside (its app, guest-app, and Vigil's guest
+// agent) runs for as long as vm1 lives on that host (scripts/lab-guest.mjs). The hub runs here with
+// its embedded broker on the lab bridge. Everything is left running, detached; the PIDs and names
+// are written to <dir>/lab.json. down: stops them all by PID and removes the namespaces; nothing is
+// left behind. Needs root (network namespaces).
 import { execFileSync, spawn } from 'node:child_process'
 import {
   chmodSync,
@@ -20,13 +24,15 @@ import {
 } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { freePort, NetnsLab, startBmc } from '@vigil/testbed'
+import { freePort, guestDomainXml, guestImage, NetnsLab, preparePeerLibvirt, startBmc } from '@vigil/testbed'
 
 const { values, positionals } = parseArgs({
   options: {
     hosts: { type: 'string', default: '3' },
     http: { type: 'string', default: '127.0.0.1:7570' },
     dir: { type: 'string', default: '.vigil-lab' },
+    /** No vm (and no guest application): no libvirtd, no QEMU. */
+    'no-vm': { type: 'boolean', default: false },
     /** Agents' heartbeat interval (the agent's default is 250 ms). */
     'heartbeat-ms': { type: 'string' },
     /** The governor's fence budget per 10 minutes (default 3): raise it to crash hosts in a loop. */
@@ -42,6 +48,14 @@ const dir = resolve(root, values.dir)
 const stateFile = join(dir, 'lab.json')
 /** The lab's applications: each copy appends "<host> <ns>" to witness-<app>.log every 0.2 s. */
 const APPS = ['web', 'db']
+/**
+ * The lab's vm, its domain name on every host's libvirtd. Its witness is its console: each heartbeat
+ * line (one a second) appends "<host> <ns>" to witness-vm1.log; its application guest-app's to
+ * witness-guest-app.log every 0.2 s, like web and db.
+ */
+const VM = 'vm1'
+const GUEST_APP = 'guest-app'
+const LIBVIRT_PORT = 16509
 
 /** Starts a detached process with its output in `log`; returns its PID. */
 function detached(argv, log) {
@@ -52,11 +66,33 @@ function detached(argv, log) {
   return child.pid
 }
 
+/** A host's log: the agent's is <host>.log, anything else's <host>-<what>.log. */
+const logOf = (name, what) => join(dir, what === 'agent' ? `${name}.log` : `${name}-${what}.log`)
+
+/** Waits for a host's libvirtd (its first answer can take a while under load), then defines vm1 there. */
+async function defineVm(name, uri) {
+  const virsh = (...args) => execFileSync('virsh', ['-c', uri, ...args], { stdio: 'pipe', timeout: 30_000 })
+  for (let i = 0; ; i++) {
+    try {
+      virsh('version')
+      break
+    } catch (err) {
+      if (i >= 300) throw new Error(`${name}'s libvirtd never answered (${logOf(name, 'libvirtd')}): ${err}`)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+  virsh('define', join(dir, `${name}-${VM}.xml`))
+}
+
 async function up() {
   if (existsSync(stateFile))
     throw new Error(`a lab is already up (${stateFile}); run: node scripts/lab.mjs down`)
   mkdirSync(dir, { recursive: true })
   const names = Array.from({ length: Number(values.hosts) }, (_, i) => `host${i + 1}`)
+  const withVm = !values['no-vm']
+  const vmHome = names[1] ?? names[0]
+  // The guest's kernel and initramfs, on the shared filesystem every host sees (built once).
+  if (withVm) guestImage()
   const lab = NetnsLab.create(names)
   const state = { lab: { bridgeNs: lab.bridgeNs, hubLink: lab.hubLink, hosts: {} }, pids: {}, bmcDirs: [] }
   writeFileSync(stateFile, JSON.stringify(state, null, 2))
@@ -67,7 +103,27 @@ async function up() {
     const sbd = join(dir, 'sbd')
     writeFileSync(sbd, Buffer.alloc(512 * 32))
     const devices = []
-    const agentCommands = {}
+    /** Per host, what its power-on starts, in order: [name, argv] (each logs to <dir>/<host>-<name>.log). */
+    const bootCommands = {}
+    if (withVm) {
+      // The guest's inside, as the lab runs it beside vm1 (see scripts/lab-guest.mjs): its init
+      // starts the application, then the guest agent (node vm1: a guest application's node is its vm).
+      writeFileSync(
+        join(dir, 'guest-app.sh'),
+        `while :; do echo "$1 $(date +%s%N)" >> ${join(dir, `witness-${GUEST_APP}.log`)}; sleep 0.2; done\n`,
+      )
+      writeFileSync(
+        join(dir, 'guest-init.sh'),
+        [
+          "# The guest's init (PID 1 of its namespace): $1 the host it runs on, $2 its run directory.",
+          `setsid sh ${join(dir, 'guest-app.sh')} "$1" </dev/null >/dev/null 2>&1 &`,
+          `echo $! > "$2/${GUEST_APP}.pid"`,
+          `${process.execPath} ${vigil} agent --config ${join(dir, 'guest-$1.yaml')} --mqtt-url ${mqttUrl} --hub-key ${join(dir, 'hub.sqlite.pub.pem')} &`,
+          'wait',
+          '',
+        ].join('\n'),
+      )
+    }
     for (const [i, name] of names.entries()) {
       const host = lab.host(name)
       // port: this host's end on the lab bridge (in bridgeNs): down is a partition of the host.
@@ -91,24 +147,83 @@ async function up() {
             `      command: [sh, -c, 'while :; do echo "${name} $(date +%s%N)" >> ${join(dir, `witness-${app}.log`)}; sleep 0.2; done']`,
             `      pidfile: ${join(dir, `${name}-${app}.pid`)}`,
           ]),
+          ...(withVm
+            ? [
+                `  - id: ${VM}`,
+                '    driver: libvirt',
+                '    config:',
+                `      domain: ${VM}`,
+                `      uri: 'qemu+tcp://${host.ip}:${LIBVIRT_PORT}/system'`,
+                // The lab's busybox guest ignores ACPI: a stop is a destroy.
+                '      shutdownTimeoutMs: 0',
+                `      guestHeartbeat: { file: '${join(dir, `${name}-${VM}-console.log`)}', pattern: 'vigil guest heartbeat' }`,
+              ]
+            : []),
           '',
         ].join('\n'),
       )
-      agentCommands[name] = [
-        'ip',
-        'netns',
-        'exec',
-        host.netns,
-        process.execPath,
-        vigil,
+      const inHost = ['ip', 'netns', 'exec', host.netns]
+      bootCommands[name] = []
+      if (withVm) {
+        const libvirt = preparePeerLibvirt(join(dir, `${name}-libvirt`), {
+          address: host.ip,
+          port: LIBVIRT_PORT,
+          qemuRunAsRoot: true,
+        })
+        state.lab.hosts[name].libvirt = { uri: libvirt.uri, qemuPidFile: libvirt.qemuPidFile(VM) }
+        writeFileSync(
+          join(dir, `${name}-${VM}.xml`),
+          guestDomainXml(VM, { console: join(dir, `${name}-${VM}-console.log`) }),
+        )
+        writeFileSync(
+          join(dir, `guest-${name}.yaml`),
+          [
+            `node: ${VM}`,
+            'role: guest',
+            'resources:',
+            `  - id: ${GUEST_APP}`,
+            '    driver: process',
+            `    config: { command: [sh, ${join(dir, 'guest-app.sh')}, ${name}], pidfile: ${join(dir, `${name}-guest`, `${GUEST_APP}.pid`)} }`,
+            '',
+          ].join('\n'),
+        )
+        bootCommands[name].push(['libvirtd', [...inHost, ...libvirt.command]])
+        bootCommands[name].push([
+          'guest',
+          [
+            ...inHost,
+            process.execPath,
+            join(root, 'scripts/lab-guest.mjs'),
+            '--host',
+            name,
+            '--console',
+            join(dir, `${name}-${VM}-console.log`),
+            '--qemu-pidfile',
+            libvirt.qemuPidFile(VM),
+            '--witness',
+            join(dir, `witness-${VM}.log`),
+            '--run-dir',
+            join(dir, `${name}-guest`),
+            '--init',
+            join(dir, 'guest-init.sh'),
+          ],
+        ])
+      }
+      bootCommands[name].push([
         'agent',
-        '--config',
-        config,
-        '--mqtt-url',
-        mqttUrl,
-        '--hub-key',
-        join(dir, 'hub.sqlite.pub.pem'),
-      ]
+        [
+          ...inHost,
+          process.execPath,
+          vigil,
+          'agent',
+          '--config',
+          config,
+          '--mqtt-url',
+          mqttUrl,
+          '--hub-key',
+          join(dir, 'hub.sqlite.pub.pem'),
+        ],
+      ])
       // The host's power, as its BMC sees it: on while any process lives in its namespace. Off (and
       // crash, which is the same to the network) must leave the host silent like dead hardware: the
       // namespace's kernel outlives its processes, and so do their sockets, which would go on
@@ -118,7 +233,9 @@ async function up() {
       // queues, where packets that passed the output filter before it existed wait for an ARP
       // answer (a host cut off has none); they would be sent once its link is back, after its fence
       // (seen in the chaos run: a dead agent's last heartbeat and "db running" arriving after the
-      // fence). Power-on brings the NIC up, lets output out again and starts the agent.
+      // fence). Power-on brings the NIC up, lets output out again and starts what the host boots:
+      // its libvirtd (which finds vm1 shut off: its QEMU died with the host), the guest stand-in and
+      // the agent.
       // Operations are serialised (flock).
       const power = join(dir, `${name}-power.sh`)
       const inNs = `ip netns exec ${host.netns}`
@@ -140,7 +257,7 @@ case "$1" in
     [ -n "$(ip netns pids ${host.netns})" ] && exit 0
     ip -n ${host.netns} link set eth0 up
     while ${inNs} iptables -D OUTPUT -j DROP 2>/dev/null; do :; done
-    setsid ${agentCommands[name].join(' ')} 9>&- </dev/null >>${join(dir, `${name}.log`)} 2>&1 & ;;
+${bootCommands[name].map(([what, argv]) => `    setsid ${argv.join(' ')} 9>&- </dev/null >>${logOf(name, what)} 2>&1 &`).join('\n')} ;;
 esac
 `,
       )
@@ -174,6 +291,16 @@ esac
         `    preferred: { ${names[0]}: 10 }`,
         '  - id: db',
         `    preferred: { ${names.at(-1)}: 10 }`,
+        ...(withVm
+          ? [
+              `  - id: ${VM}`,
+              '    kind: vm',
+              `    preferred: { ${vmHome}: 10 }`,
+              `  - id: ${GUEST_APP}`,
+              '    kind: guest-app',
+              `    vm: ${VM}`,
+            ]
+          : []),
         '',
       ].join('\n'),
     )
@@ -193,12 +320,19 @@ esac
       '--broker-listen',
       `${lab.hubIp}:${brokerPort}`,
     ]
+    // Each host's libvirtd first, with vm1 defined on it, so that agents find the domain.
+    for (const name of names)
+      for (const [what, argv] of bootCommands[name].filter(([what]) => what === 'libvirtd'))
+        state.pids[`${what}-${name}`] = detached(argv, logOf(name, what))
+    save()
+    if (withVm) await Promise.all(names.map((name) => defineVm(name, state.lab.hosts[name].libvirt.uri)))
     state.pids.hub = detached(state.hubArgv, join(dir, 'hub.log'))
     save()
     for (let i = 0; i < 100 && !existsSync(join(dir, 'hub.sqlite.pub.pem')); i++)
       await new Promise((r) => setTimeout(r, 100))
     for (const name of names)
-      state.pids[`agent-${name}`] = detached(agentCommands[name], join(dir, `${name}.log`))
+      for (const [what, argv] of bootCommands[name].filter(([what]) => what !== 'libvirtd'))
+        state.pids[`${what}-${name}`] = detached(argv, logOf(name, what))
     save()
   } catch (err) {
     down()
@@ -207,7 +341,12 @@ esac
   console.log(`Vigil lab up: ${names.length} hosts (${names.map((n) => `${n} ${lab.host(n).ip}`).join(', ')})
   Hub         http://${values.http}   (vigil status --hub http://${values.http}; vigil fence --hub ...)
   Metrics     http://${values.http}/metrics
-  Files       ${dir}  (logs, configs, witness-web.log, witness-db.log: one line per 0.2 s from wherever each app runs)
+  Files       ${dir}  (logs, configs, witness-<app>.log: one line per 0.2 s from wherever each app runs${withVm ? `; witness-${VM}.log: one per guest heartbeat, a second apart` : ''})${
+    withVm
+      ? `
+  vm          ${VM} (QEMU, TCG) prefers ${vmHome}; ${GUEST_APP} runs inside it; virsh -c ${state.lab.hosts[vmHome].libvirt.uri} list`
+      : ''
+  }
 Try:
   ${dir}/${names[0]}-power.sh crash      # crash ${names[0]}: fenced by its BMC, web moves
   ip -n ${state.lab.bridgeNs} link set p0 down                   # cut ${names[0]} off the network

@@ -18,10 +18,24 @@ afterAll(() => {
   dir.remove()
 })
 
-// The lab a person uses: one command brings up hosts (namespaces), their BMCs, agents and the hub,
-// detached; a crash is fenced by the host's BMC and its application moves; one command tears it all
-// down by PID, leaving no namespace and no process behind.
-test('the lab comes up, fails a host over through its BMC, and goes down leaving nothing behind', async () => {
+/** One witness file's lines, as [host, ms], in time order. */
+function witness(labDir: string, name: string): [string, number][] {
+  const file = join(labDir, `witness-${name}.log`)
+  if (!existsSync(file)) return []
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' '))
+    .map(([host, ns]) => [host as string, Number(BigInt(ns as string) / 1_000_000n)] as [string, number])
+    .sort((a, b) => a[1] - b[1])
+}
+
+// The lab a person uses: one command brings up hosts (namespaces), their BMCs, libvirtds, agents and
+// the hub, detached; a crash of the host running db and the vm (QEMU) with its in-guest application
+// is fenced by the host's BMC, and all three come back on the other host, the vm's copy started
+// only after the old one's last heartbeat; one command tears it all down by PID, leaving no
+// namespace and no process behind.
+test('the lab comes up, fails a host with a vm over through its BMC, and goes down leaving nothing behind', async () => {
   const http = `127.0.0.1:${await freePort()}`
   expect(run('up', '--hosts', '2', '--http', http)).toContain('Vigil lab up: 2 hosts')
   const state = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8')) as {
@@ -29,20 +43,62 @@ test('the lab comes up, fails a host over through its BMC, and goes down leaving
     pids: Record<string, number>
   }
   const api = async <T>(path: string) => (await (await fetch(`http://${http}${path}`)).json()) as T
-  const witness = () =>
-    existsSync(join(labDir, 'witness-web.log')) ? readFileSync(join(labDir, 'witness-web.log'), 'utf8') : ''
-  await eventually('web running on host1', () => witness().includes('host1 '), { timeoutMs: 30_000 })
+  const newest = (name: string) => witness(labDir, name).at(-1)
+  const runsOn = (name: string, host: string) => {
+    const last = newest(name)
+    return last !== undefined && last[0] === host && last[1] > Date.now() - 2500
+  }
+  const MOVED = ['db', 'vm1', 'guest-app']
+  await eventually(
+    'web on host1; db, vm1 and its guest-app on host2',
+    () => runsOn('web', 'host1') && MOVED.every((name) => runsOn(name, 'host2')),
+    { timeoutMs: 60_000 },
+  )
 
-  const host1 = state.lab.hosts.host1?.netns as string
-  for (const pid of execFileSync('ip', ['netns', 'pids', host1], { encoding: 'utf8' })
+  const host2 = state.lab.hosts.host2?.netns as string
+  const crashedAt = Date.now()
+  for (const pid of execFileSync('ip', ['netns', 'pids', host2], { encoding: 'utf8' })
     .split('\n')
     .filter(Boolean))
     process.kill(Number(pid), 'SIGKILL')
-  await eventually('web running on host2', () => witness().includes('host2 '), { timeoutMs: 30_000 })
+  await eventually(
+    'db, vm1 and guest-app running on host1',
+    () => MOVED.every((name) => runsOn(name, 'host1')),
+    {
+      timeoutMs: 60_000,
+    },
+  )
   const { history } = await api<{ history: { node: string; device: string; outcome: string }[] }>(
     '/api/fence',
   )
-  expect(history[0]).toMatchObject({ node: 'host1', device: 'bmc-host1', outcome: 'off' })
+  expect(history[0]).toMatchObject({ node: 'host2', device: 'bmc-host2', outcome: 'off' })
+  // Never two copies: every host1 line of a moved workload comes after host2's last.
+  for (const name of MOVED) {
+    const lines = witness(labDir, name)
+    const lastOnHost2 = Math.max(...lines.filter(([h]) => h === 'host2').map(([, ms]) => ms))
+    const firstOnHost1 = Math.min(
+      ...lines.filter(([h, ms]) => h === 'host1' && ms > crashedAt - 5000).map(([, ms]) => ms),
+    )
+    expect(lastOnHost2, name).toBeLessThan(crashedAt + 1000)
+    expect(firstOnHost1, name).toBeGreaterThan(lastOnHost2)
+  }
+  // The hub sees it too: the vm running on host1, and its application running inside it.
+  await eventually(
+    'the hub: vm1 running on host1, guest-app running in vm1',
+    async () => {
+      const { resources } = await api<{ resources: { id: string; phase: string; node: string }[] }>(
+        '/api/resources',
+      )
+      const phase = (id: string) => resources.find((r) => r.id === id)
+      return (
+        phase('vm1')?.phase === 'running' &&
+        phase('vm1')?.node === 'host1' &&
+        phase('guest-app')?.phase === 'running' &&
+        phase('guest-app')?.node === 'vm1'
+      )
+    },
+    { timeoutMs: 30_000 },
+  )
 
   expect(run('down')).toContain('Vigil lab down')
   const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
@@ -60,4 +116,4 @@ test('the lab comes up, fails a host over through its BMC, and goes down leaving
     expect(alive, `pid ${pid}`).toBe(false)
   }
   expect(existsSync(labDir)).toBe(false)
-})
+}, 180_000)

@@ -166,7 +166,10 @@ function apply(ctx: StepContext, input: Input): void {
       return
     case 'inventory': {
       const n = ctx.state.nodes[input.node]
-      if (!n) return
+      if (!n) {
+        if (ctx.spec.resources.some((r) => r.id === input.node && r.kind === 'vm')) guestInventory(ctx, input)
+        return
+      }
       const listed = Object.keys(input.resources).sort()
       for (const id of listed) applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState)
       for (const id of n.inventory ?? [])
@@ -225,6 +228,20 @@ function apply(ctx: StepContext, input: Input): void {
       hubRestarted(ctx)
       ctx.allDirty = true
       return
+  }
+}
+
+/**
+ * A guest agent's complete list (its node is its vm's id): what it lists is as reported; a guest
+ * application of that vm it reported before and no longer lists is stopped, as on a host.
+ */
+function guestInventory(ctx: StepContext, input: Extract<Input, { type: 'inventory' }>): void {
+  const listed = Object.keys(input.resources).sort()
+  for (const id of listed) applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState)
+  for (const spec of ctx.spec.resources) {
+    if (spec.kind !== 'guest-app' || spec.vm !== input.node || spec.id in input.resources) continue
+    const seen = ctx.state.resources[spec.id]?.observed[input.node]
+    if (seen && seen.state !== 'stopped') applyResourceState(ctx, input.node, spec.id, 'stopped')
   }
 }
 

@@ -1,6 +1,13 @@
 export { type Bmc, startBmc } from './bmc.js'
 export { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
-export { type Libvirt, startLibvirt, startPeerLibvirt } from './libvirt.js'
+export {
+  guestDomainXml,
+  guestImage,
+  type Libvirt,
+  preparePeerLibvirt,
+  startLibvirt,
+  startPeerLibvirt,
+} from './libvirt.js'
 export { type LabHost, NetnsHost, NetnsLab, setPacketLoss } from './netns.js'
 export { type Pdu, startPdu } from './pdu.js'
 export { type Prometheus, startPrometheus } from './prometheus.js'

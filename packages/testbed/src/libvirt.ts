@@ -47,7 +47,7 @@ export interface Libvirt {
 let guests = 0
 
 /** scripts/guest-image.sh's kernel and initramfs (bootstrap builds them; built here if missing). */
-function guestImage(): { kernel: string; initrd: string } {
+export function guestImage(): { kernel: string; initrd: string } {
   const dir = '/var/cache/vigil/guest'
   const kernel = join(dir, 'vmlinuz')
   const initrd = join(dir, 'initrd.gz')
@@ -56,6 +56,31 @@ function guestImage(): { kernel: string; initrd: string } {
     execFileSync('bash', [script, dir], { stdio: 'ignore', timeout: 300_000 })
   }
   return { kernel, initrd }
+}
+
+/**
+ * A tiny QEMU (TCG) guest's domain XML: no disk, no network. Without `console`, 64 MiB and no OS
+ * (SeaBIOS idles). With `console`, 128 MiB booting scripts/guest-image.sh's kernel and busybox init,
+ * which writes "vigil guest heartbeat N" every second to its serial console, that file (QEMU
+ * truncates it when it starts); `virsh inject-nmi` hangs it (panic, and panic=0 waits forever).
+ */
+export function guestDomainXml(name: string, opts: { console?: string } = {}): string {
+  const os = opts.console ? guestImage() : null
+  return `<domain type='qemu'>
+  <name>${name}</name>
+  <memory unit='MiB'>${os ? 128 : 64}</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>${
+    os
+      ? `<kernel>${os.kernel}</kernel><initrd>${os.initrd}</initrd><cmdline>console=ttyS0 panic=0 quiet</cmdline>`
+      : `<boot dev='hd'/>`
+  }</os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>${
+    opts.console ? `<serial type='file'><source path='${opts.console}'/><target port='0'/></serial>` : ''
+  }<memballoon model='none'/></devices>
+</domain>
+`
 }
 
 /** True if a daemon accepts connections on this unix socket (a stale socket file refuses them). */
@@ -132,25 +157,7 @@ export async function startLibvirt(): Promise<Libvirt> {
     async defineGuest(opts = {}) {
       const name = `vigil-test-${process.pid}-${guests++}`
       const xml = join(dir, `${name}.xml`)
-      const os = opts.os ? guestImage() : null
-      writeFileSync(
-        xml,
-        `<domain type='qemu'>
-  <name>${name}</name>
-  <memory unit='MiB'>${os ? 128 : 64}</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type>${
-    os
-      ? `<kernel>${os.kernel}</kernel><initrd>${os.initrd}</initrd><cmdline>console=ttyS0 panic=0 quiet</cmdline>`
-      : `<boot dev='hd'/>`
-  }</os>
-  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>${
-    os ? `<serial type='file'><source path='${consoleLog(name)}'/><target port='0'/></serial>` : ''
-  }<memballoon model='none'/></devices>
-</domain>
-`,
-      )
+      writeFileSync(xml, guestDomainXml(name, opts.os ? { console: consoleLog(name) } : {}))
       await run('virsh', ['-c', URI, 'define', xml])
       defined.push(name)
       return name
@@ -174,21 +181,18 @@ export async function startLibvirt(): Promise<Libvirt> {
 }
 
 /**
- * A second libvirtd on this machine, as a second host would have (or, given a lab host, that
- * host's own libvirtd, in its network namespace): its own configuration, state,
- * runtime and log directories (a private mount namespace binds its own over /etc/libvirt,
- * /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt), its own host UUID,
- * and TCP on 127.0.0.1 (no auth: loopback in a test only), so live migration between it and the
- * machine's libvirt (startLibvirt) works. Its QEMU guests run in its namespace; stop() destroys them.
+ * The files of a libvirtd of its own, as another host has, in `dir`: its own configuration, state,
+ * runtime and log directories (bound in a private mount namespace over /etc/libvirt, /run/libvirt,
+ * /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt), its own host UUID, and TCP on
+ * `address` (no auth: for a test or the lab only). `command` starts it in the foreground (run it in
+ * the host's network namespace); started again on the same files, it finds its domains as it left
+ * them (a guest whose QEMU died meanwhile is shut off). `qemuRunAsRoot`: its guests' QEMU runs as
+ * root, so console files may live anywhere root can write (the lab's directory may be private).
  */
-export async function startPeerLibvirt(
-  /** A lab host: run inside its network namespace, listening on its address. */
-  host?: { exec(argv: string[]): string[]; ip: string },
-): Promise<Libvirt & { port: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-libvirt-peer-'))
-  const address = host?.ip ?? '127.0.0.1'
-  const port = host ? 16509 : await freePort('tcp')
-  const uri = `qemu+tcp://${address}:${port}/system`
+export function preparePeerLibvirt(
+  dir: string,
+  opts: { address: string; port: number; qemuRunAsRoot?: boolean },
+): { uri: string; command: string[]; qemuPidFile(domain: string): string } {
   // The machine's configuration without its domains or networks; its capability cache, so this
   // one need not probe QEMU again (~12 s under TCG).
   cpSync('/etc/libvirt', join(dir, 'etc'), { recursive: true })
@@ -199,12 +203,13 @@ export async function startPeerLibvirt(
   rmSync(join(dir, 'etc', 'qemu', 'networks', 'autostart'), { recursive: true, force: true })
   appendFileSync(
     join(dir, 'etc', 'libvirtd.conf'),
-    `\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "${address}"\ntcp_port = "${port}"\nauth_tcp = "none"\nhost_uuid = "${randomUUID()}"\n`,
+    `\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "${opts.address}"\ntcp_port = "${opts.port}"\nauth_tcp = "none"\nhost_uuid = "${randomUUID()}"\n`,
   )
+  if (opts.qemuRunAsRoot) appendFileSync(join(dir, 'etc', 'qemu.conf'), '\nuser = "root"\ngroup = "root"\n')
   for (const d of ['run', 'lib/qemu', 'cache', 'log']) mkdirSync(join(dir, d), { recursive: true })
   cpSync('/var/cache/libvirt', join(dir, 'cache'), { recursive: true })
   const qemuUser = statSync('/var/lib/libvirt/qemu')
-  chownSync(join(dir, 'lib', 'qemu'), qemuUser.uid, qemuUser.gid)
+  if (!opts.qemuRunAsRoot) chownSync(join(dir, 'lib', 'qemu'), qemuUser.uid, qemuUser.gid)
   const script = [
     'set -e',
     '[ -e /dev/kvm ] && mount --bind /dev/null /dev/kvm',
@@ -219,19 +224,32 @@ export async function startPeerLibvirt(
     `exec libvirtd --listen -p ${join(dir, 'run', 'libvirtd.pid')}`,
   ].join('\n')
   writeFileSync(join(dir, 'start.sh'), script)
-  const libvirtd = Daemon.start(
-    'libvirtd-peer',
-    [
-      ...(host?.exec([]) ?? []),
-      'unshare',
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      join(dir, 'start.sh'),
-    ],
-    { logFile: join(dir, 'libvirtd.log') },
-  )
+  return {
+    uri: `qemu+tcp://${opts.address}:${opts.port}/system`,
+    command: ['unshare', '--mount', '--propagation', 'private', 'sh', join(dir, 'start.sh')],
+    qemuPidFile: (domain) => join(dir, 'run', 'qemu', `${domain}.pid`),
+  }
+}
+
+/**
+ * A second libvirtd on this machine, as a second host would have (or, given a lab host, that
+ * host's own libvirtd, in its network namespace): its own configuration, state,
+ * runtime and log directories (a private mount namespace binds its own over /etc/libvirt,
+ * /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt), its own host UUID,
+ * and TCP on 127.0.0.1 (no auth: loopback in a test only), so live migration between it and the
+ * machine's libvirt (startLibvirt) works. Its QEMU guests run in its namespace; stop() destroys them.
+ */
+export async function startPeerLibvirt(
+  /** A lab host: run inside its network namespace, listening on its address. */
+  host?: { exec(argv: string[]): string[]; ip: string },
+): Promise<Libvirt & { port: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-libvirt-peer-'))
+  const address = host?.ip ?? '127.0.0.1'
+  const port = host ? 16509 : await freePort('tcp')
+  const { uri, command, qemuPidFile } = preparePeerLibvirt(dir, { address, port })
+  const libvirtd = Daemon.start('libvirtd-peer', [...(host?.exec([]) ?? []), ...command], {
+    logFile: join(dir, 'libvirtd.log'),
+  })
   const virsh = async (args: string[]) => (await run('virsh', ['-c', uri, ...args])).stdout
   const answersHere = async () => {
     if (!libvirtd.alive) throw new Error(`peer libvirtd exited: ${libvirtd.log().slice(-2000)}`)
@@ -243,7 +261,7 @@ export async function startPeerLibvirt(
   return {
     uri,
     port,
-    qemuPidFile: (domain) => join(dir, 'run', 'qemu', `${domain}.pid`),
+    qemuPidFile,
     consoleLog: () => {
       throw new Error('testbed: a migrated guest keeps the console file its definition names')
     },

@@ -1,0 +1,49 @@
+import { expect, test } from 'vitest'
+import { initialState, step } from './engine.js'
+import { clusterSpecSchema } from './spec.js'
+import type { EngineEnv, EngineState, Input } from './types.js'
+
+// The hub turns an agent's complete observation batch into an `inventory`. A guest agent's node is
+// its vm's id, not a cluster node: its inventories must still reach the guest applications (found
+// in the lab: they were dropped, and a guest application waited forever for a first report).
+const spec = clusterSpecSchema.parse({
+  nodes: [{ id: 'h1' }],
+  resources: [
+    { id: 'vm1', kind: 'vm' },
+    { id: 'app', kind: 'guest-app', vm: 'vm1' },
+    { id: 'other', kind: 'guest-app', vm: 'vm1' },
+  ],
+})
+
+function run(inventories: Record<string, 'running' | 'failed'>[]): EngineState {
+  let now = 1000
+  let ids = 0
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${ids++}` }
+  let state = initialState(spec, now)
+  for (const resources of inventories) {
+    now += 100
+    const inputs: Input[] = [{ type: 'inventory', node: 'vm1', resources }]
+    state = step(spec, state, inputs, env).state
+  }
+  return state
+}
+
+test.each([
+  ['listed running', [{ app: 'running' }], { app: 'running', other: undefined }],
+  ['listed failed', [{ app: 'failed' }], { app: 'failed', other: undefined }],
+  ['listed, then no longer listed: stopped', [{ app: 'running' }, {}], { app: 'stopped', other: undefined }],
+  ['never listed: nothing concluded', [{}, {}], { app: undefined, other: undefined }],
+] as const)('a guest agent inventory, %s', (_, inventories, expected) => {
+  const state = run(inventories.map((i) => ({ ...i })))
+  for (const [id, observed] of Object.entries(expected))
+    expect(state.resources[id]?.observed.vm1?.state, id).toBe(observed)
+})
+
+test("an inventory from a node that is neither a cluster node nor a vm is ignored", () => {
+  let state = initialState(spec, 0)
+  state = step(spec, state, [{ type: 'inventory', node: 'ghost', resources: { app: 'running' } }], {
+    now: () => 100,
+    newId: (kind) => kind,
+  }).state
+  expect(state.resources.app?.observed).toEqual({})
+})
