@@ -39,7 +39,7 @@ test.each([
     expect(state.resources[id]?.observed.vm1?.state, id).toBe(observed)
 })
 
-test("an inventory from a node that is neither a cluster node nor a vm is ignored", () => {
+test('an inventory from a node that is neither a cluster node nor a vm is ignored', () => {
   let state = initialState(spec, 0)
   state = step(spec, state, [{ type: 'inventory', node: 'ghost', resources: { app: 'running' } }], {
     now: () => 100,
