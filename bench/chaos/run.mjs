@@ -2,30 +2,45 @@
 // bench/chaos: random faults on the lab, one after another, each followed by quiescence and checks
 // against ground truth that does not come from Vigil. Not a test (not in CI): prints JSON and a table.
 //
-//   node bench/chaos/run.mjs --faults 1000 [--seed 1] [--hosts 3] [--minutes M] [--keep-going]
+//   node bench/chaos/run.mjs --faults 1000 [--seed 1] [--hosts 3] [--minutes M] [--keep-going] [--no-vm]
 //
 // SIGINT or SIGTERM: the fault under way is finished and checked, then the run reports and tears the
 // lab down.
 //
 // The lab (scripts/lab.mjs): hosts as network namespaces, each with a real agent (peer mesh, shared
-// disk heartbeat), an IPMI BMC (ipmi_sim) that powers it off by killing its namespace, and two
-// applications, web and db, that append "<host> <ns>" to witness-<app>.log every 0.2 s wherever
-// they run. Faults are drawn from a seeded PRNG, so a seed replays the same sequence of choices
-// (not the same timings: the machine is shared).
+// disk heartbeat), an IPMI BMC (ipmi_sim) that powers it off by killing its namespace, its own
+// libvirtd, and two applications, web and db, that append "<host> <ns>" to witness-<app>.log every
+// 0.2 s wherever they run. The vm vm1 (QEMU under TCG) runs on one host at a time; its console's
+// heartbeat lines (one a second) become witness-vm1.log lines, and its in-guest application
+// guest-app (run beside it with Vigil's guest agent, for as long as the guest lives: see
+// scripts/lab-guest.mjs) writes witness-guest-app.log like web and db. Faults are drawn from a
+// seeded PRNG, so a seed replays the same sequence of choices (not the same timings: the machine
+// is shared).
 //
 // After each fault: the faulted host (if fenced or crashed) is powered on again, then the run waits
-// until the lab is quiescent (every host healthy in the engine, web and db running, no fence in
+// until the lab is quiescent (every host healthy in the engine, every workload running, no fence in
 // flight, every witness advancing). Checked after each fault and over the whole run:
-//   double run   two hosts' witness lines for one app interleave in time (two copies alive at once)
+//   double run   two hosts' witness lines for one workload interleave in time (two copies alive at once)
 //   false fence  a fence decided during a fault that must not fence (blips, app crash, hub restart),
 //                or of a host other than the victim of one that must
 //   double fence more than one fence decided for the victim of one fault
 //   lost         an app not running again within the settle timeout
 // Faults with no equivalent here: delay and jitter (this kernel has no netem; loss is iptables'
-// statistic match), vm crash and guest hang (bench/guest-hang and test/e2e/vm-*.test.ts cover them),
-// disk probe hang (the lab has no disk probe).
+// statistic match), disk probe hang (no device-mapper to make a disk hang, so the lab has no disk
+// probe).
 import { execFileSync, spawn } from 'node:child_process'
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -43,9 +58,21 @@ const { values } = parseArgs({
     minutes: { type: 'string' },
     /** Go on after a lost app or a stuck lab (otherwise the run stops at the first). */
     'keep-going': { type: 'boolean', default: false },
+    /** Keep the lab's logs, configs and witnesses, and the hub's decisions, in this directory. */
+    logs: { type: 'string' },
+    /** A lab without the vm and its guest application (and without their faults). */
+    'no-vm': { type: 'boolean', default: false },
   },
 })
+/** The lab's host applications: the app-crash faults' targets. */
 const APPS = ['web', 'db']
+const withVm = !values['no-vm']
+/**
+ * Every workload with a witness, and the longest gap between two lines of one running copy: the
+ * apps write every 0.2 s; the vm's line is its console heartbeat, one a second (slower under load).
+ */
+const WORKLOADS = { web: 1000, db: 1000, ...(withVm ? { vm1: 2500, 'guest-app': 1000 } : {}) }
+const NAMES = Object.keys(WORKLOADS)
 const SETTLE_MS = Number(values['settle-timeout-ms'])
 const GRACE_MS = 4000 // detection.isolationGraceMs's default: a partition longer than this is fenced
 
@@ -158,6 +185,9 @@ function appCrash(host, app) {
 
 // --- the faults ----------------------------------------------------------------------------------
 // fences: 'victim' (exactly one fence, of the victim), 'none' (a fence is a false fence).
+// seen: the workloads a fault broke without touching their host; the run waits until the hub has
+// decided something about each (the crash noticed) before it waits for quiescence, since their
+// witnesses look fresh for a moment after the fault and the lab would seem settled before it is.
 const FAULTS = [
   {
     kind: 'app crash',
@@ -167,7 +197,7 @@ const FAULTS = [
       const app = pick(APPS)
       const host = await whereRuns(app)
       appCrash(host, app)
-      return { victim: host, detail: app }
+      return { victim: host, detail: app, seen: [app] }
     },
   },
   {
@@ -271,6 +301,43 @@ const FAULTS = [
       return { victim: host, detail: `hub restarted ${after} ms after the crash` }
     },
   },
+  ...(withVm
+    ? [
+        {
+          kind: 'vm crash (QEMU killed)',
+          weight: 6,
+          fences: 'none',
+          async run() {
+            const host = await whereRuns('vm1')
+            const pidFile = state.lab.hosts[host]?.libvirt.qemuPidFile
+            try {
+              process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL')
+            } catch {}
+            return { victim: host, detail: 'SIGKILL of its QEMU', seen: ['vm1'] }
+          },
+        },
+        {
+          kind: 'guest hang (NMI panic)',
+          weight: 6,
+          fences: 'none',
+          async run() {
+            const host = await whereRuns('vm1')
+            quiet('virsh', ['-c', state.lab.hosts[host].libvirt.uri, 'inject-nmi', 'vm1'])
+            return { victim: host, detail: 'running to libvirt, its heartbeat stopped', seen: ['vm1'] }
+          },
+        },
+        {
+          kind: 'in-guest app crash',
+          weight: 6,
+          fences: 'none',
+          async run() {
+            const host = await whereRuns('vm1')
+            quiet('pkill', ['-KILL', '-f', join(labDir, 'guest-app.sh')])
+            return { victim: host, detail: 'guest-app in vm1', seen: ['guest-app'] }
+          },
+        },
+      ]
+    : []),
   {
     kind: 'two app crashes at once',
     weight: 6,
@@ -282,7 +349,7 @@ const FAULTS = [
         appCrash(host, app)
         hosts.push(host)
       }
-      return { victim: null, detail: `web on ${hosts[0]}, db on ${hosts[1]}` }
+      return { victim: null, detail: `web on ${hosts[0]}, db on ${hosts[1]}`, seen: APPS }
     },
   },
 ]
@@ -297,9 +364,9 @@ function drawFault() {
 }
 
 // --- ground truth and checks -------------------------------------------------------------------
-/** Witness lines of an app: [{host, ms}] in time order. */
-function witness(app) {
-  const file = join(labDir, `witness-${app}.log`)
+/** Witness lines of a workload: [{host, ms}] in time order. */
+function witness(name) {
+  const file = join(labDir, `witness-${name}.log`)
   if (!existsSync(file)) return []
   return readFileSync(file, 'utf8')
     .split('\n')
@@ -311,15 +378,15 @@ function witness(app) {
     .sort((a, b) => a.ms - b.ms)
 }
 /**
- * Runs of one host's lines (a new run after a gap of over 1 s: a copy stopped), and every pair of
- * runs on different hosts that overlap in time: two copies alive at once.
+ * Runs of one host's lines (a new run after a gap longer than the workload's: a copy stopped), and
+ * every pair of runs on different hosts that overlap in time: two copies alive at once.
  */
-function segments(lines) {
+function segments(name) {
   const open = new Map()
   const out = []
-  for (const l of lines) {
+  for (const l of witness(name)) {
     const s = open.get(l.host)
-    if (s && l.ms - s.end <= 1000) s.end = l.ms
+    if (s && l.ms - s.end <= WORKLOADS[name]) s.end = l.ms
     else {
       const seg = { host: l.host, start: l.ms, end: l.ms }
       open.set(l.host, seg)
@@ -329,7 +396,7 @@ function segments(lines) {
   return out
 }
 function doubleRuns(app) {
-  const segs = segments(witness(app))
+  const segs = segments(app)
   const found = []
   for (let i = 0; i < segs.length; i++)
     for (let j = i + 1; j < segs.length; j++) {
@@ -340,17 +407,17 @@ function doubleRuns(app) {
     }
   return found
 }
-/** Longest gap between consecutive witness lines of an app in [from, to] (its outage). */
+/** Longest gap between consecutive witness lines of a workload in [from, to] (its outage). */
 function outage(app, from, to) {
-  const lines = witness(app).filter((l) => l.ms >= from - 1000 && l.ms <= to)
+  const lines = witness(app).filter((l) => l.ms >= from - WORKLOADS[app] && l.ms <= to)
   let worst = 0
   for (let i = 1; i < lines.length; i++) worst = Math.max(worst, lines[i].ms - lines[i - 1].ms)
   return worst
 }
-/** Moves of an app between hosts in [from, to], per the witness log. */
+/** Moves of a workload between hosts in [from, to], per the witness log. */
 function moves(app, from, to) {
-  // The copy that was running when the fault began wrote its last line up to 0.2 s before it.
-  const segs = segments(witness(app)).filter((s) => s.end >= from - 1500 && s.start <= to)
+  // The copy that was running when the fault began wrote its last line shortly before it.
+  const segs = segments(app).filter((s) => s.end >= from - WORKLOADS[app] - 500 && s.start <= to)
   let n = 0
   for (let i = 1; i < segs.length; i++) if (segs[i].host !== segs[i - 1].host) n++
   return n
@@ -359,15 +426,16 @@ function moves(app, from, to) {
 /** Everything settled: hosts healthy, apps running and writing, no fence in flight. */
 async function quiescent() {
   try {
-    const { nodes } = await api('/api/nodes')
-    if (nodes.length !== hostNames().length || !nodes.every((n) => n.engine?.condition === 'healthy'))
+    // The guest agent (node vm1) is listed too; hosts are what must be healthy.
+    const hosts = (await api('/api/nodes')).nodes.filter((n) => hostNames().includes(n.id))
+    if (hosts.length !== hostNames().length || !hosts.every((n) => n.engine?.condition === 'healthy'))
       return false
     const { resources } = await api('/api/resources')
-    for (const app of APPS) if (resources.find((r) => r.id === app)?.phase !== 'running') return false
+    for (const name of NAMES) if (resources.find((r) => r.id === name)?.phase !== 'running') return false
     const fence = await api('/api/fence')
     if (fence.nodes.some((n) => n.phase !== 'idle')) return false
     const now = Date.now()
-    for (const app of APPS) if (!(witness(app).at(-1)?.ms > now - 1000)) return false
+    for (const name of NAMES) if (!(witness(name).at(-1)?.ms > now - WORKLOADS[name])) return false
     return true
   } catch {
     return false // the hub restarting
@@ -390,6 +458,24 @@ async function settle(timeoutMs) {
     await sleep(200)
   }
   return false
+}
+
+/** The workloads of `names` the hub has decided nothing about since `t0`, after waiting up to `timeoutMs`. */
+async function unnoticed(names, t0, timeoutMs) {
+  const end = Date.now() + timeoutMs
+  let left = [...names]
+  while (left.length > 0 && Date.now() < end) {
+    const still = []
+    for (const name of left) {
+      const { decisions } = await api(`/api/decisions?resource=${name}&limit=20`).catch(() => ({
+        decisions: [],
+      }))
+      if (!decisions.some((d) => d.at >= t0)) still.push(name)
+    }
+    left = still
+    if (left.length > 0) await sleep(100)
+  }
+  return left
 }
 
 /** Waits until the hub has confirmed a fence of `host` decided after `t0`. */
@@ -421,7 +507,18 @@ for (const signal of ['SIGINT', 'SIGTERM'])
     interrupted = true
   })
 try {
-  lab('up', '--hosts', values.hosts, '--http', http, '--max-fences', '100000', '--max-restarts', '100000')
+  lab(
+    'up',
+    '--hosts',
+    values.hosts,
+    '--http',
+    http,
+    '--max-fences',
+    '100000',
+    '--max-restarts',
+    '100000',
+    ...(withVm ? [] : ['--no-vm']),
+  )
   state = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8'))
   if (!(await settle(60_000))) throw new Error('the lab never became quiescent')
   for (let i = 0; i < faults; i++) {
@@ -436,8 +533,9 @@ try {
     const fault = drawFault()
     await sleep(between(200, 1200)) // a random phase against heartbeats and the engine's tick
     const t0 = Date.now()
-    const { victim, detail } = await fault.run()
+    const { victim, detail, seen = [] } = await fault.run()
     const injectedMs = Date.now() - t0
+    const unseen = await unnoticed(seen, t0, 15_000)
     // A host that must be fenced stays off until it is (then settle powers it on, as a person would).
     if (fault.fences === 'victim') await fenceConfirmed(victim, t0, 30_000)
     const settled = await settle(SETTLE_MS)
@@ -453,16 +551,18 @@ try {
       injectedMs,
       settleMs: t1 - t0 - injectedMs,
       settled,
+      unseen,
       fences: fences.length,
       falseFences,
       doubleFence: fault.fences === 'victim' && ofVictim.length > 1,
       missedFence: fault.fences === 'victim' && ofVictim.length === 0,
-      moves: APPS.reduce((s, app) => s + moves(app, t0, t1), 0),
-      outageMs: Object.fromEntries(APPS.map((app) => [app, outage(app, t0, t1)])),
+      moves: NAMES.reduce((s, name) => s + moves(name, t0, t1), 0),
+      outageMs: Object.fromEntries(NAMES.map((name) => [name, outage(name, t0, t1)])),
     }
     records.push(record)
     const flags = [
       !settled && 'NOT SETTLED',
+      unseen.length > 0 && `NOT NOTICED: ${unseen.join(', ')}`,
       falseFences > 0 && `FALSE FENCE x${falseFences}`,
       record.doubleFence && 'DOUBLE FENCE',
       record.missedFence && 'no fence',
@@ -479,14 +579,26 @@ try {
     }
   }
 } finally {
-  const doubles = APPS.flatMap(doubleRuns)
+  const doubles = NAMES.flatMap(doubleRuns)
   report(doubles)
+  if (values.logs) await keepLogs(values.logs)
   try {
     lab('down')
   } catch (err) {
     log(`lab down failed: ${err}`)
   }
   rmSync(dir, { recursive: true, force: true })
+}
+
+/** The lab's own files (not its libvirt state or disk) and the hub's decisions, for a post-mortem. */
+async function keepLogs(to) {
+  mkdirSync(to, { recursive: true })
+  for (const name of readdirSync(labDir))
+    if (/\.(log|yaml|json|sh|sqlite|sqlite-wal|sqlite-shm)$/.test(name))
+      copyFileSync(join(labDir, name), join(to, name))
+  const decisions = await api('/api/decisions?limit=1000').catch((err) => ({ error: String(err) }))
+  writeFileSync(join(to, 'decisions.json'), JSON.stringify(decisions, null, 1))
+  log(`lab logs and the hub's decisions kept in ${to}`)
 }
 
 function report(doubles) {
@@ -503,6 +615,7 @@ function report(doubles) {
       'missed fences': rs.filter((r) => r.missedFence).length,
       moves: rs.reduce((s, r) => s + r.moves, 0),
       'not settled': rs.filter((r) => !r.settled).length,
+      'not noticed': rs.filter((r) => r.unseen.length > 0).length,
       'settle median ms': settles.length ? median(settles) : '-',
       'worst outage ms': outages.length ? Math.max(...outages) : '-',
     }
@@ -515,6 +628,7 @@ function report(doubles) {
     doubleFences: records.filter((r) => r.doubleFence).length,
     doubleRuns: doubles.length,
     lost: records.filter((r) => !r.settled).length,
+    unnoticed: records.filter((r) => r.unseen.length > 0).length,
     minutes: Math.round((Date.now() - startedAt) / 600) / 100,
     settleP99Ms: quantile(
       records.filter((r) => r.settled).map((r) => r.settleMs),
@@ -543,6 +657,6 @@ function report(doubles) {
   )
   console.log(markdownTable(rows, Object.keys(rows[0])))
   console.log(
-    `\nFences ${summary.fences}, failovers (app moves) ${summary.failovers}, false fences ${summary.falseFences}, double fences ${summary.doubleFences}, double-run intervals ${summary.doubleRuns}, lost (not settled in ${SETTLE_MS / 1000} s) ${summary.lost}`,
+    `\nFences ${summary.fences}, failovers (workload moves) ${summary.failovers}, false fences ${summary.falseFences}, double fences ${summary.doubleFences}, double-run intervals ${summary.doubleRuns}, lost (not settled in ${SETTLE_MS / 1000} s) ${summary.lost}, faults not noticed ${summary.unnoticed}`,
   )
 }

@@ -21,7 +21,8 @@ const ctx = { log }
 
 /**
  * The suite every driver with start and stop passes against the real thing: double start, double
- * stop, monitor after stop, monitor of a failed target, invalid config, action timeout.
+ * stop, monitor after stop, monitor of a failed target, stop of a failed target, invalid config,
+ * action timeout.
  */
 export function driverConformance(factory: DriverFactory, target: () => Promise<ConformanceTarget>): void {
   describe(`${factory.name} driver conformance`, () => {
@@ -69,6 +70,19 @@ export function driverConformance(factory: DriverFactory, target: () => Promise<
       await runAction(d, 'start', ctx)
       await current?.breakIt(d)
       expect((await runAction(d, 'monitor', ctx))?.state).toBe('failed')
+      await runAction(d, 'start', ctx)
+      expect((await runAction(d, 'monitor', ctx))?.state).toBe('running')
+    })
+
+    // OCF's recovery contract: after a failure the manager stops the resource, and a stop that
+    // succeeded leaves it stopped, not failed (else the manager stops it again, forever).
+    test('a failed target, once stopped, monitors as stopped', async () => {
+      const d = await make()
+      await runAction(d, 'start', ctx)
+      await current?.breakIt(d)
+      expect((await runAction(d, 'monitor', ctx))?.state).toBe('failed')
+      await runAction(d, 'stop', ctx)
+      expect((await runAction(d, 'monitor', ctx))?.state).toBe('stopped')
       await runAction(d, 'start', ctx)
       expect((await runAction(d, 'monitor', ctx))?.state).toBe('running')
     })

@@ -95,6 +95,14 @@ class LibvirtDriver implements Driver {
   private readonly listeners: (() => void)[] = []
 
   private readonly heartbeats: HeartbeatLines | null
+  /**
+   * This driver stopped the domain and nothing has run it since. libvirt keeps a dead guest's
+   * "shut off (crashed)" until it starts again, and a destroy cannot clear it, so without this a
+   * crashed guest's stop would succeed and leave it "failed": its manager would stop it again and
+   * again (seen in the lab: a host back from a crash, its copy of a vm that had failed over).
+   * Kept in memory: after an agent restart one more stop clears it again.
+   */
+  private stoppedByUs = false
 
   constructor(private readonly config: LibvirtConfig) {
     this.heartbeats = config.guestHeartbeat
@@ -138,6 +146,8 @@ class LibvirtDriver implements Driver {
     const out = (await this.virsh(['domstate', '--reason', this.config.domain], ctx.signal)).trim()
     const [state = '', reason = ''] = /^(.*?)(?: \((.*)\))?$/.exec(out)?.slice(1) ?? []
     const detail = out
+    if (state !== 'shut off') this.stoppedByUs = false // it ran (or runs) since our stop
+    if (state === 'shut off' && this.stoppedByUs) return { state: 'stopped', detail }
     if (state === 'running' || state === 'blocked' || state === 'in shutdown') {
       // Counters are a bonus: a guest whose stats cannot be read is still running.
       const stats = this.config.stats ? await this.domstats(ctx).catch(() => undefined) : undefined
@@ -174,24 +184,25 @@ class LibvirtDriver implements Driver {
   async start(ctx: ActionContext): Promise<void> {
     const now = await this.monitor(ctx)
     if (now.state === 'running') return
+    this.stoppedByUs = false
     // A paused guest is resumed, not started twice; a crashed one is started again.
     if (now.state === 'paused') await this.virsh(['resume', this.config.domain], ctx.signal)
     else await this.virsh(['start', this.config.domain], ctx.signal)
   }
 
   async stop(ctx: ActionContext): Promise<void> {
-    if ((await this.monitor(ctx)).state !== 'running') {
-      // Paused or in an odd state: only destroy makes it safe.
-      await this.destroy(ctx)
-      return
+    if ((await this.monitor(ctx)).state === 'running') {
+      await this.virsh(['shutdown', this.config.domain], ctx.signal).catch(() => {})
+      const until = Date.now() + this.config.shutdownTimeoutMs
+      while (Date.now() < until && !ctx.signal.aborted) {
+        if ((await this.monitor(ctx)).state !== 'running') break
+        await new Promise((r) => setTimeout(r, 250))
+      }
     }
-    await this.virsh(['shutdown', this.config.domain], ctx.signal).catch(() => {})
-    const until = Date.now() + this.config.shutdownTimeoutMs
-    while (Date.now() < until && !ctx.signal.aborted) {
-      if ((await this.monitor(ctx)).state !== 'running') break
-      await new Promise((r) => setTimeout(r, 250))
-    }
+    // Paused, crashed or in an odd state (or still running past the shutdown time): only destroy
+    // makes it safe.
     await this.destroy(ctx)
+    this.stoppedByUs = true
   }
 
   private async destroy(ctx: ActionContext): Promise<void> {
