@@ -103,7 +103,7 @@ async function up() {
     const sbd = join(dir, 'sbd')
     writeFileSync(sbd, Buffer.alloc(512 * 32))
     const devices = []
-    /** Per host, what its power-on starts, in order: [name, argv] (each logs to <dir>/<host>-<name>.log). */
+    /** Per host, what its power-on starts, in order: [what, argv] (each logs to logOf(host, what)). */
     const bootCommands = {}
     if (withVm) {
       // The guest's inside, as the lab runs it beside vm1 (see scripts/lab-guest.mjs): its init
@@ -129,6 +129,13 @@ async function up() {
       // port: this host's end on the lab bridge (in bridgeNs): down is a partition of the host.
       state.lab.hosts[name] = { netns: host.netns, ip: host.ip, port: `p${i}` }
       const config = join(dir, `${name}.yaml`)
+      const libvirt = withVm
+        ? preparePeerLibvirt(join(dir, `${name}-libvirt`), {
+            address: host.ip,
+            port: LIBVIRT_PORT,
+            qemuRunAsRoot: true,
+          })
+        : null
       writeFileSync(
         config,
         [
@@ -153,7 +160,7 @@ async function up() {
                 '    driver: libvirt',
                 '    config:',
                 `      domain: ${VM}`,
-                `      uri: 'qemu+tcp://${host.ip}:${LIBVIRT_PORT}/system'`,
+                `      uri: '${libvirt?.uri}'`,
                 // The lab's busybox guest ignores ACPI: a stop is a destroy.
                 '      shutdownTimeoutMs: 0',
                 `      guestHeartbeat: { file: '${join(dir, `${name}-${VM}-console.log`)}', pattern: 'vigil guest heartbeat' }`,
@@ -164,12 +171,7 @@ async function up() {
       )
       const inHost = ['ip', 'netns', 'exec', host.netns]
       bootCommands[name] = []
-      if (withVm) {
-        const libvirt = preparePeerLibvirt(join(dir, `${name}-libvirt`), {
-          address: host.ip,
-          port: LIBVIRT_PORT,
-          qemuRunAsRoot: true,
-        })
+      if (libvirt) {
         state.lab.hosts[name].libvirt = { uri: libvirt.uri, qemuPidFile: libvirt.qemuPidFile(VM) }
         writeFileSync(
           join(dir, `${name}-${VM}.xml`),
