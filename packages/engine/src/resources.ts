@@ -125,7 +125,7 @@ function unmanaged(ctx: StepContext, spec: ResourceSpec, r: ResourceState): bool
 function guestHung(ctx: StepContext, r: ResourceState): boolean {
   if (!r.guest || r.node === null) return false
   const host = ctx.state.nodes[r.node]
-  if (!host || host.condition !== 'healthy') return false
+  if (host?.condition !== 'healthy') return false
   const guest =
     r.guest.lastAt !== null && r.guest.lastAt < host.conditionSince
       ? { ...r.guest, lastAt: host.conditionSince }
