@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # an IPMI BMC (ipmi_sim) and ipmitool, snmpd acting as an APC PDU, an ssh server, the ClusterLabs
 # fence agents, iproute2 for lab hosts made of network namespaces, libvirt with QEMU (TCG guests),
 # the OCF resource agents, Prometheus with promtool and Alertmanager with amtool (the dashboards and
-# alert rules are checked against a real one), and Chromium (the status page's browser test).
+# alert rules are checked against a real one), Chromium (the status page's browser test), and a C
+# compiler with libnetfilter-queue for the lab's delay and jitter (this kernel has no netem).
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -21,6 +22,7 @@ APT_PACKAGES=(
   resource-agents
   prometheus prometheus-alertmanager
   chromium
+  gcc libc6-dev libnetfilter-queue-dev
 )
 
 missing=()
@@ -37,6 +39,12 @@ fi
 
 # The libvirt tests' bootable guest (a kernel from Debian's archive and a busybox initramfs).
 bash "$(dirname "$0")/guest-image.sh"
+
+# netem's delay and jitter in user space, through an NFQUEUE (packages/testbed/native/netdelay.c).
+NETDELAY=packages/testbed/native/netdelay
+if [ ! -x "$NETDELAY" ] || [ "$NETDELAY.c" -nt "$NETDELAY" ]; then
+  gcc -O2 -Wall -Wextra -Werror -o "$NETDELAY" "$NETDELAY.c" -lnetfilter_queue
+fi
 
 PNPM_VERSION=10.34.8
 if ! command -v pnpm >/dev/null || [ "$(pnpm --version)" != "$PNPM_VERSION" ]; then

@@ -11,7 +11,7 @@
 // disk heartbeat), an IPMI BMC (ipmi_sim) that powers it off by killing its namespace, its own
 // libvirtd, and two applications, web and db, that append "<host> <ns>" to witness-<app>.log every
 // 0.2 s wherever they run. The vm vm1 (QEMU under TCG) runs on one host at a time; its console's
-// heartbeat lines (one a second) become witness-vm1.log lines, and its in-guest application
+// heartbeat lines (two a second) become witness-vm1.log lines, and its in-guest application
 // guest-app (run beside it with Vigil's guest agent, for as long as the guest lives: see
 // scripts/lab-guest.mjs) writes witness-guest-app.log like web and db. Faults are drawn from a
 // seeded PRNG, so a seed replays the same sequence of choices (not the same timings: the machine
@@ -25,9 +25,9 @@
 //                or of a host other than the victim of one that must
 //   double fence more than one fence decided for the victim of one fault
 //   lost         an app not running again within the settle timeout
-// Faults with no equivalent here: delay and jitter (this kernel has no netem; loss is iptables'
-// statistic match), disk probe hang (no device-mapper to make a disk hang, so the lab has no disk
-// probe).
+// Loss is iptables' statistic match; delay and jitter are netem's in user space (this kernel has no
+// netem: packages/testbed/src/netdelay.ts, an NFQUEUE and native/netdelay.c). No disk probe hang:
+// there is no device-mapper here to make a disk hang, so the lab has no disk probe.
 import { execFileSync, spawn } from 'node:child_process'
 import {
   closeSync,
@@ -44,7 +44,7 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { setPacketLoss } from '@vigil/testbed'
+import { setPacketLoss, startNetworkDelay } from '@vigil/testbed'
 import { freePort, markdownTable, median, quantile, sleep } from '../lib.mjs'
 
 const { values } = parseArgs({
@@ -69,7 +69,7 @@ const APPS = ['web', 'db']
 const withVm = !values['no-vm']
 /**
  * Every workload with a witness, and the longest gap between two lines of one running copy: the
- * apps write every 0.2 s; the vm's line is its console heartbeat, one a second (slower under load).
+ * apps write every 0.2 s; the vm's line is its console heartbeat, two a second (slower under load).
  */
 const WORKLOADS = { web: 1000, db: 1000, ...(withVm ? { vm1: 2500, 'guest-app': 1000 } : {}) }
 const NAMES = Object.keys(WORKLOADS)
@@ -251,6 +251,34 @@ const FAULTS = [
       await sleep(ms)
       loss(host, 0)
       return { victim: host, detail: `${percent} % for ${ms} ms` }
+    },
+  },
+  {
+    kind: 'delay <= 500 ms, <= 10 s',
+    weight: 6,
+    fences: 'none',
+    async run() {
+      const host = pick(hostNames())
+      const delayMs = Math.round(between(50, 500))
+      const ms = Math.round(between(2000, 10_000))
+      const delay = await startNetworkDelay(state.lab.hosts[host].netns, { delayMs, jitterMs: delayMs / 10 })
+      await sleep(ms)
+      const { packets } = await delay.stop()
+      return { victim: host, detail: `${delayMs} ms each way for ${ms} ms (${packets} packets)` }
+    },
+  },
+  {
+    kind: 'jitter 0-1,000 ms, <= 10 s',
+    weight: 6,
+    fences: 'none',
+    async run() {
+      // netem's `delay 500ms 500ms`: each packet each way held 0-1,000 ms, reordered.
+      const host = pick(hostNames())
+      const ms = Math.round(between(2000, 10_000))
+      const delay = await startNetworkDelay(state.lab.hosts[host].netns, { delayMs: 500, jitterMs: 500 })
+      await sleep(ms)
+      const { packets } = await delay.stop()
+      return { victim: host, detail: `for ${ms} ms (${packets} packets)` }
     },
   },
   {

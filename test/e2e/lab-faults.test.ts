@@ -111,3 +111,19 @@ test('30 % packet loss each way on a host link for 10 s costs nothing: no node d
   await new Promise((r) => setTimeout(r, 2000))
   await expectUnharmed(hub, since)
 }, 60_000)
+
+test('500 ms of jitter each way on a host link for 10 s costs nothing: no node dead, no fence', async () => {
+  const { lab, hub, since } = await settledLab('jitter')
+  // netem's `delay 500ms 500ms`: each packet, each way, held 0-1,000 ms, so they also arrive reordered.
+  const jitter = await lab.host('node-c').delay({ delayMs: 500, jitterMs: 500 })
+  let held = 0
+  try {
+    await new Promise((r) => setTimeout(r, 10_000))
+  } finally {
+    held = (await jitter.stop()).packets
+  }
+  // The delay was real: heartbeats, peer datagrams and MQTT segments went through the hold.
+  expect(held).toBeGreaterThan(10)
+  await new Promise((r) => setTimeout(r, 2000))
+  await expectUnharmed(hub, since)
+}, 60_000)

@@ -8,6 +8,7 @@ export {
   startLibvirt,
   startPeerLibvirt,
 } from './libvirt.js'
+export { NETDELAY_PATH, type NetworkDelay, startNetworkDelay } from './netdelay.js'
 export { type LabHost, NetnsHost, NetnsLab, setPacketLoss } from './netns.js'
 export { type Pdu, startPdu } from './pdu.js'
 export { type Prometheus, startPrometheus } from './prometheus.js'

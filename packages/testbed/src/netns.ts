@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { type NetworkDelay, startNetworkDelay } from './netdelay.js'
 
 /**
  * Claims a free slot among `slots` by creating a network namespace named after it: `ip netns add`
@@ -104,9 +105,11 @@ export interface LabHost {
   link(up: boolean): void
   /**
    * Random loss of `percent` % of the host's packets each way on its lab link (0 restores it).
-   * iptables' statistic match: this kernel has no netem, so delay and jitter cannot be made here.
+   * iptables' statistic match (this kernel has no netem).
    */
   loss(percent: number): void
+  /** Delay and jitter each way on its lab link until the handle is stopped (netdelay.ts). */
+  delay(options: { delayMs: number; jitterMs?: number; seed?: number }): Promise<NetworkDelay>
   pids(): number[]
   /** Crash or power-off: SIGKILL of every process of the host. */
   killAll(): void
@@ -114,7 +117,7 @@ export interface LabHost {
 
 /**
  * Random loss of `percent` % of the packets each way on `eth0` of a network namespace (0 restores
- * it), with iptables' statistic match: this kernel has no netem, so delay and jitter cannot be made.
+ * it), with iptables' statistic match: this kernel has no netem (delay and jitter: netdelay.ts).
  */
 export function setPacketLoss(netns: string, percent: number): void {
   const iptables = (...args: string[]) =>
@@ -192,6 +195,7 @@ export class NetnsLab {
         exec: (argv) => ['ip', 'netns', 'exec', netns, ...argv],
         link: (up) => ip('-n', bridgeNs, 'link', 'set', port, up ? 'up' : 'down'),
         loss: (percent) => setPacketLoss(netns, percent),
+        delay: (options) => startNetworkDelay(netns, options),
         pids,
         killAll: () => {
           for (const pid of pids()) {
