@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tiny bootable guest for the libvirt tests and the lab: Debian's cloud kernel (extracted from its
 # package, never installed) and a busybox initramfs whose init prints "vigil guest heartbeat N" on
-# the serial console every second (the counter the libvirt driver's stall detector watches).
+# the serial console twice a second (the counter the libvirt driver's stall detector watches; the
+# recommended cadence, packages/drivers/libvirt/README.md).
 # An NMI panics it (kernel.unknown_nmi_panic) and panic=0 on its command line keeps it there:
 # "running" to libvirt, silent inside, as a hung guest is. `virsh reset` brings it back.
 #   scripts/guest-image.sh [dir]   (default /var/cache/vigil/guest; idempotent)
@@ -32,7 +33,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>
 echo 1 > /proc/sys/kernel/unknown_nmi_panic
 echo "vigil guest booted kernel=$(uname -r)"
 n=0
-while true; do n=$((n+1)); echo "vigil guest heartbeat $n"; sleep 1; done
+while true; do n=$((n+1)); echo "vigil guest heartbeat $n"; sleep 0.5; done
 EOI
 chmod +x "$ROOT/init"
 (cd "$ROOT" && find . | cpio -o -H newc 2>/dev/null | gzip -9 > "$OUT/initrd.tmp")

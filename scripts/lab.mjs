@@ -50,7 +50,7 @@ const stateFile = join(dir, 'lab.json')
 const APPS = ['web', 'db']
 /**
  * The lab's vm, its domain name on every host's libvirtd. Its witness is its console: each heartbeat
- * line (one a second) appends "<host> <ns>" to witness-vm1.log; its application guest-app's to
+ * line (two a second) appends "<host> <ns>" to witness-vm1.log; its application guest-app's to
  * witness-guest-app.log every 0.2 s, like web and db.
  */
 const VM = 'vm1'
@@ -237,7 +237,8 @@ async function up() {
       // (seen in the chaos run: a dead agent's last heartbeat and "db running" arriving after the
       // fence). Power-on brings the NIC up, lets output out again and starts what the host boots:
       // its libvirtd (which finds vm1 shut off: its QEMU died with the host), the guest stand-in and
-      // the agent.
+      // the agent. The moment the host lost its power (its output dropped) goes to
+      // <host>-power-lost.ms (ms since the epoch): a BMC takes a while to act on a power-off.
       // Operations are serialised (flock).
       const power = join(dir, `${name}-power.sh`)
       const inNs = `ip netns exec ${host.netns}`
@@ -252,6 +253,7 @@ case "$1" in
   status) [ -n "$(ip netns pids ${host.netns})" ] && echo on || echo off ;;
   off|crash)
     ${inNs} iptables -C OUTPUT -j DROP 2>/dev/null || ${inNs} iptables -I OUTPUT 1 -j DROP
+    date +%s%3N > ${join(dir, `${name}-power-lost.ms`)}
     for i in 1 2 3 4 5; do ip netns pids ${host.netns} | xargs -r kill -9; [ -z "$(ip netns pids ${host.netns})" ] && break; done
     ${inNs} ss -K -t >/dev/null 2>&1
     ip -n ${host.netns} link set eth0 down ;;
@@ -343,7 +345,7 @@ esac
   console.log(`Vigil lab up: ${names.length} hosts (${names.map((n) => `${n} ${lab.host(n).ip}`).join(', ')})
   Hub         http://${values.http}   (vigil status --hub http://${values.http}; vigil fence --hub ...)
   Metrics     http://${values.http}/metrics
-  Files       ${dir}  (logs, configs, witness-<app>.log: one line per 0.2 s from wherever each app runs${withVm ? `; witness-${VM}.log: one per guest heartbeat, a second apart` : ''})${
+  Files       ${dir}  (logs, configs, witness-<app>.log: one line per 0.2 s from wherever each app runs${withVm ? `; witness-${VM}.log: one per guest heartbeat, half a second apart` : ''})${
     withVm
       ? `
   vm          ${VM} (QEMU, TCG) prefers ${vmHome}; ${GUEST_APP} runs inside it; virsh -c ${state.lab.hosts[vmHome].libvirt.uri} list`

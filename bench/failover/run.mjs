@@ -96,6 +96,11 @@ try {
       // Silent like dead hardware: output dropped, every process killed, sockets destroyed.
       execFileSync(join(dir, 'lab', `${victim}-power.sh`), ['crash'])
     }
+    // A BMC takes a while to act: the power script notes when the host actually lost its power.
+    const lostAt =
+      values.fault === 'power-off'
+        ? Number(readFileSync(join(dir, 'lab', `${victim}-power-lost.ms`), 'utf8').trim())
+        : t0
     const started = await until(
       'web running elsewhere',
       () => witness().find((w) => w.host === survivor && w.ms > t0),
@@ -116,6 +121,8 @@ try {
       detectedMs: at('classify.dead', 'classify.isolated') - t0,
       fencedMs: at('fence.confirmed') - t0,
       runningMs: started.ms - t0,
+      lostMs: lostAt - t0,
+      runningAfterLossMs: started.ms - lostAt,
       overlap: lastOld && lastOld.ms >= started.ms,
     })
     process.stderr.write(
@@ -177,11 +184,18 @@ async function appCrashes() {
 if (values.fault !== 'app-crash') report()
 
 function report() {
+  const fault = values.fault === 'power-off' ? 'power-off command' : 'crash'
   const phases = [
-    ['crash to suspect', 'suspectMs'],
-    ['crash to fence-worthy (isolated or dead)', 'detectedMs'],
-    ['crash to fence confirmed', 'fencedMs'],
-    ['crash to running elsewhere', 'runningMs'],
+    [`${fault} to suspect`, 'suspectMs'],
+    [`${fault} to fence-worthy (isolated or dead)`, 'detectedMs'],
+    [`${fault} to fence confirmed`, 'fencedMs'],
+    [`${fault} to running elsewhere`, 'runningMs'],
+    ...(values.fault === 'power-off'
+      ? [
+          ['power-off command to power lost (the BMC acting)', 'lostMs'],
+          ['power lost to running elsewhere', 'runningAfterLossMs'],
+        ]
+      : []),
   ]
   const summary = phases.map(([label, key]) => {
     const xs = results.map((r) => r[key]).filter((x) => Number.isFinite(x))

@@ -8,7 +8,7 @@
 // guest detector keeps its defaults) to compare detection profiles.
 //
 // One QEMU (TCG) guest booted from scripts/guest-image.sh (its init writes a heartbeat line to
-// its serial console every second) under the machine's libvirtd, managed by a real agent (libvirt
+// its serial console twice a second) under the machine's libvirtd, managed by a real agent (libvirt
 // driver with guestHeartbeat) and a real hub. Each run: `virsh inject-nmi` panics the guest's
 // kernel, which then hangs (panic=0): libvirt still says running. Measured from the NMI: the
 // engine's "guest heartbeat stalled" decision, the reset done (the agent's answer recorded), and

@@ -114,7 +114,7 @@ export const clusterSpecSchema = z.strictObject({
       // host whose disk heartbeat still advances is `isolated`, fenced only after `isolationGraceMs`.
       hub: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 100 }),
       disk: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 50 }),
-      guest: detectorSchema({ firstIntervalMs: 1000, minStdDevMs: 200, acceptablePauseMs: 1000 }),
+      guest: detectorSchema({ firstIntervalMs: 500, minStdDevMs: 200, acceptablePauseMs: 1000 }),
       /** A peer's report that it hears a node counts for this long. */
       peerReportTtlMs: ms.default(1500),
       /** All channels must agree a node is silent for this long before it is declared dead. */

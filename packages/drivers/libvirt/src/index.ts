@@ -103,6 +103,15 @@ class LibvirtDriver implements Driver {
    * Kept in memory: after an agent restart one more stop clears it again.
    */
   private stoppedByUs = false
+  /**
+   * The last monitor that asked libvirt, while the guest ran: its detail, counters and heartbeat
+   * count. A new heartbeat line is proof the guest runs, so a monitor asked for by the heartbeat
+   * watcher answers from the console alone (`beatOnly`): no virsh per beat, and the beat reaches
+   * the hub without the jitter of two virsh calls. Anything else (a lifecycle event, the periodic
+   * poll, an action) asks libvirt.
+   */
+  private lastRunning: { detail: string; stats?: Record<string, number>; beats: number } | null = null
+  private beatOnly = false
 
   constructor(private readonly config: LibvirtConfig) {
     this.heartbeats = config.guestHeartbeat
@@ -143,6 +152,22 @@ class LibvirtDriver implements Driver {
   }
 
   async monitor(ctx: ActionContext): Promise<MonitorResult> {
+    const beatOnly = this.beatOnly
+    this.beatOnly = false
+    if (beatOnly && this.heartbeats && this.lastRunning) {
+      const { detail, stats, beats: before } = this.lastRunning
+      const beats = await this.heartbeats.read().catch(() => undefined)
+      if (beats !== undefined && beats > before) {
+        this.lastRunning = { detail, ...(stats ? { stats } : {}), beats }
+        return { state: 'running', detail, metrics: { ...stats, guestHeartbeats: beats } }
+      }
+    }
+    return this.ask(ctx)
+  }
+
+  /** The domain's state from libvirt (actions use this, never the console's answer). */
+  private async ask(ctx: ActionContext): Promise<MonitorResult> {
+    this.lastRunning = null
     const out = (await this.virsh(['domstate', '--reason', this.config.domain], ctx.signal)).trim()
     const [state = '', reason = ''] = /^(.*?)(?: \((.*)\))?$/.exec(out)?.slice(1) ?? []
     const detail = out
@@ -153,6 +178,7 @@ class LibvirtDriver implements Driver {
       const stats = this.config.stats ? await this.domstats(ctx).catch(() => undefined) : undefined
       const beats = this.heartbeats ? await this.heartbeats.read().catch(() => undefined) : undefined
       const metrics = { ...stats, ...(beats === undefined ? {} : { guestHeartbeats: beats }) }
+      if (beats !== undefined) this.lastRunning = { detail, ...(stats ? { stats } : {}), beats }
       return Object.keys(metrics).length > 0
         ? { state: 'running', detail, metrics }
         : { state: 'running', detail }
@@ -182,7 +208,7 @@ class LibvirtDriver implements Driver {
   }
 
   async start(ctx: ActionContext): Promise<void> {
-    const now = await this.monitor(ctx)
+    const now = await this.ask(ctx)
     if (now.state === 'running') return
     this.stoppedByUs = false
     // A paused guest is resumed, not started twice; a crashed one is started again.
@@ -191,11 +217,11 @@ class LibvirtDriver implements Driver {
   }
 
   async stop(ctx: ActionContext): Promise<void> {
-    if ((await this.monitor(ctx)).state === 'running') {
+    if ((await this.ask(ctx)).state === 'running') {
       await this.virsh(['shutdown', this.config.domain], ctx.signal).catch(() => {})
       const until = Date.now() + this.config.shutdownTimeoutMs
       while (Date.now() < until && !ctx.signal.aborted) {
-        if ((await this.monitor(ctx)).state !== 'running') break
+        if ((await this.ask(ctx)).state !== 'running') break
         await new Promise((r) => setTimeout(r, 250))
       }
     }
@@ -224,7 +250,7 @@ class LibvirtDriver implements Driver {
 
   /** Pauses the guest in memory (it keeps its disks): a suspended guest is not stopped. */
   async suspend(ctx: ActionContext): Promise<void> {
-    const now = await this.monitor(ctx)
+    const now = await this.ask(ctx)
     if (now.state === 'paused') return
     if (now.state !== 'running')
       throw new DriverError('local', `${this.config.domain} is ${now.state}, not running: nothing to suspend`)
@@ -232,7 +258,7 @@ class LibvirtDriver implements Driver {
   }
 
   async resume(ctx: ActionContext): Promise<void> {
-    const now = await this.monitor(ctx)
+    const now = await this.ask(ctx)
     if (now.state === 'running') return
     if (now.state !== 'paused')
       throw new DriverError('local', `${this.config.domain} is ${now.state}, not paused: nothing to resume`)
@@ -250,7 +276,7 @@ class LibvirtDriver implements Driver {
       throw new DriverError('config', `migrate: "${target}" is not a node name`)
     const uri = this.config.migrateUri.replaceAll('{node}', target)
     const { domain } = this.config
-    const here = await this.monitor(ctx)
+    const here = await this.ask(ctx)
     if (here.state !== 'running' && here.state !== 'paused') {
       const there = await this.virsh(['domstate', domain], ctx.signal, { uri }).catch(() => '')
       if (there.trim() === 'running') return
@@ -278,6 +304,7 @@ class LibvirtDriver implements Driver {
       })
       this.watcher = child
       child.stdout?.setEncoding('utf8').on('data', () => {
+        this.beatOnly = false // a lifecycle event: ask libvirt
         for (const l of this.listeners) l()
       })
       // virsh event exits when libvirtd restarts: watch again (the periodic monitor covers the gap).
@@ -310,6 +337,7 @@ class LibvirtDriver implements Driver {
         if (name !== basename(file) || pending) return
         pending = setTimeout(() => {
           pending = null
+          this.beatOnly = true
           for (const l of this.listeners) l()
         }, 20)
       })

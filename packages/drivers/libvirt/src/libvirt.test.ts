@@ -189,6 +189,49 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     await runAction(d, 'stop', ctx)
   })
 
+  test('each new heartbeat line is reported at once from the console alone; a crash still asks libvirt', async () => {
+    const domain = await libvirt.defineGuest({ os: true })
+    // virsh as the driver runs it, each call noted: what the driver asks libvirt, and when.
+    const calls = join(tmpdir(), `vigil-virsh-calls-${process.pid}`)
+    const virsh = join(tmpdir(), `vigil-virsh-counting-${process.pid}`)
+    writeFileSync(virsh, `#!/bin/sh\necho "$3" >> ${calls}\nexec virsh "$@"\n`, { mode: 0o755 })
+    writeFileSync(calls, '')
+    const d = make(domain, {
+      virsh,
+      guestHeartbeat: { file: libvirt.consoleLog(domain), pattern: 'vigil guest heartbeat' },
+    })
+    await runAction(d, 'start', ctx)
+    const seen: { state: string; beats?: number }[] = []
+    // What the agent does on a change: monitor at once.
+    d.onChange?.(() => {
+      void runAction(d, 'monitor', ctx).then((r) => {
+        if (r) seen.push({ state: r.state, beats: r.metrics?.guestHeartbeats })
+      })
+    })
+    const beatsSeen = () => seen.filter((r) => r.state === 'running' && r.beats !== undefined).length
+    // Booted under TCG and beating; the first monitor asked libvirt and learnt the count.
+    await runAction(d, 'monitor', ctx)
+    await waitFor(() => beatsSeen() >= 3, 60_000)
+    expect(beatsSeen()).toBeGreaterThanOrEqual(3)
+    const asked = () =>
+      readFileSync(calls, 'utf8')
+        .split('\n')
+        .filter((c) => c === 'domstate').length
+    const before = { asked: asked(), beats: beatsSeen() }
+    await sleep(3000) // six beats at two a second
+    expect(beatsSeen() - before.beats).toBeGreaterThanOrEqual(3)
+    expect(asked() - before.asked).toBe(0)
+    // A crash is a lifecycle event: that monitor asks libvirt, and a running answer would be a lie.
+    seen.length = 0
+    killQemu(domain)
+    await waitFor(() => seen.some((r) => r.state === 'failed'), 15_000)
+    expect(seen.filter((r) => r.state === 'failed').length).toBeGreaterThan(0)
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'failed' })
+    await d.close?.()
+    rmSync(calls, { force: true })
+    rmSync(virsh, { force: true })
+  })
+
   test('a domain this host does not have is a local error (another host may have it)', async () => {
     const err = await runAction(make('not-here'), 'start', ctx).catch((e: unknown) => e)
     expect(err).toMatchObject({ kind: 'local' })
