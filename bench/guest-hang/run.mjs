@@ -12,7 +12,8 @@
 // driver with guestHeartbeat) and a real hub. Each run: `virsh inject-nmi` panics the guest's
 // kernel, which then hangs (panic=0): libvirt still says running. Measured from the NMI: the
 // engine's "guest heartbeat stalled" decision, the reset done (the agent's answer recorded), and
-// the guest's first heartbeat line after the reset (its boot under TCG). Then the next run waits
+// the guest's first heartbeat line after the reset (its boot under TCG). The NMI lands at a random
+// moment between two heartbeat lines. Then the next run waits
 // until the engine follows the new heartbeats again.
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -118,6 +119,9 @@ try {
       120_000,
     )
     for (const d of await decisions()) seen.add(d.id)
+    // A guest hangs at any moment between two beats; without this the NMI would follow the beat
+    // the loop above just saw, every time (the worst phase).
+    await sleep(Math.random() * 500)
     const hungBeats = beats()
     const t0 = Date.now()
     await libvirt.virsh(['inject-nmi', guest])
