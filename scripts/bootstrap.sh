@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # an IPMI BMC (ipmi_sim) and ipmitool, snmpd acting as an APC PDU, an ssh server, the ClusterLabs
 # fence agents, iproute2 for lab hosts made of network namespaces, libvirt with QEMU (TCG guests),
 # the OCF resource agents, Prometheus with promtool and Alertmanager with amtool (the dashboards and
-# alert rules are checked against a real one), Chromium (the status page's browser test), and a C
-# compiler with libnetfilter-queue for the lab's delay and jitter (this kernel has no netem).
+# alert rules are checked against a real one), Chromium (the status page's browser test), a C
+# compiler with libnetfilter-queue for the lab's delay and jitter (this kernel has no netem), and
+# bindfs, a FUSE view of a directory whose server a test stops to hang a filesystem for real.
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -23,6 +24,7 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager
   chromium
   gcc libc6-dev libnetfilter-queue-dev
+  bindfs
 )
 
 missing=()

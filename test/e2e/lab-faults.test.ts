@@ -1,4 +1,6 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, writeFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import type { HubProcess } from '../harness/hub.js'
@@ -7,7 +9,8 @@ import { tempDir } from '../harness/processes.js'
 
 // Faults that must NOT end in a fence, on three hosts made of network namespaces with the peer
 // mesh between their agents: the hub losing every host at once (its own link, or a switch), a
-// host's link flapping for less than the detection grace, and heavy packet loss on a host's link.
+// host's link flapping for less than the detection grace, heavy packet loss or jitter on a host's
+// link, and the shared storage hanging under one host.
 
 interface Decision {
   id: string
@@ -40,8 +43,13 @@ const decisions = async (hub: HubProcess) =>
   (await hub.api<{ decisions: Decision[] }>('/api/decisions?limit=1000')).body.decisions
 
 /** A settled peer lab (every host healthy, no fence in flight) and the decisions made since. */
-async function settledLab(name: string) {
-  const { lab, hub } = await startPeerLab(dir.path, name, { disk: false, cleanups, clusterLines: TOLERANT })
+async function settledLab(name: string, opts: Partial<Parameters<typeof startPeerLab>[2]> = {}) {
+  const { lab, hub } = await startPeerLab(dir.path, name, {
+    disk: false,
+    cleanups,
+    clusterLines: TOLERANT,
+    ...opts,
+  })
   await allHealthy(hub)
   await settledFence(hub)
   const before = new Set((await decisions(hub)).map((d) => d.id))
@@ -127,3 +135,70 @@ test('500 ms of jitter each way on a host link for 10 s costs nothing: no node d
   await new Promise((r) => setTimeout(r, 2000))
   await expectUnharmed(hub, since)
 }, 60_000)
+
+test('the shared disk hanging under one host for 10 s costs nothing: its disk check fails, then recovers; no fence', async () => {
+  // node-c reaches the shared disk through a FUSE view of its own (bindfs). Stopping that bindfs
+  // (SIGSTOP) hangs, in the kernel, every I/O node-c makes there, as a dead SAN path or a hung NFS
+  // server does: its disk heartbeat and its disk check's statfs and O_DIRECT read probe.
+  const view = tempDir('disk-view')
+  writeFileSync(join(dir.path, 'probe.img'), Buffer.alloc(8192))
+  const bindfs = spawn('bindfs', ['-f', dir.path, view.path], { stdio: 'ignore' })
+  const thaw = () => {
+    try {
+      process.kill(bindfs.pid as number, 'SIGCONT')
+    } catch {
+      // gone already
+    }
+  }
+  cleanups.push(() => {
+    thaw()
+    execFileSync('fusermount', ['-u', '-z', view.path], { stdio: 'ignore' })
+    bindfs.kill()
+    view.remove()
+  })
+  await eventually('the view mounted', async () => existsSync(join(view.path, 'probe.img')))
+  const { hub, since } = await settledLab('disk-hang', {
+    disk: true,
+    diskPath: (node, sbd) => (node === 'node-c' ? join(view.path, basename(sbd)) : sbd),
+    agentLines: (node) =>
+      node === 'node-c'
+        ? [
+            'resources:',
+            '  - id: shared-disk',
+            '    driver: disk',
+            '    monitorIntervalMs: 500',
+            '    config:',
+            `      path: ${view.path}`,
+            `      probe: { device: ${join(view.path, 'probe.img')}, timeoutMs: 1000 }`,
+            '      statfsTimeoutMs: 1000',
+            '      failuresBeforeCritical: 2',
+          ]
+        : [],
+  })
+  const diskCheck = async () =>
+    (
+      await hub.api<{ observations: { target: string; state: string; detail?: string }[] }>(
+        '/api/nodes/node-c',
+      )
+    ).body.observations.find((o) => o.target === 'shared-disk')
+  await eventually('the disk check running', async () => (await diskCheck())?.state === 'running')
+  process.kill(bindfs.pid as number, 'SIGSTOP')
+  let during: { state: string; detail?: string } | undefined
+  try {
+    await eventually('the disk check failed', async () => (await diskCheck())?.state === 'failed', {
+      timeoutMs: 10_000,
+    })
+    await new Promise((r) => setTimeout(r, 8000))
+    during = await diskCheck()
+  } finally {
+    thaw()
+  }
+  // Still failing at the end of the hang, and saying why: the agent kept monitoring, never stuck.
+  expect(during?.state).toBe('failed')
+  expect(during?.detail).toMatch(/within 1000 ms/)
+  await eventually('the disk check running again', async () => (await diskCheck())?.state === 'running', {
+    timeoutMs: 15_000,
+  })
+  await new Promise((r) => setTimeout(r, 2000))
+  await expectUnharmed(hub, since)
+}, 90_000)

@@ -67,6 +67,13 @@ export async function startPeerLab(
     cleanups: (() => Promise<void> | void)[]
     /** Extra lines for the cluster file (e.g. a more tolerant `detection:`). */
     clusterLines?: string[]
+    /**
+     * Where a node's agent reaches the shared disk heartbeat's file (default: the file itself), e.g.
+     * through a view of its own that a test can hang.
+     */
+    diskPath?: (node: string, sbd: string) => string
+    /** Extra lines for a node's agent config. */
+    agentLines?: (node: string) => string[]
   },
 ): Promise<{ lab: NetnsLab; hub: HubProcess }> {
   const { cleanups } = opts
@@ -107,8 +114,13 @@ export async function startPeerLab(
       file: `${name}-${node}.yaml`,
       lines: [
         'heartbeat: { intervalMs: 100 }',
-        ...(disk ? [`diskHeartbeat: { path: '${sbd}', slot: ${slot}, slots: 8, intervalMs: 200 }`] : []),
+        ...(disk
+          ? [
+              `diskHeartbeat: { path: '${opts.diskPath?.(node, sbd) ?? sbd}', slot: ${slot}, slots: 8, intervalMs: 200 }`,
+            ]
+          : []),
         ...peerMeshLines(lab, PEER_LAB_NODES, node),
+        ...(opts.agentLines?.(node) ?? []),
       ],
     })
     cleanups.push(() => agent.stop())

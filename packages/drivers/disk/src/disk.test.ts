@@ -1,5 +1,6 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
@@ -247,3 +248,49 @@ describe('block device counters', () => {
     }
   })
 })
+
+test("a filesystem that hangs (a FUSE view whose server is stopped) fails the check and never holds the agent's file threads", async () => {
+  // bindfs shows `source` at `view`; SIGSTOP of bindfs leaves every call into `view` waiting in the
+  // kernel, as a dead SAN path or a hard NFS mount does.
+  const source = mkdtempSync(join(tmpdir(), 'vigil-disk-source-'))
+  const view = mkdtempSync(join(tmpdir(), 'vigil-disk-view-'))
+  writeFileSync(join(source, 'probe.img'), Buffer.alloc(8192))
+  const bindfs = spawn('bindfs', ['-f', source, view], { stdio: 'ignore' })
+  try {
+    const until = Date.now() + 10_000
+    while (!readdirSync(view).includes('probe.img') && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 50))
+    const d = make({
+      path: view,
+      probe: { device: join(view, 'probe.img'), timeoutMs: 300 },
+      statfsTimeoutMs: 300,
+      failuresBeforeCritical: 1,
+    })
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'running' })
+    process.kill(bindfs.pid as number, 'SIGSTOP')
+    try {
+      // More checks than libuv has threads (four): an in-process statfs would hold one each.
+      for (let i = 0; i < 6; i++) {
+        const r = await runAction(d, 'monitor', ctx)
+        expect(r?.state).toBe('failed')
+        expect(r?.detail).toContain('statfs did not finish within 300 ms')
+        expect(r?.detail).toContain('did not finish within 300 ms')
+      }
+      // The process's own file operations still run while the filesystem hangs.
+      const elsewhere = readFile(join(source, 'probe.img')).then(() => 'read')
+      const stuck = new Promise((r) => setTimeout(() => r('stuck behind the hung filesystem'), 5000))
+      expect(await Promise.race([elsewhere, stuck])).toBe('read')
+    } finally {
+      process.kill(bindfs.pid as number, 'SIGCONT')
+    }
+    const again = Date.now() + 10_000
+    let r = await runAction(d, 'monitor', ctx)
+    while (r?.state !== 'running' && Date.now() < again) r = await runAction(d, 'monitor', ctx)
+    expect(r?.state).toBe('running')
+  } finally {
+    execFileSync('fusermount', ['-u', '-z', view], { stdio: 'ignore' })
+    bindfs.kill()
+    rmSync(view, { recursive: true, force: true })
+    rmSync(source, { recursive: true, force: true })
+  }
+}, 60_000)

@@ -1,9 +1,7 @@
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ActionContext, Driver, DriverFactory, MonitorResult } from '@vigil/driver-kit'
-import { withTimeout } from '@vigil/kit'
 import { z } from 'zod'
 
 export const diskConfigSchema = z.strictObject({
@@ -82,17 +80,59 @@ function ddProbe(
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<{ ok: boolean; detail: string; ms: number }> {
+  return childProbe(['dd', ...args], what, timeoutMs, signal)
+}
+
+/**
+ * statfs(2) of `path` in a child (`stat -f`), not in the agent: a hung filesystem (a dead SAN path,
+ * a hard NFS mount) blocks the call until it answers, and in the agent it would hold one of libuv's
+ * four threads, which every file operation of the agent shares, for that long. Found by the lab's
+ * shared disk hang (test/e2e/lab-faults.test.ts).
+ */
+async function statfsInChild(
+  path: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ blocks: number; bavail: number; bsize: number; files: number; ffree: number }> {
+  const r = await childProbe(['stat', '-f', '-c', '%b %a %S %c %d', path], 'statfs', timeoutMs, signal)
+  if (!r.ok) throw new Error(r.detail)
+  const numbers = r.stdout.trim().split(/\s+/).map(Number)
+  if (numbers.length !== 5 || numbers.some((n) => !Number.isFinite(n)))
+    throw new Error(`statfs: unexpected output "${r.stdout.trim()}"`)
+  const [blocks, bavail, bsize, files, ffree] = numbers as [number, number, number, number, number]
+  return { blocks, bavail, bsize, files, ffree }
+}
+
+/**
+ * Runs a program in a child process and resolves at its exit or at `timeoutMs`, whichever is first:
+ * a child stuck in the kernel may outlive its SIGKILL (uninterruptible I/O), and the check must not
+ * wait for it.
+ */
+function childProbe(
+  argv: string[],
+  what: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ ok: boolean; detail: string; ms: number; stdout: string }> {
   const started = performance.now()
   return new Promise((resolve) => {
-    const child = spawn('dd', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+    const [program, ...args] = argv as [string, ...string[]]
+    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
+    let stdout = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d
+    })
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d
     })
+    let settled = false
     const finish = (ok: boolean, detail: string) => {
+      if (settled) return
+      settled = true
       clearTimeout(timer)
       signal.removeEventListener('abort', onAbort)
-      resolve({ ok, detail, ms: performance.now() - started })
+      resolve({ ok, detail, ms: performance.now() - started, stdout })
     }
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
@@ -103,8 +143,8 @@ function ddProbe(
       finish(false, 'probe cancelled')
     }
     signal.addEventListener('abort', onAbort, { once: true })
-    child.once('error', (err) => finish(false, `cannot run dd: ${err.message}`))
-    child.once('exit', (code) => {
+    child.once('error', (err) => finish(false, `cannot run ${program}: ${err.message}`))
+    child.once('close', (code) => {
       if (code === 0) finish(true, `${what} done`)
       else if (code !== null)
         finish(false, `${what} failed: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`)
@@ -135,7 +175,7 @@ class DiskDriver implements Driver {
     const problems: string[] = []
     const metrics: Record<string, number> = {}
     try {
-      const s = await withTimeout(statfs(this.config.path), this.config.statfsTimeoutMs)
+      const s = await statfsInChild(this.config.path, this.config.statfsTimeoutMs, ctx.signal)
       const freePercent = s.blocks > 0 ? (100 * s.bavail) / s.blocks : 100
       const inodesFreePercent = s.files > 0 ? (100 * s.ffree) / s.files : 100
       Object.assign(metrics, { freeBytes: s.bavail * s.bsize, freePercent, inodesFreePercent })
@@ -148,7 +188,7 @@ class DiskDriver implements Driver {
           `${this.config.path}: ${inodesFreePercent.toFixed(1)} % inodes free, below ${this.config.minFreeInodesPercent} %`,
         )
     } catch (err) {
-      problems.push(`${this.config.path}: statfs ${(err as Error).message}`)
+      problems.push(`${this.config.path}: ${(err as Error).message}`)
     }
     if (this.config.probe) {
       const p = await readProbe(this.config.probe, ctx.signal)
