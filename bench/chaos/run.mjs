@@ -147,6 +147,12 @@ const link = (host, up) =>
   quiet('ip', ['-n', state.lab.bridgeNs, 'link', 'set', state.lab.hosts[host].port, up ? 'up' : 'down'])
 const hubLink = (up) => quiet('ip', ['link', 'set', state.lab.hubLink, up ? 'up' : 'down'])
 const loss = (host, percent) => setPacketLoss(state.lab.hosts[host].netns, percent)
+/** Delay and jitter on a host's link for `ms` (netdelay, both ways); how many packets it held. */
+async function delayFor(host, ms, options) {
+  const delay = await startNetworkDelay(state.lab.hosts[host].netns, options)
+  await sleep(ms)
+  return (await delay.stop()).packets
+}
 /** The hub (and its embedded broker) SIGKILLed and started again with the same arguments. */
 async function restartHub() {
   try {
@@ -261,9 +267,7 @@ const FAULTS = [
       const host = pick(hostNames())
       const delayMs = Math.round(between(50, 500))
       const ms = Math.round(between(2000, 10_000))
-      const delay = await startNetworkDelay(state.lab.hosts[host].netns, { delayMs, jitterMs: delayMs / 10 })
-      await sleep(ms)
-      const { packets } = await delay.stop()
+      const packets = await delayFor(host, ms, { delayMs, jitterMs: delayMs / 10 })
       return { victim: host, detail: `${delayMs} ms each way for ${ms} ms (${packets} packets)` }
     },
   },
@@ -275,9 +279,7 @@ const FAULTS = [
       // netem's `delay 500ms 500ms`: each packet each way held 0-1,000 ms, reordered.
       const host = pick(hostNames())
       const ms = Math.round(between(2000, 10_000))
-      const delay = await startNetworkDelay(state.lab.hosts[host].netns, { delayMs: 500, jitterMs: 500 })
-      await sleep(ms)
-      const { packets } = await delay.stop()
+      const packets = await delayFor(host, ms, { delayMs: 500, jitterMs: 500 })
       return { victim: host, detail: `for ${ms} ms (${packets} packets)` }
     },
   },
