@@ -96,10 +96,15 @@ try {
       // Silent like dead hardware: output dropped, every process killed, sockets destroyed.
       execFileSync(join(dir, 'lab', `${victim}-power.sh`), ['crash'])
     }
-    // A BMC takes a while to act: the power script notes when the host actually lost its power.
+    // A BMC takes a while to act: the power script notes when the host actually lost its power
+    // (read before the fence's own power-off writes it again; an older note is a previous run's).
+    const lostFile = join(dir, 'lab', `${victim}-power-lost.ms`)
     const lostAt =
       values.fault === 'power-off'
-        ? Number(readFileSync(join(dir, 'lab', `${victim}-power-lost.ms`), 'utf8').trim())
+        ? await until('the power lost', () => {
+            const ms = existsSync(lostFile) ? Number(readFileSync(lostFile, 'utf8').trim()) : 0
+            return ms >= t0 ? ms : undefined
+          })
         : t0
     const started = await until(
       'web running elsewhere',

@@ -229,6 +229,7 @@ class LibvirtDriver implements Driver {
     // makes it safe.
     await this.destroy(ctx)
     this.stoppedByUs = true
+    this.lastRunning = null
   }
 
   private async destroy(ctx: ActionContext): Promise<void> {
