@@ -157,6 +157,8 @@ export class StepContext {
   readonly dirtyNodes = new Set<string>()
   /** A node became able to take resources this step (healthy again): only then can failback apply. */
   nodeBecameAvailable = false
+  /** Nodes heard again this step after the hub could not hear them (see resources.ts `heardAgain`). */
+  readonly heardAgain: string[] = []
 
   /** Node load for placement, computed once per step and updated as resources are placed. */
   load: Map<string, { memoryMb: number; vcpus: number; count: number }> | null = null

@@ -6,6 +6,7 @@ import {
   agentRestarted,
   applyGuestHeartbeat,
   applyResourceState,
+  heardAgain,
   manageResources,
 } from './resources.js'
 import type { ClusterSpec } from './spec.js'
@@ -120,6 +121,7 @@ export function step(
   ctx.detectorsSettled()
   const before = nodeSignatures(ctx)
   evaluateNodes(ctx)
+  for (const node of ctx.heardAgain) heardAgain(ctx, node)
   fenceNodes(ctx)
   const after = nodeSignatures(ctx)
   for (let i = 0; i < after.length; i++)

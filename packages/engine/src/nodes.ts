@@ -14,6 +14,8 @@ const SCORES: Record<NodeCondition, number> = {
 
 /** A healthy node with degraded links (a bond lost a slave). */
 const DEGRADED_SCORE = 80
+/** Conditions in which the hub cannot hear a node (and commands sent to it may be lost). */
+const SILENT: ReadonlySet<NodeCondition> = new Set(['suspect', 'partitioned', 'isolated', 'frozen'])
 
 /** Classifies every node from its channels; freezes instead when too many go silent at once. */
 export function evaluateNodes(ctx: StepContext): void {
@@ -83,6 +85,7 @@ export function evaluateNodes(ctx: StepContext): void {
       n.condition = next
       n.conditionSince = ctx.now
       if (next === 'healthy') ctx.nodeBecameAvailable = true
+      if (next === 'healthy' && SILENT.has(from)) ctx.heardAgain.push(spec.id)
       if (!(from === 'unknown' && next === 'healthy')) {
         const id = ctx.record({
           kind: 'node-condition',

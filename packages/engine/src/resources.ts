@@ -763,24 +763,49 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
  */
 export function agentRestarted(ctx: StepContext, node: string): void {
   for (const { spec, r, p } of pendingWhere(ctx, (p) => p.node === node)) {
-    if (p.type !== 'start' && p.type !== 'stop' && p.type !== 'restart') {
+    if (isIdempotent(p)) resend(ctx, spec, r, p, 'its agent restarted before answering')
+    else
       actionOutcome(ctx, p.actionId, false, {
         kind: 'transient',
         message: `the agent on ${node} restarted before answering`,
       })
-      continue
-    }
-    const decision = ctx.record({
-      kind: p.type === 'stop' ? 'stop' : 'resource-phase',
-      resource: spec.id,
-      node,
-      summary: `${p.type} on ${node} sent again: its agent restarted before answering`,
-      rule: 'action.resent',
-      correlationId: r.correlationId,
-    })
-    r.pending = null
-    issue(ctx, spec, r, { type: p.type, node, decision }, p.afterStop)
   }
+}
+
+/**
+ * A node the hub could not hear (suspect, partitioned, isolated or frozen) is heard again: a
+ * command sent to it while the hub could not reach it, or in the moment before the hub noticed,
+ * may never have arrived (the agent's broker session can end with it), and nothing would show it
+ * but the action's deadline, after which a stop escalates to a fence of a healthy node (found by
+ * the chaos run: a hub cut 0.5 s after a stop was sent). Start, stop and restart are idempotent,
+ * so they are sent again; a result of the first copy is ignored (its id is no longer pending).
+ * Other actions keep waiting: their outcome cannot be repeated safely.
+ */
+export function heardAgain(ctx: StepContext, node: string): void {
+  for (const { spec, r, p } of pendingWhere(ctx, (p) => p.node === node && p.issuedAt < ctx.now))
+    if (isIdempotent(p)) resend(ctx, spec, r, p, 'it was sent while the hub could not hear the node')
+}
+
+const isIdempotent = (p: PendingAction): p is PendingAction & { type: 'start' | 'stop' | 'restart' } =>
+  p.type === 'start' || p.type === 'stop' || p.type === 'restart'
+
+function resend(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  p: PendingAction & { type: 'start' | 'stop' | 'restart' },
+  why: string,
+): void {
+  const decision = ctx.record({
+    kind: p.type === 'stop' ? 'stop' : 'resource-phase',
+    resource: spec.id,
+    node: p.node,
+    summary: `${p.type} on ${p.node} sent again: ${why}`,
+    rule: 'action.resent',
+    correlationId: r.correlationId,
+  })
+  r.pending = null
+  issue(ctx, spec, r, { type: p.type, node: p.node, decision }, p.afterStop)
 }
 
 /** The resources with an action pending that `matches` (each marked touched: it is about to change). */

@@ -28,7 +28,7 @@ describe('cluster spec', () => {
     })
     expect(spec.detection.guest).toMatchObject({
       acceptablePauseMs: 500,
-      firstIntervalMs: 1000,
+      firstIntervalMs: 500,
       minStdDevMs: 200,
     })
     expect(spec.detection.hub).toMatchObject({ threshold: 10, firstIntervalMs: 250, acceptablePauseMs: 100 })
