@@ -194,6 +194,42 @@ function appCrash(host, app) {
 // seen: the workloads a fault broke without touching their host; the run waits until the hub has
 // decided something about each (the crash noticed) before it waits for quiescence, since their
 // witnesses look fresh for a moment after the fault and the lab would seem settled before it is.
+/**
+ * A blip on one random host's link for 2-10 s that must cost nothing: `draw()` picks the fault's
+ * own values, `apply(host, ms, values)` makes it, waits it out, ends it and says what it was. The
+ * draws keep their order (host, values, duration), so a seed replays the same faults.
+ */
+function linkBlip(kind, weight, draw, apply) {
+  return {
+    kind,
+    weight,
+    fences: 'none',
+    async run() {
+      const host = pick(hostNames())
+      const values = draw()
+      const ms = Math.round(between(2000, 10_000))
+      return { victim: host, detail: await apply(host, ms, values) }
+    },
+  }
+}
+
+/**
+ * A fault of the vm or what runs in it, on the host vm1 runs on: `act(host)` breaks it, and the
+ * run waits until the hub has decided something about each of `seen`.
+ */
+function vmFault(kind, detail, seen, act) {
+  return {
+    kind,
+    weight: 6,
+    fences: 'none',
+    async run() {
+      const host = await whereRuns('vm1')
+      act(host)
+      return { victim: host, detail, seen }
+    },
+  }
+}
+
 const FAULTS = [
   {
     kind: 'app crash',
@@ -245,44 +281,33 @@ const FAULTS = [
       return { victim: host, detail: `down ${downs.join(' + ')} ms` }
     },
   },
-  {
-    kind: 'packet loss <= 30 %, <= 10 s',
-    weight: 10,
-    fences: 'none',
-    async run() {
-      const host = pick(hostNames())
-      const percent = Math.round(between(5, 30))
-      const ms = Math.round(between(2000, 10_000))
+  linkBlip(
+    'packet loss <= 30 %, <= 10 s',
+    10,
+    () => Math.round(between(5, 30)),
+    async (host, ms, percent) => {
       loss(host, percent)
       await sleep(ms)
       loss(host, 0)
-      return { victim: host, detail: `${percent} % for ${ms} ms` }
+      return `${percent} % for ${ms} ms`
     },
-  },
-  {
-    kind: 'delay <= 500 ms, <= 10 s',
-    weight: 6,
-    fences: 'none',
-    async run() {
-      const host = pick(hostNames())
-      const delayMs = Math.round(between(50, 500))
-      const ms = Math.round(between(2000, 10_000))
+  ),
+  linkBlip(
+    'delay <= 500 ms, <= 10 s',
+    6,
+    () => Math.round(between(50, 500)),
+    async (host, ms, delayMs) => {
       const packets = await delayFor(host, ms, { delayMs, jitterMs: delayMs / 10 })
-      return { victim: host, detail: `${delayMs} ms each way for ${ms} ms (${packets} packets)` }
+      return `${delayMs} ms each way for ${ms} ms (${packets} packets)`
     },
-  },
-  {
-    kind: 'jitter 0-1,000 ms, <= 10 s',
-    weight: 6,
-    fences: 'none',
-    async run() {
-      // netem's `delay 500ms 500ms`: each packet each way held 0-1,000 ms, reordered.
-      const host = pick(hostNames())
-      const ms = Math.round(between(2000, 10_000))
-      const packets = await delayFor(host, ms, { delayMs: 500, jitterMs: 500 })
-      return { victim: host, detail: `for ${ms} ms (${packets} packets)` }
-    },
-  },
+  ),
+  // netem's `delay 500ms 500ms`: each packet each way held 0-1,000 ms, reordered.
+  linkBlip(
+    'jitter 0-1,000 ms, <= 10 s',
+    6,
+    () => null,
+    async (host, ms) => `for ${ms} ms (${await delayFor(host, ms, { delayMs: 500, jitterMs: 500 })} packets)`,
+  ),
   {
     kind: 'partition of a host (fenced)',
     weight: 6,
@@ -333,39 +358,17 @@ const FAULTS = [
   },
   ...(withVm
     ? [
-        {
-          kind: 'vm crash (QEMU killed)',
-          weight: 6,
-          fences: 'none',
-          async run() {
-            const host = await whereRuns('vm1')
-            const pidFile = state.lab.hosts[host]?.libvirt.qemuPidFile
-            try {
-              process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL')
-            } catch {}
-            return { victim: host, detail: 'SIGKILL of its QEMU', seen: ['vm1'] }
-          },
-        },
-        {
-          kind: 'guest hang (NMI panic)',
-          weight: 6,
-          fences: 'none',
-          async run() {
-            const host = await whereRuns('vm1')
-            quiet('virsh', ['-c', state.lab.hosts[host].libvirt.uri, 'inject-nmi', 'vm1'])
-            return { victim: host, detail: 'running to libvirt, its heartbeat stopped', seen: ['vm1'] }
-          },
-        },
-        {
-          kind: 'in-guest app crash',
-          weight: 6,
-          fences: 'none',
-          async run() {
-            const host = await whereRuns('vm1')
-            quiet('pkill', ['-KILL', '-f', join(labDir, 'guest-app.sh')])
-            return { victim: host, detail: 'guest-app in vm1', seen: ['guest-app'] }
-          },
-        },
+        vmFault('vm crash (QEMU killed)', 'SIGKILL of its QEMU', ['vm1'], (host) => {
+          try {
+            process.kill(Number(readFileSync(state.lab.hosts[host]?.libvirt.qemuPidFile, 'utf8')), 'SIGKILL')
+          } catch {}
+        }),
+        vmFault('guest hang (NMI panic)', 'running to libvirt, its heartbeat stopped', ['vm1'], (host) =>
+          quiet('virsh', ['-c', state.lab.hosts[host].libvirt.uri, 'inject-nmi', 'vm1']),
+        ),
+        vmFault('in-guest app crash', 'guest-app in vm1', ['guest-app'], () =>
+          quiet('pkill', ['-KILL', '-f', join(labDir, 'guest-app.sh')]),
+        ),
       ]
     : []),
   {
