@@ -2,7 +2,8 @@
 //   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--no-vm] [--heartbeat-ms N] [--max-fences N] [--max-restarts N]
 //   node scripts/lab.mjs down [--dir .vigil-lab]
 // up: every host is a network namespace on a bridge of its own; each runs a Vigil agent (peer mesh,
-// shared-disk heartbeat, two witness applications, web and db) and has an IPMI BMC (OpenIPMI's ipmi_sim) whose
+// shared-disk heartbeat and a check of the shared disk, reached through a FUSE view of its own,
+// two witness applications, web and db) and has an IPMI BMC (OpenIPMI's ipmi_sim) whose
 // power-off kills every process of its namespace and whose power-on starts its agent again. Unless
 // --no-vm, each host also runs its own libvirtd (its own mount namespace), on which the guest vm1
 // (QEMU under TCG, kernel and initramfs on the shared filesystem) is defined, so vm1 can run on any
@@ -100,8 +101,15 @@ async function up() {
   try {
     const brokerPort = await freePort('tcp')
     const mqttUrl = `mqtt://${lab.hubIp}:${brokerPort}`
-    const sbd = join(dir, 'sbd')
-    writeFileSync(sbd, Buffer.alloc(512 * 32))
+    // The shared disk: the disk heartbeat's device (sbd) and a file the disk check's probe reads.
+    // Each host reaches it through a FUSE view of its own (bindfs, run outside the host, as a SAN
+    // path or an NFS mount is): a SIGSTOP of that bindfs hangs, in the kernel, every I/O this host
+    // makes on the shared disk, as a dead path does, and no other host's.
+    const diskDir = join(dir, 'disk')
+    mkdirSync(diskDir)
+    writeFileSync(join(diskDir, 'sbd'), Buffer.alloc(512 * 32))
+    writeFileSync(join(diskDir, 'probe.img'), Buffer.alloc(8192))
+    state.disk = {}
     const devices = []
     /** Per host, what its power-on starts, in order: [what, argv] (each logs to logOf(host, what)). */
     const bootCommands = {}
@@ -129,6 +137,15 @@ async function up() {
       // port: this host's end on the lab bridge (in bridgeNs): down is a partition of the host.
       state.lab.hosts[name] = { netns: host.netns, ip: host.ip, port: `p${i}` }
       const config = join(dir, `${name}.yaml`)
+      const view = join(dir, `${name}-disk`)
+      mkdirSync(view)
+      state.disk[name] = { view, pid: detached(['bindfs', '-f', diskDir, view], logOf(name, 'bindfs')) }
+      save()
+      for (let t = 0; !existsSync(join(view, 'sbd')); t++) {
+        if (t >= 100)
+          throw new Error(`${name}'s view of the shared disk never mounted (${logOf(name, 'bindfs')})`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
       const libvirt = withVm
         ? preparePeerLibvirt(join(dir, `${name}-libvirt`), {
             address: host.ip,
@@ -141,12 +158,17 @@ async function up() {
         [
           `node: ${name}`,
           ...(values['heartbeat-ms'] ? [`heartbeat: { intervalMs: ${Number(values['heartbeat-ms'])} }`] : []),
-          `diskHeartbeat: { path: '${sbd}', slot: ${i}, slots: 32 }`,
+          `diskHeartbeat: { path: '${join(view, 'sbd')}', slot: ${i}, slots: 32 }`,
           'peers:',
           `  listen: '${host.ip}:7480'`,
           '  mesh:',
           ...names.map((n) => `    - { node: ${n}, address: '${lab.host(n).ip}:7480' }`),
           'resources:',
+          // Watched only (the cluster declares no shared-disk): a hung disk shows, and must cost nothing.
+          '  - id: shared-disk',
+          '    driver: disk',
+          '    monitorIntervalMs: 1000',
+          `    config: { path: '${view}', probe: { device: '${join(view, 'probe.img')}', timeoutMs: 1000 }, statfsTimeoutMs: 1000 }`,
           ...APPS.flatMap((app) => [
             `  - id: ${app}`,
             '    driver: process',
@@ -363,6 +385,24 @@ function down() {
     return
   }
   const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+  // The shared disk's views first: a stopped bindfs would hang whatever touches its view.
+  for (const { view, pid } of Object.values(state.disk ?? {})) {
+    try {
+      process.kill(pid, 'SIGCONT')
+    } catch {
+      // gone already
+    }
+    try {
+      execFileSync('umount', ['-l', view], { stdio: 'ignore' })
+    } catch {
+      // never mounted
+    }
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch {
+      // gone already
+    }
+  }
   for (const pid of Object.values(state.pids)) {
     try {
       process.kill(-pid, 'SIGKILL') // detached: its own process group

@@ -3,6 +3,7 @@
 // against ground truth that does not come from Vigil. Not a test (not in CI): prints JSON and a table.
 //
 //   node bench/chaos/run.mjs --faults 1000 [--seed 1] [--hosts 3] [--minutes M] [--keep-going] [--no-vm]
+//                            [--only KIND]
 //
 // SIGINT or SIGTERM: the fault under way is finished and checked, then the run reports and tears the
 // lab down.
@@ -26,8 +27,8 @@
 //   double fence more than one fence decided for the victim of one fault
 //   lost         an app not running again within the settle timeout
 // Loss is iptables' statistic match; delay and jitter are netem's in user space (this kernel has no
-// netem: packages/testbed/src/netdelay.ts, an NFQUEUE and native/netdelay.c). No disk probe hang:
-// there is no device-mapper here to make a disk hang, so the lab has no disk probe.
+// netem: packages/testbed/src/netdelay.ts, an NFQUEUE and native/netdelay.c). A disk hang
+// is a SIGSTOP of the bindfs through which one host reaches the shared disk (scripts/lab.mjs).
 import { execFileSync, spawn } from 'node:child_process'
 import {
   closeSync,
@@ -62,6 +63,8 @@ const { values } = parseArgs({
     logs: { type: 'string' },
     /** A lab without the vm and its guest application (and without their faults). */
     'no-vm': { type: 'boolean', default: false },
+    /** Only the fault kinds whose name contains this (to replay or try out one kind). */
+    only: { type: 'string' },
   },
 })
 /** The lab's host applications: the app-crash faults' targets. */
@@ -178,6 +181,15 @@ async function whereRuns(app) {
   const { resources } = await api('/api/resources')
   return resources.find((r) => r.id === app)?.node ?? null
 }
+/** The state of a host's shared-disk check, per the hub. */
+async function diskCheck(host) {
+  try {
+    const { observations } = await api(`/api/nodes/${host}`)
+    return observations.find((o) => o.target === 'shared-disk')?.state
+  } catch {
+    return undefined
+  }
+}
 function appCrash(host, app) {
   const file = join(labDir, `${host}-${app}.pid`)
   if (!existsSync(file)) return false
@@ -195,11 +207,11 @@ function appCrash(host, app) {
 // decided something about each (the crash noticed) before it waits for quiescence, since their
 // witnesses look fresh for a moment after the fault and the lab would seem settled before it is.
 /**
- * A blip on one random host's link for 2-10 s that must cost nothing: `draw()` picks the fault's
+ * A blip on one random host (its link, or its shared disk) for 2-10 s that must cost nothing: `draw()` picks the fault's
  * own values, `apply(host, ms, values)` makes it, waits it out, ends it and says what it was. The
  * draws keep their order (host, values, duration), so a seed replays the same faults.
  */
-function linkBlip(kind, weight, draw, apply) {
+function hostBlip(kind, weight, draw, apply) {
   return {
     kind,
     weight,
@@ -230,7 +242,7 @@ function vmFault(kind, detail, seen, act) {
   }
 }
 
-const FAULTS = [
+const ALL_FAULTS = [
   {
     kind: 'app crash',
     weight: 24,
@@ -281,7 +293,7 @@ const FAULTS = [
       return { victim: host, detail: `down ${downs.join(' + ')} ms` }
     },
   },
-  linkBlip(
+  hostBlip(
     'packet loss <= 30 %, <= 10 s',
     10,
     () => Math.round(between(5, 30)),
@@ -292,7 +304,7 @@ const FAULTS = [
       return `${percent} % for ${ms} ms`
     },
   ),
-  linkBlip(
+  hostBlip(
     'delay <= 500 ms, <= 10 s',
     6,
     () => Math.round(between(50, 500)),
@@ -302,11 +314,30 @@ const FAULTS = [
     },
   ),
   // netem's `delay 500ms 500ms`: each packet each way held 0-1,000 ms, reordered.
-  linkBlip(
+  hostBlip(
     'jitter 0-1,000 ms, <= 10 s',
     6,
     () => null,
     async (host, ms) => `for ${ms} ms (${await delayFor(host, ms, { delayMs: 500, jitterMs: 500 })} packets)`,
+  ),
+  // The shared disk hung under one host (its bindfs view stopped): its disk heartbeat and its disk
+  // check's statfs and O_DIRECT probe wait in the kernel, as on a dead SAN path.
+  hostBlip(
+    'disk hang (one host), <= 10 s',
+    6,
+    () => null,
+    async (host, ms) => {
+      const { pid } = state.disk[host]
+      process.kill(pid, 'SIGSTOP')
+      let check
+      try {
+        await sleep(ms)
+        check = await diskCheck(host)
+      } finally {
+        process.kill(pid, 'SIGCONT')
+      }
+      return `for ${ms} ms (its disk check ${check ?? 'unknown'} at the end)`
+    },
   ),
   {
     kind: 'partition of a host (fenced)',
@@ -386,6 +417,11 @@ const FAULTS = [
     },
   },
 ]
+const FAULTS = ALL_FAULTS.filter((f) => !values.only || f.kind.includes(values.only))
+if (FAULTS.length === 0) {
+  console.error(`--only ${values.only}: no such fault kind (${ALL_FAULTS.map((f) => f.kind).join('; ')})`)
+  process.exit(2)
+}
 const totalWeight = FAULTS.reduce((s, f) => s + f.weight, 0)
 function drawFault() {
   let x = random() * totalWeight
