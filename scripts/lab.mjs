@@ -376,6 +376,7 @@ esac
 Try:
   ${dir}/${names[0]}-power.sh crash      # crash ${names[0]}: fenced by its BMC, web moves
   ip -n ${state.lab.bridgeNs} link set p0 down                   # cut ${names[0]} off the network
+  kill -STOP ${state.disk[names[0]].pid}                                    # hang ${names[0]}'s shared disk (kill -CONT to end it)
 Stop:  node scripts/lab.mjs down --dir ${values.dir}`)
 }
 

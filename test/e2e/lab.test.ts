@@ -41,6 +41,7 @@ test('the lab comes up, fails a host with a vm over through its BMC, and goes do
   const state = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8')) as {
     lab: { bridgeNs: string; hosts: Record<string, { netns: string }> }
     pids: Record<string, number>
+    disk: Record<string, { view: string; pid: number }>
   }
   const api = async <T>(path: string) => (await (await fetch(`http://${http}${path}`)).json()) as T
   const newest = (name: string) => witness(labDir, name).at(-1)
@@ -53,6 +54,15 @@ test('the lab comes up, fails a host with a vm over through its BMC, and goes do
     'web on host1; db, vm1 and its guest-app on host2',
     () => runsOn('web', 'host1') && MOVED.every((name) => runsOn(name, 'host2')),
     { timeoutMs: 60_000 },
+  )
+  // Each host checks the shared disk through its own view of it.
+  const diskCheck = async (host: string) =>
+    (
+      await api<{ observations: { target: string; state: string }[] }>(`/api/nodes/${host}`)
+    ).observations.find((o) => o.target === 'shared-disk')?.state
+  await eventually(
+    'both hosts see the shared disk',
+    async () => (await diskCheck('host1')) === 'running' && (await diskCheck('host2')) === 'running',
   )
 
   const host2 = state.lab.hosts.host2?.netns as string
@@ -109,7 +119,11 @@ test('the lab comes up, fails a host with a vm over through its BMC, and goes do
   const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
   for (const ns of [state.lab.bridgeNs, ...Object.values(state.lab.hosts).map((h) => h.netns)])
     expect(namespaces).not.toContain(ns)
-  for (const pid of Object.values(state.pids)) {
+  // The hosts' views of the shared disk (bindfs) too: unmounted, their servers gone.
+  const diskViews = Object.values(state.disk)
+  expect(diskViews).toHaveLength(2)
+  expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(labDir)
+  for (const pid of [...Object.values(state.pids), ...diskViews.map((d) => d.pid)]) {
     const alive = (() => {
       try {
         process.kill(pid, 0)

@@ -1,4 +1,7 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { factsSchema } from '@vigil/protocol'
+import { startHangableMount } from '@vigil/testbed'
 import { expect, test } from 'vitest'
 import { collectFacts, parseMounts } from './facts.js'
 
@@ -25,3 +28,27 @@ test('facts collected from this machine pass the protocol schema and include / a
   expect(facts.interfaces.find((i) => i.name === 'lo')).toMatchObject({ operstate: 'unknown' })
   expect(facts.processCount).toBeGreaterThan(0)
 })
+
+test("a hung mount is left out of the facts and never holds the agent's file threads", async () => {
+  const mount = await startHangableMount({ 'data.img': 4096 })
+  try {
+    expect((await collectFacts('n1', 1, Date.now())).filesystems.map((f) => f.mount)).toContain(mount.view)
+    mount.hang()
+    try {
+      // More collections than libuv has threads (four): an in-process statfs would hold one each
+      // (the chaos run: a healthy guest reset because its heartbeat file could no longer be read).
+      for (let i = 0; i < 5; i++) {
+        const facts = await collectFacts('n1', 1, Date.now())
+        expect(facts.filesystems.map((f) => f.mount)).not.toContain(mount.view)
+        expect(facts.filesystems.some((f) => f.mount === '/')).toBe(true)
+      }
+      const elsewhere = readFile(join(mount.source, 'data.img')).then(() => 'read')
+      const stuck = new Promise((r) => setTimeout(() => r('stuck behind the hung mount'), 5000))
+      expect(await Promise.race([elsewhere, stuck])).toBe('read')
+    } finally {
+      mount.thaw()
+    }
+  } finally {
+    mount.remove()
+  }
+}, 60_000)

@@ -1,6 +1,6 @@
-import { readdir, readFile, statfs } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import os from 'node:os'
-import { withTimeout } from '@vigil/kit'
+import { statfsInChild } from '@vigil/kit'
 import type { Facts, Filesystem, NetInterface } from '@vigil/protocol'
 
 /** Pseudo and virtual filesystems that say nothing about a host's storage (as node_exporter). */
@@ -32,7 +32,10 @@ const IGNORED_FSTYPES = new Set([
   'fuse.portal',
 ])
 
-/** A statfs that does not return within this is skipped (a hung NFS mount must not stall facts). */
+/**
+ * A statfs that does not return within this is skipped (a hung NFS mount must not stall facts). It
+ * runs in a child: in the agent it would hold a file thread for as long as the mount hangs.
+ */
 const STATFS_TIMEOUT_MS = 2000
 const OPERSTATES = new Set(['up', 'down', 'dormant', 'lowerlayerdown', 'notpresent', 'testing', 'unknown'])
 
@@ -82,13 +85,13 @@ async function collectFilesystems(): Promise<Filesystem[]> {
   }
   const results = await Promise.all(
     parseMounts(text).map(async (m): Promise<Filesystem | null> => {
-      const s = await withTimeout(statfs(m.mount), STATFS_TIMEOUT_MS).catch(() => null)
+      const s = await statfsInChild(m.mount, STATFS_TIMEOUT_MS).catch(() => null)
       if (!s || s.blocks === 0) return null
       return {
         ...m,
-        sizeBytes: s.blocks * s.bsize,
-        freeBytes: s.bfree * s.bsize,
-        availBytes: s.bavail * s.bsize,
+        sizeBytes: s.blocks * s.blockSize,
+        freeBytes: s.bfree * s.blockSize,
+        availBytes: s.bavail * s.blockSize,
         inodes: s.files,
         inodesFree: s.ffree,
       }

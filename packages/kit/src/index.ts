@@ -1,4 +1,5 @@
 export { BoundedQueue } from './bounded-queue.js'
+export { type ChildProbeResult, childProbe, type FilesystemStats, statfsInChild } from './child-probe.js'
 export { describeFlags, type FlagSpec, type ParsedFlags, parseFlags } from './cli.js'
 export { type Clock, systemClock } from './clock.js'
 export { type CommandResult, runCommand } from './command.js'

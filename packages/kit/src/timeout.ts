@@ -1,6 +1,7 @@
 /**
  * Rejects if `promise` has not settled within `ms`. The underlying work is not cancelled (use an
- * AbortSignal for that); this bounds how long the caller waits, e.g. for a statfs of a hung mount.
+ * AbortSignal for that); this bounds how long the caller waits. Not for calls into storage that may
+ * hang (statfs, reads): the call keeps holding one of libuv's threads (use childProbe).
  */
 export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -1,5 +1,6 @@
 export { type Bmc, startBmc } from './bmc.js'
 export { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
+export { type HangableMount, startHangableMount } from './hung-mount.js'
 export {
   guestDomainXml,
   guestImage,

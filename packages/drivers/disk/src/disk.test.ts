@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { runAction } from '@vigil/driver-kit'
 import { monitorConformance, rejectedKeys } from '@vigil/driver-kit/conformance'
 import { createLogger } from '@vigil/kit'
+import { startHangableMount } from '@vigil/testbed'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { diskConfigSchema, diskDriver } from './index.js'
 
@@ -250,16 +251,9 @@ describe('block device counters', () => {
 })
 
 test("a filesystem that hangs (a FUSE view whose server is stopped) fails the check and never holds the agent's file threads", async () => {
-  // bindfs shows `source` at `view`; SIGSTOP of bindfs leaves every call into `view` waiting in the
-  // kernel, as a dead SAN path or a hard NFS mount does.
-  const source = mkdtempSync(join(tmpdir(), 'vigil-disk-source-'))
-  const view = mkdtempSync(join(tmpdir(), 'vigil-disk-view-'))
-  writeFileSync(join(source, 'probe.img'), Buffer.alloc(8192))
-  const bindfs = spawn('bindfs', ['-f', source, view], { stdio: 'ignore' })
+  const mount = await startHangableMount({ 'probe.img': 8192 })
+  const { source, view } = mount
   try {
-    const until = Date.now() + 10_000
-    while (!readdirSync(view).includes('probe.img') && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 50))
     const d = make({
       path: view,
       probe: { device: join(view, 'probe.img'), timeoutMs: 300 },
@@ -267,7 +261,7 @@ test("a filesystem that hangs (a FUSE view whose server is stopped) fails the ch
       failuresBeforeCritical: 1,
     })
     expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'running' })
-    process.kill(bindfs.pid as number, 'SIGSTOP')
+    mount.hang()
     try {
       // More checks than libuv has threads (four): an in-process statfs would hold one each.
       for (let i = 0; i < 6; i++) {
@@ -281,20 +275,13 @@ test("a filesystem that hangs (a FUSE view whose server is stopped) fails the ch
       const stuck = new Promise((r) => setTimeout(() => r('stuck behind the hung filesystem'), 5000))
       expect(await Promise.race([elsewhere, stuck])).toBe('read')
     } finally {
-      process.kill(bindfs.pid as number, 'SIGCONT')
+      mount.thaw()
     }
     const again = Date.now() + 10_000
     let r = await runAction(d, 'monitor', ctx)
     while (r?.state !== 'running' && Date.now() < again) r = await runAction(d, 'monitor', ctx)
     expect(r?.state).toBe('running')
   } finally {
-    try {
-      execFileSync('umount', ['-l', view], { stdio: 'ignore' })
-    } catch {
-      // never mounted (bindfs failed to start): nothing to undo
-    }
-    bindfs.kill()
-    rmSync(view, { recursive: true, force: true })
-    rmSync(source, { recursive: true, force: true })
+    mount.remove()
   }
 }, 60_000)

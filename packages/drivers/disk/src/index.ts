@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ActionContext, Driver, DriverFactory, MonitorResult } from '@vigil/driver-kit'
+import { childProbe, statfsInChild } from '@vigil/kit'
 import { z } from 'zod'
 
 export const diskConfigSchema = z.strictObject({
@@ -84,75 +84,6 @@ function ddProbe(
 }
 
 /**
- * statfs(2) of `path` in a child (`stat -f`), not in the agent: a hung filesystem (a dead SAN path,
- * a hard NFS mount) blocks the call until it answers, and in the agent it would hold one of libuv's
- * four threads, which every file operation of the agent shares, for that long. Found by the lab's
- * shared disk hang (test/e2e/lab-faults.test.ts).
- */
-async function statfsInChild(
-  path: string,
-  timeoutMs: number,
-  signal: AbortSignal,
-): Promise<{ blocks: number; bavail: number; bsize: number; files: number; ffree: number }> {
-  const r = await childProbe(['stat', '-f', '-c', '%b %a %S %c %d', path], 'statfs', timeoutMs, signal)
-  if (!r.ok) throw new Error(r.detail)
-  const numbers = r.stdout.trim().split(/\s+/).map(Number)
-  if (numbers.length !== 5 || numbers.some((n) => !Number.isFinite(n)))
-    throw new Error(`statfs: unexpected output "${r.stdout.trim()}"`)
-  const [blocks, bavail, bsize, files, ffree] = numbers as [number, number, number, number, number]
-  return { blocks, bavail, bsize, files, ffree }
-}
-
-/**
- * Runs a program in a child process and resolves at its exit or at `timeoutMs`, whichever is first:
- * a child stuck in the kernel may outlive its SIGKILL (uninterruptible I/O), and the check must not
- * wait for it.
- */
-function childProbe(
-  argv: string[],
-  what: string,
-  timeoutMs: number,
-  signal: AbortSignal,
-): Promise<{ ok: boolean; detail: string; ms: number; stdout: string }> {
-  const started = performance.now()
-  return new Promise((resolve) => {
-    const [program, ...args] = argv as [string, ...string[]]
-    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stderr = ''
-    let stdout = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d
-    })
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d
-    })
-    let settled = false
-    const finish = (ok: boolean, detail: string) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
-      resolve({ ok, detail, ms: performance.now() - started, stdout })
-    }
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      finish(false, `${what} did not finish within ${timeoutMs} ms`)
-    }, timeoutMs)
-    const onAbort = () => {
-      child.kill('SIGKILL')
-      finish(false, 'probe cancelled')
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-    child.once('error', (err) => finish(false, `cannot run ${program}: ${err.message}`))
-    child.once('close', (code) => {
-      if (code === 0) finish(true, `${what} done`)
-      else if (code !== null)
-        finish(false, `${what} failed: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`)
-    })
-  })
-}
-
-/**
  * monitor: running while the filesystem has room (space and inodes above their floors) and the read
  * probe answers; failed after `failuresBeforeCritical` consecutive bad checks. Monitor only.
  */
@@ -178,7 +109,7 @@ class DiskDriver implements Driver {
       const s = await statfsInChild(this.config.path, this.config.statfsTimeoutMs, ctx.signal)
       const freePercent = s.blocks > 0 ? (100 * s.bavail) / s.blocks : 100
       const inodesFreePercent = s.files > 0 ? (100 * s.ffree) / s.files : 100
-      Object.assign(metrics, { freeBytes: s.bavail * s.bsize, freePercent, inodesFreePercent })
+      Object.assign(metrics, { freeBytes: s.bavail * s.blockSize, freePercent, inodesFreePercent })
       if (freePercent < this.config.minFreePercent)
         problems.push(
           `${this.config.path}: ${freePercent.toFixed(1)} % free, below ${this.config.minFreePercent} %`,

@@ -369,13 +369,25 @@ export class HeartbeatLines {
   private offset: number | null = null
   private partial = ''
   private count = 0
+  private queue: Promise<unknown> = Promise.resolve()
 
   constructor(
     private readonly file: string,
     private readonly pattern: RegExp,
   ) {}
 
-  async read(): Promise<number> {
+  /**
+   * The count so far. Reads run one at a time: two at once would both read from one offset and
+   * count the same lines twice (seen after the agent's file threads had been held up: a burst of
+   * monitors, and the count jumped by far more than the guest had written).
+   */
+  read(): Promise<number> {
+    const next = this.queue.then(() => this.readMore())
+    this.queue = next.catch(() => {})
+    return next
+  }
+
+  private async readMore(): Promise<number> {
     const fh = await open(this.file, 'r')
     try {
       const { size } = await fh.stat()

@@ -277,5 +277,8 @@ test('heartbeat lines: only new lines count, a partial line waits for its end, a
   expect(await lines.read()).toBe(2)
   writeFileSync(file, 'heartbeat 1\n') // a new QEMU truncated its console file
   expect(await lines.read()).toBe(3)
+  // Reads asked for at once (monitors that piled up) count each new line once.
+  appendFileSync(file, 'heartbeat 2\nheartbeat 3\n')
+  expect(await Promise.all([lines.read(), lines.read(), lines.read()])).toEqual([5, 5, 5])
   rmSync(dir, { recursive: true })
 })
