@@ -10,13 +10,14 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { Daemon, freePort, waitFor } from './daemon.js'
 
@@ -48,14 +49,30 @@ let guests = 0
 
 /** scripts/guest-image.sh's kernel and initramfs (bootstrap builds them; built here if missing). */
 export function guestImage(): { kernel: string; initrd: string } {
-  const dir = '/var/cache/vigil/guest'
-  const kernel = join(dir, 'vmlinuz')
-  const initrd = join(dir, 'initrd.gz')
+  const { kernel, initrd } = guestImageFiles()
   if (!existsSync(kernel) || !existsSync(initrd)) {
     const script = new URL('../../../scripts/guest-image.sh', import.meta.url).pathname
-    execFileSync('bash', [script, dir], { stdio: 'ignore', timeout: 300_000 })
+    execFileSync('bash', [script, dirname(kernel)], { stdio: 'ignore', timeout: 300_000 })
   }
   return { kernel, initrd }
+}
+
+function guestImageFiles(): { kernel: string; initrd: string } {
+  const dir = '/var/cache/vigil/guest'
+  return { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.gz') }
+}
+
+/**
+ * The guest image's files as fresh inodes, without the owners that a libvirtd killed while its guests
+ * ran left remembered in their xattrs (`trusted.libvirt.security.*`): a libvirtd that runs QEMU as
+ * another user would refuse them as "already in use". Called before this machine's libvirtd starts.
+ */
+function forgetRememberedOwners(): void {
+  for (const file of Object.values(guestImageFiles()))
+    if (existsSync(file)) {
+      cpSync(file, `${file}.fresh`)
+      renameSync(`${file}.fresh`, file)
+    }
 }
 
 /**
@@ -115,6 +132,7 @@ export async function startLibvirt(): Promise<Libvirt> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-libvirt-'))
   const daemons: Daemon[] = []
   if (!(await answers())) {
+    forgetRememberedOwners()
     // Never let libvirtd create its NAT network (virbr0 and firewall rules) on a shared machine.
     rmSync('/etc/libvirt/qemu/networks/autostart/default.xml', { force: true })
     // In the foreground, as our own children: a daemonizing libvirtd keeps the caller's pipes open.
@@ -206,6 +224,10 @@ export function preparePeerLibvirt(
     `\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "${opts.address}"\ntcp_port = "${opts.port}"\nauth_tcp = "none"\nhost_uuid = "${randomUUID()}"\n`,
   )
   if (opts.qemuRunAsRoot) appendFileSync(join(dir, 'etc', 'qemu.conf'), '\nuser = "root"\ngroup = "root"\n')
+  // No owner remembered in the shared guest kernel's xattrs: this libvirtd dies with its host (a
+  // SIGKILL), and the counts it left there made every later libvirtd that runs QEMU as another user
+  // refuse to start a guest ("Setting different DAC user or group ... already in use").
+  appendFileSync(join(dir, 'etc', 'qemu.conf'), '\nremember_owner = 0\n')
   for (const d of ['run', 'lib/qemu', 'cache', 'log']) mkdirSync(join(dir, d), { recursive: true })
   cpSync('/var/cache/libvirt', join(dir, 'cache'), { recursive: true })
   const qemuUser = statSync('/var/lib/libvirt/qemu')
