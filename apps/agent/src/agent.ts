@@ -85,6 +85,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     config.diskHeartbeat.path !== undefined,
     resources.longestStopMs(),
   )
+  const actionTimeouts = resources.actionTimeouts()
   const status = (state: Status['state']): string =>
     encode('status', {
       v: 1,
@@ -95,6 +96,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       agentVersion: deps.version,
       role: config.role,
       capabilities: [...CAPABILITIES, ...resources.capabilities()].slice(0, 256),
+      actionTimeouts,
       ...(isolationAnnounced ? { isolation: isolationAnnounced } : {}),
     })
 
@@ -168,6 +170,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     client.publish(topic('ack'), encode('ack', result), { qos: 1 })
   }
 
+  /** The driver action a resource command runs (the hub's reset-vm and reboot-vm are reset, reboot). */
+  const driverAction = (action: Exclude<Command['action'], 'ping' | 'refresh-facts'>) =>
+    action === 'reset-vm' ? 'reset' : action === 'reboot-vm' ? 'reboot' : action
+
+  const resourceDeadline = (cmd: Command): number | null => {
+    if (cmd.action === 'ping' || cmd.action === 'refresh-facts') return null
+    return resources.deadlineMs(String(cmd.args.resource ?? ''), driverAction(cmd.action))
+  }
+
   const execute = async (cmd: Command, receivedAt: number): Promise<CommandResult> => {
     const base = { v: 1 as const, id: cmd.id, node: config.node, incarnation, receivedAt }
     switch (cmd.action) {
@@ -188,8 +199,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       case 'reboot-vm':
       case 'migrate': {
         const id = String(cmd.args.resource ?? '')
-        const action =
-          cmd.action === 'reset-vm' ? 'reset' : cmd.action === 'reboot-vm' ? 'reboot' : cmd.action
+        const action = driverAction(cmd.action)
         // migrate: the hub names the node to move to; the driver maps the name to its address.
         const target = cmd.action === 'migrate' ? String(cmd.args.to ?? '') : undefined
         try {
@@ -242,6 +252,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       { command: cmd.id, action: cmd.action, seq: cmd.seq, epoch: cmd.issuer.epoch },
       'command accepted',
     )
+    // Said at once, with the action's deadline: the hub's command timeout covers only delivery and
+    // acceptance; it then awaits the result for as long as the driver may take (a live migration
+    // of minutes), never giving up on an action that is still running.
+    const deadlineMs = resourceDeadline(cmd)
+    if (deadlineMs !== null)
+      reply({
+        v: 1,
+        id: cmd.id,
+        node: config.node,
+        incarnation,
+        status: 'accepted',
+        receivedAt,
+        finishedAt: receivedAt,
+        result: { timeoutMs: deadlineMs },
+      })
     execute(cmd, receivedAt)
       .then(reply)
       .catch((err: unknown) => {

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { type Action, type Driver, DriverError, type MonitorResult, runAction } from '@vigil/driver-kit'
 import type { Logger } from '@vigil/kit'
-import type { Observation } from '@vigil/protocol'
+import type { CommandAction, Observation } from '@vigil/protocol'
 import { DRIVERS, type ResourceEntry } from './drivers.js'
 
 interface Watched {
@@ -10,6 +10,8 @@ interface Watched {
   latest: MonitorResult | null
   /** Actions on one resource run one at a time, in order. */
   queue: Promise<unknown>
+  /** The declared timeouts of the actions queued or running on it (what a new one waits behind). */
+  backlogMs: number
   timer: NodeJS.Timeout | null
 }
 
@@ -35,7 +37,7 @@ export class ResourceRunner {
         resourceId: entry.id,
         log: log.child({ resource: entry.id }),
       })
-      const w: Watched = { entry, driver, latest: null, queue: Promise.resolve(), timer: null }
+      const w: Watched = { entry, driver, latest: null, queue: Promise.resolve(), backlogMs: 0, timer: null }
       driver.onChange?.(() => void this.monitor(w))
       this.watched.set(entry.id, w)
     }
@@ -52,6 +54,32 @@ export class ResourceRunner {
     return [...this.watched.values()].map(
       (w) => `${w.entry.driver}:${w.entry.id}:${w.driver.capabilities.join('+')}`,
     )
+  }
+
+  /**
+   * Each resource's declared timeout per command action (the driver's own budget, run by
+   * `runAction`): advertised to the hub, whose engine waits that long for a result, plus a margin.
+   */
+  actionTimeouts(): Record<string, Partial<Record<CommandAction, number>>> {
+    const out: Record<string, Partial<Record<CommandAction, number>>> = {}
+    for (const [id, w] of this.watched) {
+      const declared: Partial<Record<CommandAction, number>> = {}
+      for (const action of w.driver.capabilities) {
+        const command = COMMAND_OF[action]
+        if (command) declared[command] = timeoutOf(w.driver, action)
+      }
+      if (Object.keys(declared).length > 0) out[id] = declared
+    }
+    return out
+  }
+
+  /**
+   * How long an action asked for now may take at most: its own declared timeout plus those of the
+   * actions queued ahead of it on the same resource (they run one at a time). Null: no such resource.
+   */
+  deadlineMs(id: string, action: Exclude<Action, 'monitor'>): number | null {
+    const w = this.watched.get(id)
+    return w ? w.backlogMs + timeoutOf(w.driver, action) : null
   }
 
   observations(): Observation[] {
@@ -72,11 +100,14 @@ export class ResourceRunner {
   run(id: string, action: Exclude<Action, 'monitor'>, options: { target?: string } = {}): Promise<void> {
     const w = this.watched.get(id)
     if (!w) return Promise.reject(new DriverError('config', `no resource "${id}" on this node`))
+    const budget = timeoutOf(w.driver, action)
+    w.backlogMs += budget
     const result = w.queue.then(async () => {
       this.log.info({ resource: id, action }, 'resource action')
       try {
         await runAction(w.driver, action, { log: this.log, signal: this.abort.signal, ...options })
       } finally {
+        w.backlogMs -= budget
         await this.monitor(w)
       }
     })
@@ -134,4 +165,19 @@ export class ResourceRunner {
       await w.driver.close?.()
     }
   }
+}
+
+/** The command the hub sends for each driver action (the hub's names for a vm's reset and reboot). */
+const COMMAND_OF: Partial<Record<Action, CommandAction>> = {
+  start: 'start',
+  stop: 'stop',
+  restart: 'restart',
+  reset: 'reset-vm',
+  reboot: 'reboot-vm',
+  migrate: 'migrate',
+}
+
+/** The timeout `runAction` gives an action of this driver. */
+function timeoutOf(driver: Driver, action: Exclude<Action, 'monitor'>): number {
+  return driver.timeouts[action] ?? driver.timeouts.restart
 }

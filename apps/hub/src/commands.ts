@@ -10,7 +10,7 @@ import {
   signCommand,
 } from '@vigil/protocol'
 import type { HubMetrics } from './metrics.js'
-import type { HubStore } from './store.js'
+import type { CommandRow, HubStore } from './store.js'
 
 export interface CommandOutcome {
   command: Command
@@ -24,17 +24,33 @@ interface Pending {
   resolve: (outcome: CommandOutcome) => void
   reject: (err: VigilError) => void
   timer: NodeJS.Timeout
+  /** The action's deadline as the agent declared it on accepting (null until accepted). */
+  acceptedBudgetMs: number | null
 }
+
+/** The longest action deadline an agent may declare (a day): a bigger one is a bug, capped. */
+const MAX_ACTION_BUDGET_MS = 86_400_000
+
+/** A result that came after the hub stopped waiting for it, with the command it answers. */
+export type LateResult = { command: CommandRow; result: CommandResult }
 
 /**
  * Sends commands to agents and matches their results. Each command carries this hub's epoch and a
  * sequence number that only grows within the epoch, an expiry, its target and the hub's Ed25519
- * signature over all of them; it is recorded
- * before it is published, and its outcome is recorded exactly once.
+ * signature over all of them; it is recorded before it is published, and its outcome is recorded
+ * exactly once.
+ *
+ * Two clocks, one per leg: `timeoutMs` covers delivery and acceptance (the agent says `accepted`
+ * at once, with the action's deadline as its driver declares it); the result is then awaited for
+ * that deadline plus `timeoutMs` (the way back), so a migration of 10 minutes is waited for and a
+ * lost command is noticed in seconds. A result arriving after the hub stopped waiting (or one for a
+ * command an earlier run of this hub sent) is still recorded and handed to `onLateResult`: the
+ * outcome of a real action is never dropped.
  */
 export class CommandDispatcher {
   private seq: number
   private readonly pending = new Map<string, Pending>()
+  private lateListener: ((late: LateResult) => void) | null = null
 
   constructor(
     private readonly opts: {
@@ -83,7 +99,14 @@ export class CommandDispatcher {
     })
     const outcome = new Promise<CommandOutcome>((resolve, reject) => {
       const timer = setTimeout(() => this.expire(command.id), this.opts.timeoutMs)
-      this.pending.set(command.id, { command, sentMono: this.clock.monoMs(), resolve, reject, timer })
+      this.pending.set(command.id, {
+        command,
+        sentMono: this.clock.monoMs(),
+        resolve,
+        reject,
+        timer,
+        acceptedBudgetMs: null,
+      })
     })
     try {
       await this.publish(nodeTopic(this.opts.cluster, target, 'cmd'), encode('cmd', command))
@@ -95,10 +118,27 @@ export class CommandDispatcher {
     return outcome
   }
 
-  /** Called by ingest for every decoded result; results for unknown or finished ids are ignored. */
+  /** Results that come after the hub stopped waiting for them (see the class comment). */
+  onLateResult(listener: (late: LateResult) => void): void {
+    this.lateListener = listener
+  }
+
+  /**
+   * Called by ingest for every decoded result. An acceptance starts the wait for the result; a
+   * result for a command this hub no longer waits for is recorded if the store knows the command
+   * and it was sent to that node, then passed on; anything else is ignored.
+   */
   handleResult(result: CommandResult): void {
     const pending = this.pending.get(result.id)
-    if (!pending || pending.command.target !== result.node) return
+    if (!pending) {
+      if (result.status !== 'accepted') this.late(result)
+      return
+    }
+    if (pending.command.target !== result.node) return
+    if (result.status === 'accepted') {
+      this.accepted(pending, result)
+      return
+    }
     const roundTripMs = this.clock.monoMs() - pending.sentMono
     this.settle(result.id, result.status, {
       ...result.result,
@@ -118,16 +158,40 @@ export class CommandDispatcher {
     }
   }
 
+  private accepted(pending: Pending, result: CommandResult): void {
+    if (pending.acceptedBudgetMs !== null) return // a QoS 1 redelivery
+    const declared = Number(result.result?.timeoutMs)
+    const budget = Number.isFinite(declared) && declared >= 0 ? Math.min(declared, MAX_ACTION_BUDGET_MS) : 0
+    pending.acceptedBudgetMs = budget
+    clearTimeout(pending.timer)
+    pending.timer = setTimeout(() => this.expire(pending.command.id), budget + this.opts.timeoutMs)
+    this.store.acceptCommand(pending.command.id)
+    this.log.info(
+      { node: result.node, command: result.id, action: pending.command.action, deadlineMs: budget },
+      'command accepted',
+    )
+  }
+
+  private late(result: CommandResult): void {
+    const command = this.store.getCommand(result.id)
+    if (!command || command.node !== result.node) return
+    const outcome = { ...result.result, ...(result.error ? { error: result.error } : {}) }
+    const status = result.status as 'ok' | 'failed' | 'refused'
+    if (!this.store.finishCommand(result.id, status, outcome, this.clock.wallMs(), true)) return
+    this.metrics.commandLateResults.inc({ action: command.action, status })
+    this.log.info({ node: result.node, command: result.id, action: command.action, status }, 'late result')
+    this.lateListener?.({ command, result })
+  }
+
   private expire(id: string): void {
     const pending = this.pending.get(id)
     if (!pending) return
     this.settle(id, 'timeout', null)
-    pending.reject(
-      new VigilError(
-        'command_timeout',
-        `no result from ${pending.command.target} within ${this.opts.timeoutMs} ms`,
-      ),
-    )
+    const waited =
+      pending.acceptedBudgetMs === null
+        ? `not accepted by ${pending.command.target} within ${this.opts.timeoutMs} ms`
+        : `no result from ${pending.command.target} within its deadline of ${pending.acceptedBudgetMs} ms + ${this.opts.timeoutMs} ms`
+    pending.reject(new VigilError('command_timeout', waited))
   }
 
   private settle(

@@ -13,8 +13,8 @@ import {
   whatIfPlan,
 } from '@vigil/engine'
 import type { Clock, Logger } from '@vigil/kit'
-import type { CommandAction } from '@vigil/protocol'
-import type { CommandDispatcher } from './commands.js'
+import type { CommandAction, CommandResult } from '@vigil/protocol'
+import type { CommandDispatcher, LateResult } from './commands.js'
 import { EngineMetrics } from './engine-metrics.js'
 import type { HubMetrics } from './metrics.js'
 import type { EventRow, HubStore } from './store.js'
@@ -316,7 +316,9 @@ export class EngineLoop {
         return
       default: {
         const action = a.type as CommandAction
-        const args: Record<string, string> = { resource: a.resource, decision: a.decision }
+        // The engine's action id travels with the command, so that a result the dispatcher no
+        // longer waits for (late, or sent to an earlier run of this hub) still reaches the engine.
+        const args: Record<string, string> = { resource: a.resource, decision: a.decision, action: a.id }
         if (a.type === 'migrate') args.to = a.to
         const span = this.deps.tracer.startWork(a.decision, `command ${a.type}`, {
           'vigil.node': a.node,
@@ -325,30 +327,28 @@ export class EngineLoop {
         })
         this.deps.commands.send(a.node, action, args).then(
           (outcome) => {
-            const ok = outcome.result.status === 'ok'
-            finish(span, ok, {
+            finish(span, true, {
               'vigil.command.id': outcome.command.id,
               'vigil.command.status': outcome.result.status,
             })
-            this.input({ type: 'action-result', actionId: a.id, ok })
+            this.input(actionResult(a.id, outcome.result))
           },
-          (err: { code?: string; message?: string; cause?: { error?: { code?: string } } }) => {
+          (err: { code?: string; message?: string; cause?: CommandResult }) => {
             finish(span, false, { 'vigil.command.error': err.code ?? 'error' }, err.message)
-            // A timeout is left to the engine's own action deadline; a refusal or failure is reported
-            // with the agent's recovery scope (transient: retry here; local: elsewhere; config: never).
-            if (err.code !== 'command_refused') return
-            const code = err.cause?.error?.code
-            const kind = code === 'transient' || code === 'local' ? code : 'config'
-            this.input({
-              type: 'action-result',
-              actionId: a.id,
-              ok: false,
-              error: { kind, message: err.message ?? 'refused' },
-            })
+            // A timeout is left to the engine's own action deadline (the driver's, plus a margin):
+            // the result may still come, and is then passed on as a late result. A refusal or a
+            // failure is reported with the agent's recovery scope.
+            if (err.code === 'command_refused' && err.cause) this.input(actionResult(a.id, err.cause))
           },
         )
       }
     }
+  }
+
+  /** A result the dispatcher had stopped waiting for: the engine decides if it still matters. */
+  lateResult({ command, result }: LateResult): void {
+    const actionId = command.args.action
+    if (typeof actionId === 'string') this.input(actionResult(actionId, result))
   }
 
   private observedSpec(): ClusterSpec {
@@ -361,5 +361,22 @@ export class EngineLoop {
       nodes: (nodes.length > 0 ? nodes : ['unseen']).map((id) => ({ id })),
       resources: [],
     })
+  }
+}
+
+/**
+ * An agent's result as the engine's input, with the driver's recovery scope (transient: retry here;
+ * local: elsewhere; config: never); a refusal (expired, replayed, ...) is not the driver's, so config.
+ */
+function actionResult(actionId: string, result: CommandResult): Input {
+  if (result.status === 'ok') return { type: 'action-result', actionId, ok: true }
+  const code = result.error?.code
+  const kind = code === 'transient' || code === 'local' ? code : 'config'
+  const message = result.error ? `${result.error.code}: ${result.error.message}` : result.status
+  return {
+    type: 'action-result',
+    actionId,
+    ok: false,
+    error: { kind, message: `${result.node} ${result.status} the command: ${message}` },
   }
 }

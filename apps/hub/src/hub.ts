@@ -187,6 +187,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     onRecord: (record) => live?.broadcast({ type: 'decision', record }),
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
   })
+  commands.onLateResult((late) => engine.lateResult(late))
   fencing.startMonitoring()
   for (const action of engine.inFlightFences()) {
     log.warn(

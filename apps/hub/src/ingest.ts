@@ -201,6 +201,14 @@ export class Ingest {
     node.row.agentVersion = status.agentVersion
     node.row.capabilities = status.capabilities
     if (status.state === 'online' && status.isolation) this.checkIsolation(node, status.isolation, nowWall)
+    // Each action's deadline is the one its driver declares: the engine waits that long (plus a
+    // margin) for a result, instead of a cluster-wide guess that a long migration outlasts.
+    if (status.state === 'online' && status.actionTimeouts)
+      this.sinks.onEngineInput({
+        type: 'action-timeouts',
+        node: status.node,
+        resources: status.actionTimeouts,
+      })
     if (status.state === 'offline') {
       const change = this.table.transition(node, 'offline', nowWall, 'agent announced a clean shutdown')
       if (change) this.commitChange(node, change)

@@ -64,11 +64,17 @@ export class HubMetrics {
     labelNames: ['action', 'status'] as const,
     registers: [this.registry],
   })
+  readonly commandLateResults = new Counter({
+    name: 'vigil_command_late_results_total',
+    help: 'Results that came after the hub stopped waiting (or from an earlier run of the hub), recorded and passed to the engine.',
+    labelNames: ['action', 'status'] as const,
+    registers: [this.registry],
+  })
   readonly commandRoundTrip = new Histogram({
     name: 'vigil_command_round_trip_seconds',
-    help: 'From publishing a command to receiving its result.',
+    help: 'From publishing a command to receiving its result (a live migration takes minutes).',
     labelNames: ['action'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 1800],
     registers: [this.registry],
   })
   readonly liveClients = new Gauge({

@@ -40,7 +40,11 @@ export interface CommandRow {
   seq: number
   issuedAt: number
   expiresAt: number
-  status: 'sent' | 'ok' | 'failed' | 'refused' | 'timeout'
+  /**
+   * sent -> accepted (the agent took it) -> ok | failed | refused; timeout when the hub stopped
+   * waiting, which a late result still replaces (the outcome the agent reported is the truth).
+   */
+  status: 'sent' | 'accepted' | 'ok' | 'failed' | 'refused' | 'timeout'
   result: Record<string, unknown> | null
   finishedAt: number | null
 }
@@ -139,8 +143,14 @@ export class HubStore {
         `INSERT INTO commands (id, node, action, args, epoch, seq, issued_at, expires_at, status)
          VALUES (@id, @node, @action, @args, @epoch, @seq, @issuedAt, @expiresAt, 'sent')`,
       ),
+      acceptCommand: this.db.prepare(
+        "UPDATE commands SET status = 'accepted' WHERE id = ? AND status = 'sent'",
+      ),
       finishCommand: this.db.prepare(
-        "UPDATE commands SET status = ?, result = ?, finished_at = ? WHERE id = ? AND status = 'sent'",
+        "UPDATE commands SET status = ?, result = ?, finished_at = ? WHERE id = ? AND status IN ('sent', 'accepted')",
+      ),
+      finishLateCommand: this.db.prepare(
+        "UPDATE commands SET status = ?, result = ?, finished_at = ? WHERE id = ? AND status IN ('sent', 'accepted', 'timeout')",
       ),
       getCommand: this.db.prepare('SELECT * FROM commands WHERE id = ?'),
       maxSeq: this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM commands WHERE epoch = ?'),
@@ -371,14 +381,25 @@ export class HubStore {
     this.stmts.insertCommand.run({ ...c, args: JSON.stringify(c.args) })
   }
 
-  /** Records a command's outcome once; a later outcome for the same id is ignored (returns false). */
+  /** The agent accepted the command (its result is now awaited for the action's deadline). */
+  acceptCommand(id: string): void {
+    this.stmts.acceptCommand.run(id)
+  }
+
+  /**
+   * Records a command's outcome once; a later outcome for the same id is ignored (returns false).
+   * `late`: the agent's result for a command the hub had stopped waiting for (timed out, or sent by
+   * an earlier run of the hub): it replaces a `timeout`, never a reported outcome.
+   */
   finishCommand(
     id: string,
     status: CommandRow['status'],
     result: Record<string, unknown> | null,
     at: number,
+    late = false,
   ): boolean {
-    return this.stmts.finishCommand.run(status, result ? JSON.stringify(result) : null, at, id).changes === 1
+    const stmt = late ? this.stmts.finishLateCommand : this.stmts.finishCommand
+    return stmt.run(status, result ? JSON.stringify(result) : null, at, id).changes === 1
   }
 
   getCommand(id: string): CommandRow | undefined {

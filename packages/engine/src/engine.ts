@@ -11,12 +11,14 @@ import {
 } from './resources.js'
 import type { ClusterSpec } from './spec.js'
 import type {
+  DeclaredTimeouts,
   EngineEnv,
   EngineState,
   Input,
   NodeState,
   ObservedState,
   OperatorOp,
+  ResourceActionType,
   ResourceState,
   StepResult,
 } from './types.js'
@@ -166,6 +168,9 @@ function apply(ctx: StepContext, input: Input): void {
         applyResourceState(ctx, input.node, input.resource, input.state, input.reason)
       }
       return
+    case 'action-timeouts':
+      declareTimeouts(ctx, input)
+      return
     case 'inventory': {
       const n = ctx.state.nodes[input.node]
       if (!n) {
@@ -231,6 +236,37 @@ function apply(ctx: StepContext, input: Input): void {
       ctx.allDirty = true
       return
   }
+}
+
+const RESOURCE_ACTIONS: readonly ResourceActionType[] = [
+  'start',
+  'stop',
+  'restart',
+  'reset-vm',
+  'reboot-vm',
+  'migrate',
+]
+
+/**
+ * What a node's agent declares replaces what it declared before (its resources or drivers may have
+ * changed with a restart); only resources of the cluster and known actions are kept. A guest's
+ * agent declares under its vm's id. A pending action keeps the deadline it was issued with.
+ */
+function declareTimeouts(ctx: StepContext, input: Extract<Input, { type: 'action-timeouts' }>): void {
+  const known = ctx.state.nodes[input.node] !== undefined || ctx.state.resources[input.node] !== undefined
+  if (!known) return
+  const declared: Record<string, DeclaredTimeouts> = {}
+  for (const resource of Object.keys(input.resources).sort()) {
+    if (!ctx.state.resources[resource]) continue
+    const timeouts: DeclaredTimeouts = {}
+    for (const action of RESOURCE_ACTIONS) {
+      const ms = input.resources[resource]?.[action]
+      if (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0) timeouts[action] = ms
+    }
+    declared[resource] = timeouts
+  }
+  ctx.state.actionTimeouts ??= {}
+  ctx.state.actionTimeouts[input.node] = declared
 }
 
 /**

@@ -72,10 +72,29 @@ function issue(
     type: a.type,
     node: a.node,
     issuedAt: ctx.now,
-    deadline: ctx.now + policyOf(ctx.spec, spec).actionTimeoutMs,
+    deadline: ctx.now + actionBudgetMs(ctx, spec, a.node, resource, a.type),
     afterStop,
     ...(a.to ? { to: a.to } : {}),
   }
+}
+
+/**
+ * How long the engine waits for an action's result: the timeout its driver declares for that action
+ * on that node (advertised by the agent), plus the margin for delivery and the way back; the
+ * policy's `actionTimeoutMs` only where nothing is declared. The engine never gives up on an action
+ * its driver is still allowed to run: two clocks for one action, the shorter winning silently, is
+ * how a live migration of a few seconds went unrecorded.
+ */
+export function actionBudgetMs(
+  ctx: StepContext,
+  owner: ResourceSpec,
+  node: string,
+  resource: string,
+  type: PendingAction['type'],
+): number {
+  const policy = policyOf(ctx.spec, owner)
+  const declared = ctx.state.actionTimeouts?.[node]?.[resource]?.[type]
+  return declared === undefined ? policy.actionTimeoutMs : declared + policy.actionMarginMs
 }
 
 /** A node not heard since the engine (or the hub) started, still within the startup grace. */
@@ -150,6 +169,13 @@ function steady(r: ResourceState): boolean {
     r.guest === null &&
     !hasCopyElsewhere(r)
   )
+}
+
+/** Reported running on `node` and on no other node. */
+function runningOnlyOn(r: ResourceState, node: string): boolean {
+  if (r.observed[node]?.state !== 'running') return false
+  for (const other in r.observed) if (other !== node && r.observed[other]?.state === 'running') return false
+  return true
 }
 
 /** A copy reported anywhere but its home is a standing condition: it keeps the resource visited. */
@@ -233,7 +259,7 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
   if (r.phase === 'blocked') return
 
   // The world may already show the outcome even though the result was lost (a hub restart).
-  if (r.pending) {
+  if (r.pending && r.pending.type !== 'migrate') {
     const o = r.observed[r.pending.node]
     const expected = r.pending.type === 'stop' ? 'stopped' : 'running'
     if (
@@ -245,12 +271,36 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
       actionOutcome(ctx, r.pending.actionId, true)
     }
   }
+  // A migration is done once the target runs it and the source has let it go, both seen since it
+  // was asked for (libvirt: running there, "shut off (migrated)" here): whether its result comes
+  // first, later, or never (the agent or the hub restarted under it).
+  if (r.pending?.type === 'migrate' && r.pending.to) {
+    const p = r.pending
+    const there = r.observed[p.to as string]
+    const here = r.observed[p.node]
+    if (
+      there?.state === 'running' &&
+      there.at > p.issuedAt &&
+      here?.state === 'stopped' &&
+      here.at > p.issuedAt
+    )
+      actionOutcome(ctx, p.actionId, true, undefined, `seen running on ${p.to} and stopped on ${p.node}`)
+  }
   // Its node was fenced under the action: powered off, so nothing runs there and no result will
   // come. Waiting for the action's deadline would only lengthen the outage.
   if (r.pending && ctx.state.nodes[r.pending.node]?.fence.phase === 'confirmed') {
     const p = r.pending
     if (p.type === 'stop') actionOutcome(ctx, p.actionId, false)
-    else if (p.type !== 'migrate') {
+    else if (p.type === 'migrate') {
+      // The source is off: the vm either made it to the target before, or runs nowhere.
+      if (p.to && runningOnlyOn(r, p.to))
+        actionOutcome(ctx, p.actionId, true, undefined, `its source ${p.node} was fenced after the move`)
+      else
+        actionOutcome(ctx, p.actionId, false, {
+          kind: 'transient',
+          message: `${p.node} was fenced during the migration`,
+        })
+    } else {
       r.pending = null
       r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: 'node fenced' }
       const n = ctx.node(p.node)
@@ -265,10 +315,16 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
     }
   }
   if (r.pending && ctx.now >= r.pending.deadline) {
-    actionOutcome(ctx, r.pending.actionId, false, {
-      kind: 'transient',
-      message: `no result within ${policy.actionTimeoutMs} ms`,
-    })
+    const p = r.pending
+    if (p.type === 'migrate' && p.to && runningOnlyOn(r, p.to)) {
+      // The result never came, but the vm runs on the target and nowhere else: it moved.
+      actionOutcome(ctx, p.actionId, true, undefined, 'settled by observation at its deadline')
+    } else {
+      actionOutcome(ctx, p.actionId, false, {
+        kind: 'transient',
+        message: `no result within ${p.deadline - p.issuedAt} ms`,
+      })
+    }
   }
   if (r.pending) return
 
@@ -764,7 +820,20 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
 export function agentRestarted(ctx: StepContext, node: string): void {
   for (const { spec, r, p } of pendingWhere(ctx, (p) => p.node === node)) {
     if (isIdempotent(p)) resend(ctx, spec, r, p, 'its agent restarted before answering')
-    else
+    else if (p.type === 'migrate') {
+      // The hypervisor may be finishing the move without the agent: what runs where says how it
+      // ended (settled by observation, or at the migration's deadline), never a guess now.
+      if (p.resultLost) continue
+      p.resultLost = true
+      ctx.record({
+        kind: 'resource-phase',
+        resource: spec.id,
+        node,
+        summary: `migration to ${p.to} lost its result (the agent on ${node} restarted): settled by what runs where, by its deadline at the latest`,
+        rule: 'action.migrate-result-lost',
+        correlationId: r.correlationId,
+      })
+    } else
       actionOutcome(ctx, p.actionId, false, {
         kind: 'transient',
         message: `the agent on ${node} restarted before answering`,
@@ -830,6 +899,8 @@ export function actionOutcome(
   actionId: string,
   okReported: boolean,
   error?: { kind: 'transient' | 'local' | 'config'; message: string },
+  /** How a success was known when no result said so (shown in the record). */
+  settled?: string,
 ): void {
   for (const { spec, r, p } of pendingWhere(ctx, (p) => p.actionId === actionId)) {
     // A stop with no answer from a node that has since been fenced: powered off is stopped.
@@ -841,19 +912,28 @@ export function actionOutcome(
       r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: `migrated to ${p.to}` }
       r.observed[p.to] = { state: 'running', at: ctx.now, reason: `migrated from ${p.node}` }
       r.node = p.to
-      setPhase(ctx, spec.id, r, 'running', `live-migrated from ${p.node} to ${p.to}`, 'action.migrate')
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'running',
+        `live-migrated from ${p.node} to ${p.to}${settled ? ` (${settled})` : ''}`,
+        'action.migrate',
+      )
       return
     }
     if (!ok && p.type === 'migrate') {
-      // Still running where it was: fall back to stop and start elsewhere.
+      // Still running where it was: fall back to stop and start elsewhere. Unless its source was
+      // fenced under it: then it runs nowhere, and the fenced node's recovery places it.
+      const fenced = ctx.state.nodes[p.node]?.fence.phase === 'confirmed'
       const decision = ctx.record({
         kind: 'refuse',
         resource: spec.id,
         node: p.node,
-        summary: `live migration to ${p.to} failed (${error?.message ?? 'failed'}): relocating instead`,
+        summary: `live migration to ${p.to} failed (${error?.message ?? 'failed'}): ${fenced ? 'recovering' : 'relocating'} instead`,
         rule: 'action.migrate-failed',
       })
-      r.relocating = { why: 'live migration failed', rule: 'action.migrate-failed', decision }
+      if (!fenced) r.relocating = { why: 'live migration failed', rule: 'action.migrate-failed', decision }
       return
     }
     if (ok) {

@@ -42,8 +42,14 @@ const policyFields = {
   failureTimeoutMs: ms,
   /** Recovery steps in order; after the last one the resource is blocked (visible, alerted). */
   ladder: z.array(ladderStep).min(1),
-  /** An action with no result within this is treated as failed. */
+  /**
+   * The deadline of an action whose driver declares no timeout (an agent that does not advertise
+   * one): no result within it is a failure. An action whose driver declares a timeout has that
+   * one's deadline, plus `actionMarginMs` (docs/engine.md, "Which clock governs each action").
+   */
   actionTimeoutMs: ms,
+  /** Added to a driver's declared timeout: delivery, queueing at the agent and the result's way back. */
+  actionMarginMs: ms,
   /** Bonus for staying where it runs, against moving to a higher-scored node (failback). */
   stickiness: z.number().int(),
 }
@@ -55,6 +61,7 @@ const resourcePolicySchema = z.strictObject({
   failureTimeoutMs: policyFields.failureTimeoutMs.default(600_000),
   ladder: policyFields.ladder.default(['restart', 'relocate']),
   actionTimeoutMs: policyFields.actionTimeoutMs.default(30_000),
+  actionMarginMs: policyFields.actionMarginMs.default(10_000),
   stickiness: policyFields.stickiness.default(100),
 })
 

@@ -104,6 +104,11 @@ export interface PendingAction {
   to?: string
   /** What to do once a stop succeeds: place the resource elsewhere. */
   afterStop: 'place' | null
+  /**
+   * The result of a migration can no longer come (the agent that ran it restarted): its outcome is
+   * settled by observation (running on the target and stopped on the source), or at its deadline.
+   */
+  resultLost?: boolean
 }
 
 export interface ResourceState {
@@ -137,7 +142,16 @@ export interface EngineState {
   resources: Record<string, ResourceState>
   governor: { fences: number[]; restarts: number[] }
   maintenance: Maintenance | null
+  /**
+   * What each node's agent (a host's, or a guest's under its vm id) declares as the timeout of each
+   * action on each of its resources: an action's deadline is its driver's, plus a margin. Absent in
+   * states saved before it existed, and for agents that declare nothing.
+   */
+  actionTimeouts?: Record<string, Record<string, DeclaredTimeouts>>
 }
+
+/** An agent's declared timeout per action of one resource, in ms. */
+export type DeclaredTimeouts = Partial<Record<ResourceActionType, number>>
 
 /** What the world tells the engine. Times come from env.now(), never from inputs. */
 export type Input =
@@ -150,6 +164,11 @@ export type Input =
   /** How many of its configured ping targets (gateway, peers) a node reaches. */
   | { type: 'connectivity'; node: string; reachable: number; total: number }
   | { type: 'resource-state'; node: string; resource: string; state: ObservedState; reason?: string }
+  /**
+   * A node's agent declares the timeout of each action of its resources (its drivers' own budgets,
+   * as OCF meta-data advises): replaces what that node declared before. Unknown actions are ignored.
+   */
+  | { type: 'action-timeouts'; node: string; resources: Record<string, Partial<Record<string, number>>> }
   /** A node's complete list of the resources present on it: any resource not listed is stopped there. */
   | { type: 'inventory'; node: string; resources: Record<string, ObservedState> }
   | { type: 'power-state'; node: string; state: 'on' | 'off'; device: string }

@@ -25,7 +25,7 @@ export type ChannelPayload<C extends NodeChannel> = z.infer<(typeof CHANNEL_SCHE
 /** Largest accepted payload per channel, in bytes; bigger ones are rejected before parsing. */
 export const MAX_PAYLOAD_BYTES: Record<NodeChannel, number> = {
   hb: 1024,
-  status: 16 * 1024,
+  status: 64 * 1024,
   facts: 512 * 1024,
   obs: 256 * 1024,
   event: 8 * 1024,

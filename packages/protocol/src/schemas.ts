@@ -46,6 +46,19 @@ export const heartbeatSchema = z.strictObject({
 })
 export type Heartbeat = z.infer<typeof heartbeatSchema>
 
+/** ping and refresh-facts are the agent's own; the rest act on a resource (args.resource). */
+export const COMMAND_ACTIONS = [
+  'ping',
+  'refresh-facts',
+  'start',
+  'stop',
+  'restart',
+  'reset-vm',
+  'reboot-vm',
+  'migrate',
+] as const
+export type CommandAction = (typeof COMMAND_ACTIONS)[number]
+
 /**
  * Retained, QoS 1. The agent publishes `online` when it connects (birth), `offline` before a clean
  * exit, and registers `gone` as its MQTT last will (broker publishes it if the connection drops).
@@ -73,6 +86,14 @@ export const statusSchema = z.strictObject({
       /** Whether this node writes a shared-disk heartbeat. */
       diskHeartbeat: z.boolean(),
     })
+    .optional(),
+  /**
+   * Each resource's declared timeout per command action, in ms (a driver's own budget, as OCF
+   * meta-data advises per action): the hub's engine waits that long, plus a margin, for the result.
+   */
+  actionTimeouts: z
+    .record(z.string().max(64), z.partialRecord(z.enum(COMMAND_ACTIONS), count))
+    .refine((t) => Object.keys(t).length <= 256, 'at most 256 resources')
     .optional(),
 })
 export type Status = z.infer<typeof statusSchema>
@@ -163,19 +184,6 @@ export const eventSchema = z.strictObject({
 })
 export type AgentEvent = z.infer<typeof eventSchema>
 
-/** ping and refresh-facts are the agent's own; the rest act on a resource (args.resource). */
-export const COMMAND_ACTIONS = [
-  'ping',
-  'refresh-facts',
-  'start',
-  'stop',
-  'restart',
-  'reset-vm',
-  'reboot-vm',
-  'migrate',
-] as const
-export type CommandAction = (typeof COMMAND_ACTIONS)[number]
-
 /**
  * Hub -> agent, QoS 1, never retained. An agent refuses a command whose target is not itself, whose
  * `expiresAt` has passed, whose id it has already executed, or whose issuer epoch is older than the
@@ -195,13 +203,18 @@ export const commandSchema = z.strictObject({
 })
 export type Command = z.infer<typeof commandSchema>
 
-/** Agent -> hub, QoS 1: the outcome of one command id. */
+/**
+ * Agent -> hub, QoS 1: the outcome of one command id. `accepted` comes first, as soon as the command
+ * passed the agent's checks, with `result.timeoutMs` (the driver's deadline for the action): the
+ * hub's command timeout covers only delivery and acceptance, and the final result (ok, failed or
+ * refused) is awaited for that deadline plus a margin, however long the action takes.
+ */
 export const commandResultSchema = z.strictObject({
   v: version,
   id: z.string().uuid(),
   node: name,
   incarnation,
-  status: z.enum(['ok', 'failed', 'refused']),
+  status: z.enum(['accepted', 'ok', 'failed', 'refused']),
   receivedAt: epochMs,
   finishedAt: epochMs,
   result: attrs.optional(),

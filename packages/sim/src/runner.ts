@@ -54,6 +54,8 @@ export class Simulation {
   /** Resources whose stop fails, and resource@node pairs whose start fails. */
   private readonly stopFails = new Set<string>()
   private readonly startFails = new Set<string>()
+  /** Resources whose next live migration fails halfway. */
+  private readonly migrateFails = new Set<string>()
   private readonly connectivity = new Map<string, { reachable: number; total: number }>()
   /** node -> what is degraded (a bond lost a slave); nodes that were, to report the recovery once. */
   private readonly degraded = new Map<string, string>()
@@ -80,6 +82,7 @@ export class Simulation {
         selfFenced: false,
         incarnation: 1,
         heardIncarnation: 1,
+        declaredIncarnation: null,
       })
     }
     for (const n of spec.nodes)
@@ -250,6 +253,11 @@ export class Simulation {
         n.heardIncarnation = n.incarnation
         this.inbox.push({ type: 'agent-restarted', node: id })
       }
+      if (n.declaredIncarnation !== n.incarnation && Object.keys(this.world.actionTimeouts).length > 0) {
+        // The agent's birth message: what each of its drivers declares per action.
+        n.declaredIncarnation = n.incarnation
+        this.inbox.push({ type: 'action-timeouts', node: id, resources: this.world.actionTimeouts })
+      }
       if (every(intervals.heartbeatMs)) this.inbox.push({ type: 'heartbeat', node: id })
       if (every(intervals.reportMs)) {
         this.inbox.push({ type: 'peer-view', node: id, hears: this.peersOf(id) })
@@ -363,22 +371,36 @@ export class Simulation {
     })
   }
 
-  /** Live migration: the running instance (and its guests) moves as a whole; no restart. */
+  /**
+   * Live migration: the running instance (and its guests) moves as a whole; no restart. The result
+   * comes from the agent that ran it: one that died meanwhile (even if a new one has started since)
+   * took it along, unanswered, while the hypervisor finished the move.
+   */
   private migrate(a: Extract<Action, { type: 'migrate' }>): void {
     if (!this.hubHears(a.node)) return
-    this.schedule(this.world.delays.restartMs, () => {
+    const delays = this.world.delays
+    const fails = this.migrateFails.delete(a.resource)
+    const duration = delays.migrateMs ?? delays.restartMs
+    const incarnation = this.node(a.node).incarnation
+    this.schedule(fails ? Math.round(duration / 2) : duration, () => {
       const byHost = this.instances.get(a.resource)
       const inst = byHost?.get(a.node)
       const target = this.node(a.to)
-      const ok = Boolean(inst) && target.power === 'on' && target.agent && this.node(a.node).power === 'on'
+      const ok =
+        !fails && Boolean(inst) && target.power === 'on' && target.agent && this.node(a.node).power === 'on'
       if (ok && byHost && inst) {
         byHost.delete(a.node)
         byHost.set(a.to, inst)
         this.write('world', `migrate ${a.resource} ${a.node} -> ${a.to}: done`)
       } else {
-        this.write('world', `migrate ${a.resource} ${a.node} -> ${a.to}: failed`)
+        this.write(
+          'world',
+          `migrate ${a.resource} ${a.node} -> ${a.to}: failed${fails ? ' halfway (it stays on the source)' : ''}`,
+        )
       }
-      if (this.hubHears(a.node) || this.hubHears(a.to)) {
+      const source = this.node(a.node)
+      if (source.incarnation !== incarnation || !source.agent) return
+      if (this.hubHears(a.node)) {
         this.inbox.push(
           ok
             ? { type: 'action-result', actionId: a.id, ok: true }
@@ -620,6 +642,9 @@ export class Simulation {
         break
       case 'start-fail':
         this.startFails.add(`${a}@${b}`)
+        break
+      case 'migrate-fail':
+        this.migrateFails.add(a as string)
         break
       case 'end':
         break

@@ -9,6 +9,7 @@
  *   move R N <seconds> | migrate R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
  *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R | start-fail R N (its start and restart there)
+ *   migrate-fail R (its next live migration fails halfway: it stays on the source)
  *     (state age: the hub resumes from the state it persisted that long before it went down; the
  *     hub saves every 2 s and before any action, so a step that only reclassified can be lost)
  *   end
@@ -51,6 +52,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'hub-restart': [1, 2],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],
+  'migrate-fail': [1, 1],
   end: [0, 0],
 }
 

@@ -20,6 +20,8 @@ export const worldSchema = z.strictObject({
       restartMs: z.number().int().nonnegative().default(400),
       resetMs: z.number().int().nonnegative().default(300),
       rebootMs: z.number().int().nonnegative().default(1500),
+      /** A live migration, from the command to the vm running on the target (default: restartMs). */
+      migrateMs: z.number().int().nonnegative().optional(),
       guestBootMs: z.number().int().nonnegative().default(1500),
       fenceMs: z.number().int().nonnegative().default(300),
       fenceErrorMs: z.number().int().nonnegative().default(1000),
@@ -38,6 +40,11 @@ export const worldSchema = z.strictObject({
       z.strictObject({ reachable: z.number().int().nonnegative(), total: z.number().int().positive() }),
     )
     .default({}),
+  /**
+   * Resource -> action -> the timeout its driver declares (ms), as every node's agent advertises it
+   * when the hub first hears it (and again after each agent restart); none by default.
+   */
+  actionTimeouts: z.record(z.string(), z.record(z.string(), z.number().int().nonnegative())).default({}),
   /** Fence device -> the node it powers (default: the node whose fencing lists it). */
   devices: z.record(z.string(), z.string()).default({}),
 })
@@ -55,6 +62,8 @@ export interface SimNode {
   /** Bumped each time its agent starts (power-on, agent-start); the hub learns it when it hears the node. */
   incarnation: number
   heardIncarnation: number
+  /** The incarnation whose action timeouts the hub was told (see WorldSpec.actionTimeouts). */
+  declaredIncarnation: number | null
 }
 
 export interface Instance {
