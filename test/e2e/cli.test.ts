@@ -94,6 +94,33 @@ describe('vigil CLI exit codes (real processes)', () => {
     expect(hubWithCluster.stderr).toContain('--kind agent [--cluster <cluster.yaml>]')
   })
 
+  test("config check --cluster: an action whose driver's timeout outlasts the engine's fallback is named, with both numbers", async () => {
+    const agentFile = writeLines(dir.path, 'agent-vm.yaml', [
+      'node: node-a',
+      'commands: { allowUnsigned: true }',
+      'resources:',
+      '  - id: vm1',
+      '    driver: libvirt',
+      '    config: { domain: vm1, migrateTimeoutMs: 600000, callTimeoutMs: 15000 }',
+      '',
+    ])
+    const clusterFile = writeLines(dir.path, 'cluster-vm.yaml', [
+      'nodes:',
+      '  - id: node-a',
+      'resources:',
+      '  - id: vm1',
+      '    kind: vm',
+      '    policy: { actionTimeoutMs: 20000 }',
+      '',
+    ])
+    const r = await runVigil(['config', 'check', agentFile, '--kind', 'agent', '--cluster', clusterFile])
+    expect(r.code, r.stderr).toBe(0)
+    // migrate: migrateTimeoutMs 600000 + two calls of 15000; the engine waits for it plus the margin.
+    expect(r.stdout).toContain(
+      `${clusterFile}: vm1 migrate: resources.0.policy.actionTimeoutMs is 20000 ms, shorter than the 630000 ms node-a's driver declares; the engine waits 640000 ms (the driver's 630000 + actionMarginMs 10000)`,
+    )
+  })
+
   test('the hub refuses a bad config at start with the same message, exit 2', async () => {
     const file = join(dir.path, 'hub-bad.yaml')
     writeFileSync(file, 'liveness:\n  lostAfterMs: -5\n')

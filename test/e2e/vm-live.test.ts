@@ -13,6 +13,7 @@ import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processe
 // an operator's `vigil migrate` and the evacuation of its node each live-migrate it, the agent
 // carrying out the hub's signed command.
 const dir = tempDir('vm-live')
+const MIGRATE_MIBS = process.env.VIGIL_TEST_MIGRATE_MIBS
 const cleanups: (() => Promise<void> | void)[] = []
 let hostA: Libvirt
 let hostB: Libvirt
@@ -58,6 +59,9 @@ function startVmAgent(
       // Both hosts are this machine: the other node's libvirt is reached by its port, not its name.
       `      migrateUri: ${libvirt.peerUri}`,
       '      migrateAddress: tcp://127.0.0.1',
+      // A migration slowed on purpose (e.g. 2 MiB/s: about 30 s for this 64 MiB guest) proves the hub
+      // waits for a long one: VIGIL_TEST_MIGRATE_MIBS=2 pnpm --filter @vigil/tests exec vitest run e2e/vm-live
+      ...(MIGRATE_MIBS ? [`      migrateBandwidthMiBs: ${MIGRATE_MIBS}`] : []),
       ...extra,
       '',
     ].join('\n'),

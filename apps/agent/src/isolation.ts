@@ -186,3 +186,15 @@ export function announcedIsolation(config: AgentConfig): Status['isolation'] {
   )
   return isolationTiming(config.isolation, config.diskHeartbeat.path !== undefined, runner.longestStopMs())
 }
+
+/**
+ * The timeouts an agent with this config would declare per action of each resource, without
+ * starting it (for `vigil config check --cluster`): constructing the drivers only reads them.
+ */
+export function declaredActionTimeouts(config: AgentConfig): Status['actionTimeouts'] {
+  return new ResourceRunner(
+    config.resources as ResourceEntry[],
+    createLogger('agent', 'silent'),
+    () => {},
+  ).actionTimeouts()
+}

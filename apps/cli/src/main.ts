@@ -371,12 +371,21 @@ function configCheck(argv: string[]): Promise<number> {
         // With the cluster file, the agent's isolation response is checked against the hub's
         // detection and fencing timings, as the hub does when the agent says hello.
         const spec = values.cluster ? (await import('@vigil/hub')).loadClusterSpec(values.cluster) : null
-        const { isolationTimingProblem } = await import('@vigil/engine')
-        loadConfigFile(agent.agentConfigSchema, file, [], (config) => {
+        const { actionTimeoutNotes, isolationTimingProblem } = await import('@vigil/engine')
+        const config = loadConfigFile(agent.agentConfigSchema, file, [], (config) => {
           const isolation = spec ? agent.announcedIsolation(config) : undefined
           const problem = spec && isolation ? isolationTimingProblem(spec, config.node, isolation) : undefined
           return problem ? [{ path: problem.key.split('.'), message: problem.message }] : []
         })
+        // Not errors: the engine already waits for the driver's own deadline. Said with both
+        // numbers, so that a fallback set shorter is known not to apply.
+        if (spec)
+          for (const note of actionTimeoutNotes(
+            spec,
+            config.node,
+            agent.declaredActionTimeouts(config) ?? {},
+          ))
+            console.log(`${values.cluster}: ${note.message}`)
       }
     } catch (err) {
       if (err instanceof ConfigError || err instanceof VigilError) {

@@ -77,7 +77,10 @@ export const hubConfigSchema = z.strictObject({
     .strictObject({
       /** How long a command stays valid at the agent. */
       ttlMs: z.number().int().min(100).max(3_600_000).default(5000),
-      /** How long the hub waits for the agent's result. */
+      /**
+       * How long the hub waits for the agent to accept a command; the result is then awaited for
+       * the action's deadline as the agent declares it (its driver's), plus this.
+       */
       timeoutMs: z.number().int().min(100).max(3_600_000).default(5000),
     })
     .prefault({}),
@@ -132,7 +135,7 @@ export const hubFlags: Record<string, FlagSpec> = {
   'command-timeout': {
     path: ['commands', 'timeoutMs'],
     type: 'number',
-    description: 'ms to wait for a command result',
+    description: 'ms to wait for an agent to accept a command',
   },
 }
 

@@ -12,5 +12,5 @@ export {
   type ResourcePolicy,
   type ResourceSpec,
 } from './spec.js'
-export { earliestFence, type IsolationTiming, isolationTimingProblem } from './timing.js'
+export { actionTimeoutNotes, earliestFence, type IsolationTiming, isolationTimingProblem } from './timing.js'
 export type * from './types.js'

@@ -1,5 +1,5 @@
 import { silenceToReach } from './phi.js'
-import type { ClusterSpec } from './spec.js'
+import { type ClusterSpec, policyOf } from './spec.js'
 
 /** An agent's isolation response, as its hello announces it. */
 export interface IsolationTiming {
@@ -71,4 +71,37 @@ export function isolationTimingProblem(
         ? 'lower isolation.afterMs or the stop timeouts, or raise detection.isolationGraceMs'
         : 'give the node a disk heartbeat, or lower isolation.afterMs and the stop timeouts'),
   }
+}
+
+/**
+ * Which clock governs each action a node's agent declares a timeout for, wherever the engine's own
+ * fallback (`actionTimeoutMs`, for agents that declare nothing) is shorter than the driver's budget:
+ * the engine waits for the driver's (plus `actionMarginMs`), never the shorter one, and says so with
+ * both numbers, so that an operator who set the fallback knows it does not apply.
+ */
+export function actionTimeoutNotes(
+  spec: ClusterSpec,
+  node: string,
+  declared: Record<string, Partial<Record<string, number>>>,
+): { key: string; message: string }[] {
+  const notes: { key: string; message: string }[] = []
+  spec.resources.forEach((resource, i) => {
+    const timeouts = declared[resource.id]
+    if (!timeouts) return
+    const policy = policyOf(spec, resource)
+    const key =
+      resource.policy.actionTimeoutMs !== undefined
+        ? `resources.${i}.policy.actionTimeoutMs`
+        : 'defaults.actionTimeoutMs'
+    for (const [action, ms] of Object.entries(timeouts).sort()) {
+      if (ms === undefined || ms <= policy.actionTimeoutMs) continue
+      notes.push({
+        key,
+        message:
+          `${resource.id} ${action}: ${key} is ${policy.actionTimeoutMs} ms, shorter than the ${ms} ms ${node}'s driver declares; ` +
+          `the engine waits ${ms + policy.actionMarginMs} ms (the driver's ${ms} + actionMarginMs ${policy.actionMarginMs})`,
+      })
+    }
+  })
+  return notes
 }

@@ -42,6 +42,8 @@ export const libvirtConfigSchema = z.strictObject({
     .optional(),
   /** A live migration copies the guest's memory while it runs: allow for its size and the link. */
   migrateTimeoutMs: z.number().int().min(1000).max(3_600_000).default(120_000),
+  /** Caps the migration stream (virsh migrate --bandwidth, MiB/s): a shared link, or a slow test. */
+  migrateBandwidthMiBs: z.number().int().min(1).max(100_000).optional(),
   /**
    * The guest's own heartbeat (ExpressCluster's VM heartbeat check): a file the guest advances,
    * typically its serial console log (`<serial type='file'>`), and the lines that count. Each
@@ -288,7 +290,17 @@ class LibvirtDriver implements Driver {
     }
     const address = this.config.migrateAddress?.replaceAll('{node}', target)
     await this.virsh(
-      ['migrate', '--live', '--persistent', domain, uri, ...(address ? ['--migrateuri', address] : [])],
+      [
+        'migrate',
+        '--live',
+        '--persistent',
+        ...(this.config.migrateBandwidthMiBs
+          ? ['--bandwidth', String(this.config.migrateBandwidthMiBs)]
+          : []),
+        domain,
+        uri,
+        ...(address ? ['--migrateuri', address] : []),
+      ],
       ctx.signal,
       { timeoutMs: this.config.migrateTimeoutMs },
     )
