@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Daemon, waitFor } from './daemon.js'
 import { NetnsHost } from './netns.js'
@@ -72,9 +72,17 @@ LogLevel VERBOSE
       s.once('error', () => resolve(false))
     })
   const start = async () => {
-    daemon = Daemon.start('sshd', host.exec(['/usr/sbin/sshd', '-D', '-e', '-f', join(dir, 'sshd_config')]), {
-      logFile: join(dir, 'sshd.log'),
-    })
+    // The sessions must not run the login user's shell start-up files: a machine's ~/.bashrc can
+    // do anything (this kind's runs `pyenv init`, whose rehash takes a lock file in ~/.pyenv), and
+    // a power-off kills sessions mid-way, leaving such a lock for every later session to wait 60 s
+    // on. sshd runs in a private mount namespace where the start-up files are empty.
+    const quiet = startupFiles().map((f) => `mount --bind /dev/null ${f}`)
+    const sshd = ['exec', '/usr/sbin/sshd', '-D', '-e', '-f', join(dir, 'sshd_config')].join(' ')
+    daemon = Daemon.start(
+      'sshd',
+      host.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', [...quiet, sshd].join(' && ')]),
+      { logFile: join(dir, 'sshd.log') },
+    )
     await waitFor('sshd', async () => {
       if (!daemon?.alive) throw new Error(`sshd exited: ${daemon?.log()}`)
       return listening()
@@ -106,4 +114,12 @@ LogLevel VERBOSE
       host.destroy()
     },
   }
+}
+
+/** The login user's shell start-up files that exist (bind-mounted empty for the test's sshd). */
+function startupFiles(): string[] {
+  const home = homedir()
+  return ['.bashrc', '.bash_profile', '.bash_login', '.profile']
+    .map((f) => join(home, f))
+    .filter((f) => existsSync(f))
 }
