@@ -80,7 +80,15 @@ LogLevel VERBOSE
     const sshd = ['exec', '/usr/sbin/sshd', '-D', '-e', '-f', join(dir, 'sshd_config')].join(' ')
     daemon = Daemon.start(
       'sshd',
-      host.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', [...quiet, sshd].join(' && ')]),
+      host.exec([
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        [...quiet, sshd].join(' && '),
+      ]),
       { logFile: join(dir, 'sshd.log') },
     )
     await waitFor('sshd', async () => {
