@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # the OCF resource agents, Prometheus with promtool and Alertmanager with amtool (the dashboards and
 # alert rules are checked against a real one), Chromium (the status page's browser test), a C
 # compiler with libnetfilter-queue for the lab's delay and jitter (this kernel has no netem), and
-# bindfs, a FUSE view of a directory whose server a test stops to hang a filesystem for real.
+# bindfs, a FUSE view of a directory whose server a test stops to hang a filesystem for real, and
+# etcd, where a hub group keeps its leadership and safety-critical facts.
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -25,6 +26,7 @@ APT_PACKAGES=(
   chromium
   gcc libc6-dev libnetfilter-queue-dev
   bindfs
+  etcd-server etcd-client
 )
 
 missing=()

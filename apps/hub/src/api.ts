@@ -33,6 +33,15 @@ export interface ApiDeps {
   engineView: (node: string) => { condition: string; health: number } | null
   info: () => Record<string, unknown>
   /**
+   * In a hub group: the group's view (leader, epoch, lease, etcd), and where a change goes when
+   * this hub does not lead (the leader's URL to redirect to, or why there is none). Null alone.
+   */
+  group: {
+    view: () => unknown
+    /** null: this hub leads and takes changes itself. */
+    changesGoTo: () => { leaderUrl: string } | { error: string } | null
+  } | null
+  /**
    * An operator's request to the engine (move, maintenance, cleanup, evacuate): checked against
    * what the engine knows, logged as an operator event, then queued. Returns the unknown subject.
    */
@@ -178,6 +187,20 @@ export function createApi(deps: ApiDeps): Hono<Env> {
     await next()
     await audit(who, c.res.status)
   })
+
+  // A standby answers reads; a change goes to the leader (307 keeps the method and the body, and
+  // the CLI and fetch follow it), or is refused with why while the group has no leader.
+  app.use('/api/*', async (c, next) => {
+    if (!deps.group || c.req.method === 'GET' || c.req.method === 'HEAD') return next()
+    const to = deps.group.changesGoTo()
+    if (to === null) return next()
+    if ('error' in to) return c.json(errorBody('unavailable', to.error), 503)
+    const url = new URL(c.req.url)
+    return c.redirect(new URL(url.pathname + url.search, to.leaderUrl).toString(), 307)
+  })
+  app.get('/api/group', (c) =>
+    c.json(deps.group ? { enabled: true, ...(deps.group.view() as object) } : { enabled: false }),
+  )
 
   const page = (body: string, type: string) => (c: Context) =>
     c.body(body, 200, {

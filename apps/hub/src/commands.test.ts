@@ -30,7 +30,8 @@ function setup() {
     nodeStates: () => new Map(),
     nodes: () => [],
     brokerClients: () => 0,
-    epoch: 1,
+    group: () => null,
+    epoch: () => 1,
   })
   const make = () =>
     new CommandDispatcher(

@@ -57,6 +57,8 @@ export class CommandDispatcher {
       cluster: string
       hubName: string
       epoch: number
+      /** Why this hub may not command now (a standby of a hub group), or null. */
+      mayCommand?: () => VigilError | null
       ttlMs: number
       timeoutMs: number
       /** Ed25519 private key every command is signed with. */
@@ -72,7 +74,18 @@ export class CommandDispatcher {
     this.seq = store.maxCommandSeq(opts.epoch)
   }
 
+  /**
+   * A new leadership of the hub group: commands from now on carry its epoch, with a sequence that
+   * starts above whatever this hub sent under it before.
+   */
+  setEpoch(epoch: number): void {
+    this.opts.epoch = epoch
+    this.seq = this.store.maxCommandSeq(epoch)
+  }
+
   async send(target: string, action: CommandAction, args: Command['args'] = {}): Promise<CommandOutcome> {
+    const refused = this.opts.mayCommand?.()
+    if (refused) throw refused
     const issuedAt = this.clock.wallMs()
     const unsigned: Omit<Command, 'sig'> = {
       v: 1,

@@ -13,6 +13,7 @@ import { z } from 'zod'
 import { apiSchema } from './auth.js'
 import { brokerTlsSchema } from './broker.js'
 import { fencingSchema } from './fencing.js'
+import { groupSchema } from './group.js'
 import { tracingSchema } from './tracing.js'
 
 const hostPort = z
@@ -97,6 +98,8 @@ export const hubConfigSchema = z.strictObject({
   signing: z.strictObject({ keyFile: z.string().min(1).optional() }).prefault({}),
   /** Fence devices; the cluster file's fence levels name them by id. */
   fencing: fencingSchema.prefault({}),
+  /** A hub group: leadership and the safety-critical facts in etcd (docs/ha.md). Unset: alone. */
+  group: groupSchema,
   log: logSectionSchema,
 })
 

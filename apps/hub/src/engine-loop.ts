@@ -16,6 +16,7 @@ import type { Clock, Logger } from '@vigil/kit'
 import type { CommandAction, CommandResult } from '@vigil/protocol'
 import type { CommandDispatcher, LateResult } from './commands.js'
 import { EngineMetrics } from './engine-metrics.js'
+import type { Intent } from './group.js'
 import type { HubMetrics } from './metrics.js'
 import type { EventRow, HubStore } from './store.js'
 import { type DecisionTracer, finish } from './tracing.js'
@@ -29,7 +30,16 @@ export interface EngineLoopDeps {
   metrics: HubMetrics
   clock: Clock
   log: Logger
-  epoch: number
+  /** The epoch commands and action ids are issued under (a hub group's changes at each takeover). */
+  epoch: () => number
+  /**
+   * In a hub group: the guarded write of the state and of the intents of the actions about to
+   * leave, which succeeds only while this hub leads. Without it (a hub alone) the local write-ahead
+   * is the only record and the loop is always active.
+   */
+  group?: {
+    commit(state: EngineState, intents: Intent[]): Promise<boolean>
+  }
   onRecord: (record: DecisionRecord) => void
   onEvent: (event: EventRow) => void
   /** One trace per incident; its id goes into each decision record. */
@@ -68,6 +78,69 @@ export interface ResourceView {
 }
 
 const PERSIST_EVERY_MS = 2000
+
+/**
+ * What a standby keeps of the inputs it hears, to hand to the engine at a takeover: the newest of
+ * each kind of observation per subject (a heartbeat per node, a resource's state per node, ...), and
+ * the action results of the leader's commands, which the state it resumes may still wait for.
+ */
+class StandbyInputs {
+  private readonly latest = new Map<string, { input: Input; at: number }>()
+  private results: Input[] = []
+
+  keep(i: Input, at: number): void {
+    switch (i.type) {
+      case 'action-result':
+        this.results.push(i)
+        if (this.results.length > 1000) this.results = this.results.slice(-1000)
+        return
+      case 'operator':
+      case 'fence-result':
+      case 'hub-restarted':
+      case 'hub-takeover':
+        return // an operator's request goes to the leader; fences are the leader's
+      default:
+        this.latest.set(standbyKey(i), { input: i, at })
+    }
+  }
+
+  /**
+   * What the engine needs at a takeover: for each node, how long ago this standby last heard its
+   * heartbeat (the engine judges it on that silence, not on a fresh grace), then the newest of
+   * every other observation, and the results the leader's commands got. A disk or guest heartbeat
+   * is replayed only if heard within `heardWithinMs` (it re-arms its detector as heard now).
+   */
+  take(now: number, heardWithinMs: number): Input[] {
+    const heardAgoMs: Record<string, number> = {}
+    const out: Input[] = []
+    for (const { input, at } of this.latest.values()) {
+      if (input.type === 'heartbeat') heardAgoMs[input.node] = Math.max(0, now - at)
+      else if (input.type !== 'disk-heartbeat' && input.type !== 'guest-heartbeat') out.push(input)
+      else if (now - at <= heardWithinMs) out.push(input)
+    }
+    out.unshift({ type: 'hub-takeover', heardAgoMs })
+    out.push(...this.results)
+    this.latest.clear()
+    this.results = []
+    return out
+  }
+}
+
+function standbyKey(i: Input): string {
+  switch (i.type) {
+    case 'resource-state':
+      return `${i.type}/${i.node}/${i.resource}`
+    case 'guest-heartbeat':
+      return `${i.type}/${i.resource}`
+    case 'power-state':
+      return `${i.type}/${i.node}/${i.device}`
+    default:
+      return 'node' in i ? `${i.type}/${i.node}` : i.type
+  }
+}
+
+/** A disk or guest heartbeat a standby heard this recently is replayed to the engine at a takeover. */
+const TAKEOVER_HEARD_WITHIN_MS = 1000
 /**
  * The what-if plan is recomputed on demand once older than this, or once older than the minimum
  * after a decision that may have moved resources (it costs ~2 s at 1,000 hosts: never per step).
@@ -98,10 +171,16 @@ export class EngineLoop {
   private inboxSince: number | null = null
   /** Where each resource was last placed, to tell a failover from a first start. */
   private readonly lastHome = new Map<string, string>()
+  /** Whether this hub acts: always alone; in a hub group only while it leads. */
+  private active: boolean
+  /** A guarded write to the group is in flight: steps wait for it (their effects are ordered). */
+  private committing = false
+  private readonly standby = new StandbyInputs()
 
   constructor(private readonly deps: EngineLoopDeps) {
     this.startWall = deps.clock.wallMs()
     this.startMono = deps.clock.monoMs()
+    this.active = deps.group === undefined
     this.spec = deps.spec ?? this.observedSpec()
     const saved = deps.store.loadEngineState() as EngineState | null
     if (saved && saved.schema === 1) {
@@ -136,6 +215,10 @@ export class EngineLoop {
   }
 
   input(i: Input): void {
+    if (!this.active) {
+      this.standby.keep(i, this.deps.clock.monoMs())
+      return
+    }
     if (this.inbox.length === 0) this.inboxSince = this.deps.clock.monoMs()
     this.inbox.push(i)
     if (ANSWERED_AT_ONCE.has(i.type)) this.deps.stepSoon?.()
@@ -214,8 +297,39 @@ export class EngineLoop {
       .sort((a, b) => (a.node < b.node ? -1 : 1))
   }
 
+  /** Whether this engine acts (a hub alone, or the leader of its group). */
+  get acting(): boolean {
+    return this.active
+  }
+
+  /**
+   * This hub now leads its group: it resumes the state the previous leader committed (or, for the
+   * group's first leader, the one this hub saved alone), as a restarted hub resumes its own, and
+   * hands the engine what it heard as a standby, so nodes it heard alive stay alive, and results
+   * the old leader's commands got are not lost.
+   */
+  takeOver(committed: EngineState | null, why: string): void {
+    const saved = committed ?? (this.deps.store.loadEngineState() as EngineState | null)
+    this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
+    this.seedHomes()
+    this.plan = null
+    this.inbox = this.standby.take(this.deps.clock.monoMs(), TAKEOVER_HEARD_WITHIN_MS)
+    this.inboxSince = this.deps.clock.monoMs()
+    this.active = true
+    this.deps.log.warn({ why, resumed: saved !== null }, 'taking over: resuming the group state')
+    this.deps.stepSoon?.()
+  }
+
+  /** This hub no longer leads: it stops acting at once and goes back to listening. */
+  standDown(): void {
+    this.active = false
+    this.inbox = []
+    this.inboxSince = null
+  }
+
   /** One step with everything queued since the last one. */
   tick(): void {
+    if (!this.active || this.committing) return
     if (!this.deps.spec) {
       const nodes = this.deps.knownNodes()
       if (nodes.length === 0) return // nothing to observe yet
@@ -228,7 +342,7 @@ export class EngineLoop {
     this.inboxSince = null
     const result = step(this.spec, this.state, inputs, {
       now: () => this.now(),
-      newId: (kind) => `${kind === 'action' ? 'a' : 'd'}-${this.deps.epoch}-${++this.seq}`,
+      newId: (kind) => `${kind === 'action' ? 'a' : 'd'}-${this.deps.epoch()}-${++this.seq}`,
     })
     this.state = result.state
     this.metrics.stepDuration.observe((this.deps.clock.monoMs() - started) / 1000)
@@ -264,9 +378,42 @@ export class EngineLoop {
     }
     // Write-ahead: the state that knows about these actions is on disk before any of them leaves,
     // so a hub killed right after sending resumes them instead of deciding (and sending) again.
-    if (result.actions.some((a) => a.type !== 'alert')) this.persist()
-    for (const a of result.actions) this.carryOut(a)
+    const acts = result.actions.some((a) => a.type !== 'alert')
+    if (acts) this.persist()
     this.deps.tracer.sweep(this.now())
+    if (this.deps.group) {
+      // In a group the write-ahead is etcd's, guarded by the leadership: nothing leaves unless it
+      // is recorded there while this hub still leads, so the next leader knows all it may do.
+      const periodic = this.now() - this.lastPersist >= PERSIST_EVERY_MS
+      if (periodic) this.persist()
+      if (!acts && !periodic) {
+        for (const a of result.actions) this.carryOut(a)
+        return
+      }
+      this.committing = true
+      const intents = result.actions.filter((a) => a.type !== 'alert').map(intentOf)
+      this.deps.group
+        .commit(this.state, intents)
+        .then((ok) => {
+          this.committing = false
+          if (!ok || !this.active) {
+            if (intents.length > 0)
+              this.deps.log.warn(
+                { actions: intents.map((i) => `${i.type} ${i.resource ?? ''}@${i.node}`) },
+                'not carried out: this hub no longer leads',
+              )
+            return
+          }
+          for (const a of result.actions) this.carryOut(a)
+          if (this.inbox.length > 0) this.deps.stepSoon?.()
+        })
+        .catch((err: unknown) => {
+          this.committing = false
+          this.deps.log.error({ err }, 'group commit failed')
+        })
+      return
+    }
+    for (const a of result.actions) this.carryOut(a)
     if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persist()
   }
 
@@ -361,6 +508,16 @@ export class EngineLoop {
       nodes: (nodes.length > 0 ? nodes : ['unseen']).map((id) => ({ id })),
       resources: [],
     })
+  }
+}
+
+function intentOf(a: Exclude<Action, { type: 'alert' }>): Intent {
+  return {
+    id: a.id,
+    type: a.type,
+    node: a.node,
+    ...('resource' in a ? { resource: a.resource } : {}),
+    decision: a.decision,
   }
 }
 

@@ -14,6 +14,7 @@ import { CommandDispatcher } from './commands.js'
 import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
 import { EngineLoop } from './engine-loop.js'
 import { FenceService } from './fencing.js'
+import { HubGroup, notLeaderError } from './group.js'
 import { Ingest } from './ingest.js'
 import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
@@ -53,7 +54,10 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   const { log } = deps
   const clock = deps.clock ?? systemClock
   const store = new HubStore(config.store.path)
-  const epoch = store.nextEpoch()
+  // Alone, every start of this hub is a new epoch; in a group, the epoch is the leadership's
+  // (an etcd revision), set at each takeover, and 0 while this hub has never led.
+  let epoch = config.group ? 0 : store.nextEpoch()
+  let group: HubGroup | null = null
   const signing = loadSigningKey(config.signing.keyFile, config.store.path, log.child({ part: 'signing' }))
   const table = new NodeTable()
   table.load(store.loadNodes(), clock.monoMs(), clock.wallMs())
@@ -97,7 +101,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     nodeStates: () => table.countByState(),
     nodes: () => table.views(),
     brokerClients: () => (broker ? broker.clientCount() : brokerClients),
-    epoch,
+    epoch: () => epoch,
+    group: () => group?.view() ?? null,
   })
 
   const publish = async (topic: string, payload: string) => {
@@ -109,6 +114,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       cluster: config.cluster,
       hubName: config.name,
       epoch,
+      // In a group only the leader commands; a standby says who does.
+      mayCommand: () => (group && !group.isLeader() ? notLeaderError(group.view()) : null),
       ttlMs: config.commands.ttlMs,
       timeoutMs: config.commands.timeoutMs,
       signingKey: () => signing.privateKey(),
@@ -183,19 +190,22 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     metrics,
     clock,
     log: log.child({ part: 'engine' }),
-    epoch,
+    epoch: () => epoch,
+    ...(config.group
+      ? { group: { commit: (state, intents) => (group as HubGroup).commit(state, intents) } }
+      : {}),
     onRecord: (record) => live?.broadcast({ type: 'decision', record }),
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
   })
   commands.onLateResult((late) => engine.lateResult(late))
   fencing.startMonitoring()
-  for (const action of engine.inFlightFences()) {
-    log.warn(
-      { node: action.node, level: action.level + 1, devices: action.devices },
-      'resuming a fence that was in flight when the hub stopped',
-    )
-    fencing.run(action, { resume: true })
+  const resumeFences = (why: string) => {
+    for (const action of engine.inFlightFences()) {
+      log.warn({ node: action.node, level: action.level + 1, devices: action.devices }, why)
+      fencing.run(action, { resume: true })
+    }
   }
+  if (!config.group) resumeFences('resuming a fence that was in flight when the hub stopped')
   const ingest = new Ingest(config.cluster, table, store, metrics, clock, log.child({ part: 'ingest' }), {
     onStateChange: (change) => live?.broadcast({ type: 'node.state', change }),
     onNodeUpdated: (id) => {
@@ -320,6 +330,19 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       if (!link.connected) reasons.push('not connected to the MQTT broker')
       return { ready: reasons.length === 0, reasons }
     },
+    group: config.group
+      ? {
+          view: () => (group as HubGroup).view(),
+          changesGoTo: () => {
+            const g = group as HubGroup
+            if (g.isLeader()) return null
+            const v = g.view()
+            return v.leader && v.leader.hub !== config.name
+              ? { leaderUrl: v.leader.url }
+              : { error: notLeaderError(v).message }
+          },
+        }
+      : null,
     info: () => ({
       name: config.name,
       cluster: config.cluster,
@@ -340,13 +363,70 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   const httpHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address
   const httpUrl = `http://${httpHost}:${bound.port}`
 
+  if (config.group) {
+    const groupLog = log.child({ part: 'group' })
+    let leading = 0 // each takeover's number: a deposition during a takeover's etcd read wins
+    group = new HubGroup(
+      config.group,
+      { name: config.name, cluster: config.cluster, url: config.group.advertiseUrl ?? httpUrl },
+      {
+        onLead: (newEpoch) => {
+          const mine = ++leading
+          epoch = newEpoch
+          commands.setEpoch(newEpoch)
+          ;(group as HubGroup)
+            .loadState()
+            .then((committed) => {
+              if (mine !== leading || closing || !group?.isLeader()) return
+              engine.takeOver(committed as never, `leader of the hub group under epoch ${newEpoch}`)
+              metrics.takeovers.inc()
+              const event = store.appendEvent({
+                at: clock.wallMs(),
+                node: null,
+                source: 'hub',
+                kind: 'hub.takeover',
+                severity: 'warning',
+                message: `${config.name} leads the hub group under epoch ${newEpoch}: ${committed ? "resumed the previous leader's state" : 'no state committed before: started from its own'}`,
+                attrs: { epoch: newEpoch, resumed: committed !== null },
+              })
+              live?.broadcast({ type: 'event', event })
+              resumeFences('resuming a fence the previous leader had in flight (power read first)')
+            })
+            .catch((err: unknown) => {
+              groupLog.error({ err }, 'could not read the group state: not acting')
+              if (mine === leading) engine.standDown()
+            })
+        },
+        onDepose: (reason) => {
+          leading++
+          engine.standDown()
+          const event = store.appendEvent({
+            at: clock.wallMs(),
+            node: null,
+            source: 'hub',
+            kind: 'hub.deposed',
+            severity: 'warning',
+            message: `${config.name} stopped leading the hub group: ${reason}`,
+            attrs: { reason },
+          })
+          live?.broadcast({ type: 'event', event })
+        },
+      },
+      clock,
+      groupLog,
+    )
+    group.start()
+  }
+
   return {
     httpUrl,
     mqttUrl,
     liveUrl: `ws://${httpHost}:${bound.port}/live`,
     metricsUrl: `${httpUrl}/metrics`,
     commandPublicKeyFile: signing.publicKeyFile,
-    epoch,
+    get epoch() {
+      return epoch
+    },
     registry: metrics.registry,
     async close() {
       closing = true
@@ -354,7 +434,8 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       clearInterval(flushTimer)
       clearInterval(engineTimer)
       if (stepQueued) clearImmediate(stepQueued)
-      engine.persist()
+      await group?.close()
+      if (engine.acting) engine.persist()
       await fencing.close()
       commands.close()
       live?.close()

@@ -26,7 +26,13 @@ function setup() {
     'c1',
     table,
     new HubStore(join(dir, 'hub.sqlite')),
-    new HubMetrics({ nodeStates: () => new Map(), nodes: () => [], brokerClients: () => 0, epoch: 1 }),
+    new HubMetrics({
+      nodeStates: () => new Map(),
+      nodes: () => [],
+      brokerClients: () => 0,
+      group: () => null,
+      epoch: () => 1,
+    }),
     { wallMs: () => Date.now(), monoMs: () => performance.now() },
     createLogger('test', 'silent'),
     {

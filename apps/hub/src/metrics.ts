@@ -1,5 +1,6 @@
 import { REJECT_REASONS } from '@vigil/protocol'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { GroupView } from './group.js'
 import { NODE_STATES, type NodeState } from './liveness.js'
 import type { NodeView } from './nodes.js'
 
@@ -93,7 +94,9 @@ export class HubMetrics {
     /** Nodes with their latest facts and observations, re-exported as agent metrics. */
     nodes: () => NodeView[]
     brokerClients: () => number | null
-    epoch: number
+    epoch: () => number
+    /** The hub group as this hub sees it, or null for a hub alone. */
+    group: () => GroupView | null
   }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'vigil_hub_' })
     for (const reason of HUB_REJECT_REASONS) this.messagesRejected.inc({ reason }, 0)
@@ -119,10 +122,48 @@ export class HubMetrics {
     registerAgentMetrics(this.registry, sources.nodes)
     new Gauge({
       name: 'vigil_hub_epoch',
-      help: "This hub process's epoch; increases at every start and is carried by every command.",
+      help: "The epoch this hub's commands carry: alone, increases at every start; in a hub group, the leadership's etcd revision (0 on a hub that never led).",
       registers: [this.registry],
-    }).set(sources.epoch)
+      collect() {
+        this.set(sources.epoch())
+      },
+    })
+    new Gauge({
+      name: 'vigil_hub_leader',
+      help: '1 while this hub acts (a hub alone, or the leader of its hub group), 0 on a standby.',
+      registers: [this.registry],
+      collect() {
+        const g = sources.group()
+        this.set(g === null || g.role === 'leader' ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'vigil_hub_lease_remaining_seconds',
+      help: "Hub group: how long the leader's lease is certainly alive without another renewal (absent on a standby).",
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        const ms = sources.group()?.leaseRemainingMs
+        if (ms !== null && ms !== undefined) this.set(ms / 1000)
+      },
+    })
+    new Gauge({
+      name: 'vigil_hub_etcd_reachable',
+      help: 'Hub group: 1 while the last etcd request of this hub was answered.',
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        const g = sources.group()
+        if (g) this.set(g.etcd.reachable ? 1 : 0)
+      },
+    })
   }
+
+  readonly takeovers = new Counter({
+    name: 'vigil_hub_takeovers_total',
+    help: 'Hub group: times this hub took over the leadership (resumed the group state and acted).',
+    registers: [this.registry],
+  })
 }
 
 const CHECK_STATES = ['running', 'stopped', 'failed', 'paused', 'unknown'] as const

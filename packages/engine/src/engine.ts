@@ -235,6 +235,10 @@ function apply(ctx: StepContext, input: Input): void {
       hubRestarted(ctx)
       ctx.allDirty = true
       return
+    case 'hub-takeover':
+      hubTookOver(ctx, input.heardAgoMs)
+      ctx.allDirty = true
+      return
   }
 }
 
@@ -289,7 +293,33 @@ function guestInventory(ctx: StepContext, input: Extract<Input, { type: 'invento
  * get a fresh grace period instead of all looking dead at once.
  */
 function hubRestarted(ctx: StepContext): void {
-  for (const n of Object.values(ctx.state.nodes)) {
+  rearmDetectors(ctx, null)
+  ctx.record({
+    kind: 'operator',
+    summary: 'hub restarted: state resumed, failure detectors re-armed',
+    rule: 'hub.restarted',
+  })
+}
+
+/**
+ * A standby of the hub group took over: it resumed the state the leader committed and, having
+ * listened all along, knows how long ago it last heard each node. Those nodes are judged on that
+ * silence at once (a host that died with the leader is not given a startup grace); a node it
+ * never heard waits for its agent with the grace, as after a restart.
+ */
+function hubTookOver(ctx: StepContext, heardAgoMs: Record<string, number>): void {
+  rearmDetectors(ctx, heardAgoMs)
+  const nodes = Object.keys(ctx.state.nodes)
+  const unheard = nodes.filter((id) => heardAgoMs[id] === undefined)
+  ctx.record({
+    kind: 'operator',
+    summary: `hub group takeover: state resumed; nodes judged on what this hub heard as a standby${unheard.length > 0 ? `, except ${unheard.join(', ')} (never heard: startup grace)` : ''}`,
+    rule: 'hub.takeover',
+  })
+}
+
+function rearmDetectors(ctx: StepContext, heardAgoMs: Record<string, number> | null): void {
+  for (const [id, n] of Object.entries(ctx.state.nodes)) {
     // Nodes with no fence decided get a fresh grace period; dead ones (a fence decided, running or
     // done) stay as they were. Suspect and isolated nodes are re-armed too: the persisted state can
     // be up to 2 s old (it is saved periodically and before actions, and a reclassification is not
@@ -305,24 +335,26 @@ function hubRestarted(ctx: StepContext): void {
       !silentUnfenced
     )
       continue
-    n.hub = { ...n.hub, lastAt: ctx.now }
-    // Agents reconnect to a restarted hub with backoff (up to 10 s by default): until one is heard
-    // again it is `unknown` with the startup grace, never suspected for the hub's own absence.
-    if (n.condition === 'healthy' || n.condition === 'unknown' || silentUnfenced) {
-      n.heard = false
-      n.condition = 'unknown'
-      n.conditionSince = ctx.now
+    const ago = heardAgoMs?.[id]
+    if (ago !== undefined && Number.isFinite(ago) && ago >= 0) {
+      // Witnessed: the silence the standby heard is the node's own, and counts from when it began.
+      n.hub = { ...n.hub, lastAt: ctx.now - ago }
+      n.heard = true
+    } else {
+      n.hub = { ...n.hub, lastAt: ctx.now }
+      // Agents reconnect to a restarted hub with backoff (up to 10 s by default): until one is heard
+      // again it is `unknown` with the startup grace, never suspected for the hub's own absence.
+      if (n.condition === 'healthy' || n.condition === 'unknown' || silentUnfenced) {
+        n.heard = false
+        n.condition = 'unknown'
+        n.conditionSince = ctx.now
+      }
     }
     if (n.disk.lastAt !== null) n.disk = { ...n.disk, lastAt: ctx.now }
     n.hears = null
     n.silentSince = null
   }
   for (const r of Object.values(ctx.state.resources)) if (r.guest) r.guest = { ...r.guest, lastAt: ctx.now }
-  ctx.record({
-    kind: 'operator',
-    summary: 'hub restarted: state resumed, failure detectors re-armed',
-    rule: 'hub.restarted',
-  })
 }
 
 function operator(ctx: StepContext, op: OperatorOp): void {

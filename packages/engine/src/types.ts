@@ -183,6 +183,11 @@ export type Input =
   /** The hub process restarted and resumed this state: its own silence must not count as the nodes'. */
   | { type: 'hub-restarted' }
   /**
+   * A standby of the hub group took over and resumed the state the leader committed; for each node
+   * it heard while it listened, how long before now it last heard it (its own witness).
+   */
+  | { type: 'hub-takeover'; heardAgoMs: Record<string, number> }
+  /**
    * A node's agent restarted (a new incarnation spoke): whatever it was sent and had not answered
    * died with the old one.
    */

@@ -69,6 +69,7 @@ function randomScript(random: () => number): ScriptEvent[] {
         'device',
         'stop-fail',
         'hub',
+        'takeover',
       ] as const)
     ) {
       case 'crash':
@@ -108,6 +109,9 @@ function randomScript(random: () => number): ScriptEvent[] {
         break
       case 'hub':
         at(t, 'hub-restart', String(pick([1, 2, 3])))
+        break
+      case 'takeover':
+        at(t, 'hub-takeover', String(pick([1, 2, 3])))
         break
     }
   }

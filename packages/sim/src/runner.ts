@@ -51,6 +51,13 @@ export class Simulation {
   private snapshot: EngineState | null = null
   /** The state a restarting hub resumes from, when older than the state it went down with. */
   private resumeFrom: EngineState | null = null
+  /**
+   * When a standby of the hub group last heard each node's heartbeat: it listens all along, also
+   * while no hub acts after a `hub-takeover`.
+   */
+  private readonly standbyHeard = new Map<string, number>()
+  /** A `hub-takeover` is under way: the hub that comes up is the standby. */
+  private takingOver = false
   /** Resources whose stop fails, and resource@node pairs whose start fails. */
   private readonly stopFails = new Set<string>()
   private readonly startFails = new Set<string>()
@@ -258,7 +265,10 @@ export class Simulation {
         n.declaredIncarnation = n.incarnation
         this.inbox.push({ type: 'action-timeouts', node: id, resources: this.world.actionTimeouts })
       }
-      if (every(intervals.heartbeatMs)) this.inbox.push({ type: 'heartbeat', node: id })
+      if (every(intervals.heartbeatMs)) {
+        this.inbox.push({ type: 'heartbeat', node: id })
+        this.standbyHeard.set(id, this.now)
+      }
       if (every(intervals.reportMs)) {
         this.inbox.push({ type: 'peer-view', node: id, hears: this.peersOf(id) })
         if (this.degraded.has(id))
@@ -465,11 +475,21 @@ export class Simulation {
       this.state = this.resumeFrom
       this.resumeFrom = null
     }
-    this.write(
-      'world',
-      'hub up: resumes from its persisted engine state; reads power status of nodes being fenced',
-    )
-    this.inbox.push({ type: 'hub-restarted' })
+    if (this.takingOver) {
+      const heardAgoMs = Object.fromEntries([...this.standbyHeard].map(([id, at]) => [id, this.now - at]))
+      this.takingOver = false
+      this.write(
+        'world',
+        'standby hub takes over: resumes the state the leader committed; reads power status of nodes being fenced',
+      )
+      this.inbox.push({ type: 'hub-takeover', heardAgoMs })
+    } else {
+      this.write(
+        'world',
+        'hub up: resumes from its persisted engine state; reads power status of nodes being fenced',
+      )
+      this.inbox.push({ type: 'hub-restarted' })
+    }
     for (const [id, n] of Object.entries(this.state.nodes)) {
       if (n.fence.phase !== 'running' && n.fence.phase !== 'verifying') continue
       const device = Object.entries(Object.fromEntries(this.devices)).find(
@@ -626,6 +646,13 @@ export class Simulation {
         break
       case 'evacuate':
         this.inbox.push({ type: 'operator', op: { op: 'evacuate', node: a as string } })
+        break
+      case 'hub-takeover':
+        // The leader dies; a standby that listened all along leads once the lease has run out. The
+        // leader committed its state before every action, so the standby resumes it as it was.
+        this.hubDownUntil = this.now + Number(a) * 1000
+        this.takingOver = true
+        this.write('world', `leader hub lost; a standby takes over in ${a} s (its lease)`)
         break
       case 'hub-restart':
         this.hubDownUntil = this.now + Number(a) * 1000

@@ -50,6 +50,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'nic-degrade': [1, 2],
   'nic-ok': [1, 1],
   'hub-restart': [1, 2],
+  'hub-takeover': [1, 1],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],
   'migrate-fail': [1, 1],
@@ -72,10 +73,9 @@ export function parseScript(text: string, file = 'script'): ScriptEvent[] {
         `${file}:${i + 1}: "${verb}" takes ${arity[0] === arity[1] ? arity[0] : `${arity[0]}-${arity[1]}`} arguments`,
       )
     }
-    if (verb === 'hub-restart')
+    if (verb === 'hub-restart' || verb === 'hub-takeover')
       for (const a of args)
-        if (!(Number(a) >= 0))
-          throw new Error(`${file}:${i + 1}: hub-restart: "${a}" is not a number of seconds`)
+        if (!(Number(a) >= 0)) throw new Error(`${file}:${i + 1}: ${verb}: "${a}" is not a number of seconds`)
     events.push({ at: Math.round(at * 1000), verb, args, line: i + 1 })
   })
   return events.sort((a, b) => a.at - b.at || a.line - b.line)

@@ -1,5 +1,6 @@
 export { type Bmc, startBmc } from './bmc.js'
 export { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
+export { type EtcdCluster, type EtcdMember, startEtcdCluster } from './etcd.js'
 export { type HangableMount, startHangableMount } from './hung-mount.js'
 export {
   guestDomainXml,

@@ -1,0 +1,297 @@
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { type Bmc, type EtcdCluster, NetnsLab, startBmc, startEtcdCluster } from '@vigil/testbed'
+import { Etcd3 } from 'etcd3'
+import { afterAll, expect, test } from 'vitest'
+import { eventually } from '../harness/eventually.js'
+import { type HubProcess, startHub } from '../harness/hub.js'
+import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
+import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
+
+// Two hubs in a hub group on a real 3-member etcd cluster, sharing Debian's mosquitto; two lab
+// hosts (network namespaces) whose agents trust both hubs' keys; node-b's power is a real IPMI BMC
+// (ipmi_sim) whose chassis control kills every process of node-b's namespace. The leader hub is
+// killed or paused, then node-b crashes: the other hub must take over, fence node-b once (read
+// back off), and only then start web on node-a. A witness file is the ground truth of where web ran.
+
+const dir = tempDir('hub-group')
+const cleanups: (() => Promise<void> | void)[] = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+  dir.remove()
+})
+
+interface GroupView {
+  enabled: boolean
+  role: string
+  self: string
+  epoch: number | null
+  leader: { hub: string; epoch: number } | null
+}
+
+interface GroupLab {
+  lab: NetnsLab
+  bmc: Bmc
+  etcd: EtcdCluster
+  hubs: Map<string, HubProcess>
+  agents: Map<string, VigilProcess>
+  witnessFile: string
+  cluster: string
+}
+
+let labSeq = 0
+
+async function startGroupLab(): Promise<GroupLab> {
+  const name = `g${++labSeq}`
+  const cluster = `group${labSeq}`
+  const base = join(dir.path, name)
+  const { mkdirSync } = await import('node:fs')
+  mkdirSync(base, { recursive: true })
+  const etcd = await startEtcdCluster({ dir: join(base, 'etcd') })
+  cleanups.push(() => etcd.stop())
+  const lab = NetnsLab.create(['node-a', 'node-b'])
+  cleanups.push(() => lab.destroy())
+  const nodeB = lab.host('node-b')
+
+  const hostCtl = join(base, 'node-b-power.sh')
+  writeFileSync(
+    hostCtl,
+    `#!/bin/sh
+case "$1" in
+  status) [ -n "$(ip netns pids ${nodeB.netns})" ] && echo on || echo off ;;
+  off) ip netns pids ${nodeB.netns} | xargs -r kill -9 ;;
+esac
+`,
+  )
+  chmodSync(hostCtl, 0o755)
+  const bmc = await startBmc({ hostCtl })
+  cleanups.push(() => bmc.stop())
+
+  const passwords = { hub: 'hub-secret', 'node-a': 'a-secret', 'node-b': 'b-secret' }
+  mkdirSync(join(base, 'mosquitto'), { recursive: true })
+  const broker: Mosquitto = await startMosquitto(
+    join(base, 'mosquitto'),
+    passwords,
+    join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl'),
+    undefined,
+    undefined,
+    lab.hubIp,
+  )
+  cleanups.push(() => broker.stop())
+  for (const [user, pw] of Object.entries(passwords)) writeFileSync(join(base, `${user}.pw`), pw)
+
+  const clusterFile = writeLines(base, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    '    fencing: [{ devices: [bmc-b], timeoutMs: 10000 }]',
+    'resources:',
+    '  - id: web',
+    '    preferred: { node-b: 10 }',
+    '',
+  ])
+  const hubs = new Map<string, HubProcess>()
+  for (const hub of ['hub-a', 'hub-b']) {
+    const hubFile = writeLines(base, `${hub}.yaml`, [
+      `cluster: ${cluster}`,
+      `name: ${hub}`,
+      `mqtt: { url: '${broker.url}', username: hub, passwordFile: ${join(base, 'hub.pw')} }`,
+      `group: { endpoints: [${etcd.endpoints.join(', ')}], leaseTtlSeconds: 2, pollMs: 100 }`,
+      'fencing:',
+      '  devices:',
+      '    - id: bmc-b',
+      '      driver: ipmi',
+      '      hosts: { node-b: [] }',
+      `      config: { host: ${bmc.host}, port: ${bmc.port}, username: ${bmc.username}, passwordFile: ${bmc.passwordFile} }`,
+      '',
+    ])
+    const proc = await startHub(base, [
+      '--config',
+      hubFile,
+      '--cluster-file',
+      clusterFile,
+      '--db',
+      join(base, `${hub}.sqlite`),
+    ])
+    cleanups.push(() => proc.process.stop())
+    hubs.set(hub, proc)
+  }
+  // Agents trust every hub of the group: each signs with its own key.
+  const keys = join(base, 'hub-keys.pem')
+  writeFileSync(keys, [...hubs.values()].map((h) => readFileSync(h.hubKey, 'utf8')).join(''))
+
+  const witnessFile = join(base, 'witness.log')
+  const agents = new Map<string, VigilProcess>()
+  for (const node of ['node-a', 'node-b']) {
+    const file = writeLines(base, `${node}.yaml`, [
+      `node: ${node}`,
+      `cluster: ${cluster}`,
+      `mqtt: { url: '${broker.url}', username: ${node}, passwordFile: ${join(base, `${node}.pw`)} }`,
+      `commands: { hubPublicKeyFile: ${keys} }`,
+      'resources:',
+      '  - id: web',
+      '    driver: process',
+      '    config:',
+      `      command: [sh, -c, 'while :; do echo "${node} $(date +%s%N)" >> ${witnessFile}; sleep 0.05; done']`,
+      `      pidfile: ${join(base, `${node}-web.pid`)}`,
+      '',
+    ])
+    const agent = new VigilProcess(['agent', '--config', file], { cwd: base, wrap: lab.host(node).exec([]) })
+    cleanups.push(() => agent.stop())
+    agents.set(node, agent)
+  }
+  return { lab, bmc, etcd, hubs, agents, witnessFile, cluster }
+}
+
+function witness(g: GroupLab): { node: string; at: bigint }[] {
+  if (!existsSync(g.witnessFile)) return []
+  return readFileSync(g.witnessFile, 'utf8')
+    .split('\n')
+    .filter((l) => /^node-[ab] \d+$/.test(l))
+    .map((l) => {
+      const [node, at] = l.split(' ')
+      return { node: node as string, at: BigInt(at as string) }
+    })
+}
+
+async function groupOf(hub: HubProcess): Promise<GroupView | null> {
+  try {
+    return (await hub.api<GroupView>('/api/group')).body
+  } catch {
+    return null // killed or paused
+  }
+}
+
+/** The hub that leads now (asked of each live hub), with its epoch. */
+async function leaderOf(g: GroupLab, among = [...g.hubs.keys()]): Promise<{ name: string; epoch: number }> {
+  return eventually(
+    'one hub leads',
+    async () => {
+      for (const name of among) {
+        const view = await groupOf(g.hubs.get(name) as HubProcess)
+        if (view?.role === 'leader' && view.epoch !== null) return { name, epoch: view.epoch }
+      }
+      return undefined
+    },
+    { timeoutMs: 20_000 },
+  )
+}
+
+async function webRunsOnB(g: GroupLab): Promise<void> {
+  await eventually('web running on node-b', () => witness(g).some((w) => w.node === 'node-b'), {
+    timeoutMs: 40_000,
+  })
+}
+
+/** node-b crashes: every process of its namespace (agent and web) dies at once. */
+function crashNodeB(g: GroupLab): bigint {
+  const at = BigInt(Date.now()) * 1_000_000n
+  g.lab.host('node-b').killAll()
+  return at
+}
+
+/**
+ * After the failover: web ran on node-b, then on node-a, never both; node-b was powered off once
+ * by the BMC; the acting hub recorded the fence as an intent in etcd under its epoch.
+ */
+async function expectFailedOverOnce(g: GroupLab, actingEpoch: number): Promise<void> {
+  await eventually('web running on node-a', () => witness(g).some((w) => w.node === 'node-a'), {
+    timeoutMs: 40_000,
+  })
+  await new Promise((r) => setTimeout(r, 1500)) // anything that would repeat has had its chance
+  const lines = witness(g)
+  const lastB = lines.filter((w) => w.node === 'node-b').at(-1)?.at ?? 0n
+  const firstA = lines.find((w) => w.node === 'node-a')?.at ?? 0n
+  expect(firstA).toBeGreaterThan(lastB)
+  expect(g.bmc.powerLog().filter((l) => l.includes('off'))).toHaveLength(1)
+  const etcd = new Etcd3({ hosts: g.etcd.endpoints })
+  try {
+    const intents = Object.values(await etcd.getAll().prefix(`/vigil/${g.cluster}/intents/`).strings()).map(
+      (v) => JSON.parse(v) as { type: string; node: string; epoch: number; resource?: string },
+    )
+    const fences = intents.filter((i) => i.type === 'fence' && i.node === 'node-b')
+    expect(fences.map((f) => f.epoch)).toEqual([actingEpoch])
+    expect(intents.some((i) => i.type === 'start' && i.node === 'node-a' && i.epoch === actingEpoch)).toBe(
+      true,
+    )
+  } finally {
+    etcd.close()
+  }
+}
+
+test('the leader hub is killed, then a host crashes: the other hub takes over and fails over once', async () => {
+  const g = await startGroupLab()
+  const first = await leaderOf(g)
+  await webRunsOnB(g)
+  const standby = [...g.hubs.keys()].find((h) => h !== first.name) as string
+  const standbyView = await groupOf(g.hubs.get(standby) as HubProcess)
+  expect(standbyView).toMatchObject({ enabled: true, role: 'standby', leader: { hub: first.name } })
+
+  g.hubs.get(first.name)?.process.kill('SIGKILL')
+  await new Promise((r) => setTimeout(r, 500))
+  crashNodeB(g)
+
+  const next = await leaderOf(g, [standby])
+  expect(next.epoch).toBeGreaterThan(first.epoch)
+  await expectFailedOverOnce(g, next.epoch)
+  const hub = g.hubs.get(standby) as HubProcess
+  // The new leader's account: it took over warm (no startup grace), judged node-b on the silence it
+  // had witnessed as a standby, and placed web on node-a only after the fence was confirmed.
+  const rules = (
+    await hub.api<{ decisions: { rule: string; node?: string; resource?: string }[] }>(
+      '/api/decisions?limit=200',
+    )
+  ).body.decisions
+    .reverse()
+    .map((d) => `${d.rule} ${d.node ?? ''}`)
+  expect(rules).not.toContain('hub.restarted ')
+  const at = (rule: string) => rules.indexOf(rule)
+  expect(at('hub.takeover ')).toBeGreaterThanOrEqual(0)
+  expect(at('hub.takeover ')).toBeLessThan(at('classify.dead node-b'))
+  expect(at('fence.dead node-b')).toBeLessThan(at('fence.confirmed node-b'))
+  expect(at('fence.confirmed node-b')).toBeLessThan(rules.lastIndexOf('placement.best-score node-a'))
+  const events = (await hub.api<{ events: { kind: string }[] }>('/api/events?limit=200')).body.events
+  expect(events.some((e) => e.kind === 'hub.takeover')).toBe(true)
+  expect(await hub.metric('vigil_hub_leader')).toBe(1)
+  expect(await hub.metric('vigil_hub_takeovers_total')).toBe(1)
+  expect(await hub.metric('vigil_hub_epoch')).toBe(next.epoch)
+}, 150_000)
+
+test('a leader paused past its lease sends nothing any agent runs; the new leader fences once', async () => {
+  const g = await startGroupLab()
+  const first = await leaderOf(g)
+  await webRunsOnB(g)
+  const old = g.hubs.get(first.name) as HubProcess
+  const standby = [...g.hubs.keys()].find((h) => h !== first.name) as string
+
+  old.process.kill('SIGSTOP')
+  const next = await leaderOf(g, [standby])
+  expect(next.epoch).toBeGreaterThan(first.epoch)
+  crashNodeB(g)
+  await expectFailedOverOnce(g, next.epoch)
+
+  // The old leader wakes up believing, for a moment, what it believed when it froze.
+  const wokeAt = Date.now()
+  old.process.kill('SIGCONT')
+  await eventually('the old leader knows it no longer leads', async () => {
+    const view = await groupOf(old)
+    return view !== null && view.role !== 'leader'
+  })
+  await new Promise((r) => setTimeout(r, 2000))
+  expect(g.bmc.powerLog().filter((l) => l.includes('off'))).toHaveLength(1)
+  // No agent ran a command of the old epoch after the pause ended.
+  const agentA = g.agents.get('node-a') as VigilProcess
+  const accepted = agentA.lines.filter(
+    (l) => l.msg === 'command accepted' && l.epoch === first.epoch && Date.parse(String(l.time)) >= wokeAt,
+  )
+  expect(accepted).toEqual([])
+  // A change asked of the old leader now goes to the new one.
+  const res = await fetch(new URL('/api/maintenance', old.httpUrl), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ on: false, by: 'test' }),
+    redirect: 'manual',
+  })
+  expect(res.status).toBe(307)
+  expect(res.headers.get('location')).toContain((g.hubs.get(standby) as HubProcess).httpUrl)
+}, 150_000)
