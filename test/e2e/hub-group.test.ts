@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Bmc, type EtcdCluster, NetnsLab, startBmc, startEtcdCluster } from '@vigil/testbed'
 import { Etcd3 } from 'etcd3'
@@ -45,12 +46,12 @@ async function startGroupLab(): Promise<GroupLab> {
   const name = `g${++labSeq}`
   const cluster = `group${labSeq}`
   const base = join(dir.path, name)
-  const { mkdirSync } = await import('node:fs')
   mkdirSync(base, { recursive: true })
-  const etcd = await startEtcdCluster({ dir: join(base, 'etcd') })
-  cleanups.push(() => etcd.stop())
-  const lab = NetnsLab.create(['node-a', 'node-b'])
+  // The hubs are lab hosts too, so that one can be cut from etcd and nothing else.
+  const lab = NetnsLab.create(['node-a', 'node-b', 'hub-a', 'hub-b'])
   cleanups.push(() => lab.destroy())
+  const etcd = await startEtcdCluster({ dir: join(base, 'etcd'), host: lab.hubIp })
+  cleanups.push(() => etcd.stop())
   const nodeB = lab.host('node-b')
 
   const hostCtl = join(base, 'node-b-power.sh')
@@ -64,7 +65,7 @@ esac
 `,
   )
   chmodSync(hostCtl, 0o755)
-  const bmc = await startBmc({ hostCtl })
+  const bmc = await startBmc({ hostCtl, listen: lab.hubIp })
   cleanups.push(() => bmc.stop())
 
   const passwords = { hub: 'hub-secret', 'node-a': 'a-secret', 'node-b': 'b-secret' }
@@ -105,14 +106,21 @@ esac
       `      config: { host: ${bmc.host}, port: ${bmc.port}, username: ${bmc.username}, passwordFile: ${bmc.passwordFile} }`,
       '',
     ])
-    const proc = await startHub(base, [
-      '--config',
-      hubFile,
-      '--cluster-file',
-      clusterFile,
-      '--db',
-      join(base, `${hub}.sqlite`),
-    ])
+    const proc = await startHub(
+      base,
+      [
+        '--config',
+        hubFile,
+        '--cluster-file',
+        clusterFile,
+        '--db',
+        join(base, `${hub}.sqlite`),
+        '--listen',
+        `${lab.host(hub).ip}:0`,
+      ],
+      {},
+      lab.host(hub).exec([]),
+    )
     cleanups.push(() => proc.process.stop())
     hubs.set(hub, proc)
   }
@@ -294,4 +302,100 @@ test('a leader paused past its lease sends nothing any agent runs; the new leade
   })
   expect(res.status).toBe(307)
   expect(res.headers.get('location')).toContain((g.hubs.get(standby) as HubProcess).httpUrl)
+}, 150_000)
+
+/** Drops every packet from `hub`'s host to etcd's client ports (a cut), or lets them through again. */
+function cutFromEtcd(g: GroupLab, hub: string, cut: boolean): void {
+  const ports = g.etcd.endpoints.map((e) => new URL(e).port).join(',')
+  const argv = g.lab
+    .host(hub)
+    .exec([
+      'iptables',
+      cut ? '-I' : '-D',
+      'OUTPUT',
+      '-p',
+      'tcp',
+      '-d',
+      g.lab.hubIp,
+      '-m',
+      'multiport',
+      '--dports',
+      ports,
+      '-j',
+      'DROP',
+    ])
+  execFileSync(argv[0] as string, argv.slice(1), { stdio: 'pipe' })
+}
+
+test('a leader cut from etcd but not from the agents stops acting within its lease; the other fences once', async () => {
+  const g = await startGroupLab()
+  const first = await leaderOf(g)
+  await webRunsOnB(g)
+  const standby = [...g.hubs.keys()].find((h) => h !== first.name) as string
+  const old = g.hubs.get(first.name) as HubProcess
+
+  const cutAt = Date.now()
+  cutFromEtcd(g, first.name, true)
+  // Within its lease (2 s) the cut leader says it no longer leads, though it still hears everyone.
+  await eventually('the cut leader stops leading', async () => (await groupOf(old))?.role !== 'leader', {
+    timeoutMs: 5000,
+  })
+  const stoppedAt = Date.now()
+  expect(stoppedAt - cutAt).toBeLessThan(4000)
+  const next = await leaderOf(g, [standby])
+  expect(next.epoch).toBeGreaterThan(first.epoch)
+  expect(await old.metric('vigil_hub_leader')).toBe(0)
+
+  crashNodeB(g)
+  await expectFailedOverOnce(g, next.epoch)
+  // The witness of every command an agent ran: none of the cut leader's epoch after it was cut
+  // (its lease, 2 s, bounds what it may have sent just before), and no two epochs interleaved.
+  const agentA = g.agents.get('node-a') as VigilProcess
+  const accepted = agentA.lines
+    .filter((l) => l.msg === 'command accepted')
+    .map((l) => ({ epoch: Number(l.epoch), at: Date.parse(String(l.time)) }))
+  expect(accepted.filter((c) => c.epoch === first.epoch && c.at > cutAt + 2000)).toEqual([])
+  const epochs = accepted.map((c) => c.epoch)
+  expect(epochs).toEqual([...epochs].sort((x, y) => x - y))
+  expect(epochs).toContain(next.epoch)
+
+  // Back in touch with etcd it stays a standby: no second leader, no second fence.
+  cutFromEtcd(g, first.name, false)
+  await eventually('the old leader sees the new one', async () => {
+    const view = await groupOf(old)
+    return view?.role === 'standby' && view.leader?.hub === standby
+  })
+  expect(g.bmc.powerLog().filter((l) => l.includes('off'))).toHaveLength(1)
+}, 150_000)
+
+test('etcd losing its quorum freezes the group: nothing is fenced or moved, and nothing after it comes back', async () => {
+  const g = await startGroupLab()
+  await leaderOf(g)
+  await webRunsOnB(g)
+  const lost = g.etcd.members.slice(1)
+  for (const m of lost) m.kill()
+  await eventually(
+    'no hub leads',
+    async () => {
+      const views = await Promise.all([...g.hubs.values()].map(groupOf))
+      return views.every((v) => v !== null && v.role !== 'leader')
+    },
+    { timeoutMs: 6000 },
+  )
+  // Frozen for a while, then etcd comes back: the group elects a leader, which resumes.
+  await new Promise((r) => setTimeout(r, 3000))
+  for (const m of lost) await m.restart()
+  const after = await leaderOf(g)
+  await new Promise((r) => setTimeout(r, 4000)) // a false verdict would have been acted on by now
+  expect(g.bmc.powerLog()).toEqual([])
+  const lines = witness(g)
+  expect(lines.some((w) => w.node === 'node-a')).toBe(false)
+  // web ran on node-b throughout (its witness kept writing, every 50 ms).
+  const lastB = lines.filter((w) => w.node === 'node-b').at(-1)?.at ?? 0n
+  expect(BigInt(Date.now()) * 1_000_000n - lastB).toBeLessThan(1_000_000_000n)
+  const hub = g.hubs.get(after.name) as HubProcess
+  const rules = (
+    await hub.api<{ decisions: { rule: string }[] }>('/api/decisions?limit=200')
+  ).body.decisions.map((d) => d.rule)
+  expect(rules.filter((r) => r.startsWith('fence.'))).toEqual([])
 }, 150_000)

@@ -23,11 +23,13 @@ export async function startHub(
   dir: string,
   args: string[] = [],
   env: Record<string, string> = {},
+  /** An argv prefix to run it with (a lab host's `exec`: the hub inside a network namespace). */
+  wrap?: string[],
 ): Promise<HubProcess> {
   const dbPath = join(dir, 'hub.sqlite')
   const process = new VigilProcess(
     ['hub', '--listen', '127.0.0.1:0', '--broker-listen', '127.0.0.1:0', '--db', dbPath, ...args],
-    { cwd: dir, env },
+    { cwd: dir, env, ...(wrap ? { wrap } : {}) },
   )
   const ready = await process.waitForLog('hub ready', (l: LogLine) => l.msg === 'hub ready')
   await process.waitForLog('hub connected to broker', (l: LogLine) => l.msg === 'connected to broker')

@@ -25,11 +25,19 @@ export interface Bmc {
  * on or off), `hostCtl on`, `hostCtl off`. By default the host is a state file; a lab passes a
  * program that kills every process of a network namespace, so off is a real power-off.
  */
-export function startBmc(opts: { hostCtl?: string; initialPower?: 'on' | 'off' } = {}): Promise<Bmc> {
+export function startBmc(opts: BmcOptions = {}): Promise<Bmc> {
   return retryOnPortClash(() => startBmcOnce(opts))
 }
 
-async function startBmcOnce(opts: { hostCtl?: string; initialPower?: 'on' | 'off' }): Promise<Bmc> {
+interface BmcOptions {
+  hostCtl?: string
+  initialPower?: 'on' | 'off'
+  /** The address its LAN channel listens on (default loopback; a lab's hub address for lab hosts). */
+  listen?: string
+}
+
+async function startBmcOnce(opts: BmcOptions): Promise<Bmc> {
+  const listen = opts.listen ?? '127.0.0.1'
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bmc-'))
   const port = await freePort('udp')
   const password = 'bmc-secret-pass'
@@ -79,7 +87,7 @@ exit 0
     `name "vigilbmc"
 set_working_mc 0x20
   startlan 1
-    addr 127.0.0.1 ${port}
+    addr ${listen} ${port}
     priv_limit admin
     allowed_auths_callback none md2 md5 straight
     allowed_auths_user none md2 md5 straight
@@ -99,11 +107,11 @@ set_working_mc 0x20
   const daemon = await startUdpDaemon(
     'ipmi_sim',
     ['ipmi_sim', '-c', join(dir, 'lan.conf'), '-f', join(dir, 'bmc.emu'), '-s', join(dir, 'state'), '-n'],
-    { port, logFile: join(dir, 'ipmi_sim.log') },
+    { port, host: listen, logFile: join(dir, 'ipmi_sim.log') },
   )
   const read = (f: string) => readOrEmpty(join(dir, f))
   return {
-    host: '127.0.0.1',
+    host: listen,
     port,
     username: 'admin',
     password,

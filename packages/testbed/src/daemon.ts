@@ -58,13 +58,20 @@ export async function stillAlive(daemon: Daemon, log: () => string, ms = 200): P
 export async function startUdpDaemon(
   name: string,
   argv: string[],
-  opts: { port: number; logFile: string; env?: NodeJS.ProcessEnv; logs?: (daemon: Daemon) => string },
+  opts: {
+    port: number
+    /** The address it binds (default loopback). */
+    host?: string
+    logFile: string
+    env?: NodeJS.ProcessEnv
+    logs?: (daemon: Daemon) => string
+  },
 ): Promise<Daemon> {
   const daemon = Daemon.start(name, argv, { logFile: opts.logFile, env: opts.env })
   const logs = () => (opts.logs ? opts.logs(daemon) : daemon.log())
   await waitFor(name, async () => {
     if (!daemon.alive) throw new Error(`${name} exited: ${logs()}`)
-    return udpPortTaken(opts.port)
+    return udpPortTaken(opts.port, opts.host)
   })
   await stillAlive(daemon, logs)
   return daemon
@@ -79,12 +86,12 @@ export function readOrEmpty(file: string): string {
   }
 }
 
-/** True if something is bound to this UDP port on loopback. */
-export function udpPortTaken(port: number): Promise<boolean> {
+/** True if something is bound to this UDP port on `host` (default loopback). */
+export function udpPortTaken(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createSocket('udp4')
     s.once('error', () => resolve(true))
-    s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)))
+    s.bind(port, host, () => s.close(() => resolve(false)))
   })
 }
 

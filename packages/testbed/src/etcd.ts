@@ -26,8 +26,14 @@ export interface EtcdCluster {
  * data directory under `dir` (fresh: removed first). Resolves once the cluster has a leader and
  * answers reads. Short heartbeats and elections so that a lost member is noticed in a test's time.
  */
-export async function startEtcdCluster(opts: { dir: string; size?: number }): Promise<EtcdCluster> {
+export async function startEtcdCluster(opts: {
+  dir: string
+  size?: number
+  /** The address members listen on (default loopback; a lab's hub address to serve its hosts). */
+  host?: string
+}): Promise<EtcdCluster> {
   const size = opts.size ?? 3
+  const host = opts.host ?? '127.0.0.1'
   return retryOnPortClash(async () => {
     const ports = await Promise.all(
       Array.from({ length: size }, async () => ({
@@ -36,14 +42,14 @@ export async function startEtcdCluster(opts: { dir: string; size?: number }): Pr
       })),
     )
     const names = ports.map((_, i) => `etcd${i + 1}`)
-    const initialCluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]?.peer}`).join(',')
+    const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[i]?.peer}`).join(',')
     const token = `vigil-${process.pid}-${Date.now()}`
     const members: EtcdMember[] = names.map((name, i) => {
       const port = ports[i] as { client: number; peer: number }
       const dataDir = join(opts.dir, name)
       rmSync(dataDir, { recursive: true, force: true })
       mkdirSync(dataDir, { recursive: true })
-      const clientUrl = `http://127.0.0.1:${port.client}`
+      const clientUrl = `http://${host}:${port.client}`
       const argv = [
         'etcd',
         '--name',
@@ -55,9 +61,9 @@ export async function startEtcdCluster(opts: { dir: string; size?: number }): Pr
         '--advertise-client-urls',
         clientUrl,
         '--listen-peer-urls',
-        `http://127.0.0.1:${port.peer}`,
+        `http://${host}:${port.peer}`,
         '--initial-advertise-peer-urls',
-        `http://127.0.0.1:${port.peer}`,
+        `http://${host}:${port.peer}`,
         '--initial-cluster',
         initialCluster,
         '--initial-cluster-state',
