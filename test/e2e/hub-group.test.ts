@@ -7,7 +7,7 @@ import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
-import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
+import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
 // Two hubs in a hub group on a real 3-member etcd cluster, sharing Debian's mosquitto; two lab
 // hosts (network namespaces) whose agents trust both hubs' keys; node-b's power is a real IPMI BMC
@@ -293,7 +293,29 @@ test('a leader paused past its lease sends nothing any agent runs; the new leade
     (l) => l.msg === 'command accepted' && l.epoch === first.epoch && Date.parse(String(l.time)) >= wokeAt,
   )
   expect(accepted).toEqual([])
-  // A change asked of the old leader now goes to the new one.
+  // The operator's view from either hub: who leads, and what this hub is.
+  const shown = await runVigil(['status', '--hub', old.httpUrl])
+  expect(shown.code, shown.stderr).toBe(0)
+  expect(shown.stdout).toContain(`Hub group: leader ${standby} (epoch ${next.epoch}`)
+  expect(shown.stdout).toContain(`this hub ${first.name}: STANDBY`)
+  // A change asked of the old leader goes to the new one: the CLI follows, the leader records it.
+  const maintenance = await runVigil([
+    'maintenance',
+    'on',
+    '--node',
+    'node-a',
+    '--for',
+    '1m',
+    '--hub',
+    old.httpUrl,
+  ])
+  expect(maintenance.code, maintenance.stderr).toBe(0)
+  const newLeader = g.hubs.get(standby) as HubProcess
+  await eventually('the leader recorded the operator request', async () =>
+    (await newLeader.api<{ decisions: { rule: string }[] }>('/api/decisions?limit=50')).body.decisions.some(
+      (d) => d.rule === 'operator.maintenance',
+    ),
+  )
   const res = await fetch(new URL('/api/maintenance', old.httpUrl), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

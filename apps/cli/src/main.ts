@@ -5,7 +5,7 @@ import { ConfigError, loadConfigFile, VigilError } from '@vigil/kit'
 import { caInit, caIssue } from './ca.js'
 import { cliEnv } from './env.js'
 import { type FenceView, renderFence } from './fence.js'
-import { renderStatus, type StatusResource } from './status.js'
+import { renderStatus, type StatusGroup, type StatusResource } from './status.js'
 import { issueAgentPassword, issueToken, revokeSecret } from './token.js'
 import {
   type AuditEntry,
@@ -170,7 +170,13 @@ async function hubRequest(
   try {
     const headers = new Headers(init?.headers)
     if (token) headers.set('authorization', `Bearer ${token}`)
-    res = await fetch(new URL(path, hubUrl), { ...init, headers, signal: AbortSignal.timeout(30_000) })
+    const send = (url: URL) =>
+      fetch(url, { ...init, headers, redirect: 'manual', signal: AbortSignal.timeout(30_000) })
+    res = await send(new URL(path, hubUrl))
+    // A standby of a hub group sends changes to its leader (307): followed here, once, with the
+    // token (fetch itself drops the Authorization header when a redirect leaves the origin).
+    const location = res.headers.get('location')
+    if ((res.status === 307 || res.status === 308) && location) res = await send(new URL(location, hubUrl))
   } catch (err) {
     throw new HubRequestError(
       `cannot reach the hub at ${hubUrl}: ${(err as Error).cause ?? (err as Error).message}`,
@@ -213,10 +219,11 @@ function status(argv: string[]): Promise<number> {
     const { values } = parse(argv, { brief: { type: 'boolean' }, watch: { type: 'boolean' } } as const)
     const hubUrl = values.hub ?? cliEnv.hubUrl
     const once = async (): Promise<number> => {
-      const [info, nodes, resources] = await Promise.all([
+      const [info, nodes, resources, group] = await Promise.all([
         hubRequest(hubUrl, '/api'),
         hubRequest(hubUrl, '/api/nodes'),
         hubRequest(hubUrl, '/api/resources'),
+        hubRequest(hubUrl, '/api/group'),
       ])
       const resourceList =
         resources.status === 200 ? (resources.body as { resources: StatusResource[] }).resources : []
@@ -226,7 +233,13 @@ function status(argv: string[]): Promise<number> {
       }
       const list = (nodes.body as { nodes: Parameters<typeof renderStatus>[1] }).nodes
       if (values.json)
-        console.log(JSON.stringify({ hub: info.body, nodes: list, resources: resourceList }, null, 2))
+        console.log(
+          JSON.stringify(
+            { hub: info.body, group: group.body, nodes: list, resources: resourceList },
+            null,
+            2,
+          ),
+        )
       else
         console.log(
           renderStatus(
@@ -235,6 +248,7 @@ function status(argv: string[]): Promise<number> {
             Date.now(),
             values.brief ?? false,
             resourceList,
+            group.status === 200 ? (group.body as StatusGroup) : null,
           ),
         )
       return EXIT.ok

@@ -12,6 +12,34 @@ export interface StatusResource {
   pending: { type: string; node: string } | null
 }
 
+/** The hub group as GET /api/group returns it (enabled: false for a hub alone). */
+export interface StatusGroup {
+  enabled: boolean
+  role?: string
+  self?: string
+  epoch?: number | null
+  leader?: { hub: string; url: string; epoch: number } | null
+  leaseRemainingMs?: number | null
+  etcd?: { endpoints: string[]; reachable: boolean; lastError: string | null }
+}
+
+/** One line on the hub group: who leads under which epoch, what this hub is, whether etcd answers. */
+export function renderGroup(group: StatusGroup): string {
+  const leader = group.leader
+    ? `${group.role === 'no-quorum' ? 'last known leader' : 'leader'} ${group.leader.hub} (epoch ${group.leader.epoch}, ${group.leader.url})`
+    : 'NO LEADER: no hub acts (nothing is fenced or moved) until one leads'
+  const etcd = group.etcd
+    ? group.etcd.reachable
+      ? `etcd reachable (${group.etcd.endpoints.length} endpoints)`
+      : `etcd UNREACHABLE: ${group.etcd.lastError ?? 'no answer'}`
+    : ''
+  const lease =
+    group.role === 'leader' && typeof group.leaseRemainingMs === 'number'
+      ? `, lease ${(group.leaseRemainingMs / 1000).toFixed(1)} s`
+      : ''
+  return `Hub group: ${leader}; this hub ${group.self}: ${String(group.role).toUpperCase()}${lease}; ${etcd}`
+}
+
 /** A crm_mon-like rendering of the hub's nodes, with each node's filesystems and interfaces. */
 export function renderStatus(
   info: { cluster?: unknown; name?: unknown; epoch?: unknown },
@@ -19,12 +47,14 @@ export function renderStatus(
   now: number,
   brief: boolean,
   resources: StatusResource[] = [],
+  group: StatusGroup | null = null,
 ): string {
   const counts = new Map<string, number>()
   for (const n of nodes) counts.set(n.state, (counts.get(n.state) ?? 0) + 1)
   const summary = [...counts.entries()].map(([s, c]) => `${c} ${s}`).join(', ') || 'none'
   const out: string[] = [
     `Cluster ${String(info.cluster)} - hub ${String(info.name)} (epoch ${String(info.epoch)}) - ${nodes.length} node${nodes.length === 1 ? '' : 's'}: ${summary}`,
+    ...(group?.enabled ? [renderGroup(group)] : []),
     '',
     table(
       [
