@@ -6,13 +6,13 @@ import { Etcd3 } from 'etcd3'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
-import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
 import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
 
-// Two hubs in a hub group on a real 3-member etcd cluster, sharing Debian's mosquitto; two lab
-// hosts (network namespaces) whose agents trust both hubs' keys; node-b's power is a real IPMI BMC
+// Two hubs in a hub group on a real 3-member etcd cluster, each on a lab host of its own (a network
+// namespace) with its embedded broker; two lab hosts whose agents are connected to both brokers and
+// trust both hubs' keys; node-b's power is a real IPMI BMC
 // (ipmi_sim) whose chassis control kills every process of node-b's namespace. The leader hub is
-// killed or paused, then node-b crashes: the other hub must take over, fence node-b once (read
+// killed (its broker with it) or paused, then node-b crashes: the other hub must take over, fence node-b once (read
 // back off), and only then start web on node-a. A witness file is the ground truth of where web ran.
 
 const dir = tempDir('hub-group')
@@ -68,19 +68,6 @@ esac
   const bmc = await startBmc({ hostCtl, listen: lab.hubIp })
   cleanups.push(() => bmc.stop())
 
-  const passwords = { hub: 'hub-secret', 'node-a': 'a-secret', 'node-b': 'b-secret' }
-  mkdirSync(join(base, 'mosquitto'), { recursive: true })
-  const broker: Mosquitto = await startMosquitto(
-    join(base, 'mosquitto'),
-    passwords,
-    join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl'),
-    undefined,
-    undefined,
-    lab.hubIp,
-  )
-  cleanups.push(() => broker.stop())
-  for (const [user, pw] of Object.entries(passwords)) writeFileSync(join(base, `${user}.pw`), pw)
-
   const clusterFile = writeLines(base, 'cluster.yaml', [
     'nodes:',
     '  - id: node-a',
@@ -96,7 +83,6 @@ esac
     const hubFile = writeLines(base, `${hub}.yaml`, [
       `cluster: ${cluster}`,
       `name: ${hub}`,
-      `mqtt: { url: '${broker.url}', username: hub, passwordFile: ${join(base, 'hub.pw')} }`,
       `group: { endpoints: [${etcd.endpoints.join(', ')}], leaseTtlSeconds: 2, pollMs: 100 }`,
       'fencing:',
       '  devices:',
@@ -117,6 +103,9 @@ esac
         join(base, `${hub}.sqlite`),
         '--listen',
         `${lab.host(hub).ip}:0`,
+        // Each hub's embedded broker, on its own machine: the agents connect to both.
+        '--broker-listen',
+        `${lab.host(hub).ip}:0`,
       ],
       {},
       lab.host(hub).exec([]),
@@ -134,7 +123,7 @@ esac
     const file = writeLines(base, `${node}.yaml`, [
       `node: ${node}`,
       `cluster: ${cluster}`,
-      `mqtt: { url: '${broker.url}', username: ${node}, passwordFile: ${join(base, `${node}.pw`)} }`,
+      `mqtt: { url: [${[...hubs.values()].map((h) => `'${h.mqttUrl}'`).join(', ')}] }`,
       `commands: { hubPublicKeyFile: ${keys} }`,
       'resources:',
       '  - id: web',
@@ -188,6 +177,25 @@ async function leaderOf(g: GroupLab, among = [...g.hubs.keys()]): Promise<{ name
 async function webRunsOnB(g: GroupLab): Promise<void> {
   await eventually('web running on node-b', () => witness(g).some((w) => w.node === 'node-b'), {
     timeoutMs: 40_000,
+  }).catch(async (err: Error) => {
+    // What the hubs and agents did instead, for whoever reads a CI failure.
+    const report: string[] = [err.message]
+    for (const [name, hub] of g.hubs) {
+      report.push(`${name}: ${JSON.stringify(await groupOf(hub))}`)
+      const ds = await hub
+        .api<{ decisions: { rule: string; node?: string; resource?: string }[] }>('/api/decisions?limit=20')
+        .then((r) => r.body.decisions.map((d) => `${d.rule} ${d.node ?? ''} ${d.resource ?? ''}`))
+        .catch(() => [])
+      report.push(...ds.map((d) => `  ${d}`))
+    }
+    for (const [name, agent] of g.agents)
+      report.push(
+        `${name}: ${agent.lines
+          .slice(-8)
+          .map((l) => `${l.msg ?? ''} ${JSON.stringify(l.err ?? l.reason ?? '')}`)
+          .join(' | ')}`,
+      )
+    throw new Error(report.join('\n'))
   })
 }
 
@@ -407,7 +415,12 @@ test('etcd losing its quorum freezes the group: nothing is fenced or moved, and 
   // Frozen for a while, then etcd comes back: the group elects a leader, which resumes.
   await new Promise((r) => setTimeout(r, 3000))
   for (const m of lost) await m.restart()
-  const after = await leaderOf(g)
+  const after = await leaderOf(g).catch(async (err: Error) => {
+    const views = await Promise.all([...g.hubs.values()].map(groupOf))
+    throw new Error(
+      `${err.message}\netcd healthy: ${await g.etcd.healthy()}\nhubs: ${JSON.stringify(views)}\n${g.etcd.members.map((m) => m.daemon.log().slice(-1500)).join('\n')}`,
+    )
+  })
   await new Promise((r) => setTimeout(r, 4000)) // a false verdict would have been acted on by now
   expect(g.bmc.powerLog()).toEqual([])
   const lines = witness(g)

@@ -76,7 +76,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let obsSeq = 0
   let publishObservations = () => {}
   const resources = new ResourceRunner(config.resources as ResourceEntry[], log, () => publishObservations())
-  let backoffMs = config.reconnect.minMs
   let stopping = false
   let reportedDrops = 0
 
@@ -114,20 +113,67 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   }
   Object.assign(options, brokerCredentials(config.mqtt, deps.mqttPassword))
 
-  const client: MqttClient = mqtt.connect(config.mqtt.url, options)
+  /**
+   * One connection per broker: alone, the hub's; in a hub group, every hub's embedded broker. The
+   * agent says everything on each, so a hub hears it on its own broker, and losing any one broker
+   * (or hub machine) loses nothing. Commands come from the leader's broker.
+   */
+  interface Link {
+    url: string
+    client: MqttClient
+    /** This broker has confirmed the command subscription (see `commandable` below). */
+    commandable: boolean
+    backoffMs: number
+  }
+  const links: Link[] = config.mqtt.url.map((url) => ({
+    url,
+    client: mqtt.connect(url, { ...options }),
+    commandable: false,
+    backoffMs: config.reconnect.minMs,
+  }))
+  const connected = () => links.some((l) => l.client.connected)
+  /** Heard means commandable (see the connect handler): some broker can deliver a command. */
+  const commandable = () => links.some((l) => l.client.connected && l.commandable)
+  /**
+   * Publishes on every connected broker (`heard`: only those whose command subscription is
+   * confirmed); `done` is called once, with an error only if no broker took the message.
+   */
+  const publishAll = (
+    t: string,
+    payload: string,
+    opts: { qos: 0 | 1; retain?: boolean },
+    heard = false,
+    done?: (err?: Error) => void,
+  ) => {
+    const targets = links.filter((l) => l.client.connected && (!heard || l.commandable))
+    if (targets.length === 0) {
+      done?.(new Error('no broker connected'))
+      return
+    }
+    let waiting = targets.length
+    let taken = false
+    for (const l of targets)
+      l.client.publish(t, payload, opts, (err) => {
+        if (!err) taken = true
+        if (--waiting === 0) done?.(taken ? undefined : err)
+      })
+  }
+  const publishAllAsync = (t: string, payload: string, opts: { qos: 0 | 1; retain?: boolean }) =>
+    new Promise<void>((resolve, reject) =>
+      publishAll(t, payload, opts, false, (err) => (err ? reject(err) : resolve())),
+    )
 
   const publishFacts = async () => {
     try {
       const facts = await collectFacts(config.node, incarnation, clock.wallMs())
-      if (client.connected)
-        await client.publishAsync(topic('facts'), encode('facts', facts), { qos: 1, retain: true })
+      if (connected()) await publishAllAsync(topic('facts'), encode('facts', facts), { qos: 1, retain: true })
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'could not publish facts')
     }
   }
 
   const sendEvent = (event: AgentEvent) => {
-    client.publish(topic('event'), encode('event', event), { qos: 1 }, (err) => {
+    publishAll(topic('event'), encode('event', event), { qos: 1 }, false, (err) => {
       if (err) buffer.unshiftAll([event])
     })
   }
@@ -162,12 +208,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       message: e.message,
       ...(e.attrs ? { attrs: e.attrs } : {}),
     }
-    if (client.connected && buffer.size === 0) sendEvent(event)
+    if (connected() && buffer.size === 0) sendEvent(event)
     else buffer.push(event)
   }
 
   const reply = (result: CommandResult) => {
-    client.publish(topic('ack'), encode('ack', result), { qos: 1 })
+    publishAll(topic('ack'), encode('ack', result), { qos: 1 })
   }
 
   /** The driver action a resource command runs (the hub's reset-vm and reboot-vm are reset, reboot). */
@@ -219,7 +265,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     }
   }
 
-  client.on('message', (t, payload) => {
+  /** Ids of the commands handled lately: the same command reaching it through two brokers runs once. */
+  const handled = new Set<string>()
+  const onMessage = (t: string, payload: Buffer) => {
     if (t !== topic('cmd')) return
     const receivedAt = clock.wallMs()
     const decoded = decode('cmd', payload)
@@ -229,6 +277,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       return
     }
     const cmd = decoded.value
+    if (handled.has(cmd.id)) return
+    handled.add(cmd.id)
+    if (handled.size > 1000) handled.delete(handled.values().next().value as string)
     // The signature first: an unverified command must not even move the replay floor.
     const refused = hubKeys
       ? !cmd.sig
@@ -282,54 +333,65 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
           error: { code: 'action_failed', message },
         })
       })
-  })
+  }
 
   let firstConnect = true
-  /**
-   * Heard means commandable: heartbeats and observations wait, on each connection, until the broker
-   * has confirmed the command subscription. A command the hub sends on hearing the first of them
-   * would otherwise be published before the subscription exists, and be lost without an answer.
-   */
-  let commandable = false
-  client.on('connect', () => {
-    commandable = false
-    backoffMs = config.reconnect.minMs
-    client.options.reconnectPeriod = backoffMs
-    log.info({ mqttUrl: config.mqtt.url, incarnation, reconnect: !firstConnect }, 'connected to broker')
-    client.subscribe(topic('cmd'), { qos: 1 }, (err, granted) => {
-      if (err || granted?.some((g) => g.qos >= 128))
-        log.error(
-          { err: err?.message, topic: topic('cmd') },
-          'the broker refused the command subscription: the hub cannot command this node',
-        )
-      commandable = true
-    })
-    client.publish(topic('status'), status('online'), { qos: 1, retain: true })
-    if (firstConnect)
-      emit({
-        kind: 'agent.started',
-        severity: 'info',
-        message: `agent ${deps.version} started`,
-        attrs: { incarnation },
+  for (const link of links) {
+    const { client } = link
+    client.on('message', onMessage)
+    /**
+     * Heard means commandable: heartbeats and observations wait, on each connection, until the
+     * broker has confirmed the command subscription. A command the hub sends on hearing the first
+     * of them would otherwise be published before the subscription exists, and be lost unanswered.
+     */
+    client.on('connect', () => {
+      link.commandable = false
+      link.backoffMs = config.reconnect.minMs
+      client.options.reconnectPeriod = link.backoffMs
+      log.info({ mqttUrl: link.url, incarnation, reconnect: !firstConnect }, 'connected to broker')
+      client.subscribe(topic('cmd'), { qos: 1 }, (err, granted) => {
+        if (err || granted?.some((g) => g.qos >= 128))
+          log.error(
+            { err: err?.message, topic: topic('cmd'), mqttUrl: link.url },
+            'the broker refused the command subscription: the hub cannot command this node',
+          )
+        link.commandable = true
       })
-    firstConnect = false
-    flushBuffer()
-    void publishFacts()
-  })
-  client.on('close', () => {
-    if (stopping) return
-    // Exponential backoff with full jitter, bounded by reconnect.maxMs.
-    backoffMs = Math.min(config.reconnect.maxMs, backoffMs * 2)
-    client.options.reconnectPeriod = Math.max(config.reconnect.minMs, Math.round(Math.random() * backoffMs))
-  })
-  client.on('offline', () => log.warn({ mqttUrl: config.mqtt.url }, 'broker unreachable; buffering events'))
-  client.on('error', (err) => log.warn({ err: err.message }, 'broker connection error'))
+      client.publish(topic('status'), status('online'), { qos: 1, retain: true })
+      if (firstConnect)
+        emit({
+          kind: 'agent.started',
+          severity: 'info',
+          message: `agent ${deps.version} started`,
+          attrs: { incarnation },
+        })
+      firstConnect = false
+      flushBuffer()
+      void publishFacts()
+    })
+    client.on('close', () => {
+      if (stopping) return
+      // Exponential backoff with full jitter, bounded by reconnect.maxMs.
+      link.backoffMs = Math.min(config.reconnect.maxMs, link.backoffMs * 2)
+      client.options.reconnectPeriod = Math.max(
+        config.reconnect.minMs,
+        Math.round(Math.random() * link.backoffMs),
+      )
+    })
+    client.on('offline', () =>
+      log.warn(
+        { mqttUrl: link.url },
+        connected() ? 'broker unreachable; the others carry on' : 'broker unreachable; buffering events',
+      ),
+    )
+    client.on('error', (err) => log.warn({ err: err.message, mqttUrl: link.url }, 'broker connection error'))
+  }
 
   publishObservations = () => {
-    if (!client.connected || !commandable || !resources) return
+    if (!commandable() || !resources) return
     // Sent even when empty: "this node runs none of the cluster's resources" is information too.
     const observations = resources.observations()
-    client.publish(
+    publishAll(
       topic('obs'),
       encode('obs', {
         v: 1,
@@ -341,6 +403,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         complete: true,
       }),
       { qos: 0 },
+      true,
     )
   }
   resources.start()
@@ -368,7 +431,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     stopAll: () => resources.stopAll(),
     emit: (kind, severity, message) => emit({ kind, severity, message }),
   })
-  client.on('packetreceive', () => isolation.contact())
+  for (const { client } of links) client.on('packetreceive', () => isolation.contact())
   isolation.start()
   const obsTimer = setInterval(() => publishObservations(), 1000)
 
@@ -378,8 +441,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     // network channel must not depend on the disk's health (a skipped beat is still in flight).
     if (diskInStep && diskHeartbeat.enabled)
       await Promise.race([diskHeartbeat.beat(), sleep(config.heartbeat.intervalMs / 4)])
-    if (!client.connected || !commandable) return
-    client.publish(
+    if (!commandable()) return
+    publishAll(
       topic('hb'),
       encode('hb', {
         v: 1,
@@ -393,6 +456,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         ...(diskHeartbeat.enabled ? { disk: diskHeartbeat.sightings() } : {}),
       }),
       { qos: 0 },
+      true,
     )
   }, config.heartbeat.intervalMs)
   const factsTimer = setInterval(() => void publishFacts(), config.facts.intervalMs)
@@ -401,7 +465,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     node: config.node,
     incarnation,
     get connected() {
-      return client.connected
+      return connected()
     },
     emit,
     async stop() {
@@ -413,10 +477,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       mesh.close()
       diskHeartbeat.close()
       await resources.close()
-      if (client.connected) {
+      if (connected()) {
         try {
           await withTimeout(
-            client.publishAsync(topic('status'), status('offline'), { qos: 1, retain: true }),
+            publishAllAsync(topic('status'), status('offline'), { qos: 1, retain: true }),
             1000,
           )
         } catch (err) {
@@ -424,7 +488,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         }
       }
       // A broker that went away with us must not hold the shutdown: force the close after a second.
-      await withTimeout(client.endAsync(), 1000).catch(() => client.end(true))
+      await Promise.all(
+        links.map(({ client }) => withTimeout(client.endAsync(), 1000).catch(() => client.end(true))),
+      )
     },
   }
 }

@@ -25,6 +25,13 @@ export function defaultNodeName(): string {
   return cleaned || 'node'
 }
 
+const brokerUrl = z
+  .string()
+  .regex(
+    /^(mqtts?|wss?):\/\/[^,]+(,(mqtts?|wss?):\/\/[^,]+)*$/,
+    'must be an mqtt://, mqtts://, ws:// or wss:// URL (several: comma-separated)',
+  )
+
 export const agentConfigSchema = z
   .strictObject({
     cluster: name.default('default'),
@@ -32,10 +39,16 @@ export const agentConfigSchema = z
     role: z.enum(['host', 'guest']).default('host'),
     mqtt: z
       .strictObject({
+        /**
+         * The broker, or every broker of a hub group (each hub's embedded one): the agent is
+         * connected to each and says everything on each, so losing any one loses nothing.
+         * A flag may give several, comma-separated.
+         */
         url: z
-          .string()
-          .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
-          .default('mqtt://127.0.0.1:1883'),
+          .union([brokerUrl, z.array(brokerUrl).min(1, 'needs at least one broker URL')])
+          .default('mqtt://127.0.0.1:1883')
+          .transform((v) => (Array.isArray(v) ? v : v.split(',')))
+          .refine((v) => new Set(v).size === v.length, 'names a broker twice'),
         ...brokerAuthFields,
         keepaliveSeconds: z.number().int().min(1).max(600).default(5),
       })
@@ -101,7 +114,11 @@ export const agentFlags: Record<string, FlagSpec> = {
   cluster: { path: ['cluster'], type: 'string', description: 'cluster name' },
   node: { path: ['node'], type: 'string', description: "this node's name (default: host name)" },
   role: { path: ['role'], type: 'string', description: 'host or guest' },
-  'mqtt-url': { path: ['mqtt', 'url'], type: 'string', description: 'broker URL' },
+  'mqtt-url': {
+    path: ['mqtt', 'url'],
+    type: 'string',
+    description: 'broker URL (a hub group: every broker, comma-separated)',
+  },
   'heartbeat-interval': {
     path: ['heartbeat', 'intervalMs'],
     type: 'number',

@@ -137,6 +137,10 @@ describe('the hub group on a real etcd cluster', () => {
       await until('no hub leads', () => leaders(ms).length === 0, 5000)
       await until('the leader knows it was deposed', () => leader.deposed.length > 0, 1000)
       expect(await leader.group.commit({ schema: 1 }, [])).toBe(false)
+      // Long enough for every call made without quorum to have been left waiting (they must not
+      // hold the leadership loop once etcd is back: each has a deadline).
+      await new Promise((r) => setTimeout(r, 3000))
+      expect(ms.every((m) => m.group.role === 'no-quorum')).toBe(true)
       for (const m of lost) await m.restart()
       await until('a leader again', () => leaders(ms).length === 1, 20_000)
     } finally {

@@ -127,6 +127,10 @@ export class HubGroup {
     this.client = new Etcd3({
       hosts: config.endpoints,
       dialTimeout: CALL_DEADLINE_MS,
+      // Every unary call has a deadline: one left waiting on an etcd without quorum (a lease
+      // grant, a revoke) would hold the leadership loop for good. Streams (keepalives) are long.
+      defaultCallOptions: (context) =>
+        context.isStream ? {} : { deadline: new Date(Date.now() + CALL_DEADLINE_MS) },
     })
     this.k = keys(self.cluster)
   }
@@ -234,7 +238,7 @@ export class HubGroup {
     this.leadership = null
     this.roleNow = 'standby'
     // Revoking hands the leadership over at once instead of after the lease's TTL.
-    if (this.lease) await this.lease.revoke().catch(() => {})
+    if (this.lease) await this.dropLease(this.lease)
     if (wasLeader) this.log.info('left the leadership (lease revoked)')
     this.client.close()
   }
@@ -353,14 +357,20 @@ export class HubGroup {
     this.roleNow = this.reachable ? 'standby' : 'no-quorum'
     if (!had) return
     this.log.warn({ epoch: had.epoch, reason }, 'this hub stopped leading the hub group')
-    // A fresh lease for the next campaign: the old one may be alive in etcd for a while still.
-    if (this.lease) {
-      const old = this.lease
+    // A fresh lease for the next campaign. The old one stops being renewed now (a revoke that
+    // waits on an etcd without quorum would otherwise leave its keepalives running, and keep the
+    // leader key alive for ever once etcd is back), then is revoked if etcd answers in time.
+    if (this.lease) this.dropLease(this.lease)
+    this.events.onDepose(reason)
+  }
+
+  private async dropLease(lease: Lease): Promise<void> {
+    if (this.lease === lease) {
       this.lease = null
       this.leaseId = null
-      void old.revoke().catch(() => old.release())
     }
-    this.events.onDepose(reason)
+    lease.release()
+    await lease.revoke({ deadline: new Date(Date.now() + CALL_DEADLINE_MS) }).catch(() => {})
   }
 
   private unreachable(err: unknown): void {

@@ -1,6 +1,7 @@
 import { mkdirSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { Daemon, freePort, retryOnPortClash, stillAlive, waitFor } from './daemon.js'
+import { Daemon, retryOnPortClash, stillAlive, waitFor } from './daemon.js'
 
 export interface EtcdMember {
   name: string
@@ -35,12 +36,9 @@ export async function startEtcdCluster(opts: {
   const size = opts.size ?? 3
   const host = opts.host ?? '127.0.0.1'
   return retryOnPortClash(async () => {
-    const ports = await Promise.all(
-      Array.from({ length: size }, async () => ({
-        client: await freePort('tcp'),
-        peer: await freePort('tcp'),
-      })),
-    )
+    const ports: { client: number; peer: number }[] = []
+    for (let i = 0; i < size; i++)
+      ports.push({ client: await stablePort(host), peer: await stablePort(host) })
     const names = ports.map((_, i) => `etcd${i + 1}`)
     const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[i]?.peer}`).join(',')
     const token = `vigil-${process.pid}-${Date.now()}`
@@ -134,4 +132,21 @@ export async function startEtcdCluster(opts: {
     }
     return cluster
   })
+}
+
+/**
+ * A free TCP port below the kernel's ephemeral range (32768 and up here): a member killed by a test
+ * is restarted on the same ports, and a port of the ephemeral range may meanwhile have become the
+ * source port of some outgoing connection (its peers' reconnects, to it).
+ */
+async function stablePort(host: string): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer()
+      srv.once('error', () => resolve(false))
+      srv.listen(port, host, () => srv.close(() => resolve(true)))
+    })
+    if (free) return port
+  }
 }
