@@ -501,6 +501,21 @@ export const dashboards = {
         ],
         { unit: 's' },
       ),
+      series(
+        'Hub group: who leads, under which epoch',
+        [
+          target(`vigil_hub_leader{${C}}`, 'leader {{instance}}'),
+          target(`sum(increase(vigil_hub_takeovers_total{${C}}[$__rate_interval]))`, 'takeovers'),
+        ],
+        {
+          description:
+            'A hub group (docs/ha.md): exactly one hub at 1. None means no hub acts (etcd without quorum, or every hub down); a takeover is a step.',
+          min: 0,
+        },
+      ),
+      series('Hub epoch', [target(`vigil_hub_epoch{${C}}`, '{{instance}}')], {
+        description: "The epoch the hub's commands carry: alone, each start; in a group, each takeover (an etcd revision).",
+      }),
       series('Commands by action and status', [
         target(
           `sum by (action, status) (increase(vigil_commands_total{${C}}[$__rate_interval]))`,
