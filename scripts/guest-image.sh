@@ -32,6 +32,10 @@ cat > "$ROOT/init" <<'EOI'
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 echo 1 > /proc/sys/kernel/unknown_nmi_panic
 echo "vigil guest booted kernel=$(uname -r)"
+# vigil.fill=N on the command line: N MiB of random data kept in memory, pages a live migration
+# must copy (an idle guest's are zero and cost nothing), so a bandwidth limit makes it long.
+fill=$(sed -n 's/.*vigil\.fill=\([0-9]*\).*/\1/p' /proc/cmdline)
+[ -n "$fill" ] && dd if=/dev/urandom of=/fill bs=1M count="$fill" 2>/dev/null
 n=0
 while true; do n=$((n+1)); echo "vigil guest heartbeat $n"; sleep 0.5; done
 EOI

@@ -14,6 +14,8 @@ import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processe
 // carrying out the hub's signed command.
 const dir = tempDir('vm-live')
 const MIGRATE_MIBS = process.env.VIGIL_TEST_MIGRATE_MIBS
+/** How long a live migration may take here: the guest's data over the bandwidth set, three times over. */
+const MIGRATION_WAIT_MS = MIGRATE_MIBS ? 60_000 + (3 * 40 * 1000) / Number(MIGRATE_MIBS) : 60_000
 const cleanups: (() => Promise<void> | void)[] = []
 let hostA: Libvirt
 let hostB: Libvirt
@@ -26,7 +28,9 @@ beforeAll(async () => {
   hostB = await startPeerLibvirt()
   cleanups.push(() => hostB.stop())
   // Defined on both hosts, as an HA guest is (VCS KVMGuest's rule): either can start it.
-  domain = await hostA.defineGuest()
+  // Slowed on purpose: a booted guest holding 40 MiB of random data, which the migration must copy
+  // at the bandwidth set (an idle guest's zero pages cost nothing, whatever the limit).
+  domain = await hostA.defineGuest(MIGRATE_MIBS ? { os: true, fillMiB: 40 } : {})
   const xml = join(dir.path, `${domain}.xml`)
   writeFileSync(xml, await hostA.virsh(['dumpxml', domain]))
   await hostB.virsh(['define', xml])
@@ -59,8 +63,8 @@ function startVmAgent(
       // Both hosts are this machine: the other node's libvirt is reached by its port, not its name.
       `      migrateUri: ${libvirt.peerUri}`,
       '      migrateAddress: tcp://127.0.0.1',
-      // A migration slowed on purpose (e.g. 2 MiB/s: about 30 s for this 64 MiB guest) proves the hub
-      // waits for a long one: VIGIL_TEST_MIGRATE_MIBS=2 pnpm --filter @vigil/tests exec vitest run e2e/vm-live
+      // A migration slowed on purpose (2 MiB/s: about 20 s for the 40 MiB the guest then holds) proves
+      // the hub waits for a long one: VIGIL_TEST_MIGRATE_MIBS=2 pnpm --filter @vigil/tests exec vitest run e2e/vm-live
       ...(MIGRATE_MIBS ? [`      migrateBandwidthMiBs: ${MIGRATE_MIBS}`] : []),
       ...extra,
       '',
@@ -118,7 +122,11 @@ test('a vm placed by the engine, live-migrated by an operator (vigil migrate), t
   expect(migrate.code, migrate.stderr).toBe(0)
   // Moved without a stop: running on node-b's libvirt, gone from node-a's, one copy throughout.
   await eventually('vm1 running on node-b', async () => (await hostB.domstate(domain)) === 'running', {
-    timeoutMs: 60_000,
+    timeoutMs: MIGRATION_WAIT_MS,
+  }).catch(async (err: Error) => {
+    const why = (await decisionsOf(hub)).map((d) => `${d.rule} ${d.node ?? ''} ${d.resource ?? ''}`)
+    const logs = [...a.lines, ...b.lines].map((l) => JSON.stringify(l)).slice(-12)
+    throw new Error(`${err.message}\ndecisions:\n${why.slice(-10).join('\n')}\nagents:\n${logs.join('\n')}`)
   })
   expect(await hostA.domstate(domain)).toBe('shut off')
   const migrated = async (times: number) =>

@@ -37,7 +37,11 @@ export interface Libvirt {
    * init, which writes "vigil guest heartbeat N" every second to its serial console, the file
    * `consoleLog(name)`; `virsh inject-nmi` hangs it (panic, and panic=0 waits forever).
    */
-  defineGuest(opts?: { os?: boolean }): Promise<string>
+  /**
+   * os: boot the guest image (console heartbeat); fillMiB: it keeps that much random data in
+   * memory, which a live migration must copy (a bandwidth limit then makes the migration long).
+   */
+  defineGuest(opts?: { os?: boolean; fillMiB?: number }): Promise<string>
   consoleLog(domain: string): string
   domstate(name: string): Promise<string>
   /** Any virsh command on this libvirt (suspend, resume, ...). */
@@ -81,15 +85,19 @@ function forgetRememberedOwners(): void {
  * which writes "vigil guest heartbeat N" every second to its serial console, that file (QEMU
  * truncates it when it starts); `virsh inject-nmi` hangs it (panic, and panic=0 waits forever).
  */
-export function guestDomainXml(name: string, opts: { console?: string } = {}): string {
+export function guestDomainXml(
+  name: string,
+  opts: { console?: string; fillMiB?: number } = {},
+): string {
   const os = opts.console ? guestImage() : null
+  const fill = opts.fillMiB ? ` vigil.fill=${opts.fillMiB}` : ''
   return `<domain type='qemu'>
   <name>${name}</name>
-  <memory unit='MiB'>${os ? 128 : 64}</memory>
+  <memory unit='MiB'>${os ? 128 + (opts.fillMiB ?? 0) : 64}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type>${
     os
-      ? `<kernel>${os.kernel}</kernel><initrd>${os.initrd}</initrd><cmdline>console=ttyS0 panic=0 quiet</cmdline>`
+      ? `<kernel>${os.kernel}</kernel><initrd>${os.initrd}</initrd><cmdline>console=ttyS0 panic=0 quiet${fill}</cmdline>`
       : `<boot dev='hd'/>`
   }</os>
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
@@ -175,7 +183,10 @@ export async function startLibvirt(): Promise<Libvirt> {
     async defineGuest(opts = {}) {
       const name = `vigil-test-${process.pid}-${guests++}`
       const xml = join(dir, `${name}.xml`)
-      writeFileSync(xml, guestDomainXml(name, opts.os ? { console: consoleLog(name) } : {}))
+      writeFileSync(
+        xml,
+        guestDomainXml(name, opts.os ? { console: consoleLog(name), fillMiB: opts.fillMiB } : {}),
+      )
       await run('virsh', ['-c', URI, 'define', xml])
       defined.push(name)
       return name
