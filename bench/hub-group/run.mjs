@@ -75,6 +75,8 @@ try {
   writeFileSync(
     clusterFile,
     [
+      // Every run fences a host: the blast-radius governor (3 fences in 10 min) would hold the 4th.
+      'governor: { maxFences: 1000 }',
       'nodes:',
       ...HOSTS.flatMap((h) => [`  - id: ${h}`, `    fencing: [{ devices: [bmc-${h}], timeoutMs: 10000 }]`]),
       'resources:',
@@ -203,7 +205,19 @@ try {
           'web running elsewhere',
           () => witness().find((w) => w.host === survivor && w.ms > crashAt),
           60_000,
-        )
+        ).catch(async (err) => {
+          // What the hubs did instead, for whoever reads this.
+          for (const h of HUBS) {
+            const view = await group(h)
+            const ds = await api(h, '/api/decisions?limit=40').catch(() => ({ decisions: [] }))
+            process.stderr.write(`${h}: ${JSON.stringify(view)}\n`)
+            for (const d of ds.decisions.reverse())
+              process.stderr.write(
+                `  ${new Date(d.at).toISOString()} ${d.rule} ${d.node ?? ''} ${d.resource ?? ''} ${d.summary}\n`,
+              )
+          }
+          throw err
+        })
         const lastOld = witness()
           .filter((w) => w.host === victim)
           .at(-1)
