@@ -34,8 +34,6 @@ export async function startMosquitto(
   tls?: { caFile: string; certFile: string; keyFile: string; clientCerts: boolean },
   /** A fixed port (to restart a broker where its clients left it). */
   fixedPort?: number,
-  /** The address to listen on (a lab's hub address, for agents in network namespaces). */
-  host = '127.0.0.1',
 ): Promise<Mosquitto> {
   const passwd = join(dir, 'passwd')
   writeFileSync(passwd, '')
@@ -64,7 +62,7 @@ export async function startMosquitto(
       'log_type all',
       'user root',
       'sys_interval 1',
-      `listener ${port} ${host}`,
+      `listener ${port} 127.0.0.1`,
       ...tlsLines,
       '',
     ].join('\n'),
@@ -75,7 +73,7 @@ export async function startMosquitto(
     readLog(logFile).includes(`Opening ipv4 listen socket on port ${port}`),
   )
   return {
-    url: `${tls ? 'mqtts' : 'mqtt'}://${host}:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     log: () => readLog(logFile),
     async stop() {
