@@ -283,6 +283,12 @@ test('a leader paused past its lease sends nothing any agent runs; the new leade
   old.process.kill('SIGSTOP')
   const next = await leaderOf(g, [standby])
   expect(next.epoch).toBeGreaterThan(first.epoch)
+  // The new leader announces its epoch to every agent it hears (a signed ping under it): from then
+  // on they refuse whatever the frozen leader may still deliver.
+  const agentA = g.agents.get('node-a') as VigilProcess
+  await eventually('node-a ran a command of the new epoch', () =>
+    agentA.lines.some((l) => l.msg === 'command accepted' && l.epoch === next.epoch),
+  )
   crashNodeB(g)
   await expectFailedOverOnce(g, next.epoch)
 
@@ -296,7 +302,6 @@ test('a leader paused past its lease sends nothing any agent runs; the new leade
   await new Promise((r) => setTimeout(r, 2000))
   expect(g.bmc.powerLog().filter((l) => l.includes('off'))).toHaveLength(1)
   // No agent ran a command of the old epoch after the pause ended.
-  const agentA = g.agents.get('node-a') as VigilProcess
   const accepted = agentA.lines.filter(
     (l) => l.msg === 'command accepted' && l.epoch === first.epoch && Date.parse(String(l.time)) >= wokeAt,
   )

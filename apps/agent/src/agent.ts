@@ -246,11 +246,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       case 'migrate': {
         const id = String(cmd.args.resource ?? '')
         const action = driverAction(cmd.action)
+        // The hub engine's action id, echoed: a hub of the group that did not send this command
+        // (it took over meanwhile) still knows which action the result answers.
+        const echo: Record<string, string> =
+          typeof cmd.args.action === 'string' ? { action: cmd.args.action } : {}
         // migrate: the hub names the node to move to; the driver maps the name to its address.
         const target = cmd.action === 'migrate' ? String(cmd.args.to ?? '') : undefined
         try {
           await resources.run(id, action, target === undefined ? {} : { target })
-          return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { resource: id } }
+          return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { resource: id, ...echo } }
         } catch (err) {
           // The error's kind is the recovery scope the hub's engine acts on.
           const kind = err instanceof DriverError ? err.kind : 'transient'
@@ -258,6 +262,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
             ...base,
             status: 'failed',
             finishedAt: clock.wallMs(),
+            result: { resource: id, ...echo },
             error: { code: kind, message: (err as Error).message },
           }
         }

@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLogger } from '@vigil/kit'
+import { createLogger, VigilError } from '@vigil/kit'
 import type { CommandResult } from '@vigil/protocol'
 import { afterEach, beforeEach, expect, test, vi } from 'vitest'
 import { CommandDispatcher, type LateResult } from './commands.js'
@@ -152,4 +152,44 @@ test('a result for a command an earlier run of the hub sent reaches the late lis
   expect(store.getCommand(id)?.status).toBe('ok')
   dispatcher.close()
   store.close()
+})
+
+test('a result for a command another hub of the group sent reaches the foreign listener by its echoed action id', () => {
+  const { dispatcher, answer, late } = setup()
+  const foreign: [string, string][] = []
+  dispatcher.onForeignResult((actionId, result) => foreign.push([actionId, result.status]))
+  const id = '6f1d6a2e-8c1b-4a57-9a43-0b7d1e6f2c11'
+  dispatcher.handleResult(answer(id, 'accepted', { timeoutMs: 1000 })) // an acceptance is not an outcome
+  dispatcher.handleResult(answer(id, 'ok', { resource: 'web', action: 'a-57-3' }))
+  dispatcher.handleResult(answer('0b7d1e6f-2c11-4a57-9a43-6f1d6a2e8c1b', 'ok', { resource: 'web' })) // no action id: dropped
+  expect(foreign).toEqual([['a-57-3', 'ok']])
+  expect(late).toEqual([])
+})
+
+test('a standby refuses to command, naming why', async () => {
+  const { store } = setup()
+  const standby = new CommandDispatcher(
+    {
+      cluster: 'c',
+      hubName: 'hub-b',
+      epoch: 0,
+      ttlMs: 5000,
+      timeoutMs: TIMEOUT_MS,
+      signingKey: () => generateKeyPairSync('ed25519').privateKey,
+      mayCommand: () =>
+        new VigilError('unavailable', 'this hub (hub-b) is a standby: the leader is hub-a at http://a:7470'),
+    },
+    async () => {},
+    store,
+    new HubMetrics({
+      nodeStates: () => new Map(),
+      nodes: () => [],
+      brokerClients: () => 0,
+      group: () => null,
+      epoch: () => 0,
+    }),
+    { wallMs: () => Date.now(), monoMs: () => Date.now() },
+    createLogger('test', 'silent'),
+  )
+  await expect(standby.send('node-a', 'ping')).rejects.toThrow(/standby: the leader is hub-a/)
 })

@@ -51,6 +51,7 @@ export class CommandDispatcher {
   private seq: number
   private readonly pending = new Map<string, Pending>()
   private lateListener: ((late: LateResult) => void) | null = null
+  private foreignListener: ((actionId: string, result: CommandResult) => void) | null = null
 
   constructor(
     private readonly opts: {
@@ -137,6 +138,14 @@ export class CommandDispatcher {
   }
 
   /**
+   * Results of commands this hub never sent (another hub of the group did, before this one took
+   * over), carrying the engine's action id their agent echoed.
+   */
+  onForeignResult(listener: (actionId: string, result: CommandResult) => void): void {
+    this.foreignListener = listener
+  }
+
+  /**
    * Called by ingest for every decoded result. An acceptance starts the wait for the result; a
    * result for a command this hub no longer waits for is recorded if the store knows the command
    * and it was sent to that node, then passed on; anything else is ignored.
@@ -187,7 +196,12 @@ export class CommandDispatcher {
 
   private late(result: CommandResult): void {
     const command = this.store.getCommand(result.id)
-    if (!command || command.node !== result.node) return
+    if (!command) {
+      const actionId = result.result?.action
+      if (typeof actionId === 'string') this.foreignListener?.(actionId, result)
+      return
+    }
+    if (command.node !== result.node) return
     const outcome = { ...result.result, ...(result.error ? { error: result.error } : {}) }
     const status = result.status as 'ok' | 'failed' | 'refused'
     if (!this.store.finishCommand(result.id, status, outcome, this.clock.wallMs(), true)) return

@@ -498,6 +498,14 @@ export class EngineLoop {
     if (typeof actionId === 'string') this.input(actionResult(actionId, result))
   }
 
+  /**
+   * The result of a command another hub of the group sent (the leader before a takeover), by the
+   * action id its agent echoed: it counts only for an action pending on the node that answered.
+   */
+  foreignResult(actionId: string, result: CommandResult): void {
+    this.input(actionResult(actionId, result))
+  }
+
   private observedSpec(): ClusterSpec {
     const nodes = this.deps.knownNodes()
     this.observedNodes = nodes.join(',')
@@ -526,13 +534,14 @@ function intentOf(a: Exclude<Action, { type: 'alert' }>): Intent {
  * local: elsewhere; config: never); a refusal (expired, replayed, ...) is not the driver's, so config.
  */
 function actionResult(actionId: string, result: CommandResult): Input {
-  if (result.status === 'ok') return { type: 'action-result', actionId, ok: true }
+  if (result.status === 'ok') return { type: 'action-result', actionId, node: result.node, ok: true }
   const code = result.error?.code
   const kind = code === 'transient' || code === 'local' ? code : 'config'
   const message = result.error ? `${result.error.code}: ${result.error.message}` : result.status
   return {
     type: 'action-result',
     actionId,
+    node: result.node,
     ok: false,
     error: { kind, message: `${result.node} ${result.status} the command: ${message}` },
   }

@@ -198,6 +198,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
   })
   commands.onLateResult((late) => engine.lateResult(late))
+  commands.onForeignResult((actionId, result) => engine.foreignResult(actionId, result))
   fencing.startMonitoring()
   const resumeFences = (why: string) => {
     for (const action of engine.inFlightFences()) {
@@ -391,6 +392,15 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
               })
               live?.broadcast({ type: 'event', event })
               resumeFences('resuming a fence the previous leader had in flight (power read first)')
+              // Every agent heard learns the new epoch at once (a signed ping under it raises its
+              // floor), so it refuses whatever the old leader may still deliver, not only after
+              // this leader's first real command to it.
+              const heard = table.views().filter((n) => n.state !== 'offline')
+              for (const n of heard) commands.send(n.id, 'ping').catch(() => {})
+              groupLog.info(
+                { epoch: newEpoch, agents: heard.length },
+                'announced the new epoch to the agents',
+              )
             })
             .catch((err: unknown) => {
               groupLog.error({ err }, 'could not read the group state: not acting')

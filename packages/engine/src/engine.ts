@@ -218,7 +218,7 @@ function apply(ctx: StepContext, input: Input): void {
       return
     }
     case 'action-result':
-      actionOutcome(ctx, input.actionId, input.ok, input.error)
+      actionOutcome(ctx, input.actionId, input.ok, input.error, undefined, input.node)
       return
     case 'fence-result':
       applyFenceResult(ctx, input.node, input.actionId, input.device, input.outcome)

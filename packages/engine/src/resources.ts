@@ -901,8 +901,13 @@ export function actionOutcome(
   error?: { kind: 'transient' | 'local' | 'config'; message: string },
   /** How a success was known when no result said so (shown in the record). */
   settled?: string,
+  /** The node that answered, if known: an answer from any other node is not this action's. */
+  from?: string,
 ): void {
-  for (const { spec, r, p } of pendingWhere(ctx, (p) => p.actionId === actionId)) {
+  for (const { spec, r, p } of pendingWhere(
+    ctx,
+    (p) => p.actionId === actionId && (from === undefined || p.node === from),
+  )) {
     // A stop with no answer from a node that has since been fenced: powered off is stopped.
     const ok = okReported || (p.type === 'stop' && ctx.state.nodes[p.node]?.fence.phase === 'confirmed')
     r.pending = null

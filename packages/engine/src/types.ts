@@ -175,6 +175,8 @@ export type Input =
   | {
       type: 'action-result'
       actionId: string
+      /** The node that answered: when given, only an action pending on that node matches. */
+      node?: string
       ok: boolean
       error?: { kind: 'transient' | 'local' | 'config'; message: string }
     }

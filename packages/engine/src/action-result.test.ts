@@ -1,0 +1,42 @@
+import { expect, test } from 'vitest'
+import { initialState, step } from './engine.js'
+import { clusterSpecSchema } from './spec.js'
+import type { EngineEnv, EngineState, Input } from './types.js'
+
+// A result names the node that answered it: in a hub group a result can reach a hub that did not
+// send the command (by the action id its agent echoed), and it must settle only the action pending
+// on that node, never one on another node.
+const spec = clusterSpecSchema.parse({
+  nodes: [{ id: 'n1' }, { id: 'n2' }],
+  resources: [{ id: 'web', allowedNodes: ['n1'] }],
+})
+
+function withStartPending(): { state: EngineState; env: EngineEnv; actionId: string; tick: () => void } {
+  let now = 1000
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
+  let state = initialState(spec, now)
+  for (let i = 0; i < 5 && !state.resources.web?.pending; i++) {
+    now += 100
+    const inputs: Input[] = ['n1', 'n2'].flatMap((node) => [
+      { type: 'heartbeat', node } as const,
+      { type: 'inventory', node, resources: {} } as const,
+    ])
+    state = step(spec, state, inputs, env).state
+  }
+  const actionId = state.resources.web?.pending?.actionId as string
+  return { state, env, actionId, tick: () => (now += 100) }
+}
+
+test.each<[string, string | undefined, boolean]>([
+  ['from the node the action is pending on: settles it', 'n1', true],
+  ['without a node (the hub that sent it matched it itself): settles it', undefined, true],
+  ['from another node: not this action', 'n2', false],
+])('a start result %s', (_, node, settles) => {
+  const { state, env, actionId, tick } = withStartPending()
+  expect(actionId).toBeTruthy()
+  tick()
+  const result: Input = { type: 'action-result', actionId, ok: true, ...(node ? { node } : {}) }
+  const after = step(spec, state, [result], env).state
+  expect(after.resources.web?.pending === null).toBe(settles)
+  expect(after.resources.web?.phase).toBe(settles ? 'running' : 'starting')
+})
