@@ -18,11 +18,11 @@
 // After each run the killed hub is started again (it rejoins as a standby) and a crashed host is
 // powered on again (its agent started), and both are awaited before the next run.
 import { spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { NetnsLab, startBmc, startEtcdCluster } from '@vigil/testbed'
+import { NetnsLab, netnsPowerControl, startBmc, startEtcdCluster } from '@vigil/testbed'
 import { markdownTable, median, quantile, sleep, until } from '../lib.mjs'
 
 const { values } = parseArgs({
@@ -58,15 +58,14 @@ try {
   const etcd = await startEtcdCluster({ dir: join(dir, 'etcd'), host: lab.hubIp })
   cleanups.push(() => etcd.stop())
 
+  /** `vigil <args>` on a lab host (inside its namespace). */
+  const vigilOn = (host, args) =>
+    spawn('ip', ['netns', 'exec', lab.host(host).netns, process.execPath, vigilBin, ...args], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    })
   const bmcs = {}
   for (const host of HOSTS) {
-    const ns = lab.host(host).netns
-    const ctl = join(dir, `${host}-power.sh`)
-    writeFileSync(
-      ctl,
-      `#!/bin/sh\ncase "$1" in\n  status) [ -n "$(ip netns pids ${ns})" ] && echo on || echo off ;;\n  off) ip netns pids ${ns} | xargs -r kill -9 ;;\nesac\n`,
-    )
-    chmodSync(ctl, 0o755)
+    const ctl = netnsPowerControl(join(dir, `${host}-power.sh`), lab.host(host).netns)
     bmcs[host] = await startBmc({ hostCtl: ctl, listen: lab.hubIp })
     cleanups.push(() => bmcs[host].stop())
   }
@@ -110,11 +109,7 @@ try {
         '',
       ].join('\n'),
     )
-    hubProcs[h] = spawn(
-      'ip',
-      ['netns', 'exec', lab.host(h).netns, process.execPath, vigilBin, 'hub', '--config', file],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    )
+    hubProcs[h] = vigilOn(h, ['hub', '--config', file])
     await until(`${h} ready`, async () => (await fetch(`${hubUrl(h)}/readyz`).catch(() => null))?.ok, 30_000)
   }
   for (const h of HUBS) await startHubProc(h)
@@ -143,11 +138,7 @@ try {
         '',
       ].join('\n'),
     )
-    agents[host] = spawn(
-      'ip',
-      ['netns', 'exec', lab.host(host).netns, process.execPath, vigilBin, 'agent', '--config', file],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    )
+    agents[host] = vigilOn(host, ['agent', '--config', file])
   }
   for (const host of HOSTS) startAgent(host)
 

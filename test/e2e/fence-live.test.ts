@@ -1,6 +1,6 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Bmc, freePort, NetnsLab, startBmc } from '@vigil/testbed'
+import { type Bmc, freePort, NetnsLab, netnsPowerControl, startBmc } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
@@ -54,17 +54,7 @@ test('a hung host is fenced through its levels, confirmed off, and only then its
   const nodeB = lab.host('node-b')
 
   // node-b's "power": on while any process lives in its namespace; off kills them all.
-  const hostCtl = join(dir.path, 'node-b-power.sh')
-  writeFileSync(
-    hostCtl,
-    `#!/bin/sh
-case "$1" in
-  status) [ -n "$(ip netns pids ${nodeB.netns})" ] && echo on || echo off ;;
-  off) ip netns pids ${nodeB.netns} | xargs -r kill -9 ;;
-esac
-`,
-  )
-  chmodSync(hostCtl, 0o755)
+  const hostCtl = netnsPowerControl(join(dir.path, 'node-b-power.sh'), nodeB.netns)
   const bmc: Bmc = await startBmc({ hostCtl })
   cleanups.push(() => bmc.stop())
 

@@ -1,7 +1,14 @@
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Bmc, type EtcdCluster, NetnsLab, startBmc, startEtcdCluster } from '@vigil/testbed'
+import {
+  type Bmc,
+  type EtcdCluster,
+  NetnsLab,
+  netnsPowerControl,
+  startBmc,
+  startEtcdCluster,
+} from '@vigil/testbed'
 import { Etcd3 } from 'etcd3'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
@@ -54,17 +61,7 @@ async function startGroupLab(): Promise<GroupLab> {
   cleanups.push(() => etcd.stop())
   const nodeB = lab.host('node-b')
 
-  const hostCtl = join(base, 'node-b-power.sh')
-  writeFileSync(
-    hostCtl,
-    `#!/bin/sh
-case "$1" in
-  status) [ -n "$(ip netns pids ${nodeB.netns})" ] && echo on || echo off ;;
-  off) ip netns pids ${nodeB.netns} | xargs -r kill -9 ;;
-esac
-`,
-  )
-  chmodSync(hostCtl, 0o755)
+  const hostCtl = netnsPowerControl(join(base, 'node-b-power.sh'), nodeB.netns)
   const bmc = await startBmc({ hostCtl, listen: lab.hubIp })
   cleanups.push(() => bmc.stop())
 

@@ -1,6 +1,7 @@
 import { expect, test } from 'vitest'
 import { initialState, step } from './engine.js'
 import { clusterSpecSchema } from './spec.js'
+import { untilStartPending } from './start-pending.test-helper.js'
 import type { EngineEnv, Input } from './types.js'
 
 // An action's deadline is the one its driver declares (advertised by the node's agent) plus the
@@ -17,14 +18,9 @@ function startDeadline(declarations: Input[]): number | undefined {
   let state = initialState(spec, now)
   state = step(spec, state, declarations, env).state
   // Heard, with a complete (empty) inventory: web is placed on n1 and a start issued.
-  for (let i = 0; i < 5 && !state.resources.web?.pending; i++) {
+  state = untilStartPending(spec, state, env, () => {
     now += 100
-    const inputs: Input[] = ['n1', 'n2'].flatMap((node) => [
-      { type: 'heartbeat', node } as const,
-      { type: 'inventory', node, resources: {} } as const,
-    ])
-    state = step(spec, state, inputs, env).state
-  }
+  })
   const p = state.resources.web?.pending
   return p ? p.deadline - p.issuedAt : undefined
 }

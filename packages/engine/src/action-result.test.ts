@@ -1,6 +1,7 @@
 import { expect, test } from 'vitest'
 import { initialState, step } from './engine.js'
 import { clusterSpecSchema } from './spec.js'
+import { untilStartPending } from './start-pending.test-helper.js'
 import type { EngineEnv, EngineState, Input } from './types.js'
 
 // A result names the node that answered it: in a hub group a result can reach a hub that did not
@@ -14,15 +15,9 @@ const spec = clusterSpecSchema.parse({
 function withStartPending(): { state: EngineState; env: EngineEnv; actionId: string; tick: () => void } {
   let now = 1000
   const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
-  let state = initialState(spec, now)
-  for (let i = 0; i < 5 && !state.resources.web?.pending; i++) {
+  const state = untilStartPending(spec, initialState(spec, now), env, () => {
     now += 100
-    const inputs: Input[] = ['n1', 'n2'].flatMap((node) => [
-      { type: 'heartbeat', node } as const,
-      { type: 'inventory', node, resources: {} } as const,
-    ])
-    state = step(spec, state, inputs, env).state
-  }
+  })
   const actionId = state.resources.web?.pending?.actionId as string
   return { state, env, actionId, tick: () => (now += 100) }
 }

@@ -20,6 +20,25 @@ export interface Bmc {
 }
 
 /**
+ * A lab host's power as a BMC's `hostCtl` program (written to `file`): on while any process lives
+ * in its network namespace; off kills them all (a real power-off). Power-on is the caller's: it
+ * starts the host's processes again.
+ */
+export function netnsPowerControl(file: string, netns: string): string {
+  writeFileSync(
+    file,
+    `#!/bin/sh
+case "$1" in
+  status) [ -n "$(ip netns pids ${netns})" ] && echo on || echo off ;;
+  off) ip netns pids ${netns} | xargs -r kill -9 ;;
+esac
+`,
+  )
+  chmodSync(file, 0o755)
+  return file
+}
+
+/**
  * A real IPMI 2.0 BMC: OpenIPMI's ipmi_sim on loopback with a `chassis_control` program. The power
  * of the host it controls is whatever `hostCtl` says: a program called as `hostCtl status` (prints
  * on or off), `hostCtl on`, `hostCtl off`. By default the host is a state file; a lab passes a

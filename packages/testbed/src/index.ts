@@ -1,4 +1,4 @@
-export { type Bmc, startBmc } from './bmc.js'
+export { type Bmc, netnsPowerControl, startBmc } from './bmc.js'
 export { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
 export { type EtcdCluster, type EtcdMember, startEtcdCluster } from './etcd.js'
 export { type HangableMount, startHangableMount } from './hung-mount.js'

@@ -85,10 +85,7 @@ function forgetRememberedOwners(): void {
  * which writes "vigil guest heartbeat N" every second to its serial console, that file (QEMU
  * truncates it when it starts); `virsh inject-nmi` hangs it (panic, and panic=0 waits forever).
  */
-export function guestDomainXml(
-  name: string,
-  opts: { console?: string; fillMiB?: number } = {},
-): string {
+export function guestDomainXml(name: string, opts: { console?: string; fillMiB?: number } = {}): string {
   const os = opts.console ? guestImage() : null
   const fill = opts.fillMiB ? ` vigil.fill=${opts.fillMiB}` : ''
   return `<domain type='qemu'>
