@@ -514,7 +514,8 @@ export const dashboards = {
         },
       ),
       series('Hub epoch', [target(`vigil_hub_epoch{${C}}`, '{{instance}}')], {
-        description: "The epoch the hub's commands carry: alone, each start; in a group, each takeover (an etcd revision).",
+        description:
+          "The epoch the hub's commands carry: alone, each start; in a group, each takeover (an etcd revision).",
       }),
       series('Commands by action and status', [
         target(
