@@ -16,7 +16,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 })
 
-function setup() {
+function setup(opts: { group?: { commit: () => Promise<boolean> } } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-engine-loop-'))
   dirs.push(dir)
   const store = new HubStore(join(dir, 'hub.sqlite'))
@@ -45,6 +45,7 @@ function setup() {
     onRecord: (r) => records.push(r),
     onEvent: () => {},
     fence: () => {},
+    ...(opts.group ? { group: opts.group } : {}),
   })
   const advance = (ms: number, heard: string[]) => {
     for (let t = 0; t < ms; t += 100) {
@@ -53,7 +54,10 @@ function setup() {
       loop.tick()
     }
   }
-  return { store, loop, records, advance, stepsAsked }
+  const later = (ms: number) => {
+    now += ms
+  }
+  return { store, loop, records, advance, stepsAsked, later }
 }
 
 const answers: [Input, number][] = [
@@ -99,4 +103,29 @@ test('records are stored as they are made, and the state survives a new loop on 
     (store.loadEngineState() as { nodes: Record<string, { condition: string }> }).nodes.n2?.condition,
   ).toBe('dead')
   store.close()
+})
+
+test('a standby acts on nothing, then takes over on what it heard: a node it heard lately lives, one silent since is judged at once', async () => {
+  const { loop, records, advance, later } = setup({ group: { commit: async () => true } })
+  expect(loop.acting).toBe(false)
+  advance(1000, ['n1', 'n2']) // heard as a standby: nothing is stepped, nothing recorded
+  advance(1500, ['n2']) // n1 falls silent while the leader still leads
+  expect(records).toEqual([])
+  loop.takeOver(null, 'test')
+  expect(loop.acting).toBe(true)
+  loop.tick()
+  later(300)
+  loop.tick()
+  await new Promise((r) => setImmediate(r))
+  const rules = records.map((r) => `${r.rule} ${r.node ?? ''}`)
+  expect(rules[0]).toBe('hub.takeover ')
+  expect(rules).toContain('classify.suspect n1')
+  expect(rules.some((r) => r.endsWith(' n2') && !r.startsWith('classify.healthy'))).toBe(false)
+  expect(loop.condition('n2')?.condition).toBe('healthy')
+
+  // Deposed: it stops at once and goes back to listening.
+  loop.standDown()
+  const before = records.length
+  advance(1000, ['n2'])
+  expect(records.length).toBe(before)
 })

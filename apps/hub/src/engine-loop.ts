@@ -115,7 +115,10 @@ class StandbyInputs {
     const out: Input[] = []
     for (const { input, at } of this.latest.values()) {
       if (input.type === 'heartbeat') heardAgoMs[input.node] = Math.max(0, now - at)
-      else if (input.type !== 'disk-heartbeat' && input.type !== 'guest-heartbeat') out.push(input)
+      else if (input.type === 'agent-restarted') {
+        // Only a restart the old leader may not have seen: older ones it handled while it led.
+        if (now - at <= AGENT_RESTART_REPLAY_MS) out.push(input)
+      } else if (input.type !== 'disk-heartbeat' && input.type !== 'guest-heartbeat') out.push(input)
       else if (now - at <= heardWithinMs) out.push(input)
     }
     out.unshift({ type: 'hub-takeover', heardAgoMs })
@@ -138,6 +141,12 @@ function standbyKey(i: Input): string {
       return 'node' in i ? `${i.type}/${i.node}` : i.type
   }
 }
+
+/**
+ * An agent restart a standby heard this recently is replayed at a takeover: the leader commits its
+ * state at least every 2 s and is replaced within its lease, so an older one it saw and handled.
+ */
+const AGENT_RESTART_REPLAY_MS = 10_000
 
 /** A disk or guest heartbeat a standby heard this recently is replayed to the engine at a takeover. */
 const TAKEOVER_HEARD_WITHIN_MS = 1000

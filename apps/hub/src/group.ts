@@ -243,6 +243,14 @@ export class HubGroup {
     this.client.close()
   }
 
+  /**
+   * Gives the leadership up (the lease is revoked, so another hub can lead at once), e.g. when this
+   * hub cannot take over after all. It campaigns again like any standby.
+   */
+  stepDown(reason: string): void {
+    this.depose(reason)
+  }
+
   /** A leader whose lease it can no longer prove alive stops acting now, before etcd decides. */
   private checkLease(): void {
     if (this.leadership && this.clock.monoMs() >= this.validUntil)

@@ -403,8 +403,11 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
               )
             })
             .catch((err: unknown) => {
-              groupLog.error({ err }, 'could not read the group state: not acting')
-              if (mine === leading) engine.standDown()
+              // A leader that cannot resume must not hold the leadership idle: it gives it up, and
+              // whichever hub can read the state (this one, next time) takes over.
+              groupLog.error({ err }, 'could not read the group state: giving the leadership up')
+              if (mine === leading)
+                group?.stepDown(`could not read the group state: ${(err as Error).message}`)
             })
         },
         onDepose: (reason) => {
