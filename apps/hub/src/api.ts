@@ -7,6 +7,7 @@ import { bodyLimit } from 'hono/body-limit'
 import { z } from 'zod'
 import { allows, type Identity, type RateLimiter, requiredRole, type TokenStore } from './auth.js'
 import type { CommandDispatcher } from './commands.js'
+import type { PartView } from './health.js'
 import type { HubMetrics } from './metrics.js'
 import type { NodeTable } from './nodes.js'
 import { STATUS_CSS, STATUS_HTML, STATUS_JS, STATUS_PAGE_CSP } from './status-page.js'
@@ -22,7 +23,10 @@ export interface ApiDeps {
   store: HubStore
   commands: CommandDispatcher
   metrics: HubMetrics
-  ready: () => { ready: boolean; reasons: string[] }
+  /** Each part of the hub and its state: /readyz (all up) and /healthz (none failed). */
+  health: () => { ready: boolean; healthy: boolean; parts: PartView[] }
+  /** Why this hub takes no change now (its database cannot be written), or null. */
+  refuseChanges: () => string | null
   /** The engine's what-if plan. */
   plan: () => unknown
   /** Every resource as the engine sees it. */
@@ -138,6 +142,9 @@ export function createApi(deps: ApiDeps): Hono<Env> {
     if (needed === null) return next()
     const source = clientAddress(c)
     const mutating = c.req.method !== 'GET' && c.req.method !== 'HEAD'
+    // A change is audited before it is acted on: with nowhere to write the audit, none is taken.
+    const refused = mutating ? deps.refuseChanges() : null
+    if (refused !== null) return c.json(errorBody('unavailable', refused), 503, { 'Retry-After': '5' })
     const audit = async (who: Identity | null, status: number) => {
       if (!mutating && status < 400) return
       let body: string | null = null
@@ -212,10 +219,27 @@ export function createApi(deps: ApiDeps): Hono<Env> {
   app.get('/', page(STATUS_HTML, 'text/html'))
   app.get('/status.js', page(STATUS_JS, 'text/javascript'))
   app.get('/status.css', page(STATUS_CSS, 'text/css'))
-  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  // healthz: no part that was up has failed (a supervisor or a load balancer may act on it);
+  // readyz: every part is up (the broker connected, the database writable, the engine stepping,
+  // in a hub group etcd answering). Both list each part's state, and why when it is not up.
+  const partsBody = (parts: PartView[]) =>
+    parts.map((p) => ({
+      part: p.part,
+      state: p.state,
+      ...(p.problem ? { problem: p.problem } : {}),
+      since: p.since,
+    }))
+  app.get('/healthz', (c) => {
+    const h = deps.health()
+    return c.json({ status: h.healthy ? 'ok' : 'failing', parts: partsBody(h.parts) }, h.healthy ? 200 : 503)
+  })
   app.get('/readyz', (c) => {
-    const r = deps.ready()
-    return c.json({ status: r.ready ? 'ready' : 'not_ready', reasons: r.reasons }, r.ready ? 200 : 503)
+    const h = deps.health()
+    const reasons = h.parts.filter((p) => p.state !== 'up').map((p) => `${p.part}: ${p.problem ?? p.state}`)
+    return c.json(
+      { status: h.ready ? 'ready' : 'not_ready', reasons, parts: partsBody(h.parts) },
+      h.ready ? 200 : 503,
+    )
   })
   app.get('/metrics', async (c) => {
     const body = await deps.metrics.registry.metrics()

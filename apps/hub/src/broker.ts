@@ -46,6 +46,11 @@ export interface EmbeddedBroker {
   publish(topic: string, payload: string): Promise<void>
   /** Call once the hub's own subscription is in place: until then other clients are turned away. */
   markReady(): void
+  /**
+   * Resolves with why, if the listener stops or fails while the hub runs (not at `close`): agents
+   * can no longer reach the hub, which then has nothing left to do but exit and be restarted.
+   */
+  readonly died: Promise<string>
   close(): Promise<void>
 }
 
@@ -160,7 +165,18 @@ export async function startEmbeddedBroker(
   const address = server.address()
   const port = typeof address === 'object' && address ? address.port : listen.port
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host
+  let closing = false
+  const died = new Promise<string>((resolve) => {
+    server.on('error', (err) => {
+      if (!closing)
+        resolve(`the embedded MQTT broker's listener on ${listen.host}:${port} failed: ${err.message}`)
+    })
+    server.on('close', () => {
+      if (!closing) resolve(`the embedded MQTT broker stopped listening on ${listen.host}:${port}`)
+    })
+  })
   return {
+    died,
     url: `${tls ? 'mqtts' : 'mqtt'}://${host}:${port}`,
     clientCount: () => broker.connectedClients,
     subscribe: (filter, deliver) =>
@@ -189,6 +205,7 @@ export async function startEmbeddedBroker(
     },
     close: () =>
       new Promise<void>((resolve) => {
+        closing = true
         server.close()
         broker.close(() => resolve())
       }),

@@ -31,6 +31,7 @@ function setup() {
     nodes: () => [],
     brokerClients: () => 0,
     group: () => null,
+    parts: () => [],
     epoch: () => 1,
   })
   const make = () =>
@@ -186,6 +187,7 @@ test('a standby refuses to command, naming why', async () => {
       nodes: () => [],
       brokerClients: () => 0,
       group: () => null,
+      parts: () => [],
       epoch: () => 0,
     }),
     { wallMs: () => Date.now(), monoMs: () => Date.now() },

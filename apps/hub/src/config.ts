@@ -58,6 +58,11 @@ export const hubConfigSchema = z.strictObject({
         .regex(/^(mqtts?|wss?):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
         .optional(),
       ...brokerAuthFields,
+      /**
+       * An external broker not reached within this at start: the hub exits 1 (its supervisor
+       * retries). 0 waits for ever. Once connected, a lost broker is always waited for.
+       */
+      startDeadlineMs: z.number().int().min(0).max(3_600_000).default(30_000),
     })
     .prefault({}),
   store: z.strictObject({ path: z.string().min(1).default('vigil-hub.sqlite') }).prefault({}),
@@ -100,6 +105,15 @@ export const hubConfigSchema = z.strictObject({
   fencing: fencingSchema.prefault({}),
   /** A hub group: leadership and the safety-critical facts in etcd (docs/ha.md). Unset: alone. */
   group: groupSchema,
+  /** A watchdog inside the process (docs/operations.md "When the hub fails"). */
+  watchdog: z
+    .strictObject({
+      /** The event loop blocked this long: the process is killed so that it is restarted. 0: never. */
+      stallMs: z.number().int().min(0).max(600_000).default(10_000),
+      /** The hub stood still (frozen or blocked) at least this long: its detectors re-arm. */
+      pauseMs: z.number().int().min(500).max(600_000).default(2000),
+    })
+    .prefault({}),
   log: logSectionSchema,
 })
 
@@ -134,6 +148,11 @@ export const hubFlags: Record<string, FlagSpec> = {
     path: ['liveness', 'lostAfterMs'],
     type: 'number',
     description: 'ms without heartbeat before lost',
+  },
+  'mqtt-start-deadline': {
+    path: ['mqtt', 'startDeadlineMs'],
+    type: 'number',
+    description: 'ms to reach an external broker at start before exiting 1 (0: wait for ever)',
   },
   'command-timeout': {
     path: ['commands', 'timeoutMs'],

@@ -37,6 +37,7 @@ function setup(opts: { group?: { commit: () => Promise<boolean> } } = {}) {
       nodes: () => [],
       brokerClients: () => 0,
       group: () => null,
+      parts: () => [],
       epoch: () => 1,
     }),
     clock,

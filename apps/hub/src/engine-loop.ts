@@ -98,6 +98,7 @@ class StandbyInputs {
       case 'fence-result':
       case 'hub-restarted':
       case 'hub-takeover':
+      case 'hub-paused':
         return // an operator's request goes to the leader; fences are the leader's
       default:
         this.latest.set(standbyKey(i), { input: i, at })
@@ -110,7 +111,7 @@ class StandbyInputs {
    * every other observation, and the results the leader's commands got. A disk or guest heartbeat
    * is replayed only if heard within `heardWithinMs` (it re-arms its detector as heard now).
    */
-  take(now: number, heardWithinMs: number): Input[] {
+  take(now: number, heardWithinMs: number, reason?: string): Input[] {
     const heardAgoMs: Record<string, number> = {}
     const out: Input[] = []
     for (const { input, at } of this.latest.values()) {
@@ -121,7 +122,7 @@ class StandbyInputs {
       } else if (input.type !== 'disk-heartbeat' && input.type !== 'guest-heartbeat') out.push(input)
       else if (now - at <= heardWithinMs) out.push(input)
     }
-    out.unshift({ type: 'hub-takeover', heardAgoMs })
+    out.unshift({ type: 'hub-takeover', heardAgoMs, ...(reason ? { reason } : {}) })
     out.push(...this.results)
     this.latest.clear()
     this.results = []
@@ -315,14 +316,15 @@ export class EngineLoop {
    * This hub now leads its group: it resumes the state the previous leader committed (or, for the
    * group's first leader, the one this hub saved alone), as a restarted hub resumes its own, and
    * hands the engine what it heard as a standby, so nodes it heard alive stay alive, and results
-   * the old leader's commands got are not lost.
+   * the old leader's commands got are not lost. Alone, the same resumes a hub that stopped acting
+   * for a while (its database could not be written): `reason` says so in the decision record.
    */
-  takeOver(committed: EngineState | null, why: string): void {
+  takeOver(committed: EngineState | null, why: string, reason?: string): void {
     const saved = committed ?? (this.deps.store.loadEngineState() as EngineState | null)
     this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
     this.seedHomes()
     this.plan = null
-    this.inbox = this.standby.take(this.deps.clock.monoMs(), TAKEOVER_HEARD_WITHIN_MS)
+    this.inbox = this.standby.take(this.deps.clock.monoMs(), TAKEOVER_HEARD_WITHIN_MS, reason)
     this.inboxSince = this.deps.clock.monoMs()
     this.active = true
     this.deps.log.warn({ why, resumed: saved !== null }, 'taking over: resuming the group state')

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLogger, systemClock } from '@vigil/kit'
 import { type EtcdCluster, startEtcdCluster } from '@vigil/testbed'
+import * as etcd3 from 'etcd3'
 import { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { type GroupConfig, HubGroup } from './group.js'
@@ -30,6 +31,7 @@ function members(names: string[], cluster: string, config: Partial<GroupConfig> 
   return names.map((name) => {
     const m: Member = { group: null as unknown as HubGroup, led: [], deposed: [] }
     m.group = new HubGroup(
+      etcd3,
       { endpoints: etcd.endpoints, leaseTtlSeconds: 2, pollMs: 100, ...config },
       { name, cluster, url: `http://${name}.example:7470` },
       { onLead: (epoch) => m.led.push(epoch), onDepose: (why) => m.deposed.push(why) },

@@ -1,6 +1,6 @@
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { type Clock, type Logger, VigilError } from '@vigil/kit'
-import { Etcd3, type Lease, Range } from 'etcd3'
+import type { Etcd3, Lease } from 'etcd3'
 import { z } from 'zod'
 
 /**
@@ -59,12 +59,21 @@ export interface GroupView {
   etcd: { endpoints: string[]; reachable: boolean; lastError: string | null }
 }
 
+/** The etcd client library, loaded only by a hub in a group (its gRPC stack costs a hub alone 0.2 s at start). */
+export type EtcdModule = typeof import('etcd3')
+export const loadEtcd = (): Promise<EtcdModule> => import('etcd3')
+
 /** What the hub does when this hub gains or loses the leadership. */
 export interface GroupEvents {
   /** This hub now leads under `epoch`: resume from the group's state and act. */
   onLead(epoch: number): void
   /** This hub stopped leading (why): stop acting at once, keep observing. */
   onDepose(reason: string): void
+  /**
+   * Why this hub must not lead now (its database cannot be written), or null: while it says so,
+   * the hub does not campaign, and a leader gives the leadership up.
+   */
+  mayLead?(): string | null
 }
 
 /** Keys under /vigil/<cluster>/ in etcd. */
@@ -118,13 +127,14 @@ export class HubGroup {
   private closed = false
 
   constructor(
+    private readonly etcd: EtcdModule,
     private readonly config: GroupConfig,
     private readonly self: { name: string; cluster: string; url: string },
     private readonly events: GroupEvents,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    this.client = new Etcd3({
+    this.client = new etcd.Etcd3({
       hosts: config.endpoints,
       dialTimeout: CALL_DEADLINE_MS,
       // Every unary call has a deadline: one left waiting on an etcd without quorum (a lease
@@ -263,6 +273,12 @@ export class HubGroup {
     try {
       if (!this.lease) await this.newLease()
       if (!this.lease || !this.leaseId) return
+      const veto = this.events.mayLead?.() ?? null
+      if (veto !== null) {
+        if (this.leadership) this.depose(`this hub may not lead: ${veto}`)
+        this.roleNow = 'standby'
+        return
+      }
       if (this.leadership) {
         // Still ours? A key deleted by hand, or a lease etcd expired while we were paused.
         const kv = await this.client
@@ -391,7 +407,7 @@ export class HubGroup {
     const floor = this.k.intent(Math.max(0, epoch - INTENT_RETENTION_REVISIONS), '')
     await this.client
       .delete()
-      .range(new Range(this.k.intents, floor))
+      .range(new this.etcd.Range(this.k.intents, floor))
       .catch(() => {})
   }
 }

@@ -3,7 +3,16 @@ import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import type { Tracer } from '@opentelemetry/api'
 import { isolationTimingProblem } from '@vigil/engine'
-import { brokerCredentials, type Clock, ConfigError, type Logger, systemClock, VigilError } from '@vigil/kit'
+import {
+  brokerCredentials,
+  type Clock,
+  ConfigError,
+  type Logger,
+  type LoopWatchdog,
+  startLoopWatchdog,
+  systemClock,
+  VigilError,
+} from '@vigil/kit'
 import { TOPIC_ROOT } from '@vigil/protocol'
 import type { IClientOptions } from 'mqtt'
 import type { Registry } from 'prom-client'
@@ -14,7 +23,8 @@ import { CommandDispatcher } from './commands.js'
 import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
 import { EngineLoop } from './engine-loop.js'
 import { FenceService } from './fencing.js'
-import { HubGroup, notLeaderError } from './group.js'
+import { HubGroup, loadEtcd, notLeaderError } from './group.js'
+import { HubHealth } from './health.js'
 import { Ingest } from './ingest.js'
 import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
@@ -34,6 +44,11 @@ export interface RunningHub {
   epoch: number
   /** Every metric the hub serves (for the catalog in docs/metrics.md). */
   registry: Registry
+  /**
+   * Resolves with why, in one line, when a part the hub cannot run without has died (the
+   * embedded broker's listener): the process then exits 1, to be restarted by its supervisor.
+   */
+  fatal: Promise<string>
   close(): Promise<void>
 }
 
@@ -48,16 +63,52 @@ export interface HubDeps {
 }
 
 const HEARTBEAT_FLUSH_MS = 1000
+/** While the database cannot be written, a write is tried this often to see whether it can again. */
+const STORE_PROBE_MS = 2000
 
-/** Starts broker (if embedded), store, ingest, API, metrics and live feed; resolves once listening. */
+/**
+ * Starts broker (if embedded), store, ingest, API, metrics and live feed; resolves once listening.
+ * A failure to start closes every part already opened before it throws, so that nothing (a port,
+ * a timer, a connection) keeps a failed hub's process alive.
+ */
 export async function startHub(config: HubConfig, deps: HubDeps): Promise<RunningHub> {
+  const undo: (() => unknown)[] = []
+  try {
+    return await assembleHub(config, deps, undo)
+  } catch (err) {
+    for (const close of undo.reverse()) {
+      try {
+        await close()
+      } catch {
+        // the start already failed: its first error is the one to report
+      }
+    }
+    throw err
+  }
+}
+
+async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknown)[]): Promise<RunningHub> {
   const { log } = deps
   const clock = deps.clock ?? systemClock
+  // The files first: a bad one is reported before any port is taken.
+  const spec = config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null
+  const tokens = new TokenStore(config.api, log.child({ part: 'auth' }))
   const store = new HubStore(config.store.path)
+  undo.push(() => store.close())
+  const health = new HubHealth(
+    ['store', 'broker', 'engine', ...(config.group ? (['group'] as const) : [])],
+    () => clock.wallMs(),
+    (view, before) =>
+      view.state === 'up'
+        ? log.info({ part: view.part, was: before }, 'hub part up')
+        : log.warn({ part: view.part, state: view.state, problem: view.problem }, 'hub part down'),
+  )
+  health.up('store')
   // Alone, every start of this hub is a new epoch; in a group, the epoch is the leadership's
   // (an etcd revision), set at each takeover, and 0 while this hub has never led.
   let epoch = config.group ? 0 : store.nextEpoch()
   let group: HubGroup | null = null
+  let groupHealthTimer: NodeJS.Timeout | null = null
   const signing = loadSigningKey(config.signing.keyFile, config.store.path, log.child({ part: 'signing' }))
   const table = new NodeTable()
   table.load(store.loadNodes(), clock.monoMs(), clock.wallMs())
@@ -93,9 +144,12 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       tls: config.broker.tls,
       log: log.child({ part: 'broker' }),
     })
+    undo.push(() => broker?.close())
+    broker.died.then((why) => log.error({ why }, 'embedded broker died'))
     mqttUrl = broker.url
     link = inProcessLink(broker, log)
   }
+  undo.push(() => link.close())
 
   const metrics = new HubMetrics({
     nodeStates: () => table.countByState(),
@@ -103,6 +157,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     brokerClients: () => (broker ? broker.clientCount() : brokerClients),
     epoch: () => epoch,
     group: () => group?.view() ?? null,
+    parts: () => health.views(),
   })
 
   const publish = async (topic: string, payload: string) => {
@@ -126,10 +181,12 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     clock,
     log.child({ part: 'commands' }),
   )
+  undo.push(() => commands.close())
   let live: LiveFeed | null = null
-  const spec = config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null
   const tracing = await createTracer(config.tracing, deps.version, log, deps.tracer)
+  undo.push(() => tracing.shutdown())
   const tracer = new DecisionTracer(tracing.tracer, config.tracing.incidentIdleMs)
+  undo.push(() => tracer.close())
   const fencing = new FenceService(config.fencing, {
     store,
     clock,
@@ -143,11 +200,10 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     hubNode: config.node,
     tracer,
   })
+  undo.push(() => fencing.close())
   if (spec && config.engine.clusterFile) {
     const problems = fencing.problemsWith(spec)
     if (problems.length > 0) {
-      await fencing.close()
-      await tracing.shutdown()
       throw new ConfigError(
         problems.map((p) => ({
           key: p.split(':')[0] ?? '',
@@ -158,16 +214,24 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     }
   }
   let closing = false
+  let watchdog: LoopWatchdog | null = null
   let stepQueued: NodeJS.Immediate | null = null
   const engineStep = () => {
     if (stepQueued) clearImmediate(stepQueued)
     stepQueued = null
+    // After a freeze the engine's timer may fire before the watchdog's: the pause is reported
+    // (and the detectors re-armed) before any silence is judged.
+    watchdog?.checkPause()
     try {
       engine.tick()
+      health.up('engine')
     } catch (err) {
+      // A database that cannot be written has stopped the engine (storeFailed): nothing to redo.
+      if (store.failing !== null) return
       // An engine bug must be loud, and must not take ingest, the API or the feed down with it;
       // the half-updated state is dropped for the last persisted one.
       log.error({ err }, 'engine step failed: resuming from the last persisted state')
+      health.down('engine', `the last step failed: ${(err as Error).message}`)
       engine.recover()
     }
   }
@@ -225,9 +289,13 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
   link.start(filters, {
     onReady: () => {
       metrics.brokerConnected.set(1)
+      health.up('broker')
       broker?.markReady()
     },
-    onDown: () => metrics.brokerConnected.set(0),
+    onDown: () => {
+      metrics.brokerConnected.set(0)
+      health.down('broker', `not connected to the MQTT broker at ${mqttUrl}`)
+    },
     onMessage: (topic, payload) => {
       if (closing) return // the store may already be closed
       if (topic === '$SYS/broker/clients/connected') {
@@ -238,8 +306,9 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       try {
         ingest.handle(topic, payload)
       } catch (err) {
-        // A bug or a store failure must not take down ingest for every other node.
-        log.error({ err, topic }, 'ingest failed')
+        // A bug or a store failure must not take down ingest for every other node. A database
+        // that cannot be written was reported once, when it failed, not once per message.
+        if (store.failing === null) log.error({ err, topic }, 'ingest failed')
       }
     },
   })
@@ -250,10 +319,22 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       if (node) ingest.commitChange(node, change)
     }
   }, config.liveness.evaluateEveryMs)
-  const flushTimer = setInterval(() => store.flushHeartbeats(table.takeDirtyHeartbeats()), HEARTBEAT_FLUSH_MS)
+  const flushTimer = setInterval(() => {
+    try {
+      store.flushHeartbeats(table.takeDirtyHeartbeats())
+    } catch (err) {
+      // Heartbeat times are kept in memory and written again with the next ones.
+      if (store.failing === null) log.error({ err }, 'writing heartbeat times failed')
+    }
+  }, HEARTBEAT_FLUSH_MS)
   const engineTimer = setInterval(engineStep, config.engine.tickMs)
-
-  const tokens = new TokenStore(config.api, log.child({ part: 'auth' }))
+  undo.push(() => {
+    closing = true
+    clearInterval(livenessTimer)
+    clearInterval(flushTimer)
+    clearInterval(engineTimer)
+    if (stepQueued) clearImmediate(stepQueued)
+  })
   if (!tokens.enabled)
     log.warn(
       'api.tokensFile is not set: anyone who reaches the API can move, maintain and fence (fine for a demo)',
@@ -326,11 +407,11 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
         return 'acknowledged'
       },
     },
-    ready: () => {
-      const reasons: string[] = []
-      if (!link.connected) reasons.push('not connected to the MQTT broker')
-      return { ready: reasons.length === 0, reasons }
-    },
+    health: () => ({ ready: health.ready(), healthy: health.healthy(), parts: health.views() }),
+    refuseChanges: () =>
+      store.failing === null
+        ? null
+        : `this hub does not act while its database cannot be written (${store.failing})`,
     group: config.group
       ? {
           view: () => (group as HubGroup).view(),
@@ -358,7 +439,9 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     const s = serve({ fetch: api.fetch, hostname: host, port }, () => resolve(s as Server)) as Server
     s.once('error', reject)
   })
+  undo.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
   live = new LiveFeed(() => table.views(), metrics)
+  undo.push(() => live?.close())
   live.attach(server, '/live', (header) => allows(tokens.identify(header)?.role ?? null, 'viewer'))
   const bound = server.address() as AddressInfo
   const httpHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address
@@ -368,6 +451,7 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
     const groupLog = log.child({ part: 'group' })
     let leading = 0 // each takeover's number: a deposition during a takeover's etcd read wins
     group = new HubGroup(
+      await loadEtcd(),
       config.group,
       { name: config.name, cluster: config.cluster, url: config.group.advertiseUrl ?? httpUrl },
       {
@@ -429,6 +513,110 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       groupLog,
     )
     group.start()
+    const g = group
+    const watchGroup = () => {
+      const v = g.view()
+      if (v.etcd.reachable) health.up('group')
+      else health.down('group', `etcd does not answer (${v.etcd.lastError ?? 'no answer yet'})`)
+    }
+    groupHealthTimer = setInterval(watchGroup, 1000)
+    undo.push(() => clearInterval(groupHealthTimer ?? undefined))
+  }
+
+  // A database that cannot be written: nothing may leave that is not written first, so this hub
+  // stops acting (a leader gives the leadership up) and keeps observing and serving reads, until
+  // a probe writes again. The failure is an event once the database takes it.
+  let storeFailedAt: number | null = null
+  let storeProbe: NodeJS.Timeout | null = null
+  const storeRecovered = () => {
+    if (storeProbe) clearInterval(storeProbe)
+    storeProbe = null
+    const since = storeFailedAt ?? clock.wallMs()
+    storeFailedAt = null
+    health.up('store')
+    const seconds = ((clock.wallMs() - since) / 1000).toFixed(1)
+    const event = store.appendEvent({
+      at: clock.wallMs(),
+      node: null,
+      source: 'hub',
+      kind: 'hub.store-recovered',
+      severity: 'warning',
+      message: `the database could not be written for ${seconds} s; this hub did not act in that time and acts again`,
+      attrs: { failedAt: since, seconds: Number(seconds) },
+    })
+    live?.broadcast({ type: 'event', event })
+    log.warn({ seconds: Number(seconds) }, 'the database can be written again: this hub acts again')
+    if (!group) {
+      engine.takeOver(
+        null,
+        'the database can be written again',
+        'hub acts again: its database can be written',
+      )
+      resumeFences('resuming a fence that was in flight when the database failed (power read first)')
+    }
+  }
+  store.onWriteFailure((problem) => {
+    storeFailedAt = clock.wallMs()
+    health.down('store', problem)
+    log.error({ problem }, 'the database cannot be written: this hub stops acting until it can (reads go on)')
+    if (group) group.stepDown('its database cannot be written')
+    else engine.standDown()
+    storeProbe ??= setInterval(() => {
+      if (!closing && store.probe(clock.wallMs())) storeRecovered()
+    }, STORE_PROBE_MS)
+  })
+  undo.push(() => storeProbe && clearInterval(storeProbe))
+
+  watchdog = startLoopWatchdog({
+    name: 'hub',
+    stallMs: config.watchdog.stallMs,
+    pauseMs: config.watchdog.pauseMs,
+    now: () => clock.monoMs(),
+    onResumed: (ms) => {
+      metrics.pauses.inc()
+      log.warn(
+        { stoodStillMs: Math.round(ms) },
+        'the hub stood still (frozen, or its event loop blocked): failure detectors re-armed',
+      )
+      engine.input({ type: 'hub-paused', forMs: Math.round(ms) })
+      try {
+        const event = store.appendEvent({
+          at: clock.wallMs(),
+          node: null,
+          source: 'hub',
+          kind: 'hub.paused',
+          severity: 'warning',
+          message: `the hub stood still for ${(ms / 1000).toFixed(1)} s (its process frozen, or its event loop blocked): it heard nothing meanwhile, and re-armed its failure detectors`,
+          attrs: { stoodStillMs: Math.round(ms) },
+        })
+        live?.broadcast({ type: 'event', event })
+      } catch {
+        // a database that cannot be written is reported on its own
+      }
+    },
+  })
+  undo.push(() => watchdog?.close())
+
+  if (!broker && config.mqtt.startDeadlineMs > 0) {
+    // An external broker that cannot be reached at start: exit (the supervisor retries) rather
+    // than run connected to nothing. Once connected, a lost broker is waited for without end.
+    const deadline = config.mqtt.startDeadlineMs
+    const connected = await new Promise<boolean>((resolve) => {
+      const poll = setInterval(() => {
+        if (health.state('broker') === 'up') done(true)
+      }, 50)
+      const timer = setTimeout(() => done(false), deadline)
+      const done = (ok: boolean) => {
+        clearInterval(poll)
+        clearTimeout(timer)
+        resolve(ok)
+      }
+    })
+    if (!connected)
+      throw new VigilError(
+        'unavailable',
+        `cannot reach the MQTT broker at ${mqttUrl} within ${deadline / 1000} s (mqtt.startDeadlineMs; 0 waits for ever)`,
+      )
   }
 
   return {
@@ -441,8 +629,12 @@ export async function startHub(config: HubConfig, deps: HubDeps): Promise<Runnin
       return epoch
     },
     registry: metrics.registry,
+    fatal: broker ? broker.died : new Promise<string>(() => {}),
     async close() {
       closing = true
+      if (storeProbe) clearInterval(storeProbe)
+      if (groupHealthTimer) clearInterval(groupHealthTimer)
+      await watchdog?.close()
       clearInterval(livenessTimer)
       clearInterval(flushTimer)
       clearInterval(engineTimer)

@@ -31,6 +31,7 @@ function setup() {
       nodes: () => [],
       brokerClients: () => 0,
       group: () => null,
+      parts: () => [],
       epoch: () => 1,
     }),
     { wallMs: () => Date.now(), monoMs: () => performance.now() },

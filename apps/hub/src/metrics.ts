@@ -1,6 +1,7 @@
 import { REJECT_REASONS } from '@vigil/protocol'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { GroupView } from './group.js'
+import type { PartView } from './health.js'
 import { NODE_STATES, type NodeState } from './liveness.js'
 import type { NodeView } from './nodes.js'
 
@@ -97,6 +98,8 @@ export class HubMetrics {
     epoch: () => number
     /** The hub group as this hub sees it, or null for a hub alone. */
     group: () => GroupView | null
+    /** The state of each part of the hub (store, broker, engine, group). */
+    parts: () => PartView[]
   }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'vigil_hub_' })
     for (const reason of HUB_REJECT_REASONS) this.messagesRejected.inc({ reason }, 0)
@@ -148,6 +151,15 @@ export class HubMetrics {
       },
     })
     new Gauge({
+      name: 'vigil_hub_part_up',
+      help: 'Each part the hub needs (store, broker, engine, group): 1 while up, 0 while starting or failed (/healthz and /readyz say why).',
+      labelNames: ['part'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const p of sources.parts()) this.set({ part: p.part }, p.state === 'up' ? 1 : 0)
+      },
+    })
+    new Gauge({
       name: 'vigil_hub_etcd_reachable',
       help: 'Hub group: 1 while the last etcd request of this hub was answered.',
       registers: [this.registry],
@@ -158,6 +170,12 @@ export class HubMetrics {
       },
     })
   }
+
+  readonly pauses = new Counter({
+    name: 'vigil_hub_pauses_total',
+    help: 'Times the hub stood still (its process frozen, or its event loop blocked) for longer than watchdog.pauseMs: its failure detectors were re-armed each time.',
+    registers: [this.registry],
+  })
 
   readonly takeovers = new Counter({
     name: 'vigil_hub_takeovers_total',

@@ -49,6 +49,11 @@ export function loadSigningKey(keyFile: string | undefined, storePath: string, l
     return { privateKey: () => fixed.privateKey, publicPem: () => fixed.publicPem, publicKeyFile: publicFile }
   } catch (err) {
     if (err instanceof VigilError) throw err
-    throw new VigilError('config_invalid', `signing key: ${(err as Error).message}`, { cause: err })
+    const file = keyFile ?? `${storePath}.key.pem`
+    const what = keyFile ? 'signing.keyFile' : 'the signing key beside store.path'
+    const why = /DECODER|PEM|asn1|key/i.test((err as Error).message)
+      ? 'is not a PEM Ed25519 private key'
+      : `cannot be read or written: ${(err as Error).message}`
+    throw new VigilError('config_invalid', `${what}: ${file} ${why}`, { cause: err })
   }
 }

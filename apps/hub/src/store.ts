@@ -1,4 +1,6 @@
+import { dirname } from 'node:path'
 import type { DecisionRecord } from '@vigil/engine'
+import { VigilError } from '@vigil/kit'
 import type { Facts } from '@vigil/protocol'
 import Database from 'better-sqlite3'
 import type { NodeState } from './liveness.js'
@@ -119,13 +121,19 @@ export interface FenceOpRow {
 export class HubStore {
   private readonly db: Database.Database
   private readonly stmts
+  private failure: string | null = null
+  private onFailure: (problem: string) => void = () => {}
 
-  constructor(path: string) {
-    this.db = new Database(path)
-    this.db.pragma('journal_mode = WAL')
-    this.db.pragma('synchronous = NORMAL')
-    this.db.pragma('busy_timeout = 5000')
-    this.migrate()
+  constructor(private readonly path: string) {
+    try {
+      this.db = new Database(path)
+      this.db.pragma('journal_mode = WAL')
+      this.db.pragma('synchronous = NORMAL')
+      this.db.pragma('busy_timeout = 5000')
+      this.migrate()
+    } catch (err) {
+      throw openFailure(path, err)
+    }
     this.stmts = {
       upsertNode: this.db.prepare(
         `INSERT INTO nodes (id, state, state_since, incarnation, last_heartbeat_at, role, agent_version, capabilities, facts, first_seen)
@@ -165,8 +173,56 @@ export class HubStore {
     }
   }
 
+  /**
+   * Runs a write. A failure of the database itself (disk full, read-only, I/O error, locked) marks
+   * the store failing and throws `unavailable`; the hub stops acting until `probe` writes again.
+   * Other errors (a constraint, a bug) pass through unchanged.
+   */
+  private write<T>(fn: () => T): T {
+    try {
+      return fn()
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? ''
+      if (!STORE_FAILURES.test(code)) throw err
+      const problem = `cannot write the database ${this.path}: ${(err as Error).message} (${code})`
+      if (this.failure === null) {
+        this.failure = problem
+        this.onFailure(problem)
+      }
+      throw new VigilError('unavailable', problem, { cause: err })
+    }
+  }
+
+  /** Why the database cannot be written now, or null. */
+  get failing(): string | null {
+    return this.failure
+  }
+
+  /** Called once each time the database goes from writable to failing. */
+  onWriteFailure(listener: (problem: string) => void): void {
+    this.onFailure = listener
+  }
+
+  /** Tries a small write; true (and the failure cleared) if the database takes writes again. */
+  probe(now: number): boolean {
+    try {
+      this.stmts.setMeta.run('probe', String(now))
+      this.db.pragma('wal_checkpoint(PASSIVE)')
+      this.failure = null
+      return true
+    } catch (err) {
+      this.failure = `cannot write the database ${this.path}: ${(err as Error).message} (${(err as { code?: string }).code ?? 'error'})`
+      return false
+    }
+  }
+
   private migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number
+    if (current > MIGRATIONS.length)
+      throw new VigilError(
+        'unavailable',
+        `the database ${this.path} has schema version ${current}, newer than this hub's ${MIGRATIONS.length}: it was written by a newer Vigil (run that version, or restore a backup) (store.path)`,
+      )
     for (let v = current; v < MIGRATIONS.length; v++) {
       this.db.transaction(() => {
         this.db.exec(MIGRATIONS[v] as string)
@@ -177,26 +233,32 @@ export class HubStore {
 
   /** Increments and returns the hub epoch: every hub start issues commands under a newer epoch. */
   nextEpoch(): number {
-    return this.db.transaction(() => {
-      const row = this.stmts.getMeta.get('epoch') as { value: string } | undefined
-      const epoch = (row ? Number(row.value) : 0) + 1
-      this.stmts.setMeta.run('epoch', String(epoch))
-      return epoch
-    })()
+    return this.write(() => {
+      return this.db.transaction(() => {
+        const row = this.stmts.getMeta.get('epoch') as { value: string } | undefined
+        const epoch = (row ? Number(row.value) : 0) + 1
+        this.stmts.setMeta.run('epoch', String(epoch))
+        return epoch
+      })()
+    })
   }
 
   saveNode(node: NodeRow): void {
-    this.stmts.upsertNode.run({
-      ...node,
-      capabilities: JSON.stringify(node.capabilities),
-      facts: node.facts ? JSON.stringify(node.facts) : null,
+    this.write(() => {
+      this.stmts.upsertNode.run({
+        ...node,
+        capabilities: JSON.stringify(node.capabilities),
+        facts: node.facts ? JSON.stringify(node.facts) : null,
+      })
     })
   }
 
   flushHeartbeats(latest: Iterable<[string, number]>): void {
-    this.db.transaction(() => {
-      for (const [id, at] of latest) this.stmts.heartbeat.run(at, id)
-    })()
+    this.write(() => {
+      this.db.transaction(() => {
+        for (const [id, at] of latest) this.stmts.heartbeat.run(at, id)
+      })()
+    })
   }
 
   loadNodes(): NodeRow[] {
@@ -215,16 +277,18 @@ export class HubStore {
   }
 
   appendEvent(e: NewEvent): EventRow {
-    const info = this.stmts.insertEvent.run(
-      e.at,
-      e.node,
-      e.source,
-      e.kind,
-      e.severity,
-      e.message,
-      e.attrs ? JSON.stringify(e.attrs) : null,
-    )
-    return { id: Number(info.lastInsertRowid), ...e }
+    return this.write(() => {
+      const info = this.stmts.insertEvent.run(
+        e.at,
+        e.node,
+        e.source,
+        e.kind,
+        e.severity,
+        e.message,
+        e.attrs ? JSON.stringify(e.attrs) : null,
+      )
+      return { id: Number(info.lastInsertRowid), ...e }
+    })
   }
 
   events(filter: { node?: string; afterId?: number; limit: number }): EventRow[] {
@@ -253,22 +317,24 @@ export class HubStore {
 
   /** Decision records are append-only: the engine's account of what it did and why. */
   appendDecisions(records: DecisionRecord[]): void {
-    if (records.length === 0) return
-    this.db.transaction(() => {
-      for (const r of records) {
-        this.stmts.insertDecision.run(
-          r.id,
-          Math.round(r.at),
-          r.kind,
-          r.node ?? null,
-          r.resource ?? null,
-          r.summary,
-          r.rule,
-          r.correlationId,
-          JSON.stringify(r),
-        )
-      }
-    })()
+    this.write(() => {
+      if (records.length === 0) return
+      this.db.transaction(() => {
+        for (const r of records) {
+          this.stmts.insertDecision.run(
+            r.id,
+            Math.round(r.at),
+            r.kind,
+            r.node ?? null,
+            r.resource ?? null,
+            r.summary,
+            r.rule,
+            r.correlationId,
+            JSON.stringify(r),
+          )
+        }
+      })()
+    })
   }
 
   decisions(filter: {
@@ -296,32 +362,36 @@ export class HubStore {
 
   /** Fence history: every device run of every fence, with its read-back steps. */
   appendFenceOp(op: Omit<FenceOpRow, 'id'>): FenceOpRow {
-    const r = this.db
-      .prepare(
-        'INSERT INTO fence_ops (at, node, device, action_id, decision, level, outcome, detail, duration_ms, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(
-        op.at,
-        op.node,
-        op.device,
-        op.actionId,
-        op.decision,
-        op.level,
-        op.outcome,
-        op.detail,
-        op.durationMs,
-        JSON.stringify(op.steps),
-      )
-    return { ...op, id: Number(r.lastInsertRowid) }
+    return this.write(() => {
+      const r = this.db
+        .prepare(
+          'INSERT INTO fence_ops (at, node, device, action_id, decision, level, outcome, detail, duration_ms, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(
+          op.at,
+          op.node,
+          op.device,
+          op.actionId,
+          op.decision,
+          op.level,
+          op.outcome,
+          op.detail,
+          op.durationMs,
+          JSON.stringify(op.steps),
+        )
+      return { ...op, id: Number(r.lastInsertRowid) }
+    })
   }
 
   /** One API request that changed something, or was refused: who, what, when, from where, result. */
   appendAudit(row: Omit<AuditRow, 'id'>): void {
-    this.db
-      .prepare(
-        'INSERT INTO audit (at, who, role, source, method, path, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(row.at, row.who, row.role, row.source, row.method, row.path, row.body, row.status)
+    this.write(() => {
+      this.db
+        .prepare(
+          'INSERT INTO audit (at, who, role, source, method, path, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(row.at, row.who, row.role, row.source, row.method, row.path, row.body, row.status)
+    })
   }
 
   /** The audit log, newest first. */
@@ -370,7 +440,9 @@ export class HubStore {
   }
 
   saveEngineState(state: unknown): void {
-    this.stmts.setMeta.run('engine_state', JSON.stringify(state))
+    this.write(() => {
+      this.stmts.setMeta.run('engine_state', JSON.stringify(state))
+    })
   }
 
   maxCommandSeq(epoch: number): number {
@@ -378,12 +450,16 @@ export class HubStore {
   }
 
   insertCommand(c: Omit<CommandRow, 'status' | 'result' | 'finishedAt'>): void {
-    this.stmts.insertCommand.run({ ...c, args: JSON.stringify(c.args) })
+    this.write(() => {
+      this.stmts.insertCommand.run({ ...c, args: JSON.stringify(c.args) })
+    })
   }
 
   /** The agent accepted the command (its result is now awaited for the action's deadline). */
   acceptCommand(id: string): void {
-    this.stmts.acceptCommand.run(id)
+    this.write(() => {
+      this.stmts.acceptCommand.run(id)
+    })
   }
 
   /**
@@ -398,8 +474,10 @@ export class HubStore {
     at: number,
     late = false,
   ): boolean {
-    const stmt = late ? this.stmts.finishLateCommand : this.stmts.finishCommand
-    return stmt.run(status, result ? JSON.stringify(result) : null, at, id).changes === 1
+    return this.write(() => {
+      const stmt = late ? this.stmts.finishLateCommand : this.stmts.finishCommand
+      return stmt.run(status, result ? JSON.stringify(result) : null, at, id).changes === 1
+    })
   }
 
   getCommand(id: string): CommandRow | undefined {
@@ -423,4 +501,28 @@ export class HubStore {
   close(): void {
     this.db.close()
   }
+}
+
+/** SQLite result codes that mean the database, not the statement, failed. */
+const STORE_FAILURES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|BUSY|LOCKED|PROTOCOL)/
+
+/** Why the database cannot be opened, in one line naming the file and the setting. */
+function openFailure(path: string, err: unknown): VigilError {
+  if (err instanceof VigilError) return err
+  const code = (err as { code?: string }).code ?? ''
+  const message = (err as Error).message ?? String(err)
+  const why = /directory does not exist/.test(message)
+    ? `its directory ${dirname(path)} does not exist`
+    : code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT'
+      ? 'it is not a SQLite database or it is corrupt (move it away, or restore a backup)'
+      : code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY')
+        ? 'it cannot be written (a read-only file or file system)'
+        : code === 'SQLITE_CANTOPEN' || code.startsWith('SQLITE_CANTOPEN')
+          ? 'it cannot be opened for writing (permissions, or a read-only file system)'
+          : code === 'SQLITE_FULL'
+            ? 'the file system is full'
+            : `${message}${code ? ` (${code})` : ''}`
+  return new VigilError('unavailable', `cannot open the database ${path}: ${why} (store.path)`, {
+    cause: err,
+  })
 }

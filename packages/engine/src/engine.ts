@@ -236,7 +236,11 @@ function apply(ctx: StepContext, input: Input): void {
       ctx.allDirty = true
       return
     case 'hub-takeover':
-      hubTookOver(ctx, input.heardAgoMs)
+      hubTookOver(ctx, input.heardAgoMs, input.reason)
+      ctx.allDirty = true
+      return
+    case 'hub-paused':
+      hubPaused(ctx, input.forMs)
       ctx.allDirty = true
       return
   }
@@ -302,18 +306,32 @@ function hubRestarted(ctx: StepContext): void {
 }
 
 /**
+ * The hub itself stood still (frozen, or its event loop blocked): every node went unheard for that
+ * long at once, which is the hub's silence, not theirs. As after a restart, the detectors re-arm;
+ * a node that really died meanwhile is found after the grace, from the channels that resume.
+ */
+function hubPaused(ctx: StepContext, forMs: number): void {
+  rearmDetectors(ctx, null)
+  ctx.record({
+    kind: 'operator',
+    summary: `hub stood still for ${(forMs / 1000).toFixed(1)} s (frozen or blocked): failure detectors re-armed, the silence was its own`,
+    rule: 'hub.paused',
+  })
+}
+
+/**
  * A standby of the hub group took over: it resumed the state the leader committed and, having
  * listened all along, knows how long ago it last heard each node. Those nodes are judged on that
  * silence at once (a host that died with the leader is not given a startup grace); a node it
  * never heard waits for its agent with the grace, as after a restart.
  */
-function hubTookOver(ctx: StepContext, heardAgoMs: Record<string, number>): void {
+function hubTookOver(ctx: StepContext, heardAgoMs: Record<string, number>, reason?: string): void {
   rearmDetectors(ctx, heardAgoMs)
   const nodes = Object.keys(ctx.state.nodes)
   const unheard = nodes.filter((id) => heardAgoMs[id] === undefined)
   ctx.record({
     kind: 'operator',
-    summary: `hub group takeover: state resumed; nodes judged on what this hub heard as a standby${unheard.length > 0 ? `, except ${unheard.join(', ')} (never heard: startup grace)` : ''}`,
+    summary: `${reason ?? 'hub group takeover'}: state resumed; nodes judged on what this hub heard ${reason ? 'while it did not act' : 'as a standby'}${unheard.length > 0 ? `, except ${unheard.join(', ')} (never heard: startup grace)` : ''}`,
     rule: 'hub.takeover',
   })
 }

@@ -188,7 +188,17 @@ export type Input =
    * A standby of the hub group took over and resumed the state the leader committed; for each node
    * it heard while it listened, how long before now it last heard it (its own witness).
    */
-  | { type: 'hub-takeover'; heardAgoMs: Record<string, number> }
+  | {
+      type: 'hub-takeover'
+      heardAgoMs: Record<string, number>
+      /** Why the hub resumes acting, when not as a standby taking over (a database writable again). */
+      reason?: string
+    }
+  /**
+   * The hub's process was frozen (SIGSTOP, its VM paused) or its event loop blocked for `forMs`:
+   * it heard nothing in that time, and what was queued meanwhile arrives only now.
+   */
+  | { type: 'hub-paused'; forMs: number }
   /**
    * A node's agent restarted (a new incarnation spoke): whatever it was sent and had not answered
    * died with the old one.

@@ -34,20 +34,35 @@ export function toVigilError(thrown: unknown, code: VigilErrorCode = 'internal')
 }
 
 /**
- * Turns a failure to start (address in use, unreadable secret, ...) into one clear line on stderr
- * and an exit code: 2 for configuration problems, 1 otherwise.
+ * Turns a failure to start into plain lines on stderr (never a stack trace) and an exit code:
+ * 2 for configuration problems, 1 for the environment (an address in use, a file the process
+ * cannot open, anything unforeseen).
  */
 export function startupFailure(component: string, err: unknown): number {
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number }
   if (e?.code === 'EADDRINUSE' || e?.code === 'EADDRNOTAVAIL' || e?.code === 'EACCES') {
-    console.error(
-      `vigil ${component}: cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code} (${e.message})`,
-    )
-    return 1
+    if (e.address !== undefined || e.port !== undefined) {
+      const what =
+        e.code === 'EADDRINUSE'
+          ? 'address already in use'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : 'address not available'
+      console.error(
+        `vigil ${component}: cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${what} (${e.code})`,
+      )
+      return 1
+    }
   }
   if (err instanceof VigilError) {
     console.error(`vigil ${component}: ${err.message}`)
     return err.code === 'config_unreadable' || err.code === 'config_invalid' ? 2 : 1
   }
-  throw err
+  const message = err instanceof Error ? err.message : String(err)
+  console.error(`vigil ${component}: cannot start: ${firstLine(message)}`)
+  return 1
+}
+
+function firstLine(text: string): string {
+  return text.split('\n', 1)[0] ?? text
 }

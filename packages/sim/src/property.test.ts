@@ -70,6 +70,7 @@ function randomScript(random: () => number): ScriptEvent[] {
         'stop-fail',
         'hub',
         'takeover',
+        'freeze',
       ] as const)
     ) {
       case 'crash':
@@ -112,6 +113,9 @@ function randomScript(random: () => number): ScriptEvent[] {
         break
       case 'takeover':
         at(t, 'hub-takeover', String(pick([1, 2, 3])))
+        break
+      case 'freeze':
+        at(t, 'hub-pause', String(pick([2, 5, 20])))
         break
     }
   }

@@ -46,6 +46,9 @@ export class Simulation {
   private seq = 0
   private ids = { action: 0, decision: 0 }
   private hubDownUntil: number | null = null
+  /** The hub is frozen rather than down: what agents send meanwhile waits for it (queued). */
+  private hubFrozenSince: number | null = null
+  private queuedWhileFrozen: Input[] = []
   /** Times at which to keep a copy of the engine state (a hub-restart's persisted state). */
   private snapshotTimes: number[] = []
   private snapshot: EngineState | null = null
@@ -131,12 +134,16 @@ export class Simulation {
       this.observe()
       if (this.hubDownUntil !== null && this.now >= this.hubDownUntil) this.hubUp()
       if (this.hubDownUntil === null) {
+        if (this.queuedWhileFrozen.length > 0 && !this.inbox.some((i) => i.type === 'hub-paused')) {
+          this.inbox.unshift(...this.queuedWhileFrozen)
+          this.queuedWhileFrozen = []
+        }
         const result = step(this.spec, this.state, this.inbox, this.env)
         this.inbox = []
         this.state = result.state
         for (const r of result.records) this.write(r.resource ?? r.node ?? 'cluster', r.summary)
         for (const a of result.actions) this.execute(a)
-      } else {
+      } else if (this.hubFrozenSince === null) {
         this.inbox = []
       }
       this.checkInvariants()
@@ -475,6 +482,16 @@ export class Simulation {
       this.state = this.resumeFrom
       this.resumeFrom = null
     }
+    if (this.hubFrozenSince !== null) {
+      const forMs = this.now - this.hubFrozenSince
+      this.hubFrozenSince = null
+      this.write('world', 'hub runs again: its timers fire first, the messages queued meanwhile follow')
+      // A resumed process runs its expired timers before it reads its sockets: the engine's
+      // first step sees only that it stood still, the queued messages come a step later.
+      this.queuedWhileFrozen = this.inbox
+      this.inbox = [{ type: 'hub-paused', forMs }]
+      return
+    }
     if (this.takingOver) {
       const heardAgoMs = Object.fromEntries([...this.standbyHeard].map(([id, at]) => [id, this.now - at]))
       this.takingOver = false
@@ -653,6 +670,13 @@ export class Simulation {
         this.hubDownUntil = this.now + Number(a) * 1000
         this.takingOver = true
         this.write('world', `leader hub lost; a standby takes over in ${a} s (its lease)`)
+        break
+      case 'hub-pause':
+        // SIGSTOP, or the hub's VM paused: it neither hears nor acts, but nothing is lost: what
+        // agents send waits in the broker's queue and the sockets' buffers.
+        this.hubDownUntil = this.now + Number(a) * 1000
+        this.hubFrozenSince = this.now
+        this.write('world', `hub frozen for ${a} s (messages meanwhile queue up)`)
         break
       case 'hub-restart':
         this.hubDownUntil = this.now + Number(a) * 1000

@@ -51,6 +51,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'nic-ok': [1, 1],
   'hub-restart': [1, 2],
   'hub-takeover': [1, 1],
+  'hub-pause': [1, 1],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],
   'migrate-fail': [1, 1],
@@ -73,7 +74,7 @@ export function parseScript(text: string, file = 'script'): ScriptEvent[] {
         `${file}:${i + 1}: "${verb}" takes ${arity[0] === arity[1] ? arity[0] : `${arity[0]}-${arity[1]}`} arguments`,
       )
     }
-    if (verb === 'hub-restart' || verb === 'hub-takeover')
+    if (verb === 'hub-restart' || verb === 'hub-takeover' || verb === 'hub-pause')
       for (const a of args)
         if (!(Number(a) >= 0)) throw new Error(`${file}:${i + 1}: ${verb}: "${a}" is not a number of seconds`)
     events.push({ at: Math.round(at * 1000), verb, args, line: i + 1 })
