@@ -9,6 +9,7 @@ import {
   type Logger,
   readConfigFile,
   systemClock,
+  VigilError,
   withTimeout,
 } from '@vigil/kit'
 import {
@@ -507,7 +508,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
  */
 function trustedHubKeys(file: string, log: Logger): () => KeyObject[] {
   const load = () => publicKeysFromPem(readConfigFile(file, 'commands.hubPublicKeyFile').toString('utf8'))
-  let keys = load()
+  let keys: KeyObject[]
+  try {
+    keys = load()
+  } catch (err) {
+    if (err instanceof VigilError) throw err
+    throw new VigilError('config_invalid', `commands.hubPublicKeyFile: ${file} holds no PEM public key`, {
+      cause: err,
+    })
+  }
   let mtime = statSync(file).mtimeMs
   return () => {
     try {

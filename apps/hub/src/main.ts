@@ -5,7 +5,11 @@ import { startHub } from './hub.js'
 
 export const HUB_USAGE = `Usage: vigil hub [options]\n\nStarts the hub (embedded MQTT broker unless --mqtt-url is given).\n\n${describeFlags(hubFlags)}`
 
-/** `vigil hub`: runs until SIGINT/SIGTERM. Exit codes: 0 clean stop, 2 bad config, 1 other failure. */
+/**
+ * `vigil hub`: runs until SIGINT/SIGTERM. Exit codes: 0 clean stop, 2 bad configuration, 1 the
+ * environment (an address in use, a database it cannot open) or a part dead at run time
+ * (docs/operations.md "When the hub fails").
+ */
 export function runHubCli(argv: string[]): Promise<number> {
   return runService(argv, {
     name: 'hub',
@@ -27,6 +31,7 @@ export function runHubCli(argv: string[]): Promise<number> {
         },
         'hub ready',
       ),
+    fatal: (hub) => hub.fatal,
     stop: (hub) => hub.close(),
   })
 }
