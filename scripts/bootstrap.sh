@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 # alert rules are checked against a real one), Chromium (the status page's browser test), a C
 # compiler with libnetfilter-queue for the lab's delay and jitter (this kernel has no netem), and
 # bindfs, a FUSE view of a directory whose server a test stops to hang a filesystem for real, and
-# etcd, where a hub group keeps its leadership and safety-critical facts.
+# etcd, where a hub group keeps its leadership and safety-critical facts; systemd (for
+# systemd-analyze, which checks the shipped units) and util-linux (unshare, for a test's private
+# mount of a read-only or full file system under the hub's database).
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -27,6 +29,7 @@ APT_PACKAGES=(
   gcc libc6-dev libnetfilter-queue-dev
   bindfs
   etcd-server etcd-client
+  systemd util-linux
 )
 
 missing=()

@@ -1,4 +1,5 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { generateSigningKey } from '@vigil/protocol'
@@ -7,7 +8,7 @@ import { afterAll, describe, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, startHub } from '../harness/hub.js'
 import { freePort, startMosquitto } from '../harness/mosquitto.js'
-import { tempDir, VigilProcess, writeLines } from '../harness/processes.js'
+import { runVigil, tempDir, VIGIL_BIN, VigilProcess, writeLines } from '../harness/processes.js'
 
 /**
  * A hub (or agent) that cannot start says so in one plain line per problem and exits by itself:
@@ -331,11 +332,16 @@ describe('failures at run time', () => {
       })
       expect(down.problem).toBe(`not connected to the MQTT broker at ${broker.url}`)
       expect((await h.api('/readyz')).status).toBe(503)
+      // What systemd's ExecStartPost runs: not ready, and which part is not, on stderr.
+      const notReady = await runVigil(['ready', '--hub', h.httpUrl])
+      expect(notReady.code).toBe(1)
+      expect(notReady.stderr).toContain(`broker: failed (not connected to the MQTT broker at ${broker.url})`)
       broker = await startMosquitto(join(d, 'b2'), users, acl, undefined, broker.port)
       await eventually('healthy again', async () => (await h.api('/healthz')).status === 200, {
         timeoutMs: 30_000,
       })
       expect((await h.api('/readyz')).status).toBe(200)
+      expect((await runVigil(['ready', '--hub', h.httpUrl, '--wait', '10'])).code).toBe(0)
     } finally {
       await h.process.stop()
       await broker.stop()
@@ -385,6 +391,31 @@ describe('failures at run time', () => {
 })
 
 /** An agent of this hub; `root` reaches the hub's files when it runs in a mount namespace of its own. */
+describe('the systemd units', () => {
+  const units = join(import.meta.dirname, '../../deploy/systemd')
+  test.each(['vigil-hub.service', 'vigil-agent.service'])('%s passes systemd-analyze verify', (unit) => {
+    // verify checks that ExecStart's program exists: point it at this checkout's vigil.
+    const d = join(dir.path, 'units')
+    mkdirSync(d, { recursive: true })
+    const text = readFileSync(join(units, unit), 'utf8')
+    writeFileSync(join(d, unit), text.replaceAll('/usr/local/bin/vigil', VIGIL_BIN))
+    const out = spawnSync('systemd-analyze', ['verify', join(d, unit)], { encoding: 'utf8' })
+    expect(out.status, out.stderr).toBe(0)
+    expect(out.stderr.trim()).toBe('')
+    // A configuration error is not retried; anything else is.
+    expect(text).toMatch(/^Restart=on-failure$/m)
+    expect(text).toMatch(/^RestartPreventExitStatus=2$/m)
+  })
+
+  test("the hub's unit is ready when /readyz is, and hardened; the agent's keeps its applications across a restart", () => {
+    const hubUnit = readFileSync(join(units, 'vigil-hub.service'), 'utf8')
+    expect(hubUnit).toMatch(/^ExecStartPost=\/usr\/local\/bin\/vigil ready --wait \d+$/m)
+    for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes'])
+      expect(hubUnit).toContain(`\n${line}\n`)
+    expect(readFileSync(join(units, 'vigil-agent.service'), 'utf8')).toMatch(/^KillMode=process$/m)
+  })
+})
+
 function startAgent(d: string, h: HubProcess, node: string, root = ''): VigilProcess {
   return new VigilProcess(
     ['agent', '--node', node, '--mqtt-url', h.mqttUrl, '--hub-key', `${root}${h.hubKey}`],

@@ -27,6 +27,10 @@ Commands:
   status [--brief] [--watch] [--json]
                            nodes, their state, last heartbeat and facts; resources, where they run
   ping <node> [--json]     send a ping command and wait for the agent's result
+  ready [--wait <seconds>] [--json]
+                           whether the hub is ready (/readyz: every part up), waiting up to
+                           --wait for it; exit 0 ready, 1 not ready (each part that is not up
+                           on stderr), 3 unreachable (systemd's ExecStartPost uses it)
   fence [--json]           fence devices and their health, whether each node can be fenced now,
                            requests waiting for an operator, fence history
   fence <node> [--yes]     power a node off through its fence levels (asks to type its name);
@@ -87,6 +91,8 @@ export async function main(argv: string[]): Promise<number> {
       return status(rest)
     case 'ping':
       return ping(rest)
+    case 'ready':
+      return ready(rest)
     case 'fence':
       return fence(rest)
     case 'ack-fence': // Pacemaker's `stonith_admin --confirm`, under the name operators look for
@@ -212,6 +218,50 @@ async function withUsage(fn: () => Promise<number>): Promise<number> {
     }
     throw err
   }
+}
+
+interface PartState {
+  part: string
+  state: string
+  problem?: string
+}
+
+/** `vigil ready`: the hub's /readyz, polled until ready or until --wait runs out. */
+function ready(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values } = parse(argv, { wait: { type: 'string' } } as const)
+    const hubUrl = values.hub ?? cliEnv.hubUrl
+    const waitS = values.wait === undefined ? 0 : Number(values.wait)
+    if (!Number.isFinite(waitS) || waitS < 0) {
+      console.error(`vigil: --wait: "${values.wait}" is not a number of seconds`)
+      return EXIT.usage
+    }
+    const until = Date.now() + waitS * 1000
+    for (;;) {
+      let answer: { status: number; body: unknown } | null = null
+      let unreachable: HubRequestError | null = null
+      try {
+        answer = await hubRequest(hubUrl, '/readyz')
+      } catch (err) {
+        if (!(err instanceof HubRequestError)) throw err
+        unreachable = err
+      }
+      if (answer?.status === 200) {
+        if (values.json) console.log(JSON.stringify(answer.body))
+        else console.log(`ready: ${hubUrl}`)
+        return EXIT.ok
+      }
+      if (Date.now() >= until) {
+        if (unreachable) throw unreachable
+        const parts = ((answer?.body as { parts?: PartState[] })?.parts ?? []).filter((p) => p.state !== 'up')
+        if (values.json) console.log(JSON.stringify(answer?.body))
+        console.error(`vigil: the hub at ${hubUrl} is not ready`)
+        for (const p of parts) console.error(`  ${p.part}: ${p.state}${p.problem ? ` (${p.problem})` : ''}`)
+        return EXIT.failed
+      }
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  })
 }
 
 function status(argv: string[]): Promise<number> {

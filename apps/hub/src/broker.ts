@@ -158,10 +158,16 @@ export async function startEmbeddedBroker(
         broker.handle,
       )
     : createServer(broker.handle)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(listen.port, listen.host, () => resolve())
-  })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(listen.port, listen.host, () => resolve())
+    })
+  } catch (err) {
+    // Nothing of a broker that could not listen may keep the process alive (aedes' timers).
+    await new Promise<void>((resolve) => broker.close(() => resolve()))
+    throw err
+  }
   const address = server.address()
   const port = typeof address === 'object' && address ? address.port : listen.port
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host
