@@ -31,7 +31,7 @@ import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
 import { NodeTable } from './nodes.js'
 import { loadSigningKey } from './signing.js'
-import { HubStore } from './store.js'
+import { type EventRow, HubStore, type NewEvent } from './store.js'
 import { createTracer, DecisionTracer } from './tracing.js'
 
 export interface RunningHub {
@@ -183,6 +183,19 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   )
   undo.push(() => commands.close())
   let live: LiveFeed | null = null
+  /**
+   * Records a hub event and sends it to the live feed. With a database that cannot be written it
+   * still reaches the feed (unnumbered): what the hub does then must be seen somewhere.
+   */
+  const hubEvent = (e: NewEvent): void => {
+    let event: EventRow
+    try {
+      event = store.appendEvent(e)
+    } catch {
+      event = { id: 0, ...e }
+    }
+    live?.broadcast({ type: 'event', event })
+  }
   const tracing = await createTracer(config.tracing, deps.version, log, deps.tracer)
   undo.push(() => tracing.shutdown())
   const tracer = new DecisionTracer(tracing.tracer, config.tracing.incidentIdleMs)
@@ -465,7 +478,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
               if (mine !== leading || closing || !group?.isLeader()) return
               engine.takeOver(committed as never, `leader of the hub group under epoch ${newEpoch}`)
               metrics.takeovers.inc()
-              const event = store.appendEvent({
+              hubEvent({
                 at: clock.wallMs(),
                 node: null,
                 source: 'hub',
@@ -474,7 +487,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
                 message: `${config.name} leads the hub group under epoch ${newEpoch}: ${committed ? "resumed the previous leader's state" : 'no state committed before: started from its own'}`,
                 attrs: { epoch: newEpoch, resumed: committed !== null },
               })
-              live?.broadcast({ type: 'event', event })
               resumeFences('resuming a fence the previous leader had in flight (power read first)')
               // Every agent heard learns the new epoch at once (a signed ping under it raises its
               // floor), so it refuses whatever the old leader may still deliver, not only after
@@ -494,10 +506,11 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
                 group?.stepDown(`could not read the group state: ${(err as Error).message}`)
             })
         },
+        mayLead: () => store.failing,
         onDepose: (reason) => {
           leading++
           engine.standDown()
-          const event = store.appendEvent({
+          hubEvent({
             at: clock.wallMs(),
             node: null,
             source: 'hub',
@@ -506,7 +519,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
             message: `${config.name} stopped leading the hub group: ${reason}`,
             attrs: { reason },
           })
-          live?.broadcast({ type: 'event', event })
         },
       },
       clock,
@@ -535,7 +547,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     storeFailedAt = null
     health.up('store')
     const seconds = ((clock.wallMs() - since) / 1000).toFixed(1)
-    const event = store.appendEvent({
+    hubEvent({
       at: clock.wallMs(),
       node: null,
       source: 'hub',
@@ -544,7 +556,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       message: `the database could not be written for ${seconds} s; this hub did not act in that time and acts again`,
       attrs: { failedAt: since, seconds: Number(seconds) },
     })
-    live?.broadcast({ type: 'event', event })
     log.warn({ seconds: Number(seconds) }, 'the database can be written again: this hub acts again')
     if (!group) {
       engine.takeOver(
@@ -559,6 +570,15 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     storeFailedAt = clock.wallMs()
     health.down('store', problem)
     log.error({ problem }, 'the database cannot be written: this hub stops acting until it can (reads go on)')
+    hubEvent({
+      at: storeFailedAt,
+      node: null,
+      source: 'hub',
+      kind: 'hub.store-failed',
+      severity: 'critical',
+      message: `this hub stops acting until its database can be written: ${problem}`,
+      attrs: { problem },
+    })
     if (group) group.stepDown('its database cannot be written')
     else engine.standDown()
     storeProbe ??= setInterval(() => {
@@ -579,20 +599,15 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
         'the hub stood still (frozen, or its event loop blocked): failure detectors re-armed',
       )
       engine.input({ type: 'hub-paused', forMs: Math.round(ms) })
-      try {
-        const event = store.appendEvent({
-          at: clock.wallMs(),
-          node: null,
-          source: 'hub',
-          kind: 'hub.paused',
-          severity: 'warning',
-          message: `the hub stood still for ${(ms / 1000).toFixed(1)} s (its process frozen, or its event loop blocked): it heard nothing meanwhile, and re-armed its failure detectors`,
-          attrs: { stoodStillMs: Math.round(ms) },
-        })
-        live?.broadcast({ type: 'event', event })
-      } catch {
-        // a database that cannot be written is reported on its own
-      }
+      hubEvent({
+        at: clock.wallMs(),
+        node: null,
+        source: 'hub',
+        kind: 'hub.paused',
+        severity: 'warning',
+        message: `the hub stood still for ${(ms / 1000).toFixed(1)} s (its process frozen, or its event loop blocked): it heard nothing meanwhile, and re-armed its failure detectors`,
+        attrs: { stoodStillMs: Math.round(ms) },
+      })
     },
   })
   undo.push(() => watchdog?.close())

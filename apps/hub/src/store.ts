@@ -187,7 +187,11 @@ export class HubStore {
       const problem = `cannot write the database ${this.path}: ${(err as Error).message} (${code})`
       if (this.failure === null) {
         this.failure = problem
-        this.onFailure(problem)
+        try {
+          this.onFailure(problem)
+        } catch {
+          // the listener's own failure must not hide the store's
+        }
       }
       throw new VigilError('unavailable', problem, { cause: err })
     }

@@ -5,6 +5,9 @@ import type { Candidate, NodeState } from './types.js'
 /** Score taken from a node with degraded links: it is chosen only when no better one is eligible. */
 export const DEGRADED_PENALTY = 50
 
+/** Why the node a resource was just relocated away from is passed over while another can run it. */
+const AVOIDED = 'it just failed here (relocating away)'
+
 /** Score added for an operator's move while it lasts: wins over any preference. */
 export const MOVE_SCORE = 1_000_000
 
@@ -67,6 +70,7 @@ export function candidatesFor(
   const stickiness = policyOf(ctx.spec, resource).stickiness
   const conflicting = [...resource.antiAffinity, ...ctx.antiAffinityFrom(resource.id)]
   let best: (Candidate & { count: number }) | null = null
+  let avoided: (Candidate & { count: number }) | null = null
   const scored: (Candidate & { count: number })[] = []
   const states = ctx.nodeStates()
   for (let i = 0; i < states.length; i++) {
@@ -83,7 +87,6 @@ export function candidatesFor(
     else if (n.fence.phase !== 'idle') eliminated = `node fence is ${n.fence.phase}`
     else if (ctx.inMaintenance(node.id)) eliminated = 'node in maintenance'
     else if (n.evacuating) eliminated = 'node is being evacuated'
-    else if (r?.avoid === node.id) eliminated = 'it just failed here (relocating away)'
     else if (used.memoryMb + resource.requires.memoryMb > node.capacity.memoryMb) {
       eliminated = `memory: ${used.memoryMb} + ${resource.requires.memoryMb} MB > ${node.capacity.memoryMb} MB`
     } else if (used.vcpus + resource.requires.vcpus > node.capacity.vcpus) {
@@ -101,14 +104,24 @@ export function candidatesFor(
         }
       }
     }
+    // The node it was just relocated away from (it failed there, or was fenced there) is a last
+    // resort, not a ban: taken only when no other node can run it (a fenced host back healthy
+    // may be the only one a restricted resource is allowed on).
+    const lastResort = eliminated === null && r?.avoid === node.id
+    if (lastResort) eliminated = AVOIDED
     let score = resource.preferred[node.id] ?? 0
     if (n.connectivity) score += ctx.spec.connectivityWeight * n.connectivity.reachable
     if (n.degraded) score -= DEGRADED_PENALTY
     if (r?.node === node.id) score += stickiness
     if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
     const c = { node: node.id, score, eliminated, count: l.count }
+    if (lastResort) avoided = c
     if (explain) scored.push(c)
     else if (eliminated === null && (best === null || before(c, best))) best = c
+  }
+  if (avoided && !(explain ? scored.some((c) => c.eliminated === null) : best)) {
+    avoided.eliminated = null
+    best = avoided
   }
   if (!explain) return best ? [{ node: best.node, score: best.score, eliminated: null }] : []
   scored.sort(
