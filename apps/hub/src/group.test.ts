@@ -27,14 +27,23 @@ interface Member {
 }
 
 let clusterSeq = 0
-function members(names: string[], cluster: string, config: Partial<GroupConfig> = {}): Member[] {
+function members(
+  names: string[],
+  cluster: string,
+  config: Partial<GroupConfig> = {},
+  mayLead: (name: string) => string | null = () => null,
+): Member[] {
   return names.map((name) => {
     const m: Member = { group: null as unknown as HubGroup, led: [], deposed: [] }
     m.group = new HubGroup(
       etcd3,
       { endpoints: etcd.endpoints, leaseTtlSeconds: 2, pollMs: 100, ...config },
       { name, cluster, url: `http://${name}.example:7470` },
-      { onLead: (epoch) => m.led.push(epoch), onDepose: (why) => m.deposed.push(why) },
+      {
+        onLead: (epoch) => m.led.push(epoch),
+        onDepose: (why) => m.deposed.push(why),
+        mayLead: () => mayLead(name),
+      },
       systemClock,
       createLogger('test', 'silent'),
     )
@@ -76,6 +85,29 @@ describe('the hub group on a real etcd cluster', () => {
       expect(recorded).toEqual([
         expect.objectContaining({ ...intent, hub: leader.group.view().self, epoch: leader.group.epoch }),
       ])
+    } finally {
+      for (const m of ms) await m.group.close()
+    }
+  })
+
+  test('a hub that may not lead (its database cannot be written) gives the leadership up and does not campaign until it may', async () => {
+    const cluster = `c${++clusterSeq}`
+    const vetoed = new Set<string>()
+    const ms = members(['hub-a', 'hub-b'], cluster, {}, (name) => (vetoed.has(name) ? 'database full' : null))
+    for (const m of ms) m.group.start()
+    try {
+      await until('a leader', () => leaders(ms).length === 1)
+      const first = leaders(ms)[0] as Member
+      const other = ms.find((m) => m !== first) as Member
+      vetoed.add(first.group.view().self)
+      await until('the other hub leads', () => other.group.isLeader(), 5000)
+      expect(first.deposed).toEqual(['this hub may not lead: database full'])
+      // Vetoed, it stays a standby even once the leader leaves.
+      await other.group.close()
+      await new Promise((r) => setTimeout(r, 3000))
+      expect(first.group.isLeader()).toBe(false)
+      vetoed.clear()
+      await until('it leads again once it may', () => first.group.isLeader(), 5000)
     } finally {
       for (const m of ms) await m.group.close()
     }
