@@ -150,6 +150,10 @@ export function fenceNodes(ctx: StepContext): void {
       verify(ctx, spec.id)
       continue
     }
+    if (f.phase === 'running' && f.retryAt != null) {
+      if (ctx.now >= f.retryAt) startLevel(ctx, spec.id, f.level, null, (f.attempt ?? 0) + 1)
+      continue
+    }
     if (f.phase === 'running') {
       // The device's answer may be lost (a hub restart): its power status read back off counts.
       if (ctx.provenOff(spec.id) && f.startedAt !== null && n.power.at >= f.startedAt) {
@@ -167,7 +171,7 @@ export function fenceNodes(ctx: StepContext): void {
       }
       const level = spec.fencing[f.level]
       if (level && f.startedAt !== null && ctx.now - f.startedAt >= level.timeoutMs) {
-        levelFailed(ctx, spec.id, `no result within ${level.timeoutMs} ms`)
+        retryOrFail(ctx, spec.id, `no result within ${level.timeoutMs} ms`, true)
       }
       continue
     }
@@ -260,7 +264,13 @@ export function fenceNodes(ctx: StepContext): void {
 }
 
 /** Starts a fence level: `decision` chose it, or (null) a later level records its own decision. */
-function startLevel(ctx: StepContext, nodeId: string, level: number, decision: string | null): void {
+function startLevel(
+  ctx: StepContext,
+  nodeId: string,
+  level: number,
+  decision: string | null,
+  attempt = 0,
+): void {
   const spec = ctx.nodeSpec(nodeId)
   const lv = spec?.fencing[level]
   if (!spec || !lv) return
@@ -270,13 +280,18 @@ function startLevel(ctx: StepContext, nodeId: string, level: number, decision: s
   f.startedAt = ctx.now
   f.awaiting = [...lv.devices]
   f.offAt = null
+  f.attempt = attempt
+  f.retryAt = null
   const by =
     decision ??
     ctx.record({
       kind: 'fence',
       node: nodeId,
-      summary: `trying fence level ${level + 1}: ${lv.devices.join(' + ')}`,
-      rule: 'fence.next-level',
+      summary:
+        attempt > 0
+          ? `retrying fence level ${level + 1}: ${lv.devices.join(' + ')} (attempt ${attempt + 1} of ${lv.retries + 1})`
+          : `trying fence level ${level + 1}: ${lv.devices.join(' + ')}`,
+      rule: attempt > 0 ? 'fence.retry' : 'fence.next-level',
       correlationId: f.correlationId,
     })
   f.actionId = ctx.act({
@@ -286,6 +301,33 @@ function startLevel(ctx: StepContext, nodeId: string, level: number, decision: s
     level,
     devices: lv.devices,
     timeoutMs: lv.timeoutMs,
+  })
+}
+
+/**
+ * The current level's attempt failed. A device that did not answer, or answered the node still on,
+ * may be busy or slow (a BMC rebooting, a PDU's management card under load): the level is tried
+ * again after a backoff, up to its `retries`. Anything else (credentials refused) goes to the next
+ * level at once.
+ */
+function retryOrFail(ctx: StepContext, nodeId: string, why: string, transient: boolean): void {
+  const lv = ctx.nodeSpec(nodeId)?.fencing[ctx.node(nodeId).fence.level]
+  const f = ctx.node(nodeId).fence
+  const attempt = f.attempt ?? 0
+  if (!lv || !transient || attempt >= lv.retries) {
+    levelFailed(ctx, nodeId, why)
+    return
+  }
+  const waitMs = lv.retryBackoffMs * 2 ** attempt
+  f.actionId = null // a late answer of this attempt is ignored
+  f.awaiting = []
+  f.retryAt = ctx.now + waitMs
+  ctx.record({
+    kind: 'fence-result',
+    node: nodeId,
+    summary: `fence level ${f.level + 1} attempt ${attempt + 1} failed: ${why}; retrying in ${waitMs / 1000} s`,
+    rule: 'fence.attempt-failed',
+    correlationId: f.correlationId,
   })
 }
 
@@ -335,7 +377,7 @@ export function applyFenceResult(
   if (!n || n.fence.actionId !== actionId || n.fence.phase !== 'running') return // late answer for an older attempt
   const f = n.fence
   if (outcome !== 'off') {
-    levelFailed(ctx, nodeId, `${device}: ${outcome}`)
+    retryOrFail(ctx, nodeId, `${device}: ${outcome}`, outcome !== 'auth-failed')
     return
   }
   f.awaiting = f.awaiting.filter((d) => d !== device)
@@ -385,6 +427,8 @@ export function idleFence(): FenceState {
     reason: null,
     correlationId: null,
     forced: null,
+    attempt: 0,
+    retryAt: null,
   }
 }
 

@@ -98,6 +98,13 @@ export const fenceLevelSchema = z.strictObject({
   /** Every device of a level must confirm the node off (e.g. both PDU outlets of a dual PSU). */
   devices: z.array(id).min(1),
   timeoutMs: ms.default(10_000),
+  /**
+   * A device that does not answer (unreachable, timed out) or answers the node still on is tried
+   * again this many times, after `retryBackoffMs`, doubled each time, before the next level
+   * (Pacemaker's pcmk_reboot_retries). A refusal of the credentials is never retried.
+   */
+  retries: z.number().int().min(0).max(10).default(1),
+  retryBackoffMs: ms.default(1000),
 })
 
 export const nodeSpecSchema = z.strictObject({

@@ -33,6 +33,10 @@ export interface FenceState {
   correlationId: string | null
   /** Fence although the node looks alive (a resource could not be stopped on it). */
   forced: string | null
+  /** Retries of the current level so far (absent in states saved before retries existed: 0). */
+  attempt?: number
+  /** A retry of the current level is due then (engine time); null while none waits. */
+  retryAt?: number | null
 }
 
 export interface NodeState {
