@@ -119,8 +119,11 @@ test('the hub runs the engine on real agent streams and records why', async () =
       devices: { id: string; up: boolean }[]
     }>('/api/fence')
   ).body
+  // Each level's device is tried twice (one retry after its backoff) before the next level.
   expect(fence.history.map((h) => [h.device, h.outcome]).reverse()).toEqual([
     ['ipmi-node-b', 'unreachable'],
+    ['ipmi-node-b', 'unreachable'],
+    ['pdu-b', 'unreachable'],
     ['pdu-b', 'unreachable'],
   ])
   expect(fence.devices).toEqual([
@@ -131,7 +134,7 @@ test('the hub runs the engine on real agent streams and records why', async () =
   expect(await hub.metric('vigil_fence_device_up', { device: 'ipmi-node-b' })).toBe(0)
   expect(
     await hub.metric('vigil_fence_operations_total', { device: 'ipmi-node-b', outcome: 'unreachable' }),
-  ).toBe(1)
+  ).toBe(2)
   const refusal = recorded.find((d) => d.rule === 'fence.all-levels-failed')
   expect(refusal?.summary).toContain('will not be started elsewhere')
   // One incident, one correlation id: from node-b's first step away from healthy to the refusal.

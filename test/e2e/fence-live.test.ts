@@ -169,10 +169,15 @@ test('a hung host is fenced through its levels, confirmed off, and only then its
   const history = (
     await hub.api<{ history: { device: string; outcome: string; detail: string }[] }>('/api/fence')
   ).body.history
+  // The dead BMC is tried twice (the level's one retry, after its backoff), then level 2.
   expect(history.map((h) => [h.device, h.outcome]).reverse()).toEqual([
+    ['bmc-dead', 'unreachable'],
     ['bmc-dead', 'unreachable'],
     ['bmc-b', 'off'],
   ])
+  const retried = index((d) => d.rule === 'fence.retry', 'fence.retry')
+  expect(fence).toBeLessThan(retried)
+  expect(retried).toBeLessThan(levelFailed)
   expect(history[0]?.detail).toBe('the target read back off')
   expect(await hub.metric('vigil_fence_operations_total', { device: 'bmc-b', outcome: 'off' })).toBe(1)
   expect(await hub.metric('vigil_fence_device_up', { device: 'bmc-b' })).toBe(1)
