@@ -70,7 +70,13 @@ export function candidatesFor(
   const stickiness = policyOf(ctx.spec, resource).stickiness
   const conflicting = [...resource.antiAffinity, ...ctx.antiAffinityFrom(resource.id)]
   let best: (Candidate & { count: number }) | null = null
-  let avoided: (Candidate & { count: number }) | null = null
+  const avoided: (Candidate & { count: number })[] = []
+  const window = policyOf(ctx.spec, resource)
+  const relocatedFrom = (state: NonNullable<typeof r>, nodeId: string) =>
+    state.avoid === nodeId ||
+    state.failures.some(
+      (f) => f.node === nodeId && window.ladder[f.step] === 'relocate' && ctx.now - f.at < window.windowMs,
+    )
   const scored: (Candidate & { count: number })[] = []
   const states = ctx.nodeStates()
   for (let i = 0; i < states.length; i++) {
@@ -104,10 +110,10 @@ export function candidatesFor(
         }
       }
     }
-    // The node it was just relocated away from (it failed there, or was fenced there) is a last
-    // resort, not a ban: taken only when no other node can run it (a fenced host back healthy
-    // may be the only one a restricted resource is allowed on).
-    const lastResort = eliminated === null && r?.avoid === node.id
+    // A node it was relocated away from within the ladder's window (it failed there, or was
+    // fenced there) is a last resort, not a ban: taken only when no other node can run it (a
+    // fenced host back healthy may be the only one a restricted resource is allowed on).
+    const lastResort = eliminated === null && r !== undefined && relocatedFrom(r, node.id)
     if (lastResort) eliminated = AVOIDED
     let score = resource.preferred[node.id] ?? 0
     if (n.connectivity) score += ctx.spec.connectivityWeight * n.connectivity.reachable
@@ -115,13 +121,15 @@ export function candidatesFor(
     if (r?.node === node.id) score += stickiness
     if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
     const c = { node: node.id, score, eliminated, count: l.count }
-    if (lastResort) avoided = c
+    if (lastResort) avoided.push(c)
     if (explain) scored.push(c)
     else if (eliminated === null && (best === null || before(c, best))) best = c
   }
-  if (avoided && !(explain ? scored.some((c) => c.eliminated === null) : best)) {
-    avoided.eliminated = null
-    best = avoided
+  if (avoided.length > 0 && !(explain ? scored.some((c) => c.eliminated === null) : best)) {
+    for (const c of avoided) {
+      c.eliminated = null
+      if (best === null || before(c, best)) best = c
+    }
   }
   if (!explain) return best ? [{ node: best.node, score: best.score, eliminated: null }] : []
   scored.sort(

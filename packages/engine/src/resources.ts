@@ -426,8 +426,17 @@ function handleFailure(
   const policy = policyOf(ctx.spec, spec)
   r.handledFailure = key
   const node = r.node as string
+  // Restarts in place (restart, reboot-vm, reset-vm) count on this node only: a resource that
+  // moved starts its ladder over on its new node (rgmanager restarts in place first after a
+  // relocation; ApplicationHA counts per system). Relocations count on every node, which bounds a
+  // resource failing everywhere.
   const countAt = (step: number) =>
-    r.failures.filter((f) => f.step === step && ctx.now - f.at < policy.windowMs).length
+    r.failures.filter(
+      (f) =>
+        f.step === step &&
+        ctx.now - f.at < policy.windowMs &&
+        (policy.ladder[step] === 'relocate' || (f.node ?? node) === node),
+    ).length
   while (r.step < policy.ladder.length && countAt(r.step) >= policy.maxRestarts) r.step++
   if (r.step >= policy.ladder.length) {
     block(
@@ -452,7 +461,7 @@ function handleFailure(
     return
   }
   g.restarts.push(ctx.now)
-  r.failures.push({ at: ctx.now, step: r.step })
+  r.failures.push({ at: ctx.now, step: r.step, node })
   const step = policy.ladder[r.step] as string
   const decision = ctx.record({
     kind: step === 'relocate' ? 'stop' : step === 'restart' ? 'restart' : 'recover-vm',
@@ -951,6 +960,8 @@ export function actionOutcome(
       } else if (targetIsSelf) {
         r.observed[p.node] = { state: 'running', at: ctx.now, reason: `${p.type} succeeded` }
         r.avoid = null
+        // Started (not restarted): placed anew, its ladder starts over on this node.
+        if (p.type === 'start') r.step = 0
         r.guest = null // a (re)started vm's guest detector re-arms with its first heartbeat
         setPhase(ctx, spec.id, r, 'running', `${p.type} on ${p.node} succeeded`, `action.${p.type}`)
       }
@@ -996,7 +1007,7 @@ export function actionOutcome(
       r.handledFailure = null
       return
     }
-    r.failures.push({ at: ctx.now, step: r.step })
+    r.failures.push({ at: ctx.now, step: r.step, node: p.node })
     if (p.type === 'start' && targetIsSelf) {
       // A failed or timed-out start leaves the resource in an unknown state there: stop it (the
       // force operation) before anything starts elsewhere; if that stop fails, the node is fenced.

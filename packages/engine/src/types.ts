@@ -122,7 +122,11 @@ export interface ResourceState {
   phaseSince: number
   observed: Record<string, { state: ObservedState; at: number; reason?: string }>
   /** Failure times and the ladder step each was handled at; decay after failureTimeoutMs. */
-  failures: { at: number; step: number }[]
+  /**
+   * Failures counted by the ladder: when, at which step, on which node (absent in states saved
+   * before the ladder counted per node). In-place steps count only the current node's.
+   */
+  failures: { at: number; step: number; node?: string }[]
   step: number
   /** Key of the failure already acted upon ("failed@<time>", "hang@<time>"): one failure acts once. */
   handledFailure: string | null
