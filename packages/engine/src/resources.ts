@@ -5,6 +5,7 @@ import { addLoad, bestNode, candidatesFor } from './placement.js'
 import { policyOf, type ResourceSpec } from './spec.js'
 import type {
   Candidate,
+  NodeState,
   ObservedState,
   PendingAction,
   ResourceActionType,
@@ -164,6 +165,7 @@ function steady(r: ResourceState): boolean {
     r.pending === null &&
     r.relocating === null &&
     r.move === null &&
+    (r.failbackDue ?? null) === null &&
     r.failures.length === 0 &&
     r.maintenance === null &&
     r.guest === null &&
@@ -570,8 +572,11 @@ function relocateForMove(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
  * (stickiness 100 against a preference of 10 keeps it where it is; a preference of 200 does not).
  */
 function failback(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
-  if (!r.node || !ctx.nodeBecameAvailable) return
-  const here = (spec.preferred[r.node] ?? 0) + policyOf(ctx.spec, spec).stickiness
+  const due = r.failbackDue ?? null
+  if (!r.node || !(ctx.nodeBecameAvailable || (due !== null && ctx.now >= due))) return
+  r.failbackDue = null
+  const policy = policyOf(ctx.spec, spec)
+  const here = (spec.preferred[r.node] ?? 0) + policy.stickiness
   const better = Object.entries(spec.preferred)
     .filter(
       ([node, score]) => node !== r.node && score > here && ctx.state.nodes[node]?.condition === 'healthy',
@@ -580,6 +585,20 @@ function failback(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void 
   for (const [node, score] of better) {
     const candidate = candidatesFor(ctx, spec).find((c) => c.node === node)
     if (!candidate || candidate.eliminated) continue
+    const stableAt = (ctx.state.nodes[node] as NodeState).conditionSince + policy.failbackStableMs
+    if (ctx.now < stableAt) {
+      // Not yet: looked at again once the node has been healthy long enough (if it still is).
+      if (due === null)
+        ctx.record({
+          kind: 'refuse',
+          resource: spec.id,
+          node,
+          summary: `failback to ${node} waits until it has been healthy for ${policy.failbackStableMs / 1000} s`,
+          rule: 'placement.failback-wait',
+        })
+      r.failbackDue = stableAt
+      return
+    }
     const decision = ctx.record({
       kind: 'stop',
       resource: spec.id,

@@ -52,6 +52,11 @@ const policyFields = {
   actionMarginMs: ms,
   /** Bonus for staying where it runs, against moving to a higher-scored node (failback). */
   stickiness: z.number().int(),
+  /**
+   * A failback waits until the preferred node has been healthy this long: a host that flaps
+   * (back, down, back) never pulls its resources over and back each time.
+   */
+  failbackStableMs: ms,
 }
 
 /** Cluster-wide defaults, every field filled in. */
@@ -63,6 +68,7 @@ const resourcePolicySchema = z.strictObject({
   actionTimeoutMs: policyFields.actionTimeoutMs.default(30_000),
   actionMarginMs: policyFields.actionMarginMs.default(10_000),
   stickiness: policyFields.stickiness.default(100),
+  failbackStableMs: policyFields.failbackStableMs.default(30_000),
 })
 
 /** A resource's overrides: only the keys it sets replace the cluster defaults. */

@@ -136,6 +136,11 @@ export interface ResourceState {
   move: { node: string; until: number } | null
   /** A relocation in progress: dependents are stopped first, then this resource, then it is placed. */
   relocating: { why: string; rule: string; decision: string } | null
+  /**
+   * A failback waits for its node to be healthy for `failbackStableMs`: then (engine time) it is
+   * considered again; absent or null while none waits.
+   */
+  failbackDue?: number | null
   maintenance: Maintenance | null
   guest: PhiState | null
   correlationId: string | null
