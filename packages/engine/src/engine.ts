@@ -209,7 +209,15 @@ function apply(ctx: StepContext, input: Input): void {
     }
     case 'connectivity': {
       const n = ctx.state.nodes[input.node]
-      if (n) n.connectivity = { reachable: input.reachable, total: input.total, at: ctx.now }
+      if (!n) return
+      // A change of what the node reaches may make another node the better home of what runs there.
+      const changed = n.connectivity !== null && n.connectivity.reachable !== input.reachable
+      if (changed) {
+        ctx.dirtyNodes.add(input.node)
+        ctx.nodeBecameAvailable = true
+      }
+      const since = changed || !n.connectivity ? ctx.now : (n.connectivity.since ?? n.connectivity.at)
+      n.connectivity = { reachable: input.reachable, total: input.total, at: ctx.now, since }
       return
     }
     case 'power-state': {

@@ -576,37 +576,46 @@ function failback(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void 
   if (!r.node || !(ctx.nodeBecameAvailable || (due !== null && ctx.now >= due))) return
   r.failbackDue = null
   const policy = policyOf(ctx.spec, spec)
-  const here = (spec.preferred[r.node] ?? 0) + policy.stickiness
-  const better = Object.entries(spec.preferred)
-    .filter(
-      ([node, score]) => node !== r.node && score > here && ctx.state.nodes[node]?.condition === 'healthy',
+  const candidates = candidatesFor(ctx, spec)
+  // Where it runs, scored as any candidate (preference, connectivity, a degraded link) plus
+  // stickiness: only a node that beats that takes it.
+  const current = candidates.find((c) => c.node === r.node)
+  const hereScore = current?.score ?? (spec.preferred[r.node] ?? 0) + policy.stickiness
+  const hereConnectivity = ctx.state.nodes[r.node]?.connectivity
+  for (const candidate of candidates) {
+    if (candidate.eliminated || candidate.node === r.node || candidate.score <= hereScore) continue
+    const node = candidate.node
+    const score = candidate.score
+    const preferredOnly = (spec.preferred[node] ?? 0) > (spec.preferred[r.node] ?? 0) + policy.stickiness
+    // Stable first: the target healthy, and what made it better (the current node's lost ping
+    // targets), for failbackStableMs.
+    const since = Math.max(
+      (ctx.state.nodes[node] as NodeState).conditionSince,
+      preferredOnly ? 0 : (hereConnectivity?.since ?? hereConnectivity?.at ?? 0),
     )
-    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
-  for (const [node, score] of better) {
-    const candidate = candidatesFor(ctx, spec).find((c) => c.node === node)
-    if (!candidate || candidate.eliminated) continue
-    const stableAt = (ctx.state.nodes[node] as NodeState).conditionSince + policy.failbackStableMs
+    const stableAt = since + policy.failbackStableMs
+    const because = preferredOnly
+      ? `its preference ${score} beats staying on ${r.node} (${hereScore} with stickiness)`
+      : `it scores ${score} against ${hereScore} on ${r.node} with stickiness${hereConnectivity ? ` (${r.node} reaches ${hereConnectivity.reachable} of ${hereConnectivity.total} ping targets)` : ''}`
+    const why = `${preferredOnly ? 'failback' : 'moving'} to ${node}: ${because}`
     if (ctx.now < stableAt) {
-      // Not yet: looked at again once the node has been healthy long enough (if it still is).
+      // Not yet: looked at again once it has held that long (if it still does).
       if (due === null)
         ctx.record({
           kind: 'refuse',
           resource: spec.id,
           node,
-          summary: `failback to ${node} waits until it has been healthy for ${policy.failbackStableMs / 1000} s`,
+          summary: preferredOnly
+            ? `failback to ${node} waits until it has been healthy for ${policy.failbackStableMs / 1000} s`
+            : `moving to ${node} waits until this has held for ${policy.failbackStableMs / 1000} s: ${because}`,
           rule: 'placement.failback-wait',
         })
       r.failbackDue = stableAt
       return
     }
-    const decision = ctx.record({
-      kind: 'stop',
-      resource: spec.id,
-      node: r.node,
-      summary: `failback to ${node}: its preference ${score} beats staying on ${r.node} (${here} with stickiness)`,
-      rule: 'placement.failback',
-    })
-    r.relocating = { why: `failing back to ${node}`, rule: 'placement.failback', decision }
+    const rule = preferredOnly ? 'placement.failback' : 'placement.better-node'
+    const decision = ctx.record({ kind: 'stop', resource: spec.id, node: r.node, summary: why, rule })
+    r.relocating = { why: preferredOnly ? `failing back to ${node}` : `moving to ${node}`, rule, decision }
     progressRelocation(ctx, spec, r)
     return
   }

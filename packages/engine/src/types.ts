@@ -45,7 +45,13 @@ export interface NodeState {
   heard: boolean
   disk: PhiState
   /** Ping targets this node reaches (pingd-like), from its connectivity driver; null if none. */
-  connectivity: { reachable: number; total: number; at: number } | null
+  connectivity: {
+    reachable: number
+    total: number
+    at: number
+    /** Since when it has reached this many (absent in states saved before: treat as `at`). */
+    since?: number
+  } | null
   /** Resources this node's last complete inventory listed; null until it sends one. */
   inventory: string[] | null
   /** Latest report from this node of which peers it hears. */
