@@ -75,6 +75,21 @@ const badStarts: BadStart[] = [
     line: /c\.yaml:3:\d+: resources\.0\.kind: Invalid option/,
   },
   {
+    name: 'a cluster file whose dependencies can only deadlock',
+    setup: (d) =>
+      writeLines(d, 'c.yaml', [
+        'nodes: [{ id: n1 }]',
+        'resources:',
+        '  - id: web',
+        '    dependsOn: [db]',
+        '  - id: db',
+        '    dependsOn: [web]',
+      ]),
+    args: (d) => hub(d, '--cluster-file', join(d, 'c.yaml')),
+    code: 2,
+    line: /c\.yaml:4:5: resources\.0\.dependsOn: a dependency cycle \(web -> db -> web\)/,
+  },
+  {
     name: 'a cluster file that does not exist',
     args: (d) => hub(d, '--cluster-file', join(d, 'missing.yaml')),
     code: 2,

@@ -2,7 +2,6 @@ import { type ClusterSpec, checkClusterSpec, clusterSpecSchema } from '@vigil/en
 import {
   brokerAndLogFlags,
   brokerAuthFields,
-  ConfigError,
   type FlagSpec,
   loadConfigFile,
   logSectionSchema,
@@ -172,11 +171,10 @@ export function splitHostPort(value: string): { host: string; port: number } {
 
 /** Loads and checks the engine's cluster definition; problems name the file, line and key. */
 export function loadClusterSpec(file: string): ClusterSpec {
-  const spec = loadConfigFile(clusterSpecSchema, file)
-  const problems = checkClusterSpec(spec)
-  if (problems.length > 0)
-    throw new ConfigError(
-      problems.map((p) => ({ key: p.split(':')[0] ?? '', message: p.slice(p.indexOf(':') + 2), file })),
-    )
-  return spec
+  return loadConfigFile(clusterSpecSchema, file, [], (spec) =>
+    checkClusterSpec(spec).map((p) => ({
+      path: (p.split(':')[0] ?? '').split('.'),
+      message: p.slice(p.indexOf(':') + 2),
+    })),
+  )
 }

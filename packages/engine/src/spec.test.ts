@@ -79,3 +79,63 @@ describe('cluster spec', () => {
     ])
   })
 })
+
+describe('a cluster file whose resources could never run is refused', () => {
+  const nodes = [{ id: 'n1' }, { id: 'n2' }]
+  test.each([
+    {
+      what: 'a dependency cycle',
+      resources: [
+        { id: 'web', dependsOn: ['db'] },
+        { id: 'db', dependsOn: ['web'] },
+      ],
+      problem: 'resources.0.dependsOn: a dependency cycle (web -> db -> web)',
+    },
+    {
+      what: 'a resource depending on itself',
+      resources: [{ id: 'web', dependsOn: ['web'] }],
+      problem: 'resources.0.dependsOn: a dependency cycle (web -> web)',
+    },
+    {
+      what: 'a cycle through a guest-app and its vm',
+      resources: [
+        { id: 'vm1', kind: 'vm', dependsOn: ['app'] },
+        { id: 'app', kind: 'guest-app', vm: 'vm1' },
+      ],
+      problem: 'resources.0.dependsOn: a dependency cycle (vm1 -> app -> vm1)',
+    },
+    {
+      what: 'a colocation on nodes the two do not share',
+      resources: [
+        { id: 'app', colocate: true, dependsOn: ['cache'], allowedNodes: ['n1'] },
+        { id: 'cache', allowedNodes: ['n2'] },
+      ],
+      problem: 'resources.0.colocate: app must run on the node of cache, but their allowedNodes share none',
+    },
+    {
+      what: 'a colocation with a resource it must never run with',
+      resources: [
+        { id: 'app', colocate: true, dependsOn: ['cache'], antiAffinity: ['cache'] },
+        { id: 'cache' },
+      ],
+      problem: 'resources.0.antiAffinity: app must run on the node of cache (colocate) and never with it',
+    },
+  ])('$what', ({ resources, problem }) => {
+    const spec = clusterSpecSchema.parse({ nodes, resources })
+    const problems = checkClusterSpec(spec)
+    expect(problems).toHaveLength(1)
+    expect(problems[0]).toContain(problem)
+  })
+
+  test('a chain without a cycle, and colocation on shared nodes, are fine', () => {
+    const spec = clusterSpecSchema.parse({
+      nodes,
+      resources: [
+        { id: 'db' },
+        { id: 'app', dependsOn: ['db'], colocate: true, allowedNodes: ['n1', 'n2'] },
+        { id: 'web', dependsOn: ['app', 'db'] },
+      ],
+    })
+    expect(checkClusterSpec(spec)).toEqual([])
+  })
+})

@@ -207,5 +207,59 @@ export function checkClusterSpec(spec: ClusterSpec): string[] {
     if (r.kind === 'guest-app' && (!r.vm || !resources.has(r.vm)))
       problems.push(`resources.${i}.vm: a guest-app needs the id of its vm resource`)
   })
+  problems.push(...unsatisfiable(spec))
+  return problems
+}
+
+/**
+ * Resources that could never run, whatever happens to the cluster: a dependency cycle (each waits
+ * for the other to run first), a colocation with a dependency on nodes they do not share, an
+ * anti-affinity with a resource it must be colocated with. Refused at load rather than found as a
+ * resource waiting for ever.
+ */
+function unsatisfiable(spec: ClusterSpec): string[] {
+  const problems: string[] = []
+  const byId = new Map(spec.resources.map((r, i) => [r.id, { r, i }]))
+  // What each resource waits for before it starts: its dependencies, and a guest-app its vm.
+  const waitsFor = (r: ResourceSpec) => [...r.dependsOn, ...(r.kind === 'guest-app' && r.vm ? [r.vm] : [])]
+  const state = new Map<string, 'visiting' | 'done'>()
+  const reported = new Set<string>()
+  const visit = (id: string, trail: string[]): void => {
+    if (state.get(id) === 'done' || !byId.has(id)) return
+    if (state.get(id) === 'visiting') {
+      const cycle = [...trail.slice(trail.indexOf(id)), id]
+      const key = [...new Set(cycle)].sort().join(',')
+      if (reported.has(key)) return
+      reported.add(key)
+      const first = byId.get(cycle[0] as string) as { i: number }
+      problems.push(
+        `resources.${first.i}.dependsOn: a dependency cycle (${cycle.join(' -> ')}): each waits for the next to run first, so none can ever start`,
+      )
+      return
+    }
+    state.set(id, 'visiting')
+    for (const dep of waitsFor((byId.get(id) as { r: ResourceSpec }).r)) visit(dep, [...trail, id])
+    state.set(id, 'done')
+  }
+  for (const r of spec.resources) visit(r.id, [])
+
+  const allNodes = spec.nodes.map((n) => n.id)
+  const allowed = (r: ResourceSpec) => new Set(r.allowedNodes ?? allNodes)
+  spec.resources.forEach((r, i) => {
+    if (!r.colocate) return
+    for (const dep of r.dependsOn) {
+      const other = byId.get(dep)?.r
+      if (!other) continue
+      const mine = allowed(r)
+      if (![...allowed(other)].some((n) => mine.has(n)))
+        problems.push(
+          `resources.${i}.colocate: ${r.id} must run on the node of ${dep}, but their allowedNodes share none`,
+        )
+      if (r.antiAffinity.includes(dep) || other.antiAffinity.includes(r.id))
+        problems.push(
+          `resources.${i}.antiAffinity: ${r.id} must run on the node of ${dep} (colocate) and never with it (antiAffinity)`,
+        )
+    }
+  })
   return problems
 }
