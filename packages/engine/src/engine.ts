@@ -380,7 +380,10 @@ function rearmDetectors(ctx: StepContext, heardAgoMs: Record<string, number> | n
     n.hears = null
     n.silentSince = null
   }
-  for (const r of Object.values(ctx.state.resources)) if (r.guest) r.guest = { ...r.guest, lastAt: ctx.now }
+  for (const r of Object.values(ctx.state.resources)) {
+    if (r.guest) r.guest = { ...r.guest, lastAt: ctx.now }
+    if (r.bootWaitFrom != null) r.bootWaitFrom = ctx.now // the hub's silence is not the guest's
+  }
 }
 
 function operator(ctx: StepContext, op: OperatorOp): void {

@@ -142,10 +142,17 @@ function unmanaged(ctx: StepContext, spec: ResourceSpec, r: ResourceState): bool
  * once it is healthy again, the silence counts from then (found by the chaos run: the hub cut from
  * the vm's host for 3-4 s, or a burst of loss stalling its connection, reset a healthy guest).
  */
-function guestHung(ctx: StepContext, r: ResourceState): boolean {
-  if (!r.guest || r.node === null) return false
+function guestHung(ctx: StepContext, r: ResourceState, spec: ResourceSpec): boolean {
+  if (r.node === null) return false
   const host = ctx.state.nodes[r.node]
   if (host?.condition !== 'healthy') return false
+  if (!r.guest) {
+    // Never heard since it booted: hung once its boot allowance is over (counted from when the
+    // host was last heard healthy too, so a host's or the hub's own silence does not count).
+    const from = r.bootWaitFrom ?? null
+    if (from === null || spec.bootAllowanceMs === undefined) return false
+    return ctx.now - Math.max(from, host.conditionSince) >= spec.bootAllowanceMs
+  }
   const guest =
     r.guest.lastAt !== null && r.guest.lastAt < host.conditionSince
       ? { ...r.guest, lastAt: host.conditionSince }
@@ -169,6 +176,7 @@ function steady(r: ResourceState): boolean {
     r.failures.length === 0 &&
     r.maintenance === null &&
     r.guest === null &&
+    (r.bootWaitFrom ?? null) === null &&
     !hasCopyElsewhere(r)
   )
 }
@@ -397,7 +405,7 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
   if (r.node) {
     const o = r.observed[r.node]
     if (!o) return
-    const hung = spec.kind === 'vm' && o.state === 'running' && guestHung(ctx, r)
+    const hung = spec.kind === 'vm' && o.state === 'running' && guestHung(ctx, r, spec)
     if (o.state === 'running' && !hung) {
       setPhase(ctx, spec.id, r, 'running', `running on ${r.node}`, 'observed.running')
       if (ctx.node(r.node).evacuating) evacuate(ctx, spec, r)
@@ -405,10 +413,16 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
       else failback(ctx, spec, r)
       return
     }
-    const key = hung ? `hang@${r.guest?.lastAt}` : `${o.state}@${o.at}`
+    const key = hung
+      ? r.guest
+        ? `hang@${r.guest.lastAt}`
+        : `boot-hang@${r.bootWaitFrom}`
+      : `${o.state}@${o.at}`
     if (r.handledFailure !== key) {
       const reason = hung
-        ? 'guest heartbeat stalled (guest hung)'
+        ? r.guest
+          ? 'guest heartbeat stalled (guest hung)'
+          : `no guest heartbeat within its boot allowance (${(spec.bootAllowanceMs ?? 0) / 1000} s): hung while booting`
         : `${o.state} on ${r.node}${o.reason ? ` (${o.reason})` : ''}`
       handleFailure(ctx, spec, r, reason, key, hung ? 'hung' : o.state)
     }
@@ -981,6 +995,7 @@ export function actionOutcome(
     if (ok) {
       if (p.type === 'stop') {
         r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: 'stopped by Vigil' }
+        r.bootWaitFrom = null
         if (p.afterStop === 'place') {
           r.node = null
           r.phase = 'recovering'
@@ -991,6 +1006,7 @@ export function actionOutcome(
         // Started (not restarted): placed anew, its ladder starts over on this node.
         if (p.type === 'start') r.step = 0
         r.guest = null // a (re)started vm's guest detector re-arms with its first heartbeat
+        if (spec.kind === 'vm' && spec.bootAllowanceMs !== undefined) r.bootWaitFrom = ctx.now
         setPhase(ctx, spec.id, r, 'running', `${p.type} on ${p.node} succeeded`, `action.${p.type}`)
       }
       return
@@ -1079,6 +1095,7 @@ export function applyResourceState(
 export function applyGuestHeartbeat(ctx: StepContext, resource: string): void {
   const r = ctx.state.resources[resource]
   if (!r) return
+  r.bootWaitFrom = null
   r.guest = recordArrival(
     r.guest ?? emptyPhi(),
     ctx.now,

@@ -97,6 +97,12 @@ export const resourceSpecSchema = z.strictObject({
   unmanaged: z.boolean().default(false),
   /** A vm that may be live-migrated (evacuation for maintenance moves it without downtime). */
   liveMigrate: z.boolean().default(false),
+  /**
+   * A vm whose guest agent sends heartbeats: none within this long after the vm started (or was
+   * reset) means its guest hung while booting, handled as a hung guest (reset, then the ladder).
+   * Unset: the guest heartbeat is watched only once it has begun.
+   */
+  bootAllowanceMs: ms.optional(),
 })
 export type ResourceSpec = z.output<typeof resourceSpecSchema>
 

@@ -147,6 +147,8 @@ export interface ResourceState {
    * considered again; absent or null while none waits.
    */
   failbackDue?: number | null
+  /** A vm with a boot allowance started then and its guest has not spoken yet; null otherwise. */
+  bootWaitFrom?: number | null
   maintenance: Maintenance | null
   guest: PhiState | null
   correlationId: string | null

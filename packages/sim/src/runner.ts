@@ -48,6 +48,8 @@ export class Simulation {
   private hubDownUntil: number | null = null
   /** The hub is frozen rather than down: what agents send meanwhile waits for it (queued). */
   private hubFrozenSince: number | null = null
+  /** Vms whose guest hangs at boot, before its agent sends anything. */
+  private readonly bootHangs = new Set<string>()
   private queuedWhileFrozen: Input[] = []
   /** Times at which to keep a copy of the engine state (a hub-restart's persisted state). */
   private snapshotTimes: number[] = []
@@ -380,7 +382,11 @@ export class Simulation {
         if (this.resourceSpec(a.resource).kind === 'vm') this.dropGuestApps(a.resource)
       } else {
         const boot = this.resourceSpec(a.resource).kind === 'vm' ? delays.guestBootMs : 0
-        byHost.set(host, { state: 'running', hung: false, bootedAt: this.now + boot })
+        byHost.set(host, {
+          state: 'running',
+          hung: this.bootHangs.has(a.resource),
+          bootedAt: this.now + boot,
+        })
         if (this.resourceSpec(a.resource).kind === 'vm') this.bootGuestApps(a.resource)
       }
       this.write('world', `${a.type} ${a.resource} on ${host}: done`)
@@ -593,6 +599,12 @@ export class Simulation {
         if (host) this.instances.get(a as string)?.delete(host)
         break
       }
+      case 'guest-boot-hang':
+        this.bootHangs.add(a as string)
+        break
+      case 'guest-boot-ok':
+        this.bootHangs.delete(a as string)
+        break
       case 'guest-hang':
       case 'guest-resume': {
         const i = inst(a as string)

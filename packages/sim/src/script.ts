@@ -5,6 +5,7 @@
  *   partition N hub | partition N all | partition N M | heal N [hub|all|M] | loss N <percent>
  *   disk-hang N | disk-ok N
  *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
+ *   guest-boot-hang VM | guest-boot-ok VM (its next boots hang before the guest agent starts, or not)
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | migrate R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
@@ -36,6 +37,8 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'app-stop': [1, 2],
   'guest-hang': [1, 1],
   'guest-resume': [1, 1],
+  'guest-boot-hang': [1, 1],
+  'guest-boot-ok': [1, 1],
   'vm-pause': [1, 1],
   'vm-resume': [1, 1],
   device: [2, 2],
