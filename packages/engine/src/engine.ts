@@ -181,6 +181,9 @@ function apply(ctx: StepContext, input: Input): void {
       for (const id of listed) applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState)
       for (const id of n.inventory ?? [])
         if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
+      // A complete inventory answers for what it was asked about, listed or not.
+      for (const id of Object.keys(n.askedFor ?? {}))
+        if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
       n.inventory = listed
       return
     }

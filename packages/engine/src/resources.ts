@@ -43,6 +43,8 @@ export function mayRunOn(ctx: StepContext, spec: ResourceSpec, nodeId: string): 
   if (r.pending && r.pending.node === nodeId && STARTS.has(r.pending.type))
     return `a ${r.pending.type} is in flight there`
   const o = r.observed[nodeId]
+  if (n.askedFor?.[spec.id] !== undefined)
+    return 'a live migration to it was cut off: waiting for its agent to say whether it runs there'
   if (o?.state === 'stopped') return null
   // A healthy node's complete inventory not listing it means stopped.
   if (!o && n.inventory !== null && n.condition === 'healthy') return null
@@ -982,6 +984,10 @@ export function actionOutcome(
       // Still running where it was: fall back to stop and start elsewhere. Unless its source was
       // fenced under it: then it runs nowhere, and the fenced node's recovery places it.
       const fenced = ctx.state.nodes[p.node]?.fence.phase === 'confirmed'
+      // The target may have taken the vm over before the end (the switchover is its last step):
+      // nothing starts anywhere until its agent has said whether it runs it.
+      const target = p.to ? ctx.state.nodes[p.to] : undefined
+      if (target) target.askedFor = { ...(target.askedFor ?? {}), [spec.id]: ctx.now }
       const decision = ctx.record({
         kind: 'refuse',
         resource: spec.id,
@@ -1086,6 +1092,12 @@ export function applyResourceState(
 ): void {
   const r = ctx.state.resources[resource]
   if (!r) return
+  const n = ctx.state.nodes[node]
+  if (n?.askedFor?.[resource] !== undefined) {
+    // The answer a cut-off migration waited for, even if nothing changed.
+    delete n.askedFor[resource]
+    ctx.touched.add(resource)
+  }
   const prev = r.observed[node]
   if (prev && prev.state === state) return // unchanged: keep the time it entered this state
   r.observed[node] = reason ? { state, at: ctx.now, reason } : { state, at: ctx.now }

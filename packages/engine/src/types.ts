@@ -59,6 +59,12 @@ export interface NodeState {
   power: { state: 'on' | 'off' | 'unknown'; at: number; device: string | null }
   condition: NodeCondition
   conditionSince: number
+  /**
+   * Resources this node must report on before they start anywhere (it was the target of their
+   * live migration, which was cut off: it may have taken them over), with since when. Any report
+   * of the resource from this node, or its complete inventory, answers.
+   */
+  askedFor?: Record<string, number>
   /** When every channel was first seen silent (null while any channel hears it). */
   silentSince: number | null
   health: HealthState
