@@ -185,13 +185,22 @@ async function webRunsOnB(g: GroupLab): Promise<void> {
         .catch(() => [])
       report.push(...ds.map((d) => `  ${d}`))
     }
-    for (const [name, agent] of g.agents)
+    for (const [name, agent] of g.agents) {
+      let alive = true
+      try {
+        process.kill(agent.pid, 0)
+      } catch {
+        alive = false
+      }
       report.push(
-        `${name}: ${agent.lines
+        `${name} (pid ${agent.pid}, ${alive ? 'alive' : 'gone'}): ${agent.lines
           .slice(-8)
           .map((l) => `${l.msg ?? ''} ${JSON.stringify(l.err ?? l.reason ?? '')}`)
           .join(' | ')}`,
+        `  stderr: ${agent.stderr.join('').slice(-400)}`,
       )
+    }
+    report.push(`bmc power log: ${JSON.stringify(g.bmc.powerLog())}`)
     throw new Error(report.join('\n'))
   })
 }
