@@ -298,6 +298,17 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
     )
       actionOutcome(ctx, p.actionId, true, undefined, `seen running on ${p.to} and stopped on ${p.node}`)
   }
+  // A live migration's target fenced under it: the migration cannot finish, and the vm is where
+  // it was. Settled now rather than at the source's answer (a migration may take minutes).
+  if (
+    r.pending?.type === 'migrate' &&
+    r.pending.to &&
+    ctx.state.nodes[r.pending.to]?.fence.phase === 'confirmed'
+  )
+    actionOutcome(ctx, r.pending.actionId, false, {
+      kind: 'transient',
+      message: `its target ${r.pending.to} was fenced during the migration`,
+    })
   // Its node was fenced under the action: powered off, so nothing runs there and no result will
   // come. Waiting for the action's deadline would only lengthen the outage.
   if (r.pending && ctx.state.nodes[r.pending.node]?.fence.phase === 'confirmed') {
@@ -988,6 +999,28 @@ export function actionOutcome(
       // nothing starts anywhere until its agent has said whether it runs it.
       const target = p.to ? ctx.state.nodes[p.to] : undefined
       if (target) target.askedFor = { ...(target.askedFor ?? {}), [spec.id]: ctx.now }
+      // Its target gone (dead, fenced): the vm still runs on its source, which is where a stop
+      // and start would put it again. It stays, running, rather than be cold-booted in place.
+      const targetGone =
+        target !== undefined && (target.condition !== 'healthy' || target.fence.phase !== 'idle')
+      if (!fenced && targetGone && r.observed[p.node]?.state === 'running') {
+        ctx.record({
+          kind: 'refuse',
+          resource: spec.id,
+          node: p.node,
+          summary: `live migration to ${p.to} failed (${error?.message ?? 'failed'}): ${p.to} is ${target.condition}, so it stays running on ${p.node}`,
+          rule: 'action.migrate-failed',
+        })
+        setPhase(
+          ctx,
+          spec.id,
+          r,
+          'running',
+          `stays on ${p.node}: its migration target ${p.to} is gone`,
+          'action.migrate-failed',
+        )
+        return
+      }
       const decision = ctx.record({
         kind: 'refuse',
         resource: spec.id,
