@@ -1,8 +1,9 @@
 // The demo: a hub with its embedded broker and SQLite, plus an agent watching this machine.
 // Prints the URLs once this machine shows up online with its facts; Ctrl-C stops both.
-//   node scripts/demo.mjs [--http 127.0.0.1:7470] [--mqtt 127.0.0.1:7483] [--check]
-// --check exits 0 as soon as the demo is up (or 1 after 10 s), for tests and CI.
-import { spawn } from 'node:child_process'
+//   node scripts/demo.mjs [--build] [--http 127.0.0.1:7470] [--mqtt 127.0.0.1:7483] [--check]
+// --build builds first (what `pnpm demo` does), quietly: Turborepo's output is shown only if the
+// build fails. --check exits 0 as soon as the demo is up (or 1 after 10 s), for tests and CI.
+import { spawn, spawnSync } from 'node:child_process'
 import { createWriteStream, existsSync, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -13,12 +14,30 @@ const { values } = parseArgs({
     mqtt: { type: 'string', default: '127.0.0.1:7483' },
     dir: { type: 'string', default: '.vigil-demo' },
     check: { type: 'boolean', default: false },
+    build: { type: 'boolean', default: false },
+    'skip-build': { type: 'boolean', default: false },
   },
 })
 const root = new URL('..', import.meta.url).pathname
 const vigil = join(root, 'apps/cli/bin/vigil.js')
 const dir = resolve(root, values.dir)
 mkdirSync(dir, { recursive: true })
+
+// --skip-build: already built (the test of `pnpm demo` itself runs inside a build).
+if (values.build && !values['skip-build']) {
+  console.log('Building Vigil (the first time takes about a minute)...')
+  const build = spawnSync('pnpm', ['exec', 'turbo', 'run', 'build', '--output-logs=errors-only'], {
+    cwd: root,
+    encoding: 'utf8',
+    // No third-party banner on a first run (Turborepo's telemetry notice).
+    env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' },
+  })
+  if (build.status !== 0) {
+    process.stderr.write(`${build.stdout}${build.stderr}`)
+    console.error('demo: the build failed (above)')
+    process.exit(1)
+  }
+}
 
 const children = []
 function start(name, args) {

@@ -38,3 +38,46 @@ test('the demo brings this machine online with its facts and metrics', async () 
     dir.remove()
   }
 })
+
+// `pnpm demo` as a user runs it, ended with Ctrl-C (SIGINT to its whole process group, as a
+// terminal sends it): it exits 0, with no pnpm "ELIFECYCLE Command failed" and no stack trace.
+test('Ctrl-C ends `pnpm demo` with exit 0 and nothing alarming', async () => {
+  const dir = tempDir('demo-ctrl-c')
+  try {
+    const [http, mqtt] = [await freePort(), await freePort()]
+    const child = spawn(
+      'pnpm',
+      [
+        'demo',
+        '--skip-build',
+        '--http',
+        `127.0.0.1:${http}`,
+        '--mqtt',
+        `127.0.0.1:${mqtt}`,
+        '--dir',
+        dir.path,
+      ],
+      {
+        cwd: join(import.meta.dirname, '../..'),
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    let out = ''
+    const collect = (d: string) => {
+      out += d
+    }
+    child.stdout.setEncoding('utf8').on('data', collect)
+    child.stderr.setEncoding('utf8').on('data', collect)
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)))
+    const until = Date.now() + 30_000
+    while (!out.includes('Ctrl-C stops the demo.') && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 100))
+    expect(out).toContain('Ctrl-C stops the demo.')
+    process.kill(-(child.pid as number), 'SIGINT')
+    expect(await exited).toBe(0)
+    expect(out).not.toMatch(/ELIFECYCLE|Command failed|^\s+at /m)
+  } finally {
+    dir.remove()
+  }
+})
