@@ -188,6 +188,9 @@ describe.sequential('a real failover, as an operator sees it', () => {
     await expect
       .poll(() => page.locator('#nodes tr[data-node="node-b"] .condition').textContent())
       .toBe('healthy')
+    // The hub itself: alone (no hub group), and every part of it up.
+    expect(await page.locator('#hub-role').textContent()).toBe('alone')
+    await expect.poll(() => page.locator('#hub-health').textContent(), { timeout: 20_000 }).toBe('ready')
     expect(errors).toEqual([])
   })
 

@@ -21,6 +21,8 @@ export const STATUS_HTML = `<!doctype html>
 <header>
   <h1>Vigil</h1>
   <span id="cluster"></span>
+  <span id="hub-role" class="pill unknown" title="this hub: alone, or its role in its hub group">-</span>
+  <span id="hub-health" class="pill unknown" title="/readyz: every part of this hub up">-</span>
   <span id="feed" class="pill unknown" title="live feed">connecting</span>
   <span id="updated"></span>
 </header>
@@ -145,10 +147,19 @@ $('#decisions').addEventListener('click', (ev) => {
   renderDecisions()
 })
 async function refresh() {
-  const [info, nodes, resources, recent, fence, plan] = await Promise.all([
+  const [info, nodes, resources, recent, fence, plan, group, ready] = await Promise.all([
     get('/api'), get('/api/nodes'), get('/api/resources'), get('/api/decisions?limit=50'), get('/api/fence'), get('/api/plan'),
+    get('/api/group'), fetch('/readyz').then((r) => r.json()).catch(() => null),
   ])
   $('#cluster').textContent = 'cluster ' + info.cluster + ' - hub ' + info.name + ' (epoch ' + info.epoch + ')'
+  // Who acts, and whether this hub can: the first two questions at 3 a.m.
+  const role = group.enabled ? group.role : 'alone'
+  $('#hub-role').textContent = role
+  $('#hub-role').className = 'pill ' + (role === 'leader' || role === 'alone' ? 'ok' : role === 'standby' ? 'unknown' : 'bad')
+  const isReady = ready !== null && ready.status === 'ready'
+  $('#hub-health').textContent = isReady ? 'ready' : 'not ready'
+  $('#hub-health').className = 'pill ' + (isReady ? 'ok' : 'bad')
+  $('#hub-health').title = isReady ? 'every part of this hub is up' : (ready ? ready.reasons.join('; ') : '/readyz did not answer')
   const ns = nodes.nodes
   const rs = resources.resources
   const count = (xs, f) => xs.filter(f).length

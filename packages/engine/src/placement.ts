@@ -71,11 +71,14 @@ export function candidatesFor(
   const conflicting = [...resource.antiAffinity, ...ctx.antiAffinityFrom(resource.id)]
   let best: (Candidate & { count: number }) | null = null
   const avoided: (Candidate & { count: number })[] = []
-  const window = policyOf(ctx.spec, resource)
+  const ladderPolicy = policyOf(ctx.spec, resource)
   const relocatedFrom = (state: NonNullable<typeof r>, nodeId: string) =>
     state.avoid === nodeId ||
     state.failures.some(
-      (f) => f.node === nodeId && window.ladder[f.step] === 'relocate' && ctx.now - f.at < window.windowMs,
+      (f) =>
+        f.node === nodeId &&
+        ladderPolicy.ladder[f.step] === 'relocate' &&
+        ctx.now - f.at < ladderPolicy.windowMs,
     )
   const scored: (Candidate & { count: number })[] = []
   const states = ctx.nodeStates()
