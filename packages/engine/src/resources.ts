@@ -1046,7 +1046,10 @@ export function actionOutcome(
         if (p.type === 'start') r.step = 0
         r.guest = null // a (re)started vm's guest detector re-arms with its first heartbeat
         if (spec.kind === 'vm' && spec.bootAllowanceMs !== undefined) r.bootWaitFrom = ctx.now
+        if (spec.kind === 'vm') forgetGuestApps(ctx, spec.id)
         setPhase(ctx, spec.id, r, 'running', `${p.type} on ${p.node} succeeded`, `action.${p.type}`)
+      } else if (spec.vm && (p.type === 'reboot-vm' || p.type === 'reset-vm')) {
+        forgetGuestApps(ctx, spec.vm)
       }
       return
     }
@@ -1113,6 +1116,20 @@ export function actionOutcome(
       block(ctx, spec, r, `${r.failures.length} failed actions in the window`, 'ladder.exhausted')
     }
     return
+  }
+}
+
+/**
+ * A vm (re)booted: what its guest agent said about the applications inside is from before, and an
+ * application is running again only once the new guest says so (it may still be booting).
+ */
+function forgetGuestApps(ctx: StepContext, vmId: string): void {
+  for (const app of ctx.resourceSpecs) {
+    if (app.kind !== 'guest-app' || app.vm !== vmId) continue
+    const r = ctx.state.resources[app.id]
+    if (r?.observed[vmId] === undefined) continue
+    delete r.observed[vmId]
+    ctx.touched.add(app.id)
   }
 }
 
