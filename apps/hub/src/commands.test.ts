@@ -6,7 +6,7 @@ import { createLogger, VigilError } from '@vigil/kit'
 import type { CommandResult } from '@vigil/protocol'
 import { afterEach, beforeEach, expect, test, vi } from 'vitest'
 import { CommandDispatcher, type LateResult } from './commands.js'
-import { HubMetrics } from './metrics.js'
+import { emptyHubMetrics } from './metrics.test-helper.js'
 import { HubStore } from './store.js'
 
 const dirs: string[] = []
@@ -26,14 +26,7 @@ function setup() {
   const store = new HubStore(join(dir, 'hub.sqlite'))
   const { privateKey } = generateKeyPairSync('ed25519')
   const published: string[] = []
-  const metrics = new HubMetrics({
-    nodeStates: () => new Map(),
-    nodes: () => [],
-    brokerClients: () => 0,
-    group: () => null,
-    parts: () => [],
-    epoch: () => 1,
-  })
+  const metrics = emptyHubMetrics()
   const make = () =>
     new CommandDispatcher(
       {
@@ -182,14 +175,7 @@ test('a standby refuses to command, naming why', async () => {
     },
     async () => {},
     store,
-    new HubMetrics({
-      nodeStates: () => new Map(),
-      nodes: () => [],
-      brokerClients: () => 0,
-      group: () => null,
-      parts: () => [],
-      epoch: () => 0,
-    }),
+    emptyHubMetrics(0),
     { wallMs: () => Date.now(), monoMs: () => Date.now() },
     createLogger('test', 'silent'),
   )

@@ -7,7 +7,7 @@ import { createLogger } from '@vigil/kit'
 import { afterEach, expect, test } from 'vitest'
 import type { CommandDispatcher } from './commands.js'
 import { EngineLoop } from './engine-loop.js'
-import { HubMetrics } from './metrics.js'
+import { emptyHubMetrics } from './metrics.test-helper.js'
 import { HubStore } from './store.js'
 import { DecisionTracer } from './tracing.js'
 
@@ -32,14 +32,7 @@ function setup(opts: { group?: { commit: () => Promise<boolean> } } = {}) {
     store,
     // A seam: no resources in this spec, so the engine never sends a command.
     commands: {} as CommandDispatcher,
-    metrics: new HubMetrics({
-      nodeStates: () => new Map(),
-      nodes: () => [],
-      brokerClients: () => 0,
-      group: () => null,
-      parts: () => [],
-      epoch: () => 1,
-    }),
+    metrics: emptyHubMetrics(),
     clock,
     log: createLogger('test', 'silent'),
     epoch: () => 1,

@@ -6,7 +6,7 @@ import { createLogger } from '@vigil/kit'
 import { encode, nodeTopic, type Observation } from '@vigil/protocol'
 import { afterEach, expect, test } from 'vitest'
 import { Ingest } from './ingest.js'
-import { HubMetrics } from './metrics.js'
+import { emptyHubMetrics } from './metrics.test-helper.js'
 import { NodeTable } from './nodes.js'
 import { type EventRow, HubStore } from './store.js'
 
@@ -26,14 +26,7 @@ function setup() {
     'c1',
     table,
     new HubStore(join(dir, 'hub.sqlite')),
-    new HubMetrics({
-      nodeStates: () => new Map(),
-      nodes: () => [],
-      brokerClients: () => 0,
-      group: () => null,
-      parts: () => [],
-      epoch: () => 1,
-    }),
+    emptyHubMetrics(),
     { wallMs: () => Date.now(), monoMs: () => performance.now() },
     createLogger('test', 'silent'),
     {
