@@ -65,7 +65,11 @@ async function startGroupLab(): Promise<GroupLab> {
   const bmc = await startBmc({ hostCtl, listen: lab.hubIp })
   cleanups.push(() => bmc.stop())
 
+  // The agents start after the hubs, each loading Node.js and its drivers: on a loaded CI machine
+  // that took longer than the default 10 s startup grace, and a node never heard within it is
+  // fenced by design. The grace is not what these tests are about.
   const clusterFile = writeLines(base, 'cluster.yaml', [
+    'detection: { startupGraceMs: 30000 }',
     'nodes:',
     '  - id: node-a',
     '  - id: node-b',
