@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 # bindfs, a FUSE view of a directory whose server a test stops to hang a filesystem for real, and
 # etcd, where a hub group keeps its leadership and safety-critical facts; systemd (for
 # systemd-analyze, which checks the shipped units) and util-linux (unshare, for a test's private
-# mount of a read-only or full file system under the hub's database).
+# mount of a read-only or full file system under the hub's database); Go with Debian's govmomi source,
+# to build VMware's vSphere API simulator (vcsim) for the vSphere drivers' tests.
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -30,6 +31,7 @@ APT_PACKAGES=(
   bindfs
   etcd-server etcd-client
   systemd util-linux
+  golang-go golang-github-vmware-govmomi-dev
 )
 
 missing=()
@@ -46,6 +48,9 @@ fi
 
 # The libvirt tests' bootable guest (a kernel from Debian's archive and a busybox initramfs).
 bash "$(dirname "$0")/guest-image.sh"
+
+# vcsim, the vSphere API simulator, with the tests' fault endpoints (packages/testbed/vcsim).
+bash "$(dirname "$0")/vcsim.sh"
 
 # netem's delay and jitter in user space, through an NFQUEUE (packages/testbed/native/netdelay.c).
 NETDELAY=packages/testbed/native/netdelay
