@@ -14,7 +14,9 @@ cd "$(dirname "$0")/.."
 # etcd, where a hub group keeps its leadership and safety-critical facts; systemd (for
 # systemd-analyze, which checks the shipped units) and util-linux (unshare, for a test's private
 # mount of a read-only or full file system under the hub's database); Go with Debian's govmomi source,
-# to build VMware's vSphere API simulator (vcsim) for the vSphere drivers' tests.
+# to build VMware's vSphere API simulator (vcsim) for the vSphere drivers' tests; python3-suds, the
+# SOAP library fence_vmware_soap runs on (fence-agents depends on it already; named here because the
+# fence-agents adapter's tests run that agent against vcsim).
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   openipmi ipmitool
@@ -32,6 +34,7 @@ APT_PACKAGES=(
   etcd-server etcd-client
   systemd util-linux
   golang-go golang-github-vmware-govmomi-dev
+  python3-suds
 )
 
 missing=()

@@ -5,6 +5,8 @@ import { nicDriver } from '@vigil/driver-nic'
 import { ocfDriver } from '@vigil/driver-ocf'
 import { pingDriver } from '@vigil/driver-ping'
 import { processDriver } from '@vigil/driver-process'
+import { vsphereHostDriver, vsphereVmDriver } from '@vigil/driver-vsphere'
+import { xlDriver } from '@vigil/driver-xl'
 import { z } from 'zod'
 
 /** The explicit registry: driver name -> factory. One line per driver folder. */
@@ -16,6 +18,9 @@ export const DRIVERS = {
   ocf: ocfDriver,
   ping: pingDriver,
   process: processDriver,
+  vsphere: vsphereVmDriver,
+  'vsphere-host': vsphereHostDriver,
+  xl: xlDriver,
 } as const
 
 export type DriverName = keyof typeof DRIVERS

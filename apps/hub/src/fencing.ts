@@ -12,6 +12,7 @@ import {
 import { libvirtDriver } from '@vigil/fence-libvirt'
 import { MeatwareDevice, meatwareDriver } from '@vigil/fence-meatware'
 import { sshDriver } from '@vigil/fence-ssh'
+import { vsphereFenceDriver } from '@vigil/fence-vsphere'
 import { type Clock, type Logger, toVigilError, VigilError } from '@vigil/kit'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { z } from 'zod'
@@ -26,6 +27,7 @@ export const FENCE_DRIVERS: Record<string, FenceDriverFactory> = {
   'fence-agents': fenceAgentsDriver,
   libvirt: libvirtDriver,
   meatware: meatwareDriver,
+  vsphere: vsphereFenceDriver,
 }
 
 const deviceId = z

@@ -111,15 +111,21 @@ export async function startVcsim(opts: { hosts?: number; vms?: number; tls?: boo
 
 /**
  * A BMC's `hostCtl` program (see startBmc) for a simulated ESX host: its power is the vcsim host's,
- * so an IPMI power-off through ipmi_sim powers the ESX host off in vCenter's eyes.
+ * so an IPMI power-off through ipmi_sim powers the ESX host off in vCenter's eyes. `pidFile` names
+ * a process that lives on that host (its Vigil agent, as in a service VM pinned to it): off kills it.
  */
-export function vcsimHostPowerControl(file: string, vcsim: Vcsim, host: string): string {
+export function vcsimHostPowerControl(file: string, vcsim: Vcsim, host: string, pidFile?: string): string {
+  const url = `${vcsim.base}/vigil/host?name=${encodeURIComponent(host)}&power=`
   writeFileSync(
     file,
     `#!/bin/sh
 case "$1" in
-  status) curl -sf -X POST '${vcsim.base}/vigil/host?name=${host}&power=status' ;;
-  on|off) curl -sf -X POST '${vcsim.base}/vigil/host?name=${host}&power='"$1" >/dev/null ;;
+  status) curl -sf -X POST '${url}status' ;;
+  on) curl -sf -X POST '${url}on' >/dev/null ;;
+  off)
+    curl -sf -X POST '${url}off' >/dev/null
+    ${pidFile ? `[ -s '${pidFile}' ] && kill -9 "$(cat '${pidFile}')" 2>/dev/null` : ''}
+    true ;;
 esac
 `,
   )

@@ -27,6 +27,9 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
+// extraHandlers are more endpoints on vcsim's port, registered by this package's other files.
+var extraHandlers = map[string]http.HandlerFunc{}
+
 var (
 	mu sync.Mutex
 	// Guests made hung, by VM moref value, with the boot time they were hung in.
@@ -65,6 +68,9 @@ func main() {
 	m.Service.ServeMux.HandleFunc("/vigil/host", hostFault)
 	m.Service.ServeMux.HandleFunc("/vigil/vm", vmFault)
 	m.Service.ServeMux.HandleFunc("/vigil/datastore", datastoreFault)
+	for pattern, handler := range extraHandlers {
+		m.Service.ServeMux.HandleFunc(pattern, handler)
+	}
 	s := m.Service.NewServer()
 	fmt.Println(s.URL.String())
 	go toolsLoop()
@@ -137,8 +143,12 @@ func hostFault(w http.ResponseWriter, r *http.Request) {
 		return
 	case "off", "on":
 		mu.Lock()
+		wasOff := poweredOff[ref]
 		poweredOff[ref] = power == "off"
 		mu.Unlock()
+		if power == "on" && !wasOff {
+			break // already on: nothing died
+		}
 		conn := types.HostSystemConnectionStateConnected
 		state := types.HostSystemPowerStatePoweredOn
 		vmConn := types.VirtualMachineConnectionStateConnected
@@ -213,11 +223,12 @@ func vmFault(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
+// bootTime is when the guest last powered on (vcsim updates the summary's copy on power-on).
 func bootTime(vm *simulator.VirtualMachine) interface{} {
-	if vm.Runtime.BootTime == nil {
+	if vm.Summary.Runtime.BootTime == nil {
 		return nil
 	}
-	return *vm.Runtime.BootTime
+	return *vm.Summary.Runtime.BootTime
 }
 
 // /vigil/datastore?name=D&accessible=false[&host=H]: the datastore as seen from one host (an APD
@@ -270,6 +281,25 @@ func datastoreFault(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
+// adopted reconciles a disconnected VM moved (relocated or registered) onto a host that answers,
+// as vCenter does once the new host reports it: connected, and powered off (it died with its old
+// host). vcsim itself keeps the stale state it had on the lost host.
+func adopted(vm *simulator.VirtualMachine) {
+	if vm.Runtime.Host == nil {
+		return
+	}
+	host, ok := simulator.Map.Get(*vm.Runtime.Host).(*simulator.HostSystem)
+	if !ok || host.Runtime.ConnectionState != types.HostSystemConnectionStateConnected {
+		return
+	}
+	simulator.Map.Update(vm, []types.PropertyChange{
+		{Name: "runtime.connectionState", Val: types.VirtualMachineConnectionStateConnected},
+		{Name: "summary.runtime.connectionState", Val: types.VirtualMachineConnectionStateConnected},
+		{Name: "runtime.powerState", Val: types.VirtualMachinePowerStatePoweredOff},
+		{Name: "summary.runtime.powerState", Val: types.VirtualMachinePowerStatePoweredOff},
+	})
+}
+
 // toolsLoop plays VMware Tools in every guest: running with a green heartbeat while the VM is on,
 // connected and not hung; red while hung; not running (gray) while it is off or suspended.
 func toolsLoop() {
@@ -294,6 +324,7 @@ func toolsLoop() {
 					mu.Unlock()
 				}
 				if vm.Runtime.ConnectionState != types.VirtualMachineConnectionStateConnected {
+					adopted(vm)
 					return // vCenter knows nothing new of a disconnected VM
 				}
 				if vm.Guest != nil && vm.Guest.ToolsRunningStatus == tools && vm.GuestHeartbeatStatus == beat {

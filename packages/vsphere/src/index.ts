@@ -15,8 +15,18 @@ export {
   VsphereError,
   type VsphereErrorKind,
   type XmlValue,
+  xsiType,
 } from './client.js'
-export { type DatastoreView, type HostView, readHost, readVm, type VmView } from './inventory.js'
+export {
+  type DatastoreView,
+  datastoreView,
+  type HostView,
+  hostView,
+  readDatastore,
+  readHost,
+  readVm,
+  type VmView,
+} from './inventory.js'
 
 /** How a vSphere driver reaches vCenter (or an ESX host): the keys every vSphere config shares. */
 export const vsphereConnectionFields = {

@@ -11,14 +11,15 @@ import {
 } from '@vigil/driver-kit'
 import { runCommand } from '@vigil/kit'
 import { z } from 'zod'
+import { libvirtUri } from './uri.js'
+
+export { LIBVIRT_DRIVERS, LIBVIRT_TRANSPORTS, libvirtUriProblem } from './uri.js'
 
 export const libvirtConfigSchema = z.strictObject({
   /** The libvirt domain (guest) name. */
   domain: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}$/, 'must be a libvirt domain name'),
-  uri: z
-    .string()
-    .regex(/^[a-z0-9+]+:\/\/[^\s]*$/, 'must be a libvirt URI such as qemu:///system')
-    .default('qemu:///system'),
+  /** The libvirt connection: qemu:///system (KVM), xen:///system (Xen through libvirt's libxl driver), ... */
+  uri: libvirtUri().default('qemu:///system'),
   /** stop asks the guest to shut down (ACPI), then destroys it after this long. */
   shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(60_000),
   /** Per virsh call. */
@@ -26,12 +27,10 @@ export const libvirtConfigSchema = z.strictObject({
   virsh: z.string().default('virsh'),
   /**
    * Where `migrate` sends the guest: a libvirt URI in which `{node}` is the target node's name in
-   * the cluster (the hub names it), e.g. qemu+ssh://{node}/system or qemu+tls://{node}.migration/system.
+   * the cluster (the hub names it), e.g. qemu+ssh://{node}/system or qemu+tls://{node}.migration/system
+   * (for Xen: xen+ssh://{node}/system).
    */
-  migrateUri: z
-    .string()
-    .regex(/^[a-z0-9+]+:\/\/[^\s]*$/, 'must be a libvirt URI, {node} standing for the target node')
-    .default('qemu+ssh://{node}/system'),
+  migrateUri: libvirtUri({ template: true }).default('qemu+ssh://{node}/system'),
   /**
    * QEMU's own migration stream address (virsh migrate --migrateuri), `{node}` as above, e.g.
    * tcp://{node}-storage: for a dedicated migration network. Default: libvirt picks the target's hostname.

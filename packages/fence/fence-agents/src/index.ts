@@ -46,8 +46,13 @@ export const fenceAgentsConfigSchema = z.strictObject({
 })
 export type FenceAgentsConfig = z.output<typeof fenceAgentsConfigSchema>
 
-/** The fence-agents library's own error messages (fencing.py), mapped to what Vigil may do next. */
-const UNREACHABLE = /Connection timed out|Connection lost|Unable to connect to|No route to host|refused/i
+/**
+ * The fence-agents library's own error messages (fencing.py), mapped to what Vigil may do next.
+ * Some agents (fence_vmware_soap) report every failed login as "Unable to connect/login", after a
+ * line with the cause: a refused connection or a timeout there is `unreachable`, not `auth`.
+ */
+const UNREACHABLE =
+  /Connection timed out|Connection lost|Unable to connect to|No route to host|Network is unreachable|refused|\btimed out\b/i
 const STILL_ON = /Timed out waiting to power OFF/i
 const REFUSED =
   /Unable to connect\/login|Unable to obtain correct plug status|Invalid password|Login denied|authentication/i
