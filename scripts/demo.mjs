@@ -1,10 +1,20 @@
-// The demo: a hub with its embedded broker and SQLite, plus an agent watching this machine.
-// Prints the URLs once this machine shows up online with its facts; Ctrl-C stops both.
-//   node scripts/demo.mjs [--build] [--http 127.0.0.1:7470] [--mqtt 127.0.0.1:7483] [--check]
+// The demo: a hub with its embedded broker and SQLite, and two agents on this machine as the two
+// nodes of one cluster (demo-a, demo-b) keeping something running: `web`, a small HTTP service, and
+// `report`, which depends on it. Prints the URLs and three things to try once both run; Ctrl-C
+// stops everything.
+//   node scripts/demo.mjs [--build] [--http 127.0.0.1:7470] [--mqtt 127.0.0.1:7483] [--web-port 7481] [--check]
 // --build builds first (what `pnpm demo` does), quietly: Turborepo's output is shown only if the
-// build fails. --check exits 0 as soon as the demo is up (or 1 after 10 s), for tests and CI.
+// build fails. --check exits 0 as soon as the demo is up (or 1 after 15 s), for tests and CI.
 import { spawn, spawnSync } from 'node:child_process'
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs'
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 
@@ -12,6 +22,7 @@ const { values } = parseArgs({
   options: {
     http: { type: 'string', default: '127.0.0.1:7470' },
     mqtt: { type: 'string', default: '127.0.0.1:7483' },
+    'web-port': { type: 'string', default: '7481' },
     dir: { type: 'string', default: '.vigil-demo' },
     check: { type: 'boolean', default: false },
     build: { type: 'boolean', default: false },
@@ -55,17 +66,60 @@ function start(name, args) {
   return child
 }
 
+/**
+ * The workload's processes, by the agents' pidfiles. An agent that stops leaves what it supervises
+ * running (an agent restart must not take the service down), so the demo ends them itself, and
+ * ends what a demo killed before it had left behind.
+ */
+function stopWorkload() {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.pid'))) {
+    const pid = Number(readFileSync(join(dir, file), 'utf8'))
+    try {
+      if (pid > 0) process.kill(pid, 'SIGTERM')
+    } catch {
+      // already gone
+    }
+    rmSync(join(dir, file), { force: true })
+  }
+}
+
 let stopping = false
 function stop(code) {
   stopping = true
   for (const c of children) c.kill('SIGTERM')
-  setTimeout(() => process.exit(code), 500).unref()
+  // Not unref'd: the workload must be ended even when the children are gone sooner.
+  setTimeout(() => {
+    stopWorkload()
+    process.exit(code)
+  }, 500)
 }
 process.on('SIGINT', () => stop(0))
 process.on('SIGTERM', () => stop(0))
 
+stopWorkload()
 const started = Date.now()
 const httpUrl = `http://${values.http}`
+const NODES = ['demo-a', 'demo-b']
+const app = join(root, 'scripts/demo-app.mjs')
+const webUrl = `http://127.0.0.1:${values['web-port']}`
+// The cluster: two nodes, `web` preferring demo-a, `report` started after web and kept with it.
+// No fence devices: a node that dies here is never fenced, so its resources wait for it (the lab,
+// `pnpm lab up`, has BMCs and shows a failover).
+const clusterFile = join(dir, 'cluster.yaml')
+writeFileSync(
+  clusterFile,
+  [
+    'nodes:',
+    ...NODES.map((n) => `  - id: ${n}`),
+    'resources:',
+    '  - id: web',
+    '    preferred: { demo-a: 10 }',
+    '  - id: report',
+    '    dependsOn: [web]',
+    '    colocate: true',
+    '',
+  ].join('\n'),
+)
 start('hub', [
   'hub',
   '--listen',
@@ -74,21 +128,43 @@ start('hub', [
   values.mqtt,
   '--db',
   join(dir, 'hub.sqlite'),
+  '--cluster-file',
+  clusterFile,
 ])
-// The agent runs only commands signed by this hub: it needs the hub's public key, which the hub
+// The agents run only commands signed by this hub: they need the hub's public key, which the hub
 // writes beside its database on its first start.
 const hubKey = join(dir, 'hub.sqlite.pub.pem')
 for (let i = 0; i < 100 && !existsSync(hubKey); i++) await new Promise((r) => setTimeout(r, 50))
-start('agent', ['agent', '--mqtt-url', `mqtt://${values.mqtt}`, '--hub-key', hubKey])
+for (const node of NODES) {
+  const config = join(dir, `${node}.yaml`)
+  // Either node can run either resource; the hub decides where each runs. Each agent keeps its own
+  // pidfiles: two agents on one machine must never take each other's process for their own.
+  writeFileSync(
+    config,
+    [
+      `node: ${node}`,
+      'resources:',
+      '  - id: web',
+      '    driver: process',
+      `    config: { command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(app)}, web, --port, "${values['web-port']}", --node, ${node}], pidfile: ${JSON.stringify(join(dir, `${node}-web.pid`))} }`,
+      '  - id: report',
+      '    driver: process',
+      `    config: { command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(app)}, report, --url, "${webUrl}", --out, ${JSON.stringify(join(dir, 'report.log'))}], pidfile: ${JSON.stringify(join(dir, `${node}-report.pid`))} }`,
+      '',
+    ].join('\n'),
+  )
+  start(node, ['agent', '--config', config, '--mqtt-url', `mqtt://${values.mqtt}`, '--hub-key', hubKey])
+}
 
+/** Both nodes healthy and both resources running, per the hub; null after 15 s. */
 async function poll() {
   for (;;) {
-    if (Date.now() - started > 10_000) return null
+    if (Date.now() - started > 15_000) return null
     try {
-      const { nodes } = await (await fetch(`${httpUrl}/api/nodes`)).json()
-      const metrics = await (await fetch(`${httpUrl}/metrics`)).text()
-      const me = nodes.find((n) => n.state === 'online' && n.facts)
-      if (me && metrics.includes('vigil_heartbeats_received_total')) return me
+      const { resources } = await (await fetch(`${httpUrl}/api/resources`)).json()
+      const web = resources.find((r) => r.id === 'web')
+      const report = resources.find((r) => r.id === 'report')
+      if (web?.phase === 'running' && report?.phase === 'running') return web
     } catch {
       // not up yet
     }
@@ -96,24 +172,30 @@ async function poll() {
   }
 }
 
-const node = await poll()
-if (!node) {
-  console.error(`demo: this machine did not come online within 10 s; logs in ${dir}`)
+const web = await poll()
+if (!web) {
+  console.error(`demo: web and report were not running within 15 s; logs in ${dir}`)
   stop(1)
 } else {
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
+  const hub = values.http === '127.0.0.1:7470' ? '' : ` --hub ${httpUrl}`
   console.log(`
-Vigil demo is running (node "${node.id}" online after ${seconds} s, ${node.facts.filesystems.length} filesystems, ${node.facts.interfaces.length} interfaces).
+Vigil demo is running: web and report on ${web.node} after ${seconds} s (nodes demo-a and demo-b).
 
-  API         ${httpUrl}/api/nodes
+  Status page ${httpUrl}/
+  API         ${httpUrl}/api/resources
   Metrics     ${httpUrl}/metrics
-  Live feed   ws://${values.http}/live
-  Broker      mqtt://${values.mqtt}  (embedded)
-  Logs        ${dir}/hub.log, ${dir}/agent.log
+  web         ${webUrl}
+  Logs        ${dir}/hub.log, ${dir}/demo-a.log, ${dir}/demo-b.log
 
-Try, in another shell:
-  pnpm vigil status --hub ${httpUrl}
-  pnpm vigil ping ${node.id} --hub ${httpUrl}
+Try, in another shell (the status page shows each as it happens):
+  1. Kill the app; Vigil restarts it in place within a moment:
+       pkill -f 'demo-app.mjs web'; sleep 1; curl -s ${webUrl}
+  2. Ask why it did:
+       pnpm vigil why web${hub}
+  3. Move it, with report, to the other node, or put a node in maintenance:
+       pnpm vigil move web demo-b${hub}
+       pnpm vigil maintenance on --node demo-b${hub}
 
 Ctrl-C stops the demo.`)
   if (values.check) stop(0)

@@ -234,9 +234,24 @@ export class EngineLoop {
     if (ANSWERED_AT_ONCE.has(i.type)) this.deps.stepSoon?.()
   }
 
-  condition(node: string): { condition: NodeCondition; health: number; fence: string } | null {
+  condition(node: string): {
+    condition: NodeCondition
+    health: number
+    fence: string
+    /** In maintenance (nothing acts on it), with when it re-arms by itself (null: until switched off). */
+    maintenance: { until: number | null } | null
+    evacuating: boolean
+  } | null {
     const n = this.state.nodes[node]
-    return n ? { condition: n.condition, health: n.health.score, fence: n.fence.phase } : null
+    return n
+      ? {
+          condition: n.condition,
+          health: n.health.score,
+          fence: n.fence.phase,
+          maintenance: n.maintenance ? { until: n.maintenance.until } : null,
+          evacuating: n.evacuating,
+        }
+      : null
   }
 
   /**

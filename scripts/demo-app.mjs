@@ -1,0 +1,37 @@
+// The demo's workload, two small programs the demo's agents supervise (the `process` driver):
+//   node scripts/demo-app.mjs web --port 7481 --node demo-a
+//     an HTTP service that answers who serves it and since when;
+//   node scripts/demo-app.mjs report --url http://127.0.0.1:7481 --out .vigil-demo/report.log
+//     a consumer that depends on it: it asks web once a second and appends the answer.
+import { appendFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { parseArgs } from 'node:util'
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    port: { type: 'string', default: '7481' },
+    node: { type: 'string', default: 'demo' },
+    url: { type: 'string', default: 'http://127.0.0.1:7481' },
+    out: { type: 'string' },
+  },
+})
+for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0))
+
+const since = new Date().toISOString()
+if (positionals[0] === 'web') {
+  createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.end(`web on ${values.node}, pid ${process.pid}, up since ${since}\n`)
+  }).listen(Number(values.port), '127.0.0.1')
+} else if (positionals[0] === 'report') {
+  setInterval(async () => {
+    const line = await fetch(values.url)
+      .then((r) => r.text())
+      .catch((err) => `no answer: ${err.cause?.code ?? err.message}\n`)
+    if (values.out) appendFileSync(values.out, `${new Date().toISOString()} ${line}`)
+  }, 1000)
+} else {
+  console.error('usage: demo-app.mjs web|report [options]')
+  process.exit(2)
+}
