@@ -55,7 +55,7 @@ export function clientLink(url: string, options: IClientOptions, log: Logger): B
 /**
  * The embedded broker, in-process: the hub subscribes and publishes through aedes itself. This
  * removes a loopback hop from every message, and with it the hub's own socket, whose backpressure
- * could hold every publisher (docs/notes.md).
+ * could hold every publisher (docs/design/hub-and-store.md).
  */
 export function inProcessLink(broker: EmbeddedBroker, log: Logger): BrokerLink {
   let ready = false
