@@ -69,7 +69,19 @@ const decisionAnnotations = [
 const target = (expr, legend = '', extra = {}) => ({ expr, legendFormat: legend, range: true, ...extra })
 
 function panel(type, title, targets, opts = {}) {
-  const { w = 12, h = 8, unit, description, min, max, thresholds, mappings, options = {}, custom = {} } = opts
+  const {
+    w = 12,
+    h = 8,
+    unit,
+    description,
+    min,
+    max,
+    thresholds,
+    mappings,
+    options = {},
+    custom = {},
+    transformations,
+  } = opts
   return {
     type,
     title,
@@ -89,6 +101,7 @@ function panel(type, title, targets, opts = {}) {
       overrides: [],
     },
     options,
+    ...(transformations ? { transformations } : {}),
   }
 }
 const stat = (title, expr, opts = {}) =>
@@ -229,6 +242,30 @@ export const dashboards = {
             'Phase and node per resource; health 100 running, 50 recovering, 0 blocked or stopped.',
         },
       ),
+      table('VMs by hypervisor', [target(`vigil_vm_info{${C}}`)], {
+        w: 24,
+        h: 6,
+        description:
+          'Where each vm runs (or is paused, or failed) and what runs it there: kvm, qemu (no hardware virtualization), xen, vsphere. A cluster may mix them.',
+        options: { showHeader: true, sortBy: [{ displayName: 'hypervisor' }] },
+        // One row per vm and node: its labels, without the constant value and the scrape's labels.
+        transformations: [
+          {
+            id: 'organize',
+            options: {
+              excludeByName: {
+                Time: true,
+                Value: true,
+                __name__: true,
+                cluster: true,
+                instance: true,
+                job: true,
+              },
+              indexByName: { resource: 0, node: 1, hypervisor: 2 },
+            },
+          },
+        ],
+      }),
       series(
         'Node conditions',
         [target(`sum by (condition) (vigil_nodes_by_condition{${C}})`, '{{condition}}')],

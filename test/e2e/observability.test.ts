@@ -278,8 +278,8 @@ describe.sequential('a real failover, as an operator sees it', () => {
     const window = { start: windowStart, end, cluster: 'lab', nodes: ['node-a', 'node-b'], resource: 'web' }
     const rangeQuery = (expr: string) => rangeQueryOf(prometheus, expr, windowStart, end)
 
-    // Every query the dashboards hold but those only a vm's in-guest heartbeat feeds (no vm here:
-    // vm-live's guest test checks those against its own Prometheus).
+    // Every query the dashboards hold but those only a vm feeds (its in-guest heartbeat, its
+    // hypervisor; no vm here: vm-live's guest test checks those against its own Prometheus).
     const queries = await dashboardQueries()
     expect(new Set(queries.map((q) => q.dashboard)).size).toBe(5)
     const checked = queries.filter((q) => !needsGuest(q))

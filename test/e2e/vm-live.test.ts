@@ -116,6 +116,11 @@ test('a vm placed by the engine, live-migrated by an operator (vigil migrate), t
       (o) => o.target === 'vm1' && o.state === 'running' && (o.metrics?.vcpus ?? 0) >= 1,
     ),
   )
+  // And what runs it, from its definition: the testbed's guests run under TCG (`<domain type='qemu'>`).
+  await eventually('vigil status shows vm1 on node-a under qemu', async () => {
+    const status = await runVigil(['status', '--brief', '--hub', hub.httpUrl])
+    return /vm1\s+RUNNING\s+node-a\s+qemu\s/.test(status.stdout) ? status : undefined
+  })
 
   // An operator moves it: live, through the CLI, by node-a's agent (the hub's signed command).
   const migrate = await runVigil(['migrate', 'vm1', 'node-b', '--for', '1h', '--hub', hub.httpUrl])
@@ -240,7 +245,8 @@ test('a hung guest (running to libvirt, silent inside) is reset by the engine th
   // One hang, one decision (the phase change it caused says so too): nothing acted on it twice.
   expect((await decisions()).filter((d) => /^guest heartbeat stalled/.test(d.summary))).toHaveLength(1)
 
-  // Every dashboard query only a vm's guest heartbeat feeds has data for this hang and reset.
+  // Every dashboard query only a vm feeds (its guest heartbeat, its hypervisor) has data for this
+  // hang and reset.
   const guestQueries = (await dashboardQueries()).filter(needsGuest)
   expect(guestQueries.length).toBeGreaterThan(0)
   await eventually(

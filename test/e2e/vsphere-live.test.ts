@@ -198,6 +198,12 @@ test('a vSphere VM: placed, vMotioned by an operator, reset when its Tools heart
   await eventually('the migration recorded as done', async () =>
     (await decisionsOf(hub)).some((d) => d.rule === 'action.migrate'),
   ).catch(cluster.explain)
+  // Where it runs and on what, for the operator and Prometheus: esx2, under vSphere.
+  await eventually('vigil status and vigil_vm_info show the VM on esx2 under vsphere', async () => {
+    const status = await runVigil(['status', '--brief', '--hub', hub.httpUrl])
+    const info = await hub.metric('vigil_vm_info', { resource: vm, node: 'esx2', hypervisor: 'vsphere' })
+    return new RegExp(`${vm}\\s+RUNNING\\s+esx2\\s+vsphere\\s`).test(status.stdout) && info === 1
+  }).catch(cluster.explain)
   const bootBefore = await bootTime(vm)
 
   // The guest hangs: vCenter still says powered on, VMware Tools' heartbeat goes red.

@@ -13,10 +13,11 @@ export interface DashboardQuery {
 }
 
 /**
- * Queries that only a cluster with a vm and an in-guest heartbeat can feed. The observability
- * test (web apps, no vm) checks every other query; vm-live's guest test checks these.
+ * Queries that only a cluster with a vm can feed: `vigil_vm_info` (a running vm and its hypervisor)
+ * and `vigil_guest_*` (a vm with an in-guest heartbeat). The observability test (web apps, no vm)
+ * checks every other query; vm-live's guest test checks these.
  */
-export const needsGuest = (q: DashboardQuery) => /vigil_guest_/.test(q.expr)
+export const needsGuest = (q: DashboardQuery) => /vigil_guest_|vigil_vm_/.test(q.expr)
 
 /** Every query of every dashboard as shipped (the JSON files a Grafana provisions). */
 export async function dashboardQueries(): Promise<DashboardQuery[]> {

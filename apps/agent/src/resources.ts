@@ -82,14 +82,19 @@ export class ResourceRunner {
     return w ? w.backlogMs + timeoutOf(w.driver, action) : null
   }
 
+  /** Each resource's latest monitor result; a vm's with its hypervisor (read now: it may be learnt late). */
   observations(): Observation[] {
-    return [...this.watched.values()].map((w) => ({
-      driver: w.entry.driver,
-      target: w.entry.id,
-      state: w.latest?.state ?? 'unknown',
-      ...(w.latest?.detail ? { detail: w.latest.detail.slice(0, 1024) } : {}),
-      ...(w.latest?.metrics ? { metrics: w.latest.metrics } : {}),
-    }))
+    return [...this.watched.values()].map((w) => {
+      const hypervisor = w.driver.hypervisor
+      return {
+        driver: w.entry.driver,
+        target: w.entry.id,
+        state: w.latest?.state ?? 'unknown',
+        ...(w.latest?.detail ? { detail: w.latest.detail.slice(0, 1024) } : {}),
+        ...(w.latest?.metrics ? { metrics: w.latest.metrics } : {}),
+        ...(hypervisor ? { hypervisor } : {}),
+      }
+    })
   }
 
   has(id: string): boolean {

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest'
-import { renderGroup, type StatusGroup } from './status.js'
+import { renderGroup, renderStatus, type StatusGroup, type StatusResource } from './status.js'
 
 const etcd = {
   endpoints: ['http://e1:2379', 'http://e2:2379', 'http://e3:2379'],
@@ -46,4 +46,58 @@ test.each<[string, StatusGroup, string]>([
   ],
 ])('the status line of %s', (_, group, line) => {
   expect(renderGroup(group)).toBe(line)
+})
+
+const NOW = 1_700_000_100_000
+const resource = (id: string, node: string | null, hypervisor?: string | null): StatusResource => ({
+  id,
+  phase: node ? 'running' : 'waiting',
+  node,
+  phaseSince: NOW - 42_000,
+  health: node ? 100 : 30,
+  failures: 0,
+  pending: null,
+  ...(hypervisor === undefined ? {} : { hypervisor }),
+})
+/** The resources section of `vigil status --brief`. */
+function resourcesOf(resources: StatusResource[]): string[] {
+  const lines = renderStatus({ cluster: 'mixed', name: 'hub', epoch: 1 }, [], NOW, true, resources).split(
+    '\n',
+  )
+  return lines.slice(lines.findIndex((l) => l.startsWith('Resources:')))
+}
+
+// A cluster file that mixes KVM, vSphere and Xen nodes (issue #19): each vm says what runs it, in a
+// column of its own (aligned like the others); resources that are not vms have none.
+test('vigil status shows the hypervisor of each vm next to the node it runs on', () => {
+  expect(
+    resourcesOf([
+      resource('vm-esx', 'esx-1', 'vsphere'),
+      resource('vm-kvm', 'kvm-1', 'kvm'),
+      resource('vm-lab', 'kvm-2', 'qemu'),
+      resource('vm-xen', 'xen-1', 'xen'),
+      resource('vm-new', null, 'xen'),
+      resource('web', 'kvm-1', null),
+    ]),
+  ).toEqual([
+    'Resources: 5 of 6 running',
+    '  RESOURCE  PHASE    NODE   HYPERVISOR  SINCE     HEALTH  FAILURES  PENDING',
+    '  vm-esx    RUNNING  esx-1  vsphere     42 s ago  100     0         -',
+    '  vm-kvm    RUNNING  kvm-1  kvm         42 s ago  100     0         -',
+    '  vm-lab    RUNNING  kvm-2  qemu        42 s ago  100     0         -',
+    '  vm-xen    RUNNING  xen-1  xen         42 s ago  100     0         -',
+    '  vm-new    WAITING  -      xen         42 s ago  30      0         -',
+    '  web       RUNNING  kvm-1  -           42 s ago  100     0         -',
+  ])
+})
+
+test.each([
+  ['no vm', [resource('web', 'node-a', null)]],
+  ['a hub that does not send hypervisors', [resource('web', 'node-a')]],
+])('without a vm there is no hypervisor column: %s', (_, resources) => {
+  expect(resourcesOf(resources)).toEqual([
+    'Resources: 1 of 1 running',
+    '  RESOURCE  PHASE    NODE    SINCE     HEALTH  FAILURES  PENDING',
+    '  web       RUNNING  node-a  42 s ago  100     0         -',
+  ])
 })

@@ -10,6 +10,8 @@ export interface StatusResource {
   health: number
   failures: number
   pending: { type: string; node: string } | null
+  /** A vm's hypervisor (kvm, qemu, xen, vsphere); null or absent otherwise (or from an older hub). */
+  hypervisor?: string | null
 }
 
 /** The hub group as GET /api/group returns it (enabled: false for a hub alone). */
@@ -88,14 +90,27 @@ export function renderStatus(
       '',
       `Resources: ${resources.filter((r) => r.phase === 'running').length} of ${resources.length} running`,
     )
+    // Where a vm runs and on what (a cluster may mix KVM, Xen and vSphere nodes); the column is
+    // shown only when there is a vm to fill it.
+    const vms = resources.some((r) => r.hypervisor)
     out.push(
       indent(
         table(
-          ['RESOURCE', 'PHASE', 'NODE', 'SINCE', 'HEALTH', 'FAILURES', 'PENDING'],
+          [
+            'RESOURCE',
+            'PHASE',
+            'NODE',
+            ...(vms ? ['HYPERVISOR'] : []),
+            'SINCE',
+            'HEALTH',
+            'FAILURES',
+            'PENDING',
+          ],
           resources.map((r) => [
             r.id,
             r.phase.toUpperCase(),
             r.node ?? '-',
+            ...(vms ? [r.hypervisor ?? '-'] : []),
             `${duration(now - r.phaseSince)} ago`,
             String(r.health),
             String(r.failures),

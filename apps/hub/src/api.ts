@@ -29,7 +29,7 @@ export interface ApiDeps {
   refuseChanges: () => string | null
   /** The engine's what-if plan. */
   plan: () => unknown
-  /** Every resource as the engine sees it. */
+  /** Every resource as the engine sees it, a vm with its hypervisor (as its node reports it). */
   resources: () => unknown[]
   /** The peer mesh's reachability matrix. */
   peers: () => unknown

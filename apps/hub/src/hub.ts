@@ -29,7 +29,7 @@ import { Ingest } from './ingest.js'
 import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
-import { NodeTable } from './nodes.js'
+import { NodeTable, withHypervisors } from './nodes.js'
 import { loadSigningKey } from './signing.js'
 import { type EventRow, HubStore, type NewEvent } from './store.js'
 import { createTracer, DecisionTracer } from './tracing.js'
@@ -363,7 +363,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     engineView: (node) => engine.condition(node),
     plan: () => engine.whatIf(),
     peers: () => engine.peerMatrix(),
-    resources: () => engine.resourceViews(),
+    resources: () => withHypervisors(engine.resourceViews(), table.views()),
     operator: (op, by, from) => {
       const subjects: ['node' | 'resource', string | undefined][] =
         op.op === 'move'

@@ -3,7 +3,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { GroupView } from './group.js'
 import type { PartView } from './health.js'
 import { NODE_STATES, type NodeState } from './liveness.js'
-import type { NodeView } from './nodes.js'
+import { type NodeView, vmSightings } from './nodes.js'
 
 /** Hub-side reasons on top of the protocol's decode reasons. Closed set: a metric label. */
 export const HUB_REJECT_REASONS = [...REJECT_REASONS, 'stale_incarnation'] as const
@@ -230,6 +230,18 @@ function registerAgentMetrics(registry: Registry, nodes: () => NodeView[]): void
     },
   })
   new Gauge({
+    name: 'vigil_vm_info',
+    help: 'Where each vm is and what runs it: 1 per vm and node whose agent reports it running, paused or failed there, with its hypervisor (kvm, qemu, xen, vsphere); copies stopped on other nodes are left out.',
+    labelNames: ['resource', 'node', 'hypervisor'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const s of vmSightings(nodes()))
+        if (s.state === 'running' || s.state === 'paused' || s.state === 'failed')
+          this.set({ resource: s.resource, node: s.node, hypervisor: s.hypervisor }, 1)
+    },
+  })
+  new Gauge({
     name: 'vigil_node_load1',
     help: "A node's one-minute load average, from its agent's facts.",
     labelNames: ['node'] as const,
@@ -275,14 +287,15 @@ export function renderMetricsCatalog(registry: Registry): string {
     '',
     'The hub serves every metric at `GET /metrics` (Prometheus text format); agents expose none of',
     'their own: the hub re-exports what they observe (`vigil_check_*`, `vigil_agent_info`,',
-    '`vigil_node_load1`, `vigil_node_memory_available_bytes`) from their latest batches. One scrape',
-    'target to secure and to configure, and agents stay without an HTTP server.',
+    '`vigil_vm_info`, `vigil_node_load1`, `vigil_node_memory_available_bytes`) from their latest',
+    'batches. One scrape target to secure and to configure, and agents stay without an HTTP server.',
     '',
     'Conventions: `vigil_` prefix, base units (`_seconds`, `_bytes`), `_total` for counters. Labels',
     'are node, resource and device names (bounded by the cluster file), check targets (bounded by the',
-    "agents' config files) and closed sets (state, condition, phase, kind, rule, result, channel).",
-    'No label carries a command id, decision id or time. State-set gauges (`vigil_node_condition`,',
-    '`vigil_check_state`) export every state with 0 or 1, so an alert can match `== 1`.',
+    "agents' config files) and closed sets (state, condition, phase, kind, rule, result, channel,",
+    'hypervisor). No label carries a command id, decision id or time. State-set gauges',
+    '(`vigil_node_condition`, `vigil_check_state`) export every state with 0 or 1, so an alert can',
+    'match `== 1`.',
     '',
     `Besides these, the hub exports prom-client's process metrics with the prefix \`vigil_hub_\``,
     '(`vigil_hub_process_cpu_seconds_total`, `vigil_hub_process_resident_memory_bytes`,',

@@ -1,4 +1,4 @@
-import type { Observation } from '@vigil/protocol'
+import type { Hypervisor, Observation } from '@vigil/protocol'
 import { type LivenessPolicy, type NodeState, nextLivenessState } from './liveness.js'
 import { SeqWindow } from './seq-window.js'
 import type { NodeRow } from './store.js'
@@ -144,4 +144,49 @@ function liveNode(row: NodeRow, nowMono: number): LiveNode {
 function toView(node: LiveNode): NodeView {
   const { firstSeen: _firstSeen, ...row } = node.row
   return { ...row, observations: node.observations }
+}
+
+/** A vm as one node's agent reports it: its state there and what runs it (the hypervisor). */
+export interface VmSighting {
+  resource: string
+  node: string
+  state: Observation['state']
+  hypervisor: Hypervisor
+}
+
+/**
+ * Every vm the agents report (an observation that carries a hypervisor), per node that reports
+ * it, by resource then node. A vm defined on several hosts is reported by each (stopped on all but
+ * one, usually), each with its own hypervisor: a cluster may mix KVM, Xen and vSphere nodes.
+ */
+export function vmSightings(nodes: NodeView[]): VmSighting[] {
+  const out: VmSighting[] = []
+  for (const n of nodes)
+    for (const o of n.observations)
+      if (o.hypervisor) out.push({ resource: o.target, node: n.id, state: o.state, hypervisor: o.hypervisor })
+  return out.sort((a, b) =>
+    a.resource === b.resource ? (a.node < b.node ? -1 : 1) : a.resource < b.resource ? -1 : 1,
+  )
+}
+
+/**
+ * Each resource with the hypervisor of its vm (null: not a vm, or no agent reports it yet): as
+ * reported by the node the engine places it on, else by any node that reports it (a vm stopped
+ * everywhere is still a KVM or Xen guest).
+ */
+export function withHypervisors<R extends { id: string; node: string | null }>(
+  resources: R[],
+  nodes: NodeView[],
+): (R & { hypervisor: Hypervisor | null })[] {
+  const byResource = new Map<string, VmSighting[]>()
+  for (const s of vmSightings(nodes)) {
+    const list = byResource.get(s.resource)
+    if (list) list.push(s)
+    else byResource.set(s.resource, [s])
+  }
+  return resources.map((r) => {
+    const mine = byResource.get(r.id) ?? []
+    const hypervisor = (mine.find((s) => s.node === r.node) ?? mine[0])?.hypervisor ?? null
+    return { ...r, hypervisor }
+  })
 }

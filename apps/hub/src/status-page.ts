@@ -85,6 +85,7 @@ th { color:var(--mute); font-weight:600; font-size:12px; }
 #decisions li .rule { color:var(--mute); font-size:12px; margin-left:6px; }
 #decisions li pre { white-space:pre-wrap; background:#f1f3f6; padding:6px 8px; margin:4px 0 0; font-size:12px; }
 .empty { color:var(--mute); font-style:italic; }
+.hypervisor { color:var(--mute); font-size:11px; }
 `
 
 export const STATUS_JS = `'use strict'
@@ -171,7 +172,9 @@ async function refresh() {
   rows($('#nodes tbody'), ns, (n) => '<tr data-node="' + esc(n.id) + '"><td>' + esc(n.id) + '</td><td>' + pill(n.state) + '</td><td class="condition">' +
     (n.engine ? pill(n.engine.condition) : '-') + '</td><td>' + (n.engine ? n.engine.health : '-') + '</td><td>' + (n.engine ? esc(n.engine.fence) : '-') +
     '</td><td>' + ago(n.lastHeartbeatAt) + '</td><td>' + esc(n.agentVersion || '-') + '</td></tr>', 'no node has reported yet', 7)
-  rows($('#resources tbody'), rs, (r) => '<tr data-resource="' + esc(r.id) + '"><td>' + esc(r.id) + '</td><td class="phase">' + pill(r.phase) + '</td><td class="node">' +
+  // A vm says what runs it (kvm, qemu, xen, vsphere): a cluster may mix them.
+  rows($('#resources tbody'), rs, (r) => '<tr data-resource="' + esc(r.id) + '"><td>' + esc(r.id) +
+    (r.hypervisor ? ' <small class="hypervisor" title="hypervisor">' + esc(r.hypervisor) + '</small>' : '') + '</td><td class="phase">' + pill(r.phase) + '</td><td class="node">' +
     esc(r.node || '-') + '</td><td>' + r.health + '</td><td>' + r.failures + '</td><td>' + (r.pending ? esc(r.pending.type + ' on ' + r.pending.node) : '') + '</td></tr>',
     'no resources (no cluster file, or none defined)', 6)
   rows($('#devices tbody'), fence.devices, (d) => '<tr><td>' + esc(d.id) + '</td><td>' + esc(d.driver) + '</td><td>' +

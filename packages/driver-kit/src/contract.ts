@@ -65,9 +65,21 @@ export interface ActionContext {
   target?: string
 }
 
+/**
+ * What runs a vm's guest: `kvm` (QEMU with hardware virtualization), `qemu` (QEMU emulating the CPU,
+ * TCG: no /dev/kvm, much slower), `xen`, `vsphere` (VMware ESX through vCenter). The protocol's
+ * observation carries the same closed set (a metric label at the hub).
+ */
+export type Hypervisor = 'kvm' | 'qemu' | 'xen' | 'vsphere'
+
 export interface Driver {
   /** Actions this instance supports beyond monitor; advertised to the hub. */
   readonly capabilities: readonly Exclude<Action, 'monitor'>[]
+  /**
+   * Set by drivers that manage vms: what runs the guest. The agent sends it with every observation
+   * (read each time: a driver may learn it only from its first monitor). Absent for anything else.
+   */
+  readonly hypervisor?: Hypervisor
   /** Default timeout per action, in ms (overridable per resource). */
   readonly timeouts: Readonly<Record<'monitor' | 'start' | 'stop' | 'restart', number>> &
     Readonly<Partial<Record<OptionalAction, number>>>

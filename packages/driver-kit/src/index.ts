@@ -5,6 +5,7 @@ export {
   DriverError,
   type DriverErrorKind,
   type DriverFactory,
+  type Hypervisor,
   type MonitorResult,
   type MonitorState,
   type OptionalAction,

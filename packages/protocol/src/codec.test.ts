@@ -167,6 +167,19 @@ const mutations: Mutation[] = [
     field: 'observations.0.state',
   },
   {
+    channel: 'obs',
+    name: 'a hypervisor outside the closed set (a metric label)',
+    mutate: (v) => {
+      ;(v.observations as Record<string, unknown>[])[1] = {
+        driver: 'libvirt',
+        target: 'vm1',
+        state: 'running',
+        hypervisor: 'hyperv',
+      }
+    },
+    field: 'observations.1.hypervisor',
+  },
+  {
     channel: 'event',
     name: 'kind with capitals',
     mutate: (v) => {

@@ -53,7 +53,10 @@ export const valid: { [C in NodeChannel]: ChannelPayload<C> } = {
     ...base,
     seq: 1,
     at: 1_700_000_000_000,
-    observations: [{ driver: 'process', target: 'nginx', state: 'running', metrics: { rssBytes: 1e6 } }],
+    observations: [
+      { driver: 'process', target: 'nginx', state: 'running', metrics: { rssBytes: 1e6 } },
+      { driver: 'libvirt', target: 'vm1', state: 'running', hypervisor: 'kvm' },
+    ],
   },
   event: {
     ...base,

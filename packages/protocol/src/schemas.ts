@@ -144,9 +144,18 @@ export const factsSchema = z.strictObject({
 export type Facts = z.infer<typeof factsSchema>
 
 /**
+ * What runs a vm's guest, as its driver knows it: `kvm` (libvirt's qemu driver with hardware
+ * virtualization), `qemu` (the same without it: TCG emulation, slow), `xen` (libvirt's libxl driver
+ * or the xl toolstack) or `vsphere` (VMware ESX through vCenter). Closed set: a metric label.
+ */
+export const HYPERVISORS = ['kvm', 'qemu', 'xen', 'vsphere'] as const
+export type Hypervisor = (typeof HYPERVISORS)[number]
+
+/**
  * One sample of a watched thing, in the driver contract's terms: `state` is the three-state
  * monitor result (running / stopped cleanly / failed), `paused` for a vm whose CPUs are stopped
  * (not serving, yet still holding its disks), or `unknown` when the monitor itself failed.
+ * `hypervisor`: set for a vm, by drivers that manage one (absent for anything else).
  */
 export const observationSchema = z.strictObject({
   driver: z.string().max(64),
@@ -154,6 +163,7 @@ export const observationSchema = z.strictObject({
   state: z.enum(['running', 'stopped', 'failed', 'paused', 'unknown']),
   detail: shortText.optional(),
   metrics: z.record(z.string().max(64), z.number().finite()).optional(),
+  hypervisor: z.enum(HYPERVISORS).optional(),
 })
 export type Observation = z.infer<typeof observationSchema>
 

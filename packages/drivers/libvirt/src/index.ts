@@ -11,9 +11,16 @@ import {
 } from '@vigil/driver-kit'
 import { runCommand } from '@vigil/kit'
 import { z } from 'zod'
-import { libvirtUri } from './uri.js'
+import { domainTypeOf, libvirtHypervisor, libvirtUri } from './uri.js'
 
-export { LIBVIRT_DRIVERS, LIBVIRT_TRANSPORTS, libvirtUriProblem } from './uri.js'
+export {
+  domainTypeOf,
+  LIBVIRT_DRIVERS,
+  LIBVIRT_TRANSPORTS,
+  type LibvirtHypervisor,
+  libvirtHypervisor,
+  libvirtUriProblem,
+} from './uri.js'
 
 export const libvirtConfigSchema = z.strictObject({
   /** The libvirt domain (guest) name. */
@@ -113,6 +120,18 @@ class LibvirtDriver implements Driver {
    */
   private lastRunning: { detail: string; stats?: Record<string, number>; beats: number } | null = null
   private beatOnly = false
+  /**
+   * The domain's `<domain type>` (kvm, or qemu for TCG), read from its definition once, by the
+   * first monitor that finds the domain (one `virsh dumpxml` per agent run: a definition's type does
+   * not change under a running guest). The URI alone cannot tell KVM from TCG, and a lab or nested
+   * host running TCG guests (slow: the CPU emulated) should not be shown as KVM.
+   */
+  private domainType: string | undefined
+
+  /** What runs the guest: xen for a xen URI; for a qemu URI, kvm or qemu per its definition. */
+  get hypervisor() {
+    return libvirtHypervisor(this.config.uri, this.domainType)
+  }
 
   constructor(private readonly config: LibvirtConfig) {
     this.heartbeats = config.guestHeartbeat
@@ -172,6 +191,13 @@ class LibvirtDriver implements Driver {
     const out = (await this.virsh(['domstate', '--reason', this.config.domain], ctx.signal)).trim()
     const [state = '', reason = ''] = /^(.*?)(?: \((.*)\))?$/.exec(out)?.slice(1) ?? []
     const detail = out
+    // A failed read leaves the URI's guess (kvm) until a later monitor reads it; a definition
+    // without a type ('') is not read again.
+    if (this.domainType === undefined && libvirtHypervisor(this.config.uri) === 'kvm')
+      this.domainType = await this.virsh(['dumpxml', this.config.domain], ctx.signal).then(
+        (xml) => domainTypeOf(xml) ?? '',
+        () => undefined,
+      )
     if (state !== 'shut off') this.stoppedByUs = false // it ran (or runs) since our stop
     if (state === 'shut off' && this.stoppedByUs) return { state: 'stopped', detail }
     if (state === 'running' || state === 'blocked' || state === 'in shutdown') {

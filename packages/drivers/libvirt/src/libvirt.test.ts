@@ -232,6 +232,14 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     rmSync(virsh, { force: true })
   })
 
+  test("the hypervisor: the URI's kvm until a monitor reads the domain's type (the testbed's guests run under TCG: qemu)", async () => {
+    const domain = await libvirt.defineGuest()
+    const d = make(domain)
+    expect(d.hypervisor).toBe('kvm')
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
+    expect(d.hypervisor).toBe('qemu')
+  })
+
   test('a domain this host does not have is a local error (another host may have it)', async () => {
     const err = await runAction(make('not-here'), 'start', ctx).catch((e: unknown) => e)
     expect(err).toMatchObject({ kind: 'local' })

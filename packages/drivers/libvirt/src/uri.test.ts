@@ -1,6 +1,6 @@
 import { rejectedKeys } from '@vigil/kit'
 import { describe, expect, test } from 'vitest'
-import { libvirtConfigSchema, libvirtUriProblem } from './index.js'
+import { domainTypeOf, libvirtConfigSchema, libvirtHypervisor, libvirtUriProblem } from './index.js'
 
 // The URI forms of libvirt.org/uri.html, drvqemu.html and drvxen.html (the libxl driver), and the
 // ones packages/testbed builds (qemu:///system for the machine's libvirtd, qemu+tcp://<address>:<port>/system
@@ -57,5 +57,33 @@ describe('libvirt URIs', () => {
     const r = libvirtConfigSchema.safeParse({ domain: 'vm', migrateUri: 'node-b' })
     expect(r.success).toBe(false)
     expect(r.error?.issues[0]?.message).toMatch(/\{node\} standing for the target node/)
+  })
+})
+
+// What the driver reports as the guest's hypervisor (observations, vigil_vm_info): the URI's
+// scheme, and for qemu the domain's own <domain type> once read (KVM, or QEMU emulating the CPU).
+describe('the hypervisor of a libvirt guest', () => {
+  test.each([
+    ['qemu:///system', undefined, 'kvm'],
+    ['qemu:///system', 'kvm', 'kvm'],
+    ['qemu:///system', 'qemu', 'qemu'],
+    ['qemu+ssh://root@node-b/system', 'qemu', 'qemu'],
+    ['qemu+tcp://127.0.0.1:16509/system', undefined, 'kvm'],
+    ['xen:///system', undefined, 'xen'],
+    ['xen+ssh://root@node-b/system', 'xen', 'xen'],
+    ['test:///default', 'test', undefined],
+  ])('%s, domain type %s: %s', (uri, domainType, hypervisor) => {
+    expect(libvirtHypervisor(uri, domainType)).toBe(hypervisor)
+  })
+
+  test.each([
+    ["<domain type='kvm' id='3'>\n  <name>vm1</name>", 'kvm'],
+    ["<domain type='qemu'>\n  <name>vm1</name>", 'qemu'],
+    ['<domain id="7" type="xen">', 'xen'],
+    ["<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' type='kvm'>", 'kvm'],
+    ['<network><name>default</name></network>', undefined],
+    ['', undefined],
+  ])('the type of %j is %s', (xml, type) => {
+    expect(domainTypeOf(xml)).toBe(type)
   })
 })

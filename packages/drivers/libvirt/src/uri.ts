@@ -49,3 +49,24 @@ export const libvirtUri = (opts: { template?: boolean } = {}) =>
     const problem = libvirtUriProblem(uri, opts)
     if (problem) ctx.addIssue({ code: 'custom', message: problem })
   })
+
+/** The hypervisors a libvirt guest can run on through this driver (`@vigil/driver-kit`'s Hypervisor). */
+export type LibvirtHypervisor = 'kvm' | 'qemu' | 'xen'
+
+/**
+ * What runs a guest behind `uri`: libvirt's `xen` driver runs Xen (libxl); its `qemu` driver runs
+ * QEMU, with KVM or without (TCG, the CPU emulated), which only the domain's own definition says:
+ * `<domain type='kvm'>` or `<domain type='qemu'>` (`domainType`, once read). Until then a qemu URI
+ * is taken for KVM: what a production host runs. `test` (libvirt's mock) runs nothing: undefined.
+ */
+export function libvirtHypervisor(uri: string, domainType?: string): LibvirtHypervisor | undefined {
+  const driver = /^([a-z0-9]+)/.exec(uri)?.[1]
+  if (driver === 'xen') return 'xen'
+  if (driver !== 'qemu') return undefined
+  return domainType === 'qemu' ? 'qemu' : 'kvm'
+}
+
+/** The `type` of a domain's XML definition (`virsh dumpxml`): kvm, qemu, xen, ... or undefined. */
+export function domainTypeOf(xml: string): string | undefined {
+  return /<domain\b[^>]*?\stype=['"]([A-Za-z0-9_-]+)['"]/.exec(xml)?.[1]
+}

@@ -98,6 +98,7 @@ function faultOf(err: unknown): string | null {
  */
 export class VsphereVmDriver implements Driver {
   readonly capabilities = ['start', 'stop', 'restart', 'reset', 'suspend', 'resume', 'migrate'] as const
+  readonly hypervisor = 'vsphere'
   readonly timeouts
   private readonly client: Vim25Client
   private vmRef: MoRef | null = null

@@ -116,6 +116,7 @@ class XlDriver implements Driver {
     'resume',
     'migrate',
   ] as const
+  readonly hypervisor = 'xen'
   readonly timeouts
   /** Seen alive (or started) by this driver and neither stopped nor migrated by it since. */
   private expectRunning = false

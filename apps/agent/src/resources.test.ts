@@ -1,0 +1,112 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLogger } from '@vigil/kit'
+import { afterEach, expect, test } from 'vitest'
+import { type ResourceEntry, resourceEntrySchema } from './drivers.js'
+import { ResourceRunner } from './resources.js'
+
+const log = createLogger('test', 'silent')
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-resources-'))
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function runner(entries: unknown[]): ResourceRunner {
+  const r = new ResourceRunner(
+    entries.map((e) => resourceEntrySchema.parse(e) as ResourceEntry),
+    log,
+    () => {},
+  )
+  cleanups.push(() => r.close())
+  return r
+}
+
+/** A virsh that answers like libvirtd for a defined guest that is shut off, under `domainType`. */
+function fakeVirsh(dir: string, domainType: string): string {
+  const file = join(dir, 'virsh')
+  writeFileSync(
+    file,
+    [
+      '#!/bin/sh',
+      'case "$3" in',
+      '  domstate) echo "shut off (shutdown)" ;;',
+      `  dumpxml) echo "<domain type='${domainType}'>" ; echo "  <name>$4</name>" ; echo "</domain>" ;;`,
+      'esac',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  )
+  return file
+}
+
+// A cluster file that mixes KVM, vSphere and Xen nodes: each node's agent says what runs its vms.
+test('each vm observation carries its hypervisor, from its driver; other resources none', () => {
+  const dir = tempDir()
+  const passwordFile = join(dir, 'password')
+  writeFileSync(passwordFile, 'secret\n', { mode: 0o600 })
+  const virsh = '/bin/true' // never reached: nothing is monitored here
+  const r = runner([
+    { id: 'vm-kvm', driver: 'libvirt', config: { domain: 'vm-kvm', virsh } },
+    { id: 'vm-libxl', driver: 'libvirt', config: { domain: 'vm-libxl', uri: 'xen:///system', virsh } },
+    { id: 'vm-mock', driver: 'libvirt', config: { domain: 'vm-mock', uri: 'test:///default', virsh } },
+    { id: 'vm-xl', driver: 'xl', config: { domain: 'vm-xl', configFile: '/etc/xen/vm-xl.cfg' } },
+    {
+      id: 'vm-esx',
+      driver: 'vsphere',
+      config: {
+        url: 'https://vcenter.example/sdk',
+        username: 'vigil',
+        passwordFile,
+        vm: 'vm-esx',
+        host: 'esx-1',
+      },
+    },
+    { id: 'web', driver: 'process', config: { match: { name: 'nginx' } } },
+  ])
+  expect(r.observations().map((o) => [o.target, o.hypervisor])).toEqual([
+    ['vm-kvm', 'kvm'],
+    ['vm-libxl', 'xen'],
+    ['vm-mock', undefined],
+    ['vm-xl', 'xen'],
+    ['vm-esx', 'vsphere'],
+    ['web', undefined],
+  ])
+  // Absent, not undefined: the observation is strict JSON on the wire.
+  expect(r.observations().filter((o) => 'hypervisor' in o)).toHaveLength(4)
+})
+
+test.each([
+  ['kvm', 'kvm'],
+  ['qemu', 'qemu'],
+])(
+  "a libvirt guest's hypervisor follows its definition once a monitor read it: <domain type='%s'> is %s",
+  async (domainType, hypervisor) => {
+    const dir = tempDir()
+    const r = runner([
+      {
+        id: 'vm1',
+        driver: 'libvirt',
+        config: { domain: 'vm1', virsh: fakeVirsh(dir, domainType), stats: false },
+        monitorIntervalMs: 3_600_000,
+      },
+    ])
+    expect(r.observations()[0]).toMatchObject({ state: 'unknown', hypervisor: 'kvm' }) // the URI's guess
+    r.start()
+    await expect
+      .poll(() => r.observations()[0], { timeout: 10_000 })
+      .toEqual({
+        driver: 'libvirt',
+        target: 'vm1',
+        state: 'stopped',
+        detail: 'shut off (shutdown)',
+        hypervisor,
+      })
+  },
+)
