@@ -93,6 +93,9 @@ try {
   writeFileSync(
     join(dir, 'cluster.yaml'),
     [
+      // Twenty host deaths in a few minutes: far past the default fence budget (3 per 10 min),
+      // which would rightly hold the fourth fence.
+      `governor: { maxFences: ${runs + 5}, maxRestarts: 1000 }`,
       'nodes:',
       ...NODES.flatMap((n) => [`  - id: ${n}`, `    fencing: [{ devices: [bmc-${n}], timeoutMs: 10000 }]`]),
       'resources:',
