@@ -8,6 +8,7 @@ import { z } from 'zod'
 import { allows, type Identity, type RateLimiter, requiredRole, type TokenStore } from './auth.js'
 import type { CommandDispatcher } from './commands.js'
 import type { PartView } from './health.js'
+import type { HistoryView } from './history.js'
 import type { HubMetrics } from './metrics.js'
 import type { NodeTable } from './nodes.js'
 import { STATUS_CSS, STATUS_HTML, STATUS_JS, STATUS_PAGE_CSP } from './status-page.js'
@@ -31,6 +32,8 @@ export interface ApiDeps {
   plan: () => unknown
   /** Every resource as the engine sees it, a vm with its hypervisor (as its node reports it). */
   resources: () => unknown[]
+  /** The status page's last 15 minutes (a bounded in-memory ring). */
+  history: () => HistoryView
   /** The peer mesh's reachability matrix. */
   peers: () => unknown
   /** The engine's classification and health score of a node, if it knows the node. */
@@ -261,6 +264,12 @@ export function createApi(deps: ApiDeps): Hono<Env> {
     return c.json({ decisions: deps.store.decisions({ node, resource, correlationId: correlation, limit }) })
   })
   app.get('/api/resources', (c) => c.json({ resources: deps.resources() }))
+  app.get('/api/history', (c) => c.json(deps.history()))
+  // Who this request's token is: the status page's sign-in checks a token with it.
+  app.get('/api/me', (c) => {
+    const who = c.get('who')
+    return c.json({ name: who?.name ?? 'anonymous', role: who?.role ?? null })
+  })
   app.get('/api/plan', (c) => c.json({ plan: deps.plan() }))
   app.get('/api/peers', (c) => c.json({ peers: deps.peers() }))
   app.get('/api/decisions/:id', (c) => {

@@ -14,7 +14,9 @@ const log = createLogger('test', 'silent')
 test.each([
   ['GET', '/healthz', null],
   ['GET', '/readyz', null],
-  ['GET', '/', 'viewer'],
+  ['GET', '/', null],
+  ['GET', '/status.js', null],
+  ['POST', '/', 'operator'],
   ['GET', '/metrics', 'viewer'],
   ['GET', '/api/nodes', 'viewer'],
   ['GET', '/api/audit', 'operator'],

@@ -155,6 +155,12 @@ export function digestOf(token: string): string {
  */
 export function requiredRole(method: string, path: string): Role | null {
   if (path === '/healthz' || path === '/readyz') return null
+  // The status page's shell holds no data (it reads the API with the token its user signs in with).
+  if (
+    (method === 'GET' || method === 'HEAD') &&
+    (path === '/' || path === '/status.js' || path === '/status.css')
+  )
+    return null
   if (method === 'GET' || method === 'HEAD') return path.startsWith('/api/audit') ? 'operator' : 'viewer'
   if (/^\/api\/nodes\/[^/]+\/fence$/.test(path) || path === '/api/fence/confirm') return 'admin'
   return 'operator'

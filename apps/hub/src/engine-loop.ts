@@ -234,6 +234,12 @@ export class EngineLoop {
     if (ANSWERED_AT_ONCE.has(i.type)) this.deps.stepSoon?.()
   }
 
+  /** The cluster's own maintenance (every resource left alone), with when it re-arms; null: off. */
+  clusterMaintenance(): { until: number | null } | null {
+    const m = this.state.maintenance
+    return m ? { until: m.until } : null
+  }
+
   condition(node: string): {
     condition: NodeCondition
     health: number

@@ -25,6 +25,7 @@ import { EngineLoop } from './engine-loop.js'
 import { FenceService } from './fencing.js'
 import { HubGroup, loadEtcd, notLeaderError } from './group.js'
 import { HubHealth } from './health.js'
+import { HistoryRing } from './history.js'
 import { Ingest } from './ingest.js'
 import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
@@ -284,6 +285,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     }
   }
   if (!config.group) resumeFences('resuming a fence that was in flight when the hub stopped')
+  const history = new HistoryRing()
   const ingest = new Ingest(config.cluster, table, store, metrics, clock, log.child({ part: 'ingest' }), {
     onStateChange: (change) => live?.broadcast({ type: 'node.state', change }),
     onNodeUpdated: (id) => {
@@ -293,6 +295,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
     onCommandResult: (result) => commands.handleResult(result),
     onEngineInput: (input) => engine.input(input),
+    onHeartbeatDelay: (node, delayMs) => history.noteHeartbeat(node, delayMs),
     isolationProblem: (node, isolation) => (spec ? isolationTimingProblem(spec, node, isolation) : undefined),
   })
 
@@ -341,10 +344,19 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     }
   }, HEARTBEAT_FLUSH_MS)
   const engineTimer = setInterval(engineStep, config.engine.tickMs)
+  const historyTimer = setInterval(() => {
+    const resources = engine.resourceViews()
+    history.sample(
+      clock.wallMs(),
+      table.views().map((n) => ({ id: n.id, health: engine.condition(n.id)?.health ?? null })),
+      { running: resources.filter((r) => r.phase === 'running').length, total: resources.length },
+    )
+  }, history.everyMs)
   undo.push(() => {
     closing = true
     clearInterval(livenessTimer)
     clearInterval(flushTimer)
+    clearInterval(historyTimer)
     clearInterval(engineTimer)
     if (stepQueued) clearImmediate(stepQueued)
   })
@@ -364,6 +376,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     plan: () => engine.whatIf(),
     peers: () => engine.peerMatrix(),
     resources: () => withHypervisors(engine.resourceViews(), table.views()),
+    history: () => history.view(),
     operator: (op, by, from) => {
       const subjects: ['node' | 'resource', string | undefined][] =
         op.op === 'move'
@@ -445,6 +458,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       version: deps.version,
       mqttUrl,
       commandPublicKey: signing.publicPem(),
+      maintenance: engine.clusterMaintenance(),
     }),
   })
   const { host, port } = splitHostPort(config.http.listen)
@@ -652,6 +666,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       await watchdog?.close()
       clearInterval(livenessTimer)
       clearInterval(flushTimer)
+      clearInterval(historyTimer)
       clearInterval(engineTimer)
       if (stepQueued) clearImmediate(stepQueued)
       await group?.close()

@@ -27,6 +27,8 @@ export interface IngestSinks {
   onCommandResult(result: CommandResult): void
   /** What the engine hears: heartbeats and observations, as engine inputs. */
   onEngineInput(input: Input): void
+  /** A heartbeat's delay from its agent's send to now (the status page's history keeps the worst). */
+  onHeartbeatDelay?(node: string, delayMs: number): void
   /**
    * Checks an agent's announced isolation response against the hub's timings; returns what is
    * wrong, naming the agent's key (undefined: it fits, or there is nothing to check against).
@@ -153,7 +155,9 @@ export class Ingest {
       if (!first) this.sinks.onEngineInput({ type: 'disk-heartbeat', node: d.node })
     }
     this.metrics.heartbeatsReceived.inc()
-    this.metrics.heartbeatDelay.observe(Math.max(0, nowWall - hb.sentAt) / 1000)
+    const delayMs = Math.max(0, nowWall - hb.sentAt)
+    this.metrics.heartbeatDelay.observe(delayMs / 1000)
+    this.sinks.onHeartbeatDelay?.(hb.node, delayMs)
   }
 
   /**
