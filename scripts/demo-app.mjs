@@ -1,6 +1,7 @@
 // The demo's workload, two small programs the demo's agents supervise (the `process` driver):
 //   node scripts/demo-app.mjs web --port 7481 --node demo-a
-//     an HTTP service that answers who serves it and since when;
+//     an HTTP service that answers who serves it and since when (SIGUSR1: it stops answering, its
+//     process alive);
 //   node scripts/demo-app.mjs report --url http://127.0.0.1:7481 --out .vigil-demo/report.log
 //     a consumer that depends on it: it asks web once a second and appends the answer.
 import { appendFileSync } from 'node:fs'
@@ -20,10 +21,17 @@ for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exi
 
 const since = new Date().toISOString()
 if (positionals[0] === 'web') {
-  createServer((_req, res) => {
+  const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' })
     res.end(`web on ${values.node}, pid ${process.pid}, up since ${since}\n`)
   }).listen(Number(values.port), '127.0.0.1')
+  // SIGUSR1: the service stops answering while its process lives on (a hung application, which
+  // only a check of what it serves can tell).
+  process.on('SIGUSR1', () => {
+    server.close()
+    server.closeAllConnections()
+    setInterval(() => {}, 60_000) // alive, serving nothing
+  })
 } else if (positionals[0] === 'report') {
   setInterval(async () => {
     const line = await fetch(values.url)

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, test } from 'vitest'
-import { loadAgentConfig } from './config.js'
+import { agentConfigSchema, loadAgentConfig } from './config.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'vigil-agent-config-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -38,4 +38,27 @@ test.each([
   ["mqtt: { url: ['mqtt://a:1883', 'mqtt://a:1883'] }\n", /mqtt\.url.*twice/],
 ])('a bad broker list is refused, naming mqtt.url: %s', (yaml, message) => {
   expect(() => load(yaml)).toThrow(message)
+})
+
+const check = (extra: object) => ({ driver: 'check', config: { kind: 'tcp', port: 80 }, ...extra })
+const proc = { id: 'web', driver: 'process', config: { command: ['sleep', '9'], pidfile: '/tmp/w.pid' } }
+
+test.each([
+  [
+    'a resource of another agent',
+    [proc, check({ id: 'c', vouchesFor: 'db' })],
+    'names no resource of this agent',
+  ],
+  ['itself', [check({ id: 'c', vouchesFor: 'c' })], 'cannot vouch for itself'],
+  [
+    'another watch',
+    [proc, check({ id: 'a', vouchesFor: 'web' }), check({ id: 'b', vouchesFor: 'a' })],
+    'is a watch too',
+  ],
+  ['from a driver with its own monitor', [proc, { ...proc, id: 'web2', vouchesFor: 'web' }], 'only a watch'],
+])('vouchesFor naming %s is refused, naming the key', (_, resources, message) => {
+  const r = agentConfigSchema.safeParse({ node: 'n1', commands: { allowUnsigned: true }, resources })
+  expect(r.success).toBe(false)
+  const issue = r.error?.issues.find((i) => i.path.at(-1) === 'vouchesFor')
+  expect(issue?.message).toContain(message)
 })

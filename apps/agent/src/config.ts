@@ -10,7 +10,7 @@ import {
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
 import { diskHeartbeatSchema } from './disk-heartbeat.js'
-import { resourceEntrySchema } from './drivers.js'
+import { MONITOR_ONLY, resourceEntrySchema } from './drivers.js'
 import { isolationSchema } from './isolation.js'
 import { peersSchema } from './peers.js'
 
@@ -97,6 +97,28 @@ export const agentConfigSchema = z
     /** The shared-disk heartbeat (SBD-like): a third channel, alive while the network is not. */
     diskHeartbeat: diskHeartbeatSchema,
     log: logSectionSchema,
+  })
+  .superRefine((c, ctx) => {
+    const byId = new Map(c.resources.map((r) => [r.id, r]))
+    c.resources.forEach((r, i) => {
+      if (c.resources.findIndex((o) => o.id === r.id) !== i)
+        ctx.addIssue({ code: 'custom', message: `"${r.id}" is listed twice`, path: ['resources', i, 'id'] })
+      if (r.vouchesFor === undefined) return
+      const target = byId.get(r.vouchesFor)
+      const problem =
+        target === undefined
+          ? `names no resource of this agent ("${r.vouchesFor}")`
+          : r.vouchesFor === r.id
+            ? 'a resource cannot vouch for itself'
+            : MONITOR_ONLY.has(target.driver as string)
+              ? `"${r.vouchesFor}" is a watch too (${target.driver}): vouch for what it watches`
+              : !MONITOR_ONLY.has(r.driver as string)
+                ? `only a watch (${[...MONITOR_ONLY].join(', ')}) vouches for a resource; ${r.driver} has its own monitor`
+                : target.vouchesFor !== undefined
+                  ? `"${r.vouchesFor}" vouches for another resource itself`
+                  : null
+      if (problem) ctx.addIssue({ code: 'custom', message: problem, path: ['resources', i, 'vouchesFor'] })
+    })
   })
   .refine(
     // Between broker pings nothing arrives: a shorter isolation time would fire on a healthy link.

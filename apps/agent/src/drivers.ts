@@ -25,6 +25,9 @@ export const DRIVERS = {
 
 export type DriverName = keyof typeof DRIVERS
 
+/** Drivers that only watch (no actions): what may vouch for another resource. */
+export const MONITOR_ONLY: ReadonlySet<string> = new Set(['check', 'disk', 'nic', 'ping', 'vsphere-host'])
+
 const resourceId = z
   .string()
   .regex(
@@ -42,7 +45,21 @@ export const resourceEntrySchema = z.discriminatedUnion(
       config: factory.configSchema,
       /** Monitor at least this often (event-driven drivers also report changes at once). */
       monitorIntervalMs: z.number().int().min(100).max(3_600_000).default(1000),
+      /**
+       * A watch (a driver without actions: check, disk, nic, ping) that vouches for another
+       * resource of this agent: while that resource runs here and this watch is failed, the
+       * resource is reported failed, so the hub's recovery ladder acts on it (restart in place,
+       * then what its ladder says). The watch is probed only while the resource runs here, and
+       * starts over (a fresh grace of `failuresBeforeCritical` probes) each time it is started.
+       */
+      vouchesFor: resourceId.optional(),
     }),
   ) as unknown as [z.ZodObject, ...z.ZodObject[]],
 )
-export type ResourceEntry = { id: string; driver: DriverName; config: unknown; monitorIntervalMs: number }
+export type ResourceEntry = {
+  id: string
+  driver: DriverName
+  config: unknown
+  monitorIntervalMs: number
+  vouchesFor?: string | undefined
+}

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLogger } from '@vigil/kit'
@@ -110,3 +110,70 @@ test.each([
       })
   },
 )
+
+/** A real process driver entry running a small HTTP service on `port`, and a check vouching for it. */
+function webWithCheck(dir: string, port: number) {
+  const app = join(import.meta.dirname, '../../../scripts/demo-app.mjs')
+  return [
+    {
+      id: 'web',
+      driver: 'process',
+      config: {
+        command: [process.execPath, app, 'web', '--port', String(port), '--node', 'n1'],
+        pidfile: join(dir, 'web.pid'),
+      },
+    },
+    {
+      id: 'web-http',
+      driver: 'check',
+      monitorIntervalMs: 100,
+      vouchesFor: 'web',
+      config: { kind: 'http', url: `http://127.0.0.1:${port}/`, failuresBeforeCritical: 2, timeoutMs: 300 },
+    },
+  ]
+}
+
+async function until<T>(what: string, probe: () => T | undefined | false, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = probe()
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const stateOf = (r: ResourceRunner, id: string) => r.observations().find((o) => o.target === id)
+
+// ExpressCluster's monitor resources, ApplicationHA's app monitor: a check that vouches for a
+// resource fails it when what it serves stops answering though its process lives, so the hub's
+// recovery ladder acts; a restart gives the check a fresh grace.
+test('a check vouching for a resource fails it when the service stops answering, and starts over after a restart', async () => {
+  const dir = tempDir()
+  const port = 20000 + Math.floor(Math.random() * 20000)
+  const r = runner(webWithCheck(dir, port))
+  r.start()
+  // Not running here yet: the check is not probed, and says so.
+  await until('the check idle', () => stateOf(r, 'web-http')?.state === 'stopped')
+  expect(stateOf(r, 'web-http')?.detail).toBe('web does not run here')
+  await r.run('web', 'start')
+  await until(
+    'web running, vouched for',
+    () => stateOf(r, 'web')?.state === 'running' && stateOf(r, 'web-http')?.state === 'running',
+  )
+
+  // The service hangs: its process lives, its port answers no more.
+  const pid = Number(readFileSync(join(dir, 'web.pid'), 'utf8'))
+  process.kill(pid, 'SIGUSR1')
+  const failed = await until('web failed by its check', () => {
+    const o = stateOf(r, 'web')
+    return o?.state === 'failed' ? o : undefined
+  })
+  expect(failed.detail).toMatch(/^web-http \(check\) failed: /)
+
+  // The hub's restart: the check starts over, so the restarted web is running, not failed again.
+  await r.run('web', 'restart')
+  expect(stateOf(r, 'web')?.state).toBe('running')
+  await until('the new web vouched for', () => stateOf(r, 'web-http')?.state === 'running')
+  await r.run('web', 'stop')
+})

@@ -6,6 +6,7 @@ import { DRIVERS, type ResourceEntry } from './drivers.js'
 
 interface Watched {
   entry: ResourceEntry
+  /** Replaced when a watch vouching for a resource starts over (see `startOver`). */
   driver: Driver
   latest: MonitorResult | null
   /** Actions on one resource run one at a time, in order. */
@@ -32,14 +33,43 @@ export class ResourceRunner {
     // it ends): with dozens of resources that is more than EventTarget's default warning limit.
     setMaxListeners(0, this.abort.signal)
     for (const entry of entries) {
-      const factory = DRIVERS[entry.driver]
-      const driver = factory.create(entry.config as never, {
-        resourceId: entry.id,
-        log: log.child({ resource: entry.id }),
-      })
-      const w: Watched = { entry, driver, latest: null, queue: Promise.resolve(), backlogMs: 0, timer: null }
-      driver.onChange?.(() => void this.monitor(w))
+      const w: Watched = {
+        entry,
+        driver: this.create(entry),
+        latest: null,
+        queue: Promise.resolve(),
+        backlogMs: 0,
+        timer: null,
+      }
+      w.driver.onChange?.(() => void this.monitor(w))
       this.watched.set(entry.id, w)
+      if (entry.vouchesFor !== undefined)
+        this.vouchers.set(entry.vouchesFor, [...(this.vouchers.get(entry.vouchesFor) ?? []), w])
+    }
+  }
+
+  /** The watches that vouch for each resource, by the resource's id. */
+  private readonly vouchers = new Map<string, Watched[]>()
+
+  private create(entry: ResourceEntry): Driver {
+    return DRIVERS[entry.driver].create(entry.config as never, {
+      resourceId: entry.id,
+      log: this.log.child({ resource: entry.id }),
+    })
+  }
+
+  /**
+   * The watches vouching for a resource that was just started start over: a fresh driver, so a
+   * fresh grace of failed probes before they fail it again (ExpressCluster's wait before monitoring
+   * a reactivated resource). Without it, a check still failed from before the restart would fail
+   * the restarted resource at once, and the ladder would climb on a single fault.
+   */
+  private async startOver(id: string): Promise<void> {
+    for (const v of this.vouchers.get(id) ?? []) {
+      const old = v.driver
+      v.driver = this.create(v.entry)
+      v.latest = null
+      await old.close?.()
     }
   }
 
@@ -82,16 +112,30 @@ export class ResourceRunner {
     return w ? w.backlogMs + timeoutOf(w.driver, action) : null
   }
 
-  /** Each resource's latest monitor result; a vm's with its hypervisor (read now: it may be learnt late). */
+  /**
+   * Each resource's latest monitor result; a vm's with its hypervisor (read now: it may be learnt
+   * late). A resource running here that a failed watch vouches for is reported failed, saying which.
+   */
   observations(): Observation[] {
     return [...this.watched.values()].map((w) => {
       const hypervisor = w.driver.hypervisor
+      const vouchedAgainst =
+        w.latest?.state === 'running'
+          ? (this.vouchers.get(w.entry.id) ?? []).find((v) => v.latest?.state === 'failed')
+          : undefined
+      const latest = vouchedAgainst
+        ? {
+            ...w.latest,
+            state: 'failed' as const,
+            detail: `${vouchedAgainst.entry.id} (${vouchedAgainst.entry.driver}) failed: ${vouchedAgainst.latest?.detail ?? ''}`,
+          }
+        : w.latest
       return {
         driver: w.entry.driver,
         target: w.entry.id,
-        state: w.latest?.state ?? 'unknown',
-        ...(w.latest?.detail ? { detail: w.latest.detail.slice(0, 1024) } : {}),
-        ...(w.latest?.metrics ? { metrics: w.latest.metrics } : {}),
+        state: latest?.state ?? 'unknown',
+        ...(latest?.detail ? { detail: latest.detail.slice(0, 1024) } : {}),
+        ...(latest?.metrics ? { metrics: latest.metrics } : {}),
         ...(hypervisor ? { hypervisor } : {}),
       }
     })
@@ -111,6 +155,7 @@ export class ResourceRunner {
       this.log.info({ resource: id, action }, 'resource action')
       try {
         await runAction(w.driver, action, { log: this.log, signal: this.abort.signal, ...options })
+        if (STARTS.has(action)) await this.startOver(id)
       } finally {
         w.backlogMs -= budget
         await this.monitor(w)
@@ -121,15 +166,27 @@ export class ResourceRunner {
   }
 
   private async monitor(w: Watched): Promise<void> {
+    const vouched = w.entry.vouchesFor === undefined ? undefined : this.watched.get(w.entry.vouchesFor)
+    if (vouched && vouched.latest?.state !== 'running') {
+      // Not probed while what it vouches for does not run here: its failure would mean nothing.
+      const idle: MonitorResult = { state: 'stopped', detail: `${vouched.entry.id} does not run here` }
+      const changed = w.latest?.state !== idle.state
+      w.latest = idle
+      if (changed) this.onChange()
+      return
+    }
+    const driver = w.driver
     let next: MonitorResult
     try {
-      next = (await runAction(w.driver, 'monitor', { log: this.log, signal: this.abort.signal })) ?? {
+      next = (await runAction(driver, 'monitor', { log: this.log, signal: this.abort.signal })) ?? {
         state: 'failed',
       }
     } catch (err) {
       this.log.warn({ resource: w.entry.id, err: (err as Error).message }, 'monitor failed')
       next = { state: 'failed', detail: `monitor error: ${(err as Error).message}` }
     }
+    // A watch that started over meanwhile: this answer is its old driver's, from before.
+    if (w.driver !== driver) return
     const changed = w.latest?.state !== next.state
     // A guest's heartbeat goes to the hub at once: its timing is what the hub's detector learns.
     const beat = next.metrics?.guestHeartbeats !== w.latest?.metrics?.guestHeartbeats
@@ -171,6 +228,9 @@ export class ResourceRunner {
     }
   }
 }
+
+/** Actions after which a resource runs afresh: the watches vouching for it start over. */
+const STARTS: ReadonlySet<Action> = new Set(['start', 'restart', 'reset', 'reboot'])
 
 /** The command the hub sends for each driver action (the hub's names for a vm's reset and reboot). */
 const COMMAND_OF: Partial<Record<Action, CommandAction>> = {

@@ -9,6 +9,13 @@ function setup() {
   return { exporter, provider, tracer: new DecisionTracer(provider.getTracer('test'), 1000) }
 }
 
+/**
+ * Decision times are epoch ms, as in the hub. Not small numbers: OpenTelemetry's SDK reads a start
+ * time below performance.now() as relative to the process start (it failed once under load, when
+ * the test ran more than a second after its worker started).
+ */
+const T0 = Date.UTC(2026, 0, 1)
+
 const record = (
   id: string,
   at: number,
@@ -30,31 +37,31 @@ const record = (
 test('the decisions of one incident form one trace: a root, a span per decision, work under its decision', async () => {
   const { exporter, provider, tracer } = setup()
   const ids = [
-    tracer.record(record('d1', 1000, 'classify.suspect', 'd1', { node: 'n2', kind: 'node-condition' })),
-    tracer.record(record('d2', 1500, 'fence.dead', 'd1', { node: 'n2' })),
+    tracer.record(record('d1', T0 + 1000, 'classify.suspect', 'd1', { node: 'n2', kind: 'node-condition' })),
+    tracer.record(record('d2', T0 + 1500, 'fence.dead', 'd1', { node: 'n2' })),
   ]
   const fence = tracer.startWork('d2', 'fence bmc-n2', { 'vigil.fence.device': 'bmc-n2' })
   finish(fence, true, { 'vigil.fence.outcome': 'off' })
   ids.push(
-    tracer.record(record('d3', 2500, 'placement.best-score', 'd1', { resource: 'web', kind: 'place' })),
+    tracer.record(record('d3', T0 + 2500, 'placement.best-score', 'd1', { resource: 'web', kind: 'place' })),
   )
   // Another incident is another trace.
-  const other = tracer.record(record('d4', 2600, 'classify.suspect', 'd4', { node: 'n3' }))
+  const other = tracer.record(record('d4', T0 + 2600, 'classify.suspect', 'd4', { node: 'n3' }))
   expect(new Set(ids).size).toBe(1)
   expect(ids[0]).toMatch(/^[0-9a-f]{32}$/)
   expect(other).not.toBe(ids[0])
 
-  tracer.sweep(3000) // d1's incident quiet for 500 ms: still open
+  tracer.sweep(T0 + 3000) // d1's incident quiet for 500 ms: still open
   await provider.forceFlush()
   expect(exporter.getFinishedSpans().find((s) => s.name === 'incident n2: classify.suspect')).toBeUndefined()
-  tracer.sweep(3600) // quiet for 1.1 s: ended, at its last decision
+  tracer.sweep(T0 + 3600) // quiet for 1.1 s: ended, at its last decision
   await provider.forceFlush()
   const spans = exporter.getFinishedSpans()
   const root = spans.find((s) => s.name === 'incident n2: classify.suspect')
   expect(root).toBeDefined()
   const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6
-  expect(ms(root?.startTime as [number, number])).toBe(1000)
-  expect(ms(root?.endTime as [number, number])).toBe(2500)
+  expect(ms(root?.startTime as [number, number])).toBe(T0 + 1000)
+  expect(ms(root?.endTime as [number, number])).toBe(T0 + 2500)
   const byName = (name: string) => spans.find((s) => s.name === name)
   const parentOf = (name: string) => byName(name)?.parentSpanContext?.spanId
   expect(parentOf('decision fence.dead')).toBe(root?.spanContext().spanId)
