@@ -183,6 +183,12 @@ async function runDemo() {
         '  - id: web',
         '    driver: process',
         `    config: { command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(app)}, web, --port, "${values['web-port']}", --node, ${node}], pidfile: ${JSON.stringify(join(dir, `${node}-web.pid`))} }`,
+        // The HTTP check vouches for web: a web that stops answering is failed, though it runs.
+        '  - id: web-http',
+        '    driver: check',
+        '    vouchesFor: web',
+        '    monitorIntervalMs: 500',
+        `    config: { kind: http, url: "${webUrl}/", failuresBeforeCritical: 2, timeoutMs: 500 }`,
         '  - id: report',
         '    driver: process',
         `    config: { command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(app)}, report, --url, "${webUrl}", --out, ${JSON.stringify(join(dir, 'report.log'))}], pidfile: ${JSON.stringify(join(dir, `${node}-report.pid`))} }`,
@@ -225,8 +231,10 @@ Vigil demo is running: web and report on ${web.node} after ${seconds} s (nodes d
   Logs        ${dir}/hub.log, ${dir}/demo-a.log, ${dir}/demo-b.log
 
 Try, in another shell (the status page shows each as it happens):
-  1. Kill the app; Vigil restarts it in place within a moment:
+  1. Kill the app, or make it hang (its process lives, its port stops answering: only the HTTP
+     check that vouches for it sees that); Vigil restarts it in place within a moment:
        pkill -f 'demo-app.mjs web'; sleep 1; curl -s ${webUrl}
+       pkill -USR1 -f 'demo-app.mjs web'; sleep 3; curl -s ${webUrl}
   2. Ask why it did:
        pnpm vigil why web${hub}
   3. Move it, with report, to the other node, or put a node in maintenance:

@@ -287,10 +287,19 @@ export class Ingest {
     // monitor failed: then nothing can be concluded about what is absent.
     if (batch.complete && batch.observations.every((o) => o.state !== 'unknown')) {
       const resources: Record<string, 'running' | 'failed' | 'paused'> = {}
+      const reasons: Record<string, string> = {}
       for (const o of batch.observations)
-        if (o.state === 'running' || o.state === 'failed' || o.state === 'paused')
+        if (o.state === 'running' || o.state === 'failed' || o.state === 'paused') {
           resources[o.target] = o.state
-      this.sinks.onEngineInput({ type: 'inventory', node: batch.node, resources })
+          // A failure's detail is its why (a check vouching for it, a crash): the engine records it.
+          if (o.state === 'failed' && o.detail) reasons[o.target] = o.detail
+        }
+      this.sinks.onEngineInput({
+        type: 'inventory',
+        node: batch.node,
+        resources,
+        ...(Object.keys(reasons).length > 0 ? { reasons } : {}),
+      })
       return
     }
     for (const o of batch.observations) {

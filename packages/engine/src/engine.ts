@@ -178,7 +178,8 @@ function apply(ctx: StepContext, input: Input): void {
         return
       }
       const listed = Object.keys(input.resources).sort()
-      for (const id of listed) applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState)
+      for (const id of listed)
+        applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState, input.reasons?.[id])
       for (const id of n.inventory ?? [])
         if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
       // A complete inventory answers for what it was asked about, listed or not.
@@ -294,7 +295,8 @@ function declareTimeouts(ctx: StepContext, input: Extract<Input, { type: 'action
  */
 function guestInventory(ctx: StepContext, input: Extract<Input, { type: 'inventory' }>): void {
   const listed = Object.keys(input.resources).sort()
-  for (const id of listed) applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState)
+  for (const id of listed)
+    applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState, input.reasons?.[id])
   for (const spec of ctx.spec.resources) {
     if (spec.kind !== 'guest-app' || spec.vm !== input.node || spec.id in input.resources) continue
     const seen = ctx.state.resources[spec.id]?.observed[input.node]

@@ -47,3 +47,40 @@ test('an inventory from a node that is neither a cluster node nor a vm is ignore
   }).state
   expect(state.resources.app?.observed).toEqual({})
 })
+
+// A failure's detail rides with the inventory (a check vouching for the resource, a crash): it is
+// the failure's why in the decision record, as it is for a single resource report (found live: a
+// complete batch dropped it, and `vigil why` said only "failed").
+test("an inventory's reason for a failure is in the ladder's decision", () => {
+  const appSpec = clusterSpecSchema.parse({ nodes: [{ id: 'h1' }], resources: [{ id: 'web' }] })
+  let now = 1000
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
+  let state = initialState(appSpec, now)
+  const feed = (inputs: Input[]) => {
+    now += 100
+    const out = step(appSpec, state, inputs, env)
+    state = out.state
+    return out
+  }
+  feed([
+    { type: 'heartbeat', node: 'h1' },
+    { type: 'inventory', node: 'h1', resources: { web: 'running' } },
+  ])
+  for (let i = 0; i < 5 && state.resources.web?.phase !== 'running'; i++)
+    feed([
+      { type: 'heartbeat', node: 'h1' },
+      { type: 'inventory', node: 'h1', resources: { web: 'running' } },
+    ])
+  expect(state.resources.web?.phase).toBe('running')
+  const out = feed([
+    { type: 'heartbeat', node: 'h1' },
+    {
+      type: 'inventory',
+      node: 'h1',
+      resources: { web: 'failed' },
+      reasons: { web: 'web-http (check) failed: connection refused' },
+    },
+  ])
+  const ladder = out.records.find((r) => r.rule === 'ladder.restart')
+  expect(ladder?.summary).toContain('(web-http (check) failed: connection refused)')
+})

@@ -1149,7 +1149,11 @@ export function applyResourceState(
     ctx.touched.add(resource)
   }
   const prev = r.observed[node]
-  if (prev && prev.state === state) return // unchanged: keep the time it entered this state
+  if (prev && prev.state === state) {
+    // Unchanged: keep the time it entered this state; a reason first told now is kept with it.
+    if (reason && !prev.reason) prev.reason = reason
+    return
+  }
   r.observed[node] = reason ? { state, at: ctx.now, reason } : { state, at: ctx.now }
   ctx.touched.add(resource)
 }

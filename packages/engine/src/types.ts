@@ -197,7 +197,13 @@ export type Input =
    */
   | { type: 'action-timeouts'; node: string; resources: Record<string, Partial<Record<string, number>>> }
   /** A node's complete list of the resources present on it: any resource not listed is stopped there. */
-  | { type: 'inventory'; node: string; resources: Record<string, ObservedState> }
+  | {
+      type: 'inventory'
+      node: string
+      resources: Record<string, ObservedState>
+      /** What its monitor said of a resource (a failure's detail), by resource id. */
+      reasons?: Record<string, string>
+    }
   | { type: 'power-state'; node: string; state: 'on' | 'off'; device: string }
   | {
       type: 'action-result'
