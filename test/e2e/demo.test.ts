@@ -107,6 +107,28 @@ test("the demo's three things to try each do what it says", async () => {
       }
       return node.engine?.maintenance != null
     })
+    // Day-2: an operator stops web (report, which depends on it, stops first) and starts it again.
+    const phases = async () => {
+      const { resources } = (await (await fetch(`${hub}/api/resources`)).json()) as {
+        resources: { id: string; phase: string; node: string | null }[]
+      }
+      return Object.fromEntries(resources.map((r) => [r.id, r.phase]))
+    }
+    const stop = await runVigil(['resource', 'stop', 'web', '--hub', hub])
+    expect(stop.code, stop.stderr).toBe(0)
+    expect(stop.stdout).toContain('vigil resource stop: accepted')
+    await eventually('web and report stopped', async () => {
+      const p = await phases()
+      return p.web === 'stopped' && p.report === 'waiting'
+    })
+    expect(await web().catch(() => 'no answer')).toBe('no answer')
+    const start = await runVigil(['resource', 'enable', 'web', '--hub', hub])
+    expect(start.code, start.stderr).toBe(0)
+    await eventually('web and report running again', async () => {
+      const p = await phases()
+      return p.web === 'running' && p.report === 'running'
+    })
+    expect(await web()).toMatch(/^web on demo-b/)
   } finally {
     demo.child.kill('SIGINT')
     await demo.exited

@@ -53,6 +53,9 @@ Commands:
                            stop acting on the cluster, a node or a resource (observe only); --for
                            re-arms by itself
   cleanup <resource>       forget a resource's counted failures and act on its state afresh
+  resource stop|start <resource>
+                           keep a resource stopped (what depends on it first) until started again
+                           (disable and enable say the same, as pcs does)
   evacuate <node>          empty a node (live-migrating vms that allow it), then put it in maintenance
   audit [--who <name>] [--json]
                            the API's audit log: who changed what, when, from where, with what result
@@ -115,6 +118,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'cleanup':
     case 'evacuate':
       return operate(command, rest)
+    case 'resource':
+      return resourceCommand(rest)
     case 'config':
       return configCheck(rest)
     case 'simulate':
@@ -586,6 +591,18 @@ function plan(argv: string[]): Promise<number> {
   })
 }
 
+/** `vigil resource stop|start|disable|enable <id>`: an operator's wanted state for a resource. */
+function resourceCommand(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv
+  const role =
+    verb === 'stop' || verb === 'disable' ? 'stop' : verb === 'start' || verb === 'enable' ? 'start' : null
+  if (role === null) {
+    console.error('Usage: vigil resource stop|start <resource>   (disable and enable say the same)')
+    return Promise.resolve(EXIT.usage)
+  }
+  return operate(`resource-${role}`, rest)
+}
+
 /** move, maintenance, cleanup, evacuate: one request each, accepted (202) or refused with the reason. */
 function operate(command: string, argv: string[]): Promise<number> {
   return withUsage(async () => {
@@ -602,6 +619,8 @@ function operate(command: string, argv: string[]): Promise<number> {
       maintenance: 'vigil maintenance on|off [--node <n> | --resource <r>] [--for 30m]',
       cleanup: 'vigil cleanup <resource>',
       evacuate: 'vigil evacuate <node>',
+      'resource-stop': 'vigil resource stop <resource>',
+      'resource-start': 'vigil resource start <resource>',
     }
     const [a, b] = positionals
     let path: string
@@ -618,6 +637,9 @@ function operate(command: string, argv: string[]): Promise<number> {
         ...(values.resource ? { resource: values.resource } : {}),
         ...(values.for ? { for: values.for } : {}),
       }
+    } else if ((command === 'resource-stop' || command === 'resource-start') && a && !b) {
+      path = `/api/resources/${encodeURIComponent(a)}/${command === 'resource-stop' ? 'stop' : 'start'}`
+      body = { by }
     } else if ((command === 'cleanup' || command === 'evacuate') && a && !b) {
       path = `/api/${command === 'cleanup' ? 'resources' : 'nodes'}/${encodeURIComponent(a)}/${command}`
       body = { by }
@@ -632,12 +654,12 @@ function operate(command: string, argv: string[]): Promise<number> {
     })
     if (values.json) console.log(JSON.stringify(res.body, null, 2))
     if (res.status !== 202) {
-      if (!values.json) console.error(`vigil ${command}: ${errorMessage(res.body)}`)
+      if (!values.json) console.error(`vigil ${command.replace('-', ' ')}: ${errorMessage(res.body)}`)
       return res.status === 400 ? EXIT.usage : EXIT.failed
     }
     if (!values.json)
       console.log(
-        `vigil ${command}: accepted; \`vigil why\` and the status page show what Vigil does with it`,
+        `vigil ${command.replace('-', ' ')}: accepted; \`vigil why\` and the status page show what Vigil does with it`,
       )
     return EXIT.ok
   })

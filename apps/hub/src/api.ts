@@ -344,6 +344,15 @@ export function createApi(deps: ApiDeps): Hono<Env> {
   app.post('/api/resources/:id/cleanup', (c) =>
     operate(c, byBody, () => ({ op: 'cleanup', resource: c.req.param('id') })),
   )
+  // An operator's wanted state (Pacemaker's target-role): stop keeps it stopped until a start.
+  for (const role of ['stop', 'start'] as const)
+    app.post(`/api/resources/:id/${role}`, (c) =>
+      operate(c, byBody, () => ({
+        op: 'target',
+        resource: c.req.param('id'),
+        role: role === 'stop' ? 'stopped' : 'started',
+      })),
+    )
   app.post('/api/nodes/:id/fence', (c) =>
     operate(c, fenceBody, (b: z.infer<typeof fenceBody>) => ({
       op: 'fence',

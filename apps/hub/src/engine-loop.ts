@@ -71,6 +71,8 @@ export interface ResourceView {
   health: number
   failures: number
   maintenance: boolean
+  /** An operator stopped it (`vigil resource stop`): kept stopped until started. */
+  stoppedByOperator: boolean
   pending: { type: string; node: string } | null
   /** What each node's agent last reported about it. */
   observed: Record<string, string>
@@ -304,6 +306,7 @@ export class EngineLoop {
         health: resourceHealthScore(r),
         failures: r.failures.length,
         maintenance: r.maintenance !== null,
+        stoppedByOperator: r.stoppedByOperator ?? false,
         pending: r.pending ? { type: r.pending.type, node: r.pending.node } : null,
         observed: Object.fromEntries(Object.entries(r.observed).map(([node, o]) => [node, o.state])),
         correlationId: r.correlationId,

@@ -384,7 +384,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
               ['resource', op.resource],
               ['node', op.node],
             ]
-          : op.op === 'cleanup'
+          : op.op === 'cleanup' || op.op === 'target'
             ? [['resource', op.resource]]
             : op.op === 'evacuate' || op.op === 'fence'
               ? [['node', op.node]]

@@ -317,6 +317,7 @@ function resourceActions(r, nodes) {
     '<button data-act="move" data-resource="' + esc(r.id) + '"' + (others.length ? '' : ' disabled') + '>move</button>' +
     (r.hypervisor ? '<button data-act="migrate" data-resource="' + esc(r.id) + '"' + (others.length ? '' : ' disabled') + '>migrate live</button>' : '') +
     '<button data-act="cleanup" data-resource="' + esc(r.id) + '">cleanup</button>' +
+    '<button data-act="' + (r.stoppedByOperator ? 'start' : 'stop') + '" data-resource="' + esc(r.id) + '">' + (r.stoppedByOperator ? 'start' : 'stop') + '</button>' +
     '<button data-act="resource-maintenance" data-resource="' + esc(r.id) + '" data-on="' + (r.maintenance ? 'off' : 'on') + '">maintenance ' + (r.maintenance ? 'off' : 'on') + '</button>'
 }
 document.addEventListener('click', (ev) => {
@@ -328,7 +329,7 @@ document.addEventListener('click', (ev) => {
   else if (verb === 'node-maintenance') act('maintenance ' + on + ' ' + node, '/api/maintenance', { on: on === 'on', node })
   else if (verb === 'resource-maintenance') act('maintenance ' + on + ' ' + resource, '/api/maintenance', { on: on === 'on', resource })
   else if (verb === 'evacuate') act('evacuate ' + node, '/api/nodes/' + path(node) + '/evacuate', {})
-  else if (verb === 'cleanup') act('cleanup ' + resource, '/api/resources/' + path(resource) + '/cleanup', {})
+  else if (verb === 'cleanup' || verb === 'stop' || verb === 'start') act(verb + ' ' + resource, '/api/resources/' + path(resource) + '/' + verb, {})
   else if (verb === 'move' || verb === 'migrate') {
     const to = document.querySelector('select[data-for="' + CSS.escape(resource) + '"]').value
     act(verb + ' ' + resource + ' to ' + to, '/api/resources/' + path(resource) + '/' + verb, { node: to })

@@ -445,6 +445,23 @@ function operator(ctx: StepContext, op: OperatorOp): void {
       })
       return
     }
+    case 'target': {
+      const r = ctx.state.resources[op.resource]
+      if (!r) return
+      const stopped = op.role === 'stopped'
+      if ((r.stoppedByOperator ?? false) === stopped) return
+      r.stoppedByOperator = stopped
+      if (!stopped && r.phase === 'stopped') r.node = null
+      ctx.record({
+        kind: 'operator',
+        resource: op.resource,
+        summary: stopped
+          ? 'operator: stop (kept stopped, what depends on it first, until started again)'
+          : 'operator: start (placed as usual)',
+        rule: stopped ? 'operator.stop' : 'operator.start',
+      })
+      return
+    }
     case 'evacuate': {
       const n = ctx.state.nodes[op.node]
       if (!n || n.evacuating) return

@@ -351,6 +351,11 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
   }
   if (r.pending) return
 
+  if (r.stoppedByOperator) {
+    keepStopped(ctx, spec, r)
+    return
+  }
+
   if (spec.kind === 'guest-app') {
     manageGuestApp(ctx, spec, r)
     return
@@ -710,6 +715,68 @@ function progressRelocation(ctx: StepContext, spec: ResourceSpec, r: ResourceSta
 }
 
 /** True while something that depends on `id` still runs (and asks it to stop). */
+/**
+ * An operator stopped it: stop every copy on a node that can act (what depends on it first, as a
+ * relocation does), then it stays stopped and is never placed. A copy on a node that cannot act
+ * (suspect, dead) waits for that node's fate like any resource.
+ */
+function keepStopped(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
+  r.relocating = null
+  r.move = null
+  const copies = Object.keys(r.observed)
+    .sort()
+    .filter((n) => r.observed[n]?.state !== 'stopped')
+  const stoppable = copies.filter(
+    (n) => ctx.state.nodes[n]?.condition === 'healthy' || (spec.kind === 'guest-app' && n === spec.vm),
+  )
+  if (stoppable.length === 0) {
+    if (copies.length > 0) {
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'waiting',
+        `stopped by an operator; its copy on ${copies.join(', ')} cannot be reached yet`,
+        'operator.stop-wait',
+      )
+      return
+    }
+    r.node = null
+    setPhase(ctx, spec.id, r, 'stopped', 'stopped by an operator', 'operator.stopped')
+    return
+  }
+  const node = stoppable[0] as string
+  // Already waiting for its dependents to stop: decided before, nothing new to record.
+  if (r.phase === 'stopping' && dependentsRunning(ctx, spec.id)) return
+  const decision = ctx.record({
+    kind: 'stop',
+    resource: spec.id,
+    node,
+    summary: `stopping on ${node}: an operator stopped it`,
+    rule: 'operator.stop',
+  })
+  if (stopDependentsFirst(ctx, spec.id, decision)) {
+    setPhase(
+      ctx,
+      spec.id,
+      r,
+      'stopping',
+      'waiting for what depends on it to stop first',
+      'order.stop-dependents-first',
+    )
+    return
+  }
+  issue(ctx, spec, r, { type: 'stop', node, decision })
+}
+
+function dependentsRunning(ctx: StepContext, id: string): boolean {
+  return ctx.resourceSpecs.some((dep) => {
+    if (!dep.dependsOn.includes(id)) return false
+    const ds = ctx.state.resources[dep.id] as ResourceState
+    return ds.node !== null && ds.phase !== 'stopped' && ds.phase !== 'unmanaged'
+  })
+}
+
 function stopDependentsFirst(ctx: StepContext, id: string, decision: string): boolean {
   let waiting = false
   for (const dep of ctx.resourceSpecs) {

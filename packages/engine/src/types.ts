@@ -160,6 +160,8 @@ export interface ResourceState {
   correlationId: string | null
   /** Waiting for nodes not heard yet since the hub started (no alert until they had their chance). */
   awaitingNodes?: boolean
+  /** An operator stopped it (target role stopped): kept stopped until started. Absent: false. */
+  stoppedByOperator?: boolean
 }
 
 export interface EngineState {
@@ -245,6 +247,12 @@ export type OperatorOp =
   | { op: 'move'; resource: string; node: string; forMs: number; live?: boolean }
   | { op: 'maintenance'; scope: 'cluster' | 'node' | 'resource'; id?: string; on: boolean; forMs?: number }
   | { op: 'cleanup'; resource: string }
+  /**
+   * An operator's wanted state for a resource (Pacemaker's target-role, `pcs resource disable` and
+   * `enable`): stopped is stopped wherever it runs (what depends on it first) and never placed
+   * until started again; started lets the engine place it as usual.
+   */
+  | { op: 'target'; resource: string; role: 'stopped' | 'started' }
   | { op: 'ack-fence'; node: string; by: string }
   /** An operator has a node fenced (it need not look failed): its resources then recover elsewhere. */
   | { op: 'fence'; node: string; by: string }

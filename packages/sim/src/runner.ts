@@ -656,6 +656,17 @@ export class Simulation {
       case 'cleanup':
         this.inbox.push({ type: 'operator', op: { op: 'cleanup', resource: a as string } })
         break
+      case 'resource-stop':
+      case 'resource-start':
+        this.inbox.push({
+          type: 'operator',
+          op: {
+            op: 'target',
+            resource: a as string,
+            role: e.verb === 'resource-stop' ? 'stopped' : 'started',
+          },
+        })
+        break
       case 'fence':
         this.inbox.push({ type: 'operator', op: { op: 'fence', node: a as string, by: 'alice' } })
         break

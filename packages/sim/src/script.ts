@@ -46,6 +46,8 @@ const VERBS: Record<string, [min: number, max: number]> = {
   migrate: [3, 3],
   maintenance: [2, 4],
   cleanup: [1, 1],
+  'resource-stop': [1, 1],
+  'resource-start': [1, 1],
   'ack-fence': [1, 1],
   fence: [1, 1],
   evacuate: [1, 1],
