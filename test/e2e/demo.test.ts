@@ -99,6 +99,21 @@ test("the demo's three things to try each do what it says", async () => {
       )
     })
     expect(await web()).toMatch(/^web on demo-b/)
+    // The cluster frozen and thawed (VCS's words for the cluster's maintenance).
+    const freeze = await runVigil(['cluster', 'freeze', '--hub', hub])
+    expect(freeze.code, freeze.stderr).toBe(0)
+    await eventually('cluster frozen', async () => {
+      const info = (await (await fetch(`${hub}/api`)).json()) as { maintenance: unknown }
+      return info.maintenance !== null
+    })
+    expect((await runVigil(['cluster', 'thaw', '--hub', hub])).code).toBe(0)
+    await eventually('cluster thawed, web managed again', async () => {
+      const info = (await (await fetch(`${hub}/api`)).json()) as { maintenance: unknown }
+      const { resources } = (await (await fetch(`${hub}/api/resources`)).json()) as {
+        resources: { id: string; phase: string }[]
+      }
+      return info.maintenance === null && resources.find((r) => r.id === 'web')?.phase === 'running'
+    })
     const maintenance = await runVigil(['maintenance', 'on', '--node', 'demo-a', '--hub', hub])
     expect(maintenance.code, maintenance.stderr).toBe(0)
     await eventually('demo-a in maintenance', async () => {

@@ -53,6 +53,7 @@ Commands:
                            stop acting on the cluster, a node or a resource (observe only); --for
                            re-arms by itself
   cleanup <resource>       forget a resource's counted failures and act on its state afresh
+  cluster freeze|thaw      pause all automation, observation going on (the cluster's maintenance)
   resource stop|start <resource>
                            keep a resource stopped (what depends on it first) until started again
                            (disable and enable say the same, as pcs does)
@@ -120,6 +121,8 @@ export async function main(argv: string[]): Promise<number> {
       return operate(command, rest)
     case 'resource':
       return resourceCommand(rest)
+    case 'cluster':
+      return clusterCommand(rest)
     case 'config':
       return configCheck(rest)
     case 'simulate':
@@ -589,6 +592,19 @@ function plan(argv: string[]): Promise<number> {
     else process.stdout.write(renderPlan(body.plan))
     return EXIT.ok
   })
+}
+
+/**
+ * `vigil cluster freeze|thaw`: all automation paused, observation going on (VCS's freeze, Pacemaker's
+ * maintenance-mode): the cluster's maintenance, audited and recorded like any operator action.
+ */
+function clusterCommand(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv
+  if (verb !== 'freeze' && verb !== 'thaw') {
+    console.error('Usage: vigil cluster freeze|thaw [--for 30m]')
+    return Promise.resolve(EXIT.usage)
+  }
+  return operate('maintenance', [verb === 'freeze' ? 'on' : 'off', ...rest])
 }
 
 /** `vigil resource stop|start|disable|enable <id>`: an operator's wanted state for a resource. */
