@@ -41,14 +41,7 @@ process.once('SIGINT', () => void stopAll().then(() => process.exit(130)))
 const vcsim = await startVcsim({ hosts: 2, vms: 1 })
 cleanups.push(() => vcsim.stop())
 const hostOf = (node) => vcsim.hosts[NODES.indexOf(node)]
-const admin = new Vim25Client({
-  url: vcsim.sdkUrl,
-  username: vcsim.username,
-  password: vcsim.password,
-  insecure: false,
-  timeoutMs: 5000,
-  apiVersion: '7.0',
-})
+const admin = new Vim25Client(vcsim.clientOptions())
 cleanups.push(() => admin.logout())
 
 /** The node whose host runs the VM, powered on and connected; null otherwise. */

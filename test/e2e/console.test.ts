@@ -1,7 +1,8 @@
 import { copyFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, test } from 'vitest'
+import { launchChromium } from '../harness/browser.js'
 import { eventually } from '../harness/eventually.js'
 import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
@@ -60,16 +61,7 @@ beforeAll(async () => {
     )
     cleanups.push(() => agent.stop())
   }
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--no-first-run',
-      '--disable-dev-shm-usage',
-    ],
-  })
+  browser = await launchChromium()
   cleanups.push(() => browser.close())
   page = await browser.newPage({ viewport: { width: 1280, height: 1000 } })
 }, 60_000)

@@ -4,8 +4,9 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, type Prometheus, startPrometheus } from '@vigil/testbed'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { beforeAll, describe, expect, test } from 'vitest'
+import { launchChromium } from '../harness/browser.js'
 import {
   dashboardProblems,
   dashboardQueries,
@@ -151,18 +152,7 @@ beforeAll(async () => {
   })
   cleanups.push(() => prometheus.stop())
 
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-dev-shm-usage',
-    ],
-  })
+  browser = await launchChromium()
   cleanups.push(() => browser.close())
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
 })

@@ -22,14 +22,7 @@ const NODES = ['esx1', 'esx2'] as const
 beforeAll(async () => {
   vcsim = await startVcsim({ hosts: 2, vms: 2 })
   cleanups.push(() => vcsim.stop())
-  admin = new Vim25Client({
-    url: vcsim.sdkUrl,
-    username: vcsim.username,
-    password: vcsim.password,
-    insecure: false,
-    timeoutMs: 5000,
-    apiVersion: '7.0',
-  })
+  admin = new Vim25Client(vcsim.clientOptions())
   cleanups.push(() => admin.logout())
   // The simulator's VMs under the names an operator gave them.
   for (const [i, name] of ['web-vm', 'db-vm'].entries()) {

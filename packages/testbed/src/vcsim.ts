@@ -21,6 +21,15 @@ export interface Vcsim {
   vms: string[]
   /** The cluster's shared datastore. */
   datastore: string
+  /** A vSphere client's options for this simulator (as @vigil/vsphere's Vim25Client takes them). */
+  clientOptions(): {
+    url: string
+    username: string
+    password: string
+    insecure: boolean
+    timeoutMs: number
+    apiVersion: string
+  }
   daemon: Daemon
   /** An ESX host loses power (vCenter sees it stop answering) or comes back from a reboot. */
   hostPower(host: string, power: 'on' | 'off'): Promise<void>
@@ -87,6 +96,14 @@ export async function startVcsim(opts: { hosts?: number; vms?: number; tls?: boo
     hosts: Array.from({ length: hosts }, (_, i) => `DC0_C0_H${i}`),
     vms: Array.from({ length: vms }, (_, i) => `DC0_C0_RP0_VM${i}`),
     datastore: 'LocalDS_0',
+    clientOptions: () => ({
+      url: sdkUrl,
+      username: 'vigil',
+      password: 'vigil',
+      insecure: Boolean(opts.tls),
+      timeoutMs: 5000,
+      apiVersion: '7.0',
+    }),
     daemon,
     hostPower: async (host, power) => {
       await fault(`/vigil/host?name=${q(host)}&power=${power}`)

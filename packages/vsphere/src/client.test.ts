@@ -12,12 +12,7 @@ beforeAll(async () => {
 afterAll(() => vcsim?.stop())
 
 const connection = (extra: Partial<VsphereConnection> = {}): VsphereConnection => ({
-  url: vcsim.sdkUrl,
-  username: vcsim.username,
-  password: vcsim.password,
-  insecure: false,
-  timeoutMs: 5000,
-  apiVersion: '7.0',
+  ...vcsim.clientOptions(),
   ...extra,
 })
 

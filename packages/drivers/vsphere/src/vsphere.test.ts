@@ -27,14 +27,7 @@ beforeAll(async () => {
   silent = createServer(() => {}).listen(0, '127.0.0.1')
   await new Promise((r) => silent.once('listening', r))
   silentUrl = `http://127.0.0.1:${(silent.address() as { port: number }).port}/sdk`
-  admin = new Vim25Client({
-    url: vcsim.sdkUrl,
-    username: vcsim.username,
-    password: vcsim.password,
-    insecure: false,
-    timeoutMs: 5000,
-    apiVersion: '7.0',
-  })
+  admin = new Vim25Client(vcsim.clientOptions())
 }, 60_000)
 afterAll(async () => {
   await admin?.logout()

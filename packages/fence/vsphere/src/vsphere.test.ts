@@ -59,14 +59,7 @@ describe('vSphere fencing of a VM node', { timeout: 30_000 }, () => {
     const vm = vcsim.vms[2] as string
     const d = device()
     await runFenceOp(d, 'on', vm, { log })
-    const admin = new Vim25Client({
-      url: vcsim.sdkUrl,
-      username: vcsim.username,
-      password: vcsim.password,
-      insecure: false,
-      timeoutMs: 5000,
-      apiVersion: '7.0',
-    })
+    const admin = new Vim25Client(vcsim.clientOptions())
     const signal = AbortSignal.timeout(5000)
     const ref = await admin.find('VirtualMachine', vm, signal)
     if (!ref) throw new Error(`no vm ${vm}`)
