@@ -144,8 +144,22 @@ test.each([
     nics: [{ driver: 'nic', target: 'eth1', state: 'failed', detail: 'eth1: down, no carrier' }],
     expected: { degraded: true, detail: 'eth1: down, no carrier' },
   },
+  {
+    what: 'its ESX host, as vCenter sees it, cannot reach a datastore',
+    nics: [
+      { driver: 'nic', target: 'eth0', state: 'running', metrics: { degraded: 0 } },
+      {
+        driver: 'vsphere-host',
+        target: 'esx',
+        state: 'failed',
+        detail: 'cannot reach datastore LocalDS_0',
+        metrics: { datastoresUnreachable: 1 },
+      },
+    ],
+    expected: { degraded: true, detail: 'cannot reach datastore LocalDS_0' },
+  },
 ] as { what: string; nics: Observation[]; expected: object }[])(
-  'nic observations become link-state: $what',
+  'nic and vsphere-host observations become link-state: $what',
   ({ nics, expected }) => {
     const { inputs, observe } = setup()
     observe(nics)

@@ -237,8 +237,16 @@ export class Ingest {
    * or degraded (a bond lost a slave, a flapping NIC) is placed on last; connectivity (targets
    * reached, summed over its ping resources) scores it against the others, like pingd.
    */
+  /**
+   * What a node's agent says of the node's own footing becomes its link state: its NICs (a link
+   * down, a bond short of a slave) and, on vSphere, its ESX host as vCenter sees it (not
+   * responding, a datastore out of reach). Degraded is one channel, never a verdict: the node stays
+   * healthy and is placed on last.
+   */
   private linkAndConnectivity(batch: ObservationBatch): void {
-    const nics = batch.observations.filter((o) => o.driver === 'nic' && o.state !== 'unknown')
+    const nics = batch.observations.filter(
+      (o) => (o.driver === 'nic' || o.driver === 'vsphere-host') && o.state !== 'unknown',
+    )
     if (nics.length > 0) {
       const bad = nics.filter((o) => o.state === 'failed' || o.metrics?.degraded === 1)
       this.sinks.onEngineInput({
