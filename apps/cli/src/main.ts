@@ -54,6 +54,7 @@ Commands:
                            re-arms by itself
   cleanup <resource>       forget a resource's counted failures and act on its state afresh
   cluster freeze|thaw      pause all automation, observation going on (the cluster's maintenance)
+  cluster reload [--check] re-read the hub's cluster file: validated, changes shown, then applied
   resource stop|start <resource>
                            keep a resource stopped (what depends on it first) until started again
                            (disable and enable say the same, as pcs does)
@@ -600,11 +601,43 @@ function plan(argv: string[]): Promise<number> {
  */
 function clusterCommand(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv
+  if (verb === 'reload') return reloadCluster(rest)
   if (verb !== 'freeze' && verb !== 'thaw') {
-    console.error('Usage: vigil cluster freeze|thaw [--for 30m]')
+    console.error('Usage: vigil cluster freeze|thaw [--for 30m] | vigil cluster reload [--check]')
     return Promise.resolve(EXIT.usage)
   }
   return operate('maintenance', [verb === 'freeze' ? 'on' : 'off', ...rest])
+}
+
+/**
+ * `vigil cluster reload [--check]`: the hub re-reads its cluster file, validates it (errors name the
+ * file, line and key) and shows what changes; without --check it applies it, moving nothing that did
+ * not have to move.
+ */
+function reloadCluster(argv: string[]): Promise<number> {
+  return withUsage(async () => {
+    const { values } = parse(argv, { check: { type: 'boolean' } })
+    const res = await hubRequest(values.hub ?? cliEnv.hubUrl, '/api/cluster/reload', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ check: values.check === true, by: cliEnv.user }),
+    })
+    if (values.json) console.log(JSON.stringify(res.body, null, 2))
+    if (res.status !== 200 && res.status !== 202) {
+      if (!values.json) console.error(`vigil cluster reload: ${errorMessage(res.body)}`)
+      return res.status === 400 ? EXIT.usage : EXIT.failed
+    }
+    if (!values.json) {
+      const { changes, applied } = res.body as { changes: string[]; applied: boolean }
+      console.log(changes.length === 0 ? 'no change' : changes.join('\n'))
+      console.log(
+        applied
+          ? 'applied; `vigil why` and the status page show what follows'
+          : 'checked only (--check): nothing applied',
+      )
+    }
+    return EXIT.ok
+  })
 }
 
 /** `vigil resource stop|start|disable|enable <id>`: an operator's wanted state for a resource. */

@@ -34,6 +34,11 @@ export interface ApiDeps {
   resources: () => unknown[]
   /** The status page's last 15 minutes (a bounded in-memory ring). */
   history: () => HistoryView
+  /** Re-reads the cluster file: what changes, applied or only shown. */
+  reloadCluster: (
+    apply: boolean,
+    by: string,
+  ) => { changes: string[]; applied: boolean } | { refused: string } | { invalid: string }
   /** The peer mesh's reachability matrix. */
   peers: () => unknown
   /** The engine's classification and health score of a node, if it knows the node. */
@@ -265,6 +270,18 @@ export function createApi(deps: ApiDeps): Hono<Env> {
   })
   app.get('/api/resources', (c) => c.json({ resources: deps.resources() }))
   app.get('/api/history', (c) => c.json(deps.history()))
+  // The cluster file re-read and validated, what changes shown, applied unless `check`; nothing
+  // moves that did not have to (the engine keeps its state, new entries start fresh).
+  app.post('/api/cluster/reload', async (c) => {
+    const body = (await c.req.json().catch(() => ({}))) as { check?: unknown; by?: unknown }
+    const who = c.get('who')
+    const by =
+      who && who.name !== 'anonymous' ? who.name : typeof body.by === 'string' ? body.by : 'anonymous'
+    const result = deps.reloadCluster(body.check !== true, by)
+    if ('refused' in result) return c.json(errorBody('conflict', result.refused), 409)
+    if ('invalid' in result) return c.json(errorBody('invalid', result.invalid, 'clusterFile'), 400)
+    return c.json(result, result.applied ? 202 : 200)
+  })
   // Who this request's token is: the status page's sign-in checks a token with it.
   app.get('/api/me', (c) => {
     const who = c.get('who')

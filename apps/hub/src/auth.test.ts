@@ -25,6 +25,7 @@ test.each([
   ['POST', '/api/maintenance', 'operator'],
   ['POST', '/api/nodes/n1/fence', 'admin'],
   ['POST', '/api/fence/confirm', 'admin'],
+  ['POST', '/api/cluster/reload', 'admin'],
   ['DELETE', '/api/nodes', 'operator'],
 ])('%s %s needs %s', (method, path, role) => {
   expect(requiredRole(method, path)).toBe(role)

@@ -162,7 +162,13 @@ export function requiredRole(method: string, path: string): Role | null {
   )
     return null
   if (method === 'GET' || method === 'HEAD') return path.startsWith('/api/audit') ? 'operator' : 'viewer'
-  if (/^\/api\/nodes\/[^/]+\/fence$/.test(path) || path === '/api/fence/confirm') return 'admin'
+  // A fence powers a host off; a cluster file reloaded can move everything: an admin's.
+  if (
+    /^\/api\/nodes\/[^/]+\/fence$/.test(path) ||
+    path === '/api/fence/confirm' ||
+    path === '/api/cluster/reload'
+  )
+    return 'admin'
   return 'operator'
 }
 

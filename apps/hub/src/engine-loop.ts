@@ -362,6 +362,15 @@ export class EngineLoop {
     this.inboxSince = null
   }
 
+  /**
+   * A new cluster spec (a reloaded cluster file): the next step reconciles the state with it (new
+   * nodes and resources get fresh state; what left the file is no longer acted on).
+   */
+  setSpec(spec: ClusterSpec): void {
+    this.spec = spec
+    this.deps.stepSoon?.()
+  }
+
   /** One step with everything queued since the last one. */
   tick(): void {
     if (!this.active || this.committing) return

@@ -207,6 +207,11 @@ export class FenceService {
   }
 
   /** Cross-checks the cluster file's fence levels against the configured devices. */
+  /** A reloaded cluster file's fence levels (checked with `problemsWith` first). */
+  setSpec(spec: ClusterSpec): void {
+    ;(this.deps as { spec: ClusterSpec | null }).spec = spec
+  }
+
   problemsWith(spec: ClusterSpec): string[] {
     const problems: string[] = []
     for (const [i, n] of spec.nodes.entries()) {

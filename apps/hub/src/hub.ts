@@ -2,7 +2,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import type { Tracer } from '@opentelemetry/api'
-import { isolationTimingProblem } from '@vigil/engine'
+import { type ClusterSpec, isolationTimingProblem } from '@vigil/engine'
 import {
   brokerCredentials,
   type Clock,
@@ -31,6 +31,7 @@ import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
 import { NodeTable, withHypervisors } from './nodes.js'
+import { specChanges } from './reload.js'
 import { loadSigningKey } from './signing.js'
 import { type EventRow, HubStore, type NewEvent } from './store.js'
 import { createTracer, DecisionTracer } from './tracing.js'
@@ -92,7 +93,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   const { log } = deps
   const clock = deps.clock ?? systemClock
   // The files first: a bad one is reported before any port is taken.
-  const spec = config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null
+  let spec = config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null
   const tokens = new TokenStore(config.api, log.child({ part: 'auth' }))
   const store = new HubStore(config.store.path)
   undo.push(() => store.close())
@@ -377,6 +378,32 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     peers: () => engine.peerMatrix(),
     resources: () => withHypervisors(engine.resourceViews(), table.views()),
     history: () => history.view(),
+    reloadCluster: (apply, by) => {
+      const file = config.engine.clusterFile
+      if (!file || !spec) return { refused: 'this hub has no cluster file (observe mode): nothing to reload' }
+      if (config.group)
+        return {
+          refused:
+            'a hub group reloads by restarting each hub in turn (a reload of one hub only is not supported)',
+        }
+      let next: ClusterSpec
+      try {
+        next = loadClusterSpec(file)
+      } catch (err) {
+        return { invalid: err instanceof ConfigError ? err.message : String(err) }
+      }
+      const problems = fencing.problemsWith(next)
+      if (problems.length > 0) return { invalid: problems.map((p) => `${file}: ${p}`).join('\n') }
+      const changes = specChanges(spec, next)
+      if (apply) {
+        spec = next
+        fencing.setSpec(next)
+        engine.setSpec(next)
+        engine.input({ type: 'operator', op: { op: 'reload', changes } })
+        log.info({ by, changes }, 'cluster file reloaded')
+      }
+      return { changes, applied: apply }
+    },
     operator: (op, by, from) => {
       const subjects: ['node' | 'resource', string | undefined][] =
         op.op === 'move'

@@ -462,6 +462,14 @@ function operator(ctx: StepContext, op: OperatorOp): void {
       })
       return
     }
+    case 'reload':
+      ctx.allDirty = true
+      ctx.record({
+        kind: 'operator',
+        summary: `operator: cluster file reloaded: ${op.changes.length === 0 ? 'nothing changed' : op.changes.join('; ')}`,
+        rule: 'operator.reload',
+      })
+      return
     case 'evacuate': {
       const n = ctx.state.nodes[op.node]
       if (!n || n.evacuating) return

@@ -253,6 +253,8 @@ export type OperatorOp =
    * until started again; started lets the engine place it as usual.
    */
   | { op: 'target'; resource: string; role: 'stopped' | 'started' }
+  /** The cluster file was re-read (`vigil cluster reload`): recorded with what changed. */
+  | { op: 'reload'; changes: string[] }
   | { op: 'ack-fence'; node: string; by: string }
   /** An operator has a node fenced (it need not look failed): its resources then recover elsewhere. */
   | { op: 'fence'; node: string; by: string }
