@@ -44,6 +44,14 @@ test('a cluster file reloaded: checked, refused when wrong, applied and recorded
     expect(applied.code, applied.stderr).toBe(0)
     expect(applied.stdout).toContain('+ resource db')
     await eventually('db known to the engine', async () => (await resources()).includes('db'))
+    // web leaves the file while not stopped: refused (nothing would stop or watch it any more).
+    writeFileSync(
+      clusterFile,
+      ['nodes:', '  - id: n1', '  - id: n2', 'resources:', '  - id: db', ''].join('\n'),
+    )
+    const orphan = await runVigil(['cluster', 'reload', '--hub', hub.httpUrl])
+    expect(orphan.code).toBe(1)
+    expect(orphan.stderr).toMatch(/resource web leaves the file but is \w+: vigil resource stop web first/)
     const reload = (await decisionsOf(hub)).find((d) => d.rule === 'operator.reload') as
       | { summary?: string }
       | undefined

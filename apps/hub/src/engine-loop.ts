@@ -297,7 +297,11 @@ export class EngineLoop {
 
   /** Every resource as the engine sees it: phase, where it runs, failures counted, what is pending. */
   resourceViews(): ResourceView[] {
+    // Only what the cluster file lists now: a resource a reload removed keeps its state (it comes
+    // back as it was if listed again) but is no longer shown or acted on.
+    const listed = new Set(this.spec.resources.map((r) => r.id))
     return Object.entries(this.state.resources)
+      .filter(([id]) => listed.has(id))
       .map(([id, r]) => ({
         id,
         phase: r.phase,

@@ -395,6 +395,29 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       const problems = fencing.problemsWith(next)
       if (problems.length > 0) return { invalid: problems.map((p) => `${file}: ${p}`).join('\n') }
       const changes = specChanges(spec, next)
+      // Nothing in flight or in use may leave the file: a fence under way, a node that is home to a
+      // resource (nothing would judge that node any more), a resource not stopped (nothing would
+      // stop or watch it). The operator empties or stops it first.
+      const kept = new Set(next.nodes.map((n) => n.id))
+      const keptResources = new Set(next.resources.map((r) => r.id))
+      const views = engine.resourceViews()
+      for (const n of spec.nodes) {
+        const phase = engine.condition(n.id)?.fence ?? 'idle'
+        if (phase === 'running' || phase === 'verifying' || phase === 'delayed')
+          return { refused: `a fence of ${n.id} is under way: reload once it has ended` }
+        if (!kept.has(n.id)) {
+          const home = views.filter((r) => r.node === n.id).map((r) => r.id)
+          if (home.length > 0)
+            return {
+              refused: `node ${n.id} leaves the file but runs ${home.join(', ')}: vigil evacuate ${n.id} first`,
+            }
+        }
+      }
+      for (const r of views)
+        if (!keptResources.has(r.id) && r.phase !== 'stopped')
+          return {
+            refused: `resource ${r.id} leaves the file but is ${r.phase}: vigil resource stop ${r.id} first`,
+          }
       if (apply) {
         spec = next
         fencing.setSpec(next)
