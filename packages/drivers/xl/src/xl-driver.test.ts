@@ -157,7 +157,9 @@ describe('xl driver against the fake xl', { timeout: 20_000 }, () => {
         domain: deaf,
         configFile: host.configFile(deaf, '# fake-xl: ignores-shutdown'),
         xl: host.xl,
-        shutdownTimeoutMs: 500,
+        // Long enough for the fake xl (a Node.js program) to start and note the request on a
+        // loaded machine: 500 ms was cut off before it had (seen once in CI).
+        shutdownTimeoutMs: 2500,
       }),
       { resourceId: 'vm', log },
     )
