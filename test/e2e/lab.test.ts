@@ -54,7 +54,22 @@ test('the lab comes up, fails a host with a vm over through its BMC, and goes do
     'web on host1; db, vm1 and its guest-app on host2',
     () => runsOn('web', 'host1') && MOVED.every((name) => runsOn(name, 'host2')),
     { timeoutMs: 60_000 },
-  )
+  ).catch(async (err: Error) => {
+    // What a failed start-up needs to be understood: where each witness last wrote, and the
+    // engine's last decisions (seen once under CI load, with nothing else to go on).
+    const last = ['web', ...MOVED].map((name) => {
+      const w = newest(name)
+      return `${name}: ${w ? `${w[0]} ${Math.round((Date.now() - w[1]) / 1000)} s ago` : 'never'}`
+    })
+    const decisions = await api<{
+      decisions: { rule: string; node?: string; resource?: string; summary: string }[]
+    }>('/api/decisions?limit=30').catch(() => ({ decisions: [] }))
+    throw new Error(
+      `${err.message}\nwitnesses: ${last.join('; ')}\ndecisions, newest first:\n${decisions.decisions
+        .map((d) => `  ${d.rule} ${d.node ?? ''} ${d.resource ?? ''} ${d.summary}`)
+        .join('\n')}`,
+    )
+  })
   // Each host checks the shared disk through its own view of it.
   const diskCheck = async (host: string) =>
     (
