@@ -84,3 +84,43 @@ test("an inventory's reason for a failure is in the ladder's decision", () => {
   const ladder = out.records.find((r) => r.rule === 'ladder.restart')
   expect(ladder?.summary).toContain('(web-http (check) failed: connection refused)')
 })
+
+// At startup an agent may report its resources before the hub hears its first heartbeat (it
+// heartbeats once its command subscription is confirmed; its first batches, with monitors still
+// unknown, arrive as single reports): its node is still unknown, in its startup grace. A resource that prefers it waits for it rather than starting on a worse node, where
+// stickiness would keep it (seen in the lab: db lost its preferred host for good).
+test('a resource waits within the startup grace for a preferred node that reported but is not heard yet', () => {
+  const twoNodes = clusterSpecSchema.parse({
+    nodes: [{ id: 'h1' }, { id: 'h2' }],
+    resources: [
+      { id: 'web', preferred: { h1: 10 } },
+      { id: 'db', preferred: { h2: 10 } },
+    ],
+  })
+  let now = 1000
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}-${Math.random()}` }
+  let state = initialState(twoNodes, now)
+  const feed = (inputs: Input[]) => {
+    now += 100
+    return (state = step(twoNodes, state, inputs, env).state)
+  }
+  feed([
+    { type: 'heartbeat', node: 'h1' },
+    { type: 'inventory', node: 'h1', resources: {} },
+    { type: 'resource-state', node: 'h2', resource: 'web', state: 'stopped' },
+    { type: 'resource-state', node: 'h2', resource: 'db', state: 'stopped' },
+  ])
+  feed([{ type: 'heartbeat', node: 'h1' }])
+  expect(state.resources.web?.phase).toBe('starting') // its preferred node is here: at once
+  expect(state.resources.db?.phase).toBe('waiting')
+  expect(state.resources.db?.node).toBeNull()
+  feed([
+    { type: 'heartbeat', node: 'h1' },
+    { type: 'heartbeat', node: 'h2' },
+  ])
+  feed([
+    { type: 'heartbeat', node: 'h1' },
+    { type: 'heartbeat', node: 'h2' },
+  ])
+  expect(state.resources.db).toMatchObject({ phase: 'starting', node: 'h2' })
+})

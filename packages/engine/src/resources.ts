@@ -922,6 +922,27 @@ function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
     }
     return
   }
+  // A node it prefers over the best one now, not heard yet since the hub started, may be up in a
+  // moment: wait for it within the startup grace rather than start it elsewhere and keep it there by
+  // stickiness (Pacemaker's DC waits dc-deadtime for the other nodes before it places anything).
+  // Seen in the lab: a host whose agent came up a second later lost its preferred resource for good.
+  const waitFor = ctx.nodeSpecs.find(
+    (n) => n.id !== best.node && inStartupGrace(ctx, n.id) && (spec.preferred[n.id] ?? 0) > best.score,
+  )
+  if (waitFor && !r.node) {
+    if (r.phase !== 'waiting' || !r.awaitingNodes)
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'waiting',
+        `its preferred node ${waitFor.id} is not heard yet since the hub started: waiting for it before placing`,
+        'placement.awaiting-nodes',
+      )
+    r.awaitingNodes = true
+    return
+  }
+  r.awaitingNodes = false
   const decision = ctx.record({
     kind: 'place',
     resource: spec.id,
