@@ -102,7 +102,7 @@ test('a resource waits within the startup grace for a preferred node that report
   let state = initialState(twoNodes, now)
   const feed = (inputs: Input[]) => {
     now += 100
-    return (state = step(twoNodes, state, inputs, env).state)
+    state = step(twoNodes, state, inputs, env).state
   }
   feed([
     { type: 'heartbeat', node: 'h1' },
