@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { startBmc, startVcsim, vcsimHostPowerControl } from '@vigil/testbed'
+import { startBmc, startVcsim, vcsimHostPowerControl, vsphereResourceLines } from '@vigil/testbed'
 import { readVm, textOf, Vim25Client } from '@vigil/vsphere'
 import { markdownTable, median, quantile, sleep, startBenchHub, until } from '../lib.mjs'
 
@@ -111,17 +111,13 @@ try {
         `node: ${node}`,
         `heartbeat: { intervalMs: ${values['heartbeat-ms']} }`,
         'resources:',
-        '  - id: vm1',
-        '    driver: vsphere',
-        '    monitorIntervalMs: 500',
-        '    config:',
-        `      url: ${vcsim.sdkUrl}`,
-        `      username: ${vcsim.username}`,
-        `      passwordFile: ${vcsim.passwordFile}`,
-        `      vm: ${VM}`,
-        `      host: ${hostOf(node)}`,
-        `      nodeHosts: { ${other}: ${hostOf(other)} }`,
-        '      shutdownTimeoutMs: 0',
+        ...vsphereResourceLines(vcsim, {
+          id: 'vm1',
+          vm: VM,
+          host: hostOf(node),
+          nodeHosts: { [other]: hostOf(other) },
+          shutdownTimeoutMs: 0,
+        }),
         '',
       ].join('\n'),
     )

@@ -1,6 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Bmc, startBmc, startVcsim, type Vcsim, vcsimHostPowerControl } from '@vigil/testbed'
+import {
+  type Bmc,
+  startBmc,
+  startVcsim,
+  type Vcsim,
+  vcsimHostPowerControl,
+  vsphereResourceLines,
+} from '@vigil/testbed'
 import { readVm, textOf, Vim25Client } from '@vigil/vsphere'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
@@ -119,17 +126,13 @@ async function startEsxCluster(name: string, vm: string, resourceLines: string[]
         `node: ${node}`,
         'heartbeat: { intervalMs: 100 }',
         'resources:',
-        `  - id: ${vm}`,
-        '    driver: vsphere',
-        '    monitorIntervalMs: 500',
-        '    config:',
-        `      url: ${vcsim.sdkUrl}`,
-        `      username: ${vcsim.username}`,
-        `      passwordFile: ${vcsim.passwordFile}`,
-        `      vm: ${vm}`,
-        `      host: ${hostOf(node)}`,
-        `      nodeHosts: { ${others.map((n) => `${n}: ${hostOf(n)}`).join(', ')} }`,
-        '      shutdownTimeoutMs: 2000',
+        ...vsphereResourceLines(vcsim, {
+          id: vm,
+          vm,
+          host: hostOf(node),
+          nodeHosts: Object.fromEntries(others.map((n) => [n, hostOf(n)])),
+          shutdownTimeoutMs: 2000,
+        }),
         '',
       ].join('\n'),
     )

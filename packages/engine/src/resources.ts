@@ -747,7 +747,7 @@ function keepStopped(ctx: StepContext, spec: ResourceSpec, r: ResourceState): vo
   }
   const node = stoppable[0] as string
   // Already waiting for its dependents to stop: decided before, nothing new to record.
-  if (r.phase === 'stopping' && dependentsRunning(ctx, spec.id)) return
+  if (r.phase === 'stopping' && runningDependents(ctx, spec.id).length > 0) return
   const decision = ctx.record({
     kind: 'stop',
     resource: spec.id,
@@ -769,8 +769,9 @@ function keepStopped(ctx: StepContext, spec: ResourceSpec, r: ResourceState): vo
   issue(ctx, spec, r, { type: 'stop', node, decision })
 }
 
-function dependentsRunning(ctx: StepContext, id: string): boolean {
-  return ctx.resourceSpecs.some((dep) => {
+/** What depends on `id` and is placed and managed: what must stop before it does. */
+function runningDependents(ctx: StepContext, id: string): ResourceSpec[] {
+  return ctx.resourceSpecs.filter((dep) => {
     if (!dep.dependsOn.includes(id)) return false
     const ds = ctx.state.resources[dep.id] as ResourceState
     return ds.node !== null && ds.phase !== 'stopped' && ds.phase !== 'unmanaged'
@@ -778,12 +779,9 @@ function dependentsRunning(ctx: StepContext, id: string): boolean {
 }
 
 function stopDependentsFirst(ctx: StepContext, id: string, decision: string): boolean {
-  let waiting = false
-  for (const dep of ctx.resourceSpecs) {
-    if (!dep.dependsOn.includes(id)) continue
+  const dependents = runningDependents(ctx, id)
+  for (const dep of dependents) {
     const ds = ctx.state.resources[dep.id] as ResourceState
-    if (!ds.node || ds.phase === 'stopped' || ds.phase === 'unmanaged') continue
-    waiting = true
     if (!ds.pending && !ds.relocating)
       ds.relocating = {
         why: `stopping first: it depends on ${id}, which is moving`,
@@ -791,7 +789,7 @@ function stopDependentsFirst(ctx: StepContext, id: string, decision: string): bo
         decision,
       }
   }
-  return waiting
+  return dependents.length > 0
 }
 
 /** A guest application lives inside its vm: its "node" is the vm, reached through the guest agent. */

@@ -127,6 +127,37 @@ export async function startVcsim(opts: { hosts?: number; vms?: number; tls?: boo
 }
 
 /**
+ * An agent config's `vsphere` resource entry (YAML lines under `resources:`) for a VM of this
+ * simulator: `host` is the ESX host the agent's node stands for, `nodeHosts` the other nodes'.
+ */
+export function vsphereResourceLines(
+  vcsim: Vcsim,
+  opts: {
+    id: string
+    vm: string
+    host: string
+    nodeHosts: Record<string, string>
+    shutdownTimeoutMs: number
+  },
+): string[] {
+  return [
+    `  - id: ${opts.id}`,
+    '    driver: vsphere',
+    '    monitorIntervalMs: 500',
+    '    config:',
+    `      url: ${vcsim.sdkUrl}`,
+    `      username: ${vcsim.username}`,
+    `      passwordFile: ${vcsim.passwordFile}`,
+    `      vm: ${opts.vm}`,
+    `      host: ${opts.host}`,
+    `      nodeHosts: { ${Object.entries(opts.nodeHosts)
+      .map(([n, h]) => `${n}: ${h}`)
+      .join(', ')} }`,
+    `      shutdownTimeoutMs: ${opts.shutdownTimeoutMs}`,
+  ]
+}
+
+/**
  * A BMC's `hostCtl` program (see startBmc) for a simulated ESX host: its power is the vcsim host's,
  * so an IPMI power-off through ipmi_sim powers the ESX host off in vCenter's eyes. `pidFile` names
  * a process that lives on that host (its Vigil agent, as in a service VM pinned to it): off kills it.
