@@ -75,6 +75,11 @@ async function startEsxCluster(name: string, vm: string, resourceLines: string[]
   const base = join(dir.path, name)
   mkdirSync(base)
   const stops: (() => Promise<void> | void)[] = []
+  // Registered at once: a start-up that throws halfway still stops what it had started.
+  const stopAll = async () => {
+    for (const s of stops.splice(0).reverse()) await s()
+  }
+  cleanups.push(stopAll)
   const bmcs: Record<string, Bmc> = {}
   for (const node of NODES) {
     const hostCtl = vcsimHostPowerControl(
@@ -162,9 +167,7 @@ async function startEsxCluster(name: string, vm: string, resourceLines: string[]
         ),
       )
     },
-    stop: async () => {
-      for (const s of stops.reverse()) await s()
-    },
+    stop: stopAll,
   }
 }
 
