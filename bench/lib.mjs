@@ -1,6 +1,6 @@
 // Shared helpers for benchmarks: process sampling, Prometheus parsing, quantiles, output.
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 
@@ -133,4 +133,29 @@ export async function startBenchHub(dir, { args = [], stdio = ['ignore', 'ignore
   }
   // The hub writes its command signing public key beside its database: agents trust that file.
   return { hub, base, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, hubKey: join(dir, 'hub.sqlite.pub.pem') }
+}
+
+/**
+ * The lab's hub (scripts/lab.mjs, alone: not a hub group) and its embedded broker SIGKILLed and
+ * started again with the same arguments, on the same database; lab.json gets the new PID.
+ */
+export async function restartLabHub(labDir) {
+  const stateFile = join(labDir, 'lab.json')
+  const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+  try {
+    process.kill(-state.pids.hub, 'SIGKILL')
+  } catch {
+    try {
+      process.kill(state.pids.hub, 'SIGKILL')
+    } catch {
+      // gone already
+    }
+  }
+  await sleep(100)
+  const fd = openSync(join(labDir, 'hub.log'), 'a')
+  const child = spawn(state.hubArgv[0], state.hubArgv.slice(1), { detached: true, stdio: ['ignore', fd, fd] })
+  closeSync(fd)
+  child.unref()
+  state.pids.hub = child.pid
+  writeFileSync(stateFile, JSON.stringify(state, null, 2))
 }

@@ -242,6 +242,13 @@ export const dashboards = {
             'Phase and node per resource; health 100 running, 50 recovering, 0 blocked or stopped.',
         },
       ),
+      table('Waiting on', [target(`vigil_resource_waiting_seconds{${C}}`)], {
+        w: 24,
+        h: 6,
+        description:
+          'Every resource not settled (waiting, blocked, starting, stopping, recovering, migrating): for how long (s) and the rule it waits on: order.depends-on, placement.none, wait.node-dead, wait.fence-held, ... `vigil why <resource>` tells the rest. Empty is good.',
+        options: { showHeader: true, sortBy: [{ displayName: 'Value', desc: true }] },
+      }),
       table('VMs by hypervisor', [target(`vigil_vm_info{${C}}`)], {
         w: 24,
         h: 6,
@@ -325,11 +332,11 @@ export const dashboards = {
         { w: 8, min: 0, max: 1 },
       ),
       series(
-        'Liveness transitions',
+        'Condition changes',
         [
           target(
-            `sum by (state) (increase(vigil_node_state_changes_total{${C}}[$__rate_interval]))`,
-            '{{state}}',
+            `sum by (condition) (increase(vigil_node_condition_changes_total{${C}}[$__rate_interval]))`,
+            '{{condition}}',
           ),
         ],
         { w: 12 },

@@ -1,5 +1,6 @@
 // The lab: several hosts on this machine, for a person to poke at, or for tests.
 //   node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--no-vm] [--heartbeat-ms N] [--max-fences N] [--max-restarts N]
+//                          [--hub-group 2|3]
 //   node scripts/lab.mjs down [--dir .vigil-lab]
 // up: every host is a network namespace on a bridge of its own; each runs a Vigil agent (peer mesh,
 // shared-disk heartbeat and a check of the shared disk, reached through a FUSE view of its own,
@@ -8,10 +9,23 @@
 // --no-vm, each host also runs its own libvirtd (its own mount namespace), on which the guest vm1
 // (QEMU under TCG, kernel and initramfs on the shared filesystem) is defined, so vm1 can run on any
 // host and fail over; beside it, an application guest's inside (its app, guest-app, and Vigil's guest
-// agent) runs for as long as vm1 lives on that host (scripts/lab-guest.mjs). The hub runs here with
+// agent) runs for as long as vm1 lives on that host (scripts/lab-guest.mjs). guest-app is an HTTP
+// service (scripts/demo-app.mjs web, on 127.0.0.1:7490 of the host vm1 runs on) with an HTTP check in
+// the guest agent vouching for it, and ApplicationHA's ladder: restarted in the guest once, then vm1
+// reset, then vm1 relocated (per step, --max-restarts if given). The hub runs here with
 // its embedded broker on the lab bridge. Everything is left running, detached; the PIDs and names
 // are written to <dir>/lab.json. down: stops them all by PID and removes the namespaces; nothing is
 // left behind. Needs root (network namespaces).
+// --hub-group N: instead of the one hub, a hub group (docs/ha.md) of N hubs, hub-a, hub-b, ..., each
+// on a lab host of its own (a namespace on the bridge, not a workload host) with its embedded broker
+// and its HTTP API on that host's address (the --http port), on an etcd cluster of 3 members
+// (Debian's etcd-server, detached, on the lab bridge's address, data under <dir>/etcd). Every agent
+// (and the guest agent) is connected to every broker and trusts every hub's key (hub-keys.pem); the
+// BMCs listen on the bridge so that every hub reaches them. lab.json records each hub's argv, pid,
+// address and URLs (`hubs`) and each etcd member's argv, data directory and pid (`etcd`), so that a
+// chaos run can kill and restart them.
+// Every power-off a host's BMC makes (a fence, or ipmitool's chassis power off) appends its time
+// (ms since the epoch) to <host>-bmc-off.log: the chaos runner matches fences with their intents.
 import { execFileSync, spawn } from 'node:child_process'
 import {
   chmodSync,
@@ -25,7 +39,16 @@ import {
 } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { freePort, guestDomainXml, guestImage, NetnsLab, preparePeerLibvirt, startBmc } from '@vigil/testbed'
+import {
+  etcdAnswers,
+  etcdClusterPlan,
+  freePort,
+  guestDomainXml,
+  guestImage,
+  NetnsLab,
+  preparePeerLibvirt,
+  startBmc,
+} from '@vigil/testbed'
 
 const { values, positionals } = parseArgs({
   options: {
@@ -38,8 +61,13 @@ const { values, positionals } = parseArgs({
     'heartbeat-ms': { type: 'string' },
     /** The governor's fence budget per 10 minutes (default 3): raise it to crash hosts in a loop. */
     'max-fences': { type: 'string' },
-    /** Restarts in place tolerated per 10 minutes before the ladder relocates (default 3). */
+    /**
+     * Restarts in place tolerated per 10 minutes before the ladder relocates (default 3); for
+     * guest-app, failures per step of its ladder (default 1).
+     */
     'max-restarts': { type: 'string' },
+    /** A hub group of this many hubs (2 or 3) on a 3-member etcd, instead of the one hub. */
+    'hub-group': { type: 'string' },
   },
   allowPositionals: true,
 })
@@ -56,6 +84,8 @@ const APPS = ['web', 'db']
  */
 const VM = 'vm1'
 const GUEST_APP = 'guest-app'
+/** Where guest-app serves HTTP, on the loopback of the host vm1 runs on (each host has its own). */
+const GUEST_APP_PORT = 7490
 const LIBVIRT_PORT = 16509
 
 /** Starts a detached process with its output in `log`; returns its PID. */
@@ -66,6 +96,24 @@ function detached(argv, log) {
   child.unref()
   return child.pid
 }
+
+/** The hub group's etcd: 3 members, enough for a quorum with one of them down. */
+const ETCD_MEMBERS = 3
+/** Each hub's embedded broker, on its own lab host's address. */
+const GROUP_BROKER_PORT = 1883
+
+/** guest-app's argv as run on `host` (by guest-init.sh, and by the guest agent's process driver). */
+const guestAppArgv = (host) => [
+  process.execPath,
+  join(root, 'scripts/demo-app.mjs'),
+  'web',
+  '--port',
+  String(GUEST_APP_PORT),
+  '--node',
+  host,
+  '--witness',
+  join(dir, `witness-${GUEST_APP}.log`),
+]
 
 /** A host's log: the agent's is <host>.log, anything else's <host>-<what>.log. */
 const logOf = (name, what) => join(dir, what === 'agent' ? `${name}.log` : `${name}-${what}.log`)
@@ -92,15 +140,59 @@ async function up() {
   const names = Array.from({ length: Number(values.hosts) }, (_, i) => `host${i + 1}`)
   const withVm = !values['no-vm']
   const vmHome = names[1] ?? names[0]
+  const hubCount = values['hub-group'] === undefined ? 0 : Number(values['hub-group'])
+  if (values['hub-group'] !== undefined && !(hubCount >= 2 && hubCount <= 3))
+    throw new Error(`--hub-group ${values['hub-group']}: a hub group has 2 or 3 hubs`)
+  /** The hub group's hubs, each a lab host of its own (after the workload hosts on the bridge). */
+  const hubNames = Array.from({ length: hubCount }, (_, i) => `hub-${String.fromCharCode(97 + i)}`)
+  const grouped = hubCount > 0
   // The guest's kernel and initramfs, on the shared filesystem every host sees (built once).
   if (withVm) guestImage()
-  const lab = NetnsLab.create(names)
+  const lab = NetnsLab.create([...names, ...hubNames])
   const state = { lab: { bridgeNs: lab.bridgeNs, hubLink: lab.hubLink, hosts: {} }, pids: {}, bmcDirs: [] }
   writeFileSync(stateFile, JSON.stringify(state, null, 2))
   const save = () => writeFileSync(stateFile, JSON.stringify(state, null, 2))
   try {
-    const brokerPort = await freePort('tcp')
-    const mqttUrl = `mqtt://${lab.hubIp}:${brokerPort}`
+    const httpPort = Number(values.http.split(':').at(-1))
+    if (grouped) {
+      state.hubs = {}
+      hubNames.forEach((hub, i) => {
+        const h = lab.host(hub)
+        state.hubs[hub] = {
+          netns: h.netns,
+          ip: h.ip,
+          port: `p${names.length + i}`,
+          http: `http://${h.ip}:${httpPort}`,
+          mqtt: `mqtt://${h.ip}:${GROUP_BROKER_PORT}`,
+          db: join(dir, `${hub}.sqlite`),
+          log: join(dir, `${hub}.log`),
+        }
+      })
+      // etcd first: it is up and has a leader by the time the hubs start.
+      const etcdDir = join(dir, 'etcd')
+      const members = (await etcdClusterPlan({ host: lab.hubIp, dir: etcdDir, size: ETCD_MEMBERS })).map(
+        (m) => {
+          mkdirSync(m.dataDir, { recursive: true })
+          return { ...m, log: join(etcdDir, `${m.name}.log`) }
+        },
+      )
+      state.etcd = { endpoints: members.map((m) => m.clientUrl), members }
+      for (const m of members) state.pids[m.name] = detached(m.argv, m.log)
+      save()
+      for (let t = 0; !(await etcdAnswers(members[0].clientUrl)); t++) {
+        if (t >= 150) throw new Error(`etcd never answered (${members.map((m) => m.log).join(', ')})`)
+        await new Promise((r) => setTimeout(r, 200))
+      }
+    }
+    const brokerPort = grouped ? GROUP_BROKER_PORT : await freePort('tcp')
+    // Alone: the hub's broker, on the lab bridge. A group: every hub's (the agents use them all).
+    const mqttUrl = grouped
+      ? Object.values(state.hubs)
+          .map((h) => h.mqtt)
+          .join(',')
+      : `mqtt://${lab.hubIp}:${brokerPort}`
+    // The hub's public key, or every hub's in one file: agents run commands signed by any of them.
+    const hubKey = join(dir, grouped ? 'hub-keys.pem' : 'hub.sqlite.pub.pem')
     // The shared disk: the disk heartbeat's device (sbd) and a file the disk check's probe reads.
     // Each host reaches it through a FUSE view of its own (bindfs, run outside the host, as a SAN
     // path or an NFS mount is): a SIGSTOP of that bindfs hangs, in the kernel, every I/O this host
@@ -116,17 +208,16 @@ async function up() {
     if (withVm) {
       // The guest's inside, as the lab runs it beside vm1 (see scripts/lab-guest.mjs): its init
       // starts the application, then the guest agent (node vm1: a guest application's node is its vm).
-      writeFileSync(
-        join(dir, 'guest-app.sh'),
-        `while :; do echo "$1 $(date +%s%N)" >> ${join(dir, `witness-${GUEST_APP}.log`)}; sleep 0.2; done\n`,
-      )
+      // The application is scripts/demo-app.mjs web, one Node process (the pid its pidfile names
+      // holds its port: killing it frees the port for a restart in place), writing its witness
+      // lines (bench/chaos crashes it by its witness file, which names it alone).
       writeFileSync(
         join(dir, 'guest-init.sh'),
         [
           "# The guest's init (PID 1 of its namespace): $1 the host it runs on, $2 its run directory.",
-          `setsid sh ${join(dir, 'guest-app.sh')} "$1" </dev/null >/dev/null 2>&1 &`,
+          `setsid ${guestAppArgv('"$1"').join(' ')} </dev/null >/dev/null 2>&1 &`,
           `echo $! > "$2/${GUEST_APP}.pid"`,
-          `${process.execPath} ${vigil} agent --config ${join(dir, 'guest-$1.yaml')} --mqtt-url ${mqttUrl} --hub-key ${join(dir, 'hub.sqlite.pub.pem')} &`,
+          `${process.execPath} ${vigil} agent --config ${join(dir, 'guest-$1.yaml')} --mqtt-url ${mqttUrl} --hub-key ${hubKey} &`,
           'wait',
           '',
         ].join('\n'),
@@ -207,7 +298,16 @@ async function up() {
             'resources:',
             `  - id: ${GUEST_APP}`,
             '    driver: process',
-            `    config: { command: [sh, ${join(dir, 'guest-app.sh')}, ${name}], pidfile: ${join(dir, `${name}-guest`, `${GUEST_APP}.pid`)} }`,
+            `    config: { command: [${guestAppArgv(name)
+              .map((arg) => JSON.stringify(arg))
+              .join(', ')}], pidfile: ${join(dir, `${name}-guest`, `${GUEST_APP}.pid`)} }`,
+            // ApplicationHA's app monitor: its process alive is not enough, it must answer. A restarted
+            // copy has three probes (1-1.5 s) to listen before it can be failed again.
+            `  - id: ${GUEST_APP}-http`,
+            '    driver: check',
+            `    vouchesFor: ${GUEST_APP}`,
+            '    monitorIntervalMs: 500',
+            `    config: { kind: http, url: 'http://127.0.0.1:${GUEST_APP_PORT}/', failuresBeforeCritical: 3, timeoutMs: 1000 }`,
             '',
           ].join('\n'),
         )
@@ -230,6 +330,10 @@ async function up() {
             join(dir, `${name}-guest`),
             '--init',
             join(dir, 'guest-init.sh'),
+            '--libvirt-uri',
+            libvirt.uri,
+            '--domain',
+            VM,
           ],
         ])
       }
@@ -245,7 +349,7 @@ async function up() {
           '--mqtt-url',
           mqttUrl,
           '--hub-key',
-          join(dir, 'hub.sqlite.pub.pem'),
+          hubKey,
         ],
       ])
       // The host's power, as its BMC sees it: on while any process lives in its namespace. Off (and
@@ -275,6 +379,7 @@ case "$1" in
   status) [ -n "$(ip netns pids ${host.netns})" ] && echo on || echo off ;;
   off|crash)
     ${inNs} iptables -C OUTPUT -j DROP 2>/dev/null || ${inNs} iptables -I OUTPUT 1 -j DROP
+    [ "$1" = off ] && date +%s%3N >> ${join(dir, `${name}-bmc-off.log`)}
     date +%s%3N > ${join(dir, `${name}-power-lost.ms`)}
     for i in 1 2 3 4 5; do ip netns pids ${host.netns} | xargs -r kill -9; [ -z "$(ip netns pids ${host.netns})" ] && break; done
     ${inNs} ss -K -t >/dev/null 2>&1
@@ -288,7 +393,8 @@ esac
 `,
       )
       chmodSync(power, 0o755)
-      const bmc = await startBmc({ hostCtl: power })
+      // A group's hubs reach the BMCs from their own lab hosts: on the bridge, not on loopback.
+      const bmc = await startBmc({ hostCtl: power, ...(grouped ? { listen: lab.hubIp } : {}) })
       state.pids[`bmc-${name}`] = bmc.daemon.pid
       state.lab.hosts[name].bmc = {
         host: bmc.host,
@@ -302,7 +408,24 @@ esac
       )
       save()
     }
-    writeFileSync(join(dir, 'hub.yaml'), ['fencing:', '  devices:', ...devices, ''].join('\n'))
+    // A lab host's crash kills every process of its namespace, which its BMC then reads as power
+    // off: with the hub's power poll, a crash would be proven off by a reading now and then, and
+    // fenced through the BMC otherwise. The lab (and the chaos runner's invariants) fence by the
+    // BMC, every time; test/e2e/fence-live.test.ts shows the poll.
+    const fencing = ['fencing:', '  powerPollMs: 0', '  devices:', ...devices]
+    if (!grouped) writeFileSync(join(dir, 'hub.yaml'), [...fencing, ''].join('\n'))
+    // A group's hubs: the same fence devices, a name each, the group's etcd (lease 2 s, as
+    // test/e2e/hub-group.test.ts and bench/hub-group).
+    for (const hub of hubNames)
+      writeFileSync(
+        join(dir, `${hub}.yaml`),
+        [
+          `name: ${hub}`,
+          `group: { endpoints: [${state.etcd.endpoints.join(', ')}], leaseTtlSeconds: 2, pollMs: 100 }`,
+          ...fencing,
+          '',
+        ].join('\n'),
+      )
     writeFileSync(
       join(dir, 'cluster.yaml'),
       [
@@ -325,37 +448,76 @@ esac
               `  - id: ${GUEST_APP}`,
               '    kind: guest-app',
               `    vm: ${VM}`,
+              // ApplicationHA: restart it in the guest, then reset its vm, then relocate the vm.
+              // (The lab's busybox guest ignores ACPI, so no reboot-vm step.)
+              `    policy: { maxRestarts: ${Number(values['max-restarts'] ?? 1)}, ladder: [restart, reset-vm, relocate] }`,
             ]
           : []),
         '',
       ].join('\n'),
     )
     // Kept so that a chaos run can restart the hub exactly as it was started.
-    state.hubArgv = [
-      process.execPath,
-      vigil,
-      'hub',
-      '--config',
-      join(dir, 'hub.yaml'),
-      '--cluster-file',
-      join(dir, 'cluster.yaml'),
-      '--db',
-      join(dir, 'hub.sqlite'),
-      '--listen',
-      values.http,
-      '--broker-listen',
-      `${lab.hubIp}:${brokerPort}`,
-    ]
+    if (!grouped)
+      state.hubArgv = [
+        process.execPath,
+        vigil,
+        'hub',
+        '--config',
+        join(dir, 'hub.yaml'),
+        '--cluster-file',
+        join(dir, 'cluster.yaml'),
+        '--db',
+        join(dir, 'hub.sqlite'),
+        '--listen',
+        values.http,
+        '--broker-listen',
+        `${lab.hubIp}:${brokerPort}`,
+      ]
+    // Each hub of a group on its own lab host, its API and broker on that host's address.
+    for (const hub of hubNames) {
+      const h = state.hubs[hub]
+      h.argv = [
+        ...lab.host(hub).exec([]),
+        process.execPath,
+        vigil,
+        'hub',
+        '--config',
+        join(dir, `${hub}.yaml`),
+        '--cluster-file',
+        join(dir, 'cluster.yaml'),
+        '--db',
+        h.db,
+        '--listen',
+        `${h.ip}:${httpPort}`,
+        '--broker-listen',
+        `${h.ip}:${GROUP_BROKER_PORT}`,
+      ]
+    }
     // Each host's libvirtd first, with vm1 defined on it, so that agents find the domain.
     for (const name of names)
       for (const [what, argv] of bootCommands[name].filter(([what]) => what === 'libvirtd'))
         state.pids[`${what}-${name}`] = detached(argv, logOf(name, what))
     save()
     if (withVm) await Promise.all(names.map((name) => defineVm(name, state.lab.hosts[name].libvirt.uri)))
-    state.pids.hub = detached(state.hubArgv, join(dir, 'hub.log'))
-    save()
-    for (let i = 0; i < 100 && !existsSync(join(dir, 'hub.sqlite.pub.pem')); i++)
-      await new Promise((r) => setTimeout(r, 100))
+    if (!grouped) {
+      state.pids.hub = detached(state.hubArgv, join(dir, 'hub.log'))
+      save()
+      for (let i = 0; i < 100 && !existsSync(join(dir, 'hub.sqlite.pub.pem')); i++)
+        await new Promise((r) => setTimeout(r, 100))
+    } else {
+      for (const hub of hubNames) state.pids[hub] = detached(state.hubs[hub].argv, state.hubs[hub].log)
+      save()
+      // Each hub makes its signing key at its first start; the agents trust them all.
+      const pems = hubNames.map((hub) => `${state.hubs[hub].db}.pub.pem`)
+      for (let i = 0; !pems.every((f) => existsSync(f)); i++) {
+        if (i >= 600)
+          throw new Error(
+            `a hub never made its key:\n${hubNames.map((h) => `${h}: ${readFileSync(state.hubs[h].log, 'utf8').slice(-1500)}`).join('\n')}`,
+          )
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      writeFileSync(hubKey, pems.map((f) => readFileSync(f, 'utf8')).join(''))
+    }
     for (const name of names)
       for (const [what, argv] of bootCommands[name].filter(([what]) => what !== 'libvirtd'))
         state.pids[`${what}-${name}`] = detached(argv, logOf(name, what))
@@ -364,10 +526,15 @@ esac
     down()
     throw err
   }
-  console.log(`Vigil lab up: ${names.length} hosts (${names.map((n) => `${n} ${lab.host(n).ip}`).join(', ')})
-  Hub         http://${values.http}   (vigil status --hub http://${values.http}; vigil fence --hub ...)
+  const hubLines = grouped
+    ? `  Hubs        ${hubNames.map((h) => `${h} ${state.hubs[h].http}`).join(', ')}   (vigil status --hub ${state.hubs[hubNames[0]].http}: names the leader)
+  etcd        ${state.etcd.endpoints.join(', ')}
+`
+    : `  Hub         http://${values.http}   (vigil status --hub http://${values.http}; vigil fence --hub ...)
   Metrics     http://${values.http}/metrics
-  Files       ${dir}  (logs, configs, witness-<app>.log: one line per 0.2 s from wherever each app runs${withVm ? `; witness-${VM}.log: one per guest heartbeat, half a second apart` : ''})${
+`
+  console.log(`Vigil lab up: ${names.length} hosts (${names.map((n) => `${n} ${lab.host(n).ip}`).join(', ')})
+${hubLines}  Files       ${dir}  (logs, configs, witness-<app>.log: one line per 0.2 s from wherever each app runs${withVm ? `; witness-${VM}.log: one per guest heartbeat, half a second apart` : ''})${
     withVm
       ? `
   vm          ${VM} (QEMU, TCG) prefers ${vmHome}; ${GUEST_APP} runs inside it; virsh -c ${state.lab.hosts[vmHome].libvirt.uri} list`
@@ -422,7 +589,7 @@ function down() {
       // already gone
     }
   }
-  for (const { netns } of Object.values(state.lab.hosts)) {
+  for (const { netns } of [...Object.values(state.lab.hosts), ...Object.values(state.hubs ?? {})]) {
     try {
       for (const pid of execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' })
         .split('\n')
@@ -444,7 +611,7 @@ if (positionals[0] === 'up') await up()
 else if (positionals[0] === 'down') down()
 else {
   console.error(
-    'Usage: node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] | down [--dir .vigil-lab]',
+    'Usage: node scripts/lab.mjs up [--hosts 3] [--http 127.0.0.1:7570] [--dir .vigil-lab] [--hub-group 2|3] | down [--dir .vigil-lab]',
   )
   process.exitCode = 2
 }

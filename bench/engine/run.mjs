@@ -1,6 +1,8 @@
 // bench/engine: the engine's step for 1,000 hosts and 10,000 resources, in steady state and after a
 // host failure (detection, fence, placement of its resources), plus the what-if plan for every
-// host. Prints JSON, then a table.  node bench/engine/run.mjs [--hosts 1000] [--resources 10000] [--runs 3]
+// host, inline and on the hub's planner thread (the worst pause of the event loop while it is
+// computed: what ingest would wait). Prints JSON, then a table.
+//   node bench/engine/run.mjs [--hosts 1000] [--resources 10000] [--runs 3]
 import { parseArgs } from 'node:util'
 import { markdownTable, median, quantile } from '../lib.mjs'
 
@@ -27,7 +29,29 @@ const R = Number(values.resources)
 const TICK = 100
 const HB = 250
 
-function once(run) {
+const { Planner } = await import(new URL('../../apps/hub/dist/planner.js', import.meta.url).href)
+
+/**
+ * The longest the event loop went without running a 1 ms timer while `work` ran: what a heartbeat
+ * or a command arriving then would have waited.
+ */
+async function worstPause(work) {
+  let last = performance.now()
+  let worst = 0
+  const timer = setInterval(() => {
+    const t = performance.now()
+    worst = Math.max(worst, t - last)
+    last = t
+  }, 1)
+  await new Promise((r) => setTimeout(r, 5))
+  last = performance.now()
+  await work()
+  worst = Math.max(worst, performance.now() - last)
+  clearInterval(timer)
+  return worst
+}
+
+async function once(run) {
   const nodes = Array.from({ length: H }, (_, i) => ({
     id: `h${i}`,
     fencing: [{ devices: [`ipmi-h${i}`] }],
@@ -127,6 +151,22 @@ function once(run) {
   const t0 = performance.now()
   const plan = whatIfPlan(spec, state, env)
   const planMs = performance.now() - t0
+  const inlinePauseMs = await worstPause(async () => whatIfPlan(spec, state, env))
+  const planner = new Planner({ error: (o, m) => console.error(m, o) })
+  let threadPlanMs = 0
+  const threadPauseMs = []
+  for (let i = 0; i < 2; i++) {
+    // The first includes starting the thread; the second is the hub's steady case.
+    threadPauseMs.push(
+      await worstPause(async () => {
+        const t = performance.now()
+        planner.refresh(spec, state, now)
+        await planner.settled()
+        threadPlanMs = performance.now() - t
+      }),
+    )
+  }
+  await planner.close()
   return {
     run,
     hosts: H,
@@ -141,6 +181,10 @@ function once(run) {
     resourcesOfFailedHost: Object.values(state.resources).filter((r) => r.avoid === 'h0' || r.correlationId)
       .length,
     whatIfPlanAllHostsMs: round(planMs),
+    planInlineWorstPauseMs: round(inlinePauseMs),
+    planThreadMs: round(threadPlanMs),
+    planThreadWorstPauseMs: round(threadPauseMs[1]),
+    planThreadFirstWorstPauseMs: round(threadPauseMs[0]),
     whatIfHosts: plan.length,
     steps: { steady: steady.length, failure: failure.length },
     slowestSteps: slowest
@@ -156,13 +200,15 @@ function round(x) {
 }
 
 const results = []
-for (let run = 1; run <= Number(values.runs); run++) results.push(once(run))
+for (let run = 1; run <= Number(values.runs); run++) results.push(await once(run))
 const keys = [
   'steadyStepMedianMs',
   'steadyStepP99Ms',
   'failureStepMedianMs',
   'failureStepP99Ms',
   'whatIfPlanAllHostsMs',
+  'planInlineWorstPauseMs',
+  'planThreadWorstPauseMs',
 ]
 console.log(
   JSON.stringify(

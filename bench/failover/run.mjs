@@ -4,6 +4,8 @@
 // that powers it off, the hub with its embedded broker). Not a test: prints JSON and a table.
 //
 //   node bench/failover/run.mjs [--runs 20] [--heartbeat-ms 250] [--fault host-crash|app-crash]
+//     [--hub-restart-ms N] (the hub kill -9ed N ms after the crash and started again at once: a
+//     host crash with the hub restarted in the middle of its failover)
 //
 // Each run: find where `web` runs (the witness log: each copy appends "<host> <ns>" every 0.2 s),
 // crash that host (t0: the lab's power script drops its output, SIGKILLs every process of its
@@ -16,7 +18,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { freePort, markdownTable, median, quantile, sleep, until } from '../lib.mjs'
+import { freePort, markdownTable, median, quantile, restartLabHub, sleep, until } from '../lib.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -28,8 +30,10 @@ const { values } = parseArgs({
      * in place).
      */
     fault: { type: 'string', default: 'host-crash' },
+    'hub-restart-ms': { type: 'string' },
   },
 })
+const hubRestartMs = values['hub-restart-ms'] === undefined ? null : Number(values['hub-restart-ms'])
 const runs = Number(values.runs)
 const root = join(import.meta.dirname, '..', '..')
 const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-failover-'))
@@ -76,7 +80,7 @@ try {
   for (let i = 0; values.fault !== 'app-crash' && i < runs; i++) {
     // Where web runs now, and that both hosts are healthy in the engine before the crash.
     await until('both hosts healthy', async () => {
-      const { nodes } = await api('/api/nodes')
+      const { nodes } = await api('/api/nodes').catch(() => ({ nodes: [] })) // the hub may be restarting
       return nodes.length === 2 && nodes.every((n) => n.engine?.condition === 'healthy')
     })
     const { resources } = await api('/api/resources')
@@ -96,6 +100,10 @@ try {
       // Silent like dead hardware: output dropped, every process killed, sockets destroyed.
       execFileSync(join(dir, 'lab', `${victim}-power.sh`), ['crash'])
     }
+    if (hubRestartMs !== null) {
+      await sleep(Math.max(0, t0 + hubRestartMs - Date.now()))
+      await restartLabHub(join(dir, 'lab'))
+    }
     // A BMC takes a while to act: the power script notes when the host actually lost its power
     // (read before the fence's own power-off writes it again; an older note is a previous run's).
     const lostFile = join(dir, 'lab', `${victim}-power-lost.ms`)
@@ -111,7 +119,9 @@ try {
       () => witness().find((w) => w.host === survivor && w.ms > t0),
       60_000,
     )
-    const { decisions } = await api(`/api/decisions?node=${victim}&limit=200`)
+    const { decisions } = await until('the hub answering', () =>
+      api(`/api/decisions?node=${victim}&limit=200`).catch(() => undefined),
+    )
     const after = decisions.filter((d) => d.at >= t0)
     // Detection ends when the engine concludes the host is gone and decides to fence: classified
     // dead, or isolated (its disk heartbeat not yet silent), whichever comes first.
@@ -189,7 +199,9 @@ async function appCrashes() {
 if (values.fault !== 'app-crash') report()
 
 function report() {
-  const fault = values.fault === 'power-off' ? 'power-off command' : 'crash'
+  const fault = `${values.fault === 'power-off' ? 'power-off command' : 'crash'}${
+    hubRestartMs === null ? '' : ` (hub restarted ${hubRestartMs} ms after)`
+  }`
   const phases = [
     [`${fault} to suspect`, 'suspectMs'],
     [`${fault} to fence-worthy (isolated or dead)`, 'detectedMs'],
@@ -232,6 +244,7 @@ function report() {
     bench: 'failover',
     at: new Date().toISOString(),
     heartbeatMs: Number(values['heartbeat-ms']),
+    hubRestartMs,
     runs: results.length,
     overlaps: results.filter((r) => r.overlap).length,
     summary,

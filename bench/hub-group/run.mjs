@@ -98,6 +98,7 @@ try {
         `engine: { clusterFile: ${clusterFile} }`,
         `group: { endpoints: [${etcd.endpoints.join(', ')}], leaseTtlSeconds: ${values['lease-s']}, pollMs: 100 }`,
         'fencing:',
+        "  powerPollMs: 0 # a host's crash kills all it runs, which its BMC reads off: measure the fence",
         '  devices:',
         ...HOSTS.flatMap((host) => [
           `    - id: bmc-${host}`,
@@ -161,7 +162,8 @@ try {
         // a host a standby never heard waits out the startup grace after a takeover.
         const standby = HUBS.find((h) => h !== lead)
         const heard =
-          (await api(standby, '/api/nodes')).nodes.filter((n) => n.state === 'online').length === 2
+          (await api(standby, '/api/nodes')).nodes.filter((n) => Date.now() - (n.lastHeartbeatAt ?? 0) < 1000)
+            .length === 2
         return healthy && heard && web?.phase === 'running' ? { lead, victim: web.node } : undefined
       },
       90_000,

@@ -36,7 +36,7 @@ const intervalMs = Math.round(1000 / rate)
 
 async function once(run) {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-ingest-'))
-  const { hub, base, mqttUrl } = await startBenchHub(dir, { args: ['--lost-after', '60000'] })
+  const { hub, base, mqttUrl } = await startBenchHub(dir)
   const loaders = []
   const per = Math.ceil(agents / procs)
   for (let p = 0; p < procs; p++) {
@@ -60,10 +60,11 @@ async function once(run) {
     })
     loaders.push({ child, output: () => out })
   }
-  // Wait for every agent to be online, then warm up.
+  // Wait for every agent to be heard (the engine, observing every node seen, calls it healthy),
+  // then warm up.
   for (let i = 0; ; i++) {
     const text = await (await fetch(`${base}/metrics`)).text()
-    const online = Number(/^vigil_nodes\{state="online"\}\s+(\S+)/m.exec(text)?.[1] ?? 0)
+    const online = Number(/^vigil_nodes_by_condition\{condition="healthy"\}\s+(\S+)/m.exec(text)?.[1] ?? 0)
     if (online >= agents) break
     if (i > 600) throw new Error(`only ${online} of ${agents} agents came online`)
     await sleep(100)

@@ -73,6 +73,7 @@ try {
     join(dir, 'hub.yaml'),
     [
       'fencing:',
+      "  powerPollMs: 0 # the host's death powers it off: measure the fence through its BMC, as recorded",
       '  devices:',
       ...NODES.flatMap((n) => [
         `    - id: bmc-${n}`,

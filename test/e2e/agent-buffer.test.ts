@@ -46,8 +46,8 @@ test('events raised while the broker is away are buffered, bounded, and replayed
   })
   cleanups.push(() => agent.stop())
   await eventually(
-    'agent online',
-    async () => (await hub.api<{ state: string }>('/api/nodes/buffered')).body.state === 'online',
+    'agent healthy',
+    async () => (await hub.api<{ state: string }>('/api/nodes/buffered')).body.state === 'healthy',
   )
 
   await hub.process.stop()

@@ -142,7 +142,7 @@ describe('bad input over MQTT', () => {
       async () => ((await hub.metric('vigil_heartbeats_received_total')) ?? 0) > before + 2,
     )
     const node = await hub.api<{ state: string }>('/api/nodes/good')
-    expect(node.body.state).toBe('online')
+    expect(node.body.state).toBe('healthy')
   })
 })
 

@@ -123,10 +123,10 @@ describe('vigil CLI exit codes (real processes)', () => {
 
   test('the hub refuses a bad config at start with the same message, exit 2', async () => {
     const file = join(dir.path, 'hub-bad.yaml')
-    writeFileSync(file, 'liveness:\n  lostAfterMs: -5\n')
+    writeFileSync(file, 'commands:\n  ttlMs: -5\n')
     const r = await runVigil(['hub', '--config', file])
     expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(new RegExp(`${file}:2:3: liveness.lostAfterMs: `))
+    expect(r.stderr).toMatch(new RegExp(`${file}:2:3: commands.ttlMs: `))
   })
 
   test('a bad flag value names the flag, exit 2', async () => {

@@ -1,20 +1,13 @@
+import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Bmc, freePort, NetnsLab, netnsPowerControl, startBmc } from '@vigil/testbed'
 import { afterAll, expect, test } from 'vitest'
 import { eventually } from '../harness/eventually.js'
+import type { Decision } from '../harness/failover.js'
 import { type HubProcess, hubKeyArgs, startHub } from '../harness/hub.js'
 import { startLabAgent, startLabHub } from '../harness/lab.js'
 import { runVigil, tempDir, VigilProcess, writeLines } from '../harness/processes.js'
-
-interface Decision {
-  id: string
-  kind: string
-  rule: string
-  node?: string
-  resource?: string
-  summary: string
-}
 
 const dir = tempDir('fence-live')
 const alive = (pid: number) => {
@@ -193,6 +186,112 @@ test('a hung host is fenced through its levels, confirmed off, and only then its
   expect(refused.stderr).toContain('not waiting for a fence confirmation')
 })
 
+// The BMC's power state as a live channel (issue #23): the hub reads every BMC each second. node-b
+// loses its power for real (every process of its namespace killed; its BMC, ipmi_sim, lives on and
+// reads it off): silent everywhere and read off, it is dead and counts as fenced with no off sent.
+// Meanwhile a second BMC, wrongly mapped to node-a, reads node-a off while node-a beats: that one
+// channel kills nothing; the mismatch is recorded and alerted before anyone needs that device.
+test('a host that loses its power is proven off by its polled BMC; a BMC that reads a beating host off is called out', async () => {
+  const lab = NetnsLab.create(['node-a', 'node-b'])
+  cleanups.push(() => lab.destroy())
+  const nodeB = lab.host('node-b')
+  const bmc = await startBmc({ hostCtl: netnsPowerControl(join(dir.path, 'poll-b-power.sh'), nodeB.netns) })
+  cleanups.push(() => bmc.stop())
+  const wrong = await startBmc({ initialPower: 'off' })
+  cleanups.push(() => wrong.stop())
+  const device = (id: string, node: string, b: Bmc) => [
+    `    - id: ${id}`,
+    '      driver: ipmi',
+    `      hosts: { ${node}: [] }`,
+    `      config: { host: ${b.host}, port: ${b.port}, username: ${b.username}, passwordFile: ${b.passwordFile} }`,
+  ]
+  const hubFile = writeLines(dir.path, 'hub-poll.yaml', [
+    'fencing:',
+    '  powerPollMs: 1000',
+    '  devices:',
+    ...device('bmc-b', 'node-b', bmc),
+    ...device('bmc-wrong', 'node-a', wrong),
+    // node-b's only fence level: a BMC that never answers. Whether the hub calls node-b dead before
+    // or after bmc-b's next reading, only that reading can prove it off, and bmc-b switches nothing.
+    '    - id: bmc-gone',
+    '      driver: ipmi',
+    '      hosts: { node-b: [] }',
+    `      config: { host: 127.0.0.1, port: ${await freePort('udp')}, username: admin, passwordFile: ${bmc.passwordFile} }`,
+    '',
+  ])
+  const clusterFile = writeLines(dir.path, 'cluster-poll.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    '    fencing:',
+    '      - devices: [bmc-gone]',
+    '        timeoutMs: 30000',
+    'resources:',
+    '  - id: web',
+    '    preferred: { node-b: 10 }',
+    '',
+  ])
+  const hub = await startLabHub(
+    lab,
+    dir.path,
+    ['--config', hubFile, '--cluster-file', clusterFile, '--db', join(dir.path, 'poll.sqlite')],
+    cleanups,
+  )
+  for (const node of ['node-a', 'node-b']) {
+    const agent = startLabAgent(lab, node, {
+      dir: dir.path,
+      hub,
+      lines: [
+        'resources:',
+        '  - id: web',
+        '    driver: process',
+        `    config: { command: [sleep, '3600'], pidfile: ${join(dir.path, `poll-${node}-web.pid`)} }`,
+      ],
+    })
+    cleanups.push(() => agent.stop())
+  }
+  const decisions = async () =>
+    (await hub.api<{ decisions: Decision[] }>('/api/decisions?limit=500')).body.decisions.reverse()
+  const mismatch = await eventually('the wrong BMC called out', async () =>
+    (await decisions()).find((d) => d.rule === 'power.mismatch'),
+  )
+  expect(mismatch.node).toBe('node-a')
+  expect(mismatch.summary).toContain('bmc-wrong reads node-a powered off, but its heartbeats keep coming')
+  await eventually(
+    'web running on node-b',
+    async () => (await hub.metric('vigil_resource_health_score', { resource: 'web' })) === 100,
+    { timeoutMs: 30_000 },
+  )
+  const before = await decisions()
+  expect(before.filter((d) => d.rule === 'power.mismatch')).toHaveLength(1) // said once
+  expect(before.some((d) => d.node === 'node-a' && d.rule.startsWith('fence.'))).toBe(false)
+
+  // node-b's power goes: its BMC's chassis control kills every process of its namespace.
+  execFileSync(netnsPowerControl(join(dir.path, 'poll-b-power.sh'), nodeB.netns), ['off'])
+  const placed = await eventually(
+    'web placed on node-a',
+    async () =>
+      (await decisions()).find((d) => d.resource === 'web' && d.kind === 'place' && d.node === 'node-a'),
+    { timeoutMs: 30_000 },
+  )
+  const list = await decisions()
+  // Proven off by bmc-b's reading: before the hub called node-b dead (fence.proven-off), or while
+  // it tried the silent bmc-gone (fence.status-read-back).
+  const proven = list.findIndex(
+    (d) => d.node === 'node-b' && (d.rule === 'fence.proven-off' || d.rule === 'fence.status-read-back'),
+  )
+  expect(proven, list.map((d) => `${d.rule} ${d.summary}`).join('\n')).toBeGreaterThanOrEqual(0)
+  expect(list[proven]?.summary).toContain('bmc-b')
+  expect(proven).toBeLessThan(list.findIndex((d) => d.id === placed.id))
+  // Proven by reading alone: nothing switched by any BMC, no fence run confirmed by a device.
+  expect(bmc.powerLog()).toEqual([])
+  expect(wrong.powerLog()).toEqual([])
+  const history = (await hub.api<{ history: { device: string; outcome: string }[] }>('/api/fence')).body
+    .history
+  expect(history.filter((h) => h.outcome === 'off')).toEqual([])
+  expect(list.some((d) => d.node === 'node-a' && d.rule.startsWith('fence.'))).toBe(false)
+})
+
 // Meatware: the fence waits for a person, never for a clock; `vigil fence confirm` is that person.
 test('a meatware fence waits for the operator, who confirms with the CLI', async () => {
   const hubFile = writeLines(dir.path, 'hub-meatware.yaml', [
@@ -334,10 +433,16 @@ test('an agent cut off from the hub (its link down) stops its resources by itsel
     { timeoutMs: 40_000 },
   ).catch(async (err: Error) => {
     // Seen once under a loaded full run: say what the agent and the hub did, for the next reader.
-    const events = (await hub.api<{ events: { kind: string }[] }>('/api/events?node=node-s')).body.events
-    const agentLog = agent.lines.slice(-15).map((l) => `${l.msg ?? ''} ${JSON.stringify(l.err ?? '')}`)
+    const events = (await hub.api<{ events: { kind: string; message: string }[] }>('/api/events?node=node-s'))
+      .body.events
+    const agentLog = agent.lines
+      .slice(-15)
+      .map((l) => `${l.time ?? ''} ${l.msg ?? ''} ${JSON.stringify(l.err ?? '')}`)
+    const hubLog = hub.process.lines
+      .slice(-25)
+      .map((l) => `${l.time ?? ''} ${l.msg ?? ''} ${JSON.stringify(l.err ?? '')}`)
     throw new Error(
-      `${err.message}\nhub events: ${events.map((e) => e.kind).join(', ')}\nagent log:\n${agentLog.join('\n')}`,
+      `${err.message}\nhub events: ${events.map((e) => `${e.kind} ${e.message}`).join('; ')}\nagent log:\n${agentLog.join('\n')}\nhub log:\n${hubLog.join('\n')}`,
     )
   })
 })

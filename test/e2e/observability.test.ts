@@ -215,7 +215,7 @@ describe.sequential('a real failover, as an operator sees it', () => {
     // The watch's latest frame has web running on node-a and node-b gone from service.
     await eventually('the watch redrawn with web on node-a', () => {
       const last = frames().at(-1) ?? ''
-      return /web\s+RUNNING\s+node-a/.test(last) && /node-b\s+(LOST|OFFLINE)/.test(last)
+      return /web\s+RUNNING\s+node-a/.test(last) && /node-b\s+DEAD/.test(last)
     })
     expect(watch.pid).toBeGreaterThan(0)
     await watch.stop()
@@ -254,6 +254,12 @@ describe.sequential('a real failover, as an operator sees it', () => {
     expect(unknown.stderr).toContain('no decision, resource or node named "no-such-thing"')
   })
 
+  /** Alert selectors of states this failover does not reach (see vigil-rules.test.yml for them). */
+  const UNREACHED_HERE = new Set([
+    'vigil_resource_waiting_seconds{rule=~"wait.fence-held|wait.fence-failed"}',
+    'vigil_resource_waiting_seconds{phase="migrating"}',
+  ])
+
   test('every dashboard query and every alert rule works against a Prometheus that watched it', async () => {
     // Wait until Prometheus has scraped the end of the failover and evaluated the rules on it.
     await eventually(
@@ -287,7 +293,9 @@ describe.sequential('a real failover, as an operator sees it', () => {
     for (const r of alertRules) {
       if (r.health !== 'ok') problems.push(`alert ${r.name}: health ${r.health} ${r.lastError ?? ''}`)
       for (const m of r.query.matchAll(/\b(vigil_[a-z0-9_]+|up)(\{[^}]*\})?/g)) {
-        const selector = m[0]
+        // A selector of a state this failover never reaches (a fence held or failed for good, a
+        // live migration) is checked by name only here; promtool's unit test fires it.
+        const selector = UNREACHED_HERE.has(m[0]) ? (m[1] as string) : m[0]
         if ((await rangeQuery(selector)).length === 0)
           problems.push(`alert ${r.name}: no data for ${selector}`)
       }

@@ -10,6 +10,7 @@ interface Decision {
   rule: string
   node?: string
   summary: string
+  at: number
   evidence?: { channel: string; alive: boolean | null; says: string }[]
 }
 
@@ -109,4 +110,52 @@ test('the shared-disk heartbeat tells "isolated" (alive, cut off) from "dead"', 
       (d) => d.kind === 'fence' && d.rule === 'fence.isolated' && !seen.has(d.id),
     ),
   )
+})
+
+// A host that crashes while the hub is down is not left to the restarted hub's startup grace (10 s,
+// for agents slow to reconnect): its disk heartbeat stays still while the others' advance, and no
+// peer hears it, so it is judged dead and fenced within seconds of the restart.
+test('a host that crashed while the hub restarted is judged on its disk and peers, not after the startup grace', async () => {
+  const { lab, hub: first, restartHub } = await startPeerLab(dir.path, 'restart', { disk: true, cleanups })
+  const conditionOn = async (hub: typeof first, node: string) =>
+    (await hub.api<{ engine: { condition: string } | null }>(`/api/nodes/${node}`)).body.engine?.condition
+  await eventually('all healthy', async () => {
+    for (const n of nodes) if ((await conditionOn(first, n)) !== 'healthy') return false
+    return true
+  })
+  await settledFence(first)
+  // node-c's disk heartbeat known to the engine, and in the state it saves every 2 s.
+  await eventually(
+    "node-c's disk heartbeat followed",
+    async () =>
+      (await first.metric('vigil_heartbeat_phi', { node: 'node-c', channel: 'disk' })) !== undefined,
+  )
+  await new Promise((r) => setTimeout(r, 2500))
+  // The hub dies first, so that only the restarted hub can have judged node-c.
+  const restarting = restartHub()
+  await new Promise((r) => setTimeout(r, 100))
+  lab.host('node-c').killAll()
+  const hub = await restarting
+  const restartedAt = Date.now()
+  const since = async () =>
+    (await hub.api<{ decisions: Decision[] }>('/api/decisions?node=node-c&limit=200')).body.decisions.filter(
+      (d) => d.at >= restartedAt - 5000,
+    )
+  const dead = await eventually(
+    'node-c judged dead by the restarted hub',
+    async () => (await since()).find((d) => d.rule === 'classify.dead'),
+    { timeoutMs: 30_000 },
+  )
+  expect(dead.summary).toContain('the startup grace is not waited out')
+  expect(dead.evidence?.find((e) => e.channel === 'disk')).toMatchObject({ alive: false })
+  expect(dead.evidence?.find((e) => e.channel === 'peers')).toMatchObject({ alive: false })
+  await eventually('node-c fenced', async () =>
+    (await since()).some((d) => d.kind === 'fence' && d.rule === 'fence.dead'),
+  )
+  // The others were never suspected for reconnecting after the restart.
+  const others = (await hub.api<{ decisions: Decision[] }>('/api/decisions?limit=500')).body.decisions.filter(
+    (d) => d.at >= restartedAt - 5000 && d.node !== 'node-c' && d.kind === 'node-condition',
+  )
+  expect(others.filter((d) => /-> (suspect|dead|isolated)/.test(d.summary))).toEqual([])
+  for (const n of ['node-a', 'node-b']) expect(await conditionOn(hub, n)).toBe('healthy')
 })

@@ -6,15 +6,18 @@ import { runVigil, type VigilProcess } from '../harness/processes.js'
 
 interface NodeView {
   id: string
+  /** The engine's classification (observe mode here: no cluster file). */
   state: string
+  shutdownAt: number | null
   incarnation: number | null
   facts: { filesystems: { mount: string }[]; interfaces: { name: string }[] } | null
 }
 
 /**
  * The walking skeleton's end-to-end flow, run against any broker: two agents as separate
- * processes; API and `vigil status` show both with facts; a ping round-trips; SIGKILL of one
- * agent makes the hub mark it lost; a restart brings it back with a new incarnation.
+ * processes; API and `vigil status` show both healthy with facts; a ping round-trips; SIGKILL of
+ * one agent makes the engine judge it dead (an event, on the live feed too); a restart brings it
+ * back with a new incarnation; a clean stop is shown as the agent's word beside the engine's state.
  */
 export async function skeletonFlow(
   hub: HubProcess,
@@ -27,10 +30,10 @@ export async function skeletonFlow(
     const nodes = async () => (await hub.api<{ nodes: NodeView[] }>('/api/nodes')).body.nodes
     const node = async (id: string) => (await nodes()).find((n) => n.id === id)
 
-    // Both nodes online with their facts.
-    await eventually('both agents online with facts', async () => {
+    // Both nodes healthy with their facts.
+    await eventually('both agents healthy with facts', async () => {
       const list = await nodes()
-      return list.length === 2 && list.every((n) => n.state === 'online' && n.facts !== null)
+      return list.length === 2 && list.every((n) => n.state === 'healthy' && n.facts !== null)
     })
     for (const n of await nodes()) {
       expect(n.facts?.filesystems.some((f) => f.mount === '/')).toBe(true)
@@ -40,8 +43,8 @@ export async function skeletonFlow(
     // `vigil status` shows both, with filesystems and interfaces.
     const status = await runVigil(['status', '--hub', hub.httpUrl])
     expect(status.code).toBe(0)
-    expect(status.stdout).toMatch(/node-a\s+ONLINE/)
-    expect(status.stdout).toMatch(/node-b\s+ONLINE/)
+    expect(status.stdout).toMatch(/node-a\s+HEALTHY/)
+    expect(status.stdout).toMatch(/node-b\s+HEALTHY/)
     expect(status.stdout).toContain('node-a: filesystems')
     expect(status.stdout).toContain('node-b: interfaces')
     expect(status.stdout).toMatch(/^\s+lo\s+/m)
@@ -58,42 +61,58 @@ export async function skeletonFlow(
       (l) => l.msg === 'command accepted' && l.command === pong.id,
     )
 
-    // SIGKILL: the hub marks the node lost; the other node is untouched.
+    // SIGKILL: the engine judges the node dead; the other node is untouched.
     const firstIncarnation = (await node('node-b'))?.incarnation
     b.kill('SIGKILL')
     await b.exited
-    await eventually('node-b lost', async () => (await node('node-b'))?.state === 'lost')
-    // The other node is untouched (a stalled machine may make it briefly suspect, never lost).
-    await eventually('node-a online', async () => (await node('node-a'))?.state === 'online')
-    await eventually('live feed reports node-b lost', () =>
+    await eventually('node-b dead', async () => (await node('node-b'))?.state === 'dead')
+    expect((await node('node-b'))?.shutdownAt).toBeNull() // killed: no word from its agent
+    // The other node is untouched (a stalled machine may make it briefly suspect, never dead).
+    await eventually('node-a healthy', async () => (await node('node-a'))?.state === 'healthy')
+    // The change is an event, on the live feed as it happens, and the node's new state with it.
+    await eventually('live feed reports node-b dead', () =>
+      live.messages.find((m) => {
+        const e = m.event as { kind: string; node: string; attrs: { to: string } } | undefined
+        return (
+          m.type === 'event' && e?.kind === 'node.condition' && e.node === 'node-b' && e.attrs.to === 'dead'
+        )
+      }),
+    )
+    await eventually('live feed shows node-b dead', () =>
       live.messages.find(
         (m) =>
-          m.type === 'node.state' &&
-          (m.change as { node: string; to: string }).node === 'node-b' &&
-          (m.change as { to: string }).to === 'lost',
+          m.type === 'node' && (m.node as NodeView).id === 'node-b' && (m.node as NodeView).state === 'dead',
       ),
     )
     const lostPing = await runVigil(['ping', 'node-b', '--hub', hub.httpUrl])
     expect(lostPing.code).toBe(1)
 
-    // Restart: back online with a new incarnation, and the restart is in the event log.
+    // Restart: healthy again with a new incarnation, and the restart is in the event log.
     b = startAgent('node-b')
-    await eventually('node-b back online', async () => {
+    await eventually('node-b healthy again', async () => {
       const n = await node('node-b')
-      return n?.state === 'online' && n.incarnation !== firstIncarnation
+      return n?.state === 'healthy' && n.incarnation !== firstIncarnation
     })
     expect((await node('node-b'))?.incarnation).toBeGreaterThan(firstIncarnation ?? Number.POSITIVE_INFINITY)
     const events = (await hub.api<{ events: { kind: string; node: string }[] }>('/api/events?node=node-b'))
       .body.events
-    expect(events.map((e) => e.kind)).toContain('node.restarted')
+    expect(events.map((e) => e.kind)).toEqual(expect.arrayContaining(['node.restarted', 'node.condition']))
     expect((await runVigil(['ping', 'node-b', '--hub', hub.httpUrl])).code).toBe(0)
 
-    // A clean stop is announced: offline, not lost.
+    // A clean stop is announced: the agent's word, shown as such. With no cluster file the engine
+    // observes only the nodes that run, so it no longer judges node-a (not dead: unknown).
     await a.stop()
-    await eventually(
-      'node-a offline after a clean stop',
-      async () => (await node('node-a'))?.state === 'offline',
-    )
+    const stopped = await eventually('node-a shut down after a clean stop', async () => {
+      const n = await node('node-a')
+      return n?.shutdownAt !== null && n?.state === 'unknown' ? n : undefined
+    })
+    expect(stopped.shutdownAt).toBeGreaterThan(0)
+    const stoppedEvents = (await hub.api<{ events: { kind: string }[] }>('/api/events?node=node-a')).body
+      .events
+    expect(stoppedEvents.map((e) => e.kind)).toContain('node.shutdown')
+    const after = await runVigil(['status', '--brief', '--hub', hub.httpUrl])
+    expect(after.stdout).toMatch(/node-a\s+UNKNOWN \(agent shut down\)/)
+    expect(after.stdout).toMatch(/node-b\s+HEALTHY/)
   } finally {
     live.close()
     await Promise.all([a.stop(), b.stop()])

@@ -9,7 +9,8 @@ import { type Mosquitto, startMosquitto } from '../harness/mosquitto.js'
 import { tempDir, VigilProcess } from '../harness/processes.js'
 import { skeletonFlow } from './skeleton-flow.js'
 
-const LIVENESS = ['--lost-after', '1500', '--command-timeout', '1500']
+/** A ping to a dead node fails within 1.5 s. */
+const QUICK_COMMANDS = ['--command-timeout', '1500']
 const cleanups: (() => Promise<void> | void)[] = []
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c()
@@ -19,7 +20,7 @@ describe('walking skeleton, end to end with real processes', () => {
   test('embedded broker: hub and two agents', async () => {
     const dir = tempDir('embedded')
     cleanups.push(dir.remove)
-    const hub: HubProcess = await startHub(dir.path, LIVENESS)
+    const hub: HubProcess = await startHub(dir.path, QUICK_COMMANDS)
     cleanups.push(() => hub.process.stop())
     await skeletonFlow(
       hub,
@@ -40,9 +41,13 @@ describe('walking skeleton, end to end with real processes', () => {
       join(import.meta.dirname, '../../deploy/mosquitto/vigil.acl'),
     )
     cleanups.push(() => broker.stop())
-    const hub = await startHub(dir.path, [...LIVENESS, '--mqtt-url', broker.url, '--mqtt-username', 'hub'], {
-      VIGIL_MQTT_PASSWORD: users.hub,
-    })
+    const hub = await startHub(
+      dir.path,
+      [...QUICK_COMMANDS, '--mqtt-url', broker.url, '--mqtt-username', 'hub'],
+      {
+        VIGIL_MQTT_PASSWORD: users.hub,
+      },
+    )
     cleanups.push(() => hub.process.stop())
     await skeletonFlow(
       hub,

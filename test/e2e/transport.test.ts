@@ -70,8 +70,8 @@ function tryConnect(
 
 const online = (hub: HubProcess, node: string) =>
   eventually(
-    `${node} online`,
-    async () => (await hub.api<{ state: string }>(`/api/nodes/${node}`)).body.state === 'online',
+    `${node} healthy`,
+    async () => (await hub.api<{ state: string }>(`/api/nodes/${node}`)).body.state === 'healthy',
   )
 const brokerRefusals = (hub: HubProcess) =>
   hub.process.lines.filter(

@@ -34,7 +34,7 @@ beforeAll(async () => {
   const xml = join(dir.path, `${domain}.xml`)
   writeFileSync(xml, await hostA.virsh(['dumpxml', domain]))
   await hostB.virsh(['define', xml])
-}, 120_000)
+}, 300_000)
 
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
@@ -277,4 +277,79 @@ test('a hung guest (running to libvirt, silent inside) is reset by the engine th
     const list = await decisions()
     return list.some((d) => /failed on node-a/.test(d.summary) || /crash/.test(d.summary))
   })
-}, 300_000)
+
+  // Intended states (VCS's admin suspend): an operator suspends the vm through Vigil. Its guest
+  // falls silent far past the hang threshold (phi 8), yet it is neither reset nor restarted; resumed,
+  // it beats on in the same QEMU, its guest detector starting from a new baseline.
+  const phase = async () =>
+    (await hangHub.api<{ resources: { id: string; phase: string }[] }>('/api/resources')).body.resources.find(
+      (r) => r.id === 'vm1',
+    )?.phase
+  await eventually('vm1 running and beating again', async () => (await phase()) === 'running' && beats() > 0)
+  const qemuBefore = readFileSync(hostA.qemuPidFile(guest), 'utf8')
+  const stallsBefore = (await decisions()).filter((d) => /^guest heartbeat stalled/.test(d.summary)).length
+  const suspend = await runVigil(['resource', 'suspend', 'vm1', '--hub', hangHub.httpUrl])
+  expect(suspend.code, suspend.stderr).toBe(0)
+  await eventually('vm1 suspended', async () => (await phase()) === 'suspended')
+  expect(await hostA.virsh(['domstate', '--reason', guest])).toMatch(/^paused \(user\)/)
+  await eventually(
+    'its silent guest far past the hang threshold',
+    async () => ((await hangHub.metric('vigil_guest_heartbeat_phi', { resource: 'vm1' })) ?? 0) >= 16,
+    { timeoutMs: 60_000 },
+  )
+  expect(await phase()).toBe('suspended')
+  const resumeRefused = await runVigil(['resource', 'suspend', 'vm1', '--hub', hangHub.httpUrl])
+  expect(resumeRefused.code).toBe(1) // only a running vm can be suspended
+  expect(resumeRefused.stderr).toContain('only a running vm can be suspended')
+  const resume = await runVigil(['resource', 'resume', 'vm1', '--hub', hangHub.httpUrl])
+  expect(resume.code, resume.stderr).toBe(0)
+  const beatsAtResume = beats()
+  await eventually(
+    'vm1 resumed and beating',
+    async () => (await phase()) === 'running' && beats() > beatsAtResume + 2,
+  )
+  // Suspended outside Vigil (virsh, as an operator might): left so, the same rule.
+  await hostA.virsh(['suspend', guest])
+  await eventually('a suspend from outside seen as intended', async () => (await phase()) === 'suspended')
+  await hostA.virsh(['resume', guest])
+  await eventually('running again', async () => (await phase()) === 'running')
+  expect(readFileSync(hostA.qemuPidFile(guest), 'utf8')).toBe(qemuBefore) // never restarted
+  const list = await decisions()
+  expect(list.filter((d) => /^guest heartbeat stalled/.test(d.summary))).toHaveLength(stallsBefore)
+  expect(list.map((d) => d.rule)).toEqual(
+    expect.arrayContaining([
+      'operator.suspend',
+      'operator.suspended',
+      'operator.resume',
+      'observed.suspended',
+    ]),
+  )
+
+  // A stuck monitor is not a hung guest: libvirtd hangs for 9 s (every virsh call of the agent's
+  // monitor waits) while the guest beats on. The agent's last answer ages; the hub says the monitor
+  // is stale, never that the guest hung, and carries on when libvirtd answers again.
+  const beatsBeforeHang = beats()
+  cleanups.push(() => hostA.hang(false))
+  hostA.hang(true)
+  try {
+    await eventually(
+      'the hub says the monitor is stale',
+      async () => (await decisions()).some((d) => d.rule === 'monitor.stale'),
+      { timeoutMs: 15_000 },
+    )
+    await new Promise((r) => setTimeout(r, 9000 - 5000)) // well past a hang verdict (about 2.5 s)
+    expect(beats()).toBeGreaterThan(beatsBeforeHang + 5) // the guest beat all along
+  } finally {
+    hostA.hang(false)
+  }
+  await eventually('the monitor answers again', async () =>
+    (await decisions()).some((d) => d.rule === 'monitor.answering'),
+  )
+  await new Promise((r) => setTimeout(r, 2000)) // a stale count taken for silence would show by now
+  const after = await decisions()
+  expect(after.filter((d) => /^guest heartbeat stalled/.test(d.summary))).toHaveLength(stallsBefore)
+  expect(await phase()).toBe('running')
+  expect(readFileSync(hostA.qemuPidFile(guest), 'utf8')).toBe(qemuBefore)
+  const stale = after.find((d) => d.rule === 'monitor.stale')
+  expect(stale?.summary).toMatch(/^its monitor on node-a has not answered for \d+\.\d s/)
+}, 360_000)

@@ -97,6 +97,9 @@ async function startEsxCluster(name: string, vm: string, resourceLines: string[]
     hubFile,
     [
       'fencing:',
+      // The ESX host's death is its power off (its BMC reads it so): without the power poll, the
+      // test shows the fence through the BMC; fence-live shows a death proven by a polled reading.
+      '  powerPollMs: 0',
       '  devices:',
       ...NODES.flatMap((node) => [
         `    - id: bmc-${node}`,

@@ -13,11 +13,14 @@ import { webPidfile } from './web.js'
  * The hub's detector is tolerant: a CI machine running other suites can stall an agent for a
  * second or two, and these tests are about what follows a real death, not about speed.
  */
+/** A decision record as `GET /api/decisions` serves it (the fields tests read). */
 export interface Decision {
+  id: string
   kind: string
   rule: string
   node?: string
   resource?: string
+  summary: string
 }
 
 /** Writes the cluster and hub files into `dir`; returns the hub arguments that use them. */

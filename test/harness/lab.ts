@@ -75,7 +75,12 @@ export async function startPeerLab(
     /** Extra lines for a node's agent config. */
     agentLines?: (node: string) => string[]
   },
-): Promise<{ lab: NetnsLab; hub: HubProcess }> {
+): Promise<{
+  lab: NetnsLab
+  hub: HubProcess
+  /** kill -9 of the hub, then a new hub on the same database and broker address (agents reconnect). */
+  restartHub(): Promise<HubProcess>
+}> {
   const { cleanups } = opts
   const disk = opts.disk
   const lab = NetnsLab.create(PEER_LAB_NODES)
@@ -101,12 +106,18 @@ export async function startPeerLab(
     '    fencing: [{ devices: [people], timeoutMs: 2000 }]',
     '',
   ])
-  const hub = await startLabHub(
-    lab,
-    dir,
-    ['--config', hubFile, '--cluster-file', clusterFile, '--db', join(dir, `${name}.sqlite`)],
-    cleanups,
-  )
+  const hubArgs = [
+    '--config',
+    hubFile,
+    '--cluster-file',
+    clusterFile,
+    '--db',
+    join(dir, `${name}.sqlite`),
+    '--broker-listen',
+    `${lab.hubIp}:${await freePort('tcp')}`,
+  ]
+  let hub = await startHub(dir, hubArgs)
+  cleanups.push(() => hub.process.stop())
   PEER_LAB_NODES.forEach((node, slot) => {
     const agent = startLabAgent(lab, node, {
       dir: dir,
@@ -125,7 +136,13 @@ export async function startPeerLab(
     })
     cleanups.push(() => agent.stop())
   })
-  return { lab, hub }
+  const restartHub = async () => {
+    hub.process.kill('SIGKILL')
+    await hub.process.exited
+    hub = await startHub(dir, hubArgs)
+    return hub
+  }
+  return { lab, hub, restartHub }
 }
 
 /** Waits until node-c has no fence in progress (a startup fence's level timed out, or none ran). */

@@ -76,7 +76,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let hbSeq = 0
   let obsSeq = 0
   let publishObservations = () => {}
-  const resources = new ResourceRunner(config.resources as ResourceEntry[], log, () => publishObservations())
+  const resources = new ResourceRunner(
+    config.resources as ResourceEntry[],
+    log,
+    () => publishObservations(),
+    clock,
+  )
   let stopping = false
   let reportedDrops = 0
 
@@ -244,6 +249,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       case 'restart':
       case 'reset-vm':
       case 'reboot-vm':
+      case 'suspend':
+      case 'resume':
       case 'migrate': {
         const id = String(cmd.args.resource ?? '')
         const action = driverAction(cmd.action)
@@ -273,6 +280,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
   /** Ids of the commands handled lately: the same command reaching it through two brokers runs once. */
   const handled = new Set<string>()
+  /** The outcome of each resource action lately run here, by its idempotency key (see below). */
+  const actions = new Map<string, Promise<CommandResult>>()
   const onMessage = (t: string, payload: Buffer) => {
     if (t !== topic('cmd')) return
     const receivedAt = clock.wallMs()
@@ -324,11 +333,19 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         finishedAt: receivedAt,
         result: { timeoutMs: deadlineMs },
       })
-    execute(cmd, receivedAt)
-      .then(reply)
-      .catch((err: unknown) => {
-        const message = err instanceof Error ? err.message : String(err)
-        reply({
+    // The hub's action id is the idempotency key, apart from the command's id and nonce: a hub that
+    // lost the answer (it could not hear this node, or restarted) asks again under a new command,
+    // and a migration or a reset that ran (or runs) here is answered from its record, not run twice.
+    const key = actionKeyOf(cmd)
+    let outcome = key === null ? undefined : actions.get(key)
+    if (outcome) {
+      log.info(
+        { command: cmd.id, action: cmd.action, resource: cmd.args.resource, key },
+        'command repeats an action already run here: answered from its record, not run again',
+      )
+    } else {
+      outcome = execute(cmd, receivedAt).catch(
+        (err: unknown): CommandResult => ({
           v: 1,
           id: cmd.id,
           node: config.node,
@@ -336,9 +353,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
           status: 'failed',
           receivedAt,
           finishedAt: clock.wallMs(),
-          error: { code: 'action_failed', message },
-        })
-      })
+          error: { code: 'action_failed', message: err instanceof Error ? err.message : String(err) },
+        }),
+      )
+      if (key !== null) {
+        actions.set(key, outcome)
+        if (actions.size > 1000) actions.delete(actions.keys().next().value as string)
+      }
+    }
+    void outcome.then((result) => reply({ ...result, id: cmd.id, receivedAt }))
   }
 
   let firstConnect = true
@@ -531,4 +554,14 @@ function trustedHubKeys(file: string, log: Logger): () => KeyObject[] {
     }
     return keys
   }
+}
+
+/**
+ * A resource command's idempotency key: the hub engine's action id with what it asks. Null for a
+ * command without one (ping, facts, an older hub), which is simply run.
+ */
+function actionKeyOf(cmd: Command): string | null {
+  const action = cmd.args.action
+  if (typeof action !== 'string' || cmd.action === 'ping' || cmd.action === 'refresh-facts') return null
+  return `${action}/${cmd.action}/${String(cmd.args.resource ?? '')}`
 }

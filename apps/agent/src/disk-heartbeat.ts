@@ -30,7 +30,7 @@ export interface DiskSighting {
 
 /**
  * The shared-disk heartbeat: every `intervalMs` this host writes its slot (its name, incarnation
- * and a counter) with O_DIRECT and O_DSYNC, and reads every slot back. Other hosts' slots are
+ * and a counter) with O_DIRECT and O_DSYNC, and reads every slot back. The slots are
  * reported to the hub, which counts a host's disk heartbeat as alive while its counter goes up:
  * a host the hub and its peers cannot hear, but whose disk heartbeat advances, is alive and cut off
  * (isolated), not dead. Direct I/O runs in `dd` children: a hung device never blocks the agent.
@@ -58,7 +58,12 @@ export class DiskHeartbeat {
     void this.beat()
   }
 
-  /** Other hosts' slots as last read. */
+  /**
+   * Every slot as last read, this host's own included: its own counter advancing in the hub's eyes
+   * proves this host's reads of the others are fresh (a hung device leaves them all still), which
+   * a restarted hub needs before it takes another host's still slot for a death (even with two
+   * hosts, where nobody else reads this one).
+   */
   sightings(): DiskSighting[] {
     return this.seen
   }
@@ -102,7 +107,6 @@ export class DiskHeartbeat {
       if (read.code !== 0) throw new Error(`read: ${read.stderr.trim() || 'timed out'}`)
       const seen: DiskSighting[] = []
       for (let i = 0; i < slots; i++) {
-        if (i === slot) continue
         const text = read.stdout.slice(i * SLOT_BYTES, (i + 1) * SLOT_BYTES).trim()
         if (!text.startsWith('{')) continue
         try {

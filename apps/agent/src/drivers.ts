@@ -7,6 +7,7 @@ import { pingDriver } from '@vigil/driver-ping'
 import { processDriver } from '@vigil/driver-process'
 import { vsphereHostDriver, vsphereVmDriver } from '@vigil/driver-vsphere'
 import { xlDriver } from '@vigil/driver-xl'
+import { idSchema } from '@vigil/protocol'
 import { z } from 'zod'
 
 /** The explicit registry: driver name -> factory. One line per driver folder. */
@@ -28,12 +29,7 @@ export type DriverName = keyof typeof DRIVERS
 /** Drivers that only watch (no actions): what may vouch for another resource. */
 export const MONITOR_ONLY: ReadonlySet<string> = new Set(['check', 'disk', 'nic', 'ping', 'vsphere-host'])
 
-const resourceId = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/,
-    'must be 1-63 characters of letters, digits, "_", ".", ":" or "-"',
-  )
+const resourceId = idSchema
 
 /** One resource entry per driver, each with that driver's own strict config schema. */
 export const resourceEntrySchema = z.discriminatedUnion(

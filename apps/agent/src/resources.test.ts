@@ -107,6 +107,7 @@ test.each([
         state: 'stopped',
         detail: 'shut off (shutdown)',
         hypervisor,
+        ageMs: expect.any(Number),
       })
   },
 )
@@ -176,4 +177,41 @@ test('a check vouching for a resource fails it when the service stops answering,
   expect(stateOf(r, 'web')?.state).toBe('running')
   await until('the new web vouched for', () => stateOf(r, 'web-http')?.state === 'running')
   await r.run('web', 'stop')
+})
+
+// A monitor that stops answering (a hung libvirtd) leaves its last result standing: the
+// observation's age is what tells the hub that the guest's count is old, not that the guest stopped.
+test("an observation carries its monitor's age: it grows while the monitor hangs, and falls back when it answers", async () => {
+  const dir = tempDir()
+  const virsh = join(dir, 'virsh')
+  const hang = join(dir, 'hang')
+  writeFileSync(
+    virsh,
+    [
+      '#!/bin/sh',
+      `[ -e ${hang} ] && sleep 2`,
+      'case "$3" in',
+      '  domstate) echo "running (booted)" ;;',
+      `  dumpxml) echo "<domain type='kvm'>" ; echo "</domain>" ;;`,
+      'esac',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  )
+  const r = runner([
+    { id: 'vm1', driver: 'libvirt', monitorIntervalMs: 200, config: { domain: 'vm1', virsh } },
+  ])
+  r.start()
+  await until('vm1 running, answered just now', () => {
+    const o = stateOf(r, 'vm1')
+    return o?.state === 'running' && (o.ageMs ?? Number.POSITIVE_INFINITY) < 500
+  })
+  writeFileSync(hang, '')
+  await until(
+    'vm1 still running by its last answer, an old one',
+    () => (stateOf(r, 'vm1')?.ageMs ?? 0) >= 1200,
+  )
+  expect(stateOf(r, 'vm1')?.state).toBe('running')
+  rmSync(hang)
+  await until('vm1 answered again', () => (stateOf(r, 'vm1')?.ageMs ?? Number.POSITIVE_INFINITY) < 500)
 })

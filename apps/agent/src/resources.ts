@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import { type Action, type Driver, DriverError, type MonitorResult, runAction } from '@vigil/driver-kit'
-import type { Logger } from '@vigil/kit'
+import { type Clock, type Logger, systemClock } from '@vigil/kit'
 import type { CommandAction, Observation } from '@vigil/protocol'
 import { DRIVERS, type ResourceEntry } from './drivers.js'
 
@@ -9,6 +9,8 @@ interface Watched {
   /** Replaced when a watch vouching for a resource starts over (see `startOver`). */
   driver: Driver
   latest: MonitorResult | null
+  /** When `latest` was taken (the clock's monotonic ms): its age tells a late monitor from a quiet one. */
+  latestAt: number
   /** Actions on one resource run one at a time, in order. */
   queue: Promise<unknown>
   /** The declared timeouts of the actions queued or running on it (what a new one waits behind). */
@@ -28,6 +30,7 @@ export class ResourceRunner {
     entries: ResourceEntry[],
     private readonly log: Logger,
     private readonly onChange: () => void,
+    private readonly clock: Clock = systemClock,
   ) {
     // Every action and monitor in flight listens to this one signal (a listener each, removed when
     // it ends): with dozens of resources that is more than EventTarget's default warning limit.
@@ -37,6 +40,7 @@ export class ResourceRunner {
         entry,
         driver: this.create(entry),
         latest: null,
+        latestAt: clock.monoMs(),
         queue: Promise.resolve(),
         backlogMs: 0,
         timer: null,
@@ -115,8 +119,11 @@ export class ResourceRunner {
   /**
    * Each resource's latest monitor result; a vm's with its hypervisor (read now: it may be learnt
    * late). A resource running here that a failed watch vouches for is reported failed, saying which.
+   * Each carries its age: a monitor that stopped answering (a hung libvirtd, a hung console file)
+   * leaves its last result standing, and the hub must not read a stale guest count as a hung guest.
    */
   observations(): Observation[] {
+    const now = this.clock.monoMs()
     return [...this.watched.values()].map((w) => {
       const hypervisor = w.driver.hypervisor
       const vouchedAgainst =
@@ -137,6 +144,7 @@ export class ResourceRunner {
         ...(latest?.detail ? { detail: latest.detail.slice(0, 1024) } : {}),
         ...(latest?.metrics ? { metrics: latest.metrics } : {}),
         ...(hypervisor ? { hypervisor } : {}),
+        ageMs: Math.max(0, Math.round(now - w.latestAt)),
       }
     })
   }
@@ -172,6 +180,7 @@ export class ResourceRunner {
       const idle: MonitorResult = { state: 'stopped', detail: `${vouched.entry.id} does not run here` }
       const changed = w.latest?.state !== idle.state
       w.latest = idle
+      w.latestAt = this.clock.monoMs()
       if (changed) this.onChange()
       return
     }
@@ -191,6 +200,7 @@ export class ResourceRunner {
     // A guest's heartbeat goes to the hub at once: its timing is what the hub's detector learns.
     const beat = next.metrics?.guestHeartbeats !== w.latest?.metrics?.guestHeartbeats
     w.latest = next
+    w.latestAt = this.clock.monoMs()
     if (changed)
       this.log.info({ resource: w.entry.id, state: next.state, detail: next.detail }, 'resource state')
     if (changed || beat) this.onChange()
@@ -240,6 +250,8 @@ const COMMAND_OF: Partial<Record<Action, CommandAction>> = {
   reset: 'reset-vm',
   reboot: 'reboot-vm',
   migrate: 'migrate',
+  suspend: 'suspend',
+  resume: 'resume',
 }
 
 /** The timeout `runAction` gives an action of this driver. */

@@ -58,6 +58,9 @@ Commands:
   resource stop|start <resource>
                            keep a resource stopped (what depends on it first) until started again
                            (disable and enable say the same, as pcs does)
+  resource suspend|resume <vm>
+                           pause a running vm in memory on its node, on purpose (never recovered
+                           as a failure), and continue it
   evacuate <node>          empty a node (live-migrating vms that allow it), then put it in maintenance
   audit [--who <name>] [--json]
                            the API's audit log: who changed what, when, from where, with what result
@@ -640,16 +643,35 @@ function reloadCluster(argv: string[]): Promise<number> {
   })
 }
 
-/** `vigil resource stop|start|disable|enable <id>`: an operator's wanted state for a resource. */
+/**
+ * `vigil resource stop|start|disable|enable <id>`: an operator's wanted state for a resource;
+ * `vigil resource suspend|resume <vm>`: an intended pause of a vm.
+ */
 function resourceCommand(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv
   const role =
-    verb === 'stop' || verb === 'disable' ? 'stop' : verb === 'start' || verb === 'enable' ? 'start' : null
+    verb === 'stop' || verb === 'disable'
+      ? 'stop'
+      : verb === 'start' || verb === 'enable'
+        ? 'start'
+        : verb === 'suspend' || verb === 'resume'
+          ? verb
+          : null
   if (role === null) {
-    console.error('Usage: vigil resource stop|start <resource>   (disable and enable say the same)')
+    console.error(
+      'Usage: vigil resource stop|start <resource>   (disable and enable say the same)\n       vigil resource suspend|resume <vm>',
+    )
     return Promise.resolve(EXIT.usage)
   }
   return operate(`resource-${role}`, rest)
+}
+
+/** The `resource-*` commands of `operate`, and the API verb each posts. */
+const RESOURCE_VERBS: Record<string, string> = {
+  'resource-stop': 'stop',
+  'resource-start': 'start',
+  'resource-suspend': 'suspend',
+  'resource-resume': 'resume',
 }
 
 /** move, maintenance, cleanup, evacuate: one request each, accepted (202) or refused with the reason. */
@@ -670,6 +692,8 @@ function operate(command: string, argv: string[]): Promise<number> {
       evacuate: 'vigil evacuate <node>',
       'resource-stop': 'vigil resource stop <resource>',
       'resource-start': 'vigil resource start <resource>',
+      'resource-suspend': 'vigil resource suspend <vm>',
+      'resource-resume': 'vigil resource resume <vm>',
     }
     const [a, b] = positionals
     let path: string
@@ -686,8 +710,8 @@ function operate(command: string, argv: string[]): Promise<number> {
         ...(values.resource ? { resource: values.resource } : {}),
         ...(values.for ? { for: values.for } : {}),
       }
-    } else if ((command === 'resource-stop' || command === 'resource-start') && a && !b) {
-      path = `/api/resources/${encodeURIComponent(a)}/${command === 'resource-stop' ? 'stop' : 'start'}`
+    } else if (command in RESOURCE_VERBS && a && !b) {
+      path = `/api/resources/${encodeURIComponent(a)}/${RESOURCE_VERBS[command]}`
       body = { by }
     } else if ((command === 'cleanup' || command === 'evacuate') && a && !b) {
       path = `/api/${command === 'cleanup' ? 'resources' : 'nodes'}/${encodeURIComponent(a)}/${command}`

@@ -1,3 +1,4 @@
+import type { NodeView } from '@vigil/hub'
 import { expect, test } from 'vitest'
 import { renderGroup, renderStatus, type StatusGroup, type StatusResource } from './status.js'
 
@@ -100,4 +101,78 @@ test.each([
     '  RESOURCE  PHASE    NODE    SINCE     HEALTH  FAILURES  PENDING',
     '  web       RUNNING  node-a  42 s ago  100     0         -',
   ])
+})
+
+// Nothing waits in silence (issue #24): a resource not settled says what it waits for, with the
+// rule, under the table; settled ones and those from an older hub (no reason) add nothing.
+test('vigil status lists what each waiting resource waits on', () => {
+  const held = {
+    ...resource('db', null),
+    reason: { rule: 'wait.fence-held', why: 'its node node2 is dead and its fence is held by the governor' },
+  }
+  const running = {
+    ...resource('web', 'node-a'),
+    reason: { rule: 'observed.running', why: 'running on node-a' },
+  }
+  expect(resourcesOf([held, running, resource('old', null)]).slice(-2)).toEqual([
+    'Waiting on:',
+    '  db (waiting, 42 s): its node node2 is dead and its fence is held by the governor [wait.fence-held]',
+  ])
+})
+
+// One node truth (issue #22): a node's state is the engine's classification, since when the engine
+// says; an agent that shut down cleanly is marked beside it, and counted in the summary.
+test("vigil status shows each node's engine condition, and an agent's clean shutdown beside it", () => {
+  const node = (id: string, state: NodeView['state'], stateSince: number | null, shutdownAt: number | null) =>
+    ({
+      id,
+      state,
+      stateSince,
+      shutdownAt,
+      engine: null,
+      incarnation: 1,
+      lastHeartbeatAt: NOW - 1_000,
+      role: 'host',
+      agentVersion: '0.1.0',
+      capabilities: [],
+      facts: null,
+      observations: [],
+    }) satisfies NodeView
+  const lines = renderStatus(
+    { cluster: 'c', name: 'hub', epoch: 3 },
+    [
+      node('node-a', 'healthy', NOW - 60_000, null),
+      node('node-b', 'dead', NOW - 5_000, NOW - 6_000),
+      node('node-c', 'unknown', null, NOW - 90_000),
+    ],
+    NOW,
+    true,
+  ).split('\n')
+  expect(lines).toEqual([
+    'Cluster c - hub hub (epoch 3) - 3 nodes: 1 healthy, 1 dead, 1 unknown; 2 agents shut down',
+    '',
+    'NODE    STATE                      SINCE     LAST HEARTBEAT  ROLE  AGENT  CPUS  MEMORY AVAIL/TOTAL  LOAD  PROCS',
+    'node-a  HEALTHY                    60 s ago  1 s ago         host  0.1.0  -     -                   -     -',
+    'node-b  DEAD (agent shut down)     5 s ago   1 s ago         host  0.1.0  -     -                   -     -',
+    'node-c  UNKNOWN (agent shut down)  -         1 s ago         host  0.1.0  -     -                   -     -',
+  ])
+})
+
+test('vigil status on a standby says its nodes are judged by the leader, and where that is', () => {
+  const standby: StatusGroup = {
+    enabled: true,
+    role: 'standby',
+    self: 'hub-b',
+    leader: { hub: 'hub-a', url: 'http://a:7470', epoch: 57 },
+    leaseRemainingMs: null,
+    etcd,
+  }
+  const lines = (group: StatusGroup) =>
+    renderStatus({ cluster: 'c', name: 'hub-b', epoch: 57 }, [], NOW, true, [], group).split('\n')
+  expect(lines(standby)[2]).toBe(
+    'Nodes are judged by the leader only: here each is UNKNOWN (vigil status --hub http://a:7470)',
+  )
+  expect(lines({ ...standby, role: 'leader', self: 'hub-a' }).join('\n')).not.toContain(
+    'judged by the leader',
+  )
 })

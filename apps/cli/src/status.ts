@@ -1,6 +1,9 @@
 import type { NodeView } from '@vigil/hub'
 import { bytes, duration, table } from './format.js'
 
+/** Phases a resource may stay in; any other is a wait, listed with its reason. */
+const SETTLED = new Set(['running', 'stopped', 'unmanaged', 'suspended'])
+
 /** A resource as GET /api/resources returns it. */
 export interface StatusResource {
   id: string
@@ -10,6 +13,8 @@ export interface StatusResource {
   health: number
   failures: number
   pending: { type: string; node: string } | null
+  /** Why it is in its phase (absent from an older hub). */
+  reason?: { rule: string; why: string } | null
   /** A vm's hypervisor (kvm, qemu, xen, vsphere); null or absent otherwise (or from an older hub). */
   hypervisor?: string | null
 }
@@ -42,7 +47,11 @@ export function renderGroup(group: StatusGroup): string {
   return `Hub group: ${leader}; this hub ${group.self}: ${String(group.role).toUpperCase()}${lease}; ${etcd}`
 }
 
-/** A crm_mon-like rendering of the hub's nodes, with each node's filesystems and interfaces. */
+/**
+ * A crm_mon-like rendering of the hub's nodes, with each node's filesystems and interfaces. A
+ * node's state is the engine's classification; an agent that announced a clean shutdown is marked
+ * beside it (`DEAD (agent shut down)`: the engine still judges the silence).
+ */
 export function renderStatus(
   info: { cluster?: unknown; name?: unknown; epoch?: unknown },
   nodes: NodeView[],
@@ -53,10 +62,19 @@ export function renderStatus(
 ): string {
   const counts = new Map<string, number>()
   for (const n of nodes) counts.set(n.state, (counts.get(n.state) ?? 0) + 1)
-  const summary = [...counts.entries()].map(([s, c]) => `${c} ${s}`).join(', ') || 'none'
+  const shutDown = nodes.filter((n) => n.shutdownAt !== null).length
+  const summary =
+    ([...counts.entries()].map(([s, c]) => `${c} ${s}`).join(', ') || 'none') +
+    (shutDown > 0 ? `; ${shutDown} agent${shutDown === 1 ? '' : 's'} shut down` : '')
   const out: string[] = [
     `Cluster ${String(info.cluster)} - hub ${String(info.name)} (epoch ${String(info.epoch)}) - ${nodes.length} node${nodes.length === 1 ? '' : 's'}: ${summary}`,
     ...(group?.enabled ? [renderGroup(group)] : []),
+    // A standby judges no node: every node is unknown here, and the leader's view is the one.
+    ...(group?.enabled && group.role !== 'leader'
+      ? [
+          `Nodes are judged by the leader only: here each is UNKNOWN${group.leader ? ` (vigil status --hub ${group.leader.url})` : ''}`,
+        ]
+      : []),
     '',
     table(
       [
@@ -73,8 +91,8 @@ export function renderStatus(
       ],
       nodes.map((n) => [
         n.id,
-        n.state.toUpperCase(),
-        `${duration(now - n.stateSince)} ago`,
+        `${n.state.toUpperCase()}${n.shutdownAt === null ? '' : ' (agent shut down)'}`,
+        n.stateSince === null ? '-' : `${duration(now - n.stateSince)} ago`,
         n.lastHeartbeatAt === null ? '-' : `${duration(now - n.lastHeartbeatAt)} ago`,
         n.role ?? '-',
         n.agentVersion ?? '-',
@@ -119,6 +137,15 @@ export function renderStatus(
         ),
       ),
     )
+  }
+  // Nothing waits in silence: each resource not settled says what it waits for.
+  const unsettled = resources.filter((r) => r.reason && !SETTLED.has(r.phase))
+  if (unsettled.length > 0) {
+    out.push('', 'Waiting on:')
+    for (const r of unsettled)
+      out.push(
+        `  ${r.id} (${r.phase}, ${duration(now - r.phaseSince)}): ${r.reason?.why} [${r.reason?.rule}]`,
+      )
   }
   if (brief) return out.join('\n')
   for (const n of nodes) {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { isValidName } from '@vigil/protocol'
 import { parse, stringify } from 'yaml'
 
 export const TOKEN_ROLES = ['viewer', 'operator', 'admin'] as const
@@ -66,7 +67,6 @@ export function issueToken(file: string, name: string, role: string): string {
 }
 
 export function issueAgentPassword(file: string, node: string): string {
-  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(node))
-    throw new Error(`"${node}" is not a valid node name`)
+  if (!isValidName(node)) throw new Error(`"${node}" is not a valid node name`)
   return issueSecret(file, 'agents', node)
 }

@@ -29,7 +29,7 @@ export interface ApiDeps {
   /** Why this hub takes no change now (its database cannot be written), or null. */
   refuseChanges: () => string | null
   /** The engine's what-if plan. */
-  plan: () => unknown
+  plan: () => Promise<unknown>
   /** Every resource as the engine sees it, a vm with its hypervisor (as its node reports it). */
   resources: () => unknown[]
   /** The status page's last 15 minutes (a bounded in-memory ring). */
@@ -41,8 +41,6 @@ export interface ApiDeps {
   ) => { changes: string[]; applied: boolean } | { refused: string } | { invalid: string }
   /** The peer mesh's reachability matrix. */
   peers: () => unknown
-  /** The engine's classification and health score of a node, if it knows the node. */
-  engineView: (node: string) => { condition: string; health: number } | null
   info: () => Record<string, unknown>
   /**
    * In a hub group: the group's view (leader, epoch, lease, etcd), and where a change goes when
@@ -255,12 +253,12 @@ export function createApi(deps: ApiDeps): Hono<Env> {
   })
 
   app.get('/api', (c) => c.json(deps.info()))
-  const withEngine = <T extends { id: string }>(view: T) => ({ ...view, engine: deps.engineView(view.id) })
-  app.get('/api/nodes', (c) => c.json({ nodes: deps.table.views().map(withEngine) }))
+  // Each node with the engine's judgement: its state, and its health, fence phase and maintenance.
+  app.get('/api/nodes', (c) => c.json({ nodes: deps.table.views() }))
   app.get('/api/nodes/:id', (c) => {
     const view = deps.table.view(c.req.param('id'))
     if (!view) return c.json(errorBody('not_found', `no node named "${c.req.param('id')}"`), 404)
-    return c.json(withEngine(view))
+    return c.json(view)
   })
   app.get('/api/decisions', (c) => {
     const q = decisionsQuery.safeParse(c.req.query())
@@ -287,7 +285,7 @@ export function createApi(deps: ApiDeps): Hono<Env> {
     const who = c.get('who')
     return c.json({ name: who?.name ?? 'anonymous', role: who?.role ?? null })
   })
-  app.get('/api/plan', (c) => c.json({ plan: deps.plan() }))
+  app.get('/api/plan', async (c) => c.json({ plan: await deps.plan() }))
   app.get('/api/peers', (c) => c.json({ peers: deps.peers() }))
   app.get('/api/decisions/:id', (c) => {
     const record = deps.store.getDecision(c.req.param('id'))
@@ -369,6 +367,11 @@ export function createApi(deps: ApiDeps): Hono<Env> {
         resource: c.req.param('id'),
         role: role === 'stop' ? 'stopped' : 'started',
       })),
+    )
+  // An intended pause of a vm (VCS's admin suspend): never recovered as a failure, until resumed.
+  for (const verb of ['suspend', 'resume'] as const)
+    app.post(`/api/resources/:id/${verb}`, (c) =>
+      operate(c, byBody, () => ({ op: 'suspend', resource: c.req.param('id'), on: verb === 'suspend' })),
     )
   app.post('/api/nodes/:id/fence', (c) =>
     operate(c, fenceBody, (b: z.infer<typeof fenceBody>) => ({

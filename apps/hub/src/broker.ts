@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:net'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { type Logger, loadConfigFile, readConfigFile } from '@vigil/kit'
-import { AGENT_CHANNELS, nodeTopic, parseTopic } from '@vigil/protocol'
+import { AGENT_CHANNELS, nameSchema, nodeTopic, parseTopic } from '@vigil/protocol'
 import { Aedes, type AuthenticateError, type Client } from 'aedes'
 import { z } from 'zod'
 import { matchDigest, WatchedFile } from './auth.js'
@@ -21,7 +21,7 @@ export const agentCredentialsSchema = z.strictObject({
   agents: z
     .array(
       z.strictObject({
-        node: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a node name'),
+        node: nameSchema,
         sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'),
       }),
     )

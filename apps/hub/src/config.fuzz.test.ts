@@ -19,7 +19,6 @@ const validHub = {
   cluster: 'prod',
   http: { listen: '127.0.0.1:7470' },
   broker: { listen: '127.0.0.1:1883', allowAnonymous: false },
-  liveness: { suspectAfterMs: 1000, lostAfterMs: 3000 },
   engine: { tickMs: 100 },
   api: { anonymous: 'viewer', rateLimit: { perSecond: 5, burst: 20 } },
   tracing: { serviceName: 'vigil-hub', incidentIdleMs: 30000 },

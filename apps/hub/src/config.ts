@@ -65,19 +65,13 @@ export const hubConfigSchema = z.strictObject({
     })
     .prefault({}),
   store: z.strictObject({ path: z.string().min(1).default('vigil-hub.sqlite') }).prefault({}),
+  /** Removed: said so by name rather than as an unknown key (configs of earlier hubs have it). */
   liveness: z
-    .strictObject({
-      /** No heartbeat for this long: the node is suspect (shown, never acted on). */
-      suspectAfterMs: z.number().int().positive().default(1000),
-      /** No heartbeat for this long: the node is lost. */
-      lostAfterMs: z.number().int().positive().default(3000),
-      evaluateEveryMs: z.number().int().min(10).max(10_000).default(100),
+    .never({
+      error:
+        "is no longer used: nodes are judged by the engine, whose timings are the cluster file's `detection` section; remove it",
     })
-    .prefault({})
-    .refine((l) => l.lostAfterMs > l.suspectAfterMs, {
-      message: 'lostAfterMs must be greater than suspectAfterMs',
-      path: ['lostAfterMs'],
-    }),
+    .optional(),
   commands: z
     .strictObject({
       /** How long a command stays valid at the agent. */
@@ -142,11 +136,6 @@ export const hubFlags: Record<string, FlagSpec> = {
     path: ['engine', 'clusterFile'],
     type: 'string',
     description: 'cluster definition for the engine',
-  },
-  'lost-after': {
-    path: ['liveness', 'lostAfterMs'],
-    type: 'number',
-    description: 'ms without heartbeat before lost',
   },
   'mqtt-start-deadline': {
     path: ['mqtt', 'startDeadlineMs'],

@@ -8,7 +8,7 @@ import { afterEach, expect, test } from 'vitest'
 import type { CommandDispatcher } from './commands.js'
 import { EngineLoop } from './engine-loop.js'
 import { emptyHubMetrics } from './metrics.test-helper.js'
-import { HubStore } from './store.js'
+import { type EventRow, HubStore } from './store.js'
 import { DecisionTracer } from './tracing.js'
 
 const dirs: string[] = []
@@ -16,28 +16,44 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 })
 
-function setup(opts: { group?: { commit: () => Promise<boolean> } } = {}) {
+/**
+ * A loop over n1 and n2 (`observe`: no cluster file, the nodes in `known`, which a test may change
+ * as ingest would), with a hand-driven clock.
+ */
+function setup(
+  opts: {
+    group?: { commit: () => Promise<boolean> }
+    observe?: boolean
+    store?: HubStore
+    now?: number
+  } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-engine-loop-'))
   dirs.push(dir)
-  const store = new HubStore(join(dir, 'hub.sqlite'))
-  let now = 1_000_000
+  const store = opts.store ?? new HubStore(join(dir, 'hub.sqlite'))
+  let now = opts.now ?? 1_000_000
   const clock = { wallMs: () => now, monoMs: () => now }
   const records: DecisionRecord[] = []
+  const events: EventRow[] = []
+  const shown: string[] = []
   const stepsAsked: string[] = []
+  const known = ['n1', 'n2']
+  const metrics = emptyHubMetrics()
   const loop = new EngineLoop({
     stepSoon: () => stepsAsked.push('soon'),
     tracer: new DecisionTracer(trace.getTracer('test'), 30_000),
-    spec: clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }] }),
-    knownNodes: () => ['n1', 'n2'],
+    spec: opts.observe ? null : clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }] }),
+    knownNodes: () => [...known],
     store,
     // A seam: no resources in this spec, so the engine never sends a command.
     commands: {} as CommandDispatcher,
-    metrics: emptyHubMetrics(),
+    metrics,
     clock,
     log: createLogger('test', 'silent'),
     epoch: () => 1,
     onRecord: (r) => records.push(r),
-    onEvent: () => {},
+    onEvent: (e) => events.push(e),
+    onNodeCondition: (node) => shown.push(node),
     fence: () => {},
     ...(opts.group ? { group: opts.group } : {}),
   })
@@ -51,8 +67,14 @@ function setup(opts: { group?: { commit: () => Promise<boolean> } } = {}) {
   const later = (ms: number) => {
     now += ms
   }
-  return { store, loop, records, advance, stepsAsked, later }
+  return { store, loop, records, events, shown, known, metrics, advance, stepsAsked, later }
 }
+
+/** The node.condition events, as `node: from -> to (severity, rule)`. */
+const conditionEvents = (events: EventRow[]) =>
+  events
+    .filter((e) => e.kind === 'node.condition')
+    .map((e) => `${e.node}: ${e.attrs?.from} -> ${e.attrs?.to} (${e.severity}, ${e.attrs?.rule ?? '-'})`)
 
 const answers: [Input, number][] = [
   [{ type: 'fence-result', actionId: 'a-1', node: 'n1', device: 'bmc', outcome: 'off' }, 1],
@@ -122,4 +144,69 @@ test('a standby acts on nothing, then takes over on what it heard: a node it hea
   const before = records.length
   advance(1000, ['n2'])
   expect(records.length).toBe(before)
+})
+
+// One node truth (issue #22): the engine's classification is a node's state everywhere, and each
+// change of it is in the event log, as the walking skeleton's liveness transitions were.
+test("each change of a node's condition is a node.condition event with the decision behind it, and the node is shown again", () => {
+  const { loop, events, shown, advance, store } = setup()
+  advance(500, ['n1', 'n2'])
+  advance(3000, ['n1']) // n2 falls silent: suspect, then dead
+  expect(conditionEvents(events)).toEqual([
+    'n1: unknown -> healthy (info, -)', // heard: nothing to explain, no decision record
+    'n2: unknown -> healthy (info, -)',
+    'n2: healthy -> suspect (warning, classify.suspect)',
+    'n2: suspect -> dead (critical, classify.dead)',
+  ])
+  const dead = events.find((e) => e.attrs?.to === 'dead')
+  expect(dead?.message).toBe('suspect -> dead')
+  expect(store.getDecision(String(dead?.attrs?.decision))?.classification).toBe('dead')
+  expect(store.events({ node: 'n2', limit: 10 }).filter((e) => e.kind === 'node.condition')).toHaveLength(3)
+  expect(shown).toEqual(['n1', 'n2', 'n2', 'n2'])
+  expect(loop.condition('n2')).toMatchObject({ condition: 'dead', fence: expect.any(String) })
+  expect(loop.condition('n2')?.since).toBeGreaterThan(1_000_000)
+  store.close()
+})
+
+test('a restarted hub tells only what changes after it resumed', () => {
+  const first = setup()
+  first.advance(500, ['n1', 'n2'])
+  first.loop.persist()
+  // The same store, a second later: the conditions it resumes were told by the first run.
+  const second = setup({ store: first.store, now: 1_001_500 })
+  second.advance(500, ['n1', 'n2'])
+  second.advance(3000, ['n1'])
+  expect(conditionEvents(second.events)).toEqual([
+    'n2: healthy -> suspect (warning, classify.suspect)',
+    'n2: suspect -> dead (critical, classify.dead)',
+  ])
+  first.store.close()
+})
+
+test('a node the engine does not judge has no condition: one it no longer observes, and any on a standby', async () => {
+  const { loop, known, metrics, advance, events } = setup({ observe: true })
+  advance(500, ['n1', 'n2'])
+  expect(loop.condition('n2')?.condition).toBe('healthy')
+  expect(loop.condition('n3')).toBeNull()
+  // n2's agent announced a clean shutdown: no longer observed, its last condition no judgement of now.
+  known.splice(known.indexOf('n2'), 1)
+  advance(3000, ['n1'])
+  expect(loop.condition('n2')).toBeNull()
+  expect(conditionEvents(events).filter((e) => e.startsWith('n2'))).toEqual([
+    'n2: unknown -> healthy (info, -)',
+  ])
+  const series = (await metrics.registry.getSingleMetric('vigil_node_condition')?.get())?.values ?? []
+  expect(new Set(series.map((v) => v.labels.node))).toEqual(new Set(['n1']))
+  // Its new run is heard: observed again, healthy again.
+  known.push('n2')
+  advance(500, ['n1', 'n2'])
+  expect(loop.condition('n2')?.condition).toBe('healthy')
+
+  const standby = setup({ group: { commit: async () => true } })
+  standby.advance(500, ['n1', 'n2'])
+  expect(standby.loop.condition('n1')).toBeNull() // its state is not stepped: it judges nothing
+  standby.loop.takeOver(null, 'test')
+  standby.advance(500, ['n1', 'n2'])
+  await new Promise((r) => setImmediate(r))
+  expect(standby.loop.condition('n1')?.condition).toBe('healthy')
 })

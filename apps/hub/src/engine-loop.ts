@@ -1,29 +1,36 @@
 import {
   type Action,
+  actionResultInput,
   type ClusterSpec,
   clusterSpecSchema,
+  commandFor,
   type DecisionRecord,
   type EngineState,
   type Input,
   initialState,
   type NodeCondition,
+  type NodeState,
   resourceHealthScore,
   step,
   type WhatIf,
   whatIfPlan,
 } from '@vigil/engine'
 import type { Clock, Logger } from '@vigil/kit'
-import type { CommandAction, CommandResult } from '@vigil/protocol'
+import type { CommandResult } from '@vigil/protocol'
 import type { CommandDispatcher, LateResult } from './commands.js'
 import { EngineMetrics } from './engine-metrics.js'
 import type { Intent } from './group.js'
 import type { HubMetrics } from './metrics.js'
+import type { NodeJudgement } from './nodes.js'
+import type { Planner } from './planner.js'
 import type { EventRow, HubStore } from './store.js'
 import { type DecisionTracer, finish } from './tracing.js'
 
 export interface EngineLoopDeps {
   /** The cluster spec from engine.clusterFile, or null to observe the nodes seen (no actions). */
   spec: ClusterSpec | null
+  /** Computes the what-if plan off the event loop; absent: computed inline (tests, tiny clusters). */
+  planner?: Planner
   knownNodes: () => string[]
   store: HubStore
   commands: CommandDispatcher
@@ -42,6 +49,8 @@ export interface EngineLoopDeps {
   }
   onRecord: (record: DecisionRecord) => void
   onEvent: (event: EventRow) => void
+  /** A node's condition changed (after its `node.condition` event): what the hub shows of it did. */
+  onNodeCondition?: (node: string) => void
   /** One trace per incident; its id goes into each decision record. */
   tracer: DecisionTracer
   /** Carries out one fence level; outcomes come back as `fence-result` inputs. */
@@ -74,6 +83,8 @@ export interface ResourceView {
   /** An operator stopped it (`vigil resource stop`): kept stopped until started. */
   stoppedByOperator: boolean
   pending: { type: string; node: string } | null
+  /** Why it is in its phase (the rule and words of the decision that put it there); null if unknown. */
+  reason: { rule: string; why: string } | null
   /** What each node's agent last reported about it. */
   observed: Record<string, string>
   correlationId: string | null
@@ -121,6 +132,9 @@ class StandbyInputs {
       else if (input.type === 'agent-restarted') {
         // Only a restart the old leader may not have seen: older ones it handled while it led.
         if (now - at <= AGENT_RESTART_REPLAY_MS) out.push(input)
+      } else if (input.type === 'guest-sample') {
+        // Replayed as old as it now is: the new leader judges the guest on what the monitor saw.
+        out.push({ ...input, ageMs: input.ageMs + Math.max(0, now - at) })
       } else if (input.type !== 'disk-heartbeat' && input.type !== 'guest-heartbeat') out.push(input)
       else if (now - at <= heardWithinMs) out.push(input)
     }
@@ -138,6 +152,8 @@ function standbyKey(i: Input): string {
       return `${i.type}/${i.node}/${i.resource}`
     case 'guest-heartbeat':
       return `${i.type}/${i.resource}`
+    case 'guest-sample':
+      return `${i.type}/${i.node}/${i.resource}`
     case 'power-state':
       return `${i.type}/${i.node}/${i.device}`
     default:
@@ -173,7 +189,8 @@ export class EngineLoop {
   private observedNodes = ''
   private seq = 0
   private lastPersist = 0
-  private plan: { at: number; plan: WhatIf[] } | null = null
+  /** The plan computed on the event loop, when no planner thread is given. */
+  private inlinePlan: { at: number; plan: WhatIf[] } | null = null
   /** A decision since the plan was made may have moved resources or lost a node. */
   private planStale = false
   private readonly startWall: number
@@ -188,12 +205,20 @@ export class EngineLoop {
   /** A guarded write to the group is in flight: steps wait for it (their effects are ordered). */
   private committing = false
   private readonly standby = new StandbyInputs()
+  /**
+   * The nodes the engine judges: the spec's, or with no cluster file those seen and not shut down
+   * (a placeholder spec judges none). Its state keeps a node that left (a reload, a clean shutdown)
+   * as it was: that is no judgement of now, so it is not shown.
+   */
+  private judged = new Set<string>()
+  /** Each judged node's condition after the last step, to tell its changes. */
+  private conditions = new Map<string, NodeCondition>()
 
   constructor(private readonly deps: EngineLoopDeps) {
     this.startWall = deps.clock.wallMs()
     this.startMono = deps.clock.monoMs()
     this.active = deps.group === undefined
-    this.spec = deps.spec ?? this.observedSpec()
+    this.spec = deps.spec ? this.judging(deps.spec) : this.observedSpec()
     const saved = deps.store.loadEngineState() as EngineState | null
     if (saved && saved.schema === 1) {
       this.state = saved
@@ -206,8 +231,10 @@ export class EngineLoop {
       spec: () => this.spec,
       now: () => this.now(),
       whatIf: () => this.whatIf(),
+      nodes: () => this.judgedNodes(),
     })
     this.seedHomes()
+    this.seedConditions()
   }
 
   /** Engine time: wall-anchored, never going backwards within this process. */
@@ -215,15 +242,37 @@ export class EngineLoop {
     return Math.round(this.startWall + (this.deps.clock.monoMs() - this.startMono))
   }
 
-  /** "If this node died now": where its resources would go, and what could not be placed. */
+  /**
+   * "If this node died now": where its resources would go, and what could not be placed. Answered
+   * at once with the newest plan computed on the planner's thread (empty before the first); a plan
+   * older than the limits below is asked for again, never waited on.
+   */
   whatIf(): WhatIf[] {
-    const age = this.plan ? this.now() - this.plan.at : Number.POSITIVE_INFINITY
-    if (this.plan && age <= PLAN_MAX_AGE_MS && !(this.planStale && age > PLAN_MIN_AGE_MS))
-      return this.plan.plan
-    this.planStale = false
-    const env = { now: () => this.now(), newId: (kind: string) => `${kind}-plan` }
-    this.plan = { at: this.now(), plan: whatIfPlan(this.spec, this.state, env) }
-    return this.plan.plan
+    const planner = this.deps.planner
+    const plan = planner ? planner.latest() : this.inlinePlan
+    const age = plan ? this.now() - plan.at : Number.POSITIVE_INFINITY
+    const stale = !plan || age > PLAN_MAX_AGE_MS || (this.planStale && age > PLAN_MIN_AGE_MS)
+    if (stale && planner && !planner.busy) {
+      this.planStale = false
+      planner.refresh(this.spec, this.state, this.now())
+    } else if (stale && !planner) {
+      // No thread (a test's loop): computed here, as a small cluster can afford.
+      this.planStale = false
+      const env = { now: () => this.now(), newId: (kind: string) => `${kind}-plan` }
+      this.inlinePlan = { at: this.now(), plan: whatIfPlan(this.spec, this.state, env) }
+      return this.inlinePlan.plan
+    }
+    return plan?.plan ?? []
+  }
+
+  /**
+   * The what-if plan as of now, for a person asking (`vigil plan`, the API): a stale one is computed
+   * again on the planner's thread and awaited (the event loop goes on meanwhile).
+   */
+  async freshWhatIf(): Promise<WhatIf[]> {
+    this.whatIf()
+    await this.deps.planner?.settled()
+    return this.whatIf()
   }
 
   input(i: Input): void {
@@ -233,7 +282,8 @@ export class EngineLoop {
     }
     if (this.inbox.length === 0) this.inboxSince = this.deps.clock.monoMs()
     this.inbox.push(i)
-    if (ANSWERED_AT_ONCE.has(i.type)) this.deps.stepSoon?.()
+    // A periodic power reading is news for the next tick, not an answer waited on.
+    if (ANSWERED_AT_ONCE.has(i.type) && !(i.type === 'power-state' && i.polled)) this.deps.stepSoon?.()
   }
 
   /** The cluster's own maintenance (every resource left alone), with when it re-arms; null: off. */
@@ -242,24 +292,34 @@ export class EngineLoop {
     return m ? { until: m.until } : null
   }
 
-  condition(node: string): {
-    condition: NodeCondition
-    health: number
-    fence: string
-    /** In maintenance (nothing acts on it), with when it re-arms by itself (null: until switched off). */
-    maintenance: { until: number | null } | null
-    evacuating: boolean
-  } | null {
-    const n = this.state.nodes[node]
+  /**
+   * What the engine says of a node now: null for a node it does not judge, and for every node while
+   * this hub does not act (a standby, or a database that cannot be written): its state is then not
+   * stepped, and what it held is no judgement of now.
+   */
+  condition(node: string): NodeJudgement | null {
+    const n = this.active && this.judged.has(node) ? this.state.nodes[node] : undefined
     return n
       ? {
           condition: n.condition,
+          since: n.conditionSince,
           health: n.health.score,
           fence: n.fence.phase,
           maintenance: n.maintenance ? { until: n.maintenance.until } : null,
           evacuating: n.evacuating,
         }
       : null
+  }
+
+  /** The nodes the engine judges now with their state, by id (none while this hub does not act). */
+  private judgedNodes(): [string, NodeState][] {
+    if (!this.active) return []
+    const out: [string, NodeState][] = []
+    for (const id of this.judged) {
+      const n = this.state.nodes[id]
+      if (n) out.push([id, n])
+    }
+    return out
   }
 
   /**
@@ -290,6 +350,22 @@ export class EngineLoop {
     return kind === 'node' ? id in this.state.nodes : id in this.state.resources
   }
 
+  /**
+   * Why an operator's suspend (or resume) of this resource cannot be done now, or null: only a vm,
+   * only one running (or, for a resume, one suspended or paused) on a node that can act.
+   */
+  suspendRefusal(resource: string, on: boolean): string | null {
+    const spec = this.spec.resources.find((r) => r.id === resource)
+    if (spec?.kind !== 'vm') return `${resource} is not a vm: only a vm can be suspended`
+    const r = this.state.resources[resource]
+    const observed = r?.node ? r.observed[r.node]?.state : undefined
+    if (on && observed !== 'running')
+      return `${resource} is ${r?.phase ?? 'unknown'}: only a running vm can be suspended`
+    if (!on && observed !== 'suspended' && observed !== 'paused' && r?.wantSuspended !== true)
+      return `${resource} is ${r?.phase ?? 'unknown'}, not suspended: nothing to resume`
+    return null
+  }
+
   liveMigratable(resource: string): boolean {
     const spec = this.spec.resources.find((r) => r.id === resource)
     return spec?.kind === 'vm' && spec.liveMigrate
@@ -312,6 +388,7 @@ export class EngineLoop {
         maintenance: r.maintenance !== null,
         stoppedByOperator: r.stoppedByOperator ?? false,
         pending: r.pending ? { type: r.pending.type, node: r.pending.node } : null,
+        reason: r.reason ?? null,
         observed: Object.fromEntries(Object.entries(r.observed).map(([node, o]) => [node, o.state])),
         correlationId: r.correlationId,
       }))
@@ -351,10 +428,13 @@ export class EngineLoop {
     const saved = committed ?? (this.deps.store.loadEngineState() as EngineState | null)
     this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
     this.seedHomes()
-    this.plan = null
+    this.inlinePlan = null
+    this.deps.planner?.reset()
     this.inbox = this.standby.take(this.deps.clock.monoMs(), TAKEOVER_HEARD_WITHIN_MS, reason)
     this.inboxSince = this.deps.clock.monoMs()
     this.active = true
+    // The conditions it resumes are the previous leader's conclusions, already told in its log.
+    this.seedConditions()
     this.deps.log.warn({ why, resumed: saved !== null }, 'taking over: resuming the group state')
     this.deps.stepSoon?.()
   }
@@ -371,7 +451,7 @@ export class EngineLoop {
    * nodes and resources get fresh state; what left the file is no longer acted on).
    */
   setSpec(spec: ClusterSpec): void {
-    this.spec = spec
+    this.spec = this.judging(spec)
     this.deps.stepSoon?.()
   }
 
@@ -380,8 +460,8 @@ export class EngineLoop {
     if (!this.active || this.committing) return
     if (!this.deps.spec) {
       const nodes = this.deps.knownNodes()
-      if (nodes.length === 0) return // nothing to observe yet
       if (nodes.join(',') !== this.observedNodes) this.spec = this.observedSpec()
+      if (nodes.length === 0) return // nothing to observe (yet, or any more)
     }
     const inputs = this.inbox
     this.inbox = []
@@ -394,6 +474,7 @@ export class EngineLoop {
     })
     this.state = result.state
     this.metrics.stepDuration.observe((this.deps.clock.monoMs() - started) / 1000)
+    this.noteConditions(result.records)
     if (result.records.length > 0) {
       for (const r of result.records) {
         const traceId = this.deps.tracer.record(r)
@@ -473,8 +554,10 @@ export class EngineLoop {
     const saved = this.deps.store.loadEngineState() as EngineState | null
     this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
     this.inbox = [{ type: 'hub-restarted' }]
-    this.plan = null
+    this.inlinePlan = null
+    this.deps.planner?.reset()
     this.seedHomes()
+    this.seedConditions()
   }
 
   /** Where resources run per the (resumed) state: the baseline for counting failovers. */
@@ -510,30 +593,26 @@ export class EngineLoop {
         this.deps.fence(a)
         return
       default: {
-        const action = a.type as CommandAction
-        // The engine's action id travels with the command, so that a result the dispatcher no
-        // longer waits for (late, or sent to an earlier run of this hub) still reaches the engine.
-        const args: Record<string, string> = { resource: a.resource, decision: a.decision, action: a.id }
-        if (a.type === 'migrate') args.to = a.to
+        const { target, action, args } = commandFor(a)
         const span = this.deps.tracer.startWork(a.decision, `command ${a.type}`, {
           'vigil.node': a.node,
           'vigil.resource': a.resource,
           'vigil.action.id': a.id,
         })
-        this.deps.commands.send(a.node, action, args).then(
+        this.deps.commands.send(target, action, args).then(
           (outcome) => {
             finish(span, true, {
               'vigil.command.id': outcome.command.id,
               'vigil.command.status': outcome.result.status,
             })
-            this.input(actionResult(a.id, outcome.result))
+            this.input(actionResultInput(a.id, outcome.result))
           },
           (err: { code?: string; message?: string; cause?: CommandResult }) => {
             finish(span, false, { 'vigil.command.error': err.code ?? 'error' }, err.message)
             // A timeout is left to the engine's own action deadline (the driver's, plus a margin):
             // the result may still come, and is then passed on as a late result. A refusal or a
             // failure is reported with the agent's recovery scope.
-            if (err.code === 'command_refused' && err.cause) this.input(actionResult(a.id, err.cause))
+            if (err.code === 'command_refused' && err.cause) this.input(actionResultInput(a.id, err.cause))
           },
         )
       }
@@ -543,7 +622,7 @@ export class EngineLoop {
   /** A result the dispatcher had stopped waiting for: the engine decides if it still matters. */
   lateResult({ command, result }: LateResult): void {
     const actionId = command.args.action
-    if (typeof actionId === 'string') this.input(actionResult(actionId, result))
+    if (typeof actionId === 'string') this.input(actionResultInput(actionId, result))
   }
 
   /**
@@ -551,19 +630,62 @@ export class EngineLoop {
    * action id its agent echoed: it counts only for an action pending on the node that answered.
    */
   foreignResult(actionId: string, result: CommandResult): void {
-    this.input(actionResult(actionId, result))
+    this.input(actionResultInput(actionId, result))
   }
 
   private observedSpec(): ClusterSpec {
     const nodes = this.deps.knownNodes()
     this.observedNodes = nodes.join(',')
+    this.judged = new Set(nodes)
     // With no cluster file the engine classifies what it sees; with no fence devices and no
     // resources it can only observe and alert, never act.
-    // (Until a node is known the spec is never stepped; the placeholder only satisfies the schema.)
+    // (While no node is known the spec is never stepped; the placeholder only satisfies the schema.)
     return clusterSpecSchema.parse({
       nodes: (nodes.length > 0 ? nodes : ['unseen']).map((id) => ({ id })),
       resources: [],
     })
+  }
+
+  /** `spec`, whose nodes are now the ones judged. */
+  private judging(spec: ClusterSpec): ClusterSpec {
+    this.judged = new Set(spec.nodes.map((n) => n.id))
+    return spec
+  }
+
+  /** What the last step left each judged node as, without an event: a resumed or taken-over state. */
+  private seedConditions(): void {
+    this.conditions = new Map(this.judgedNodes().map(([id, n]) => [id, n.condition]))
+  }
+
+  /**
+   * Each judged node whose condition the step changed (a node newly judged counts from unknown):
+   * a `node.condition` event, the operator's log of what the engine concluded (its decision record
+   * says why; an unknown node heard has none), and a fresh view on the live feed.
+   */
+  private noteConditions(records: DecisionRecord[]): void {
+    const before = this.conditions
+    this.conditions = new Map()
+    for (const [id, n] of this.judgedNodes()) {
+      this.conditions.set(id, n.condition)
+      const from = before.get(id) ?? 'unknown'
+      const to = n.condition
+      if (from === to) continue
+      const record = records.find(
+        (r) => r.kind === 'node-condition' && r.node === id && r.classification === to,
+      )
+      this.metrics.conditionChanges.inc({ condition: to })
+      const event = this.deps.store.appendEvent({
+        at: this.deps.clock.wallMs(),
+        node: id,
+        source: 'hub',
+        kind: 'node.condition',
+        severity: to === 'dead' ? 'critical' : to === 'healthy' || to === 'unknown' ? 'info' : 'warning',
+        message: record?.summary ?? `${from} -> ${to}`,
+        attrs: { from, to, ...(record ? { decision: record.id, rule: record.rule } : {}) },
+      })
+      this.deps.onEvent(event)
+      this.deps.onNodeCondition?.(id)
+    }
   }
 }
 
@@ -574,23 +696,5 @@ function intentOf(a: Exclude<Action, { type: 'alert' }>): Intent {
     node: a.node,
     ...('resource' in a ? { resource: a.resource } : {}),
     decision: a.decision,
-  }
-}
-
-/**
- * An agent's result as the engine's input, with the driver's recovery scope (transient: retry here;
- * local: elsewhere; config: never); a refusal (expired, replayed, ...) is not the driver's, so config.
- */
-function actionResult(actionId: string, result: CommandResult): Input {
-  if (result.status === 'ok') return { type: 'action-result', actionId, node: result.node, ok: true }
-  const code = result.error?.code
-  const kind = code === 'transient' || code === 'local' ? code : 'config'
-  const message = result.error ? `${result.error.code}: ${result.error.message}` : result.status
-  return {
-    type: 'action-result',
-    actionId,
-    node: result.node,
-    ok: false,
-    error: { kind, message: `${result.node} ${result.status} the command: ${message}` },
   }
 }

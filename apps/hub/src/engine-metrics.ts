@@ -2,8 +2,10 @@ import {
   type ClusterSpec,
   type EngineState,
   type NodeCondition,
+  type NodeState,
   phi,
   phiParams,
+  RESOURCE_ACTIONS,
   type ResourcePhase,
   resourceHealthScore,
   type WhatIf,
@@ -30,7 +32,11 @@ const RESOURCE_PHASES = [
   'waiting',
   'blocked',
   'unmanaged',
+  'suspended',
 ] as const satisfies readonly ResourcePhase[]
+
+/** Phases a resource may stay in for good; any other is a wait that must end, or be said. */
+const SETTLED: ReadonlySet<ResourcePhase> = new Set(['running', 'stopped', 'unmanaged', 'suspended'])
 
 /** The governor's rules (decision records with these rules are the governor holding back). */
 const GOVERNOR_RULES = ['governor.max-fences', 'governor.max-restarts', 'governor.freeze-share']
@@ -46,6 +52,12 @@ export interface EngineView {
   spec: () => ClusterSpec
   now: () => number
   whatIf: () => WhatIf[]
+  /**
+   * The nodes the engine judges now, with their state (default: every node in the state). Per-node
+   * series are exported for these only: a node it no longer judges (it left the cluster file, its
+   * agent shut down in observe mode, this hub stands by) is not shown as it last was.
+   */
+  nodes?: () => [string, NodeState][]
 }
 
 /**
@@ -60,9 +72,11 @@ export class EngineMetrics {
   readonly actions: Counter<'type'>
   readonly failovers: Counter<'resource'>
   readonly governorHolds: Counter<'rule'>
+  readonly conditionChanges: Counter<'condition'>
 
   constructor(registry: Registry, view: EngineView) {
     const registers = [registry]
+    const nodes = view.nodes ?? (() => Object.entries(view.state().nodes))
     this.stepDuration = new Histogram({
       name: 'vigil_engine_step_duration_seconds',
       help: 'Wall time of one engine step.',
@@ -83,12 +97,11 @@ export class EngineMetrics {
     })
     this.actions = new Counter({
       name: 'vigil_engine_actions_total',
-      help: 'Actions the engine asked for, by type (start, stop, restart, reset-vm, reboot-vm, migrate, fence, alert).',
+      help: 'Actions the engine asked for, by type (start, stop, restart, reset-vm, reboot-vm, migrate, suspend, resume, fence, alert).',
       labelNames: ['type'],
       registers,
     })
-    for (const type of ['start', 'stop', 'restart', 'reset-vm', 'reboot-vm', 'migrate', 'fence', 'alert'])
-      this.actions.inc({ type }, 0)
+    for (const type of [...RESOURCE_ACTIONS, 'fence', 'alert']) this.actions.inc({ type }, 0)
     this.failovers = new Counter({
       name: 'vigil_failovers_total',
       help: 'Resources placed on another node than the one they last ran on (relocation, failover).',
@@ -104,6 +117,13 @@ export class EngineMetrics {
       registers,
     })
     for (const rule of GOVERNOR_RULES) this.governorHolds.inc({ rule }, 0)
+    this.conditionChanges = new Counter({
+      name: 'vigil_node_condition_changes_total',
+      help: "Changes of a node's engine classification, by the condition entered (each is a node.condition event).",
+      labelNames: ['condition'],
+      registers,
+    })
+    for (const condition of NODE_CONDITIONS) this.conditionChanges.inc({ condition }, 0)
 
     new Gauge({
       name: 'vigil_node_health_score',
@@ -112,30 +132,29 @@ export class EngineMetrics {
       registers,
       collect() {
         this.reset()
-        for (const [node, n] of Object.entries(view.state().nodes)) this.set({ node }, n.health.score)
+        for (const [node, n] of nodes()) this.set({ node }, n.health.score)
       },
     })
     new Gauge({
       name: 'vigil_node_condition',
-      help: "The engine's classification of each node: 1 for its current condition, 0 for the others.",
+      help: "The engine's classification of each node it judges now, a node's state everywhere: 1 for its current condition, 0 for the others.",
       labelNames: ['node', 'condition'],
       registers,
       collect() {
         this.reset()
-        for (const [node, n] of Object.entries(view.state().nodes))
+        for (const [node, n] of nodes())
           for (const condition of NODE_CONDITIONS)
             this.set({ node, condition }, n.condition === condition ? 1 : 0)
       },
     })
     new Gauge({
       name: 'vigil_nodes_by_condition',
-      help: 'Nodes per engine classification.',
+      help: 'Nodes the engine judges now, per classification.',
       labelNames: ['condition'],
       registers,
       collect() {
         const counts = new Map<string, number>(NODE_CONDITIONS.map((c) => [c, 0]))
-        for (const n of Object.values(view.state().nodes))
-          counts.set(n.condition, (counts.get(n.condition) ?? 0) + 1)
+        for (const [, n] of nodes()) counts.set(n.condition, (counts.get(n.condition) ?? 0) + 1)
         for (const [condition, n] of counts) this.set({ condition }, n)
       },
     })
@@ -148,7 +167,7 @@ export class EngineMetrics {
         this.reset()
         const now = view.now()
         const { detection } = view.spec()
-        for (const [node, n] of Object.entries(view.state().nodes)) {
+        for (const [node, n] of nodes()) {
           if (n.heard) this.set({ node, channel: 'hub' }, capped(phi(n.hub, now, phiParams(detection.hub))))
           if (n.disk.lastAt !== null)
             this.set({ node, channel: 'disk' }, capped(phi(n.disk, now, phiParams(detection.disk))))
@@ -175,8 +194,7 @@ export class EngineMetrics {
       registers,
       collect() {
         this.reset()
-        for (const [node, n] of Object.entries(view.state().nodes))
-          this.set({ node }, n.maintenance || n.evacuating ? 1 : 0)
+        for (const [node, n] of nodes()) this.set({ node }, n.maintenance || n.evacuating ? 1 : 0)
       },
     })
     new Gauge({
@@ -220,6 +238,21 @@ export class EngineMetrics {
         for (const [resource, r] of Object.entries(view.state().resources))
           for (const phase of RESOURCE_PHASES)
             this.set({ resource, phase, node: r.node ?? '' }, r.phase === phase ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'vigil_resource_waiting_seconds',
+      help: 'How long each resource not settled (any phase but running, stopped and unmanaged) has been in its phase, with the rule that put it there or that it now waits on (wait.fence-held, order.depends-on, placement.none, ...).',
+      labelNames: ['resource', 'phase', 'rule'],
+      registers,
+      collect() {
+        this.reset()
+        const now = view.now()
+        for (const [resource, r] of Object.entries(view.state().resources)) {
+          if (SETTLED.has(r.phase)) continue
+          const rule = r.reason?.rule ?? 'unknown'
+          this.set({ resource, phase: r.phase, rule }, Math.max(0, now - r.phaseSince) / 1000)
+        }
       },
     })
     new Gauge({

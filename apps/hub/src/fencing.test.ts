@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { trace } from '@opentelemetry/api'
 import { clusterSpecSchema, type Input } from '@vigil/engine'
 import { createLogger } from '@vigil/kit'
+import { startBmc } from '@vigil/testbed'
 import { Registry } from 'prom-client'
 import { afterEach, expect, test } from 'vitest'
 import { FenceService, fencingSchema } from './fencing.js'
@@ -146,4 +147,51 @@ test.each([
   const r = fencingSchema.safeParse(config)
   expect(r.success).toBe(false)
   expect(r.error?.issues.map((i) => i.path.join('.'))).toContain(key)
+})
+
+// The BMC's power state as a live channel (issue #23): the hub reads it through the real device
+// (OpenIPMI's ipmi_sim) and feeds the engine a polled reading; a person (meatware) is never asked.
+test('the power poll reads each node through its device and feeds the engine, meatware left out', async () => {
+  const bmc = await startBmc()
+  try {
+    const { service, inputs } = setup({
+      levels: [['bmc-n1'], ['people']],
+      devices: [
+        {
+          id: 'bmc-n1',
+          driver: 'ipmi',
+          hosts: { n1: [] },
+          config: { host: bmc.host, port: bmc.port, username: bmc.username, passwordFile: bmc.passwordFile },
+        },
+        { id: 'people', driver: 'meatware', hosts: { n1: ['n1'], n2: ['n2'] } },
+      ],
+    })
+    await service.pollPower()
+    expect(inputs).toEqual([{ type: 'power-state', node: 'n1', state: 'on', device: 'bmc-n1', polled: true }])
+    writeFileSync(join(bmc.dir, 'power'), 'off') // the host loses its power; its BMC lives on
+    await service.pollPower()
+    expect(inputs.at(-1)).toEqual({
+      type: 'power-state',
+      node: 'n1',
+      state: 'off',
+      device: 'bmc-n1',
+      polled: true,
+    })
+    expect(service.pendingConfirmations()).toEqual([])
+    expect(bmc.powerLog()).toEqual([]) // only read: nothing was switched
+    await service.close()
+  } finally {
+    await bmc.stop()
+  }
+})
+
+test.each([
+  [{ powerPollMs: 100 }, 'powerPollMs', 'at least 500 ms'],
+  [{ powerPollMs: -1 }, 'powerPollMs', '>=0'],
+])('fencing %o is refused naming %s', (extra, key, words) => {
+  const parsed = fencingSchema.safeParse({ devices: [], ...extra })
+  expect(parsed.success).toBe(false)
+  const issue = parsed.error?.issues[0]
+  expect(issue?.path).toEqual([key])
+  expect(issue?.message).toContain(words)
 })

@@ -2,18 +2,13 @@ import type { Action, ClusterSpec, Input } from '@vigil/engine'
 import { fenceAgentsDriver } from '@vigil/fence-agents'
 import { apcSnmpDriver } from '@vigil/fence-apc-snmp'
 import { ipmiDriver } from '@vigil/fence-ipmi'
-import {
-  type FenceDevice,
-  type FenceDriverFactory,
-  type FenceOutcome,
-  fenceNode,
-  runFenceOp,
-} from '@vigil/fence-kit'
+import { type FenceDevice, type FenceDriverFactory, fenceNode, runFenceOp } from '@vigil/fence-kit'
 import { libvirtDriver } from '@vigil/fence-libvirt'
 import { MeatwareDevice, meatwareDriver } from '@vigil/fence-meatware'
 import { sshDriver } from '@vigil/fence-ssh'
 import { vsphereFenceDriver } from '@vigil/fence-vsphere'
 import { type Clock, type Logger, toVigilError, VigilError } from '@vigil/kit'
+import { FENCE_OUTCOMES, type FenceOutcome, idSchema } from '@vigil/protocol'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { z } from 'zod'
 import type { EventRow, FenceOpRow, HubStore } from './store.js'
@@ -30,12 +25,7 @@ export const FENCE_DRIVERS: Record<string, FenceDriverFactory> = {
   vsphere: vsphereFenceDriver,
 }
 
-const deviceId = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/,
-    'must be 1-63 characters of letters, digits, "_", ".", ":" or "-"',
-  )
+const deviceId = idSchema
 
 export const fenceDeviceSchema = z.strictObject({
   /** What the cluster file's fence levels call this device. */
@@ -54,8 +44,20 @@ export const fencingSchema = z
     monitorIntervalMs: z.number().int().min(1000).max(3_600_000).default(60_000),
     /** How often the power state is read back after an off. */
     readBackMs: z.number().int().min(50).max(10_000).default(250),
+    /**
+     * Every node's power state is read through its devices this often (0: never), a channel of its
+     * own for the engine: a node read off and silent everywhere else is dead and needs no off sent;
+     * a node read off while heard points at a wrong device or plug before it is needed.
+     */
+    powerPollMs: z.number().int().min(0).max(3_600_000).default(5000),
   })
   .superRefine((f, ctx) => {
+    if (f.powerPollMs > 0 && f.powerPollMs < 500)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['powerPollMs'],
+        message: 'must be 0 (never) or at least 500 ms: a device read more often answers its fence late',
+      })
     const seen = new Set<string>()
     f.devices.forEach((d, i) => {
       if (seen.has(d.id))
@@ -100,13 +102,10 @@ export interface FenceDeviceView {
 
 type FenceAction = Extract<Action, { type: 'fence' }>
 
-const FENCE_OUTCOMES = [
-  'off',
-  'unreachable',
-  'auth-failed',
-  'still-on',
-  'timeout',
-] as const satisfies readonly FenceOutcome[]
+/** Whether a device's status is the host's power as seen from outside it (not ssh, not a person). */
+function readsPower(device: FenceDevice): boolean {
+  return device.canPowerOn && !(device instanceof MeatwareDevice)
+}
 
 /**
  * Carries out the engine's fence actions through real devices, and watches the devices.
@@ -121,6 +120,7 @@ export class FenceService {
   private readonly inFlight = new Map<string, AbortController>()
   private readonly wasFenceable = new Map<string, boolean>()
   private monitorTimer: NodeJS.Timeout | null = null
+  private powerTimer: NodeJS.Timeout | null = null
   private readonly opsTotal: Counter<'device' | 'outcome'>
   private readonly duration: Histogram<'driver'>
 
@@ -344,6 +344,47 @@ export class FenceService {
     this.reportFenceability()
   }
 
+  /**
+   * Reads every node's power through each device that can tell (BMCs, PDUs, hypervisors: not ssh,
+   * whose "off" is only "unreachable", nor meatware), now and every `powerPollMs`, and feeds the
+   * engine each reading as a polled `power-state`. A device busy fencing, or failing its check, is
+   * skipped; a read that fails says nothing (the device check reports it).
+   */
+  startPowerPolling(): void {
+    if (this.config.powerPollMs === 0 || this.devices.size === 0) return
+    const tick = () => {
+      void this.pollPower().finally(() => {
+        this.powerTimer = setTimeout(tick, this.config.powerPollMs)
+        this.powerTimer.unref()
+      })
+    }
+    tick()
+  }
+
+  async pollPower(): Promise<void> {
+    const fencing = new Set([...this.inFlight.keys()].map((k) => k.slice(k.lastIndexOf('/') + 1)))
+    await Promise.all(
+      [...this.devices.values()]
+        .filter((d) => readsPower(d.device) && d.health.up !== false && !fencing.has(d.id))
+        .map(async (d) => {
+          for (const [node, plugs] of Object.entries(d.hosts)) {
+            try {
+              const states = await Promise.all(
+                (plugs.length > 0 ? plugs : [null]).map((plug) =>
+                  runFenceOp(d.device, 'status', plug, { log: this.deps.log }),
+                ),
+              )
+              // A node with several plugs on the device is off only when every one of them is.
+              const state = states.every((st) => st === 'off') ? 'off' : 'on'
+              this.deps.input({ type: 'power-state', node, state, device: d.id, polled: true })
+            } catch (err) {
+              this.deps.log.debug({ device: d.id, node, err }, 'power status read failed')
+            }
+          }
+        }),
+    )
+  }
+
   /** True if at least one of the node's levels has every device passing its check. */
   fenceable(node: string): boolean {
     if (node === this.deps.hubNode) return false
@@ -438,6 +479,7 @@ export class FenceService {
 
   async close(): Promise<void> {
     if (this.monitorTimer) clearTimeout(this.monitorTimer)
+    if (this.powerTimer) clearTimeout(this.powerTimer)
     for (const c of this.inFlight.values()) c.abort()
     await Promise.all([...this.devices.values()].map((d) => d.device.close?.()))
   }

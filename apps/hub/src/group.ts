@@ -279,7 +279,8 @@ export class HubGroup {
         this.roleNow = 'standby'
         return
       }
-      if (this.leadership) {
+      const held = this.leadership
+      if (held) {
         // Still ours? A key deleted by hand, or a lease etcd expired while we were paused.
         const kv = await this.client
           .get(this.k.leader)
@@ -287,7 +288,8 @@ export class HubGroup {
           .exec()
         this.reachable = true
         const createRev = Number(kv.kvs[0]?.create_revision ?? 0)
-        if (createRev !== this.leadership.epoch)
+        // Deposed while the read was out (the lease ran out): nothing more to say.
+        if (this.leadership === held && createRev !== held.epoch)
           this.depose('the leader key is gone or belongs to another hub')
         return
       }
@@ -309,7 +311,15 @@ export class HubGroup {
         const epoch = Number(res.header.revision)
         // The lease was alive when this request left: it is certain for its TTL from then.
         this.validUntil = Math.min(this.validUntil, startedMono + this.leaseBudgetMs())
-        if (this.clock.monoMs() >= this.validUntil) return
+        if (this.clock.monoMs() >= this.validUntil) {
+          // The key is ours but came too late to lead on: it must not stay, or its lease (still
+          // renewed) would hold the leadership for ever with nobody leading (found by the chaos
+          // run: an etcd member killed, the group leaderless for minutes). Dropping the lease
+          // deletes the key; the next campaign starts with a fresh one.
+          this.log.warn({ epoch }, 'won the leadership too late to trust the lease: giving the key up')
+          if (this.lease) await this.dropLease(this.lease)
+          return
+        }
         this.leadership = { ...value, epoch }
         this.lastCommitted = null
         this.roleNow = 'leader'
@@ -320,6 +330,13 @@ export class HubGroup {
         return
       }
       const kv = res.responses[0]?.response_range?.kvs?.[0]
+      if (kv && this.lease && String(kv.lease) === this.leaseId) {
+        // Held by this hub's own lease, yet it does not lead (a create whose answer was lost):
+        // given up the same way, so that the group is not left with a leader nobody is.
+        this.log.warn("the leader key is held by this hub's lease without its leadership: giving it up")
+        await this.dropLease(this.lease)
+        return
+      }
       if (kv) {
         const v = JSON.parse(kv.value.toString()) as Omit<Leadership, 'epoch'>
         const known = { ...v, epoch: Number(kv.create_revision) }

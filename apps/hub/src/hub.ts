@@ -30,7 +30,8 @@ import { Ingest } from './ingest.js'
 import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
-import { NodeTable, withHypervisors } from './nodes.js'
+import { type NodeJudgement, NodeTable, withHypervisors } from './nodes.js'
+import { Planner } from './planner.js'
 import { specChanges } from './reload.js'
 import { loadSigningKey } from './signing.js'
 import { type EventRow, HubStore, type NewEvent } from './store.js'
@@ -112,8 +113,10 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   let group: HubGroup | null = null
   let groupHealthTimer: NodeJS.Timeout | null = null
   const signing = loadSigningKey(config.signing.keyFile, config.store.path, log.child({ part: 'signing' }))
-  const table = new NodeTable()
-  table.load(store.loadNodes(), clock.monoMs(), clock.wallMs())
+  // A node's state is the engine's judgement (the engine is built below; nothing asks for a view
+  // before it is: the engine's own list of nodes to observe reads `running()`).
+  const table: NodeTable = new NodeTable((id): NodeJudgement | null => engine.condition(id))
+  table.load(store.loadNodes())
 
   let broker: EmbeddedBroker | null = null
   let brokerClients: number | null = null
@@ -154,7 +157,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   undo.push(() => link.close())
 
   const metrics = new HubMetrics({
-    nodeStates: () => table.countByState(),
     nodes: () => table.views(),
     brokerClients: () => (broker ? broker.clientCount() : brokerClients),
     epoch: () => epoch,
@@ -250,8 +252,12 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       engine.recover()
     }
   }
+  // The what-if plan on a thread of its own: seconds at a thousand hosts, never on the event loop.
+  const planner = new Planner(log.child({ part: 'plan' }))
+  undo.push(() => planner.close())
   const engine = new EngineLoop({
     spec,
+    planner,
     // Everything that arrives in the same turn of the event loop goes into that one step.
     stepSoon: () => {
       if (!closing && !stepQueued) stepQueued = setImmediate(engineStep)
@@ -259,11 +265,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     fence: (action) => fencing.run(action),
     tracer,
     // Observe mode: every node seen, except those that announced a clean shutdown.
-    knownNodes: () =>
-      table
-        .views()
-        .filter((n) => n.state !== 'offline')
-        .map((n) => n.id),
+    knownNodes: () => table.running(),
     store,
     commands,
     metrics,
@@ -275,10 +277,15 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       : {}),
     onRecord: (record) => live?.broadcast({ type: 'decision', record }),
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
+    onNodeCondition: (id) => {
+      const node = table.view(id)
+      if (node) live?.broadcast({ type: 'node', node })
+    },
   })
   commands.onLateResult((late) => engine.lateResult(late))
   commands.onForeignResult((actionId, result) => engine.foreignResult(actionId, result))
   fencing.startMonitoring()
+  fencing.startPowerPolling()
   const resumeFences = (why: string) => {
     for (const action of engine.inFlightFences()) {
       log.warn({ node: action.node, level: action.level + 1, devices: action.devices }, why)
@@ -288,7 +295,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   if (!config.group) resumeFences('resuming a fence that was in flight when the hub stopped')
   const history = new HistoryRing()
   const ingest = new Ingest(config.cluster, table, store, metrics, clock, log.child({ part: 'ingest' }), {
-    onStateChange: (change) => live?.broadcast({ type: 'node.state', change }),
     onNodeUpdated: (id) => {
       const node = table.view(id)
       if (node) live?.broadcast({ type: 'node', node })
@@ -330,12 +336,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     },
   })
 
-  const livenessTimer = setInterval(() => {
-    for (const change of table.evaluate(clock.monoMs(), clock.wallMs(), config.liveness)) {
-      const node = table.get(change.node)
-      if (node) ingest.commitChange(node, change)
-    }
-  }, config.liveness.evaluateEveryMs)
   const flushTimer = setInterval(() => {
     try {
       store.flushHeartbeats(table.takeDirtyHeartbeats())
@@ -349,13 +349,12 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     const resources = engine.resourceViews()
     history.sample(
       clock.wallMs(),
-      table.views().map((n) => ({ id: n.id, health: engine.condition(n.id)?.health ?? null })),
+      table.views().map((n) => ({ id: n.id, health: n.engine?.health ?? null })),
       { running: resources.filter((r) => r.phase === 'running').length, total: resources.length },
     )
   }, history.everyMs)
   undo.push(() => {
     closing = true
-    clearInterval(livenessTimer)
     clearInterval(flushTimer)
     clearInterval(historyTimer)
     clearInterval(engineTimer)
@@ -373,8 +372,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     store,
     commands,
     metrics,
-    engineView: (node) => engine.condition(node),
-    plan: () => engine.whatIf(),
+    plan: () => engine.freshWhatIf(),
     peers: () => engine.peerMatrix(),
     resources: () => withHypervisors(engine.resourceViews(), table.views()),
     history: () => history.view(),
@@ -434,7 +432,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
               ['resource', op.resource],
               ['node', op.node],
             ]
-          : op.op === 'cleanup' || op.op === 'target'
+          : op.op === 'cleanup' || op.op === 'target' || op.op === 'suspend'
             ? [['resource', op.resource]]
             : op.op === 'evacuate' || op.op === 'fence'
               ? [['node', op.node]]
@@ -447,6 +445,10 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
           refused: `${op.resource} cannot be live-migrated: only a vm with liveMigrate: true can (vigil move stops and starts it)`,
           field: 'resource',
         }
+      if (op.op === 'suspend') {
+        const refused = engine.suspendRefusal(op.resource, op.on)
+        if (refused) return { refused, field: 'resource' }
+      }
       // The audit trail: who asked for what, from where, before the engine acts on it.
       const event = store.appendEvent({
         at: clock.wallMs(),
@@ -551,12 +553,16 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
                 message: `${config.name} leads the hub group under epoch ${newEpoch}: ${committed ? "resumed the previous leader's state" : 'no state committed before: started from its own'}`,
                 attrs: { epoch: newEpoch, resumed: committed !== null },
               })
+              // The takeover's own step first: what this hub heard as a standby may end a fence
+              // the committed state still has in flight (its node came back after it), and a
+              // fence resumed from the state before that step would power a healthy node off.
+              engineStep()
               resumeFences('resuming a fence the previous leader had in flight (power read first)')
               // Every agent heard learns the new epoch at once (a signed ping under it raises its
               // floor), so it refuses whatever the old leader may still deliver, not only after
               // this leader's first real command to it.
-              const heard = table.views().filter((n) => n.state !== 'offline')
-              for (const n of heard) commands.send(n.id, 'ping').catch(() => {})
+              const heard = table.running()
+              for (const id of heard) commands.send(id, 'ping').catch(() => {})
               groupLog.info(
                 { epoch: newEpoch, agents: heard.length },
                 'announced the new epoch to the agents',
@@ -714,7 +720,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       if (storeProbe) clearInterval(storeProbe)
       if (groupHealthTimer) clearInterval(groupHealthTimer)
       await watchdog?.close()
-      clearInterval(livenessTimer)
       clearInterval(flushTimer)
       clearInterval(historyTimer)
       clearInterval(engineTimer)

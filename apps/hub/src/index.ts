@@ -2,5 +2,5 @@ export { type HubConfig, hubConfigSchema, hubFlags, loadClusterSpec, loadHubConf
 export { type HubDeps, type RunningHub, startHub } from './hub.js'
 export type { LiveMessage } from './live.js'
 export { HUB_USAGE, runHubCli } from './main.js'
-export type { NodeView, StateChange } from './nodes.js'
+export type { NodeJudgement, NodeView } from './nodes.js'
 export type { AuditRow, EventRow } from './store.js'

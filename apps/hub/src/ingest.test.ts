@@ -21,6 +21,7 @@ function setup() {
   const inputs: Input[] = []
   const events: EventRow[] = []
   const checked: string[] = []
+  const updated: string[] = []
   const table = new NodeTable()
   const ingest = new Ingest(
     'c1',
@@ -30,8 +31,7 @@ function setup() {
     { wallMs: () => Date.now(), monoMs: () => performance.now() },
     createLogger('test', 'silent'),
     {
-      onStateChange: () => {},
-      onNodeUpdated: () => {},
+      onNodeUpdated: (id) => updated.push(id),
       onEvent: (e) => events.push(e),
       onCommandResult: () => {},
       onEngineInput: (i) => inputs.push(i),
@@ -78,8 +78,12 @@ function setup() {
         }),
       ),
     )
-  /** n1's birth message, announcing an isolation response done within `doneWithinMs`. */
-  const hello = (incarnation: number, doneWithinMs: number) =>
+  /** n1's status: its birth message (announcing an isolation response done within `doneWithinMs`) or another. */
+  const hello = (
+    incarnation: number,
+    doneWithinMs: number,
+    state: 'online' | 'offline' | 'gone' = 'online',
+  ) =>
     ingest.handle(
       nodeTopic('c1', 'n1', 'status'),
       Buffer.from(
@@ -87,7 +91,7 @@ function setup() {
           v: 1,
           node: 'n1',
           incarnation,
-          state: 'online',
+          state,
           at: Date.now(),
           agentVersion: '0.1.0',
           role: 'host',
@@ -96,7 +100,7 @@ function setup() {
         }),
       ),
     )
-  return { inputs, events, checked, observe, heartbeat, hello }
+  return { inputs, events, checked, updated, table, observe, heartbeat, hello }
 }
 
 test("an agent's isolation response is checked at its hello, once per incarnation; a late one is an event", () => {
@@ -223,6 +227,24 @@ test("a vm's guest heartbeat counter becomes guest heartbeats only when it goes 
   ])
 })
 
+test("a vm observation's age goes to the engine with it: a stale guest count is not a silent guest", () => {
+  const { inputs, observe } = setup()
+  const vm = (ageMs?: number): Observation => ({
+    driver: 'libvirt',
+    target: 'vm1',
+    state: 'running',
+    metrics: { guestHeartbeats: 7 },
+    ...(ageMs === undefined ? {} : { ageMs }),
+  })
+  observe([vm(120)])
+  observe([vm(4200)]) // its monitor hangs: the same answer, older
+  observe([vm()]) // an agent that does not say: judged as before
+  expect(inputs.filter((i) => i.type === 'guest-sample')).toEqual([
+    { type: 'guest-sample', node: 'n1', resource: 'vm1', ageMs: 120 },
+    { type: 'guest-sample', node: 'n1', resource: 'vm1', ageMs: 4200 },
+  ])
+})
+
 test('a new incarnation of a known agent tells the engine it restarted, once; its first run does not', () => {
   const { inputs, heartbeat: hb } = setup()
   hb(1) // first heard: nothing was sent to an earlier run
@@ -233,4 +255,33 @@ test('a new incarnation of a known agent tells the engine it restarted, once; it
   expect(inputs.filter((i) => i.type === 'agent-restarted')).toEqual([
     { type: 'agent-restarted', node: 'n1' },
   ])
+})
+
+// The hub judges no node itself (the engine does); what it keeps is the agent's word, a clean
+// shutdown among it, shown beside the engine's condition until a new run of the agent is heard.
+test("a clean shutdown is the agent's word: kept until a new run of it, told once, never undone by a straggler", () => {
+  const { events, updated, table, heartbeat, hello } = setup()
+  hello(1, 1000)
+  heartbeat(1)
+  expect(table.view('n1')?.shutdownAt).toBeNull()
+  expect(table.running()).toEqual(['n1'])
+  hello(1, 1000, 'gone') // the broker's last will: the engine hears the silence for itself
+  expect(table.view('n1')?.shutdownAt).toBeNull()
+
+  updated.length = 0
+  hello(1, 1000, 'offline')
+  hello(1, 1000, 'offline') // retained, read again at a reconnect
+  heartbeat(1) // sent before the shutdown, delivered after it
+  expect(table.view('n1')?.shutdownAt).toEqual(expect.any(Number))
+  expect(table.running()).toEqual([])
+  expect(updated).toContain('n1')
+  const told = events.filter((e) => e.kind === 'node.shutdown')
+  expect(told).toHaveLength(1)
+  expect(told[0]).toMatchObject({ node: 'n1', severity: 'info', attrs: { incarnation: 1 } })
+
+  heartbeat(2) // the agent's next run
+  expect(table.view('n1')?.shutdownAt).toBeNull()
+  expect(table.running()).toEqual(['n1'])
+  // No judgement of the hub's own: without the engine a node's state is unknown.
+  expect(table.view('n1')).toMatchObject({ state: 'unknown', stateSince: null, engine: null })
 })

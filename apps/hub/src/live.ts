@@ -3,21 +3,20 @@ import type { Duplex } from 'node:stream'
 import type { DecisionRecord } from '@vigil/engine'
 import { type WebSocket, WebSocketServer } from 'ws'
 import type { HubMetrics } from './metrics.js'
-import type { NodeView, StateChange } from './nodes.js'
+import type { NodeView } from './nodes.js'
 import type { EventRow, FenceOpRow } from './store.js'
 
 /**
  * Messages on the live feed (ws://<hub>/live), one JSON object per WebSocket text message:
  *   {type:"hello", protocol:1, nodes:NodeView[]}   first message: a snapshot
- *   {type:"node.state", change:StateChange}         a liveness transition
- *   {type:"node", node:NodeView}                     a node's facts or status changed
- *   {type:"event", event:EventRow}                   an entry appended to the event log
+ *   {type:"node", node:NodeView}                     a node's condition, facts or status changed
+ *   {type:"event", event:EventRow}                   an entry appended to the event log (a
+ *                                                    node.condition event says from and to)
  *   {type:"decision", record:DecisionRecord}         a decision (or refusal) of the engine
  * The feed is read-only: anything a client sends is ignored.
  */
 export type LiveMessage =
   | { type: 'hello'; protocol: 1; nodes: NodeView[] }
-  | { type: 'node.state'; change: StateChange }
   | { type: 'node'; node: NodeView }
   | { type: 'event'; event: EventRow }
   | { type: 'decision'; record: DecisionRecord }

@@ -2,7 +2,6 @@ import { REJECT_REASONS } from '@vigil/protocol'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { GroupView } from './group.js'
 import type { PartView } from './health.js'
-import { NODE_STATES, type NodeState } from './liveness.js'
 import { type NodeView, vmSightings } from './nodes.js'
 
 /** Hub-side reasons on top of the protocol's decode reasons. Closed set: a metric label. */
@@ -54,12 +53,6 @@ export class HubMetrics {
     ],
     registers: [this.registry],
   })
-  readonly nodeStateChanges = new Counter({
-    name: 'vigil_node_state_changes_total',
-    help: 'Node liveness transitions, by the state entered.',
-    labelNames: ['state'] as const,
-    registers: [this.registry],
-  })
   readonly commandsSent = new Counter({
     name: 'vigil_commands_total',
     help: 'Commands sent to agents, by action and outcome.',
@@ -91,7 +84,6 @@ export class HubMetrics {
   })
 
   constructor(sources: {
-    nodeStates: () => Map<NodeState, number>
     /** Nodes with their latest facts and observations, re-exported as agent metrics. */
     nodes: () => NodeView[]
     brokerClients: () => number | null
@@ -104,13 +96,13 @@ export class HubMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'vigil_hub_' })
     for (const reason of HUB_REJECT_REASONS) this.messagesRejected.inc({ reason }, 0)
     new Gauge({
-      name: 'vigil_nodes',
-      help: 'Nodes known to the hub, by liveness state.',
-      labelNames: ['state'] as const,
+      name: 'vigil_node_shutdown',
+      help: "Every node the hub knows: 1 while its agent has announced a clean shutdown (and no new run of it was heard), 0 otherwise. Its state is the engine's (vigil_node_condition).",
+      labelNames: ['node'] as const,
       registers: [this.registry],
       collect() {
-        const counts = sources.nodeStates()
-        for (const state of NODE_STATES) this.set({ state }, counts.get(state) ?? 0)
+        this.reset()
+        for (const n of sources.nodes()) this.set({ node: n.id }, n.shutdownAt === null ? 0 : 1)
       },
     })
     new Gauge({
@@ -184,7 +176,7 @@ export class HubMetrics {
   })
 }
 
-const CHECK_STATES = ['running', 'stopped', 'failed', 'paused', 'unknown'] as const
+const CHECK_STATES = ['running', 'stopped', 'failed', 'paused', 'suspended', 'unknown'] as const
 
 /**
  * What agents observe, re-exported by the hub at scrape time from the latest batch of each node.
@@ -237,7 +229,7 @@ function registerAgentMetrics(registry: Registry, nodes: () => NodeView[]): void
     collect() {
       this.reset()
       for (const s of vmSightings(nodes()))
-        if (s.state === 'running' || s.state === 'paused' || s.state === 'failed')
+        if (s.state === 'running' || s.state === 'paused' || s.state === 'suspended' || s.state === 'failed')
           this.set({ resource: s.resource, node: s.node, hypervisor: s.hypervisor }, 1)
     },
   })

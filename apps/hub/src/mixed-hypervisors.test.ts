@@ -180,7 +180,6 @@ test.each([
 ] as const)('vigil_vm_info for a vm %s on its node: %s', async (state, shown) => {
   const node = (id: string, observations: Observation[]) => ({ id, observations }) as unknown as NodeView
   const metrics = new HubMetrics({
-    nodeStates: () => new Map(),
     nodes: () => [
       node('xen-1', [{ driver: 'xl', target: 'vm1', state, hypervisor: 'xen' }]),
       node('xen-2', [{ driver: 'xl', target: 'vm1', state: 'stopped', hypervisor: 'xen' }]),

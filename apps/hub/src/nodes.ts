@@ -1,24 +1,41 @@
+import type { NodeCondition } from '@vigil/engine'
 import type { Hypervisor, Observation } from '@vigil/protocol'
-import { type LivenessPolicy, type NodeState, nextLivenessState } from './liveness.js'
 import { SeqWindow } from './seq-window.js'
 import type { NodeRow } from './store.js'
 
-/** A node as the API and live feed show it: what is stored, plus its latest observations. */
-export type NodeView = Omit<NodeRow, 'firstSeen'> & { observations: Observation[] }
+/**
+ * What the engine says of a node (EngineLoop.condition): its classification, since when (engine
+ * time, wall-anchored ms), its health score and fence phase, and whether it is in maintenance or
+ * being emptied.
+ */
+export interface NodeJudgement {
+  condition: NodeCondition
+  since: number
+  health: number
+  fence: string
+  /** In maintenance (nothing acts on it), with when it re-arms by itself (null: until switched off). */
+  maintenance: { until: number | null } | null
+  evacuating: boolean
+}
 
-export interface StateChange {
-  node: string
-  from: NodeState
-  to: NodeState
-  at: number
-  reason: string
+/**
+ * A node as the API, the live feed, `vigil status` and the status page show it. Its `state` is the
+ * engine's classification, the one truth about a node (unknown while the engine does not judge it:
+ * not in the cluster file, an agent that shut down cleanly in observe mode, a standby hub);
+ * `shutdownAt` says its agent announced a clean shutdown; the rest is what the hub stores and the
+ * agent's latest observations.
+ */
+export type NodeView = Omit<NodeRow, 'firstSeen'> & {
+  state: NodeCondition
+  /** When the engine classified it so (null: not judged). */
+  stateSince: number | null
+  engine: NodeJudgement | null
+  observations: Observation[]
 }
 
 interface LiveNode {
   row: NodeRow
-  lastHeardMono: number
   lastSeq: number | null
-  willReceived: boolean
   heartbeatDirty: boolean
   observations: Observation[]
   /** De-duplicates the current incarnation's events (QoS 1 and buffer replays resend). */
@@ -26,76 +43,49 @@ interface LiveNode {
 }
 
 /**
- * The hub's in-memory view of every node. Heartbeats only touch memory; callers persist rows on
- * state changes and flush heartbeat times in batches.
+ * The hub's in-memory view of every node: what its agent said (incarnation, version, facts, a
+ * clean shutdown, observations), never a judgement of its own. Heartbeats only touch memory;
+ * callers persist rows when they change and flush heartbeat times in batches. Views join each node
+ * with the engine's judgement of it (`judge`).
  */
 export class NodeTable {
   private readonly nodes = new Map<string, LiveNode>()
 
-  /** Seeds the table from the store at hub start; nothing heard yet, so every node is unknown. */
-  load(rows: NodeRow[], nowMono: number, nowWall: number): void {
-    for (const row of rows) {
-      const state: NodeState = row.state === 'offline' ? 'offline' : 'unknown'
-      this.nodes.set(
-        row.id,
-        liveNode({ ...row, state, stateSince: state === row.state ? row.stateSince : nowWall }, nowMono),
-      )
-    }
+  /** `judge`: what the engine says of a node now, or null when it does not judge it. */
+  constructor(private readonly judge: (id: string) => NodeJudgement | null = () => null) {}
+
+  /** Seeds the table from the store at hub start. */
+  load(rows: NodeRow[]): void {
+    for (const row of rows) this.nodes.set(row.id, liveNode(row))
   }
 
   get(id: string): LiveNode | undefined {
     return this.nodes.get(id)
   }
 
-  ensure(id: string, nowMono: number, nowWall: number): { node: LiveNode; created: boolean } {
+  ensure(id: string, nowWall: number): { node: LiveNode; created: boolean } {
     const existing = this.nodes.get(id)
     if (existing) return { node: existing, created: false }
-    const node = liveNode(
-      {
-        id,
-        state: 'unknown',
-        stateSince: nowWall,
-        incarnation: null,
-        lastHeartbeatAt: null,
-        role: null,
-        agentVersion: null,
-        capabilities: [],
-        facts: null,
-        firstSeen: nowWall,
-      },
-      nowMono,
-    )
+    const node = liveNode({
+      id,
+      shutdownAt: null,
+      incarnation: null,
+      lastHeartbeatAt: null,
+      role: null,
+      agentVersion: null,
+      capabilities: [],
+      facts: null,
+      firstSeen: nowWall,
+    })
     this.nodes.set(id, node)
     return { node, created: true }
   }
 
-  /** Applies a transition in memory and returns it, or null when the state is unchanged. */
-  transition(node: LiveNode, to: NodeState, at: number, reason: string): StateChange | null {
-    const from = node.row.state
-    if (from === to) return null
-    node.row.state = to
-    node.row.stateSince = at
-    return { node: node.row.id, from, to, at, reason }
-  }
-
-  /** Re-evaluates liveness of every node; returns the transitions it made. */
-  evaluate(nowMono: number, nowWall: number, policy: LivenessPolicy): StateChange[] {
-    const changes: StateChange[] = []
-    for (const node of this.nodes.values()) {
-      const next = nextLivenessState(
-        { current: node.row.state, lastHeardMono: node.lastHeardMono, willReceived: node.willReceived },
-        nowMono,
-        policy,
-      )
-      const silentMs = Math.round(nowMono - node.lastHeardMono)
-      const reason =
-        node.willReceived && next === 'suspect'
-          ? 'connection lost (last will)'
-          : `no heartbeat for ${silentMs} ms`
-      const change = this.transition(node, next, nowWall, reason)
-      if (change) changes.push(change)
-    }
-    return changes
+  /** Every node whose agent has not announced a clean shutdown (heard, or known from the store), by id. */
+  running(): string[] {
+    const out: string[] = []
+    for (const node of this.nodes.values()) if (node.row.shutdownAt === null) out.push(node.row.id)
+    return out.sort()
   }
 
   /** Heartbeat times changed since the last call, for a batched write. */
@@ -110,40 +100,35 @@ export class NodeTable {
     return out
   }
 
-  countByState(): Map<NodeState, number> {
-    const counts = new Map<NodeState, number>()
-    for (const node of this.nodes.values()) counts.set(node.row.state, (counts.get(node.row.state) ?? 0) + 1)
-    return counts
-  }
-
   view(id: string): NodeView | undefined {
     const node = this.nodes.get(id)
-    return node ? toView(node) : undefined
+    return node ? this.toView(node) : undefined
   }
 
   views(): NodeView[] {
-    return [...this.nodes.values()].sort((a, b) => a.row.id.localeCompare(b.row.id)).map(toView)
+    return [...this.nodes.values()]
+      .sort((a, b) => a.row.id.localeCompare(b.row.id))
+      .map((n) => this.toView(n))
+  }
+
+  private toView(node: LiveNode): NodeView {
+    const { firstSeen: _firstSeen, ...row } = node.row
+    const engine = this.judge(row.id)
+    return {
+      ...row,
+      state: engine?.condition ?? 'unknown',
+      stateSince: engine?.since ?? null,
+      engine,
+      observations: node.observations,
+    }
   }
 }
 
 export type { LiveNode }
 
-/** A node's in-memory record, heard (or seeded) at `nowMono`, with nothing tracked yet. */
-function liveNode(row: NodeRow, nowMono: number): LiveNode {
-  return {
-    row,
-    lastHeardMono: nowMono,
-    lastSeq: null,
-    willReceived: false,
-    heartbeatDirty: false,
-    observations: [],
-    events: new SeqWindow(),
-  }
-}
-
-function toView(node: LiveNode): NodeView {
-  const { firstSeen: _firstSeen, ...row } = node.row
-  return { ...row, observations: node.observations }
+/** A node's in-memory record, with nothing tracked yet. */
+function liveNode(row: NodeRow): LiveNode {
+  return { row, lastSeq: null, heartbeatDirty: false, observations: [], events: new SeqWindow() }
 }
 
 /** A vm as one node's agent reports it: its state there and what runs it (the hypervisor). */

@@ -55,7 +55,7 @@ export const STATUS_HTML = `<!doctype html>
   <section>
     <h2>Nodes</h2>
     <table id="nodes"><thead><tr>
-      <th>Node</th><th>Hub sees</th><th>Condition</th><th>Health</th><th>Fence</th><th>Last heartbeat</th><th>Agent</th><th class="act">Actions</th>
+      <th>Node</th><th>Condition</th><th>Health</th><th>Fence</th><th>Last heartbeat</th><th>Agent</th><th class="act">Actions</th>
     </tr></thead><tbody></tbody></table>
   </section>
   <section>
@@ -109,7 +109,7 @@ th { color:var(--mute); font-weight:600; font-size:12px; }
 #decisions li .rule { color:var(--mute); font-size:12px; margin-left:6px; }
 #decisions li pre { white-space:pre-wrap; background:#f1f3f6; padding:6px 8px; margin:4px 0 0; font-size:12px; }
 .empty { color:var(--mute); font-style:italic; }
-.hypervisor { color:var(--mute); font-size:11px; }
+.hypervisor, .why { color:var(--mute); font-size:11px; }
 header button { margin-left:4px; }
 #who { color:#cde; font-size:12px; }
 button { font:inherit; font-size:12px; padding:1px 8px; border:1px solid #aab; border-radius:4px; background:#fff; cursor:pointer; }
@@ -128,8 +128,8 @@ svg.plot { width:100%; height:70px; background:#fafbfc; border:1px solid #eef; }
 export const STATUS_JS = `'use strict'
 const $ = (sel) => document.querySelector(sel)
 const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c])
-const GOOD = ['online', 'healthy', 'running', 'idle', 'confirmed-on']
-const WARN = ['suspect', 'partitioned', 'isolated', 'starting', 'stopping', 'recovering', 'migrating', 'waiting', 'delayed', 'running-fence', 'verifying', 'unknown', 'unmanaged']
+const GOOD = ['healthy', 'running', 'idle', 'confirmed-on']
+const WARN = ['suspect', 'partitioned', 'isolated', 'starting', 'stopping', 'recovering', 'migrating', 'waiting', 'delayed', 'running-fence', 'verifying', 'unknown', 'unmanaged', 'suspended']
 function pill(text, cls) {
   const c = cls || (GOOD.includes(text) ? 'ok' : WARN.includes(text) ? 'warn' : 'bad')
   return '<span class="pill ' + c + '">' + esc(text) + '</span>'
@@ -278,17 +278,20 @@ async function refresh() {
   const rs = resources.resources
   const count = (xs, f) => xs.filter(f).length
   $('#summary').innerHTML =
-    '<div><b id="sum-nodes">' + count(ns, (n) => n.engine ? n.engine.condition === 'healthy' : n.state === 'online') + ' / ' + ns.length + '</b>nodes healthy</div>' +
+    '<div><b id="sum-nodes">' + count(ns, (n) => n.state === 'healthy') + ' / ' + ns.length + '</b>nodes healthy</div>' +
     '<div><b id="sum-resources">' + count(rs, (r) => r.phase === 'running') + ' / ' + rs.length + '</b>resources running</div>' +
     '<div><b>' + count(rs, (r) => r.phase === 'blocked' || r.phase === 'waiting') + '</b>blocked or waiting</div>' +
     '<div><b>' + count(fence.devices, (d) => d.up === false) + '</b>fence devices down</div>' +
     (can('operator') ? '<div><b>' + (info.maintenance ? 'on' : 'off') + '</b>cluster maintenance <button data-act="cluster-maintenance" data-on="' + (info.maintenance ? 'off' : 'on') + '">turn ' + (info.maintenance ? 'off' : 'on') + '</button></div>' : '')
-  rows($('#nodes tbody'), ns, (n) => '<tr data-node="' + esc(n.id) + '"><td>' + esc(n.id) + '</td><td>' + pill(n.state) + '</td><td class="condition">' +
-    (n.engine ? pill(n.engine.condition) : '-') + '</td><td>' + (n.engine ? n.engine.health : '-') + '</td><td>' + (n.engine ? esc(n.engine.fence) : '-') +
-    '</td><td>' + ago(n.lastHeartbeatAt) + '</td><td>' + esc(n.agentVersion || '-') + '</td><td class="act">' + nodeActions(n) + '</td></tr>', 'no node has reported yet', 8)
+  // A node's state is the engine's classification; an agent that shut down cleanly says so beside it.
+  rows($('#nodes tbody'), ns, (n) => '<tr data-node="' + esc(n.id) + '"><td>' + esc(n.id) + '</td><td class="condition">' + pill(n.state) +
+    (n.shutdownAt != null ? ' <small class="why shutdown" title="its agent announced a clean shutdown ' + esc(ago(n.shutdownAt)) + '">agent shut down</small>' : '') +
+    '</td><td>' + (n.engine ? n.engine.health : '-') + '</td><td>' + (n.engine ? esc(n.engine.fence) : '-') +
+    '</td><td>' + ago(n.lastHeartbeatAt) + '</td><td>' + esc(n.agentVersion || '-') + '</td><td class="act">' + nodeActions(n) + '</td></tr>', 'no node has reported yet', 7)
   // A vm says what runs it (kvm, qemu, xen, vsphere): a cluster may mix them.
   rows($('#resources tbody'), rs, (r) => '<tr data-resource="' + esc(r.id) + '"><td>' + esc(r.id) +
-    (r.hypervisor ? ' <small class="hypervisor" title="hypervisor">' + esc(r.hypervisor) + '</small>' : '') + '</td><td class="phase">' + pill(r.phase) + '</td><td class="node">' +
+    (r.hypervisor ? ' <small class="hypervisor" title="hypervisor">' + esc(r.hypervisor) + '</small>' : '') + '</td><td class="phase">' + pill(r.phase) +
+    (r.reason && !['running', 'stopped', 'unmanaged', 'suspended'].includes(r.phase) ? ' <small class="why" title="' + esc(r.reason.rule) + '">' + esc(r.reason.why) + '</small>' : '') + '</td><td class="node">' +
     esc(r.node || '-') + '</td><td>' + r.health + '</td><td>' + r.failures + '</td><td>' + (r.pending ? esc(r.pending.type + ' on ' + r.pending.node) : '') + '</td><td class="act">' + resourceActions(r, ns) + '</td></tr>',
     'no resources (no cluster file, or none defined)', 7)
   rows($('#devices tbody'), fence.devices, (d) => '<tr><td>' + esc(d.id) + '</td><td>' + esc(d.driver) + '</td><td>' +
@@ -318,6 +321,7 @@ function resourceActions(r, nodes) {
     (r.hypervisor ? '<button data-act="migrate" data-resource="' + esc(r.id) + '"' + (others.length ? '' : ' disabled') + '>migrate live</button>' : '') +
     '<button data-act="cleanup" data-resource="' + esc(r.id) + '">cleanup</button>' +
     '<button data-act="' + (r.stoppedByOperator ? 'start' : 'stop') + '" data-resource="' + esc(r.id) + '">' + (r.stoppedByOperator ? 'start' : 'stop') + '</button>' +
+    (r.hypervisor ? '<button data-act="' + (r.phase === 'suspended' ? 'resume' : 'suspend') + '" data-resource="' + esc(r.id) + '">' + (r.phase === 'suspended' ? 'resume' : 'suspend') + '</button>' : '') +
     '<button data-act="resource-maintenance" data-resource="' + esc(r.id) + '" data-on="' + (r.maintenance ? 'off' : 'on') + '">maintenance ' + (r.maintenance ? 'off' : 'on') + '</button>'
 }
 document.addEventListener('click', (ev) => {
@@ -329,7 +333,7 @@ document.addEventListener('click', (ev) => {
   else if (verb === 'node-maintenance') act('maintenance ' + on + ' ' + node, '/api/maintenance', { on: on === 'on', node })
   else if (verb === 'resource-maintenance') act('maintenance ' + on + ' ' + resource, '/api/maintenance', { on: on === 'on', resource })
   else if (verb === 'evacuate') act('evacuate ' + node, '/api/nodes/' + path(node) + '/evacuate', {})
-  else if (verb === 'cleanup' || verb === 'stop' || verb === 'start') act(verb + ' ' + resource, '/api/resources/' + path(resource) + '/' + verb, {})
+  else if (['cleanup', 'stop', 'start', 'suspend', 'resume'].includes(verb)) act(verb + ' ' + resource, '/api/resources/' + path(resource) + '/' + verb, {})
   else if (verb === 'move' || verb === 'migrate') {
     const to = document.querySelector('select[data-for="' + CSS.escape(resource) + '"]').value
     act(verb + ' ' + resource + ' to ' + to, '/api/resources/' + path(resource) + '/' + verb, { node: to })

@@ -3,13 +3,15 @@ import type { DecisionRecord } from '@vigil/engine'
 import { VigilError } from '@vigil/kit'
 import type { Facts } from '@vigil/protocol'
 import Database from 'better-sqlite3'
-import type { NodeState } from './liveness.js'
 
 /** What the hub remembers about a node across restarts. */
 export interface NodeRow {
   id: string
-  state: NodeState
-  stateSince: number
+  /**
+   * When its agent announced a clean shutdown (its `offline` status); null while it runs (heard
+   * since) or never said so. A fact the agent states, not a judgement: the engine judges the node.
+   */
+  shutdownAt: number | null
   incarnation: number | null
   lastHeartbeatAt: number | null
   role: string | null
@@ -82,6 +84,11 @@ const MIGRATIONS: string[] = [
      source TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, body TEXT, status INTEGER NOT NULL);
    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
+  // A node's state is the engine's: the table keeps only what its agent said, a clean shutdown.
+  `ALTER TABLE nodes ADD COLUMN shutdown_at INTEGER;
+   UPDATE nodes SET shutdown_at = state_since WHERE state = 'offline';
+   ALTER TABLE nodes DROP COLUMN state;
+   ALTER TABLE nodes DROP COLUMN state_since;`,
 ]
 
 /**
@@ -136,9 +143,9 @@ export class HubStore {
     }
     this.stmts = {
       upsertNode: this.db.prepare(
-        `INSERT INTO nodes (id, state, state_since, incarnation, last_heartbeat_at, role, agent_version, capabilities, facts, first_seen)
-         VALUES (@id, @state, @stateSince, @incarnation, @lastHeartbeatAt, @role, @agentVersion, @capabilities, @facts, @firstSeen)
-         ON CONFLICT (id) DO UPDATE SET state = excluded.state, state_since = excluded.state_since,
+        `INSERT INTO nodes (id, shutdown_at, incarnation, last_heartbeat_at, role, agent_version, capabilities, facts, first_seen)
+         VALUES (@id, @shutdownAt, @incarnation, @lastHeartbeatAt, @role, @agentVersion, @capabilities, @facts, @firstSeen)
+         ON CONFLICT (id) DO UPDATE SET shutdown_at = excluded.shutdown_at,
            incarnation = excluded.incarnation, last_heartbeat_at = excluded.last_heartbeat_at, role = excluded.role,
            agent_version = excluded.agent_version, capabilities = excluded.capabilities, facts = excluded.facts`,
       ),
@@ -268,8 +275,7 @@ export class HubStore {
   loadNodes(): NodeRow[] {
     return (this.stmts.allNodes.all() as Record<string, unknown>[]).map((r) => ({
       id: r.id as string,
-      state: r.state as NodeState,
-      stateSince: r.state_since as number,
+      shutdownAt: r.shutdown_at as number | null,
       incarnation: r.incarnation as number | null,
       lastHeartbeatAt: r.last_heartbeat_at as number | null,
       role: r.role as string | null,

@@ -4,13 +4,15 @@ import type { z } from 'zod'
 /**
  * The driver contract, after the OCF resource agent API:
  * - monitor is three-state: running, stopped (cleanly), failed; plus a detail and metrics (a vm
- *   may also be `paused`: not serving, yet still holding its disks, so never "stopped");
+ *   may also be `paused`: not serving, yet still holding its disks, so never "stopped"; or
+ *   `suspended`: paused on purpose, by an operator's suspend, which the hypervisor tells apart from
+ *   a pause of its own (an I/O error), and which is no failure);
  * - start of a running target and stop of a stopped one succeed (idempotent); stop is the force
  *   operation that must leave the target stopped;
  * - every action has a declared timeout and is cancelled (signal aborted) when it runs out;
  * - errors carry the recovery scope in their kind.
  */
-export type MonitorState = 'running' | 'stopped' | 'failed' | 'paused'
+export type MonitorState = 'running' | 'stopped' | 'failed' | 'paused' | 'suspended'
 
 export interface MonitorResult {
   state: MonitorState

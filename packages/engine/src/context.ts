@@ -135,6 +135,14 @@ export class StepContext {
     return id
   }
 
+  /**
+   * An action already issued, sent again under its own id: the agent answers a repeat of an action
+   * id from its record (the outcome of the first copy), never running it twice.
+   */
+  actAgain(a: Action): void {
+    this.actions.push(a)
+  }
+
   alert(decision: string, severity: 'warning' | 'critical', subject: string, message: string): void {
     this.act({ type: 'alert', decision, severity, subject, message })
   }
@@ -220,7 +228,20 @@ export class StepContext {
    */
   provenOff(id: string): boolean {
     const n = this.node(id)
-    return n.power.state === 'off' && (n.hub.lastAt === null || n.hub.lastAt <= n.power.at || !n.heard)
+    if (n.power.state !== 'off') return false
+    const unheardSince = n.hub.lastAt === null || n.hub.lastAt <= n.power.at || !n.heard
+    // A periodic reading is one channel among the others: off counts only for a node heard before
+    // that has gone silent to the hub, to its peers and on its disk (a wrong plug mapping must never
+    // kill a node, nor one the hub has not heard yet: a fence with an off command covers that one).
+    if (n.power.polled)
+      return (
+        n.heard &&
+        unheardSince &&
+        !this.hubAlive(id) &&
+        this.peersHearing(id).length === 0 &&
+        this.diskAlive(id) !== true
+      )
+    return unheardSince
   }
 
   /** The nodes (themselves heard by the hub) whose fresh peer report says they hear `id`. */

@@ -1,10 +1,11 @@
 import { phiParams, StepContext } from './context.js'
-import { applyFenceResult, evaluateNodes, fenceNodes, idleFence } from './nodes.js'
+import { applyFenceResult, evaluateNodes, fenceNodes, idleFence, resetFence } from './nodes.js'
 import { emptyPhi, recordArrival } from './phi.js'
 import {
   actionOutcome,
   agentRestarted,
   applyGuestHeartbeat,
+  applyGuestSample,
   applyResourceState,
   heardAgain,
   manageResources,
@@ -163,6 +164,9 @@ function apply(ctx: StepContext, input: Input): void {
     case 'guest-heartbeat':
       applyGuestHeartbeat(ctx, input.resource)
       return
+    case 'guest-sample':
+      applyGuestSample(ctx, input)
+      return
     case 'resource-state':
       if (ctx.state.nodes[input.node] || ctx.spec.resources.some((r) => r.id === input.node)) {
         applyResourceState(ctx, input.node, input.resource, input.state, input.reason)
@@ -226,7 +230,12 @@ function apply(ctx: StepContext, input: Input): void {
     }
     case 'power-state': {
       const n = ctx.state.nodes[input.node]
-      if (n) n.power = { state: input.state, at: ctx.now, device: input.device }
+      if (!n) return
+      n.power = { state: input.state, at: ctx.now, device: input.device }
+      if (input.polled) {
+        n.power.polled = true
+        n.power.beating = n.heard && ctx.hubAlive(input.node)
+      }
       return
     }
     case 'action-result':
@@ -258,13 +267,16 @@ function apply(ctx: StepContext, input: Input): void {
   }
 }
 
-const RESOURCE_ACTIONS: readonly ResourceActionType[] = [
+/** Every action the engine takes on a resource (the hub's metrics list them, fence and alert aside). */
+export const RESOURCE_ACTIONS: readonly ResourceActionType[] = [
   'start',
   'stop',
   'restart',
   'reset-vm',
   'reboot-vm',
   'migrate',
+  'suspend',
+  'resume',
 ]
 
 /**
@@ -349,8 +361,39 @@ function hubTookOver(ctx: StepContext, heardAgoMs: Record<string, number>, reaso
   })
 }
 
+/** A node heard this long after its fence started was alive then, not a late heartbeat. */
+const REJOIN_MARGIN_MS = 1000
+
 function rearmDetectors(ctx: StepContext, heardAgoMs: Record<string, number> | null): void {
   for (const [id, n] of Object.entries(ctx.state.nodes)) {
+    const heardAt = heardAgoMs?.[id] === undefined ? null : ctx.now - (heardAgoMs[id] as number)
+    // Fenced in the state resumed (done, or still in flight there), but heard by the standby after
+    // its fence: it was powered on and rejoined after the last commit (one every 2 s), or was
+    // never silent to the standby. Its fence is over: resumed, a fence in flight would read the
+    // power on and switch a healthy node off (found by the chaos run). From here on it is judged
+    // on what the standby heard, so a crash after its return is fenced like any other. The margin
+    // leaves out a heartbeat sent before the node died that reached the standby late.
+    const f = n.fence
+    const fencedAt =
+      f.phase === 'confirmed'
+        ? (f.offAt ?? f.startedAt)
+        : f.phase === 'running' || f.phase === 'verifying'
+          ? f.startedAt === null
+            ? null
+            : f.startedAt + REJOIN_MARGIN_MS
+          : null
+    if (fencedAt !== null && heardAt !== null && Number.isFinite(heardAt) && heardAt > fencedAt) {
+      ctx.record({
+        kind: 'fence',
+        node: id,
+        summary: `heard by this hub ${((ctx.now - heardAt) / 1000).toFixed(1)} s ago, after its fence ${f.phase === 'confirmed' ? 'was confirmed' : 'began'}: it is back (its fence is over), judged on what this hub heard from now`,
+        rule: 'fence.rejoin',
+        correlationId: n.fence.correlationId,
+      })
+      resetFence(n)
+      n.condition = 'healthy'
+      n.conditionSince = heardAt
+    }
     // Nodes with no fence decided get a fresh grace period; dead ones (a fence decided, running or
     // done) stay as they were. Suspect and isolated nodes are re-armed too: the persisted state can
     // be up to 2 s old (it is saved periodically and before actions, and a reclassification is not
@@ -384,6 +427,7 @@ function rearmDetectors(ctx: StepContext, heardAgoMs: Record<string, number> | n
     if (n.disk.lastAt !== null) n.disk = { ...n.disk, lastAt: ctx.now }
     n.hears = null
     n.silentSince = null
+    n.graceWitness = null
   }
   for (const r of Object.values(ctx.state.resources)) {
     if (r.guest) r.guest = { ...r.guest, lastAt: ctx.now }
@@ -459,6 +503,20 @@ function operator(ctx: StepContext, op: OperatorOp): void {
           ? 'operator: stop (kept stopped, what depends on it first, until started again)'
           : 'operator: start (placed as usual)',
         rule: stopped ? 'operator.stop' : 'operator.start',
+      })
+      return
+    }
+    case 'suspend': {
+      const r = ctx.state.resources[op.resource]
+      if (!r || ctx.resourceSpecs.find((s) => s.id === op.resource)?.kind !== 'vm') return
+      r.wantSuspended = op.on
+      ctx.record({
+        kind: 'operator',
+        resource: op.resource,
+        summary: op.on
+          ? 'operator: suspend (paused in memory on its node, intended, never recovered, until resumed)'
+          : 'operator: resume',
+        rule: op.on ? 'operator.suspend' : 'operator.resume',
       })
       return
     }

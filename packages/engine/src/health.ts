@@ -9,6 +9,8 @@ const PHASE_SCORES: Record<ResourcePhase, number> = {
   recovering: 50,
   waiting: 30,
   unmanaged: 50,
+  // Intended by an operator, but serving nothing: neither healthy nor failed.
+  suspended: 50,
   stopped: 0,
   blocked: 0,
 }

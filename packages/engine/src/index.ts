@@ -1,5 +1,5 @@
 export { phiParams } from './context.js'
-export { initialState, step } from './engine.js'
+export { initialState, RESOURCE_ACTIONS, step } from './engine.js'
 export { resourceHealthScore } from './health.js'
 export { emptyPhi, type PhiParams, type PhiState, phi, phiOf, recordArrival, silenceToReach } from './phi.js'
 export { type WhatIf, whatIfPlan } from './plan.js'
@@ -13,4 +13,5 @@ export {
   type ResourceSpec,
 } from './spec.js'
 export { actionTimeoutNotes, earliestFence, type IsolationTiming, isolationTimingProblem } from './timing.js'
+export { type AgentAction, AgentTranslation, actionResultInput, commandFor } from './translation.js'
 export type * from './types.js'

@@ -1,6 +1,7 @@
+import type { FenceOutcome } from '@vigil/protocol/vocabulary'
 import type { StepContext } from './context.js'
 import type { NodeSpec } from './spec.js'
-import type { FenceOutcome, FenceState, NodeCondition, NodeState } from './types.js'
+import type { FenceState, NodeCondition, NodeState } from './types.js'
 
 const SCORES: Record<NodeCondition, number> = {
   unknown: 50,
@@ -34,7 +35,12 @@ export function evaluateNodes(ctx: StepContext): void {
     let next: NodeCondition
     if (powerOff) next = 'dead'
     else if (hubAlive) next = n.heard ? 'healthy' : 'unknown'
-    else if (!n.heard && n.condition === 'unknown' && ctx.now - n.conditionSince < detection.startupGraceMs)
+    else if (
+      !n.heard &&
+      n.condition === 'unknown' &&
+      ctx.now - n.conditionSince < detection.startupGraceMs &&
+      !silenceWitnessed(ctx, spec.id, n)
+    )
       next = 'unknown'
     else if (peers) next = 'partitioned'
     else if (ctx.now - (n.silentSince ?? ctx.now) < detection.confirmMs) next = 'suspect'
@@ -85,7 +91,8 @@ export function evaluateNodes(ctx: StepContext): void {
       n.condition = next
       n.conditionSince = ctx.now
       if (next === 'healthy') ctx.nodeBecameAvailable = true
-      if (next === 'healthy' && SILENT.has(from)) ctx.heardAgain.push(spec.id)
+      // Unknown too: after a hub restart, what it had sent may have been answered while it was down.
+      if (next === 'healthy' && (SILENT.has(from) || from === 'unknown')) ctx.heardAgain.push(spec.id)
       if (!(from === 'unknown' && next === 'healthy')) {
         const id = ctx.record({
           kind: 'node-condition',
@@ -93,7 +100,9 @@ export function evaluateNodes(ctx: StepContext): void {
           summary:
             next === 'isolated'
               ? `${from} -> ${next}: its disk heartbeat advances; fenced if still unheard ${ctx.spec.detection.isolationGraceMs / 1000} s after going silent`
-              : `${from} -> ${next}`,
+              : from === 'unknown' && !n.heard && (n.graceWitness ?? null) !== null
+                ? `${from} -> ${next}: not heard since the hub started, its disk heartbeat still while the others' advance and no peer hearing it for ${ctx.spec.detection.restartWitnessMs / 1000} s: the startup grace is not waited out`
+                : `${from} -> ${next}`,
           rule: `classify.${next}`,
           classification: next,
           evidence: ctx.evidence(spec.id),
@@ -103,7 +112,65 @@ export function evaluateNodes(ctx: StepContext): void {
       }
     }
     updateHealth(n, ctx.spec.detection.failuresBeforeCritical, ctx.spec.detection.successesBeforePassing)
+    checkPowerReading(ctx, spec.id, n)
   }
+}
+
+/**
+ * A node not heard since the hub (re)started keeps the startup grace (its agent may be slow to
+ * reconnect) unless its silence is witnessed, for `restartWitnessMs`, on the channels that do not
+ * wait for its agent to reconnect: its disk heartbeat stays still while another node's, heard since
+ * the grace began, advances (so the disk is read and reported), and no fresh peer report hears it.
+ * A slow agent keeps beating on the disk and talking to its peers: it keeps its grace.
+ */
+function silenceWitnessed(ctx: StepContext, id: string, n: NodeState): boolean {
+  const witnessed =
+    n.disk.lastAt !== null &&
+    ctx.diskAlive(id) === false &&
+    ctx.peersHearing(id).length === 0 &&
+    ctx.nodeSpecs.some((o) => {
+      if (o.id === id) return false
+      const other = ctx.node(o.id)
+      return other.heard && other.disk.lastAt !== null && other.disk.lastAt > n.conditionSince
+    })
+  if (!witnessed) {
+    n.graceWitness = null
+    return false
+  }
+  n.graceWitness ??= ctx.now
+  return ctx.now - n.graceWitness >= ctx.spec.detection.restartWitnessMs
+}
+
+/**
+ * A periodic power reading of off taken while the node was beating, and followed by a heartbeat:
+ * the device, or the plug the cluster file maps to this node, is wrong. (Off before the node beats
+ * is a node powering on; off and silence after is a power loss.) Said once per device (until it
+ * reads on); that device's reading would be no proof in a fence either: its run's read-back is
+ * checked against heartbeats the same way.
+ */
+function checkPowerReading(ctx: StepContext, id: string, n: NodeState): void {
+  const p = n.power
+  if (!p.polled) return
+  if (p.state === 'on') {
+    n.powerMismatch = null
+    return
+  }
+  if (p.state !== 'off' || !p.beating || n.hub.lastAt === null || n.hub.lastAt <= p.at) return
+  if (n.powerMismatch === p.device) return
+  n.powerMismatch = p.device
+  const decision = ctx.record({
+    kind: 'refuse',
+    node: id,
+    summary: `${p.device} reads ${id} powered off, but its heartbeats keep coming: the device or its plug mapping is wrong; not taken as a death`,
+    rule: 'power.mismatch',
+    evidence: ctx.evidence(id),
+  })
+  ctx.alert(
+    decision,
+    'critical',
+    `node:${id}`,
+    `${p.device} reads ${id} off while ${id} is heard: check the device and the plug mapping before it is needed to fence ${id}`,
+  )
 }
 
 /** Consul-style hysteresis: N bad evaluations before critical, M good ones before passing again. */
@@ -182,7 +249,9 @@ export function fenceNodes(ctx: StepContext): void {
     // Proven off already (a device's periodic status read says off, and the hub hears nothing).
     if (ctx.provenOff(spec.id)) {
       f.phase = 'confirmed'
-      f.reason = `power read back off by ${n.power.device ?? 'a fence device'}`
+      f.reason = n.power.polled
+        ? `${n.power.device ?? 'a fence device'} reads it powered off and every channel is silent`
+        : `power read back off by ${n.power.device ?? 'a fence device'}`
       if (f.correlationId === null) {
         const id = ctx.record({
           kind: 'fence-result',
@@ -225,7 +294,10 @@ export function fenceNodes(ctx: StepContext): void {
     }
     const g = ctx.state.governor
     g.fences = g.fences.filter((t) => ctx.now - t < ctx.spec.governor.windowMs)
-    if (g.fences.length >= ctx.spec.governor.maxFences) {
+    // The governor guards against the engine's own storms; an operator's fence is a person's
+    // decision (stonith_admin is not throttled either), and the way out of a held one.
+    const byOperator = f.forced?.endsWith('(operator)') === true
+    if (g.fences.length >= ctx.spec.governor.maxFences && !byOperator) {
       if (f.phase !== 'held') {
         f.phase = 'held'
         const id = ctx.record({
@@ -252,7 +324,9 @@ export function fenceNodes(ctx: StepContext): void {
       rule: f.forced
         ? f.forced.endsWith('(operator)')
           ? 'fence.operator'
-          : 'fence.stop-failed'
+          : f.forced.startsWith('final action of ')
+            ? 'fence.final-action'
+            : 'fence.stop-failed'
         : `fence.${n.condition}`,
       classification: n.condition,
       evidence: ctx.evidence(spec.id),

@@ -13,6 +13,16 @@ import type {
   ResourceState,
 } from './types.js'
 
+/**
+ * How long a vm seen running on a second node waits for its home to report it stopped before it
+ * counts as a second copy: a live migration done outside Vigil ends with the source stopped, which
+ * its agent reports at once (libvirt's lifecycle event) or at its next monitor.
+ */
+const OUTSIDE_MIGRATION_SETTLE_MS = 2000
+
+/** The observed reason of a copy Vigil itself stopped (not a failure: nothing to count or repair). */
+const STOPPED_BY_VIGIL = 'stopped by Vigil'
+
 /** Candidates kept in a placement record (best first); the rest are counted, not listed. */
 const RECORDED_CANDIDATES = 25
 const NAMED_IN_SUMMARY = 5
@@ -46,8 +56,9 @@ export function mayRunOn(ctx: StepContext, spec: ResourceSpec, nodeId: string): 
   if (n.askedFor?.[spec.id] !== undefined)
     return 'a live migration to it was cut off: waiting for its agent to say whether it runs there'
   if (o?.state === 'stopped') return null
-  // A healthy node's complete inventory not listing it means stopped.
-  if (!o && n.inventory !== null && n.condition === 'healthy') return null
+  // A complete inventory not listing it is its agent's word that it is stopped there, as good as a
+  // report of it stopped, whatever the node has become since (a start since would be pending).
+  if (!o && n.inventory !== null) return null
   if (n.condition === 'healthy') return o ? `it is ${o.state} there` : 'no report from its agent yet'
   return `node is ${n.condition} and ${o ? `it was last ${o.state} there` : 'never reported it'}`
 }
@@ -78,6 +89,7 @@ function issue(
     deadline: ctx.now + actionBudgetMs(ctx, spec, a.node, resource, a.type),
     afterStop,
     ...(a.to ? { to: a.to } : {}),
+    ...(resource !== spec.id ? { resource } : {}),
   }
 }
 
@@ -116,7 +128,22 @@ function setPhase(
   why: string,
   rule: string,
 ): void {
-  if (r.phase === phase) return
+  if (r.phase === phase) {
+    // Still waiting, for something else now: said once, so a long wait always names its cause (a
+    // node going from suspect to dead is the node's own record; the reason follows it silently).
+    if (phase !== 'waiting' || r.reason?.rule === rule) return
+    if (!rule.startsWith('wait.node-'))
+      ctx.record({
+        kind: 'resource-phase',
+        resource: id,
+        node: r.node ?? undefined,
+        summary: `still waiting: ${why}`,
+        rule,
+        correlationId: r.correlationId,
+      })
+    r.reason = { rule, why }
+    return
+  }
   ctx.record({
     kind: 'resource-phase',
     resource: id,
@@ -127,6 +154,27 @@ function setPhase(
   })
   r.phase = phase
   r.phaseSince = ctx.now
+  r.reason = { rule, why }
+}
+
+/**
+ * What a resource on a node that cannot act waits for. A dead node's fate is its fence: when the
+ * fence is held by the governor or has failed, the wait has no end without an operator, and says so.
+ */
+function waitingOnNode(id: string, n: NodeState): [why: string, rule: string] {
+  if (n.condition === 'dead' || n.condition === 'isolated') {
+    if (n.fence.phase === 'held')
+      return [
+        `its node ${id} is ${n.condition} and its fence is held by the governor (fence budget spent): nothing of it starts elsewhere before the window frees or an operator fences it`,
+        'wait.fence-held',
+      ]
+    if (n.fence.phase === 'failed')
+      return [
+        `its node ${id} is ${n.condition} and every fence level failed: nothing of it starts elsewhere before an operator confirms it off (vigil fence confirm ${id})`,
+        'wait.fence-failed',
+      ]
+  }
+  return [`its node ${id} is ${n.condition}`, `wait.node-${n.condition}`]
 }
 
 function unmanaged(ctx: StepContext, spec: ResourceSpec, r: ResourceState): boolean {
@@ -148,18 +196,64 @@ function guestHung(ctx: StepContext, r: ResourceState, spec: ResourceSpec): bool
   if (r.node === null) return false
   const host = ctx.state.nodes[r.node]
   if (host?.condition !== 'healthy') return false
+  // What the guest's monitor could see: its silence is counted up to shortly after the monitor's
+  // latest answer, never on (a monitor that stopped answering is not a guest that stopped beating).
+  const answeredAt = monitorAnsweredAt(r, r.node, host.conditionSince)
+  if (answeredAt !== null) sayStaleMonitor(ctx, spec, r, r.node, answeredAt)
+  const judgedAt =
+    answeredAt === null ? ctx.now : Math.min(ctx.now, answeredAt + ctx.spec.detection.monitorLagMs)
   if (!r.guest) {
     // Never heard since it booted: hung once its boot allowance is over (counted from when the
     // host was last heard healthy too, so a host's or the hub's own silence does not count).
     const from = r.bootWaitFrom ?? null
     if (from === null || spec.bootAllowanceMs === undefined) return false
-    return ctx.now - Math.max(from, host.conditionSince) >= spec.bootAllowanceMs
+    return judgedAt - Math.max(from, host.conditionSince) >= spec.bootAllowanceMs
   }
   const guest =
     r.guest.lastAt !== null && r.guest.lastAt < host.conditionSince
       ? { ...r.guest, lastAt: host.conditionSince }
       : r.guest
-  return phi(guest, ctx.now, phiParams(ctx.spec.detection.guest)) >= ctx.spec.detection.guest.threshold
+  return phi(guest, judgedAt, phiParams(ctx.spec.detection.guest)) >= ctx.spec.detection.guest.threshold
+}
+
+/**
+ * When the vm's monitor on `node` last answered, as far as the engine can hold it to: its latest
+ * answer, or the moment the vm was last seen start running there or its host became healthy again
+ * (a monitor has nothing to say of a vm that was not running, nor is heard through a silent host).
+ * Null: no answer carried an age.
+ */
+function monitorAnsweredAt(r: ResourceState, node: string, hostSince: number): number | null {
+  const sample = r.guestSample
+  if (!sample || sample.node !== node) return null
+  return Math.max(sample.at, hostSince, r.observed[node]?.at ?? Number.NEGATIVE_INFINITY)
+}
+
+/** A vm monitor on `node` that stopped answering is said once (recorded, alerted) while it lasts. */
+function sayStaleMonitor(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  node: string,
+  answeredAt: number,
+): void {
+  const sample = r.guestSample
+  if (!sample || sample.staleSaid) return
+  const silentMs = ctx.now - answeredAt
+  if (silentMs < ctx.spec.detection.monitorStaleMs) return
+  sample.staleSaid = true
+  const decision = ctx.record({
+    kind: 'refuse',
+    resource: spec.id,
+    node,
+    summary: `its monitor on ${node} has not answered for ${(silentMs / 1000).toFixed(1)} s: its guest is not judged on a stale answer (monitor stale, not a hung guest)`,
+    rule: 'monitor.stale',
+  })
+  ctx.alert(
+    decision,
+    'warning',
+    `resource:${spec.id}`,
+    `the agent on ${node} has not had an answer from ${spec.id}'s monitor for ${(silentMs / 1000).toFixed(1)} s (a hung hypervisor daemon or storage?): its guest is not judged meanwhile`,
+  )
 }
 
 /**
@@ -380,6 +474,30 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
     const n = ctx.state.nodes[nodeId]
     const node = { id: nodeId }
     if (n && o && o.state !== 'stopped' && n.condition === 'healthy' && n.fence.phase !== 'confirmed') {
+      const home = r.node === null ? undefined : r.observed[r.node]
+      if (o.state === 'running' && !r.pending && home?.state === 'stopped') {
+        // Its only copy now runs there: moved or started outside Vigil (an administrator's live
+        // migration with the hypervisor's tools). Adopted where it runs, no failure counted.
+        ctx.record({
+          kind: 'resource-phase',
+          resource: spec.id,
+          node: nodeId,
+          summary: `runs on ${nodeId}, no longer on ${r.node}: moved outside Vigil, adopted there`,
+          rule: 'observed.moved-outside',
+        })
+        r.node = nodeId
+        return
+      }
+      if (
+        spec.kind === 'vm' &&
+        o.state === 'running' &&
+        home?.state === 'running' &&
+        ctx.now - o.at < OUTSIDE_MIGRATION_SETTLE_MS
+      ) {
+        // A live migration done outside Vigil ends with the source stopping, reported within the
+        // settle time (`at` is when it was first seen running there): only then is it a second copy.
+        return
+      }
       const decision = ctx.record({
         kind: 'stop',
         resource: spec.id,
@@ -405,12 +523,16 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
         correlationId: n.fence.correlationId,
       })
       r.correlationId = n.fence.correlationId
+      // A suspended vm's memory died with its node: it is recovered (started afresh) like any other.
+      r.wantSuspended = null
       r.avoid = r.node
       r.node = null
       r.phase = 'recovering'
       r.phaseSince = ctx.now
+      r.reason = { rule: 'recover.node-fenced', why: `its node ${r.node} was fenced` }
     } else if (n.condition !== 'healthy' && n.condition !== 'unknown') {
-      setPhase(ctx, spec.id, r, 'waiting', `its node ${r.node} is ${n.condition}`, `wait.node-${n.condition}`)
+      const [why, rule] = waitingOnNode(r.node, n)
+      setPhase(ctx, spec.id, r, 'waiting', why, rule)
       return
     }
   }
@@ -423,11 +545,17 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
   if (r.node) {
     const o = r.observed[r.node]
     if (!o) return
+    if (spec.kind === 'vm' && suspension(ctx, spec, r, r.node, o.state)) return
     const hung = spec.kind === 'vm' && o.state === 'running' && guestHung(ctx, r, spec)
     if (o.state === 'running' && !hung) {
+      // An evacuation that cannot go anywhere yet keeps the resource waiting (said once), not
+      // flipping between running and waiting at every step: evacuate() says which.
+      if (ctx.node(r.node).evacuating) {
+        evacuate(ctx, spec, r)
+        return
+      }
       setPhase(ctx, spec.id, r, 'running', `running on ${r.node}`, 'observed.running')
-      if (ctx.node(r.node).evacuating) evacuate(ctx, spec, r)
-      else if (r.move && r.move.node !== r.node) relocateForMove(ctx, spec, r)
+      if (r.move && r.move.node !== r.node) relocateForMove(ctx, spec, r)
       else failback(ctx, spec, r)
       return
     }
@@ -449,6 +577,93 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
   place(ctx, spec, r)
 }
 
+/** The answer to a suspend or a resume: the vm sleeps or runs; a refusal drops the wish, said. */
+function suspensionOutcome(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  p: PendingAction,
+  ok: boolean,
+  message: string | undefined,
+): void {
+  if (ok && p.type === 'suspend') {
+    r.observed[p.node] = { state: 'suspended', at: ctx.now, reason: 'suspended by Vigil' }
+    setPhase(ctx, spec.id, r, 'suspended', `suspended on ${p.node} by an operator`, 'operator.suspended')
+    return
+  }
+  if (ok) {
+    r.observed[p.node] = { state: 'running', at: ctx.now, reason: 'resumed by Vigil' }
+    r.wantSuspended = null
+    r.guest = null // its guest's heartbeat starts again: a new baseline, not a stall
+    setPhase(ctx, spec.id, r, 'running', `resumed on ${p.node}`, 'action.resume')
+    return
+  }
+  r.wantSuspended = null
+  ctx.record({
+    kind: 'refuse',
+    resource: spec.id,
+    node: p.node,
+    summary: `${p.type} on ${p.node} failed: ${message ?? 'failed'}; left as it is`,
+    rule: `action.${p.type}-failed`,
+  })
+}
+
+/**
+ * A vm's intended pause (VCS's admin suspend): what an operator asked (`wantSuspended`) is carried
+ * out on its node, and a vm its hypervisor reports suspended on purpose is left so. Neither is a
+ * failure: no ladder, no relocation, no guest-hang detection while it sleeps. True when it decided.
+ */
+function suspension(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  node: string,
+  observed: ObservedState,
+): boolean {
+  const asleep = observed === 'suspended' || observed === 'paused'
+  const carryOut = (type: 'suspend' | 'resume', kind: 'stop' | 'start', doing: string) => {
+    const decision = ctx.record({
+      kind,
+      resource: spec.id,
+      node,
+      summary: `${doing} on ${node}: an operator ${type}s it`,
+      rule: `operator.${type}`,
+    })
+    issue(ctx, spec, r, { type, node, decision })
+    return true
+  }
+  if (r.wantSuspended === true) {
+    if (observed === 'running') return carryOut('suspend', 'stop', 'suspending')
+    if (!asleep) return false // stopped or failed meanwhile: its own recovery
+    setPhase(ctx, spec.id, r, 'suspended', `suspended on ${node} by an operator`, 'operator.suspended')
+    return true
+  }
+  if (r.wantSuspended === false) {
+    if (observed === 'running') {
+      r.wantSuspended = null
+      return false
+    }
+    if (!asleep) return false
+    return carryOut('resume', 'start', 'resuming')
+  }
+  if (observed !== 'suspended') return false
+  setPhase(
+    ctx,
+    spec.id,
+    r,
+    'suspended',
+    `suspended on ${node} outside Vigil (an operator's suspend): intended, left so until resumed`,
+    'observed.suspended',
+  )
+  return true
+}
+
+/** Where a failure counts: its node, or for a guest application the host its vm runs on. */
+function countedNode(ctx: StepContext, spec: ResourceSpec, node: string): string {
+  if (spec.kind !== 'guest-app' || !spec.vm) return node
+  return ctx.state.resources[spec.vm]?.node ?? node
+}
+
 function handleFailure(
   ctx: StepContext,
   spec: ResourceSpec,
@@ -462,14 +677,15 @@ function handleFailure(
   const node = r.node as string
   // Restarts in place (restart, reboot-vm, reset-vm) count on this node only: a resource that
   // moved starts its ladder over on its new node (rgmanager restarts in place first after a
-  // relocation; ApplicationHA counts per system). Relocations count on every node, which bounds a
-  // resource failing everywhere.
+  // relocation; ApplicationHA counts per system, and a guest application's system is its vm's host).
+  // Relocations count on every node, which bounds a resource failing everywhere.
+  const host = countedNode(ctx, spec, node)
   const countAt = (step: number) =>
     r.failures.filter(
       (f) =>
         f.step === step &&
         ctx.now - f.at < policy.windowMs &&
-        (policy.ladder[step] === 'relocate' || (f.node ?? node) === node),
+        (policy.ladder[step] === 'relocate' || (f.node ?? host) === host),
     ).length
   while (r.step < policy.ladder.length && countAt(r.step) >= policy.maxRestarts) r.step++
   if (r.step >= policy.ladder.length) {
@@ -480,6 +696,7 @@ function handleFailure(
       `${reason}; recovery ladder exhausted (${policy.ladder.join(' -> ')}, ${policy.maxRestarts} per step)`,
       'ladder.exhausted',
     )
+    finalAction(ctx, spec, r, policy.finalAction, reason)
     return
   }
   const g = ctx.state.governor
@@ -495,7 +712,7 @@ function handleFailure(
     return
   }
   g.restarts.push(ctx.now)
-  r.failures.push({ at: ctx.now, step: r.step, node })
+  r.failures.push({ at: ctx.now, step: r.step, node: host })
   const step = policy.ladder[r.step] as string
   const decision = ctx.record({
     kind: step === 'relocate' ? 'stop' : step === 'restart' ? 'restart' : 'recover-vm',
@@ -537,6 +754,7 @@ function handleFailure(
 function block(ctx: StepContext, spec: ResourceSpec, r: ResourceState, why: string, rule: string): void {
   r.phase = 'blocked'
   r.phaseSince = ctx.now
+  r.reason = { rule, why }
   const id = ctx.record({
     kind: 'blocked',
     resource: spec.id,
@@ -545,6 +763,45 @@ function block(ctx: StepContext, spec: ResourceSpec, r: ResourceState, why: stri
     rule,
   })
   ctx.alert(id, 'critical', `resource:${spec.id}`, `${spec.id} is blocked: ${why}`)
+}
+
+/**
+ * A blocked resource's final action (ExpressCluster's): stop it where it runs, with what depends on
+ * it; or fence its node (a guest application's node is its vm: refused at load). Notify: nothing
+ * more than the block's alert.
+ */
+function finalAction(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  action: 'notify' | 'stop' | 'fence-node',
+  reason: string,
+): void {
+  const node = r.node
+  if (action === 'notify' || node === null) return
+  if (action === 'fence-node') {
+    const n = ctx.state.nodes[node]
+    if (!n) return
+    n.fence.forced ??= `final action of ${spec.id}: ${reason}`
+    ctx.record({
+      kind: 'fence',
+      resource: spec.id,
+      node,
+      summary: `final action: fencing ${node}, where ${spec.id} failed past its ladder`,
+      rule: 'ladder.final-fence',
+    })
+    return
+  }
+  if (r.observed[node]?.state === 'stopped') return
+  const decision = ctx.record({
+    kind: 'stop',
+    resource: spec.id,
+    node,
+    summary: `final action: stopping it on ${node}`,
+    rule: 'ladder.final-stop',
+  })
+  stopDependentsFirst(ctx, spec.id, decision, 'which its final action stops')
+  issue(ctx, spec, r, { type: 'stop', node, decision })
 }
 
 function relocateVm(ctx: StepContext, vmId: string, decision: string): void {
@@ -653,7 +910,11 @@ function failback(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void 
   }
 }
 
-/** Evacuation: a vm that allows it is live-migrated (no downtime); anything else is relocated. */
+/**
+ * Evacuation of a resource running on the evacuated node: a vm that allows it is live-migrated (no
+ * downtime); anything else is relocated. A vm no other node can take keeps running where it is and
+ * waits (the node does not enter maintenance), tried again at each step.
+ */
 function evacuate(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
   const from = r.node as string
   if (spec.kind === 'vm' && spec.liveMigrate) {
@@ -664,11 +925,12 @@ function evacuate(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void 
         spec.id,
         r,
         'waiting',
-        `no node can take it while ${from} is evacuated`,
+        `no node can take it while ${from} is evacuated: it keeps running on ${from}`,
         'evacuate.no-target',
       )
       return
     }
+    setPhase(ctx, spec.id, r, 'running', `running on ${from}`, 'observed.running')
     const decision = ctx.record({
       kind: 'migrate',
       resource: spec.id,
@@ -680,6 +942,7 @@ function evacuate(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void 
     setPhase(ctx, spec.id, r, 'migrating', `to ${to}`, 'evacuate.live-migrate')
     return
   }
+  setPhase(ctx, spec.id, r, 'running', `running on ${from}`, 'observed.running')
   const decision = ctx.record({
     kind: 'stop',
     resource: spec.id,
@@ -769,22 +1032,41 @@ function keepStopped(ctx: StepContext, spec: ResourceSpec, r: ResourceState): vo
   issue(ctx, spec, r, { type: 'stop', node, decision })
 }
 
-/** What depends on `id` and is placed and managed: what must stop before it does. */
+/**
+ * What depends on `id` and is placed and managed: what must stop before it does. A vm stops what it
+ * runs with it, so what depends on an application inside it (from elsewhere) stops first too.
+ */
 function runningDependents(ctx: StepContext, id: string): ResourceSpec[] {
+  const stopping = new Set([id])
+  for (const app of ctx.resourceSpecs) if (app.kind === 'guest-app' && app.vm === id) stopping.add(app.id)
   return ctx.resourceSpecs.filter((dep) => {
-    if (!dep.dependsOn.includes(id)) return false
+    if (dep.kind === 'guest-app' && dep.vm === id) return false
+    if (!dep.dependsOn.some((d) => stopping.has(d))) return false
+    // An application in a vm that does not run does not run either: nothing to wait for.
+    if (dep.kind === 'guest-app' && dep.vm) {
+      const vm = ctx.state.resources[dep.vm]
+      if (!vm?.node || vm.observed[vm.node]?.state !== 'running') return false
+    }
     const ds = ctx.state.resources[dep.id] as ResourceState
     return ds.node !== null && ds.phase !== 'stopped' && ds.phase !== 'unmanaged'
   })
 }
 
-function stopDependentsFirst(ctx: StepContext, id: string, decision: string): boolean {
+function stopDependentsFirst(
+  ctx: StepContext,
+  id: string,
+  decision: string,
+  what = 'which is moving',
+): boolean {
   const dependents = runningDependents(ctx, id)
   for (const dep of dependents) {
     const ds = ctx.state.resources[dep.id] as ResourceState
+    const direct = dep.dependsOn.includes(id)
+    const inside = dep.dependsOn.find((d) => ctx.resourceSpecs.some((a) => a.id === d && a.vm === id))
+    const on = direct ? `${id},` : `${inside}, inside ${id},`
     if (!ds.pending && !ds.relocating)
       ds.relocating = {
-        why: `stopping first: it depends on ${id}, which is moving`,
+        why: `stopping first: it depends on ${on} ${what}`,
         rule: 'order.stop-dependents-first',
         decision,
       }
@@ -797,12 +1079,43 @@ function manageGuestApp(ctx: StepContext, spec: ResourceSpec, r: ResourceState):
   const vmId = spec.vm as string
   const vm = ctx.state.resources[vmId]
   if (vm?.phase !== 'running') {
+    // Its vm down, it is down: a stop asked of it (a dependency moving) is done.
+    r.relocating = null
     setPhase(ctx, spec.id, r, 'waiting', `its vm ${vmId} is ${vm?.phase ?? 'unknown'}`, 'wait.vm')
     return
   }
-  r.node = vmId
+  // Not placed yet, or stopped by Vigil (a dependency moved): a copy stopped there is to be started,
+  // not a failure to count. Placed in its vm once its guest has said something of it.
+  const placing = r.node === null
   const o = r.observed[vmId]
   if (!o) return
+  r.node = vmId
+  // A dependency of it is moving: it stops first, in its vm (what depends on it before it), like
+  // any resource; it then waits in its vm for its dependencies to run again. Never stopping it
+  // there would keep the dependency's relocation waiting for ever.
+  const rel = r.relocating
+  if (rel) {
+    if (o.state !== 'running') r.relocating = null
+    else if (stopDependentsFirst(ctx, spec.id, rel.decision))
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'stopping',
+        'waiting for what depends on it to stop first',
+        'order.stop-dependents-first',
+      )
+    else {
+      issue(ctx, spec, r, { type: 'stop', node: vmId, decision: rel.decision }, 'place')
+      r.relocating = null
+      setPhase(ctx, spec.id, r, 'stopping', rel.why, rel.rule)
+    }
+    return
+  }
+  if (placing && o.state === 'stopped') {
+    startInVmOnceDependenciesRun(ctx, spec, r, vmId)
+    return
+  }
   if (o.state === 'running') {
     setPhase(ctx, spec.id, r, 'running', `running in ${vmId}`, 'observed.running')
     return
@@ -810,6 +1123,33 @@ function manageGuestApp(ctx: StepContext, spec: ResourceSpec, r: ResourceState):
   const key = `${o.state}@${o.at}`
   if (r.handledFailure !== key)
     handleFailure(ctx, spec, r, `${o.state} in ${vmId}${o.reason ? ` (${o.reason})` : ''}`, key, o.state)
+}
+
+/**
+ * A guest application not running in its (running) vm and not failed there: started once its
+ * dependencies run, as `place` starts any resource.
+ */
+function startInVmOnceDependenciesRun(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  vmId: string,
+): void {
+  const dep = spec.dependsOn.find((d) => ctx.state.resources[d]?.phase !== 'running')
+  if (dep !== undefined) {
+    r.node = null // still to be placed in its vm
+    setPhase(ctx, spec.id, r, 'waiting', `waiting for ${dep} to run first`, 'order.depends-on')
+    return
+  }
+  const decision = ctx.record({
+    kind: 'start',
+    resource: spec.id,
+    node: vmId,
+    summary: `starting in ${vmId}: what it depends on runs again`,
+    rule: 'order.depends-on-ready',
+  })
+  issue(ctx, spec, r, { type: 'start', node: vmId, decision })
+  setPhase(ctx, spec.id, r, 'starting', `starting in ${vmId}`, 'order.depends-on-ready')
 }
 
 function place(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
@@ -1001,8 +1341,38 @@ export function agentRestarted(ctx: StepContext, node: string): void {
  * Other actions keep waiting: their outcome cannot be repeated safely.
  */
 export function heardAgain(ctx: StepContext, node: string): void {
-  for (const { spec, r, p } of pendingWhere(ctx, (p) => p.node === node && p.issuedAt < ctx.now))
+  for (const { spec, r, p } of pendingWhere(ctx, (p) => p.node === node && p.issuedAt < ctx.now)) {
     if (isIdempotent(p)) resend(ctx, spec, r, p, 'it was sent while the hub could not hear the node')
+    else if (!p.resultLost) askAgain(ctx, spec, r, p)
+  }
+}
+
+/**
+ * An action whose outcome cannot be repeated safely (a migration, a vm reset or reboot, a suspend
+ * or resume) is asked again under its own action id, which the agent keeps apart from the command's
+ * id and nonce: an agent that ran it (or runs it still) answers the repeat from its record, one that
+ * never got it runs it now. Its deadline stays the first copy's.
+ */
+function askAgain(ctx: StepContext, spec: ResourceSpec, r: ResourceState, p: PendingAction): void {
+  const decision = ctx.record({
+    kind: 'resource-phase',
+    resource: spec.id,
+    node: p.node,
+    summary: `${p.type} on ${p.node} asked again under its action id (it was sent while the hub could not hear the node): answered from the agent's record if it ran, never run twice`,
+    rule: 'action.asked-again',
+    correlationId: r.correlationId,
+  })
+  const resource = p.resource ?? spec.id
+  if (p.type === 'migrate')
+    ctx.actAgain({ type: 'migrate', id: p.actionId, decision, resource, node: p.node, to: p.to as string })
+  else
+    ctx.actAgain({
+      type: p.type as Exclude<PendingAction['type'], 'migrate' | 'start' | 'stop' | 'restart'>,
+      id: p.actionId,
+      decision,
+      resource,
+      node: p.node,
+    })
 }
 
 const isIdempotent = (p: PendingAction): p is PendingAction & { type: 'start' | 'stop' | 'restart' } =>
@@ -1117,9 +1487,13 @@ export function actionOutcome(
       if (!fenced) r.relocating = { why: 'live migration failed', rule: 'action.migrate-failed', decision }
       return
     }
+    if (p.type === 'suspend' || p.type === 'resume') {
+      suspensionOutcome(ctx, spec, r, p, ok, error?.message)
+      return
+    }
     if (ok) {
       if (p.type === 'stop') {
-        r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: 'stopped by Vigil' }
+        r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: STOPPED_BY_VIGIL }
         r.bootWaitFrom = null
         if (p.afterStop === 'place') {
           r.node = null
@@ -1128,14 +1502,33 @@ export function actionOutcome(
       } else if (targetIsSelf) {
         r.observed[p.node] = { state: 'running', at: ctx.now, reason: `${p.type} succeeded` }
         r.avoid = null
-        // Started (not restarted): placed anew, its ladder starts over on this node.
-        if (p.type === 'start') r.step = 0
+        // Started (not restarted): placed anew, its ladder starts over on this node, and so do
+        // the ladders of the applications inside a vm (their system is its host).
+        if (p.type === 'start') {
+          r.step = 0
+          for (const app of ctx.resourceSpecs)
+            if (app.kind === 'guest-app' && app.vm === spec.id) {
+              const a = ctx.state.resources[app.id]
+              if (a) a.step = 0
+            }
+        }
         r.guest = null // a (re)started vm's guest detector re-arms with its first heartbeat
         if (spec.kind === 'vm' && spec.bootAllowanceMs !== undefined) r.bootWaitFrom = ctx.now
         if (spec.kind === 'vm') forgetGuestApps(ctx, spec.id)
         setPhase(ctx, spec.id, r, 'running', `${p.type} on ${p.node} succeeded`, `action.${p.type}`)
       } else if (spec.vm && (p.type === 'reboot-vm' || p.type === 'reset-vm')) {
+        // The vm's guest boots again: its silence meanwhile is no hang (its detector re-arms with
+        // the first heartbeat, or waits out its boot allowance), as after the vm's own reset.
+        const vm = ctx.state.resources[spec.vm]
+        const vmSpec = ctx.resourceSpecs.find((s) => s.id === spec.vm)
+        if (vm) {
+          vm.guest = null
+          if (vmSpec?.bootAllowanceMs !== undefined) vm.bootWaitFrom = ctx.now
+          ctx.touched.add(spec.vm)
+        }
         forgetGuestApps(ctx, spec.vm)
+        // The reset stood in for a stop that failed: the app is placed in the new guest anew.
+        if (p.afterStop === 'place') r.node = null
       }
       return
     }
@@ -1148,6 +1541,10 @@ export function actionOutcome(
       rule: `action.${p.type}-failed`,
       correlationId: r.correlationId,
     })
+    if (p.type === 'stop' && spec.kind === 'guest-app') {
+      stopFailedInGuest(ctx, spec, r, p.node, message, decision)
+      return
+    }
     if (p.type === 'stop') {
       // It may still run there and cannot be stopped: only a fence makes the node safe.
       const n = ctx.node(p.node)
@@ -1179,7 +1576,7 @@ export function actionOutcome(
       r.handledFailure = null
       return
     }
-    r.failures.push({ at: ctx.now, step: r.step, node: p.node })
+    r.failures.push({ at: ctx.now, step: r.step, node: countedNode(ctx, spec, p.node) })
     if (p.type === 'start' && targetIsSelf) {
       // A failed or timed-out start leaves the resource in an unknown state there: stop it (the
       // force operation) before anything starts elsewhere; if that stop fails, the node is fenced.
@@ -1209,11 +1606,79 @@ export function actionOutcome(
  * A vm (re)booted: what its guest agent said about the applications inside is from before, and an
  * application is running again only once the new guest says so (it may still be booting).
  */
+/**
+ * A guest application that could not be stopped in its vm (its guest hung, its agent gone): the
+ * guest's fence is a reset of its vm, which stops everything in it, as Pacemaker fences a guest
+ * node by restarting its container. Its host is never fenced for it. Without a vm that can act,
+ * it waits for the vm's own recovery.
+ */
+function stopFailedInGuest(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  vmId: string,
+  message: string,
+  decision: string,
+): void {
+  const vm = ctx.state.resources[vmId]
+  const vmNode = vm?.node ?? null
+  if (vm?.pending || vmNode === null || ctx.node(vmNode).condition !== 'healthy') {
+    setPhase(
+      ctx,
+      spec.id,
+      r,
+      'waiting',
+      `cannot stop it in ${vmId} (${message}): waiting for its vm's own recovery`,
+      'safety.stop-failed-in-guest',
+    )
+    return
+  }
+  const reset = ctx.record({
+    kind: 'recover-vm',
+    resource: spec.id,
+    node: vmNode,
+    summary: `cannot stop it in ${vmId} (${message}): resetting ${vmId}, which stops all it runs`,
+    rule: 'safety.stop-failed-in-guest',
+    correlationId: decision,
+  })
+  issue(ctx, spec, r, { type: 'reset-vm', node: vmNode, decision: reset, resource: vmId }, 'place')
+  setPhase(
+    ctx,
+    spec.id,
+    r,
+    'stopping',
+    `cannot stop it in ${vmId} (${message}): resetting ${vmId}`,
+    'safety.stop-failed-in-guest',
+  )
+}
+
+/**
+ * A vm (re)started: what its old guest reported is forgotten, and a stop of an application waiting
+ * in it is settled, since the restart stopped everything the guest ran.
+ */
 function forgetGuestApps(ctx: StepContext, vmId: string): void {
   for (const app of ctx.resourceSpecs) {
     if (app.kind !== 'guest-app' || app.vm !== vmId) continue
     const r = ctx.state.resources[app.id]
-    if (r?.observed[vmId] === undefined) continue
+    if (!r) continue
+    const p = r.pending
+    if (p?.type === 'stop' && p.node === vmId) {
+      r.pending = null
+      ctx.record({
+        kind: 'resource-phase',
+        resource: app.id,
+        node: vmId,
+        summary: `stop in ${vmId} settled: ${vmId} was restarted, which stopped it`,
+        rule: 'action.stop-settled-by-vm',
+      })
+      if (p.afterStop === 'place') {
+        r.node = null
+        r.phase = 'recovering'
+        r.phaseSince = ctx.now
+        r.reason = { rule: 'action.stop-settled-by-vm', why: `${vmId} was restarted` }
+      }
+    }
+    if (r.observed[vmId] === undefined) continue
     delete r.observed[vmId]
     ctx.touched.add(app.id)
   }
@@ -1242,6 +1707,28 @@ export function applyResourceState(
   }
   r.observed[node] = reason ? { state, at: ctx.now, reason } : { state, at: ctx.now }
   ctx.touched.add(resource)
+}
+
+/** A vm monitor's answer with its age: an older answer than the one known changes nothing. */
+export function applyGuestSample(
+  ctx: StepContext,
+  input: { node: string; resource: string; ageMs: number },
+): void {
+  const r = ctx.state.resources[input.resource]
+  if (!r) return
+  const at = ctx.now - input.ageMs
+  const prev = r.guestSample
+  if (prev && prev.node === input.node && at <= prev.at) return
+  if (prev?.staleSaid && prev.node === input.node)
+    ctx.record({
+      kind: 'resource-phase',
+      resource: input.resource,
+      node: input.node,
+      summary: `its monitor on ${input.node} answers again, after ${((at - prev.at) / 1000).toFixed(1)} s`,
+      rule: 'monitor.answering',
+    })
+  r.guestSample = { node: input.node, at, staleSaid: false }
+  ctx.touched.add(input.resource)
 }
 
 export function applyGuestHeartbeat(ctx: StepContext, resource: string): void {

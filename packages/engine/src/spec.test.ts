@@ -78,6 +78,25 @@ describe('cluster spec', () => {
       'resources.1.vm: a guest-app needs the id of its vm resource',
     ])
   })
+
+  test("a guest-app's final action cannot fence its node (its node is its vm); a bad final action is refused", () => {
+    const spec = clusterSpecSchema.parse({
+      nodes: [{ id: 'n1' }],
+      resources: [
+        { id: 'vm1', kind: 'vm' },
+        { id: 'g', kind: 'guest-app', vm: 'vm1', policy: { finalAction: 'fence-node' } },
+        { id: 'web', policy: { finalAction: 'fence-node' } },
+      ],
+    })
+    expect(checkClusterSpec(spec)).toEqual([
+      "resources.1.policy.finalAction: a guest-app's node is its vm, never fenced; reset-vm in its ladder resets it",
+    ])
+    const bad = clusterSpecSchema.safeParse({
+      nodes: [{ id: 'n1' }],
+      resources: [{ id: 'web', policy: { finalAction: 'reboot' } }],
+    })
+    expect(bad.error?.issues[0]?.path.join('.')).toBe('resources.0.policy.finalAction')
+  })
 })
 
 describe('a cluster file whose resources could never run is refused', () => {

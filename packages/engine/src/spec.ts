@@ -1,11 +1,7 @@
+import { idSchema } from '@vigil/protocol/vocabulary'
 import { z } from 'zod'
 
-const id = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/,
-    'must be 1-63 characters of letters, digits, "_", ".", ":" or "-"',
-  )
+const id = idSchema
 const ms = z.number().int().nonnegative()
 
 /**
@@ -43,6 +39,12 @@ const policyFields = {
   /** Recovery steps in order; after the last one the resource is blocked (visible, alerted). */
   ladder: z.array(ladderStep).min(1),
   /**
+   * What a blocked resource's last failure also does (ExpressCluster's final action): notify only
+   * (left as it is, alerted); stop it where it runs (and what depends on it); or fence its node
+   * (a host that fails everything it is given is taken out, its other resources recover elsewhere).
+   */
+  finalAction: z.enum(['notify', 'stop', 'fence-node']),
+  /**
    * The deadline of an action whose driver declares no timeout (an agent that does not advertise
    * one): no result within it is a failure. An action whose driver declares a timeout has that
    * one's deadline, plus `actionMarginMs` (docs/engine.md, "Which clock governs each action").
@@ -65,6 +67,7 @@ const resourcePolicySchema = z.strictObject({
   windowMs: policyFields.windowMs.default(600_000),
   failureTimeoutMs: policyFields.failureTimeoutMs.default(600_000),
   ladder: policyFields.ladder.default(['restart', 'relocate']),
+  finalAction: policyFields.finalAction.default('notify'),
   actionTimeoutMs: policyFields.actionTimeoutMs.default(30_000),
   actionMarginMs: policyFields.actionMarginMs.default(10_000),
   stickiness: policyFields.stickiness.default(100),
@@ -141,6 +144,14 @@ export const clusterSpecSchema = z.strictObject({
       hub: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 100 }),
       disk: detectorSchema({ firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 50 }),
       guest: detectorSchema({ firstIntervalMs: 500, minStdDevMs: 200, acceptablePauseMs: 1000 }),
+      /**
+       * How far past a vm monitor's latest answer a guest's silence is still counted (a monitor
+       * answers about once a second). Past it, a monitor that stopped answering (a hung libvirtd,
+       * hung storage under the agent) would make a beating guest look hung.
+       */
+      monitorLagMs: ms.default(1500),
+      /** A vm monitor that has not answered for this long is stale: recorded and alerted, once. */
+      monitorStaleMs: ms.default(5000),
       /** A peer's report that it hears a node counts for this long. */
       peerReportTtlMs: ms.default(1500),
       /** All channels must agree a node is silent for this long before it is declared dead. */
@@ -158,6 +169,14 @@ export const clusterSpecSchema = z.strictObject({
        * the hub are not fenced for being slower to start.
        */
       startupGraceMs: ms.default(10_000),
+      /**
+       * The startup grace ends early for a node whose silence is witnessed this long on the channels
+       * that do not depend on its agent reconnecting: its disk heartbeat still while other nodes'
+       * disk beats arrive, and no fresh peer report hearing it. A host that crashed while the hub
+       * restarted is then failed over in seconds, not after the grace; a slow agent still beats
+       * on the disk and is heard by its peers, so it keeps its grace.
+       */
+      restartWitnessMs: ms.default(1000),
       /** After a device reports a live node off: no heartbeat for this long confirms it. */
       fenceVerifyMs: ms.default(500),
       /** Health hysteresis: consecutive bad evaluations before critical, good ones before passing. */
@@ -212,6 +231,10 @@ export function checkClusterSpec(spec: ClusterSpec): string[] {
     }
     if (r.kind === 'guest-app' && (!r.vm || !resources.has(r.vm)))
       problems.push(`resources.${i}.vm: a guest-app needs the id of its vm resource`)
+    if (r.kind === 'guest-app' && r.policy?.finalAction === 'fence-node')
+      problems.push(
+        `resources.${i}.policy.finalAction: a guest-app's node is its vm, never fenced; reset-vm in its ladder resets it`,
+      )
   })
   problems.push(...unsatisfiable(spec))
   return problems

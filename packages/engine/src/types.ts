@@ -1,3 +1,4 @@
+import type { FenceOutcome } from '@vigil/protocol/vocabulary'
 import type { PhiState } from './phi.js'
 
 /**
@@ -56,7 +57,23 @@ export interface NodeState {
   inventory: string[] | null
   /** Latest report from this node of which peers it hears. */
   hears: { at: number; peers: string[] } | null
-  power: { state: 'on' | 'off' | 'unknown'; at: number; device: string | null }
+  /**
+   * The last power reading: from a fence run's read-back, or (`polled`) from the hub's periodic
+   * status read of the node's fence devices, a channel of its own that proves nothing alone.
+   */
+  power: {
+    state: 'on' | 'off' | 'unknown'
+    at: number
+    device: string | null
+    polled?: boolean
+    /** For a polled reading: the node was heard (its heartbeats alive) when it was read. */
+    beating?: boolean
+  }
+  /**
+   * A device whose periodic reading said off while the node kept sending heartbeats: it (or its
+   * plug mapping) is wrong, and was said once; null or absent otherwise.
+   */
+  powerMismatch?: string | null
   condition: NodeCondition
   conditionSince: number
   /**
@@ -67,6 +84,12 @@ export interface NodeState {
   askedFor?: Record<string, number>
   /** When every channel was first seen silent (null while any channel hears it). */
   silentSince: number | null
+  /**
+   * Not heard since the hub (re)started: since when its silence has been witnessed on the channels
+   * that do not go through the hub (its disk heartbeat still while other nodes' advance, no peer
+   * hearing it). Absent or null while not.
+   */
+  graceWitness?: number | null
   health: HealthState
   fence: FenceState
   maintenance: Maintenance | null
@@ -94,7 +117,8 @@ export interface Maintenance {
   until: number | null
 }
 
-export type ObservedState = 'running' | 'stopped' | 'failed' | 'paused'
+/** suspended: a vm paused on purpose by an operator (the hypervisor says so): intended, no failure. */
+export type ObservedState = 'running' | 'stopped' | 'failed' | 'paused' | 'suspended'
 
 export type ResourcePhase =
   | 'stopped'
@@ -106,9 +130,19 @@ export type ResourcePhase =
   | 'waiting'
   | 'blocked'
   | 'unmanaged'
+  /** A vm an operator suspended (through Vigil or outside it): intended, never recovered. */
+  | 'suspended'
 
 /** Actions taken on a resource (fence and alert are not). */
-export type ResourceActionType = 'start' | 'stop' | 'restart' | 'reset-vm' | 'reboot-vm' | 'migrate'
+export type ResourceActionType =
+  | 'start'
+  | 'stop'
+  | 'restart'
+  | 'reset-vm'
+  | 'reboot-vm'
+  | 'migrate'
+  | 'suspend'
+  | 'resume'
 
 export interface PendingAction {
   actionId: string
@@ -118,6 +152,8 @@ export interface PendingAction {
   deadline: number
   /** For a migration: where it goes. */
   to?: string
+  /** The resource the action is on, when not the one pending it (a guest-app's reset of its vm). */
+  resource?: string
   /** What to do once a stop succeeds: place the resource elsewhere. */
   afterStop: 'place' | null
   /**
@@ -157,11 +193,28 @@ export interface ResourceState {
   bootWaitFrom?: number | null
   maintenance: Maintenance | null
   guest: PhiState | null
+  /**
+   * Its vm monitor's latest answer about the guest: on which node, when it was taken (engine time:
+   * received less the observation's age), and whether its staleness has been said. Absent or null:
+   * no observation carried an age (the guest is judged at the engine's now).
+   */
+  guestSample?: { node: string; at: number; staleSaid: boolean } | null
   correlationId: string | null
   /** Waiting for nodes not heard yet since the hub started (no alert until they had their chance). */
   awaitingNodes?: boolean
   /** An operator stopped it (target role stopped): kept stopped until started. Absent: false. */
   stoppedByOperator?: boolean
+  /**
+   * An operator's wish for a vm: true, suspended (kept so while its node lives); false, resumed
+   * (until it runs again); absent or null: none, and a suspend seen from outside is respected.
+   */
+  wantSuspended?: boolean | null
+  /**
+   * Why it is in its phase: the rule and the words of the last decision that put it there (or, for
+   * a resource still waiting, changed what it waits for). Absent in states saved before it existed.
+   * Nothing waits in silence: the hub exports it with the time spent waiting, and alerts on it.
+   */
+  reason?: { rule: string; why: string }
 }
 
 export interface EngineState {
@@ -188,6 +241,12 @@ export type Input =
   | { type: 'disk-heartbeat'; node: string }
   | { type: 'peer-view'; node: string; hears: string[] }
   | { type: 'guest-heartbeat'; resource: string }
+  /**
+   * A vm's monitor on `node` produced its latest answer `ageMs` ago (its observation's age): its
+   * guest is judged silent only up to what that monitor could see, never past a monitor that
+   * stopped answering.
+   */
+  | { type: 'guest-sample'; node: string; resource: string; ageMs: number }
   /** A node's links: degraded when a bond lost a slave or a NIC flaps (nic driver, issue #3). */
   | { type: 'link-state'; node: string; degraded: boolean; detail: string }
   /** How many of its configured ping targets (gateway, peers) a node reaches. */
@@ -206,7 +265,11 @@ export type Input =
       /** What its monitor said of a resource (a failure's detail), by resource id. */
       reasons?: Record<string, string>
     }
-  | { type: 'power-state'; node: string; state: 'on' | 'off'; device: string }
+  /**
+   * A node's power as a fence device read it: during a fence or a takeover, or (`polled`) by the
+   * hub's periodic status read, which counts as proof of death only with every other channel silent.
+   */
+  | { type: 'power-state'; node: string; state: 'on' | 'off'; device: string; polled?: boolean }
   | {
       type: 'action-result'
       actionId: string
@@ -240,8 +303,6 @@ export type Input =
    */
   | { type: 'agent-restarted'; node: string }
 
-export type FenceOutcome = 'off' | 'unreachable' | 'auth-failed' | 'still-on' | 'timeout'
-
 export type OperatorOp =
   /** live: the operator asked for a live migration (`vigil migrate`); the hub refuses it for anything else. */
   | { op: 'move'; resource: string; node: string; forMs: number; live?: boolean }
@@ -253,6 +314,11 @@ export type OperatorOp =
    * until started again; started lets the engine place it as usual.
    */
   | { op: 'target'; resource: string; role: 'stopped' | 'started' }
+  /**
+   * An operator suspends a running vm (pauses it in memory on its node, `vigil resource suspend`),
+   * or resumes it: an intended state, never recovered as a failure (VCS's admin suspend).
+   */
+  | { op: 'suspend'; resource: string; on: boolean }
   /** The cluster file was re-read (`vigil cluster reload`): recorded with what changed. */
   | { op: 'reload'; changes: string[] }
   | { op: 'ack-fence'; node: string; by: string }
@@ -265,6 +331,7 @@ export type OperatorOp =
 export type Action =
   | { type: 'start' | 'stop' | 'restart'; id: string; decision: string; resource: string; node: string }
   | { type: 'reboot-vm' | 'reset-vm'; id: string; decision: string; resource: string; node: string }
+  | { type: 'suspend' | 'resume'; id: string; decision: string; resource: string; node: string }
   /** Live migration of a running vm: no downtime; the agent on `node` moves it to `to`. */
   | { type: 'migrate'; id: string; decision: string; resource: string; node: string; to: string }
   | {

@@ -1,10 +1,8 @@
 import type { Logger } from '@vigil/kit'
+import type { FenceOutcome } from '@vigil/protocol'
 import type { FenceDevice, FenceErrorKind, PowerState } from './contract.js'
 import { FenceError } from './contract.js'
 import { runFenceOp } from './run.js'
-
-/** The same outcomes as the engine's fence-result input. */
-export type FenceOutcome = 'off' | 'unreachable' | 'auth-failed' | 'still-on' | 'timeout'
 
 export interface FenceStep {
   op: 'off' | 'status'

@@ -8,5 +8,5 @@ export {
   type Outlet,
   type PowerState,
 } from './contract.js'
-export { type FenceOutcome, type FenceRun, type FenceStep, fenceNode } from './fence-node.js'
+export { type FenceRun, type FenceStep, fenceNode } from './fence-node.js'
 export { runFenceOp } from './run.js'

@@ -10,3 +10,4 @@ export {
   verifyCommand,
 } from './signing.js'
 export * from './topics.js'
+export * from './vocabulary.js'

@@ -1,14 +1,11 @@
 import { z } from 'zod'
-import { NAME_PATTERN, PROTOCOL_VERSION } from './topics.js'
+import { PROTOCOL_VERSION } from './topics.js'
+import { nameSchema } from './vocabulary.js'
 
 // Every payload is a strict object: an unknown field is a sender bug or a newer protocol, and
 // either way the hub must say so rather than guess. Adding optional fields is a compatible change
 // only after every hub in the fleet knows them (docs/protocol.md, "Versioning").
 
-/** A cluster, node or hub name: safe as a topic level, label value and file name. */
-export const nameSchema = z
-  .string()
-  .regex(NAME_PATTERN, 'must be 1-63 characters of letters, digits, "_", "." or "-"')
 const name = nameSchema
 const version = z.literal(PROTOCOL_VERSION)
 const epochMs = z.number().int().nonnegative().max(8.64e15)
@@ -56,6 +53,9 @@ export const COMMAND_ACTIONS = [
   'reset-vm',
   'reboot-vm',
   'migrate',
+  /** A vm paused on purpose (an operator's `vigil resource suspend`), and continued. */
+  'suspend',
+  'resume',
 ] as const
 export type CommandAction = (typeof COMMAND_ACTIONS)[number]
 
@@ -154,16 +154,22 @@ export type Hypervisor = (typeof HYPERVISORS)[number]
 /**
  * One sample of a watched thing, in the driver contract's terms: `state` is the three-state
  * monitor result (running / stopped cleanly / failed), `paused` for a vm whose CPUs are stopped
- * (not serving, yet still holding its disks), or `unknown` when the monitor itself failed.
+ * (not serving, yet still holding its disks), `suspended` for one paused on purpose by an operator
+ * (no failure), or `unknown` when the monitor itself failed.
  * `hypervisor`: set for a vm, by drivers that manage one (absent for anything else).
  */
 export const observationSchema = z.strictObject({
   driver: z.string().max(64),
   target: z.string().max(256),
-  state: z.enum(['running', 'stopped', 'failed', 'paused', 'unknown']),
+  state: z.enum(['running', 'stopped', 'failed', 'paused', 'suspended', 'unknown']),
   detail: shortText.optional(),
   metrics: z.record(z.string().max(64), z.number().finite()).optional(),
   hypervisor: z.enum(HYPERVISORS).optional(),
+  /**
+   * How long ago its monitor produced this result (ms). A monitor that stopped answering leaves
+   * its last result standing: the age tells that from a resource that simply did not change.
+   */
+  ageMs: z.number().int().nonnegative().max(8.64e15).optional(),
 })
 export type Observation = z.infer<typeof observationSchema>
 

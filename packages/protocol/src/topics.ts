@@ -7,6 +7,8 @@
  * cmd. A broker ACL can therefore grant an agent `vigil/v1/<cluster>/node/<self>/#` minus `cmd`.
  * The version segment changes only for incompatible payload changes; see docs/protocol.md.
  */
+import { isValidName } from './vocabulary.js'
+
 export const PROTOCOL_VERSION = 1 as const
 export const TOPIC_ROOT = `vigil/v${PROTOCOL_VERSION}` as const
 
@@ -22,13 +24,6 @@ export const AGENT_CHANNELS = [
   'event',
   'ack',
 ] as const satisfies readonly NodeChannel[]
-
-/** Cluster and node names: safe as MQTT topic levels, label values and file names. */
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
-
-export function isValidName(name: string): boolean {
-  return NAME_PATTERN.test(name)
-}
 
 export function nodeTopic(cluster: string, node: string, channel: NodeChannel): string {
   return `${TOPIC_ROOT}/${cluster}/node/${node}/${channel}`

@@ -1,5 +1,8 @@
 import {
   type Action,
+  type AgentAction,
+  AgentTranslation,
+  actionResultInput,
   type ClusterSpec,
   type EngineEnv,
   type EngineState,
@@ -8,6 +11,7 @@ import {
   type ResourceSpec,
   step,
 } from '@vigil/engine'
+import type { CommandResult, Heartbeat, Observation, ObservationBatch, Status } from '@vigil/protocol'
 import { prng } from './prng.js'
 import type { ScriptEvent } from './script.js'
 import type { DeviceState, Instance, SimNode, WorldSpec } from './world.js'
@@ -48,8 +52,26 @@ export class Simulation {
   private hubDownUntil: number | null = null
   /** The hub is frozen rather than down: what agents send meanwhile waits for it (queued). */
   private hubFrozenSince: number | null = null
+  /** Nodes whose link to the hub delays each heartbeat: by `ms`, plus up to `jitterMs` at random. */
+  private readonly linkDelays = new Map<string, { ms: number; jitterMs: number }>()
   /** Vms whose guest hangs at boot, before its agent sends anything. */
   private readonly bootHangs = new Set<string>()
+  /** What each agent ran, by node and action id: see `answeredFromRecord`. */
+  private readonly agentRecords = new Map<string, { incarnation: number; ok: boolean | null }>()
+  /**
+   * Vms whose monitor stopped answering (`monitor-stall`): since when (sim time), and the guest
+   * heartbeat count of its last answer.
+   */
+  private readonly monitorStalls = new Map<string, { since: number; beats: number }>()
+  /** The hub's translation of what agents send (a restarted hub starts a new one). */
+  private translation = new AgentTranslation()
+  /** Shared-disk heartbeat slots as last written, by writer. */
+  private readonly diskSlots = new Map<string, { incarnation: number; counter: number }>()
+  /** Each vm's guest heartbeat count (its console's lines). */
+  private readonly guestBeats = new Map<string, number>()
+  private readonly heartbeatSeqs = new Map<string, number>()
+  private readonly batchSeqs = new Map<string, number>()
+  private resultSeq = 0
   private queuedWhileFrozen: Input[] = []
   /** Times at which to keep a copy of the engine state (a hub-restart's persisted state). */
   private snapshotTimes: number[] = []
@@ -69,9 +91,9 @@ export class Simulation {
   /** Resources whose next live migration fails halfway. */
   private readonly migrateFails = new Set<string>()
   private readonly connectivity = new Map<string, { reachable: number; total: number }>()
-  /** node -> what is degraded (a bond lost a slave); nodes that were, to report the recovery once. */
+  /** node -> what is degraded (a bond lost a slave); nodes whose agent watches its bond (once degraded). */
   private readonly degraded = new Map<string, string>()
-  private readonly wasDegraded = new Set<string>()
+  private readonly nicWatched = new Set<string>()
   private readonly random: () => number
   private readonly nodeIds: string[]
   private readonly env: EngineEnv
@@ -121,7 +143,7 @@ export class Simulation {
     const end = script.find((e) => e.verb === 'end')?.at ?? this.world.durationMs
     let next = 0
     this.snapshotTimes = script
-      .filter((e) => e.verb === 'hub-restart' && e.args[1] !== undefined)
+      .filter((e) => (e.verb === 'hub-restart' || e.verb === 'hub-takeover') && e.args[1] !== undefined)
       .map((e) => e.at - Number(e.args[1]) * 1000)
       .sort((x, y) => x - y)
     for (this.now = 0; this.now <= end; this.now += this.world.tickMs) {
@@ -248,81 +270,179 @@ export class Simulation {
     return stopped
   }
 
-  /** What the hub receives this tick: heartbeats, peer views, disk and guest heartbeats, reports. */
+  /**
+   * What the hub receives this tick, as agents send it: heartbeats (with the peers each hears and
+   * the shared-disk slots it read), complete observation batches (a host's resources, its links and
+   * pings, its vms' guest heartbeat counts; a guest agent's applications), birth messages. They
+   * reach the engine through the hub's own translation (AgentTranslation).
+   */
   private observe(): void {
-    const { intervals } = this.world
+    const { intervals, powerPollMs } = this.world
     const every = (ms: number) => this.now % ms === 0
+    if (powerPollMs > 0 && every(powerPollMs)) {
+      // The hub's periodic status read of each device, over the management network.
+      for (const [device, d] of [...this.devices.entries()].sort()) {
+        if (d.state === 'unreachable' || d.state === 'auth-fail') continue
+        const state = d.state === 'lying' ? 'off' : this.node(d.node).power
+        this.inbox.push({ type: 'power-state', node: d.node, state, device, polled: true })
+      }
+    }
+    // The shared disk: a writer's slot advances while its host, agent and disk are up.
+    if (every(intervals.diskMs))
+      for (const id of this.world.diskHeartbeat) {
+        const n = this.node(id)
+        if (n.power !== 'on' || !n.agent || n.disk !== 'ok') continue
+        const slot = this.diskSlots.get(id)
+        this.diskSlots.set(id, { incarnation: n.incarnation, counter: (slot?.counter ?? 0) + 1 })
+      }
+    // A guest's own heartbeat (its console line), counted while it is booted and not hung.
+    if (every(intervals.guestMs))
+      for (const r of this.spec.resources) {
+        if (r.kind !== 'vm') continue
+        const host = this.vmRunningOn(r.id)
+        const inst = host ? this.instances.get(r.id)?.get(host) : undefined
+        if (inst && this.now >= inst.bootedAt) this.guestBeats.set(r.id, (this.guestBeats.get(r.id) ?? 0) + 1)
+      }
+    const heard = new Set<string>()
     for (const id of this.nodeIds) {
       const n = this.node(id)
-      if (
-        every(intervals.diskMs) &&
-        n.power === 'on' &&
-        n.agent &&
-        n.disk === 'ok' &&
-        this.world.diskHeartbeat.includes(id)
-      ) {
-        this.inbox.push({ type: 'disk-heartbeat', node: id })
-      }
       if (!this.hubHears(id)) continue
+      heard.add(id)
       if (n.heardIncarnation !== n.incarnation) {
         // The first message of a restarted agent: the hub sees a new incarnation.
         n.heardIncarnation = n.incarnation
         this.inbox.push({ type: 'agent-restarted', node: id })
       }
-      if (n.declaredIncarnation !== n.incarnation && Object.keys(this.world.actionTimeouts).length > 0) {
+      if (n.declaredIncarnation !== n.incarnation) {
         // The agent's birth message: what each of its drivers declares per action.
         n.declaredIncarnation = n.incarnation
-        this.inbox.push({ type: 'action-timeouts', node: id, resources: this.world.actionTimeouts })
+        this.hear(this.translation.status(this.statusOf(id)))
       }
       if (every(intervals.heartbeatMs)) {
-        this.inbox.push({ type: 'heartbeat', node: id })
-        this.standbyHeard.set(id, this.now)
-      }
-      if (every(intervals.reportMs)) {
-        this.inbox.push({ type: 'peer-view', node: id, hears: this.peersOf(id) })
-        if (this.degraded.has(id))
-          this.inbox.push({
-            type: 'link-state',
-            node: id,
-            degraded: true,
-            detail: this.degraded.get(id) as string,
+        const hb = this.heartbeatOf(id)
+        const delay = this.linkDelays.get(id)
+        if (delay) {
+          // A slow or jittery link: each heartbeat arrives late, in whatever order its delay gives.
+          const ms = Math.round(delay.ms + this.random() * delay.jitterMs)
+          this.schedule(ms, () => {
+            if (this.hubDownUntil !== null) return
+            this.hear(this.translation.heartbeat(hb))
+            this.standbyHeard.set(id, this.now)
           })
-        else if (this.wasDegraded.delete(id))
-          this.inbox.push({ type: 'link-state', node: id, degraded: false, detail: 'all bond slaves up' })
-        const c = this.connectivity.get(id)
-        if (c) this.inbox.push({ type: 'connectivity', node: id, reachable: c.reachable, total: c.total })
-        for (const r of this.spec.resources) {
-          if (r.kind === 'guest-app' || (r.allowedNodes && !r.allowedNodes.includes(id))) continue
-          const inst = this.instances.get(r.id)?.get(id)
-          this.inbox.push({
-            type: 'resource-state',
-            node: id,
-            resource: r.id,
-            state: inst ? inst.state : 'stopped',
-          })
+        } else {
+          this.hear(this.translation.heartbeat(hb))
+          this.standbyHeard.set(id, this.now)
         }
       }
+      if (every(intervals.reportMs)) this.hear(this.translation.observations(this.hostBatch(id)))
     }
-    // Guest agents speak through their host's network.
+    // Guest agents speak through their host's network, once their guest has booted.
+    if (every(intervals.reportMs))
+      for (const r of this.spec.resources) {
+        if (r.kind !== 'vm') continue
+        const host = this.vmRunningOn(r.id)
+        const inst = host ? this.instances.get(r.id)?.get(host) : undefined
+        if (!host || !inst || !heard.has(host) || this.now < inst.bootedAt) continue
+        this.hear(this.translation.observations(this.guestBatch(r.id)))
+      }
+  }
+
+  /** Engine inputs the hub's translation made of a message. */
+  private hear(inputs: Input[]): void {
+    this.inbox.push(...inputs)
+  }
+
+  private heartbeatOf(id: string): Heartbeat {
+    const n = this.node(id)
+    const readsDisk = this.world.diskHeartbeat.includes(id) && n.disk === 'ok'
+    const seq = (this.heartbeatSeqs.get(id) ?? 0) + 1
+    this.heartbeatSeqs.set(id, seq)
+    return {
+      v: 1,
+      node: id,
+      incarnation: n.incarnation,
+      seq,
+      sentMono: this.now,
+      sentAt: this.now,
+      intervalMs: this.world.intervals.heartbeatMs,
+      hears: this.peersOf(id),
+      ...(readsDisk
+        ? {
+            disk: [...this.diskSlots]
+              .sort(([x], [y]) => x.localeCompare(y))
+              .map(([node, slot]) => ({ node, ...slot })),
+          }
+        : {}),
+    }
+  }
+
+  private statusOf(id: string): Status {
+    const timeouts = this.world.actionTimeouts
+    return {
+      v: 1,
+      node: id,
+      incarnation: this.node(id).incarnation,
+      state: 'online',
+      at: this.now,
+      agentVersion: 'sim',
+      role: 'host',
+      capabilities: [],
+      ...(Object.keys(timeouts).length > 0 ? { actionTimeouts: timeouts } : {}),
+    }
+  }
+
+  /**
+   * A host agent's complete batch: every resource it may run (running, or stopped), a vm with its
+   * guest heartbeat count and the age of its monitor's answer, its links once one was degraded,
+   * its ping targets.
+   */
+  private hostBatch(id: string): ObservationBatch {
+    const observations: Observation[] = []
     for (const r of this.spec.resources) {
-      if (r.kind !== 'vm') continue
-      const host = this.vmRunningOn(r.id)
-      const inst = host ? this.instances.get(r.id)?.get(host) : undefined
-      if (!host || !inst || !this.hubHears(host) || this.now < inst.bootedAt) continue
-      if (every(intervals.guestMs)) this.inbox.push({ type: 'guest-heartbeat', resource: r.id })
-      if (every(intervals.reportMs)) {
-        for (const app of this.spec.resources) {
-          if (app.kind !== 'guest-app' || app.vm !== r.id) continue
-          const a = this.instances.get(app.id)?.get(r.id)
-          this.inbox.push({
-            type: 'resource-state',
-            node: r.id,
-            resource: app.id,
-            state: a ? a.state : 'stopped',
-          })
-        }
+      if (r.kind === 'guest-app' || (r.allowedNodes && !r.allowedNodes.includes(id))) continue
+      const inst = this.instances.get(r.id)?.get(id)
+      const o: Observation = {
+        driver: r.kind === 'vm' ? 'libvirt' : 'process',
+        target: r.id,
+        state: inst ? inst.state : 'stopped',
       }
+      if (r.kind === 'vm' && inst?.state === 'running') {
+        // A stalled monitor keeps answering with its last sample, older by the tick.
+        const stall = this.monitorStalls.get(r.id)
+        o.metrics = { guestHeartbeats: stall ? stall.beats : (this.guestBeats.get(r.id) ?? 0) }
+        o.ageMs = stall ? this.now - stall.since : 0
+      }
+      observations.push(o)
     }
+    if (this.nicWatched.has(id)) {
+      const degraded = this.degraded.get(id)
+      observations.push(
+        degraded
+          ? { driver: 'nic', target: 'bond0', state: 'running', metrics: { degraded: 1 }, detail: degraded }
+          : { driver: 'nic', target: 'bond0', state: 'running' },
+      )
+    }
+    const c = this.connectivity.get(id)
+    if (c) observations.push({ driver: 'ping', target: 'gateways', state: 'running', metrics: { ...c } })
+    return this.batch(id, observations)
+  }
+
+  /** A guest agent's complete batch: the applications of its vm. */
+  private guestBatch(vm: string): ObservationBatch {
+    const observations: Observation[] = []
+    for (const app of this.spec.resources) {
+      if (app.kind !== 'guest-app' || app.vm !== vm) continue
+      const a = this.instances.get(app.id)?.get(vm)
+      observations.push({ driver: 'process', target: app.id, state: a ? a.state : 'stopped' })
+    }
+    return this.batch(vm, observations)
+  }
+
+  private batch(node: string, observations: Observation[]): ObservationBatch {
+    const seq = (this.batchSeqs.get(node) ?? 0) + 1
+    this.batchSeqs.set(node, seq)
+    const incarnation = this.nodes.get(node)?.incarnation ?? 1
+    return { v: 1, node, incarnation, seq, at: this.now, observations, complete: true }
   }
 
   /** Carries out an engine action, as the hub and the agents would, with delays. */
@@ -339,7 +459,7 @@ export class Simulation {
       return
     }
     if (a.type === 'migrate') {
-      this.migrate(a)
+      if (!this.answeredFromRecord(a)) this.migrate(a)
       return
     }
     this.checkStart(a)
@@ -349,12 +469,15 @@ export class Simulation {
         ? this.hubHears(host)
         : this.vmRunningOn(host) !== null && this.hubHears(this.vmRunningOn(host) as string)
     if (!reachable()) return // the command never arrives; the engine times out
+    if (this.answeredFromRecord(a)) return
     const delay = {
       start: delays.startMs,
       stop: delays.stopMs,
       restart: delays.restartMs,
       'reset-vm': delays.resetMs,
       'reboot-vm': delays.rebootMs,
+      suspend: delays.suspendMs,
+      resume: delays.suspendMs,
     }[a.type]
     // A command is carried out by the agent that received it: one that died meanwhile (even if a
     // new one has started since) took it along, unanswered.
@@ -370,14 +493,18 @@ export class Simulation {
           : (a.type === 'start' || a.type === 'restart') && this.startFails.has(`${a.resource}@${host}`)
       if (fails) {
         this.write('world', `${a.type} ${a.resource} on ${host}: failed`)
-        const error = {
-          kind: a.type === 'stop' ? ('transient' as const) : ('local' as const),
-          message: `${a.type} failed on ${host}`,
-        }
-        if (reachable()) this.inbox.push({ type: 'action-result', actionId: a.id, ok: false, error })
+        this.settleRecord(a, false)
+        if (reachable())
+          this.answer(a, {
+            code: a.type === 'stop' ? 'transient' : 'local',
+            message: `${a.type} failed on ${host}`,
+          })
         return
       }
-      if (a.type === 'stop') {
+      if (a.type === 'suspend' || a.type === 'resume') {
+        const i = byHost.get(host)
+        if (i) i.state = a.type === 'suspend' ? 'suspended' : 'running'
+      } else if (a.type === 'stop') {
         byHost.delete(host)
         if (this.resourceSpec(a.resource).kind === 'vm') this.dropGuestApps(a.resource)
       } else {
@@ -390,8 +517,55 @@ export class Simulation {
         if (this.resourceSpec(a.resource).kind === 'vm') this.bootGuestApps(a.resource)
       }
       this.write('world', `${a.type} ${a.resource} on ${host}: done`)
-      if (reachable()) this.inbox.push({ type: 'action-result', actionId: a.id, ok: true })
+      this.settleRecord(a, true)
+      if (reachable()) this.answer(a)
     })
+  }
+
+  /**
+   * The agent's record of the actions it ran, by action id (its idempotency key): an action asked
+   * again is answered from it (at once if it is over, when it ends otherwise), never run twice. An
+   * agent that restarted has no record of its predecessor's.
+   */
+  private answeredFromRecord(a: AgentAction): boolean {
+    const host = this.nodes.has(a.node) ? a.node : this.vmRunningOn(a.node)
+    if (host === null || !this.hubHears(host)) return false
+    const incarnation = this.nodes.has(a.node) ? this.node(a.node).incarnation : 0
+    const key = `${a.node}/${a.id}`
+    const record = this.agentRecords.get(key)
+    if (!record || record.incarnation !== incarnation) {
+      this.agentRecords.set(key, { incarnation, ok: null })
+      return false
+    }
+    this.write('world', `${a.type} ${a.resource} on ${a.node}: asked again, answered from the agent's record`)
+    if (record.ok === true) this.answer(a)
+    else if (record.ok === false)
+      this.answer(a, { code: 'transient', message: `${a.type} failed on ${a.node} (the agent's record)` })
+    return true
+  }
+
+  /**
+   * The agent's result of the command an action became (its id the action's), through the hub's
+   * translation; `error`: the driver's failure, its code the recovery scope.
+   */
+  private answer(a: AgentAction, error?: { code: string; message: string }): void {
+    const n = this.nodes.get(a.node)
+    const result: CommandResult = {
+      v: 1,
+      id: `00000000-0000-4000-8000-${String(++this.resultSeq).padStart(12, '0')}`,
+      node: a.node,
+      incarnation: n?.incarnation ?? 1,
+      status: error ? 'failed' : 'ok',
+      receivedAt: this.now,
+      finishedAt: this.now,
+      ...(error ? { error } : {}),
+    }
+    this.hear([actionResultInput(a.id, result)])
+  }
+
+  private settleRecord(a: { id: string; node: string }, ok: boolean): void {
+    const record = this.agentRecords.get(`${a.node}/${a.id}`)
+    if (record) record.ok = ok
   }
 
   /**
@@ -411,6 +585,7 @@ export class Simulation {
       const target = this.node(a.to)
       const ok =
         !fails && Boolean(inst) && target.power === 'on' && target.agent && this.node(a.node).power === 'on'
+      this.settleRecord(a, ok)
       if (ok && byHost && inst) {
         byHost.delete(a.node)
         byHost.set(a.to, inst)
@@ -423,18 +598,8 @@ export class Simulation {
       }
       const source = this.node(a.node)
       if (source.incarnation !== incarnation || !source.agent) return
-      if (this.hubHears(a.node)) {
-        this.inbox.push(
-          ok
-            ? { type: 'action-result', actionId: a.id, ok: true }
-            : {
-                type: 'action-result',
-                actionId: a.id,
-                ok: false,
-                error: { kind: 'transient', message: 'migration failed' },
-              },
-        )
-      }
+      if (this.hubHears(a.node))
+        this.answer(a, ok ? undefined : { code: 'transient', message: 'migration failed' })
     })
   }
 
@@ -511,6 +676,8 @@ export class Simulation {
         'world',
         'hub up: resumes from its persisted engine state; reads power status of nodes being fenced',
       )
+      // A new process: what the last one had counted (disk slots, guest beats) starts over.
+      this.translation = new AgentTranslation()
       this.inbox.push({ type: 'hub-restarted' })
     }
     for (const [id, n] of Object.entries(this.state.nodes)) {
@@ -585,6 +752,11 @@ export class Simulation {
       case 'loss':
         this.node(a as string).loss = Number(b) / 100
         break
+      case 'delay':
+        this.node(a as string) // a known node
+        if (Number(b) === 0 && !c) this.linkDelays.delete(a as string)
+        else this.linkDelays.set(a as string, { ms: Number(b), jitterMs: Number(c ?? 0) })
+        break
       case 'disk-hang':
       case 'disk-ok':
         this.node(a as string).disk = e.verb === 'disk-hang' ? 'hang' : 'ok'
@@ -599,6 +771,16 @@ export class Simulation {
         if (host) this.instances.get(a as string)?.delete(host)
         break
       }
+      case 'monitor-stall':
+        if (!this.monitorStalls.has(a as string))
+          this.monitorStalls.set(a as string, {
+            since: this.now,
+            beats: this.guestBeats.get(a as string) ?? 0,
+          })
+        break
+      case 'monitor-ok':
+        this.monitorStalls.delete(a as string)
+        break
       case 'guest-boot-hang':
         this.bootHangs.add(a as string)
         break
@@ -612,13 +794,34 @@ export class Simulation {
         break
       }
       case 'vm-pause':
+      case 'vm-suspend':
       case 'vm-resume': {
+        // pause: the hypervisor's own (an I/O error); suspend: an operator's, outside Vigil.
         for (const i of this.instances.get(a as string)?.values() ?? []) {
           if (e.verb === 'vm-pause' && i.state === 'running') i.state = 'paused'
-          else if (e.verb === 'vm-resume' && i.state === 'paused') i.state = 'running'
+          else if (e.verb === 'vm-suspend' && i.state === 'running') i.state = 'suspended'
+          else if (e.verb === 'vm-resume' && (i.state === 'paused' || i.state === 'suspended'))
+            i.state = 'running'
         }
         break
       }
+      case 'vm-migrate-outside': {
+        // An administrator live-migrates the vm with the hypervisor's own tools: it (and what
+        // runs in it) moves as a whole, the cluster not asked.
+        const byHost = this.instances.get(a as string)
+        const i = byHost?.get(b as string)
+        if (!byHost || !i) throw new Error(`script:${e.line}: ${a} does not run on ${b}`)
+        byHost.delete(b as string)
+        byHost.set(c as string, i)
+        break
+      }
+      case 'resource-suspend':
+      case 'resource-resume':
+        this.inbox.push({
+          type: 'operator',
+          op: { op: 'suspend', resource: a as string, on: e.verb === 'resource-suspend' },
+        })
+        break
       case 'device': {
         const dev = this.devices.get(a as string)
         if (!dev) throw new Error(`script:${e.line}: unknown fence device "${a}"`)
@@ -680,19 +883,27 @@ export class Simulation {
       }
       case 'nic-degrade':
         this.degraded.set(a as string, `bond0 lost slave ${b ?? 'eth1'}`)
+        this.nicWatched.add(a as string)
         break
       case 'nic-ok':
-        if (this.degraded.delete(a as string)) this.wasDegraded.add(a as string)
+        this.degraded.delete(a as string)
         break
       case 'evacuate':
         this.inbox.push({ type: 'operator', op: { op: 'evacuate', node: a as string } })
         break
       case 'hub-takeover':
         // The leader dies; a standby that listened all along leads once the lease has run out. The
-        // leader committed its state before every action, so the standby resumes it as it was.
+        // leader committed its state before every action and every 2 s: the standby resumes it as
+        // it was, or (a second argument) as it was that long before.
         this.hubDownUntil = this.now + Number(a) * 1000
         this.takingOver = true
-        this.write('world', `leader hub lost; a standby takes over in ${a} s (its lease)`)
+        if (b !== undefined) this.resumeFrom = this.snapshot
+        this.write(
+          'world',
+          b === undefined
+            ? `leader hub lost; a standby takes over in ${a} s (its lease)`
+            : `leader hub lost; a standby takes over in ${a} s (its lease), from the state committed ${b} s ago`,
+        )
         break
       case 'hub-pause':
         // SIGSTOP, or the hub's VM paused: it neither hears nor acts, but nothing is lost: what

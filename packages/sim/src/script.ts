@@ -3,13 +3,19 @@
  *
  *   power-off N | power-on N | crash N | agent-kill N | agent-start N
  *   partition N hub | partition N all | partition N M | heal N [hub|all|M] | loss N <percent>
+ *   delay N <ms> [<jitter-ms>] (each heartbeat from N reaches the hub that late; `delay N 0` ends it)
  *   disk-hang N | disk-ok N
  *   app-crash R [N] | app-stop R [N] | guest-hang VM | guest-resume VM | vm-pause VM | vm-resume VM
+ *   vm-suspend VM (an operator's suspend outside Vigil) | resource-suspend VM | resource-resume VM
+ *   vm-migrate-outside VM FROM TO (an administrator's live migration with the hypervisor's tools)
  *   guest-boot-hang VM | guest-boot-ok VM (its next boots hang before the guest agent starts, or not)
+ *   monitor-stall VM | monitor-ok VM (its host's monitor of it stops answering: no beat read, its
+ *     answer ages; the guest itself may still run)
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | migrate R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
  *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R | start-fail R N (its start and restart there)
+ *   hub-takeover <lease-seconds> [<state-age-seconds>] | hub-pause <seconds>
  *   migrate-fail R (its next live migration fails halfway: it stays on the source)
  *     (state age: the hub resumes from the state it persisted that long before it went down; the
  *     hub saves every 2 s and before any action, so a step that only reclassified can be lost)
@@ -31,6 +37,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   partition: [2, 2],
   heal: [1, 2],
   loss: [2, 2],
+  delay: [2, 3],
   'disk-hang': [1, 1],
   'disk-ok': [1, 1],
   'app-crash': [1, 2],
@@ -39,8 +46,14 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'guest-resume': [1, 1],
   'guest-boot-hang': [1, 1],
   'guest-boot-ok': [1, 1],
+  'monitor-stall': [1, 1],
+  'monitor-ok': [1, 1],
   'vm-pause': [1, 1],
   'vm-resume': [1, 1],
+  'vm-suspend': [1, 1],
+  'vm-migrate-outside': [3, 3],
+  'resource-suspend': [1, 1],
+  'resource-resume': [1, 1],
   device: [2, 2],
   move: [3, 3],
   migrate: [3, 3],
@@ -55,7 +68,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'nic-degrade': [1, 2],
   'nic-ok': [1, 1],
   'hub-restart': [1, 2],
-  'hub-takeover': [1, 1],
+  'hub-takeover': [1, 2],
   'hub-pause': [1, 1],
   'stop-fail': [1, 1],
   'start-fail': [2, 2],

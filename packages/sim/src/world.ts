@@ -20,6 +20,8 @@ export const worldSchema = z.strictObject({
       restartMs: z.number().int().nonnegative().default(400),
       resetMs: z.number().int().nonnegative().default(300),
       rebootMs: z.number().int().nonnegative().default(1500),
+      /** A suspend or a resume of a vm. */
+      suspendMs: z.number().int().nonnegative().default(200),
       /** A live migration, from the command to the vm running on the target (default: restartMs). */
       migrateMs: z.number().int().nonnegative().optional(),
       guestBootMs: z.number().int().nonnegative().default(1500),
@@ -45,6 +47,11 @@ export const worldSchema = z.strictObject({
    * when the hub first hears it (and again after each agent restart); none by default.
    */
   actionTimeouts: z.record(z.string(), z.record(z.string(), z.number().int().nonnegative())).default({}),
+  /**
+   * The hub reads every fence device's power status this often (its `fencing.powerPollMs`): a
+   * reachable device reports its node's power (a lying one: off); 0, the default, reads none.
+   */
+  powerPollMs: z.number().int().nonnegative().default(0),
   /** Fence device -> the node it powers (default: the node whose fencing lists it). */
   devices: z.record(z.string(), z.string()).default({}),
 })
@@ -67,7 +74,8 @@ export interface SimNode {
 }
 
 export interface Instance {
-  state: 'running' | 'failed' | 'paused'
+  /** paused: by its hypervisor (an I/O error); suspended: by an operator, on purpose. */
+  state: 'running' | 'failed' | 'paused' | 'suspended'
   hung: boolean
   /** Guest heartbeats start once booted (vms). */
   bootedAt: number

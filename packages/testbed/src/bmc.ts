@@ -22,15 +22,18 @@ export interface Bmc {
 /**
  * A lab host's power as a BMC's `hostCtl` program (written to `file`): on while any process lives
  * in its network namespace; off kills them all (a real power-off). Power-on is the caller's: it
- * starts the host's processes again.
+ * starts the host's processes again. With `offDelayMs`, an off first touches `<file>.off-requested`
+ * (so a test knows a fence is in flight) and takes that long: a slow BMC, which answers nothing
+ * else meanwhile (ipmi_sim waits for its chassis control).
  */
-export function netnsPowerControl(file: string, netns: string): string {
+export function netnsPowerControl(file: string, netns: string, opts: { offDelayMs?: number } = {}): string {
+  const slow = opts.offDelayMs ? `touch ${file}.off-requested; sleep ${opts.offDelayMs / 1000}; ` : ''
   writeFileSync(
     file,
     `#!/bin/sh
 case "$1" in
   status) [ -n "$(ip netns pids ${netns})" ] && echo on || echo off ;;
-  off) ip netns pids ${netns} | xargs -r kill -9 ;;
+  off) ${slow}ip netns pids ${netns} | xargs -r kill -9 ;;
 esac
 `,
   )

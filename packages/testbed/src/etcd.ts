@@ -36,54 +36,10 @@ export async function startEtcdCluster(opts: {
   const size = opts.size ?? 3
   const host = opts.host ?? '127.0.0.1'
   return retryOnPortClash(async () => {
-    const ports: { client: number; peer: number }[] = []
-    for (let i = 0; i < size; i++)
-      ports.push({ client: await stablePort(host), peer: await stablePort(host) })
-    const names = ports.map((_, i) => `etcd${i + 1}`)
-    const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[i]?.peer}`).join(',')
-    const token = `vigil-${process.pid}-${Date.now()}`
-    const members: EtcdMember[] = names.map((name, i) => {
-      const port = ports[i] as { client: number; peer: number }
-      const dataDir = join(opts.dir, name)
+    const plan = await etcdClusterPlan({ host, dir: opts.dir, size })
+    const members: EtcdMember[] = plan.map(({ name, clientUrl, dataDir, argv }) => {
       rmSync(dataDir, { recursive: true, force: true })
       mkdirSync(dataDir, { recursive: true })
-      const clientUrl = `http://${host}:${port.client}`
-      const argv = [
-        'etcd',
-        '--name',
-        name,
-        '--data-dir',
-        dataDir,
-        '--listen-client-urls',
-        clientUrl,
-        '--advertise-client-urls',
-        clientUrl,
-        '--listen-peer-urls',
-        `http://${host}:${port.peer}`,
-        '--initial-advertise-peer-urls',
-        `http://${host}:${port.peer}`,
-        '--initial-cluster',
-        initialCluster,
-        '--initial-cluster-state',
-        'new',
-        '--initial-cluster-token',
-        token,
-        '--heartbeat-interval',
-        '100',
-        '--election-timeout',
-        '1000',
-        // Small preallocated WAL segments and no snapshots to speak of: a test's cluster is tiny.
-        '--quota-backend-bytes',
-        String(256 * 1024 * 1024),
-        '--auto-compaction-mode',
-        'revision',
-        '--auto-compaction-retention',
-        '1000',
-        '--logger',
-        'zap',
-        '--log-outputs',
-        'stderr',
-      ]
       const logFile = join(opts.dir, `${name}.log`)
       const member: EtcdMember = {
         name,
@@ -106,19 +62,7 @@ export async function startEtcdCluster(opts: {
     const cluster: EtcdCluster = {
       members,
       endpoints: members.map((m) => m.clientUrl),
-      async healthy(endpoint = members[0]?.clientUrl as string) {
-        try {
-          // A linearizable range read goes through the raft leader: it fails without a quorum.
-          const res = await fetch(`${endpoint}/v3/kv/range`, {
-            method: 'POST',
-            body: JSON.stringify({ key: Buffer.from('health').toString('base64') }),
-            signal: AbortSignal.timeout(1000),
-          })
-          return res.ok
-        } catch {
-          return false
-        }
-      },
+      healthy: (endpoint = members[0]?.clientUrl as string) => etcdAnswers(endpoint),
       async stop() {
         await Promise.all(members.map((m) => m.daemon.stop()))
       },
@@ -132,6 +76,94 @@ export async function startEtcdCluster(opts: {
     }
     return cluster
   })
+}
+
+/** One member of an etcd cluster to start: its name, client URL, data directory and argv. */
+export interface EtcdMemberPlan {
+  name: string
+  clientUrl: string
+  dataDir: string
+  argv: string[]
+}
+
+/**
+ * The members of a fresh etcd cluster of `size` on `host` (Debian's etcd-server), each with its data
+ * directory under `dir`: short heartbeats and elections, so that a lost member is noticed in a
+ * test's time, and compaction, so that a hub's state writes do not grow its history without bound.
+ * Started by startEtcdCluster, or detached by a lab that outlives its starter (scripts/lab.mjs).
+ */
+export async function etcdClusterPlan(opts: {
+  host: string
+  dir: string
+  size?: number
+}): Promise<EtcdMemberPlan[]> {
+  const { host, dir } = opts
+  const ports: { client: number; peer: number }[] = []
+  for (let i = 0; i < (opts.size ?? 3); i++)
+    ports.push({ client: await stablePort(host), peer: await stablePort(host) })
+  const names = ports.map((_, i) => `etcd${i + 1}`)
+  const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[i]?.peer}`).join(',')
+  const token = `vigil-${process.pid}-${Date.now()}`
+  return names.map((name, i) => {
+    const port = ports[i] as { client: number; peer: number }
+    const dataDir = join(dir, name)
+    const clientUrl = `http://${host}:${port.client}`
+    const peerUrl = `http://${host}:${port.peer}`
+    const argv = [
+      'etcd',
+      '--name',
+      name,
+      '--data-dir',
+      dataDir,
+      '--listen-client-urls',
+      clientUrl,
+      '--advertise-client-urls',
+      clientUrl,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      initialCluster,
+      '--initial-cluster-state',
+      'new',
+      '--initial-cluster-token',
+      token,
+      '--heartbeat-interval',
+      '100',
+      '--election-timeout',
+      '1000',
+      // Small preallocated WAL segments and no snapshots to speak of: a test's cluster is tiny.
+      '--quota-backend-bytes',
+      String(256 * 1024 * 1024),
+      '--auto-compaction-mode',
+      'revision',
+      '--auto-compaction-retention',
+      '1000',
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
+    ]
+    return { name, clientUrl, dataDir, argv }
+  })
+}
+
+/**
+ * Whether etcd answers a linearizable read through `clientUrl`: that member is up and the cluster
+ * has a quorum (the read goes through the raft leader).
+ */
+export async function etcdAnswers(clientUrl: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${clientUrl}/v3/kv/range`, {
+      method: 'POST',
+      body: JSON.stringify({ key: Buffer.from('health').toString('base64') }),
+      signal: AbortSignal.timeout(1000),
+    })
+    return res.ok
+  } catch {
+    return false
+  }
 }
 
 /**

@@ -1,6 +1,13 @@
 export { type Bmc, netnsPowerControl, startBmc } from './bmc.js'
 export { Daemon, freePort, udpPortTaken, waitFor } from './daemon.js'
-export { type EtcdCluster, type EtcdMember, startEtcdCluster } from './etcd.js'
+export {
+  type EtcdCluster,
+  type EtcdMember,
+  type EtcdMemberPlan,
+  etcdAnswers,
+  etcdClusterPlan,
+  startEtcdCluster,
+} from './etcd.js'
 export { type HangableMount, startHangableMount } from './hung-mount.js'
 export {
   guestDomainXml,

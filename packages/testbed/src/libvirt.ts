@@ -19,7 +19,7 @@ import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
-import { Daemon, freePort, waitFor } from './daemon.js'
+import { Daemon, freePort, readOrEmpty, waitFor } from './daemon.js'
 
 const execFileAsync = promisify(execFile)
 /** Every virsh call is bounded: a wedged libvirtd must fail a test, not hang it. */
@@ -46,6 +46,11 @@ export interface Libvirt {
   domstate(name: string): Promise<string>
   /** Any virsh command on this libvirt (suspend, resume, ...). */
   virsh(args: string[]): Promise<string>
+  /**
+   * Hangs libvirtd (SIGSTOP: every call waits, guests run on) or lets it go on (SIGCONT), as a
+   * libvirtd stuck on a lock or on storage does. It may be shared with another test process's.
+   */
+  hang(on: boolean): void
   stop(): Promise<void>
 }
 
@@ -118,9 +123,24 @@ function listening(path: string): Promise<boolean> {
 }
 
 /** The first connection after a start waits for libvirt's QEMU capability probe (~12 s under TCG). */
-async function answers(): Promise<boolean> {
+async function answers(timeout = 60_000): Promise<boolean> {
   try {
-    await run('virsh', ['-c', URI, 'version'], { timeout: 60_000 })
+    await run('virsh', ['-c', URI, 'version'], { timeout })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Where test processes sharing the machine's libvirtd register (see startLibvirt). */
+const SHARED = '/run/vigil-testbed-libvirt'
+const LIBVIRT_SOCK = '/run/libvirt/libvirt-sock'
+/** A cold start probes QEMU's capabilities (~12 s under TCG idle, over a minute on a loaded CI). */
+const LIBVIRTD_START_MS = 240_000
+
+function alivePid(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
     return true
   } catch {
     return false
@@ -128,44 +148,144 @@ async function answers(): Promise<boolean> {
 }
 
 /**
+ * Runs `fn` holding the machine-wide registry lock (a directory: mkdir is atomic). A lock whose
+ * holder died, or held longer than any holder needs, is broken.
+ */
+async function withSharedLock<T>(fn: () => Promise<T>): Promise<T> {
+  mkdirSync(SHARED, { recursive: true })
+  const lock = join(SHARED, 'lock')
+  for (;;) {
+    try {
+      mkdirSync(lock)
+      writeFileSync(join(lock, 'pid'), String(process.pid))
+      break
+    } catch {
+      const holder = Number(readOrEmpty(join(lock, 'pid')))
+      const age = Date.now() - (statOrNull(lock)?.mtimeMs ?? Date.now())
+      if ((holder && !alivePid(holder)) || age > 30_000) rmSync(lock, { recursive: true, force: true })
+      else await sleep(50)
+    }
+  }
+  try {
+    return await fn()
+  } finally {
+    rmSync(lock, { recursive: true, force: true })
+  }
+}
+
+function statOrNull(path: string) {
+  try {
+    return statSync(path)
+  } catch {
+    return null
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** SIGTERM to a daemon's process group, SIGKILL after 3 s; waits until it is gone. */
+async function stopGroup(pid: number): Promise<void> {
+  const group = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig)
+    } catch {
+      // already gone
+    }
+  }
+  group('SIGCONT')
+  group('SIGTERM')
+  const until = Date.now() + 3000
+  while (alivePid(pid) && Date.now() < until) await sleep(50)
+  if (alivePid(pid)) group('SIGKILL')
+  while (alivePid(pid)) await sleep(50)
+}
+
+/**
+ * Makes the machine's libvirtd answer, starting it if nobody serves. Another test process may be
+ * starting one at the same moment (ours then exits on the pid file: wait for theirs), or the last
+ * user of one may stop it while we wait (then start it again). Returns the pids we started.
+ */
+async function ensureLibvirtd(dir: string): Promise<number[]> {
+  const until = Date.now() + LIBVIRTD_START_MS
+  let libvirtd: Daemon | undefined
+  const started: number[] = []
+  for (;;) {
+    // The first answer after a start waits for the QEMU capability probe.
+    if (await answers(Math.max(1000, until - Date.now()))) return started
+    if (libvirtd && !libvirtd.alive && !/acquire pid file/.test(libvirtd.log()))
+      throw new Error(`testbed: libvirtd exited: ${libvirtd.log().slice(-2000)}`)
+    if (Date.now() > until)
+      throw new Error(
+        `testbed: libvirtd not answering within ${LIBVIRTD_START_MS} ms${libvirtd ? `: ${libvirtd.log().slice(-2000)}` : ''}`,
+      )
+    if (!libvirtd?.alive && !(await listening(LIBVIRT_SOCK))) {
+      if (started.length === 0) forgetRememberedOwners()
+      // Never let libvirtd create its NAT network (virbr0 and firewall rules) on a shared machine.
+      rmSync('/etc/libvirt/qemu/networks/autostart/default.xml', { force: true })
+      // In the foreground, as our own children: a daemonizing libvirtd keeps the caller's pipes open.
+      if (!(await listening('/run/libvirt/virtlogd-sock'))) {
+        const virtlogd = Daemon.start('virtlogd', ['virtlogd'], { logFile: join(dir, 'virtlogd.log') })
+        started.push(virtlogd.pid)
+      }
+      // /dev/kvm exists on these machines but the qemu user cannot use it: libvirt then probes QEMU
+      // with KVM, finds its cached capabilities invalid ("KVM was enabled when probing, but it is not
+      // available now") and probes again, ~30 s per domain definition. In a private mount namespace
+      // where /dev/kvm is /dev/null, KVM is consistently absent, the cache holds, and guests are TCG.
+      libvirtd = Daemon.start(
+        'libvirtd',
+        [
+          'unshare',
+          '--mount',
+          'sh',
+          '-c',
+          '[ -e /dev/kvm ] && mount --bind /dev/null /dev/kvm; exec libvirtd',
+        ],
+        { logFile: join(dir, 'libvirtd.log') },
+      )
+      started.push(libvirtd.pid)
+      // Clients connecting while libvirtd probes QEMU can stall its start: wait for the socket.
+      const socketBy = Date.now() + 30_000
+      while (libvirtd.alive && !(await listening(LIBVIRT_SOCK)) && Date.now() < socketBy) await sleep(100)
+    } else await sleep(500)
+  }
+}
+
+/**
  * The machine's libvirt (qemu:///system), started by hand if it is not running (no systemd here):
- * virtlogd and libvirtd as our children, stopped again only if this call started them (the
- * first caller in a process tree owns them; concurrent test files reuse a running one). Guests are QEMU
- * under TCG (`type='qemu'`): nested KVM does not work on these machines. Needs root.
+ * virtlogd and libvirtd in their own process groups. Test processes running at once share it: each
+ * registers in /run/vigil-testbed-libvirt, and the last one to stop stops the daemons a testbed
+ * started (never a libvirtd that was running before any test). Guests are QEMU under TCG
+ * (`type='qemu'`): nested KVM does not work on these machines. Needs root.
  */
 export async function startLibvirt(): Promise<Libvirt> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-libvirt-'))
-  const daemons: Daemon[] = []
-  if (!(await answers())) {
-    forgetRememberedOwners()
-    // Never let libvirtd create its NAT network (virbr0 and firewall rules) on a shared machine.
-    rmSync('/etc/libvirt/qemu/networks/autostart/default.xml', { force: true })
-    // In the foreground, as our own children: a daemonizing libvirtd keeps the caller's pipes open.
-    if (!(await listening('/run/libvirt/virtlogd-sock')))
-      daemons.push(Daemon.start('virtlogd', ['virtlogd'], { logFile: join(dir, 'virtlogd.log') }))
-    // /dev/kvm exists on these machines but the qemu user cannot use it: libvirt then probes QEMU
-    // with KVM, finds its cached capabilities invalid ("KVM was enabled when probing, but it is not
-    // available now") and probes again, ~30 s per domain definition. In a private mount namespace
-    // where /dev/kvm is /dev/null, KVM is consistently absent, the cache holds, and guests are TCG.
-    const libvirtd = Daemon.start(
-      'libvirtd',
-      ['unshare', '--mount', 'sh', '-c', '[ -e /dev/kvm ] && mount --bind /dev/null /dev/kvm; exec libvirtd'],
-      { logFile: join(dir, 'libvirtd.log') },
-    )
-    daemons.push(libvirtd)
-    await waitFor(
-      'libvirtd',
-      async () => {
-        // Another test process started one at the same moment: use that one.
-        if (!libvirtd.alive && /acquire pid file/.test(libvirtd.log())) return answers()
-        if (!libvirtd.alive) throw new Error(`libvirtd exited: ${libvirtd.log().slice(-2000)}`)
-        // Clients connecting while libvirtd probes QEMU can stall its start: wait for the socket.
-        return listening('/run/libvirt/libvirt-sock')
-      },
-      30_000,
-    )
-    await waitFor('libvirtd answering', answers, 60_000)
+  const user = join(SHARED, 'users', `${process.pid}-${randomUUID()}`)
+  await withSharedLock(async () => {
+    mkdirSync(dirname(user), { recursive: true })
+    writeFileSync(user, '')
+  })
+  const daemons = join(SHARED, 'daemons')
+  try {
+    const started = (await ensureLibvirtd(dir)).filter(alivePid)
+    if (started.length > 0)
+      await withSharedLock(async () => appendFileSync(daemons, started.map((pid) => `${pid}\n`).join('')))
+  } catch (err) {
+    rmSync(user, { force: true })
+    throw err
   }
+  const release = () =>
+    withSharedLock(async () => {
+      rmSync(user, { force: true })
+      const users = readdirSync(dirname(user))
+      // A test process that died without stopping uses nothing any more.
+      for (const name of users.filter((n) => !alivePid(Number(n.split('-')[0]))))
+        rmSync(join(dirname(user), name), { force: true })
+      if (users.some((n) => alivePid(Number(n.split('-')[0])))) return
+      // The last user: stop what testbeds started, libvirtd before its virtlogd.
+      const pids = readOrEmpty(daemons).split('\n').filter(Boolean).map(Number).reverse()
+      for (const pid of pids) await stopGroup(pid)
+      rmSync(daemons, { force: true })
+    })
   const defined: string[] = []
   // QEMU runs as libvirt-qemu: the console files' directory must be writable by it.
   const consoles = join(dir, 'console')
@@ -194,13 +314,16 @@ export async function startLibvirt(): Promise<Libvirt> {
     async domstate(name) {
       return (await run('virsh', ['-c', URI, 'domstate', name])).stdout.trim()
     },
+    hang(on) {
+      process.kill(Number(readFileSync('/run/libvirtd.pid', 'utf8')), on ? 'SIGSTOP' : 'SIGCONT')
+    },
     async stop() {
       // qemu processes outlive libvirtd: destroy our guests first.
       for (const name of defined) {
         await run('virsh', ['-c', URI, 'destroy', name]).catch(() => {})
         await run('virsh', ['-c', URI, 'undefine', name]).catch(() => {})
       }
-      for (const d of daemons.reverse()) await d.stop()
+      await release()
       rmSync(dir, { recursive: true, force: true })
     },
   }
@@ -301,6 +424,10 @@ export async function startPeerLibvirt(
     virsh,
     async domstate(name) {
       return (await virsh(['domstate', name])).trim()
+    },
+    hang(on) {
+      // Its own /run/libvirt (see preparePeerLibvirt): the daemon itself, not the shell that ran it.
+      process.kill(Number(readFileSync(join(dir, 'run', 'libvirtd.pid'), 'utf8')), on ? 'SIGSTOP' : 'SIGCONT')
     },
     async stop() {
       const names = (await virsh(['list', '--all', '--name']).catch(() => '')).split('\n').filter(Boolean)

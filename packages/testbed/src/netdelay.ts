@@ -70,10 +70,11 @@ export async function startNetworkDelay(
           // the namespace's processes or rules went with a crash of the host
         }
       }
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve))
-        child.kill('SIGTERM')
-        await exited
+      // 'close', not 'exit': its last words ("held N packets") may still be in the pipe at exit.
+      if (child.stdout?.readableEnded !== true) {
+        const closed = new Promise((resolve) => child.once('close', resolve))
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+        await closed
       }
       return { packets: Number(/held (\d+) packets/.exec(output)?.[1] ?? 0) }
     },

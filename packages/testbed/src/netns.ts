@@ -73,19 +73,12 @@ export class NetnsHost {
 
   /** PIDs of every process inside the namespace. */
   pids(): number[] {
-    const out = execFileSync('ip', ['netns', 'pids', this.name], { encoding: 'utf8' })
-    return out.split('\n').filter(Boolean).map(Number)
+    return namespacePids(this.name)
   }
 
   /** A crash (or a power-off): SIGKILL of every process of the host. */
   killAll(): void {
-    for (const pid of this.pids()) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // gone already
-      }
-    }
+    signalNamespace(this.name, 'SIGKILL')
   }
 
   destroy(): void {
@@ -111,8 +104,32 @@ export interface LabHost {
   /** Delay and jitter each way on its lab link until the handle is stopped (netdelay.ts). */
   delay(options: { delayMs: number; jitterMs?: number; seed?: number }): Promise<NetworkDelay>
   pids(): number[]
+  /**
+   * `signal` to every process of the host (SIGSTOP: a hang with the power on); a process that
+   * exits between the listing and its signal is skipped.
+   */
+  signalAll(signal: NodeJS.Signals): void
   /** Crash or power-off: SIGKILL of every process of the host. */
   killAll(): void
+}
+
+/** PIDs of every process inside the network namespace `netns`. */
+export function namespacePids(netns: string): number[] {
+  return execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .map(Number)
+}
+
+/** `signal` to every process of `netns`; one gone between the listing and its signal is skipped. */
+export function signalNamespace(netns: string, signal: NodeJS.Signals): void {
+  for (const pid of namespacePids(netns)) {
+    try {
+      process.kill(pid, signal)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
+    }
+  }
 }
 
 /**
@@ -183,11 +200,6 @@ export class NetnsLab {
       ip('-n', netns, 'addr', 'add', `${hostIp}/24`, 'dev', 'eth0')
       ip('-n', netns, 'link', 'set', 'eth0', 'up')
       ip('-n', netns, 'link', 'set', 'lo', 'up')
-      const pids = () =>
-        execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' })
-          .split('\n')
-          .filter(Boolean)
-          .map(Number)
       lab.hosts.set(name, {
         name,
         netns,
@@ -196,16 +208,9 @@ export class NetnsLab {
         link: (up) => ip('-n', bridgeNs, 'link', 'set', port, up ? 'up' : 'down'),
         loss: (percent) => setPacketLoss(netns, percent),
         delay: (options) => startNetworkDelay(netns, options),
-        pids,
-        killAll: () => {
-          for (const pid of pids()) {
-            try {
-              process.kill(pid, 'SIGKILL')
-            } catch {
-              // gone already
-            }
-          }
-        },
+        pids: () => namespacePids(netns),
+        signalAll: (signal) => signalNamespace(netns, signal),
+        killAll: () => signalNamespace(netns, 'SIGKILL'),
       })
     })
     return lab

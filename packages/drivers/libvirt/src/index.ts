@@ -10,6 +10,7 @@ import {
   type MonitorResult,
 } from '@vigil/driver-kit'
 import { runCommand } from '@vigil/kit'
+import { isValidName } from '@vigil/protocol'
 import { z } from 'zod'
 import { domainTypeOf, libvirtHypervisor, libvirtUri } from './uri.js'
 
@@ -210,6 +211,9 @@ class LibvirtDriver implements Driver {
         ? { state: 'running', detail, metrics }
         : { state: 'running', detail }
     }
+    // Paused by a user (virsh suspend, Vigil's suspend) is intended; by libvirt itself (an I/O
+    // error, a full disk, a watchdog) it is a fault, recovered.
+    if (state === 'paused' && reason === 'user') return { state: 'suspended', detail }
     if (state === 'paused' || state === 'pmsuspended') return { state: 'paused', detail }
     if (state === 'crashed' || CRASHED.test(reason)) return { state: 'failed', detail }
     if (state === 'shut off') return { state: 'stopped', detail }
@@ -239,7 +243,7 @@ class LibvirtDriver implements Driver {
     if (now.state === 'running') return
     this.stoppedByUs = false
     // A paused guest is resumed, not started twice; a crashed one is started again.
-    if (now.state === 'paused') await this.virsh(['resume', this.config.domain], ctx.signal)
+    if (asleep(now.state)) await this.virsh(['resume', this.config.domain], ctx.signal)
     else await this.virsh(['start', this.config.domain], ctx.signal)
   }
 
@@ -279,7 +283,7 @@ class LibvirtDriver implements Driver {
   /** Pauses the guest in memory (it keeps its disks): a suspended guest is not stopped. */
   async suspend(ctx: ActionContext): Promise<void> {
     const now = await this.ask(ctx)
-    if (now.state === 'paused') return
+    if (asleep(now.state)) return
     if (now.state !== 'running')
       throw new DriverError('local', `${this.config.domain} is ${now.state}, not running: nothing to suspend`)
     await this.virsh(['suspend', this.config.domain], ctx.signal)
@@ -288,7 +292,7 @@ class LibvirtDriver implements Driver {
   async resume(ctx: ActionContext): Promise<void> {
     const now = await this.ask(ctx)
     if (now.state === 'running') return
-    if (now.state !== 'paused')
+    if (!asleep(now.state))
       throw new DriverError('local', `${this.config.domain} is ${now.state}, not paused: nothing to resume`)
     await this.virsh(['resume', this.config.domain], ctx.signal)
   }
@@ -300,12 +304,11 @@ class LibvirtDriver implements Driver {
    */
   async migrate(ctx: ActionContext): Promise<void> {
     const target = ctx.target ?? ''
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(target))
-      throw new DriverError('config', `migrate: "${target}" is not a node name`)
+    if (!isValidName(target)) throw new DriverError('config', `migrate: "${target}" is not a node name`)
     const uri = this.config.migrateUri.replaceAll('{node}', target)
     const { domain } = this.config
     const here = await this.ask(ctx)
-    if (here.state !== 'running' && here.state !== 'paused') {
+    if (here.state !== 'running' && !asleep(here.state)) {
       const there = await this.virsh(['domstate', domain], ctx.signal, { uri }).catch(() => '')
       if (there.trim() === 'running') return
       throw new DriverError(
@@ -484,4 +487,9 @@ export const libvirtDriver: DriverFactory<typeof libvirtConfigSchema> = {
     'A libvirt guest: start, graceful stop then destroy, domstate monitor (paused is not online) with domstats counters, reset, reboot',
   configSchema: libvirtConfigSchema,
   create: (config) => new LibvirtDriver(config),
+}
+
+/** Paused in memory, by libvirt itself or by a user: holds its disks, continued by a resume. */
+function asleep(state: string): boolean {
+  return state === 'paused' || state === 'suspended'
 }

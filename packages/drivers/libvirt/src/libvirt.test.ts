@@ -37,7 +37,7 @@ async function waitFor(done: () => boolean, ms = 10_000): Promise<void> {
 let libvirt: Libvirt
 beforeAll(async () => {
   libvirt = await startLibvirt()
-}, 120_000)
+}, 300_000)
 afterAll(() => libvirt?.stop())
 
 driverConformance(libvirtDriver, async () => {
@@ -65,12 +65,12 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     })
   const ctx = { log }
 
-  test('a paused guest is "paused", never "stopped": it still holds its disks', async () => {
+  test('a guest suspended by a user is "suspended", never "stopped": it still holds its disks', async () => {
     const domain = await libvirt.defineGuest()
     const d = make(domain)
     await runAction(d, 'start', ctx)
     await libvirt.virsh(['suspend', domain])
-    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'paused' })
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'suspended' })
     await runAction(d, 'start', ctx) // resumes it rather than starting a second copy
     expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'running' })
     await runAction(d, 'stop', ctx)
@@ -115,7 +115,7 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
   })
 
-  test('suspend and resume: each idempotent, a suspended guest is "paused"', async () => {
+  test('suspend and resume: each idempotent, a guest suspended by a user is "suspended"', async () => {
     const domain = await libvirt.defineGuest()
     const d = make(domain)
     expect(d.capabilities).toEqual(expect.arrayContaining(['suspend', 'resume', 'migrate']))
@@ -124,7 +124,7 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     await runAction(d, 'suspend', ctx)
     await runAction(d, 'suspend', ctx)
     expect(await libvirt.domstate(domain)).toBe('paused')
-    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'paused' })
+    expect(await runAction(d, 'monitor', ctx)).toMatchObject({ state: 'suspended', detail: 'paused (user)' })
     await runAction(d, 'resume', ctx)
     await runAction(d, 'resume', ctx)
     expect(await libvirt.domstate(domain)).toBe('running')

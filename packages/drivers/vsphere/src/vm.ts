@@ -5,6 +5,7 @@ import {
   type DriverErrorKind,
   type MonitorResult,
 } from '@vigil/driver-kit'
+import { nameSchema } from '@vigil/protocol'
 import {
   connect,
   type MoRef,
@@ -22,7 +23,7 @@ import {
 import { z } from 'zod'
 
 const esxHostName = z.string().min(1).max(255)
-const nodeName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a node name')
+const nodeName = nameSchema
 
 export const vsphereVmConfigSchema = z.strictObject({
   ...vsphereConnectionFields,
@@ -164,7 +165,8 @@ export class VsphereVmDriver implements Driver {
         detail: `vCenter cannot vouch for it: vm ${vm.connectionState}, host ${host?.connectionState ?? 'unknown'} (last known ${vm.powerState})`,
       }
     }
-    if (vm.powerState === 'suspended') return { state: 'paused', detail: 'suspended' }
+    // Only an explicit suspend (an operator's, or Vigil's for one) puts a vSphere vm in this state.
+    if (vm.powerState === 'suspended') return { state: 'suspended', detail: 'suspended' }
     if (vm.powerState !== 'poweredOn') {
       if (this.expectRunning) return { state: 'failed', detail: `${vm.powerState} behind Vigil's back` }
       return { state: 'stopped', detail: vm.powerState }

@@ -176,13 +176,13 @@ describe('vsphere VM driver against vcsim', { timeout: 60_000 }, () => {
     expect(await runAction(a, 'monitor', ctx)).toMatchObject({ state: 'stopped' })
   })
 
-  test('suspend is paused (not stopped), resume and start both continue it', async () => {
+  test('suspend is suspended (not stopped, not failed), resume and start both continue it', async () => {
     const vm = takeVm()
     const a = make(vm, h0())
     await runAction(a, 'start', ctx)
     await runAction(a, 'suspend', ctx)
     await runAction(a, 'suspend', ctx)
-    expect(await runAction(a, 'monitor', ctx)).toMatchObject({ state: 'paused' })
+    expect(await runAction(a, 'monitor', ctx)).toMatchObject({ state: 'suspended' })
     await runAction(a, 'resume', ctx)
     await runAction(a, 'resume', ctx)
     expect(await runAction(a, 'monitor', ctx)).toMatchObject({ state: 'running' })

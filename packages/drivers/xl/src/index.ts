@@ -7,6 +7,7 @@ import {
   type MonitorResult,
 } from '@vigil/driver-kit'
 import { runCommand } from '@vigil/kit'
+import { isValidName } from '@vigil/protocol'
 import { z } from 'zod'
 import {
   configFileDomainName,
@@ -79,7 +80,6 @@ export const xlConfigSchema = z.strictObject({
 })
 export type XlConfig = z.output<typeof xlConfigSchema>
 
-const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
 /** Rounds of destroy in a stop: xl may create the domain again while a reboot of its own is under way. */
 const DESTROY_ROUNDS = 3
 
@@ -378,7 +378,7 @@ class XlDriver implements Driver {
    */
   async migrate(ctx: ActionContext): Promise<void> {
     const target = ctx.target ?? ''
-    if (!NODE_NAME.test(target)) throw new DriverError('config', `migrate: "${target}" is not a node name`)
+    if (!isValidName(target)) throw new DriverError('config', `migrate: "${target}" is not a node name`)
     const { domain, migrateSshCommand, migrateTimeoutMs } = this.config
     const host = this.config.migrateHost.replaceAll('{node}', target)
     const here = await this.look(ctx)

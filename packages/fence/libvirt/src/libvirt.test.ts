@@ -12,7 +12,7 @@ const log = createLogger('test', 'silent')
 let libvirt: Libvirt
 beforeAll(async () => {
   libvirt = await startLibvirt()
-}, 120_000)
+}, 300_000)
 afterAll(() => libvirt?.stop())
 
 fenceConformance(libvirtDriver, async () => {
