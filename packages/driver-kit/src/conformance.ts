@@ -82,6 +82,41 @@ export function driverConformance(factory: DriverFactory, target: () => Promise<
       }
     })
 
+    // The optional actions (reset, reboot, suspend, resume, migrate) are checked wherever a driver
+    // declares them: a declared one has its method, an undeclared one is refused as config (the
+    // hub never retries it), and on the running target reset, suspend and resume do what they say,
+    // suspend and resume idempotent. Reboot (from inside the guest) and migrate (a second node)
+    // need more than one target: each driver's own tests run them.
+    test('optional actions: declared ones act on the running target, undeclared ones are refused as config', async () => {
+      const d = await make()
+      const optional = ['reset', 'reboot', 'suspend', 'resume', 'migrate'] as const
+      const declared = new Set<string>(d.capabilities)
+      for (const action of optional) {
+        if (declared.has(action)) {
+          expect(typeof d[action], `${action} is declared: its method`).toBe('function')
+          continue
+        }
+        const err = await runAction(d, action, { ...ctx, target: 'elsewhere' }).catch((e: unknown) => e)
+        expect(err, action).toBeInstanceOf(DriverError)
+        expect((err as DriverError).kind, action).toBe('config')
+      }
+      if (!declared.has('reset') && !declared.has('suspend')) return
+      await runAction(d, 'start', ctx)
+      if (declared.has('reset')) {
+        await runAction(d, 'reset', ctx)
+        expect((await runAction(d, 'monitor', ctx))?.state, 'after reset').toBe('running')
+      }
+      if (declared.has('suspend')) {
+        expect(declared.has('resume'), 'what can be suspended can be resumed').toBe(true)
+        await runAction(d, 'suspend', ctx)
+        await runAction(d, 'suspend', ctx)
+        expect(['suspended', 'paused']).toContain((await runAction(d, 'monitor', ctx))?.state)
+        await runAction(d, 'resume', ctx)
+        await runAction(d, 'resume', ctx)
+        expect((await runAction(d, 'monitor', ctx))?.state, 'after resume').toBe('running')
+      }
+    })
+
     test('invalid configs are rejected naming the key', async () => {
       const t = await target()
       current = t

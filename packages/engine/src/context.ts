@@ -165,7 +165,7 @@ export class StepContext {
   readonly dirtyNodes = new Set<string>()
   /** A node became able to take resources this step (healthy again): only then can failback apply. */
   nodeBecameAvailable = false
-  /** Nodes heard again this step after the hub could not hear them (see resources.ts `heardAgain`). */
+  /** Nodes heard again this step after the hub could not hear them (see action-outcomes.ts `heardAgain`). */
   readonly heardAgain: string[] = []
 
   /** Node load for placement, computed once per step and updated as resources are placed. */

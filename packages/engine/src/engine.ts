@@ -1,15 +1,9 @@
+import { actionOutcome, agentRestarted, applyResourceState, heardAgain } from './action-outcomes.js'
 import { phiParams, StepContext } from './context.js'
+import { applyGuestHeartbeat, applyGuestSample } from './guests.js'
 import { applyFenceResult, evaluateNodes, fenceNodes, idleFence, resetFence } from './nodes.js'
 import { emptyPhi, recordArrival } from './phi.js'
-import {
-  actionOutcome,
-  agentRestarted,
-  applyGuestHeartbeat,
-  applyGuestSample,
-  applyResourceState,
-  heardAgain,
-  manageResources,
-} from './resources.js'
+import { manageResources } from './resources.js'
 import type { ClusterSpec } from './spec.js'
 import type {
   DeclaredTimeouts,
