@@ -31,8 +31,9 @@ import { type BrokerLink, clientLink, inProcessLink } from './link.js'
 import { LiveFeed } from './live.js'
 import { HubMetrics } from './metrics.js'
 import { type NodeJudgement, NodeTable, withHypervisors } from './nodes.js'
+import { OperatorRequests } from './operator-requests.js'
 import { Planner } from './planner.js'
-import { specChanges } from './reload.js'
+import { reloadRefusal, specChanges } from './reload.js'
 import { loadSigningKey } from './signing.js'
 import { type EventRow, HubStore, type NewEvent } from './store.js'
 import { createTracer, DecisionTracer } from './tracing.js'
@@ -364,6 +365,16 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     log.warn(
       'api.tokensFile is not set: anyone who reaches the API can move, maintain and fence (fine for a demo)',
     )
+  const operatorRequests = new OperatorRequests({
+    engine,
+    confirmMeatware: (node, by) => fencing.confirm(node, by),
+    audit: (e) => {
+      const event = store.appendEvent(e)
+      live?.broadcast({ type: 'event', event })
+    },
+    now: () => clock.wallMs(),
+    log,
+  })
   const api = createApi({
     auth: tokens,
     limiter: new RateLimiter(config.api.rateLimit.perSecond, config.api.rateLimit.burst),
@@ -393,29 +404,11 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       const problems = fencing.problemsWith(next)
       if (problems.length > 0) return { invalid: problems.map((p) => `${file}: ${p}`).join('\n') }
       const changes = specChanges(spec, next)
-      // Nothing in flight or in use may leave the file: a fence under way, a node that is home to a
-      // resource (nothing would judge that node any more), a resource not stopped (nothing would
-      // stop or watch it). The operator empties or stops it first.
-      const kept = new Set(next.nodes.map((n) => n.id))
-      const keptResources = new Set(next.resources.map((r) => r.id))
-      const views = engine.resourceViews()
-      for (const n of spec.nodes) {
-        const phase = engine.condition(n.id)?.fence ?? 'idle'
-        if (phase === 'running' || phase === 'verifying' || phase === 'delayed')
-          return { refused: `a fence of ${n.id} is under way: reload once it has ended` }
-        if (!kept.has(n.id)) {
-          const home = views.filter((r) => r.node === n.id).map((r) => r.id)
-          if (home.length > 0)
-            return {
-              refused: `node ${n.id} leaves the file but runs ${home.join(', ')}: vigil evacuate ${n.id} first`,
-            }
-        }
-      }
-      for (const r of views)
-        if (!keptResources.has(r.id) && r.phase !== 'stopped')
-          return {
-            refused: `resource ${r.id} leaves the file but is ${r.phase}: vigil resource stop ${r.id} first`,
-          }
+      const refused = reloadRefusal(spec, next, {
+        fencePhase: (node) => engine.condition(node)?.fence ?? 'idle',
+        resources: () => engine.resourceViews(),
+      })
+      if (refused) return { refused }
       if (apply) {
         spec = next
         fencing.setSpec(next)
@@ -425,46 +418,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       }
       return { changes, applied: apply }
     },
-    operator: (op, by, from) => {
-      const subjects: ['node' | 'resource', string | undefined][] =
-        op.op === 'move'
-          ? [
-              ['resource', op.resource],
-              ['node', op.node],
-            ]
-          : op.op === 'cleanup' || op.op === 'target' || op.op === 'suspend'
-            ? [['resource', op.resource]]
-            : op.op === 'evacuate' || op.op === 'fence'
-              ? [['node', op.node]]
-              : op.op === 'maintenance' && op.scope !== 'cluster'
-                ? [[op.scope, op.id]]
-                : []
-      for (const [kind, id] of subjects) if (!id || !engine.knows(kind, id)) return { unknown: kind }
-      if (op.op === 'move' && op.live && !engine.liveMigratable(op.resource))
-        return {
-          refused: `${op.resource} cannot be live-migrated: only a vm with liveMigrate: true can (vigil move stops and starts it)`,
-          field: 'resource',
-        }
-      if (op.op === 'suspend') {
-        const refused = engine.suspendRefusal(op.resource, op.on)
-        if (refused) return { refused, field: 'resource' }
-      }
-      // The audit trail: who asked for what, from where, before the engine acts on it.
-      const event = store.appendEvent({
-        at: clock.wallMs(),
-        node:
-          'node' in op ? op.node : op.op === 'maintenance' && op.scope === 'node' ? (op.id ?? null) : null,
-        source: 'operator',
-        kind: `operator.${op.op}`,
-        severity: 'info',
-        message: `${by} asked: ${JSON.stringify(op)}`,
-        attrs: { by, from, op },
-      })
-      live?.broadcast({ type: 'event', event })
-      log.info({ by, from, op }, 'operator request')
-      engine.input({ type: 'operator', op })
-      return { accepted: true }
-    },
+    operator: (op, by, from) => operatorRequests.request(op, by, from),
     fencing: {
       view: () => ({
         devices: fencing.devicesView(),
@@ -477,13 +431,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
         })),
         history: store.fenceOps({ limit: 100 }),
       }),
-      confirm: (node, by) => {
-        if (fencing.confirm(node, by)) return 'meatware-confirmed'
-        const view = engine.condition(node)
-        if (!view || view.condition === 'healthy') return 'refused'
-        engine.input({ type: 'operator', op: { op: 'ack-fence', node, by } })
-        return 'acknowledged'
-      },
+      confirm: (node, by) => operatorRequests.confirmOff(node, by),
     },
     health: () => ({ ready: health.ready(), healthy: health.healthy(), parts: health.views() }),
     refuseChanges: () =>

@@ -37,3 +37,35 @@ export function specChanges(before: ClusterSpec, after: ClusterSpec): string[] {
       lines.push(`~ ${key}`)
   return lines
 }
+
+/** What a reload needs to know of the engine: fences under way, where each resource is. */
+export interface ReloadView {
+  fencePhase(node: string): string
+  resources(): { id: string; node: string | null; phase: string }[]
+}
+
+/**
+ * Why `next` may not replace `current` now, or null. Nothing in flight or in use may leave the
+ * file: a fence under way, a node that is home to a resource (nothing would judge that node any
+ * more), a resource not stopped (nothing would stop or watch it). The operator empties or stops it
+ * first.
+ */
+export function reloadRefusal(current: ClusterSpec, next: ClusterSpec, engine: ReloadView): string | null {
+  const kept = new Set(next.nodes.map((n) => n.id))
+  const keptResources = new Set(next.resources.map((r) => r.id))
+  const views = engine.resources()
+  for (const n of current.nodes) {
+    const phase = engine.fencePhase(n.id)
+    if (phase === 'running' || phase === 'verifying' || phase === 'delayed')
+      return `a fence of ${n.id} is under way: reload once it has ended`
+    if (!kept.has(n.id)) {
+      const home = views.filter((r) => r.node === n.id).map((r) => r.id)
+      if (home.length > 0)
+        return `node ${n.id} leaves the file but runs ${home.join(', ')}: vigil evacuate ${n.id} first`
+    }
+  }
+  for (const r of views)
+    if (!keptResources.has(r.id) && r.phase !== 'stopped')
+      return `resource ${r.id} leaves the file but is ${r.phase}: vigil resource stop ${r.id} first`
+  return null
+}
