@@ -36,6 +36,7 @@ import { Planner } from './planner.js'
 import { reloadRefusal, specChanges } from './reload.js'
 import { loadSigningKey } from './signing.js'
 import { type EventRow, HubStore, type NewEvent } from './store.js'
+import { leadershipEvents } from './takeover.js'
 import { createTracer, DecisionTracer } from './tracing.js'
 
 export interface RunningHub {
@@ -476,68 +477,36 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
 
   if (config.group) {
     const groupLog = log.child({ part: 'group' })
-    let leading = 0 // each takeover's number: a deposition during a takeover's etcd read wins
     group = new HubGroup(
       await loadEtcd(),
       config.group,
       { name: config.name, cluster: config.cluster, url: config.group.advertiseUrl ?? httpUrl },
       {
-        onLead: (newEpoch) => {
-          const mine = ++leading
-          epoch = newEpoch
-          commands.setEpoch(newEpoch)
-          ;(group as HubGroup)
-            .loadState()
-            .then((committed) => {
-              if (mine !== leading || closing || !group?.isLeader()) return
-              engine.takeOver(committed as never, `leader of the hub group under epoch ${newEpoch}`)
-              metrics.takeovers.inc()
-              hubEvent({
-                at: clock.wallMs(),
-                node: null,
-                source: 'hub',
-                kind: 'hub.takeover',
-                severity: 'warning',
-                message: `${config.name} leads the hub group under epoch ${newEpoch}: ${committed ? "resumed the previous leader's state" : 'no state committed before: started from its own'}`,
-                attrs: { epoch: newEpoch, resumed: committed !== null },
-              })
-              // The takeover's own step first: what this hub heard as a standby may end a fence
-              // the committed state still has in flight (its node came back after it), and a
-              // fence resumed from the state before that step would power a healthy node off.
-              engineStep()
-              resumeFences('resuming a fence the previous leader had in flight (power read first)')
-              // Every agent heard learns the new epoch at once (a signed ping under it raises its
-              // floor), so it refuses whatever the old leader may still deliver, not only after
-              // this leader's first real command to it.
+        ...leadershipEvents(
+          config.name,
+          () => group as HubGroup,
+          {
+            setEpoch: (newEpoch) => {
+              epoch = newEpoch
+              commands.setEpoch(newEpoch)
+            },
+            takeOver: (committed, why) => engine.takeOver(committed, why),
+            standDown: () => engine.standDown(),
+            step: engineStep,
+            resumeFences,
+            announceEpoch: () => {
               const heard = table.running()
               for (const id of heard) commands.send(id, 'ping').catch(() => {})
-              groupLog.info(
-                { epoch: newEpoch, agents: heard.length },
-                'announced the new epoch to the agents',
-              )
-            })
-            .catch((err: unknown) => {
-              // A leader that cannot resume must not hold the leadership idle: it gives it up, and
-              // whichever hub can read the state (this one, next time) takes over.
-              groupLog.error({ err }, 'could not read the group state: giving the leadership up')
-              if (mine === leading)
-                group?.stepDown(`could not read the group state: ${(err as Error).message}`)
-            })
-        },
+              return heard.length
+            },
+            countTakeover: () => metrics.takeovers.inc(),
+            event: hubEvent,
+            closing: () => closing,
+            now: () => clock.wallMs(),
+          },
+          groupLog,
+        ),
         mayLead: () => store.failing,
-        onDepose: (reason) => {
-          leading++
-          engine.standDown()
-          hubEvent({
-            at: clock.wallMs(),
-            node: null,
-            source: 'hub',
-            kind: 'hub.deposed',
-            severity: 'warning',
-            message: `${config.name} stopped leading the hub group: ${reason}`,
-            attrs: { reason },
-          })
-        },
       },
       clock,
       groupLog,
