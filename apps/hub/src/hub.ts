@@ -36,6 +36,7 @@ import { Planner } from './planner.js'
 import { reloadRefusal, specChanges } from './reload.js'
 import { loadSigningKey } from './signing.js'
 import { type EventRow, HubStore, type NewEvent } from './store.js'
+import { StoreGuard } from './store-guard.js'
 import { leadershipEvents } from './takeover.js'
 import { createTracer, DecisionTracer } from './tracing.js'
 
@@ -522,57 +523,30 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     undo.push(() => clearInterval(groupHealthTimer ?? undefined))
   }
 
-  // A database that cannot be written: nothing may leave that is not written first, so this hub
-  // stops acting (a leader gives the leadership up) and keeps observing and serving reads, until
-  // a probe writes again. The failure is an event once the database takes it.
-  let storeFailedAt: number | null = null
-  let storeProbe: NodeJS.Timeout | null = null
-  const storeRecovered = () => {
-    if (storeProbe) clearInterval(storeProbe)
-    storeProbe = null
-    const since = storeFailedAt ?? clock.wallMs()
-    storeFailedAt = null
-    health.up('store')
-    const seconds = ((clock.wallMs() - since) / 1000).toFixed(1)
-    hubEvent({
-      at: clock.wallMs(),
-      node: null,
-      source: 'hub',
-      kind: 'hub.store-recovered',
-      severity: 'warning',
-      message: `the database could not be written for ${seconds} s; this hub did not act in that time and acts again`,
-      attrs: { failedAt: since, seconds: Number(seconds) },
-    })
-    log.warn({ seconds: Number(seconds) }, 'the database can be written again: this hub acts again')
-    if (!group) {
+  const storeGuard = new StoreGuard({
+    store,
+    probeEveryMs: STORE_PROBE_MS,
+    stopActing: () => {
+      if (group) group.stepDown('its database cannot be written')
+      else engine.standDown()
+    },
+    actAgain: () => {
+      if (group) return // the next campaign decides
       engine.takeOver(
         null,
         'the database can be written again',
         'hub acts again: its database can be written',
       )
       resumeFences('resuming a fence that was in flight when the database failed (power read first)')
-    }
-  }
-  store.onWriteFailure((problem) => {
-    storeFailedAt = clock.wallMs()
-    health.down('store', problem)
-    log.error({ problem }, 'the database cannot be written: this hub stops acting until it can (reads go on)')
-    hubEvent({
-      at: storeFailedAt,
-      node: null,
-      source: 'hub',
-      kind: 'hub.store-failed',
-      severity: 'critical',
-      message: `this hub stops acting until its database can be written: ${problem}`,
-      attrs: { problem },
-    })
-    if (group) group.stepDown('its database cannot be written')
-    else engine.standDown()
-    storeProbe ??= setInterval(() => {
-      if (!closing && store.probe(clock.wallMs())) storeRecovered()
-    }, STORE_PROBE_MS)
+    },
+    partDown: (problem) => health.down('store', problem),
+    partUp: () => health.up('store'),
+    event: hubEvent,
+    closing: () => closing,
+    now: () => clock.wallMs(),
+    log,
   })
-  undo.push(() => storeProbe && clearInterval(storeProbe))
+  undo.push(() => storeGuard.close())
 
   watchdog = startLoopWatchdog({
     name: 'hub',
@@ -634,7 +608,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     fatal: broker ? broker.died : new Promise<string>(() => {}),
     async close() {
       closing = true
-      if (storeProbe) clearInterval(storeProbe)
+      storeGuard.close()
       if (groupHealthTimer) clearInterval(groupHealthTimer)
       await watchdog?.close()
       clearInterval(flushTimer)
