@@ -1,9 +1,7 @@
 import type { KeyObject } from 'node:crypto'
 import { statSync } from 'node:fs'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { DriverError } from '@vigil/driver-kit'
 import {
-  BoundedQueue,
   brokerCredentials,
   type Clock,
   type Logger,
@@ -13,7 +11,6 @@ import {
   withTimeout,
 } from '@vigil/kit'
 import {
-  type AgentEvent,
   type Command,
   type CommandResult,
   decode,
@@ -24,13 +21,17 @@ import {
   type Status,
   verifyCommand,
 } from '@vigil/protocol'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { IClientOptions } from 'mqtt'
+import { BrokerLinks } from './broker-links.js'
 import type { AgentConfig } from './config.js'
 import { DiskHeartbeat } from './disk-heartbeat.js'
 import type { ResourceEntry } from './drivers.js'
+import { type EventInput, EventOutbox } from './event-outbox.js'
 import { CommandGate, refusal } from './executor.js'
 import { collectFacts } from './facts.js'
+import { HeartbeatSender } from './heartbeat.js'
 import { IsolationGuard, isolationTiming } from './isolation.js'
+import { ObservationSender } from './observations.js'
 import { PeerMesh } from './peers.js'
 import { ResourceRunner } from './resources.js'
 
@@ -47,7 +48,7 @@ export interface RunningAgent {
   /** True while connected to the broker. */
   readonly connected: boolean
   /** Queue an edge event; sent now if connected, else buffered (bounded, oldest dropped). */
-  emit(event: Pick<AgentEvent, 'kind' | 'severity' | 'message'> & { attrs?: AgentEvent['attrs'] }): void
+  emit(event: EventInput): void
   stop(): Promise<void>
 }
 
@@ -62,6 +63,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const clock = deps.clock ?? systemClock
   const log = deps.log.child({ node: config.node })
   const incarnation = Math.floor(clock.wallMs())
+  const self = { node: config.node, incarnation }
   const topic = (channel: NodeChannel) => nodeTopic(config.cluster, config.node, channel)
   const gate = new CommandGate(config.node, config.commands.stateFile)
   const hubKeys = config.commands.hubPublicKeyFile
@@ -71,19 +73,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log.warn(
       "commands.allowUnsigned: commands are not authenticated; set commands.hubPublicKeyFile to the hub's public key (its <db>.pub.pem)",
     )
-  const buffer = new BoundedQueue<AgentEvent>(config.eventBuffer.capacity)
-  let eventSeq = 0
-  let hbSeq = 0
-  let obsSeq = 0
-  let publishObservations = () => {}
+  // Resources may report a change before there is anywhere to send it: until then, nobody is told.
+  let observations: ObservationSender | undefined
   const resources = new ResourceRunner(
     config.resources as ResourceEntry[],
     log,
-    () => publishObservations(),
+    () => observations?.publish(),
     clock,
   )
-  let stopping = false
-  let reportedDrops = 0
 
   const isolationAnnounced = isolationTiming(
     config.isolation,
@@ -118,108 +115,39 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     will: { topic: topic('status'), payload: Buffer.from(status('gone')), qos: 1, retain: true },
   }
   Object.assign(options, brokerCredentials(config.mqtt, deps.mqttPassword))
-
-  /**
-   * One connection per broker: alone, the hub's; in a hub group, every hub's embedded broker. The
-   * agent says everything on each, so a hub hears it on its own broker, and losing any one broker
-   * (or hub machine) loses nothing. Commands come from the leader's broker.
-   */
-  interface Link {
-    url: string
-    client: MqttClient
-    /** This broker has confirmed the command subscription (see `commandable` below). */
-    commandable: boolean
-    backoffMs: number
-  }
-  const links: Link[] = config.mqtt.url.map((url) => ({
-    url,
-    client: mqtt.connect(url, { ...options }),
-    commandable: false,
-    backoffMs: config.reconnect.minMs,
-  }))
-  const connected = () => links.some((l) => l.client.connected)
-  /** Heard means commandable (see the connect handler): some broker can deliver a command. */
-  const commandable = () => links.some((l) => l.client.connected && l.commandable)
-  /**
-   * Publishes on every connected broker (`heard`: only those whose command subscription is
-   * confirmed); `done` is called once, with an error only if no broker took the message.
-   */
-  const publishAll = (
-    t: string,
-    payload: string,
-    opts: { qos: 0 | 1; retain?: boolean },
-    heard = false,
-    done?: (err?: Error) => void,
-  ) => {
-    const targets = links.filter((l) => l.client.connected && (!heard || l.commandable))
-    if (targets.length === 0) {
-      done?.(new Error('no broker connected'))
-      return
-    }
-    let waiting = targets.length
-    let taken = false
-    for (const l of targets)
-      l.client.publish(t, payload, opts, (err) => {
-        if (!err) taken = true
-        if (--waiting === 0) done?.(taken ? undefined : err)
-      })
-  }
-  const publishAllAsync = (t: string, payload: string, opts: { qos: 0 | 1; retain?: boolean }) =>
-    new Promise<void>((resolve, reject) =>
-      publishAll(t, payload, opts, false, (err) => (err ? reject(err) : resolve())),
-    )
+  const links = new BrokerLinks(
+    {
+      urls: config.mqtt.url,
+      options,
+      reconnect: config.reconnect,
+      commandTopic: topic('cmd'),
+      birth: { topic: topic('status'), payload: () => status('online') },
+      incarnation,
+    },
+    log,
+  )
 
   const publishFacts = async () => {
     try {
       const facts = await collectFacts(config.node, incarnation, clock.wallMs())
-      if (connected()) await publishAllAsync(topic('facts'), encode('facts', facts), { qos: 1, retain: true })
+      if (links.connected)
+        await links.publishAllAsync(topic('facts'), encode('facts', facts), { qos: 1, retain: true })
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'could not publish facts')
     }
   }
 
-  const sendEvent = (event: AgentEvent) => {
-    publishAll(topic('event'), encode('event', event), { qos: 1 }, false, (err) => {
-      if (err) buffer.unshiftAll([event])
-    })
-  }
-
-  const flushBuffer = () => {
-    // Drain before anything new is emitted, or a new event would evict a buffered one.
-    // Sorted: a send that failed was put back after newer events; the hub expects seq order.
-    const pending = buffer.drain().sort((x, y) => x.seq - y.seq)
-    for (const event of pending) sendEvent(event)
-    if (pending.length > 0) log.info({ replayed: pending.length }, 'buffered events sent')
-    const dropped = buffer.dropped - reportedDrops
-    if (dropped > 0) {
-      reportedDrops = buffer.dropped
-      emit({
-        kind: 'agent.events_dropped',
-        severity: 'warning',
-        message: `${dropped} events were dropped while the broker was unreachable (buffer capacity ${buffer.capacity})`,
-        attrs: { dropped },
-      })
-    }
-  }
-
-  const emit: RunningAgent['emit'] = (e) => {
-    const event: AgentEvent = {
-      v: 1,
-      node: config.node,
-      incarnation,
-      seq: eventSeq++,
-      at: clock.wallMs(),
-      kind: e.kind,
-      severity: e.severity,
-      message: e.message,
-      ...(e.attrs ? { attrs: e.attrs } : {}),
-    }
-    if (connected() && buffer.size === 0) sendEvent(event)
-    else buffer.push(event)
-  }
+  const outbox = new EventOutbox(self, config.eventBuffer.capacity, {
+    clock,
+    log,
+    connected: () => links.connected,
+    publish: (event, done) =>
+      links.publishAll(topic('event'), encode('event', event), { qos: 1 }, false, done),
+  })
+  const emit: RunningAgent['emit'] = (e) => outbox.emit(e)
 
   const reply = (result: CommandResult) => {
-    publishAll(topic('ack'), encode('ack', result), { qos: 1 })
+    links.publishAll(topic('ack'), encode('ack', result), { qos: 1 })
   }
 
   /** The driver action a resource command runs (the hub's reset-vm and reboot-vm are reset, reboot). */
@@ -364,77 +292,27 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     void outcome.then((result) => reply({ ...result, id: cmd.id, receivedAt }))
   }
 
-  let firstConnect = true
-  for (const link of links) {
-    const { client } = link
-    client.on('message', onMessage)
-    /**
-     * Heard means commandable: heartbeats and observations wait, on each connection, until the
-     * broker has confirmed the command subscription. A command the hub sends on hearing the first
-     * of them would otherwise be published before the subscription exists, and be lost unanswered.
-     */
-    client.on('connect', () => {
-      link.commandable = false
-      link.backoffMs = config.reconnect.minMs
-      client.options.reconnectPeriod = link.backoffMs
-      log.info({ mqttUrl: link.url, incarnation, reconnect: !firstConnect }, 'connected to broker')
-      client.subscribe(topic('cmd'), { qos: 1 }, (err, granted) => {
-        if (err || granted?.some((g) => g.qos >= 128))
-          log.error(
-            { err: err?.message, topic: topic('cmd'), mqttUrl: link.url },
-            'the broker refused the command subscription: the hub cannot command this node',
-          )
-        link.commandable = true
-      })
-      client.publish(topic('status'), status('online'), { qos: 1, retain: true })
-      if (firstConnect)
+  links.connect({
+    onMessage,
+    onConnect: (first) => {
+      if (first)
         emit({
           kind: 'agent.started',
           severity: 'info',
           message: `agent ${deps.version} started`,
           attrs: { incarnation },
         })
-      firstConnect = false
-      flushBuffer()
+      outbox.flush()
       void publishFacts()
-    })
-    client.on('close', () => {
-      if (stopping) return
-      // Exponential backoff with full jitter, bounded by reconnect.maxMs.
-      link.backoffMs = Math.min(config.reconnect.maxMs, link.backoffMs * 2)
-      client.options.reconnectPeriod = Math.max(
-        config.reconnect.minMs,
-        Math.round(Math.random() * link.backoffMs),
-      )
-    })
-    client.on('offline', () =>
-      log.warn(
-        { mqttUrl: link.url },
-        connected() ? 'broker unreachable; the others carry on' : 'broker unreachable; buffering events',
-      ),
-    )
-    client.on('error', (err) => log.warn({ err: err.message, mqttUrl: link.url }, 'broker connection error'))
-  }
+    },
+  })
 
-  publishObservations = () => {
-    if (!commandable() || !resources) return
-    // Sent even when empty: "this node runs none of the cluster's resources" is information too.
-    const observations = resources.observations()
-    publishAll(
-      topic('obs'),
-      encode('obs', {
-        v: 1,
-        node: config.node,
-        incarnation,
-        seq: obsSeq++,
-        at: clock.wallMs(),
-        observations,
-        complete: true,
-      }),
-      { qos: 0 },
-      true,
-    )
-  }
+  observations = new ObservationSender(self, {
+    clock,
+    observations: () => resources.observations(),
+    canSend: () => links.commandable,
+    send: (batch) => links.publishAll(topic('obs'), encode('obs', batch), { qos: 0 }, true),
+  })
   resources.start()
   const mesh = new PeerMesh(
     config.peers,
@@ -448,9 +326,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     { clock, log },
   )
   // At the heartbeat's own rhythm the disk is read at each heartbeat tick, just before it is sent
-  // (below): the hub then hears a slot's advance one sampling stage after the write, not two (a
-  // read on its own timer, then the next heartbeat), which makes the disk channel's arrivals
-  // regular and its silence after a crash quick to call.
+  // (see HeartbeatSender): the hub then hears a slot's advance one sampling stage after the write,
+  // not two (a read on its own timer, then the next heartbeat), which makes the disk channel's
+  // arrivals regular and its silence after a crash quick to call.
   const diskInStep = config.diskHeartbeat.intervalMs === config.heartbeat.intervalMs
   if (!diskInStep) diskHeartbeat.start()
   const isolation = new IsolationGuard(config.isolation, {
@@ -460,66 +338,49 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     stopAll: () => resources.stopAll(),
     emit: (kind, severity, message) => emit({ kind, severity, message }),
   })
-  for (const { client } of links) client.on('packetreceive', () => isolation.contact())
+  links.onPacket(() => isolation.contact())
   isolation.start()
-  const obsTimer = setInterval(() => publishObservations(), 1000)
-
-  const heartbeatTimer = setInterval(async () => {
-    const seq = hbSeq++ // advances while disconnected too, so the hub sees the gap
-    // A slow or hung device delays a heartbeat by a quarter interval at most, never more: the
-    // network channel must not depend on the disk's health (a skipped beat is still in flight).
-    if (diskInStep && diskHeartbeat.enabled)
-      await Promise.race([diskHeartbeat.beat(), sleep(config.heartbeat.intervalMs / 4)])
-    if (!commandable()) return
-    publishAll(
-      topic('hb'),
-      encode('hb', {
-        v: 1,
-        node: config.node,
-        incarnation,
-        seq,
-        sentMono: clock.monoMs(),
-        sentAt: clock.wallMs(),
-        intervalMs: config.heartbeat.intervalMs,
-        ...(mesh.enabled ? { hears: mesh.hears() } : {}),
-        ...(diskHeartbeat.enabled ? { disk: diskHeartbeat.sightings() } : {}),
-      }),
-      { qos: 0 },
-      true,
-    )
-  }, config.heartbeat.intervalMs)
+  observations.start()
+  const heartbeat = new HeartbeatSender(
+    { ...self, intervalMs: config.heartbeat.intervalMs },
+    {
+      clock,
+      mesh,
+      disk: diskHeartbeat,
+      diskInStep,
+      canSend: () => links.commandable,
+      send: (hb) => links.publishAll(topic('hb'), encode('hb', hb), { qos: 0 }, true),
+    },
+  )
+  heartbeat.start()
   const factsTimer = setInterval(() => void publishFacts(), config.facts.intervalMs)
 
   return {
     node: config.node,
     incarnation,
     get connected() {
-      return connected()
+      return links.connected
     },
     emit,
     async stop() {
-      stopping = true
-      clearInterval(heartbeatTimer)
+      heartbeat.close()
       clearInterval(factsTimer)
-      clearInterval(obsTimer)
+      observations?.close()
       isolation.close()
       mesh.close()
       diskHeartbeat.close()
       await resources.close()
-      if (connected()) {
+      if (links.connected) {
         try {
           await withTimeout(
-            publishAllAsync(topic('status'), status('offline'), { qos: 1, retain: true }),
+            links.publishAllAsync(topic('status'), status('offline'), { qos: 1, retain: true }),
             1000,
           )
         } catch (err) {
           log.warn({ err: (err as Error).message }, 'could not announce shutdown')
         }
       }
-      // A broker that went away with us must not hold the shutdown: force the close after a second.
-      await Promise.all(
-        links.map(({ client }) => withTimeout(client.endAsync(), 1000).catch(() => client.end(true))),
-      )
+      await links.close()
     },
   }
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, expect, test } from 'vitest'
 import { loadAgentConfig } from './config.js'
+import type { ResourceEntry } from './drivers.js'
 
 // Every driver folder's README shows its config as agent.yaml fragments: each one is loaded here
 // exactly as the agent loads its file, so a sample that drifts from the schema fails the build.
@@ -24,7 +25,7 @@ test.each(readdirSync(driversDir))(
       const file = join(dir, `${folder}-${i + 1}.yaml`)
       // The samples show resources; the agent's other sections keep their defaults.
       writeFileSync(file, `commands: { allowUnsigned: true }\n${sample}`)
-      for (const r of loadAgentConfig(file).resources) drivers.add(r.driver)
+      for (const r of loadAgentConfig(file).resources as ResourceEntry[]) drivers.add(r.driver)
     })
     expect([...drivers].some((d) => d === folder || d.startsWith(`${folder}-`))).toBe(true)
   },
