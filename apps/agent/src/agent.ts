@@ -1,6 +1,5 @@
 import type { KeyObject } from 'node:crypto'
 import { statSync } from 'node:fs'
-import { DriverError } from '@vigil/driver-kit'
 import {
   brokerCredentials,
   type Clock,
@@ -11,9 +10,6 @@ import {
   withTimeout,
 } from '@vigil/kit'
 import {
-  type Command,
-  type CommandResult,
-  decode,
   encode,
   type NodeChannel,
   nodeTopic,
@@ -23,11 +19,12 @@ import {
 } from '@vigil/protocol'
 import type { IClientOptions } from 'mqtt'
 import { BrokerLinks } from './broker-links.js'
+import { CommandHandler } from './commands.js'
 import type { AgentConfig } from './config.js'
 import { DiskHeartbeat } from './disk-heartbeat.js'
 import type { ResourceEntry } from './drivers.js'
 import { type EventInput, EventOutbox } from './event-outbox.js'
-import { CommandGate, refusal } from './executor.js'
+import { CommandGate } from './executor.js'
 import { collectFacts } from './facts.js'
 import { HeartbeatSender } from './heartbeat.js'
 import { IsolationGuard, isolationTiming } from './isolation.js'
@@ -146,154 +143,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   })
   const emit: RunningAgent['emit'] = (e) => outbox.emit(e)
 
-  const reply = (result: CommandResult) => {
-    links.publishAll(topic('ack'), encode('ack', result), { qos: 1 })
-  }
-
-  /** The driver action a resource command runs (the hub's reset-vm and reboot-vm are reset, reboot). */
-  const driverAction = (action: Exclude<Command['action'], 'ping' | 'refresh-facts'>) =>
-    action === 'reset-vm' ? 'reset' : action === 'reboot-vm' ? 'reboot' : action
-
-  const resourceDeadline = (cmd: Command): number | null => {
-    if (cmd.action === 'ping' || cmd.action === 'refresh-facts') return null
-    return resources.deadlineMs(String(cmd.args.resource ?? ''), driverAction(cmd.action))
-  }
-
-  const execute = async (cmd: Command, receivedAt: number): Promise<CommandResult> => {
-    const base = { v: 1 as const, id: cmd.id, node: config.node, incarnation, receivedAt }
-    switch (cmd.action) {
-      case 'ping':
-        return {
-          ...base,
-          status: 'ok',
-          finishedAt: clock.wallMs(),
-          result: { pong: true, agentTime: clock.wallMs() },
-        }
-      case 'refresh-facts':
-        await publishFacts()
-        return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { refreshed: true } }
-      case 'start':
-      case 'stop':
-      case 'restart':
-      case 'reset-vm':
-      case 'reboot-vm':
-      case 'suspend':
-      case 'resume':
-      case 'migrate': {
-        const id = String(cmd.args.resource ?? '')
-        const action = driverAction(cmd.action)
-        // The hub engine's action id, echoed: a hub of the group that did not send this command
-        // (it took over meanwhile) still knows which action the result answers.
-        const echo: Record<string, string> =
-          typeof cmd.args.action === 'string' ? { action: cmd.args.action } : {}
-        // migrate: the hub names the node to move to; the driver maps the name to its address.
-        const target = cmd.action === 'migrate' ? String(cmd.args.to ?? '') : undefined
-        try {
-          await resources.run(id, action, target === undefined ? {} : { target })
-          return { ...base, status: 'ok', finishedAt: clock.wallMs(), result: { resource: id, ...echo } }
-        } catch (err) {
-          // The error's kind is the recovery scope the hub's engine acts on.
-          const kind = err instanceof DriverError ? err.kind : 'transient'
-          return {
-            ...base,
-            status: 'failed',
-            finishedAt: clock.wallMs(),
-            result: { resource: id, ...echo },
-            error: { code: kind, message: (err as Error).message },
-          }
-        }
-      }
-    }
-  }
-
-  /** Ids of the commands handled lately: the same command reaching it through two brokers runs once. */
-  const handled = new Set<string>()
-  /** The outcome of each resource action lately run here, by its idempotency key (see below). */
-  const actions = new Map<string, Promise<CommandResult>>()
-  const onMessage = (t: string, payload: Buffer) => {
-    if (t !== topic('cmd')) return
-    const receivedAt = clock.wallMs()
-    const decoded = decode('cmd', payload)
-    if (!decoded.ok) {
-      log.warn({ field: decoded.error.field, reason: decoded.error.reason }, 'malformed command ignored')
-      emit({ kind: 'command.malformed', severity: 'warning', message: decoded.error.message })
-      return
-    }
-    const cmd = decoded.value
-    if (handled.has(cmd.id)) return
-    handled.add(cmd.id)
-    if (handled.size > 1000) handled.delete(handled.values().next().value as string)
-    // The signature first: an unverified command must not even move the replay floor.
-    const refused = hubKeys
-      ? !cmd.sig
-        ? 'unsigned'
-        : !verifyCommand(cmd, hubKeys())
-          ? 'bad_signature'
-          : gate.check(cmd, receivedAt)
-      : gate.check(cmd, receivedAt)
-    if (refused) {
-      log.warn({ command: cmd.id, action: cmd.action, reason: refused }, 'command refused')
-      emit({
-        kind: 'command.refused',
-        severity: 'warning',
-        message: `${cmd.action} refused: ${refused}`,
-        attrs: { command: cmd.id, reason: refused },
-      })
-      reply(refusal(cmd, config.node, incarnation, refused, receivedAt))
-      return
-    }
-    log.info(
-      { command: cmd.id, action: cmd.action, seq: cmd.seq, epoch: cmd.issuer.epoch },
-      'command accepted',
-    )
-    // Said at once, with the action's deadline: the hub's command timeout covers only delivery and
-    // acceptance; it then awaits the result for as long as the driver may take (a live migration
-    // of minutes), never giving up on an action that is still running.
-    const deadlineMs = resourceDeadline(cmd)
-    if (deadlineMs !== null)
-      reply({
-        v: 1,
-        id: cmd.id,
-        node: config.node,
-        incarnation,
-        status: 'accepted',
-        receivedAt,
-        finishedAt: receivedAt,
-        result: { timeoutMs: deadlineMs },
-      })
-    // The hub's action id is the idempotency key, apart from the command's id and nonce: a hub that
-    // lost the answer (it could not hear this node, or restarted) asks again under a new command,
-    // and a migration or a reset that ran (or runs) here is answered from its record, not run twice.
-    const key = actionKeyOf(cmd)
-    let outcome = key === null ? undefined : actions.get(key)
-    if (outcome) {
-      log.info(
-        { command: cmd.id, action: cmd.action, resource: cmd.args.resource, key },
-        'command repeats an action already run here: answered from its record, not run again',
-      )
-    } else {
-      outcome = execute(cmd, receivedAt).catch(
-        (err: unknown): CommandResult => ({
-          v: 1,
-          id: cmd.id,
-          node: config.node,
-          incarnation,
-          status: 'failed',
-          receivedAt,
-          finishedAt: clock.wallMs(),
-          error: { code: 'action_failed', message: err instanceof Error ? err.message : String(err) },
-        }),
-      )
-      if (key !== null) {
-        actions.set(key, outcome)
-        if (actions.size > 1000) actions.delete(actions.keys().next().value as string)
-      }
-    }
-    void outcome.then((result) => reply({ ...result, id: cmd.id, receivedAt }))
-  }
+  const commands = new CommandHandler(self, {
+    clock,
+    log,
+    reply: (result) => links.publishAll(topic('ack'), encode('ack', result), { qos: 1 }),
+    emit,
+    verify: hubKeys ? (cmd) => verifyCommand(cmd, hubKeys()) : null,
+    gate: (cmd, receivedAt) => gate.check(cmd, receivedAt),
+    refreshFacts: publishFacts,
+    resources,
+  })
 
   links.connect({
-    onMessage,
+    onMessage: (t, payload) => {
+      if (t === topic('cmd')) commands.receive(payload)
+    },
     onConnect: (first) => {
       if (first)
         emit({
@@ -415,14 +279,4 @@ function trustedHubKeys(file: string, log: Logger): () => KeyObject[] {
     }
     return keys
   }
-}
-
-/**
- * A resource command's idempotency key: the hub engine's action id with what it asks. Null for a
- * command without one (ping, facts, an older hub), which is simply run.
- */
-function actionKeyOf(cmd: Command): string | null {
-  const action = cmd.args.action
-  if (typeof action !== 'string' || cmd.action === 'ping' || cmd.action === 'refresh-facts') return null
-  return `${action}/${cmd.action}/${String(cmd.args.resource ?? '')}`
 }
