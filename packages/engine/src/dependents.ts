@@ -4,6 +4,7 @@
  */
 
 import type { StepContext } from './context.js'
+import { setPhase } from './resource-actions.js'
 import type { ResourceSpec } from './spec.js'
 import type { ResourceState } from './types.js'
 
@@ -48,4 +49,26 @@ export function stopDependentsFirst(
       }
   }
   return dependents.length > 0
+}
+
+/**
+ * Before `spec` stops for `decision`: what depends on it is asked to stop first, and while any of
+ * it still runs the resource says it waits for that (true: do not stop it yet).
+ */
+export function waitForDependents(
+  ctx: StepContext,
+  spec: ResourceSpec,
+  r: ResourceState,
+  decision: string,
+): boolean {
+  if (!stopDependentsFirst(ctx, spec.id, decision)) return false
+  setPhase(
+    ctx,
+    spec.id,
+    r,
+    'stopping',
+    'waiting for what depends on it to stop first',
+    'order.stop-dependents-first',
+  )
+  return true
 }

@@ -6,7 +6,7 @@
 
 import type { StepContext } from './context.js'
 import { phiParams } from './context.js'
-import { stopDependentsFirst } from './dependents.js'
+import { waitForDependents } from './dependents.js'
 import { handleFailure } from './failures.js'
 import { emptyPhi, phi, recordArrival } from './phi.js'
 import { issue, setPhase } from './resource-actions.js'
@@ -105,16 +105,7 @@ export function manageGuestApp(ctx: StepContext, spec: ResourceSpec, r: Resource
   const rel = r.relocating
   if (rel) {
     if (o.state !== 'running') r.relocating = null
-    else if (stopDependentsFirst(ctx, spec.id, rel.decision))
-      setPhase(
-        ctx,
-        spec.id,
-        r,
-        'stopping',
-        'waiting for what depends on it to stop first',
-        'order.stop-dependents-first',
-      )
-    else {
+    else if (!waitForDependents(ctx, spec, r, rel.decision)) {
       issue(ctx, spec, r, { type: 'stop', node: vmId, decision: rel.decision }, 'place')
       r.relocating = null
       setPhase(ctx, spec.id, r, 'stopping', rel.why, rel.rule)

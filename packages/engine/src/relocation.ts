@@ -5,7 +5,7 @@
  */
 
 import type { StepContext } from './context.js'
-import { stopDependentsFirst } from './dependents.js'
+import { waitForDependents } from './dependents.js'
 import { bestNode, candidatesFor } from './placement.js'
 import { issue, setPhase } from './resource-actions.js'
 import { policyOf, type ResourceSpec } from './spec.js'
@@ -168,17 +168,7 @@ export function evacuate(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
 export function progressRelocation(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
   const rel = r.relocating
   if (!rel || !r.node || r.pending) return
-  if (stopDependentsFirst(ctx, spec.id, rel.decision)) {
-    setPhase(
-      ctx,
-      spec.id,
-      r,
-      'stopping',
-      'waiting for what depends on it to stop first',
-      'order.stop-dependents-first',
-    )
-    return
-  }
+  if (waitForDependents(ctx, spec, r, rel.decision)) return
   issue(ctx, spec, r, { type: 'stop', node: r.node, decision: rel.decision }, 'place')
   r.relocating = null
   setPhase(ctx, spec.id, r, 'stopping', rel.why, rel.rule)

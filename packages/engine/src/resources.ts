@@ -6,7 +6,7 @@
 
 import { actionOutcome } from './action-outcomes.js'
 import type { StepContext } from './context.js'
-import { runningDependents, stopDependentsFirst } from './dependents.js'
+import { runningDependents, waitForDependents } from './dependents.js'
 import { handleFailure } from './failures.js'
 import { guestHung, manageGuestApp } from './guests.js'
 import { place } from './place.js'
@@ -413,16 +413,6 @@ function keepStopped(ctx: StepContext, spec: ResourceSpec, r: ResourceState): vo
     summary: `stopping on ${node}: an operator stopped it`,
     rule: 'operator.stop',
   })
-  if (stopDependentsFirst(ctx, spec.id, decision)) {
-    setPhase(
-      ctx,
-      spec.id,
-      r,
-      'stopping',
-      'waiting for what depends on it to stop first',
-      'order.stop-dependents-first',
-    )
-    return
-  }
+  if (waitForDependents(ctx, spec, r, decision)) return
   issue(ctx, spec, r, { type: 'stop', node, decision })
 }
