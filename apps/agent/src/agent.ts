@@ -149,7 +149,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     reply: (result) => links.publishAll(topic('ack'), encode('ack', result), { qos: 1 }),
     emit,
     verify: hubKeys ? (cmd) => verifyCommand(cmd, hubKeys()) : null,
-    gate: (cmd, receivedAt) => gate.check(cmd, receivedAt),
+    gate: (cmd, receivedAt) => {
+      const refused = gate.check(cmd, receivedAt)
+      if (refused === 'floor_unsaved')
+        log.error(
+          { problem: gate.lastSaveError },
+          'the replay floor cannot be saved (commands.stateFile): every command is refused until it can',
+        )
+      return refused
+    },
     refreshFacts: publishFacts,
     resources,
   })

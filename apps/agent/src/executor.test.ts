@@ -64,3 +64,31 @@ test('with a state file, the replay floor survives a restart (a captured command
   expect(after.check(cmd({ seq: 11 }), 2000)).toBeNull()
   expect(new CommandGate('n1').check(cmd({ seq: 10 }), 2000)).toBeNull() // without one: per run only
 })
+
+test('a state file that cannot be written at start stops the agent there, naming the key', async () => {
+  const { VigilError } = await import('@vigil/kit')
+  const err = (() => {
+    try {
+      new CommandGate('n1', '/nonexistent-vigil-dir/agent-floor.json')
+    } catch (e) {
+      return e
+    }
+  })()
+  expect(err).toBeInstanceOf(VigilError)
+  expect(err).toMatchObject({
+    code: 'config_invalid',
+    message: expect.stringMatching(/^commands\.stateFile: /),
+  })
+})
+
+test('a state file that cannot be written later refuses the command, never throws, and keeps the floor in memory', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-gate-'))
+  const gate = new CommandGate('n1', join(dir, 'commands.json'))
+  rmSync(dir, { recursive: true }) // the directory is gone (a full or read-only file system alike)
+  expect(gate.check(cmd({ seq: 10 }), 2000)).toBe('floor_unsaved')
+  expect(gate.lastSaveError).toContain('ENOENT')
+  expect(gate.check(cmd({ seq: 10 }), 2000)).toBe('replayed')
+})
