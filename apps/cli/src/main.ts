@@ -90,6 +90,16 @@ Exit codes: 0 success; 1 the operation failed (command refused or timed out, hub
 /** Entry point of the `vigil` binary; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
+  // `vigil <command> --help`: that command's lines of the usage (hub and agent print their own).
+  if (
+    command &&
+    command !== 'hub' &&
+    command !== 'agent' &&
+    (rest.includes('--help') || rest.includes('-h'))
+  ) {
+    console.log(usageOf(command))
+    return EXIT.ok
+  }
   switch (command) {
     case 'hub':
       return (await import('@vigil/hub')).runHubCli(rest)
@@ -141,6 +151,19 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`vigil: unknown command "${command}"\n\n${USAGE}`)
       return EXIT.usage
   }
+}
+
+/** The usage's entries for `command` (an entry: its line and the indented lines under it), or all of it. */
+export function usageOf(command: string): string {
+  const entries: string[][] = []
+  for (const line of USAGE.split('\n')) {
+    if (/^ {2}\S/.test(line)) entries.push([line])
+    else if (/^ {3,}\S/.test(line)) entries.at(-1)?.push(line)
+  }
+  const mine = entries.filter(([first]) => first?.trimStart().split(/[ |]/)[0] === command)
+  if (mine.length === 0) return USAGE
+  const common = USAGE.slice(USAGE.indexOf('Common options:'))
+  return `Usage:\n${mine.map((e) => e.join('\n')).join('\n')}\n\n${common}`
 }
 
 const commonOptions = {
