@@ -118,7 +118,10 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   const signing = loadSigningKey(config.signing.keyFile, config.store.path, log.child({ part: 'signing' }))
   // A node's state is the engine's judgement (the engine is built below; nothing asks for a view
   // before it is: the engine's own list of nodes to observe reads `running()`).
-  const table: NodeTable = new NodeTable((id): NodeJudgement | null => engine.condition(id))
+  const table: NodeTable = new NodeTable(
+    (id): NodeJudgement | null => engine.condition(id),
+    () => spec?.nodes.map((n) => n.id) ?? [],
+  )
   table.load(store.loadNodes())
 
   let broker: EmbeddedBroker | null = null

@@ -97,3 +97,27 @@ test("a database from before keeps each clean shutdown; the skeleton's liveness 
   expect(store.loadNodes().find((n) => n.id === 'fine')?.shutdownAt).toBe(7_000)
   store.close()
 })
+
+test('a cluster-file node no agent has spoken for is shown with the engine’s judgement, never stored', () => {
+  const dead: NodeJudgement = {
+    condition: 'dead',
+    since: 4_000,
+    health: 0,
+    fence: 'failed',
+    maintenance: null,
+    evacuating: false,
+  }
+  const table = new NodeTable(
+    (id) => (id === 'silent' ? dead : null),
+    () => ['heard', 'silent'],
+  )
+  table.load([row('heard')])
+  expect(table.views().map((v) => [v.id, v.state, v.lastHeartbeatAt])).toEqual([
+    ['heard', 'unknown', 1_000],
+    ['silent', 'dead', null],
+  ])
+  expect(table.view('silent')?.state).toBe('dead')
+  expect(table.view('stranger')).toBeUndefined()
+  expect(table.running()).toEqual(['heard'])
+  expect(table.get('silent')).toBeUndefined()
+})

@@ -51,8 +51,15 @@ interface LiveNode {
 export class NodeTable {
   private readonly nodes = new Map<string, LiveNode>()
 
-  /** `judge`: what the engine says of a node now, or null when it does not judge it. */
-  constructor(private readonly judge: (id: string) => NodeJudgement | null = () => null) {}
+  /**
+   * `judge`: what the engine says of a node now, or null when it does not judge it. `declared`: the
+   * cluster file's nodes, shown even before (or without) a word from their agent: a node that never
+   * reported is the one an operator most needs to see.
+   */
+  constructor(
+    private readonly judge: (id: string) => NodeJudgement | null = () => null,
+    private readonly declared: () => string[] = () => [],
+  ) {}
 
   /** Seeds the table from the store at hub start. */
   load(rows: NodeRow[]): void {
@@ -66,17 +73,7 @@ export class NodeTable {
   ensure(id: string, nowWall: number): { node: LiveNode; created: boolean } {
     const existing = this.nodes.get(id)
     if (existing) return { node: existing, created: false }
-    const node = liveNode({
-      id,
-      shutdownAt: null,
-      incarnation: null,
-      lastHeartbeatAt: null,
-      role: null,
-      agentVersion: null,
-      capabilities: [],
-      facts: null,
-      firstSeen: nowWall,
-    })
+    const node = liveNode(emptyRow(id, nowWall))
     this.nodes.set(id, node)
     return { node, created: true }
   }
@@ -101,12 +98,15 @@ export class NodeTable {
   }
 
   view(id: string): NodeView | undefined {
-    const node = this.nodes.get(id)
+    const node = this.nodes.get(id) ?? (this.declared().includes(id) ? neverHeard(id) : undefined)
     return node ? this.toView(node) : undefined
   }
 
   views(): NodeView[] {
-    return [...this.nodes.values()]
+    const unheard = this.declared()
+      .filter((id) => !this.nodes.has(id))
+      .map(neverHeard)
+    return [...this.nodes.values(), ...unheard]
       .sort((a, b) => a.row.id.localeCompare(b.row.id))
       .map((n) => this.toView(n))
   }
@@ -125,6 +125,26 @@ export class NodeTable {
 }
 
 export type { LiveNode }
+
+/** A cluster-file node no agent has spoken for: shown, never stored. */
+function neverHeard(id: string): LiveNode {
+  return liveNode(emptyRow(id, 0))
+}
+
+/** A node's row before its agent has said anything. */
+function emptyRow(id: string, firstSeen: number): NodeRow {
+  return {
+    id,
+    shutdownAt: null,
+    incarnation: null,
+    lastHeartbeatAt: null,
+    role: null,
+    agentVersion: null,
+    capabilities: [],
+    facts: null,
+    firstSeen,
+  }
+}
 
 /** A node's in-memory record, with nothing tracked yet. */
 function liveNode(row: NodeRow): LiveNode {
