@@ -169,6 +169,8 @@ test('vigil status on a standby says its nodes are judged by the leader, and whe
   }
   const lines = (group: StatusGroup) =>
     renderStatus({ cluster: 'c', name: 'hub-b', epoch: 57 }, [], NOW, true, [], group).split('\n')
+  // Its own epoch says nothing (0, or the one it last led under): its role does.
+  expect(lines(standby)[0]).toBe('Cluster c - hub hub-b (standby) - 0 nodes: none')
   expect(lines(standby)[2]).toBe(
     'Nodes are judged by the leader only: here each is UNKNOWN (vigil status --hub http://a:7470)',
   )

@@ -66,8 +66,10 @@ export function renderStatus(
   const summary =
     ([...counts.entries()].map(([s, c]) => `${c} ${s}`).join(', ') || 'none') +
     (shutDown > 0 ? `; ${shutDown} agent${shutDown === 1 ? '' : 's'} shut down` : '')
+  // A standby commands nothing: its own epoch (0, or the one it last led under) says nothing.
+  const role = group?.enabled && group.role !== 'leader' ? String(group.role) : `epoch ${String(info.epoch)}`
   const out: string[] = [
-    `Cluster ${String(info.cluster)} - hub ${String(info.name)} (epoch ${String(info.epoch)}) - ${nodes.length} node${nodes.length === 1 ? '' : 's'}: ${summary}`,
+    `Cluster ${String(info.cluster)} - hub ${String(info.name)} (${role}) - ${nodes.length} node${nodes.length === 1 ? '' : 's'}: ${summary}`,
     ...(group?.enabled ? [renderGroup(group)] : []),
     // A standby judges no node: every node is unknown here, and the leader's view is the one.
     ...(group?.enabled && group.role !== 'leader'
