@@ -211,7 +211,8 @@ export function actionOutcome(
       if (p.type === 'stop') {
         r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: STOPPED_BY_VIGIL }
         r.bootWaitFrom = null
-        if (p.afterStop === 'place') {
+        // A resource blocked meanwhile (its starts failed everywhere) stays blocked, stopped.
+        if (p.afterStop === 'place' && r.phase !== 'blocked') {
           r.node = null
           r.phase = 'recovering'
         }
@@ -306,6 +307,18 @@ export function actionOutcome(
         `start on ${p.node} failed: stopping it there, then trying another node`,
         'action.start-failed',
       )
+      // Starts that fail wherever they are tried would otherwise go from node to node for ever,
+      // twice a second, in silence: past the ladder's budget of failures the resource is blocked,
+      // with an alert, once stopped where it last failed (Pacemaker bans a node on a failed start).
+      const recent = r.failures.filter((f) => ctx.now - f.at < policy.windowMs).length
+      if (recent > policy.maxRestarts * policy.ladder.length)
+        block(
+          ctx,
+          spec,
+          r,
+          `${recent} failed starts in the window, the last on ${p.node}: ${message}`,
+          'ladder.exhausted',
+        )
       return
     }
     if (

@@ -3,6 +3,7 @@ import { phiParams, StepContext } from './context.js'
 import { applyGuestHeartbeat, applyGuestSample } from './guests.js'
 import { applyFenceResult, evaluateNodes, fenceNodes, idleFence, resetFence } from './nodes.js'
 import { emptyPhi, recordArrival } from './phi.js'
+import { mayRunOn } from './place.js'
 import { manageResources } from './resources.js'
 import type { ClusterSpec } from './spec.js'
 import type {
@@ -472,8 +473,10 @@ function operator(ctx: StepContext, op: OperatorOp): void {
       r.handledFailure = null // the current failure, if any, is acted on afresh
       if (r.phase === 'blocked') {
         r.phase = r.node && r.observed[r.node]?.state === 'running' ? 'running' : 'recovering'
-        if (r.phase === 'recovering')
-          r.node = r.node && r.observed[r.node]?.state === 'stopped' ? null : r.node
+        // Placed afresh when it surely does not run where it was (reported stopped, absent from a
+        // complete inventory, or its node fenced); else recovered there.
+        const spec = ctx.resourceSpecs.find((s) => s.id === op.resource)
+        if (r.phase === 'recovering' && r.node && spec && mayRunOn(ctx, spec, r.node) === null) r.node = null
       }
       ctx.record({
         kind: 'operator',
