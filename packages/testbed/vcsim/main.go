@@ -158,8 +158,10 @@ func hostFault(w http.ResponseWriter, r *http.Request) {
 			vmConn = types.VirtualMachineConnectionStateDisconnected
 		}
 		setHost(host, conn, state)
-		for _, vmRef := range host.Vm {
-			vm, ok := simulator.Map.Get(vmRef).(*simulator.VirtualMachine)
+		// Every VM whose runtime host it is: vcsim does not update a host's own list of VMs when one
+		// is relocated or migrated onto it, so that list misses the VMs that moved there.
+		for _, e := range simulator.Map.All("VirtualMachine") {
+			vm, ok := e.(*simulator.VirtualMachine)
 			if !ok || vm.Runtime.Host == nil || vm.Runtime.Host.Value != ref {
 				continue
 			}
