@@ -191,6 +191,7 @@ test('a hung host is fenced through its levels, confirmed off, and only then its
 // reads it off): silent everywhere and read off, it is dead and counts as fenced with no off sent.
 // Meanwhile a second BMC, wrongly mapped to node-a, reads node-a off while node-a beats: that one
 // channel kills nothing; the mismatch is recorded and alerted before anyone needs that device.
+// Before the power loss, node-b's agent is restarted: a clean stop of the agent is not a death.
 test('a host that loses its power is proven off by its polled BMC; a BMC that reads a beating host off is called out', async () => {
   const lab = NetnsLab.create(['node-a', 'node-b'])
   cleanups.push(() => lab.destroy())
@@ -237,7 +238,7 @@ test('a host that loses its power is proven off by its polled BMC; a BMC that re
     ['--config', hubFile, '--cluster-file', clusterFile, '--db', join(dir.path, 'poll.sqlite')],
     cleanups,
   )
-  for (const node of ['node-a', 'node-b']) {
+  const startAgent = (node: string) => {
     const agent = startLabAgent(lab, node, {
       dir: dir.path,
       hub,
@@ -249,7 +250,10 @@ test('a host that loses its power is proven off by its polled BMC; a BMC that re
       ],
     })
     cleanups.push(() => agent.stop())
+    return agent
   }
+  startAgent('node-a')
+  const agentB = startAgent('node-b')
   const decisions = async () =>
     (await hub.api<{ decisions: Decision[] }>('/api/decisions?limit=500')).body.decisions.reverse()
   const mismatch = await eventually('the wrong BMC called out', async () =>
@@ -265,6 +269,38 @@ test('a host that loses its power is proven off by its polled BMC; a BMC that re
   const before = await decisions()
   expect(before.filter((d) => d.rule === 'power.mismatch')).toHaveLength(1) // said once
   expect(before.some((d) => d.node === 'node-a' && d.rule.startsWith('fence.'))).toBe(false)
+
+  // node-b's agent is restarted (an upgrade): it says, as it stops, that it alone is stopping, then
+  // is silent for 4 s, well past the hub's detection (about 1 s). node-b is held, not fenced, and
+  // web runs on where it is, the same process, watched again once the new agent is heard.
+  const webPid = readFileSync(join(dir.path, 'poll-node-b-web.pid'), 'utf8').trim()
+  await agentB.stop()
+  await eventually('node-b held: its agent stopped', async () =>
+    (await decisions()).some((d) => d.node === 'node-b' && d.rule === 'classify.agent-stopped'),
+  )
+  await new Promise((r) => setTimeout(r, 4000))
+  startAgent('node-b')
+  await eventually('node-b healthy again', async () =>
+    (await decisions()).some((d) => d.node === 'node-b' && d.rule === 'classify.healthy'),
+  )
+  await eventually(
+    'web watched again on node-b',
+    async () => (await hub.metric('vigil_resource_health_score', { resource: 'web' })) === 100,
+  )
+  const restarted = (await decisions()).slice(before.length)
+  expect(restarted.filter((d) => d.node === 'node-b').map((d) => d.rule)).toEqual(
+    expect.arrayContaining(['classify.agent-stopped', 'classify.healthy']),
+  )
+  expect(
+    restarted.filter((d) => d.rule.startsWith('fence.') || d.rule === 'classify.dead'),
+    restarted.map((d) => `${d.node} ${d.resource} ${d.rule} ${d.summary}`).join('\n'),
+  ).toEqual([])
+  expect(restarted.some((d) => d.resource === 'web' && (d.kind === 'place' || d.kind === 'start'))).toBe(
+    false,
+  )
+  expect(readFileSync(join(dir.path, 'poll-node-b-web.pid'), 'utf8').trim()).toBe(webPid)
+  expect(alive(Number(webPid))).toBe(true)
+  expect(bmc.powerLog()).toEqual([])
 
   // node-b's power goes: its BMC's chassis control kills every process of its namespace.
   execFileSync(netnsPowerControl(join(dir.path, 'poll-b-power.sh'), nodeB.netns), ['off'])

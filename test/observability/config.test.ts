@@ -16,7 +16,7 @@ test.each([
     'promtool check rules',
     'promtool',
     ['check', 'rules', 'prometheus/vigil-rules.yml'],
-    /SUCCESS: 19 rules found/,
+    /SUCCESS: 20 rules found/,
   ],
   [
     'promtool test rules (one case per alert)',

@@ -31,12 +31,15 @@ import { IsolationGuard, isolationTiming } from './isolation.js'
 import { ObservationSender } from './observations.js'
 import { PeerMesh } from './peers.js'
 import { ResourceRunner } from './resources.js'
+import { hostShuttingDown } from './shutdown.js'
 
 export interface AgentDeps {
   log: Logger
   clock?: Clock
   mqttPassword?: string
   version: string
+  /** Whether the host is going down with the agent (default: systemd says it is stopping). */
+  hostShuttingDown?: () => Promise<boolean>
 }
 
 export interface RunningAgent {
@@ -85,7 +88,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     resources.longestStopMs(),
   )
   const actionTimeouts = resources.actionTimeouts()
-  const status = (state: Status['state']): string =>
+  const status = (state: Status['state'], stopping?: Status['stopping']): string =>
     encode('status', {
       v: 1,
       node: config.node,
@@ -97,6 +100,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       capabilities: [...CAPABILITIES, ...resources.capabilities()].slice(0, 256),
       actionTimeouts,
       ...(isolationAnnounced ? { isolation: isolationAnnounced } : {}),
+      ...(stopping ? { stopping } : {}),
     })
 
   const options: IClientOptions = {
@@ -235,6 +239,20 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     },
     emit,
     async stop() {
+      // Said before the heartbeats end, so that the hub never reads the silence as a death first:
+      // a stop of the agent alone (a restart, an upgrade) is held, not fenced; a host shutdown not.
+      if (links.connected) {
+        try {
+          const stopping = (await (deps.hostShuttingDown ?? hostShuttingDown)()) ? 'host' : 'agent'
+          await withTimeout(
+            links.publishAllAsync(topic('status'), status('offline', stopping), { qos: 1, retain: true }),
+            1000,
+          )
+          log.info({ node: config.node, stopping }, 'shutdown announced')
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'could not announce shutdown')
+        }
+      }
       heartbeat.close()
       clearInterval(factsTimer)
       observations?.close()
@@ -242,16 +260,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       mesh.close()
       diskHeartbeat.close()
       await resources.close()
-      if (links.connected) {
-        try {
-          await withTimeout(
-            links.publishAllAsync(topic('status'), status('offline'), { qos: 1, retain: true }),
-            1000,
-          )
-        } catch (err) {
-          log.warn({ err: (err as Error).message }, 'could not announce shutdown')
-        }
-      }
       await links.close()
     },
   }

@@ -21,6 +21,7 @@ const NODE_CONDITIONS = [
   'isolated',
   'dead',
   'frozen',
+  'agent-stopped',
 ] as const satisfies readonly NodeCondition[]
 const RESOURCE_PHASES = [
   'stopped',

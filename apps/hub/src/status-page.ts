@@ -129,7 +129,7 @@ export const STATUS_JS = `'use strict'
 const $ = (sel) => document.querySelector(sel)
 const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c])
 const GOOD = ['healthy', 'running', 'idle', 'confirmed-on']
-const WARN = ['suspect', 'partitioned', 'isolated', 'starting', 'stopping', 'recovering', 'migrating', 'waiting', 'delayed', 'running-fence', 'verifying', 'unknown', 'unmanaged', 'suspended']
+const WARN = ['suspect', 'partitioned', 'isolated', 'agent-stopped', 'starting', 'stopping', 'recovering', 'migrating', 'waiting', 'delayed', 'running-fence', 'verifying', 'unknown', 'unmanaged', 'suspended']
 function pill(text, cls) {
   const c = cls || (GOOD.includes(text) ? 'ok' : WARN.includes(text) ? 'warn' : 'bad')
   return '<span class="pill ' + c + '">' + esc(text) + '</span>'

@@ -1,7 +1,7 @@
 import { actionOutcome, agentRestarted, applyResourceState, heardAgain } from './action-outcomes.js'
 import { phiParams, StepContext } from './context.js'
 import { applyGuestHeartbeat, applyGuestSample } from './guests.js'
-import { applyFenceResult, evaluateNodes, fenceNodes, idleFence, resetFence } from './nodes.js'
+import { agentStopped, applyFenceResult, evaluateNodes, fenceNodes, idleFence, resetFence } from './nodes.js'
 import { emptyPhi, recordArrival } from './phi.js'
 import { mayRunOn } from './place.js'
 import { manageResources } from './resources.js'
@@ -138,6 +138,7 @@ function apply(ctx: StepContext, input: Input): void {
         ? recordArrival(n.hub, ctx.now, phiParams(ctx.spec.detection.hub), ctx.spec.detection.hub.threshold)
         : recordArrival({ lastAt: null, intervals: [] }, ctx.now, phiParams(ctx.spec.detection.hub))
       n.heard = true
+      if (n.agentStopped?.newRun) n.agentStopped = null
       return
     }
     case 'disk-heartbeat': {
@@ -244,9 +245,17 @@ function apply(ctx: StepContext, input: Input): void {
       ctx.allDirty = true
       ctx.nodeBecameAvailable = true // maintenance off, or a move: placements may change
       return
-    case 'agent-restarted':
+    case 'agent-stopped':
+      agentStopped(ctx, input.node, input.hostShutdown)
+      return
+    case 'agent-restarted': {
+      // Its heartbeat, not this first word of the new run, ends a hold: the node is not judged
+      // by a silence in between.
+      const stopped = ctx.state.nodes[input.node]?.agentStopped
+      if (stopped) stopped.newRun = true
       agentRestarted(ctx, input.node)
       return
+    }
     case 'hub-restarted':
       hubRestarted(ctx)
       ctx.allDirty = true

@@ -9,6 +9,7 @@ const SCORES: Record<NodeCondition, number> = {
   suspect: 70,
   partitioned: 50,
   frozen: 50,
+  'agent-stopped': 50,
   isolated: 20,
   dead: 0,
 }
@@ -16,7 +17,51 @@ const SCORES: Record<NodeCondition, number> = {
 /** A healthy node with degraded links (a bond lost a slave). */
 const DEGRADED_SCORE = 80
 /** Conditions in which the hub cannot hear a node (and commands sent to it may be lost). */
-const SILENT: ReadonlySet<NodeCondition> = new Set(['suspect', 'partitioned', 'isolated', 'frozen'])
+const SILENT: ReadonlySet<NodeCondition> = new Set([
+  'suspect',
+  'partitioned',
+  'isolated',
+  'frozen',
+  'agent-stopped',
+])
+/**
+ * A heartbeat this long after the agent said it was stopping is no straggler of the stop: that run
+ * of the agent goes on (its stop hung or was cancelled), and its silence counts again.
+ */
+const STOP_STRAGGLER_MS = 2000
+
+/**
+ * A node's agent said it was stopping. Its host stays up (an agent restarted or upgraded): its
+ * silence is held, not judged (Pacemaker never fences a node that left cleanly; VCS's `hastop -local
+ * -force` leaves its applications running, unwatched). Going down with its host's shutdown, it is
+ * judged as usual: fenced, found off, then failed over.
+ */
+export function agentStopped(ctx: StepContext, id: string, hostShutdown: boolean): void {
+  const n = ctx.state.nodes[id]
+  if (!n) return
+  n.agentStopped = hostShutdown ? null : { at: ctx.now, newRun: false }
+  if (hostShutdown)
+    ctx.record({
+      kind: 'node-condition',
+      node: id,
+      summary: `its agent stopped with its host's shutdown: its silence is judged as usual (fenced, found off, then failed over)`,
+      rule: 'agent.host-shutdown',
+      evidence: ctx.evidence(id),
+      correlationId: n.incident ?? null,
+    })
+}
+
+/** Whether a node's silence is held because its agent said it was stopping (and not for too long). */
+function heldAfterAgentStop(ctx: StepContext, n: NodeState, hubAlive: boolean): boolean {
+  const stopped = n.agentStopped ?? null
+  if (stopped === null) return false
+  if (hubAlive && n.hub.lastAt !== null && n.hub.lastAt > stopped.at + STOP_STRAGGLER_MS) {
+    n.agentStopped = null
+    return false
+  }
+  const hold = ctx.spec.detection.agentStoppedHoldMs
+  return hold === null || ctx.now - stopped.at < hold
+}
 
 /** Classifies every node from its channels; freezes instead when too many go silent at once. */
 export function evaluateNodes(ctx: StepContext): void {
@@ -30,11 +75,13 @@ export function evaluateNodes(ctx: StepContext): void {
     const peers = ctx.peersHearing(spec.id).length > 0
     const disk = ctx.diskAlive(spec.id)
     const powerOff = ctx.provenOff(spec.id)
+    const held = heldAfterAgentStop(ctx, n, hubAlive)
     if ((hubAlive || peers) && !powerOff) n.silentSince = null
     else n.silentSince ??= ctx.now
     let next: NodeCondition
     if (powerOff) next = 'dead'
     else if (hubAlive) next = n.heard ? 'healthy' : 'unknown'
+    else if (held) next = 'agent-stopped'
     else if (
       !n.heard &&
       n.condition === 'unknown' &&
@@ -98,22 +145,40 @@ export function evaluateNodes(ctx: StepContext): void {
           kind: 'node-condition',
           node: spec.id,
           summary:
-            next === 'isolated'
-              ? `${from} -> ${next}: its disk heartbeat advances; fenced if still unheard ${ctx.spec.detection.isolationGraceMs / 1000} s after going silent`
-              : from === 'unknown' && !n.heard && (n.graceWitness ?? null) !== null
-                ? `${from} -> ${next}: not heard since the hub started, its disk heartbeat still while the others' advance and no peer hearing it for ${ctx.spec.detection.restartWitnessMs / 1000} s: the startup grace is not waited out`
-                : `${from} -> ${next}`,
+            next === 'agent-stopped' || from === 'agent-stopped'
+              ? agentStopSummary(ctx, spec.id, from, next)
+              : next === 'isolated'
+                ? `${from} -> ${next}: its disk heartbeat advances; fenced if still unheard ${ctx.spec.detection.isolationGraceMs / 1000} s after going silent`
+                : from === 'unknown' && !n.heard && (n.graceWitness ?? null) !== null
+                  ? `${from} -> ${next}: not heard since the hub started, its disk heartbeat still while the others' advance and no peer hearing it for ${ctx.spec.detection.restartWitnessMs / 1000} s: the startup grace is not waited out`
+                  : `${from} -> ${next}`,
           rule: `classify.${next}`,
           classification: next,
           evidence: ctx.evidence(spec.id),
           correlationId: n.incident ?? null,
         })
         n.incident = next === 'healthy' ? null : (n.incident ?? id)
+        if (next === 'agent-stopped')
+          ctx.alert(
+            id,
+            'warning',
+            `node:${spec.id}`,
+            `${spec.id}'s agent stopped: its resources run unwatched and are not recovered there until it is back`,
+          )
       }
     }
     updateHealth(n, ctx.spec.detection.failuresBeforeCritical, ctx.spec.detection.successesBeforePassing)
     checkPowerReading(ctx, spec.id, n)
   }
+}
+
+function agentStopSummary(ctx: StepContext, id: string, from: NodeCondition, next: NodeCondition): string {
+  const hold = ctx.spec.detection.agentStoppedHoldMs
+  if (next === 'agent-stopped')
+    return `${from} -> ${next}: its agent said it was stopping, its host staying up: its resources run unwatched where they were, and its silence is not taken for a death ${hold === null ? 'until a new run of its agent is heard or its power reads off' : `for ${hold / 1000} s`}`
+  if (next === 'dead' && ctx.provenOff(id)) return `${from} -> ${next}: its power reads off`
+  if (next === 'healthy') return `${from} -> ${next}: its agent is back`
+  return `${from} -> ${next}: its agent stopped ${hold === null ? '' : `more than ${hold / 1000} s `}ago and no new run of it has been heard`
 }
 
 /**

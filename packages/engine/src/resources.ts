@@ -40,6 +40,11 @@ function waitingOnNode(id: string, n: NodeState): [why: string, rule: string] {
         'wait.fence-failed',
       ]
   }
+  if (n.condition === 'agent-stopped')
+    return [
+      `its node ${id}'s agent stopped: left where it was, unwatched, until the agent is back`,
+      'wait.node-agent-stopped',
+    ]
   return [`its node ${id} is ${n.condition}`, `wait.node-${n.condition}`]
 }
 

@@ -177,6 +177,13 @@ export const clusterSpecSchema = z.strictObject({
        * on the disk and is heard by its peers, so it keeps its grace.
        */
       restartWitnessMs: ms.default(1000),
+      /**
+       * A node whose agent announced a clean stop (not its host's shutdown) is not judged by its
+       * silence for this long: an agent restarted or upgraded is not a dead host. Its resources run
+       * unwatched meanwhile; a power reading of off still ends the wait. Null (the default): until
+       * a new run of its agent is heard, as Pacemaker and VCS never fence a node that left cleanly.
+       */
+      agentStoppedHoldMs: ms.nullable().default(null),
       /** After a device reports a live node off: no heartbeat for this long confirms it. */
       fenceVerifyMs: ms.default(500),
       /** Health hysteresis: consecutive bad evaluations before critical, good ones before passing. */

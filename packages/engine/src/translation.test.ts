@@ -1,6 +1,7 @@
-import type { CommandResult, Heartbeat, Observation, ObservationBatch } from '@vigil/protocol/schemas'
+import type { CommandResult, Heartbeat, Observation, ObservationBatch, Status } from '@vigil/protocol/schemas'
 import { describe, expect, test } from 'vitest'
 import { AgentTranslation, actionResultInput, commandFor } from './translation.js'
+import type { Input } from './types.js'
 
 const heartbeat = (disk: Heartbeat['disk'] = []): Heartbeat => ({
   v: 1,
@@ -191,5 +192,45 @@ test('an engine action becomes a command whose id travels as the idempotency key
     target: 'node1',
     action: 'migrate',
     args: { resource: 'vm1', decision: 'd3', action: 'a7', to: 'node2' },
+  })
+})
+
+describe('status', () => {
+  const status = (over: Partial<Status>): Status => ({
+    v: 1,
+    node: 'node1',
+    incarnation: 1,
+    state: 'online',
+    at: 0,
+    agentVersion: 'test',
+    role: 'host',
+    capabilities: [],
+    ...over,
+  })
+  test.each([
+    [
+      'a birth with declared timeouts',
+      status({ actionTimeouts: { web: { start: 5000 } } }),
+      [{ type: 'action-timeouts', node: 'node1', resources: { web: { start: 5000 } } }],
+    ],
+    ['a birth declaring nothing', status({}), []],
+    [
+      'the agent alone stopping',
+      status({ state: 'offline', stopping: 'agent' }),
+      [{ type: 'agent-stopped', node: 'node1', hostShutdown: false }],
+    ],
+    [
+      'stopping with its host',
+      status({ state: 'offline', stopping: 'host' }),
+      [{ type: 'agent-stopped', node: 'node1', hostShutdown: true }],
+    ],
+    [
+      'an older agent stopping, saying nothing of what stops: its silence is judged',
+      status({ state: 'offline' }),
+      [],
+    ],
+    ["the broker's last will", status({ state: 'gone', stopping: 'agent' }), []],
+  ] as [string, Status, Input[]][])('%s', (_, said, inputs) => {
+    expect(new AgentTranslation().status(said)).toEqual(inputs)
   })
 })

@@ -43,8 +43,13 @@ export class AgentTranslation {
     return inputs
   }
 
-  /** An agent's birth message: each action's deadline is the one its driver declares. */
+  /**
+   * An agent's birth message: each action's deadline is the one its driver declares. Its clean
+   * stop: whether its host stays up (the node's silence is then held, not judged).
+   */
   status(status: Status): Input[] {
+    if (status.state === 'offline' && status.stopping)
+      return [{ type: 'agent-stopped', node: status.node, hostShutdown: status.stopping === 'host' }]
     return status.state === 'online' && status.actionTimeouts
       ? [{ type: 'action-timeouts', node: status.node, resources: status.actionTimeouts }]
       : []

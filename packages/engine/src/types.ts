@@ -11,8 +11,19 @@ import type { PhiState } from './phi.js'
  *   isolated     neither hub nor peers do, its disk heartbeat advances: alive but cut off
  *   dead         every channel silent for `confirmMs`, or its power read back off
  *   frozen       silent together with too many others (hub-side partition assumed): never fenced
+ *   agent-stopped  its agent said it was stopping (not its host) and is silent since: its resources
+ *                run unwatched where they were; never fenced for that silence (a clean departure,
+ *                as Pacemaker and VCS treat one), until heard again or its power is read off
  */
-export type NodeCondition = 'unknown' | 'healthy' | 'suspect' | 'partitioned' | 'isolated' | 'dead' | 'frozen'
+export type NodeCondition =
+  | 'unknown'
+  | 'healthy'
+  | 'suspect'
+  | 'partitioned'
+  | 'isolated'
+  | 'dead'
+  | 'frozen'
+  | 'agent-stopped'
 
 /**
  * idle -> (delayed) -> running -> verifying -> confirmed, or -> failed when every level failed.
@@ -103,6 +114,12 @@ export interface NodeState {
    * `vigil why` story). Absent in states saved before it existed.
    */
   incident?: string | null
+  /**
+   * Its agent announced a clean stop of itself (its host staying up) at `at`: its silence since is
+   * not a death. `newRun`: a new run of the agent has spoken; its first heartbeat ends the hold.
+   * Absent or null otherwise.
+   */
+  agentStopped?: { at: number; newRun: boolean } | null
 }
 
 export interface HealthState {
@@ -238,6 +255,11 @@ export type DeclaredTimeouts = Partial<Record<ResourceActionType, number>>
 /** What the world tells the engine. Times come from env.now(), never from inputs. */
 export type Input =
   | { type: 'heartbeat'; node: string }
+  /**
+   * A node's agent announced, as it stopped cleanly, that it was going (its `offline` status);
+   * `hostShutdown` when its host is shutting down with it (then its silence is judged as usual).
+   */
+  | { type: 'agent-stopped'; node: string; hostShutdown: boolean }
   | { type: 'disk-heartbeat'; node: string }
   | { type: 'peer-view'; node: string; hears: string[] }
   | { type: 'guest-heartbeat'; resource: string }

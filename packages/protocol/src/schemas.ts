@@ -95,6 +95,12 @@ export const statusSchema = z.strictObject({
     .record(z.string().max(64), z.partialRecord(z.enum(COMMAND_ACTIONS), count))
     .refine((t) => Object.keys(t).length <= 256, 'at most 256 resources')
     .optional(),
+  /**
+   * With `offline`: what is stopping. `agent`: the agent alone, its host and resources staying up
+   * (a restart, an upgrade): the hub holds its judgement of the node. `host`: the host is shutting
+   * down: its silence is judged as usual. Absent (older agents): as `host`.
+   */
+  stopping: z.enum(['agent', 'host']).optional(),
 })
 export type Status = z.infer<typeof statusSchema>
 

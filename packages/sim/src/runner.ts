@@ -718,6 +718,19 @@ export class Simulation {
       case 'agent-kill':
         this.node(a as string).agent = false
         break
+      case 'agent-stop': {
+        // Its last word, as the agent says it on a clean stop (if the hub can hear it), then silence.
+        if (this.hubHears(a as string))
+          this.hear(
+            this.translation.status({
+              ...this.statusOf(a as string),
+              state: 'offline',
+              stopping: b === 'host' ? 'host' : 'agent',
+            }),
+          )
+        this.node(a as string).agent = false
+        break
+      }
       case 'agent-start': {
         const n = this.node(a as string)
         if (!n.agent) n.incarnation++

@@ -2,6 +2,7 @@
  * A fault script: one event per line, `<seconds> <verb> <args...>`, `#` starts a comment.
  *
  *   power-off N | power-on N | crash N | agent-kill N | agent-start N
+ *   agent-stop N [host] (a clean stop that says so: of the agent alone, or with its host's shutdown)
  *   partition N hub | partition N all | partition N M | heal N [hub|all|M] | loss N <percent>
  *   delay N <ms> [<jitter-ms>] (each heartbeat from N reaches the hub that late; `delay N 0` ends it)
  *   disk-hang N | disk-ok N
@@ -34,6 +35,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   crash: [1, 1],
   'agent-kill': [1, 1],
   'agent-start': [1, 1],
+  'agent-stop': [1, 2],
   partition: [2, 2],
   heal: [1, 2],
   loss: [2, 2],
@@ -95,6 +97,10 @@ export function parseScript(text: string, file = 'script'): ScriptEvent[] {
     if (verb === 'hub-restart' || verb === 'hub-takeover' || verb === 'hub-pause')
       for (const a of args)
         if (!(Number(a) >= 0)) throw new Error(`${file}:${i + 1}: ${verb}: "${a}" is not a number of seconds`)
+    if (verb === 'agent-stop' && args[1] !== undefined && args[1] !== 'host')
+      throw new Error(
+        `${file}:${i + 1}: agent-stop: "${args[1]}" is not "host" (the host's shutdown) or nothing`,
+      )
     events.push({ at: Math.round(at * 1000), verb, args, line: i + 1 })
   })
   return events.sort((a, b) => a.at - b.at || a.line - b.line)
