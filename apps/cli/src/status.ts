@@ -50,7 +50,7 @@ export function renderGroup(group: StatusGroup): string {
 /**
  * A crm_mon-like rendering of the hub's nodes, with each node's filesystems and interfaces. A
  * node's state is the engine's classification; an agent that announced a clean shutdown is marked
- * beside it (`DEAD (agent shut down)`: the engine still judges the silence).
+ * beside it (`DEAD (agent shut down)`: the engine judged the silence; AGENT-STOPPED says it alone).
  */
 export function renderStatus(
   info: { cluster?: unknown; name?: unknown; epoch?: unknown },
@@ -93,7 +93,7 @@ export function renderStatus(
       ],
       nodes.map((n) => [
         n.id,
-        `${n.state.toUpperCase()}${n.shutdownAt === null ? '' : ' (agent shut down)'}`,
+        `${n.state.toUpperCase()}${n.shutdownAt === null || n.state === 'agent-stopped' ? '' : ' (agent shut down)'}`,
         n.stateSince === null ? '-' : `${duration(now - n.stateSince)} ago`,
         n.lastHeartbeatAt === null ? '-' : `${duration(now - n.lastHeartbeatAt)} ago`,
         n.role ?? '-',

@@ -285,7 +285,7 @@ async function refresh() {
     (can('operator') ? '<div><b>' + (info.maintenance ? 'on' : 'off') + '</b>cluster maintenance <button data-act="cluster-maintenance" data-on="' + (info.maintenance ? 'off' : 'on') + '">turn ' + (info.maintenance ? 'off' : 'on') + '</button></div>' : '')
   // A node's state is the engine's classification; an agent that shut down cleanly says so beside it.
   rows($('#nodes tbody'), ns, (n) => '<tr data-node="' + esc(n.id) + '"><td>' + esc(n.id) + '</td><td class="condition">' + pill(n.state) +
-    (n.shutdownAt != null ? ' <small class="why shutdown" title="its agent announced a clean shutdown ' + esc(ago(n.shutdownAt)) + '">agent shut down</small>' : '') +
+    (n.shutdownAt != null && n.state !== 'agent-stopped' ? ' <small class="why shutdown" title="its agent announced a clean shutdown ' + esc(ago(n.shutdownAt)) + '">agent shut down</small>' : '') +
     '</td><td>' + (n.engine ? n.engine.health : '-') + '</td><td>' + (n.engine ? esc(n.engine.fence) : '-') +
     '</td><td>' + ago(n.lastHeartbeatAt) + '</td><td>' + esc(n.agentVersion || '-') + '</td><td class="act">' + nodeActions(n) + '</td></tr>', 'no node has reported yet', 7)
   // A vm says what runs it (kvm, qemu, xen, vsphere): a cluster may mix them.
