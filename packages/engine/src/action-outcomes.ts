@@ -291,6 +291,22 @@ export function actionOutcome(
       // that reported it may never change (an application that died during its restart stays
       // "failed"): handle that failure again, which counts it and takes the ladder's next step.
       r.handledFailure = null
+      // A local error says this node cannot run it (its program dies during startup, its domain
+      // is not defined here): restarting here again cannot cure that, so the ladder goes straight
+      // to its relocation, as Pacemaker moves a resource whose start failed on a node. A guest
+      // application's node is its vm, whose disk moves with it: its ladder is left as it is.
+      const relocate = policy.ladder.indexOf('relocate')
+      if (error?.kind === 'local' && spec.kind !== 'guest-app' && relocate > r.step) {
+        ctx.record({
+          kind: 'resource-phase',
+          resource: spec.id,
+          node: p.node,
+          summary: `a local error: ${p.node} cannot run it, so the ladder skips to its relocation`,
+          rule: 'ladder.local-error',
+          correlationId: r.correlationId,
+        })
+        r.step = relocate
+      }
       return
     }
     r.failures.push({ at: ctx.now, step: r.step, node: countedNode(ctx, spec, p.node) })

@@ -87,7 +87,8 @@ export class Simulation {
   private takingOver = false
   /** Resources whose stop fails, and resource@node pairs whose start fails. */
   private readonly stopFails = new Set<string>()
-  private readonly startFails = new Set<string>()
+  /** `<resource>@<node>` -> the kind of error its failing start and restart answer. */
+  private readonly startFails = new Map<string, 'local' | 'transient'>()
   /** Resources whose next live migration fails halfway. */
   private readonly migrateFails = new Set<string>()
   private readonly connectivity = new Map<string, { reachable: number; total: number }>()
@@ -470,15 +471,17 @@ export class Simulation {
         : this.vmRunningOn(host) !== null && this.hubHears(this.vmRunningOn(host) as string)
     if (!reachable()) return // the command never arrives; the engine times out
     if (this.answeredFromRecord(a)) return
-    const delay = {
-      start: delays.startMs,
-      stop: delays.stopMs,
-      restart: delays.restartMs,
-      'reset-vm': delays.resetMs,
-      'reboot-vm': delays.rebootMs,
-      suspend: delays.suspendMs,
-      resume: delays.suspendMs,
-    }[a.type]
+    const delay =
+      this.world.actionDelays[a.resource]?.[a.type] ??
+      {
+        start: delays.startMs,
+        stop: delays.stopMs,
+        restart: delays.restartMs,
+        'reset-vm': delays.resetMs,
+        'reboot-vm': delays.rebootMs,
+        suspend: delays.suspendMs,
+        resume: delays.suspendMs,
+      }[a.type]
     // A command is carried out by the agent that received it: one that died meanwhile (even if a
     // new one has started since) took it along, unanswered.
     const incarnation = this.nodes.has(host) ? this.node(host).incarnation : 0
@@ -487,16 +490,20 @@ export class Simulation {
       if (this.nodes.has(host) && this.node(host).incarnation !== incarnation) return
       const byHost = this.instances.get(a.resource)
       if (!byHost) return
-      const fails =
-        a.type === 'stop'
-          ? this.stopFails.has(a.resource)
-          : (a.type === 'start' || a.type === 'restart') && this.startFails.has(`${a.resource}@${host}`)
+      const startFailure =
+        a.type === 'start' || a.type === 'restart'
+          ? (this.startFails.get(`${a.resource}@${host}`) ??
+            (this.world.onDisk.includes(a.resource) && this.nodes.has(host) && this.node(host).disk === 'hang'
+              ? 'local'
+              : undefined))
+          : undefined
+      const fails = a.type === 'stop' ? this.stopFails.has(a.resource) : startFailure !== undefined
       if (fails) {
         this.write('world', `${a.type} ${a.resource} on ${host}: failed`)
         this.settleRecord(a, false)
         if (reachable())
           this.answer(a, {
-            code: a.type === 'stop' ? 'transient' : 'local',
+            code: a.type === 'stop' ? 'transient' : (startFailure ?? 'local'),
             message: `${a.type} failed on ${host}`,
           })
         return
@@ -773,6 +780,12 @@ export class Simulation {
       case 'disk-hang':
       case 'disk-ok':
         this.node(a as string).disk = e.verb === 'disk-hang' ? 'hang' : 'ok'
+        if (e.verb === 'disk-hang')
+          for (const id of this.world.onDisk) {
+            // What lives on that disk stalls with it: a vm is paused on its I/O error, an app fails.
+            const i = this.instances.get(id)?.get(a as string)
+            if (i?.state === 'running') i.state = this.resourceSpec(id).kind === 'vm' ? 'paused' : 'failed'
+          }
         break
       case 'app-crash': {
         const i = inst(a as string, b)
@@ -939,7 +952,7 @@ export class Simulation {
         this.stopFails.add(a as string)
         break
       case 'start-fail':
-        this.startFails.add(`${a}@${b}`)
+        this.startFails.set(`${a}@${b}`, c === 'transient' ? 'transient' : 'local')
         break
       case 'migrate-fail':
         this.migrateFails.add(a as string)

@@ -15,7 +15,9 @@
  *   device D ok|unreachable|lying|auth-fail
  *   move R N <seconds> | migrate R N <seconds> | maintenance node|resource|cluster [ID] on|off [<seconds>] | cleanup R | ack-fence N | fence N
  *   evacuate N | ping N <reachable targets> | nic-degrade N [slave] | nic-ok N
- *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R | start-fail R N (its start and restart there)
+ *   hub-restart <seconds-down> [<state-age-seconds>] | stop-fail R
+ *   start-fail R N [transient] (its start and restart there fail: with a local error, this node
+ *     cannot run it; or a transient one)
  *   hub-takeover <lease-seconds> [<state-age-seconds>] | hub-pause <seconds>
  *   migrate-fail R (its next live migration fails halfway: it stays on the source)
  *     (state age: the hub resumes from the state it persisted that long before it went down; the
@@ -73,7 +75,7 @@ const VERBS: Record<string, [min: number, max: number]> = {
   'hub-takeover': [1, 2],
   'hub-pause': [1, 1],
   'stop-fail': [1, 1],
-  'start-fail': [2, 2],
+  'start-fail': [2, 3],
   'migrate-fail': [1, 1],
   end: [0, 0],
 }
@@ -97,6 +99,10 @@ export function parseScript(text: string, file = 'script'): ScriptEvent[] {
     if (verb === 'hub-restart' || verb === 'hub-takeover' || verb === 'hub-pause')
       for (const a of args)
         if (!(Number(a) >= 0)) throw new Error(`${file}:${i + 1}: ${verb}: "${a}" is not a number of seconds`)
+    if (verb === 'start-fail' && args[2] !== undefined && args[2] !== 'transient')
+      throw new Error(
+        `${file}:${i + 1}: start-fail: "${args[2]}" is not "transient" or nothing (a local error)`,
+      )
     if (verb === 'agent-stop' && args[1] !== undefined && args[1] !== 'host')
       throw new Error(
         `${file}:${i + 1}: agent-stop: "${args[1]}" is not "host" (the host's shutdown) or nothing`,

@@ -31,6 +31,12 @@ export const worldSchema = z.strictObject({
     .prefault({}),
   /** An agent that hears neither hub nor peers for this long stops its resources (self-fence). */
   isolationMs: z.number().int().positive().default(2000),
+  /**
+   * Resources whose storage is on the disk `disk-hang` stalls (the shared disk, as each node sees
+   * it): while a node's disk hangs, such a vm running there is paused by its hypervisor (its I/O
+   * error policy), such an application fails, and neither can start there.
+   */
+  onDisk: z.array(z.string()).default([]),
   /** Nodes whose agent writes a shared-disk heartbeat. */
   diskHeartbeat: z.array(z.string()).default([]),
   /** Resource -> the node (or nodes: a duplicate) it runs on at time 0; for a guest-app, its vm. */
@@ -47,6 +53,11 @@ export const worldSchema = z.strictObject({
    * when the hub first hears it (and again after each agent restart); none by default.
    */
   actionTimeouts: z.record(z.string(), z.record(z.string(), z.number().int().nonnegative())).default({}),
+  /**
+   * Resource -> action -> how long that action takes there (ms), instead of `delays`: a vm whose
+   * guest shuts down slowly (the driver's graceful wait, then its destroy), a slow start.
+   */
+  actionDelays: z.record(z.string(), z.record(z.string(), z.number().int().nonnegative())).default({}),
   /**
    * The hub reads every fence device's power status this often (its `fencing.powerPollMs`): a
    * reachable device reports its node's power (a lying one: off); 0, the default, reads none.
