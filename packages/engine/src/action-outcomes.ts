@@ -153,6 +153,7 @@ export function actionOutcome(
       r.observed[p.node] = { state: 'stopped', at: ctx.now, reason: `migrated to ${p.to}` }
       r.observed[p.to] = { state: 'running', at: ctx.now, reason: `migrated from ${p.node}` }
       r.node = p.to
+      rebaseGuestSilence(ctx, r)
       setPhase(
         ctx,
         spec.id,
@@ -370,4 +371,15 @@ export function applyResourceState(
   }
   r.observed[node] = reason ? { state, at: ctx.now, reason } : { state, at: ctx.now }
   ctx.touched.add(resource)
+}
+
+/**
+ * A vm that changed hosts (a live migration, or a move outside Vigil) is judged for a hung guest
+ * from the switchover on, with the history of its beats kept: its guest was paused while its memory
+ * was copied over (briefly in a live migration, throughout one without --live), and the target's
+ * first count is only a baseline. A guest that stays silent after it is hung, and is said so.
+ */
+export function rebaseGuestSilence(ctx: StepContext, r: ResourceState): void {
+  if (r.guest && (r.guest.lastAt === null || r.guest.lastAt < ctx.now))
+    r.guest = { ...r.guest, lastAt: ctx.now }
 }

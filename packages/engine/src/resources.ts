@@ -4,7 +4,7 @@
  * placement), handed to the module that holds that case. An operator's stop is kept here.
  */
 
-import { actionOutcome } from './action-outcomes.js'
+import { actionOutcome, rebaseGuestSilence } from './action-outcomes.js'
 import type { StepContext } from './context.js'
 import { runningDependents, waitForDependents } from './dependents.js'
 import { handleFailure } from './failures.js'
@@ -287,6 +287,7 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
           rule: 'observed.moved-outside',
         })
         r.node = nodeId
+        rebaseGuestSilence(ctx, r)
         return
       }
       if (

@@ -302,7 +302,8 @@ export class Simulation {
         if (r.kind !== 'vm') continue
         const host = this.vmRunningOn(r.id)
         const inst = host ? this.instances.get(r.id)?.get(host) : undefined
-        if (inst && this.now >= inst.bootedAt) this.guestBeats.set(r.id, (this.guestBeats.get(r.id) ?? 0) + 1)
+        if (inst && this.now >= inst.bootedAt && !inst.switchingOver)
+          this.guestBeats.set(r.id, (this.guestBeats.get(r.id) ?? 0) + 1)
       }
     const heard = new Set<string>()
     for (const id of this.nodeIds) {
@@ -586,9 +587,16 @@ export class Simulation {
     const fails = this.migrateFails.delete(a.resource)
     const duration = delays.migrateMs ?? delays.restartMs
     const incarnation = this.node(a.node).incarnation
+    const paused = Math.min(delays.migratePausedMs, duration)
+    if (!fails && paused > 0)
+      this.schedule(duration - paused, () => {
+        const inst = this.instances.get(a.resource)?.get(a.node)
+        if (inst) inst.switchingOver = true
+      })
     this.schedule(fails ? Math.round(duration / 2) : duration, () => {
       const byHost = this.instances.get(a.resource)
       const inst = byHost?.get(a.node)
+      if (inst) inst.switchingOver = false
       const target = this.node(a.to)
       const ok =
         !fails && Boolean(inst) && target.power === 'on' && target.agent && this.node(a.node).power === 'on'

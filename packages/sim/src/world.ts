@@ -24,6 +24,12 @@ export const worldSchema = z.strictObject({
       suspendMs: z.number().int().nonnegative().default(200),
       /** A live migration, from the command to the vm running on the target (default: restartMs). */
       migrateMs: z.number().int().nonnegative().optional(),
+      /**
+       * The last this-many ms of a live migration the guest is paused (its stop-and-copy
+       * switchover; a migration without --live, rgmanager's migrate="pause", pauses it throughout):
+       * it does not beat meanwhile. Default 0.
+       */
+      migratePausedMs: z.number().int().nonnegative().default(0),
       guestBootMs: z.number().int().nonnegative().default(1500),
       fenceMs: z.number().int().nonnegative().default(300),
       fenceErrorMs: z.number().int().nonnegative().default(1000),
@@ -90,6 +96,8 @@ export interface Instance {
   hung: boolean
   /** Guest heartbeats start once booted (vms). */
   bootedAt: number
+  /** Paused for a migration's switchover: its guest does not beat. */
+  switchingOver?: boolean
 }
 
 export type DeviceState = 'ok' | 'unreachable' | 'lying' | 'auth-fail'
