@@ -64,7 +64,21 @@ export const hubConfigSchema = z.strictObject({
       startDeadlineMs: z.number().int().min(0).max(3_600_000).default(30_000),
     })
     .prefault({}),
-  store: z.strictObject({ path: z.string().min(1).default('vigil-hub.sqlite') }).prefault({}),
+  store: z
+    .strictObject({
+      path: z.string().min(1).default('vigil-hub.sqlite'),
+      /**
+       * History older than this is pruned (events, decision records, fence runs, commands), at start
+       * and every `everyMs`; the audit log is kept whole. `maxAgeDays: 0` keeps everything.
+       */
+      retention: z
+        .strictObject({
+          maxAgeDays: z.number().min(0).max(36_500).default(90),
+          everyMs: z.number().int().min(1000).max(86_400_000).default(3_600_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   /** Removed: said so by name rather than as an unknown key (configs of earlier hubs have it). */
   liveness: z
     .never({

@@ -34,6 +34,7 @@ import { type NodeJudgement, NodeTable, withHypervisors } from './nodes.js'
 import { OperatorRequests } from './operator-requests.js'
 import { Planner } from './planner.js'
 import { reloadRefusal, specChanges } from './reload.js'
+import { Retention } from './retention.js'
 import { loadSigningKey } from './signing.js'
 import { type EventRow, HubStore, type NewEvent } from './store.js'
 import { StoreGuard } from './store-guard.js'
@@ -359,8 +360,15 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
       { running: resources.filter((r) => r.phase === 'running').length, total: resources.length },
     )
   }, history.everyMs)
+  const retention = new Retention(store, config.store.retention, {
+    now: () => clock.wallMs(),
+    log: log.child({ part: 'retention' }),
+    metrics,
+  })
+  retention.start()
   undo.push(() => {
     closing = true
+    retention.close()
     clearInterval(flushTimer)
     clearInterval(historyTimer)
     clearInterval(engineTimer)
@@ -612,6 +620,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     async close() {
       closing = true
       storeGuard.close()
+      retention.close()
       if (groupHealthTimer) clearInterval(groupHealthTimer)
       await watchdog?.close()
       clearInterval(flushTimer)

@@ -174,6 +174,19 @@ export class HubMetrics {
     help: 'Hub group: times this hub took over the leadership (resumed the group state and acted).',
     registers: [this.registry],
   })
+
+  readonly prunedRows = new Counter({
+    name: 'vigil_store_pruned_rows_total',
+    help: 'Rows of history older than store.retention.maxAgeDays deleted from the database, by table (the audit log is never pruned).',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  })
+
+  readonly storeSize = new Gauge({
+    name: 'vigil_store_size_bytes',
+    help: "The hub database's size on disk (pages in use and free), read after each prune.",
+    registers: [this.registry],
+  })
 }
 
 const CHECK_STATES = ['running', 'stopped', 'failed', 'paused', 'suspended', 'unknown'] as const

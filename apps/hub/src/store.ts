@@ -508,10 +508,45 @@ export class HubStore {
     }
   }
 
+  /**
+   * Deletes what is older than `before` from the history tables (events, decisions, fence runs,
+   * finished or expired commands), at most `batch` rows per table in one transaction, so that a
+   * first prune of a long history does not hold the hub's event loop: call again while it returns
+   * `more`. The audit log is never pruned (it is append-only, by the database's own triggers).
+   */
+  prune(before: number, batch = 5000): { deleted: Record<PrunedTable, number>; more: boolean } {
+    const deleted = { events: 0, decisions: 0, fence_ops: 0, commands: 0 } as Record<PrunedTable, number>
+    this.write(() =>
+      this.db.transaction(() => {
+        for (const table of PRUNED_TABLES) {
+          const key = table === 'decisions' || table === 'commands' ? 'rowid' : 'id'
+          const at = table === 'commands' ? 'issued_at' : 'at'
+          const info = this.db
+            .prepare(
+              `DELETE FROM ${table} WHERE ${key} IN (SELECT ${key} FROM ${table} WHERE ${at} < ? LIMIT ?)`,
+            )
+            .run(before, batch)
+          deleted[table] = info.changes
+        }
+      })(),
+    )
+    return { deleted, more: Object.values(deleted).some((n) => n >= batch) }
+  }
+
+  /** The database's size on disk, in bytes (its pages in use and free). */
+  sizeBytes(): number {
+    const pages = this.db.pragma('page_count', { simple: true }) as number
+    const size = this.db.pragma('page_size', { simple: true }) as number
+    return pages * size
+  }
+
   close(): void {
     this.db.close()
   }
 }
+
+export const PRUNED_TABLES = ['events', 'decisions', 'fence_ops', 'commands'] as const
+export type PrunedTable = (typeof PRUNED_TABLES)[number]
 
 /** SQLite result codes that mean the database, not the statement, failed. */
 const STORE_FAILURES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|BUSY|LOCKED|PROTOCOL)/
