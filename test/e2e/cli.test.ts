@@ -17,6 +17,51 @@ describe('vigil CLI exit codes (real processes)', () => {
     expect(r.stdout).toContain('valid hub configuration')
   })
 
+  test("config check --kind hub reads its cluster file: fence levels against the hub's devices, with lines, exit 2", async () => {
+    const clusterFile = writeLines(dir.path, 'hub-cluster.yaml', [
+      'nodes:',
+      '  - id: n1',
+      '    fencing:',
+      '      - devices: [bmc-n1]',
+      '  - id: n2',
+      '    fencing:',
+      '      - devices: [pdu]',
+      '',
+    ])
+    writeFileSync(join(dir.path, 'community'), 'private\n')
+    const device = (plugs: string) => [
+      'fencing:',
+      '  devices:',
+      '    - id: pdu',
+      '      driver: apc-snmp',
+      `      hosts: { n2: [${plugs}] }`,
+      `      config: { host: 127.0.0.1, version: 2c, communityFile: ${join(dir.path, 'community')} }`,
+    ]
+    const bad = writeLines(dir.path, 'hub-fence.yaml', [
+      `engine: { clusterFile: ${clusterFile} }`,
+      ...device(''),
+      '',
+    ])
+    const r = await runVigil(['config', 'check', bad, '--kind', 'hub'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(
+      `${clusterFile}:4:9: nodes.0.fencing.0.devices.0: no fence device "bmc-n1" in the hub's fencing.devices`,
+    )
+    expect(r.stderr).toContain(`device "pdu" needs the plugs (outlets) of n2 in its hosts`)
+    const good = writeLines(dir.path, 'hub-fence-good.yaml', [
+      `engine: { clusterFile: ${clusterFile} }`,
+      ...device("'3'"),
+      '    - id: bmc-n1',
+      '      driver: meatware',
+      '      hosts: { n1: [n1] }',
+      '',
+    ])
+    const ok = await runVigil(['config', 'check', good, '--kind', 'hub'])
+    expect(ok.stderr).toBe('')
+    expect(ok.code).toBe(0)
+    expect(ok.stdout).toContain(`its cluster file ${clusterFile} too`)
+  })
+
   test('config check: a typo is reported with file, line, column and key, exit 2', async () => {
     const file = join(dir.path, 'bad.yaml')
     writeFileSync(file, 'cluster: prod\nmqtt:\n  urll: mqtt://x:1\n')

@@ -462,10 +462,22 @@ function configCheck(argv: string[]): Promise<number> {
       console.error('Usage: vigil config check <file> --kind hub | --kind agent [--cluster <cluster.yaml>]')
       return EXIT.usage
     }
+    let checkedCluster: string | null = null
     try {
       // Loaded on demand: `vigil agent` must not carry the hub's modules (broker, SQLite, fence drivers).
-      if (values.kind === 'hub') loadConfigFile((await import('@vigil/hub')).hubConfigSchema, file)
-      else {
+      if (values.kind === 'hub') {
+        const hub = await import('@vigil/hub')
+        const config = loadConfigFile(hub.hubConfigSchema, file)
+        // Its cluster file too, as the hub loads it: a fence level naming a device this hub lacks
+        // (or without the node's plugs) is said here with the file's line, not at the hub's start.
+        const clusterFile = config.engine.clusterFile
+        if (clusterFile) {
+          hub.loadClusterSpec(clusterFile, (s) =>
+            hub.fenceLevelProblems(s, hub.fenceDeviceShapes(config.fencing)),
+          )
+          checkedCluster = clusterFile
+        }
+      } else {
         const agent = await import('@vigil/agent')
         // With the cluster file, the agent's isolation response is checked against the hub's
         // detection and fencing timings, as the hub does when the agent says hello.
@@ -494,7 +506,7 @@ function configCheck(argv: string[]): Promise<number> {
       throw err
     }
     console.log(
-      `${file}: valid ${values.kind} configuration${values.cluster ? `, its timings consistent with ${values.cluster}` : ''}`,
+      `${file}: valid ${values.kind} configuration${values.cluster ? `, its timings consistent with ${values.cluster}` : ''}${checkedCluster ? `, its cluster file ${checkedCluster} too` : ''}`,
     )
     return EXIT.ok
   })

@@ -172,10 +172,13 @@ export function splitHostPort(value: string): { host: string; port: number } {
   return { host: value.slice(0, idx).replace(/^\[|\]$/g, ''), port: Number(value.slice(idx + 1)) }
 }
 
-/** Loads and checks the engine's cluster definition; problems name the file, line and key. */
-export function loadClusterSpec(file: string): ClusterSpec {
+/**
+ * Loads and checks the engine's cluster definition; problems name the file, line and key. `more`:
+ * further checks in the same form (the hub's fence devices against the file's fence levels).
+ */
+export function loadClusterSpec(file: string, more?: (spec: ClusterSpec) => string[]): ClusterSpec {
   return loadConfigFile(clusterSpecSchema, file, [], (spec) =>
-    checkClusterSpec(spec).map((p) => ({
+    [...checkClusterSpec(spec), ...(more?.(spec) ?? [])].map((p) => ({
       path: (p.split(':')[0] ?? '').split('.'),
       message: p.slice(p.indexOf(':') + 2),
     })),

@@ -7,7 +7,7 @@ import { libvirtDriver } from '@vigil/fence-libvirt'
 import { MeatwareDevice, meatwareDriver } from '@vigil/fence-meatware'
 import { sshDriver } from '@vigil/fence-ssh'
 import { vsphereFenceDriver } from '@vigil/fence-vsphere'
-import { type Clock, type Logger, toVigilError, VigilError } from '@vigil/kit'
+import { type Clock, createLogger, type Logger, toVigilError, VigilError } from '@vigil/kit'
 import { FENCE_OUTCOMES, type FenceOutcome, idSchema } from '@vigil/protocol'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { z } from 'zod'
@@ -115,6 +115,63 @@ function readsPower(device: FenceDevice): boolean {
  * back to the engine, which confirms the node off only when every device of the level said `off`,
  * and then waits for its heartbeats to stay silent. Everything is recorded in the fence history.
  */
+/** What a cluster file's fence levels are checked against: a device's hosts, and whether it needs plugs. */
+export interface FenceDeviceShape {
+  hosts: Record<string, string[]>
+  needsPlug: boolean
+}
+
+/**
+ * Each device of `fencing.devices` as its driver makes it (its config validated, its secrets read),
+ * for checking a cluster file before the hub starts (`vigil config check`, the hub's own start).
+ * A device its driver refuses is a config error naming it.
+ */
+export function fenceDeviceShapes(config: FencingConfig): Map<string, FenceDeviceShape> {
+  const silentLog = createLogger('fence-check', 'silent')
+  const shapes = new Map<string, FenceDeviceShape>()
+  for (const d of config.devices) {
+    const device = createDevice(d, silentLog)
+    shapes.set(d.id, { hosts: d.hosts, needsPlug: device.needsPlug })
+  }
+  return shapes
+}
+
+/** Fence levels naming a device the hub lacks, or one without an entry (or plugs) for the node. */
+export function fenceLevelProblems(
+  spec: ClusterSpec,
+  devices: ReadonlyMap<string, FenceDeviceShape>,
+): string[] {
+  const problems: string[] = []
+  for (const [i, n] of spec.nodes.entries()) {
+    for (const [l, level] of n.fencing.entries()) {
+      for (const [k, id] of level.devices.entries()) {
+        const d = devices.get(id)
+        const key = `nodes.${i}.fencing.${l}.devices.${k}`
+        if (!d) problems.push(`${key}: no fence device "${id}" in the hub's fencing.devices`)
+        else if (!(n.id in d.hosts))
+          problems.push(`${key}: device "${id}" has no entry for ${n.id} in its hosts`)
+        else if (d.needsPlug && (d.hosts[n.id] ?? []).length === 0)
+          problems.push(`${key}: device "${id}" needs the plugs (outlets) of ${n.id} in its hosts`)
+      }
+    }
+  }
+  return problems
+}
+
+function createDevice(d: FencingConfig['devices'][number], log: Logger): FenceDevice {
+  const factory = FENCE_DRIVERS[d.driver] as FenceDriverFactory
+  try {
+    return factory.create(factory.configSchema.parse(d.config), {
+      deviceId: d.id,
+      log: log.child({ device: d.id }),
+    })
+  } catch (err) {
+    throw new VigilError('config_invalid', `fencing.devices "${d.id}": ${toVigilError(err).message}`, {
+      cause: err,
+    })
+  }
+}
+
 export class FenceService {
   private readonly devices = new Map<string, DeviceEntry>()
   private readonly inFlight = new Map<string, AbortController>()
@@ -143,18 +200,7 @@ export class FenceService {
     },
   ) {
     for (const d of config.devices) {
-      const factory = FENCE_DRIVERS[d.driver] as FenceDriverFactory
-      let device: FenceDevice
-      try {
-        device = factory.create(factory.configSchema.parse(d.config), {
-          deviceId: d.id,
-          log: deps.log.child({ device: d.id }),
-        })
-      } catch (err) {
-        throw new VigilError('config_invalid', `fencing.devices "${d.id}": ${toVigilError(err).message}`, {
-          cause: err,
-        })
-      }
+      const device = createDevice(d, deps.log)
       this.devices.set(d.id, {
         id: d.id,
         driver: d.driver,
@@ -213,21 +259,10 @@ export class FenceService {
   }
 
   problemsWith(spec: ClusterSpec): string[] {
-    const problems: string[] = []
-    for (const [i, n] of spec.nodes.entries()) {
-      for (const [l, level] of n.fencing.entries()) {
-        for (const [k, id] of level.devices.entries()) {
-          const d = this.devices.get(id)
-          const key = `nodes.${i}.fencing.${l}.devices.${k}`
-          if (!d) problems.push(`${key}: no fence device "${id}" in the hub's fencing.devices`)
-          else if (!(n.id in d.hosts))
-            problems.push(`${key}: device "${id}" has no entry for ${n.id} in its hosts`)
-          else if (d.device.needsPlug && (d.hosts[n.id] ?? []).length === 0)
-            problems.push(`${key}: device "${id}" needs the plugs (outlets) of ${n.id} in its hosts`)
-        }
-      }
-    }
-    return problems
+    return fenceLevelProblems(
+      spec,
+      new Map([...this.devices].map(([id, d]) => [id, { hosts: d.hosts, needsPlug: d.device.needsPlug }])),
+    )
   }
 
   /** Runs one level of a fence: every device at once, each outcome reported to the engine. */

@@ -22,7 +22,7 @@ import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
 import { CommandDispatcher } from './commands.js'
 import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
 import { EngineLoop } from './engine-loop.js'
-import { FenceService } from './fencing.js'
+import { FenceService, fenceDeviceShapes, fenceLevelProblems } from './fencing.js'
 import { HubGroup, loadEtcd, notLeaderError } from './group.js'
 import { HubHealth } from './health.js'
 import { HistoryRing } from './history.js'
@@ -98,7 +98,12 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   const { log } = deps
   const clock = deps.clock ?? systemClock
   // The files first: a bad one is reported before any port is taken.
-  let spec = config.engine.clusterFile ? loadClusterSpec(config.engine.clusterFile) : null
+  // Its fence levels are checked against the hub's fence devices here, with the file's lines.
+  let spec = config.engine.clusterFile
+    ? loadClusterSpec(config.engine.clusterFile, (s) =>
+        fenceLevelProblems(s, fenceDeviceShapes(config.fencing)),
+      )
+    : null
   const tokens = new TokenStore(config.api, log.child({ part: 'auth' }))
   const store = new HubStore(config.store.path)
   undo.push(() => store.close())
@@ -225,18 +230,6 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     tracer,
   })
   undo.push(() => fencing.close())
-  if (spec && config.engine.clusterFile) {
-    const problems = fencing.problemsWith(spec)
-    if (problems.length > 0) {
-      throw new ConfigError(
-        problems.map((p) => ({
-          key: p.split(':')[0] ?? '',
-          message: p.slice(p.indexOf(':') + 2),
-          file: config.engine.clusterFile as string,
-        })),
-      )
-    }
-  }
   let closing = false
   let watchdog: LoopWatchdog | null = null
   let stepQueued: NodeJS.Immediate | null = null
@@ -410,12 +403,10 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
         }
       let next: ClusterSpec
       try {
-        next = loadClusterSpec(file)
+        next = loadClusterSpec(file, (s) => fencing.problemsWith(s))
       } catch (err) {
         return { invalid: err instanceof ConfigError ? err.message : String(err) }
       }
-      const problems = fencing.problemsWith(next)
-      if (problems.length > 0) return { invalid: problems.map((p) => `${file}: ${p}`).join('\n') }
       const changes = specChanges(spec, next)
       const refused = reloadRefusal(spec, next, {
         fencePhase: (node) => engine.condition(node)?.fence ?? 'idle',

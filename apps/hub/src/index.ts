@@ -1,4 +1,5 @@
 export { type HubConfig, hubConfigSchema, hubFlags, loadClusterSpec, loadHubConfig } from './config.js'
+export { fenceDeviceShapes, fenceLevelProblems } from './fencing.js'
 export { type HubDeps, type RunningHub, startHub } from './hub.js'
 export type { LiveMessage } from './live.js'
 export { HUB_USAGE, runHubCli } from './main.js'
