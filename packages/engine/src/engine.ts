@@ -134,9 +134,21 @@ function apply(ctx: StepContext, input: Input): void {
     case 'heartbeat': {
       const n = ctx.state.nodes[input.node]
       if (!n) return
-      n.hub = n.heard
-        ? recordArrival(n.hub, ctx.now, phiParams(ctx.spec.detection.hub), ctx.spec.detection.hub.threshold)
-        : recordArrival({ lastAt: null, intervals: [] }, ctx.now, phiParams(ctx.spec.detection.hub))
+      const params = phiParams(ctx.spec.detection.hub)
+      // The interval its agent declares seeds the detector, and seeds it again when it changes: a
+      // window seeded for 250 ms never learns an agent beating once a second (each beat would come
+      // after what looks like a pause, and is left out of the window), which is then suspected,
+      // and fenced, between any two beats.
+      const declared = input.intervalMs
+      const reseed = declared !== undefined && declared !== (n.hubIntervalMs ?? params.firstIntervalMs)
+      if (declared !== undefined) n.hubIntervalMs = declared
+      n.hub =
+        n.heard && !reseed
+          ? recordArrival(n.hub, ctx.now, params, ctx.spec.detection.hub.threshold)
+          : recordArrival({ lastAt: null, intervals: [] }, ctx.now, {
+              ...params,
+              firstIntervalMs: n.hubIntervalMs ?? params.firstIntervalMs,
+            })
       n.heard = true
       if (n.agentStopped?.newRun) n.agentStopped = null
       return

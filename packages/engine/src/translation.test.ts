@@ -36,9 +36,9 @@ describe('heartbeats', () => {
     expect(diskInputs(heartbeat(slot(9, 1)))).toEqual([])
   })
 
-  test('a heartbeat is the node heard, with the peers it hears', () => {
+  test('a heartbeat is the node heard, at the interval its agent says, with the peers it hears', () => {
     expect(new AgentTranslation().heartbeat({ ...heartbeat(), hears: ['node2'] })).toEqual([
-      { type: 'heartbeat', node: 'node1' },
+      { type: 'heartbeat', node: 'node1', intervalMs: 250 },
       { type: 'peer-view', node: 'node1', hears: ['node2'] },
     ])
   })

@@ -27,7 +27,7 @@ export class AgentTranslation {
    * proves nothing.
    */
   heartbeat(hb: Heartbeat): Input[] {
-    const inputs: Input[] = [{ type: 'heartbeat', node: hb.node }]
+    const inputs: Input[] = [{ type: 'heartbeat', node: hb.node, intervalMs: hb.intervalMs }]
     if (hb.hears) inputs.push({ type: 'peer-view', node: hb.node, hears: hb.hears })
     for (const d of hb.disk ?? []) {
       const last = this.diskCounters.get(d.node)

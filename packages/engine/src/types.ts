@@ -120,6 +120,8 @@ export interface NodeState {
    * Absent or null otherwise.
    */
   agentStopped?: { at: number; newRun: boolean } | null
+  /** How often its agent said it beats; absent before any did (the detector's own seed then). */
+  hubIntervalMs?: number
 }
 
 export interface HealthState {
@@ -254,7 +256,8 @@ export type DeclaredTimeouts = Partial<Record<ResourceActionType, number>>
 
 /** What the world tells the engine. Times come from env.now(), never from inputs. */
 export type Input =
-  | { type: 'heartbeat'; node: string }
+  /** `intervalMs`: how often its agent says it beats (its detector is seeded with it). */
+  | { type: 'heartbeat'; node: string; intervalMs?: number }
   /**
    * A node's agent announced, as it stopped cleanly, that it was going (its `offline` status);
    * `hostShutdown` when its host is shutting down with it (then its silence is judged as usual).
