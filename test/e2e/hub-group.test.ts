@@ -47,6 +47,8 @@ interface GroupLab {
   cluster: string
   /** node-b's power control program (its `.off-requested` marker tells a fence is in flight). */
   powerCtl: string
+  /** Each hub's own copy of the cluster file. */
+  clusterFiles: Map<string, string>
 }
 
 let labSeq = 0
@@ -73,7 +75,7 @@ async function startGroupLab(opts: { slowOffMs?: number } = {}): Promise<GroupLa
   // The agents start after the hubs, each loading Node.js and its drivers: on a loaded CI machine
   // that took longer than the default 10 s startup grace, and a node never heard within it is
   // fenced by design. The grace is not what these tests are about.
-  const clusterFile = writeLines(base, 'cluster.yaml', [
+  const clusterLines = [
     'detection: { startupGraceMs: 30000 }',
     'nodes:',
     '  - id: node-a',
@@ -83,9 +85,12 @@ async function startGroupLab(opts: { slowOffMs?: number } = {}): Promise<GroupLa
     '  - id: web',
     '    preferred: { node-b: 10 }',
     '',
-  ])
+  ]
   const hubs = new Map<string, HubProcess>()
+  const clusterFiles = new Map<string, string>()
   for (const hub of ['hub-a', 'hub-b']) {
+    const clusterFile = writeLines(base, `cluster-${hub}.yaml`, clusterLines)
+    clusterFiles.set(hub, clusterFile)
     const hubFile = writeLines(base, `${hub}.yaml`, [
       `cluster: ${cluster}`,
       `name: ${hub}`,
@@ -149,7 +154,7 @@ async function startGroupLab(opts: { slowOffMs?: number } = {}): Promise<GroupLa
     cleanups.push(() => agent.stop())
     agents.set(node, agent)
   }
-  return { lab, bmc, etcd, hubs, agents, witnessFile, cluster, powerCtl: hostCtl }
+  return { lab, bmc, etcd, hubs, agents, witnessFile, cluster, powerCtl: hostCtl, clusterFiles }
 }
 
 function witness(g: GroupLab): { node: string; at: bigint }[] {
@@ -274,6 +279,14 @@ test.each([
     const standbyView = await groupOf(g.hubs.get(standby) as HubProcess)
     expect(standbyView).toMatchObject({ enabled: true, role: 'standby', leader: { hub: first.name } })
 
+    // The leader's copy of the cluster file changes and is reloaded (asked of the standby, which
+    // sends changes to the leader): the leader records it in etcd, and the standby, whose own copy
+    // never changed, runs it once it takes over.
+    const leaderFile = g.clusterFiles.get(first.name) as string
+    writeFileSync(leaderFile, `policyVersion: reloaded\n${readFileSync(leaderFile, 'utf8')}`)
+    const reload = await runVigil(['cluster', 'reload', '--hub', (g.hubs.get(standby) as HubProcess).httpUrl])
+    expect(reload.code, reload.stderr).toBe(0)
+
     g.hubs.get(first.name)?.process.kill('SIGKILL')
     if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs))
     crashNodeB(g)
@@ -297,8 +310,19 @@ test.each([
     expect(at('hub.takeover ')).toBeLessThan(at('classify.dead node-b'))
     expect(at('fence.dead node-b')).toBeLessThan(at('fence.confirmed node-b'))
     expect(at('fence.confirmed node-b')).toBeLessThan(rules.lastIndexOf('placement.best-score node-a'))
-    const events = (await hub.api<{ events: { kind: string }[] }>('/api/events?limit=200')).body.events
+    const events = (await hub.api<{ events: { kind: string; message: string }[] }>('/api/events?limit=200'))
+      .body.events
     expect(events.some((e) => e.kind === 'hub.takeover')).toBe(true)
+    // It ran the group's cluster file, not its own copy, and said so.
+    expect(events.find((e) => e.kind === 'hub.cluster-file')?.message).toContain(
+      `runs the group's cluster file (committed by ${first.name}`,
+    )
+    const placed = (
+      await hub.api<{ decisions: { rule: string; node?: string; policyVersion: string }[] }>(
+        '/api/decisions?limit=200',
+      )
+    ).body.decisions.find((d) => d.rule === 'placement.best-score' && d.node === 'node-a')
+    expect(placed?.policyVersion).toBe('reloaded')
     expect(await hub.metric('vigil_hub_leader')).toBe(1)
     expect(await hub.metric('vigil_hub_takeovers_total')).toBe(1)
     expect(await hub.metric('vigil_hub_epoch')).toBe(next.epoch)

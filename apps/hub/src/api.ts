@@ -38,7 +38,7 @@ export interface ApiDeps {
   reloadCluster: (
     apply: boolean,
     by: string,
-  ) => { changes: string[]; applied: boolean } | { refused: string } | { invalid: string }
+  ) => Promise<{ changes: string[]; applied: boolean } | { refused: string } | { invalid: string }>
   /** The peer mesh's reachability matrix. */
   peers: () => unknown
   info: () => Record<string, unknown>
@@ -275,7 +275,7 @@ export function createApi(deps: ApiDeps): Hono<Env> {
     const who = c.get('who')
     const by =
       who && who.name !== 'anonymous' ? who.name : typeof body.by === 'string' ? body.by : 'anonymous'
-    const result = deps.reloadCluster(body.check !== true, by)
+    const result = await deps.reloadCluster(body.check !== true, by)
     if ('refused' in result) return c.json(errorBody('conflict', result.refused), 409)
     if ('invalid' in result) return c.json(errorBody('invalid', result.invalid, 'clusterFile'), 400)
     return c.json(result, result.applied ? 202 : 200)

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { type ClusterSpec, checkClusterSpec, clusterSpecSchema } from '@vigil/engine'
 import {
   brokerAndLogFlags,
@@ -6,6 +7,8 @@ import {
   loadConfigFile,
   logSectionSchema,
   type Override,
+  parseConfig,
+  VigilError,
 } from '@vigil/kit'
 import { nameSchema } from '@vigil/protocol'
 import { z } from 'zod'
@@ -177,10 +180,34 @@ export function splitHostPort(value: string): { host: string; port: number } {
  * further checks in the same form (the hub's fence devices against the file's fence levels).
  */
 export function loadClusterSpec(file: string, more?: (spec: ClusterSpec) => string[]): ClusterSpec {
-  return loadConfigFile(clusterSpecSchema, file, [], (spec) =>
-    [...checkClusterSpec(spec), ...(more?.(spec) ?? [])].map((p) => ({
-      path: (p.split(':')[0] ?? '').split('.'),
-      message: p.slice(p.indexOf(':') + 2),
-    })),
-  )
+  return loadClusterFile(file, more).spec
 }
+
+/** The cluster file as `loadClusterSpec` loads it, with the text it was read from. */
+export function loadClusterFile(
+  file: string,
+  more?: (spec: ClusterSpec) => string[],
+): { spec: ClusterSpec; text: string } {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (cause) {
+    throw new VigilError('config_unreadable', `${file}: cannot read config file`, { cause })
+  }
+  return { spec: parseClusterSpec(text, file, more), text }
+}
+
+/** A cluster file's text checked as `loadClusterSpec` checks the file (`file` names it in problems). */
+export function parseClusterSpec(
+  text: string,
+  file: string,
+  more?: (spec: ClusterSpec) => string[],
+): ClusterSpec {
+  return parseConfig(clusterSpecSchema, text, { file, check: clusterChecks(more) })
+}
+
+const clusterChecks = (more?: (spec: ClusterSpec) => string[]) => (spec: ClusterSpec) =>
+  [...checkClusterSpec(spec), ...(more?.(spec) ?? [])].map((p) => ({
+    path: (p.split(':')[0] ?? '').split('.'),
+    message: p.slice(p.indexOf(':') + 2),
+  }))

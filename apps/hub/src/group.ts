@@ -84,7 +84,22 @@ const keys = (cluster: string) => {
     state: `${root}engine-state`,
     intent: (epoch: number, id: string) => `${root}intents/${String(epoch).padStart(12, '0')}/${id}`,
     intents: `${root}intents/`,
+    clusterFile: `${root}cluster-file`,
   }
+}
+
+/**
+ * The cluster file the group runs, as its leader committed it: at its first leadership, and at
+ * each `vigil cluster reload`. A hub taking over runs this one, whatever its own copy says.
+ */
+export interface CommittedClusterFile {
+  /** sha256 of `text`. */
+  digest: string
+  text: string
+  /** The hub that committed it, who asked, and when. */
+  hub: string
+  by: string
+  at: number
 }
 
 /** etcd calls that take longer than this count as failed (the lease is the real bound). */
@@ -223,6 +238,33 @@ export class HubGroup {
       this.depose(`could not record the intent in etcd: ${(err as Error).message}`)
       return false
     }
+  }
+
+  /** Records the cluster file the group runs, only while this hub still leads. */
+  async commitClusterFile(file: CommittedClusterFile): Promise<boolean> {
+    const leading = this.leadership
+    if (!leading || !this.isLeader()) return false
+    try {
+      const res = await this.client
+        .if(this.k.leader, 'Create', '==', leading.epoch)
+        .then(this.client.put(this.k.clusterFile).value(JSON.stringify(file)))
+        .options({ deadline: new Date(Date.now() + CALL_DEADLINE_MS) })
+        .commit()
+      this.reachable = true
+      return res.succeeded && this.isLeader()
+    } catch (err) {
+      this.unreachable(err)
+      return false
+    }
+  }
+
+  /** The cluster file the group runs (null: no leader has committed one yet). */
+  async loadClusterFile(): Promise<CommittedClusterFile | null> {
+    const text = await this.client
+      .get(this.k.clusterFile)
+      .options({ deadline: new Date(Date.now() + CALL_DEADLINE_MS) })
+      .string()
+    return text ? (JSON.parse(text) as CommittedClusterFile) : null
   }
 
   /** The engine state the last leader committed (null: no leader has committed one yet). */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
@@ -20,10 +21,10 @@ import { createApi } from './api.js'
 import { allows, RateLimiter, TokenStore } from './auth.js'
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
 import { CommandDispatcher } from './commands.js'
-import { type HubConfig, loadClusterSpec, splitHostPort } from './config.js'
+import { type HubConfig, loadClusterFile, parseClusterSpec, splitHostPort } from './config.js'
 import { EngineLoop } from './engine-loop.js'
 import { FenceService, fenceDeviceShapes, fenceLevelProblems } from './fencing.js'
-import { HubGroup, loadEtcd, notLeaderError } from './group.js'
+import { type CommittedClusterFile, HubGroup, loadEtcd, notLeaderError } from './group.js'
 import { HubHealth } from './health.js'
 import { HistoryRing } from './history.js'
 import { Ingest } from './ingest.js'
@@ -99,11 +100,14 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   const clock = deps.clock ?? systemClock
   // The files first: a bad one is reported before any port is taken.
   // Its fence levels are checked against the hub's fence devices here, with the file's lines.
-  let spec = config.engine.clusterFile
-    ? loadClusterSpec(config.engine.clusterFile, (s) =>
+  const loaded = config.engine.clusterFile
+    ? loadClusterFile(config.engine.clusterFile, (s) =>
         fenceLevelProblems(s, fenceDeviceShapes(config.fencing)),
       )
     : null
+  let spec = loaded?.spec ?? null
+  /** The text `spec` was read from: what a hub group's leader commits for the others to run. */
+  let specText = loaded?.text ?? null
   const tokens = new TokenStore(config.api, log.child({ part: 'auth' }))
   const store = new HubStore(config.store.path)
   undo.push(() => store.close())
@@ -393,31 +397,30 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     peers: () => engine.peerMatrix(),
     resources: () => withHypervisors(engine.resourceViews(), table.views()),
     history: () => history.view(),
-    reloadCluster: (apply, by) => {
+    reloadCluster: async (apply, by) => {
       const file = config.engine.clusterFile
       if (!file || !spec) return { refused: 'this hub has no cluster file (observe mode): nothing to reload' }
-      if (config.group)
-        return {
-          refused:
-            'a hub group reloads by restarting each hub in turn (a reload of one hub only is not supported)',
-        }
-      let next: ClusterSpec
+      let next: { spec: ClusterSpec; text: string }
       try {
-        next = loadClusterSpec(file, (s) => fencing.problemsWith(s))
+        next = loadClusterFile(file, (s) => fencing.problemsWith(s))
       } catch (err) {
         return { invalid: err instanceof ConfigError ? err.message : String(err) }
       }
-      const changes = specChanges(spec, next)
-      const refused = reloadRefusal(spec, next, {
+      const changes = specChanges(spec, next.spec)
+      const refused = reloadRefusal(spec, next.spec, {
         fencePhase: (node) => engine.condition(node)?.fence ?? 'idle',
         resources: () => engine.resourceViews(),
       })
       if (refused) return { refused }
       if (apply) {
-        spec = next
-        fencing.setSpec(next)
-        engine.setSpec(next)
-        engine.input({ type: 'operator', op: { op: 'reload', changes } })
+        // In a hub group the leader (a standby sends changes to it) records the file in etcd
+        // first: any hub that takes over runs it, whatever its own copy says.
+        if (group && !(await group.commitClusterFile(committedFile(next.text, by))))
+          return {
+            refused:
+              'the cluster file could not be recorded in the hub group (etcd, or no longer the leader): nothing changed',
+          }
+        runSpec(next.spec, next.text, changes)
         log.info({ by, changes }, 'cluster file reloaded')
       }
       return { changes, applied: apply }
@@ -478,6 +481,69 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   const httpHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address
   const httpUrl = `http://${httpHost}:${bound.port}`
 
+  /** A new cluster definition, run from now on (a reload, or the group's at a takeover). */
+  const runSpec = (next: ClusterSpec, text: string, changes: string[]) => {
+    spec = next
+    specText = text
+    fencing.setSpec(next)
+    engine.setSpec(next)
+    engine.input({ type: 'operator', op: { op: 'reload', changes } })
+  }
+  const committedFile = (text: string, by: string): CommittedClusterFile => ({
+    digest: createHash('sha256').update(text).digest('hex'),
+    text,
+    hub: config.name,
+    by,
+    at: clock.wallMs(),
+  })
+  /**
+   * A takeover runs the cluster file the group runs: the one its leaders committed, when this
+   * hub's own copy differs (said as a warning); none committed yet, this hub's own, committed now.
+   */
+  const runGroupClusterFile = (committed: CommittedClusterFile | null) => {
+    if (!spec || specText === null || !group) return
+    const mine = committedFile(specText, `${config.name}'s takeover`)
+    if (committed === null) {
+      void group.commitClusterFile(mine).then((ok) => {
+        if (!ok)
+          log.warn(
+            "could not record this hub's cluster file in the group: the next takeover runs its own copy",
+          )
+      })
+      return
+    }
+    if (committed.digest === mine.digest) return
+    const file = `${config.engine.clusterFile} (the group's, committed by ${committed.hub})`
+    let next: ClusterSpec
+    try {
+      next = parseClusterSpec(committed.text, file, (s) => fencing.problemsWith(s))
+    } catch (err) {
+      const problem = err instanceof ConfigError ? err.message : String(err)
+      log.error({ problem }, "cannot run the group's cluster file: runs its own copy")
+      hubEvent({
+        at: clock.wallMs(),
+        node: null,
+        source: 'hub',
+        kind: 'hub.cluster-file',
+        severity: 'critical',
+        message: `${config.name} cannot run the group's cluster file (committed by ${committed.hub}) and runs its own copy: ${problem}`,
+        attrs: { digest: committed.digest },
+      })
+      return
+    }
+    const changes = specChanges(spec, next)
+    runSpec(next, committed.text, changes)
+    hubEvent({
+      at: clock.wallMs(),
+      node: null,
+      source: 'hub',
+      kind: 'hub.cluster-file',
+      severity: 'warning',
+      message: `${config.name} runs the group's cluster file (committed by ${committed.hub}, reloaded by ${committed.by}); its own copy differs: ${changes.join('; ') || 'in form only'}`,
+      attrs: { digest: committed.digest, changes },
+    })
+  }
+
   if (config.group) {
     const groupLog = log.child({ part: 'group' })
     group = new HubGroup(
@@ -493,6 +559,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
               epoch = newEpoch
               commands.setEpoch(newEpoch)
             },
+            runClusterFile: (committed) => runGroupClusterFile(committed),
             takeOver: (committed, why) => engine.takeOver(committed, why),
             standDown: () => engine.standDown(),
             step: engineStep,

@@ -10,6 +10,7 @@ function harness() {
     leader: true,
     isLeader: () => group.leader,
     loadState: () => new Promise((resolve, reject) => reads.push({ resolve, reject })),
+    loadClusterFile: async () => null,
     stepDown: (reason) => calls.push(`stepDown ${reason}`),
   }
   const events = leadershipEvents(
@@ -17,6 +18,7 @@ function harness() {
     () => group,
     {
       setEpoch: (e) => calls.push(`epoch ${e}`),
+      runClusterFile: (f) => calls.push(`clusterFile ${f === null ? 'own' : 'committed'}`),
       takeOver: (committed, why) =>
         calls.push(`takeOver ${committed === null ? 'own' : 'committed'}: ${why}`),
       standDown: () => calls.push('standDown'),
@@ -45,6 +47,7 @@ test('a takeover: the epoch at once, then the committed state, its own step befo
   await h.settled()
   expect(h.calls).toEqual([
     'epoch 42',
+    'clusterFile own',
     'takeOver committed: leader of the hub group under epoch 42',
     'count',
     'event hub.takeover',

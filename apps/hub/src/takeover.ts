@@ -1,12 +1,13 @@
 import type { EngineState } from '@vigil/engine'
 import type { Logger } from '@vigil/kit'
-import type { GroupEvents } from './group.js'
+import type { CommittedClusterFile, GroupEvents } from './group.js'
 import type { NewEvent } from './store.js'
 
 /** What a takeover needs of the group: its committed state, and a way to give the leadership up. */
 export interface LeadershipGroup {
   isLeader(): boolean
   loadState(): Promise<unknown>
+  loadClusterFile(): Promise<CommittedClusterFile | null>
   stepDown(reason: string): void
 }
 
@@ -14,6 +15,11 @@ export interface LeadershipGroup {
 export interface LeadershipParts {
   /** The epoch every command is signed under from now on. */
   setEpoch(epoch: number): void
+  /**
+   * The cluster file the group runs, before the state is resumed: the one committed (this hub's
+   * own copy may differ), or, none committed yet, this hub's own, committed now.
+   */
+  runClusterFile(committed: CommittedClusterFile | null): void
   takeOver(committed: EngineState | null, why: string): void
   standDown(): void
   /** One engine step now (what this hub heard as a standby ends what it can). */
@@ -30,7 +36,8 @@ export interface LeadershipParts {
 
 /**
  * What this hub does when it gains or loses the group's leadership. A takeover: the new epoch at
- * once, then the previous leader's committed state read from etcd and resumed, the takeover's own
+ * once, then the previous leader's committed state (and the cluster file the group runs) read from
+ * etcd and resumed, the takeover's own
  * step, the fences in flight resumed, the new epoch announced to every agent heard; a deposition
  * during that read wins (the read's result is dropped), and a leader that cannot read the state
  * gives the leadership up rather than hold it idle. A deposition: stop acting at once, keep
@@ -47,10 +54,10 @@ export function leadershipEvents(
     onLead: (epoch) => {
       const mine = ++leading
       parts.setEpoch(epoch)
-      group()
-        .loadState()
-        .then((committed) => {
+      Promise.all([group().loadState(), group().loadClusterFile()])
+        .then(([committed, clusterFile]) => {
           if (mine !== leading || parts.closing() || !group().isLeader()) return
+          parts.runClusterFile(clusterFile)
           parts.takeOver(committed as EngineState | null, `leader of the hub group under epoch ${epoch}`)
           parts.countTakeover()
           parts.event({
