@@ -122,7 +122,10 @@ function listening(path: string): Promise<boolean> {
   })
 }
 
-/** The first connection after a start waits for libvirt's QEMU capability probe (~12 s under TCG). */
+/**
+ * The first connection after a start waits for libvirt's QEMU capability probe (~12 s under TCG), if
+ * its cache (/var/cache/libvirt) is missing or outdated (a new QEMU or libvirt; see hideKvm).
+ */
 async function answers(timeout = 60_000): Promise<boolean> {
   try {
     await run('virsh', ['-c', URI, 'version'], { timeout })
@@ -132,10 +135,42 @@ async function answers(timeout = 60_000): Promise<boolean> {
   }
 }
 
+/**
+ * Shell run in a libvirtd's private mount namespace before it starts: /dev/kvm becomes `node`, a
+ * char device (null's, created if missing, and kept: libvirt moves /dev's mounts into each guest's
+ * namespace) that only root may open. libvirt's two KVM checks must agree, or it finds its cached
+ * QEMU capabilities outdated at every lookup and probes QEMU again (~2 s under TCG, several lookups
+ * per define or start: ~16 s per guest). One is access(/dev/kvm, R|W) as the QEMU user; the other,
+ * whether the probing QEMU, run as that user, enabled KVM. /dev/null itself, world-writable, passed
+ * the first and failed the second ("KVM was not enabled when probing, but it should be usable now");
+ * the node fails both. Root passes the first whatever the node: a libvirtd whose QEMU runs as root
+ * keeps the real /dev/kvm, with which a probe as root enables KVM on these machines, so both pass
+ * (KVM guests do not work here: the guests are TCG, `type='qemu'`, either way).
+ */
+function hideKvm(node: string): string {
+  return `if [ -e /dev/kvm ]; then [ -c ${node} ] || mknod -m 0600 ${node} c 1 3; mount --bind ${node} /dev/kvm; fi`
+}
+
+/**
+ * Perl (without single quotes: it goes inside a shell's '...') that runs its arguments as its child
+ * and, a child subreaper, reaps at once every orphan left to it: libvirt daemonizes each guest's
+ * QEMU, whose parent is then PID 1, and this machine's PID 1 reaps orphans only every ~2 s. libvirt
+ * waits until a destroyed or crashed guest's QEMU is gone (kill(pid, 0)), which a zombie is not:
+ * without this, every destroy and every crash took 1.2-2 s more. It ignores SIGTERM, SIGINT and
+ * SIGHUP (they reach the command with its process group) and exits as the command does.
+ */
+const REAPER = [
+  'eval { require "syscall.ph"; syscall(&SYS_prctl, 36, 1, 0, 0, 0) == 0 } or warn "testbed: no subreaper: $@$!\\n";',
+  'defined(my $pid = fork) or die "testbed: fork: $!\\n";',
+  'unless ($pid) { exec { $ARGV[0] } @ARGV; die "testbed: exec $ARGV[0]: $!\\n" }',
+  '$SIG{$_} = "IGNORE" for qw(TERM INT HUP);',
+  'while ((my $w = waitpid(-1, 0)) > 0) { exit($? & 127 ? 128 + ($? & 127) : $? >> 8) if $w == $pid }',
+].join(' ')
+
 /** Where test processes sharing the machine's libvirtd register (see startLibvirt). */
 const SHARED = '/run/vigil-testbed-libvirt'
 const LIBVIRT_SOCK = '/run/libvirt/libvirt-sock'
-/** A cold start probes QEMU's capabilities (~12 s under TCG idle, over a minute on a loaded CI). */
+/** A start without a valid capability cache probes QEMU (~12 s under TCG idle, over a minute on a loaded CI). */
 const LIBVIRTD_START_MS = 240_000
 
 function alivePid(pid: number): boolean {
@@ -227,18 +262,20 @@ async function ensureLibvirtd(dir: string): Promise<number[]> {
         const virtlogd = Daemon.start('virtlogd', ['virtlogd'], { logFile: join(dir, 'virtlogd.log') })
         started.push(virtlogd.pid)
       }
-      // /dev/kvm exists on these machines but the qemu user cannot use it: libvirt then probes QEMU
-      // with KVM, finds its cached capabilities invalid ("KVM was enabled when probing, but it is not
-      // available now") and probes again, ~30 s per domain definition. In a private mount namespace
-      // where /dev/kvm is /dev/null, KVM is consistently absent, the cache holds, and guests are TCG.
+      // KVM hidden consistently (see hideKvm), or every define and start probes QEMU again; its
+      // guests' QEMU reaped at once (see REAPER), or every destroy waits for this machine's PID 1.
       libvirtd = Daemon.start(
         'libvirtd',
         [
           'unshare',
           '--mount',
+          'perl',
+          '-e',
+          REAPER,
+          '--',
           'sh',
           '-c',
-          '[ -e /dev/kvm ] && mount --bind /dev/null /dev/kvm; exec libvirtd',
+          `${hideKvm(join(SHARED, 'kvm'))}; exec libvirtd`,
         ],
         { logFile: join(dir, 'libvirtd.log') },
       )
@@ -343,7 +380,7 @@ export function preparePeerLibvirt(
   opts: { address: string; port: number; qemuRunAsRoot?: boolean },
 ): { uri: string; command: string[]; qemuPidFile(domain: string): string } {
   // The machine's configuration without its domains or networks; its capability cache, so this
-  // one need not probe QEMU again (~12 s under TCG).
+  // one need not probe QEMU again (~12 s under TCG; once, if its QEMU runs as root: see hideKvm).
   cpSync('/etc/libvirt', join(dir, 'etc'), { recursive: true })
   for (const sub of ['qemu', 'qemu/autostart']) {
     const d = join(dir, 'etc', sub)
@@ -365,7 +402,8 @@ export function preparePeerLibvirt(
   if (!opts.qemuRunAsRoot) chownSync(join(dir, 'lib', 'qemu'), qemuUser.uid, qemuUser.gid)
   const script = [
     'set -e',
-    '[ -e /dev/kvm ] && mount --bind /dev/null /dev/kvm',
+    // A QEMU run as root passes both of libvirt's KVM checks (see hideKvm) on the real /dev/kvm.
+    opts.qemuRunAsRoot ? '' : hideKvm(join(dir, 'kvm')),
     ...[
       ['etc', '/etc/libvirt'],
       ['run', '/run/libvirt'],
@@ -374,7 +412,8 @@ export function preparePeerLibvirt(
       ['log', '/var/log/libvirt'],
     ].map(([from, to]) => `mount --bind ${join(dir, from as string)} ${to}`),
     `virtlogd -d -p ${join(dir, 'run', 'virtlogd.pid')}`,
-    `exec libvirtd --listen -p ${join(dir, 'run', 'libvirtd.pid')}`,
+    // Its guests' QEMU reaped at once (see REAPER).
+    `exec perl -e '${REAPER}' -- libvirtd --listen -p ${join(dir, 'run', 'libvirtd.pid')}`,
   ].join('\n')
   writeFileSync(join(dir, 'start.sh'), script)
   return {

@@ -47,6 +47,13 @@ export const libvirtConfigSchema = z.strictObject({
     .string()
     .regex(/^[a-z0-9+]+:\/\/[^\s]*$/, 'must be a URI such as tcp://{node}')
     .optional(),
+  /**
+   * `live`: the guest runs on while its memory is copied (`virsh migrate --live`). `paused`: it is
+   * paused for the copy and resumed on the target (without --live: rgmanager's migrate="pause"), for
+   * a guest that dirties its memory faster than the link copies it. The hub judges its guest
+   * heartbeat from the switchover on either way.
+   */
+  migrateMode: z.enum(['live', 'paused']).default('live'),
   /** A live migration copies the guest's memory while it runs: allow for its size and the link. */
   migrateTimeoutMs: z.number().int().min(1000).max(3_600_000).default(120_000),
   /** Caps the migration stream (virsh migrate --bandwidth, MiB/s): a shared link, or a slow test. */
@@ -320,7 +327,7 @@ class LibvirtDriver implements Driver {
     await this.virsh(
       [
         'migrate',
-        '--live',
+        ...(this.config.migrateMode === 'live' ? ['--live'] : []),
         '--persistent',
         ...(this.config.migrateBandwidthMiBs
           ? ['--bandwidth', String(this.config.migrateBandwidthMiBs)]

@@ -131,7 +131,7 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
     await runAction(d, 'stop', ctx)
   })
 
-  test("live migration to another host's libvirt and back: one copy running at the end of each", async () => {
+  test("migration to another host's libvirt (live) and back (the guest paused): one copy running at the end of each", async () => {
     const peer = await startPeerLibvirt()
     try {
       const domain = await libvirt.defineGuest()
@@ -146,14 +146,31 @@ describe('libvirt driver on a real QEMU guest', { timeout: 60_000 }, () => {
       await runAction(here, 'migrate', { ...ctx, target: 'node-b' })
       expect(await peer.domstate(domain)).toBe('running')
 
+      // Back with the guest paused for the copy (migrateMode: paused, rgmanager's migrate="pause"):
+      // virsh migrate without --live, as a wrapper that notes each migrate's arguments shows.
+      const calls = join(mkdtempSync(join(tmpdir(), 'vigil-virsh-')), 'migrate-args')
+      const virsh = `${calls}.sh`
+      writeFileSync(
+        virsh,
+        `#!/bin/sh\ncase " $* " in *" migrate "*) echo "$*" >> ${calls};; esac\nexec virsh "$@"\n`,
+        {
+          mode: 0o755,
+        },
+      )
       const there = make(domain, {
         uri: peer.uri,
         migrateUri: libvirt.uri,
         migrateAddress: 'tcp://127.0.0.1',
+        migrateMode: 'paused',
+        virsh,
       })
       await runAction(there, 'migrate', { ...ctx, target: 'node-a' })
       expect(await libvirt.domstate(domain)).toBe('running')
       expect(await peer.domstate(domain)).toBe('shut off')
+      const migrations = readFileSync(calls, 'utf8').trim().split('\n')
+      expect(migrations).toHaveLength(1)
+      expect(migrations[0]).toContain(' migrate --persistent ')
+      expect(migrations[0]).not.toContain('--live')
       await expect(runAction(here, 'migrate', { ...ctx, target: 'bad name!' })).rejects.toMatchObject({
         kind: 'config',
       })
