@@ -353,3 +353,89 @@ test('a hung guest (running to libvirt, silent inside) is reset by the engine th
   const stale = after.find((d) => d.rule === 'monitor.stale')
   expect(stale?.summary).toMatch(/^its monitor on node-a has not answered for \d+\.\d s/)
 }, 360_000)
+
+// Live migration and the guest heartbeat (issue #23): a beating guest moved by an operator with a
+// migration that pauses it for the copy (migrateMode: paused, capped at 8 MiB/s for the 40 MiB of
+// random data it holds: several seconds of silence, past its hang threshold). node-b's first count
+// of its heartbeat is only a baseline; its guest is judged from the switchover on. No reset: the
+// same QEMU runs on node-b, and the guest beats on.
+test('a beating guest migrated with a paused switchover is not taken for a hung one', async () => {
+  const moveDir = join(dir.path, 'paused-move')
+  mkdirSync(moveDir)
+  const guest = await hostA.defineGuest({ os: true, fillMiB: 40 })
+  const xml = join(moveDir, `${guest}.xml`)
+  writeFileSync(xml, await hostA.virsh(['dumpxml', guest]))
+  await hostB.virsh(['define', xml])
+  const consoleFile = hostA.consoleLog(guest) // the same file wherever it runs (its definition names it)
+  const clusterFile = writeLines(moveDir, 'cluster.yaml', [
+    'nodes:',
+    '  - id: node-a',
+    '  - id: node-b',
+    'resources:',
+    '  - id: vm1',
+    '    kind: vm',
+    '    liveMigrate: true',
+    '    preferred: { node-a: 10 }',
+    '',
+  ])
+  const moveHub = await startHub(moveDir, ['--cluster-file', clusterFile])
+  cleanups.push(() => moveHub.process.stop())
+  const heartbeat = [
+    '      guestHeartbeat:',
+    `        file: ${consoleFile}`,
+    '        pattern: vigil guest heartbeat',
+  ]
+  const a = startVmAgent(moveHub, 'node-a', guest, { uri: hostA.uri, peerUri: hostB.uri }, [
+    ...heartbeat,
+    '      migrateMode: paused',
+    '      migrateBandwidthMiBs: 8',
+  ])
+  cleanups.push(() => a.stop())
+  const b = startVmAgent(moveHub, 'node-b', guest, { uri: hostB.uri, peerUri: hostA.uri }, heartbeat)
+  cleanups.push(() => b.stop())
+  const beats = () =>
+    existsSync(consoleFile)
+      ? (readFileSync(consoleFile, 'utf8').match(/vigil guest heartbeat/g)?.length ?? 0)
+      : 0
+  const decisions = async () =>
+    (
+      await moveHub.api<{ decisions: { rule: string; summary: string }[] }>(
+        '/api/decisions?resource=vm1&limit=200',
+      )
+    ).body.decisions
+  await eventually(
+    'the guest beating on node-a and the hub following it',
+    async () =>
+      beats() >= 5 && (await moveHub.metric('vigil_guest_heartbeat_phi', { resource: 'vm1' })) !== undefined,
+    { timeoutMs: 90_000 },
+  )
+  expect(await hostA.domstate(guest)).toBe('running')
+
+  const migrate = await runVigil(['migrate', 'vm1', 'node-b', '--for', '1h', '--hub', moveHub.httpUrl])
+  expect(migrate.code, migrate.stderr).toBe(0)
+  const startedAt = Date.now()
+  await eventually('vm1 running on node-b', async () => (await hostB.domstate(guest)) === 'running', {
+    timeoutMs: 90_000,
+  })
+  const switchedAt = Date.now()
+  expect(await hostA.domstate(guest)).toBe('shut off')
+  await eventually('the migration recorded as done', async () =>
+    (await decisions()).some((d) => d.rule === 'action.migrate'),
+  )
+  const qemu = readFileSync(hostB.qemuPidFile(guest), 'utf8')
+  // Well past a hang verdict from the last beat before the pause, and long enough for node-b's
+  // count to move past its baseline.
+  const beatsAfter = beats()
+  await new Promise((r) => setTimeout(r, 6000))
+  expect(beats()).toBeGreaterThan(beatsAfter + 2) // it beats on, on node-b
+  const list = await decisions()
+  expect(
+    list.filter((d) => /^guest heartbeat stalled/.test(d.summary)),
+    JSON.stringify(list.slice(0, 12)),
+  ).toEqual([])
+  expect(list.some((d) => /reset-vm/.test(d.summary))).toBe(false)
+  expect(readFileSync(hostB.qemuPidFile(guest), 'utf8')).toBe(qemu) // the same QEMU: never reset or restarted
+  expect(await hostB.domstate(guest)).toBe('running')
+  // The switchover was long enough to matter: seconds, where a beat comes every second.
+  expect(switchedAt - startedAt).toBeGreaterThan(2000)
+}, 240_000)
