@@ -26,6 +26,11 @@ const RUNS = Number(values.runs)
 const WARMUP_MS = 5000
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const vigil = join(root, 'apps/cli/bin/vigil.js')
+/** The agent's NODE_OPTIONS as deploy/systemd/vigil-agent.service sets them. */
+const UNIT_NODE_OPTIONS =
+  /^Environment=NODE_OPTIONS=(.*)$/m.exec(
+    readFileSync(join(root, 'deploy/systemd/vigil-agent.service'), 'utf8'),
+  )?.[1] ?? ''
 
 /** CPU share of one core and RSS of `pid` over `seconds`, after a warm-up. */
 async function measure(pid, duringMs, tick) {
@@ -131,6 +136,8 @@ async function agentRun() {
     [vigil, 'agent', '--config', join(dir, 'agent.yaml'), '--mqtt-url', mqttUrl, '--hub-key', hub.hubKey],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
+      // As the shipped systemd unit runs it (its NODE_OPTIONS).
+      env: { ...process.env, NODE_OPTIONS: UNIT_NODE_OPTIONS },
     },
   )
   // No cluster file: the hub starts nothing, so `app` is monitored (as stopped) every second.
