@@ -178,7 +178,9 @@ function agentStopSummary(ctx: StepContext, id: string, from: NodeCondition, nex
     return `${from} -> ${next}: its agent said it was stopping, its host staying up: its resources run unwatched where they were, and its silence is not taken for a death ${hold === null ? 'until a new run of its agent is heard or its power reads off' : `for ${hold / 1000} s`}`
   if (next === 'dead' && ctx.provenOff(id)) return `${from} -> ${next}: its power reads off`
   if (next === 'healthy') return `${from} -> ${next}: its agent is back`
-  return `${from} -> ${next}: its agent stopped ${hold === null ? '' : `more than ${hold / 1000} s `}ago and no new run of it has been heard`
+  return hold === null
+    ? `${from} -> ${next}: its agent's run that said it was stopping beat on, then fell silent`
+    : `${from} -> ${next}: its agent stopped more than ${hold / 1000} s ago and no new run of it has been heard`
 }
 
 /**
