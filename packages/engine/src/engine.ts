@@ -58,6 +58,14 @@ function freshResource(now: number): ResourceState {
     maintenance: null,
     guest: null,
     correlationId: null,
+    // The optional fields too, so that every resource's state has one shape: the step visits
+    // every resource's state (manageResources), and varied shapes made that loop megamorphic.
+    failbackDue: null,
+    bootWaitFrom: null,
+    guestSample: null,
+    awaitingNodes: false,
+    stoppedByOperator: false,
+    wantSuspended: null,
   }
 }
 
