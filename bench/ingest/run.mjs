@@ -5,12 +5,14 @@
 // A soak (issue #21): `--seconds 5400 --rate 1` also states the hub's RSS at 15 minutes and over
 // the last 2, their ratio, and the database's size at the end; `--rss-log FILE` keeps each sample.
 import { spawn } from 'node:child_process'
-import { appendFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   counter,
+  freePort,
   histogram,
   histogramQuantile,
   markdownTable,
@@ -30,6 +32,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     'obs-every': { type: 'string', default: '5000' },
     'rss-log': { type: 'string' },
+    /** embedded: the hub's own broker (aedes); mosquitto: Debian's, the hub and agents its clients. */
+    broker: { type: 'string', default: 'embedded' },
   },
 })
 const agents = Number(values.agents)
@@ -39,7 +43,10 @@ const intervalMs = Math.round(1000 / rate)
 
 async function once(run) {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-ingest-'))
-  const { hub, base, mqttUrl } = await startBenchHub(dir)
+  const mosquitto = values.broker === 'mosquitto' ? await startMosquitto(dir) : null
+  const { hub, base, mqttUrl } = await startBenchHub(dir, {
+    args: mosquitto ? ['--mqtt-url', mosquitto.url] : [],
+  })
   const loaders = []
   const per = Math.ceil(agents / procs)
   for (let p = 0; p < procs; p++) {
@@ -48,7 +55,7 @@ async function once(run) {
       process.execPath,
       [
         join(import.meta.dirname, 'load.mjs'),
-        mqttUrl,
+        mosquitto ? mosquitto.url : mqttUrl,
         String(p * per),
         String(count),
         String(intervalMs),
@@ -79,6 +86,7 @@ async function once(run) {
 
   const metricsBefore = await (await fetch(`${base}/metrics`)).text()
   const hubBefore = sampleProcess(hub.pid)
+  const brokerBefore = mosquitto ? sampleProcess(mosquitto.child.pid) : null
   const loadBefore = loaders.map((l) => sampleProcess(l.child.pid))
   const t0 = performance.now()
   const rss = []
@@ -153,8 +161,43 @@ async function once(run) {
   await Promise.all(loaders.map((l) => new Promise((r) => l.child.on('exit', r))))
   hub.kill('SIGTERM')
   await new Promise((r) => hub.on('exit', r))
+  if (mosquitto) {
+    result.brokerCpuPercentOfOneCore = round(
+      ((sampleProcess(mosquitto.child.pid).cpuSeconds - brokerBefore.cpuSeconds) / elapsed) * 100,
+    )
+    mosquitto.child.kill('SIGTERM')
+    await new Promise((r) => mosquitto.child.on('exit', r))
+  }
   rmSync(dir, { recursive: true, force: true })
   return result
+}
+
+/** Debian's mosquitto on a free loopback port: anonymous, no persistence, no connection limit. */
+async function startMosquitto(dir) {
+  const port = await freePort()
+  const conf = join(dir, 'mosquitto.conf')
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence false',
+      'max_connections -1',
+      '',
+    ].join('\n'),
+  )
+  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] })
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.end()
+        resolve(true)
+      }).on('error', () => resolve(false))
+    })
+    if (up) return { child, url: `mqtt://127.0.0.1:${port}` }
+    await sleep(100)
+  }
+  throw new Error('mosquitto did not start')
 }
 
 function round(x) {
@@ -189,5 +232,6 @@ console.log(
     'hubRssMiB',
     'hubCpuPercentOfOneCore',
     'loadGeneratorsCpuPercentOfOneCore',
+    ...(values.broker === 'mosquitto' ? ['brokerCpuPercentOfOneCore'] : []),
   ]),
 )
