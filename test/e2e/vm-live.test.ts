@@ -17,6 +17,18 @@ const MIGRATE_MIBS = process.env.VIGIL_TEST_MIGRATE_MIBS
 /** How long a live migration may take here: the guest's data over the bandwidth set, three times over. */
 const MIGRATION_WAIT_MS = MIGRATE_MIBS ? 60_000 + (3 * 40 * 1000) / Number(MIGRATE_MIBS) : 60_000
 const cleanups: (() => Promise<void> | void)[] = []
+/** Two hosts and vm1, which may move live, preferring node-a. */
+const MIGRATABLE_VM_CLUSTER = [
+  'nodes:',
+  '  - id: node-a',
+  '  - id: node-b',
+  'resources:',
+  '  - id: vm1',
+  '    kind: vm',
+  '    liveMigrate: true',
+  '    preferred: { node-a: 10 }',
+  '',
+]
 let hostA: Libvirt
 let hostB: Libvirt
 let hub: HubProcess
@@ -76,17 +88,7 @@ function startVmAgent(
 }
 
 test('a vm placed by the engine, live-migrated by an operator (vigil migrate), then evacuated live', async () => {
-  const clusterFile = writeLines(dir.path, 'cluster.yaml', [
-    'nodes:',
-    '  - id: node-a',
-    '  - id: node-b',
-    'resources:',
-    '  - id: vm1',
-    '    kind: vm',
-    '    liveMigrate: true',
-    '    preferred: { node-a: 10 }',
-    '',
-  ])
+  const clusterFile = writeLines(dir.path, 'cluster.yaml', MIGRATABLE_VM_CLUSTER)
   hub = await startHub(dir.path, ['--cluster-file', clusterFile])
   cleanups.push(() => hub.process.stop())
   const a = startVmAgent(hub, 'node-a', domain, { uri: hostA.uri, peerUri: hostB.uri })
@@ -367,17 +369,7 @@ test('a beating guest migrated with a paused switchover is not taken for a hung 
   writeFileSync(xml, await hostA.virsh(['dumpxml', guest]))
   await hostB.virsh(['define', xml])
   const consoleFile = hostA.consoleLog(guest) // the same file wherever it runs (its definition names it)
-  const clusterFile = writeLines(moveDir, 'cluster.yaml', [
-    'nodes:',
-    '  - id: node-a',
-    '  - id: node-b',
-    'resources:',
-    '  - id: vm1',
-    '    kind: vm',
-    '    liveMigrate: true',
-    '    preferred: { node-a: 10 }',
-    '',
-  ])
+  const clusterFile = writeLines(moveDir, 'cluster.yaml', MIGRATABLE_VM_CLUSTER)
   const moveHub = await startHub(moveDir, ['--cluster-file', clusterFile])
   cleanups.push(() => moveHub.process.stop())
   const heartbeat = [
