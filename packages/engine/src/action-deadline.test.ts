@@ -14,7 +14,7 @@ const spec = clusterSpecSchema.parse({
 
 function startDeadline(declarations: Input[]): number | undefined {
   let now = 1000
-  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}`, selfCheck: true }
   let state = initialState(spec, now)
   state = step(spec, state, declarations, env).state
   // Heard, with a complete (empty) inventory: web is placed on n1 and a start issued.

@@ -124,7 +124,7 @@ function* pendingWhere(
     const p = r.pending
     if (!p || !matches(p)) continue
     const spec = ctx.resourceSpecs[i] as ResourceSpec
-    ctx.touched.add(spec.id)
+    ctx.touch(spec.id)
     yield { spec, r, p }
   }
 }
@@ -242,7 +242,7 @@ export function actionOutcome(
         if (vm) {
           vm.guest = null
           if (vmSpec?.bootAllowanceMs !== undefined) vm.bootWaitFrom = ctx.now
-          ctx.touched.add(spec.vm)
+          ctx.touch(spec.vm)
         }
         forgetGuestApps(ctx, spec.vm)
         // The reset stood in for a stop that failed: the app is placed in the new guest anew.
@@ -361,7 +361,7 @@ export function applyResourceState(
   if (n?.askedFor?.[resource] !== undefined) {
     // The answer a cut-off migration waited for, even if nothing changed.
     delete n.askedFor[resource]
-    ctx.touched.add(resource)
+    ctx.touch(resource)
   }
   const prev = r.observed[node]
   if (prev && prev.state === state) {
@@ -370,7 +370,7 @@ export function applyResourceState(
     return
   }
   r.observed[node] = reason ? { state, at: ctx.now, reason } : { state, at: ctx.now }
-  ctx.touched.add(resource)
+  ctx.touch(resource)
 }
 
 /**

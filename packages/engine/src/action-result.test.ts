@@ -14,7 +14,7 @@ const spec = clusterSpecSchema.parse({
 
 function withStartPending(): { state: EngineState; env: EngineEnv; actionId: string; tick: () => void } {
   let now = 1000
-  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}`, selfCheck: true }
   const state = untilStartPending(spec, initialState(spec, now), env, () => {
     now += 100
   })

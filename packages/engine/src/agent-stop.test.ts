@@ -18,7 +18,7 @@ function conditionOf(opts: {
     detection: opts.holdMs === undefined ? {} : { agentStoppedHoldMs: opts.holdMs },
   })
   let now = 0
-  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}`, selfCheck: true }
   let state = initialState(spec, now)
   for (now = 0; now <= opts.until; now += 50) {
     const inputs: Input[] = opts.events.filter(([at]) => at === now).map(([, input]) => input)

@@ -1,4 +1,4 @@
-import { type PhiParams, phi } from './phi.js'
+import { type PhiParams, phi, phiBelow } from './phi.js'
 import type { ClusterSpec, DetectorSpec, NodeSpec, ResourceSpec } from './spec.js'
 import type {
   Action,
@@ -9,19 +9,16 @@ import type {
   NodeState,
   ResourceState,
 } from './types.js'
+import { type VisitMap, visitMap } from './visits.js'
 
 type NewRecord = Omit<DecisionRecord, 'id' | 'at' | 'policyVersion' | 'correlationId'> & {
   correlationId?: string | null
 }
 type NewAction = Action extends infer A ? (A extends Action ? Omit<A, 'id'> : never) : never
 
+/** A detector's spec is its phi parameters (no copy: asked for every node at every step). */
 export function phiParams(d: DetectorSpec): PhiParams {
-  return {
-    firstIntervalMs: d.firstIntervalMs,
-    minStdDevMs: d.minStdDevMs,
-    acceptablePauseMs: d.acceptablePauseMs,
-    window: d.window,
-  }
+  return d
 }
 
 /** Nodes by id and resources by priority then id: the deterministic order, sorted once per spec. */
@@ -36,8 +33,10 @@ const sortedSpecs = new WeakMap<ClusterSpec, { nodes: NodeSpec[]; resources: Res
 const resourceRefs = new WeakMap<EngineState, { spec: ClusterSpec; refs: ResourceState[] }>()
 /** The same for nodes, in `nodeSpecs` order. */
 const nodeRefs = new WeakMap<EngineState, { spec: ClusterSpec; refs: NodeState[] }>()
-/** Node ids per failure domain, in `nodeSpecs` order (static per spec). */
-const failureDomains = new WeakMap<ClusterSpec, Map<string, string[]>>()
+/** Node positions (in `nodeSpecs`) per failure domain (static per spec). */
+const failureDomains = new WeakMap<ClusterSpec, Map<string, number[]>>()
+/** Each node's position in `nodeSpecs` (static per spec). */
+const nodePositions = new WeakMap<ClusterSpec, Map<string, number>>()
 
 /** One step's working set: a private copy of the state, the time, and what the step produced. */
 export class StepContext {
@@ -77,6 +76,30 @@ export class StepContext {
     }
     this.nodeSpecs = sorted.nodes
     this.resourceSpecs = sorted.resources
+    this.visitMap = visitMap(spec, sorted.resources)
+    this.visits = new Uint8Array(sorted.resources.length)
+  }
+
+  /** The resources this step visits, by position in `resourceSpecs` (visits.ts). */
+  readonly visits: Uint8Array
+  readonly visitMap: VisitMap
+
+  /**
+   * The resource may have stopped being steady (an action issued, a phase set, an input about
+   * it): it is a candidate for this step's visits, with its guest applications. Every change to a
+   * resource's state made outside its own visit must mark it (visits.ts).
+   */
+  mark(id: string): void {
+    const i = this.visitMap.position.get(id)
+    if (i === undefined) return
+    this.visits[i] = 1
+    for (const g of this.visitMap.guestApps.get(i) ?? []) this.visits[g] = 1
+  }
+
+  /** An input changed the resource: it is visited this step even if steady. */
+  touch(id: string): void {
+    this.touched.add(id)
+    this.mark(id)
   }
 
   /** The state of each of `nodeSpecs`, in the same order. */
@@ -88,19 +111,29 @@ export class StepContext {
     return refs
   }
 
-  /** Node ids per failure domain. */
-  failureDomains(): Map<string, string[]> {
+  /** Node positions (in `nodeSpecs`) per failure domain. */
+  failureDomains(): Map<string, number[]> {
     let domains = failureDomains.get(this.spec)
     if (!domains) {
       domains = new Map()
-      for (const n of this.nodeSpecs) {
-        const members = domains.get(n.failureDomain)
-        if (members) members.push(n.id)
-        else domains.set(n.failureDomain, [n.id])
-      }
+      this.nodeSpecs.forEach((n, i) => {
+        const members = domains?.get(n.failureDomain)
+        if (members) members.push(i)
+        else domains?.set(n.failureDomain, [i])
+      })
       failureDomains.set(this.spec, domains)
     }
     return domains
+  }
+
+  /** A node's position in `nodeSpecs`, or undefined for a node the spec does not list. */
+  nodePosition(id: string): number | undefined {
+    let positions = nodePositions.get(this.spec)
+    if (!positions) {
+      positions = new Map(this.nodeSpecs.map((n, i) => [n.id, i]))
+      nodePositions.set(this.spec, positions)
+    }
+    return positions.get(id)
   }
 
   /** The state of each of `resourceSpecs`, in the same order. */
@@ -157,7 +190,7 @@ export class StepContext {
     return this.spec.nodes.find((n) => n.id === id)
   }
 
-  /** Resources an input changed this step: they are revisited even when steady. */
+  /** Resources an input changed this step (`touch`): they are revisited even when steady. */
   readonly touched = new Set<string>()
   /** Something cluster-wide changed (operator, spec, hub restart, cluster maintenance): revisit all. */
   allDirty = false
@@ -185,7 +218,8 @@ export class StepContext {
     return this.clean
   }
 
-  private phiCache: Map<string, number> | null = null
+  /** Each node's hub phi once the detectors settled, by position (NaN: not asked yet). */
+  private phiCache: Float64Array | null = null
   private hearers: Map<string, string[]> | null = null
 
   /**
@@ -193,14 +227,15 @@ export class StepContext {
    * the step, so phi and "who hears whom" are computed once per node instead of once per question.
    */
   detectorsSettled(): void {
-    this.phiCache = new Map()
+    this.phiCache = new Float64Array(this.nodeSpecs.length).fill(Number.NaN)
     this.hearers = new Map()
     const ttl = this.spec.detection.peerReportTtlMs
     const states = this.nodeStates()
     for (let i = 0; i < states.length; i++) {
       const reporter = (this.nodeSpecs[i] as NodeSpec).id
       const report = (states[i] as NodeState).hears
-      if (report === null || this.now - report.at > ttl || !this.hubAlive(reporter)) continue
+      if (report === null || this.now - report.at > ttl || !this.hubAliveAt(i, states[i] as NodeState))
+        continue
       for (const peer of report.peers) {
         if (peer === reporter) continue
         const hearers = this.hearers.get(peer)
@@ -211,10 +246,18 @@ export class StepContext {
   }
 
   hubPhi(id: string): number {
-    const cached = this.phiCache?.get(id)
-    if (cached !== undefined) return cached
-    const value = phi(this.node(id).hub, this.now, phiParams(this.spec.detection.hub))
-    this.phiCache?.set(id, value)
+    const i = this.phiCache ? this.nodePosition(id) : undefined
+    if (i === undefined) return phi(this.node(id).hub, this.now, this.spec.detection.hub)
+    return this.hubPhiAt(i, this.node(id))
+  }
+
+  /** `hubPhi` of the node at position `i` in `nodeSpecs`, whose state is `n`. */
+  hubPhiAt(i: number, n: NodeState): number {
+    const cache = this.phiCache
+    const cached = cache ? (cache[i] as number) : Number.NaN
+    if (!Number.isNaN(cached)) return cached
+    const value = phi(n.hub, this.now, this.spec.detection.hub)
+    if (cache) cache[i] = value
     return value
   }
 
@@ -222,12 +265,19 @@ export class StepContext {
     return this.hubPhi(id) < this.spec.detection.hub.threshold
   }
 
+  /** `hubAlive` of the node at position `i`, whose state is `n`. */
+  hubAliveAt(i: number, n: NodeState): boolean {
+    const d = this.spec.detection.hub
+    const cached = this.phiCache ? (this.phiCache[i] as number) : Number.NaN
+    if (!Number.isNaN(cached)) return cached < d.threshold
+    return phiBelow(n.hub, this.now, d, d.threshold)
+  }
+
   /**
    * Power read back off (by a fence device or a status read) and not heard since: dead whatever
    * the detector says, since heartbeats sent just before the power-off keep phi low for a while.
    */
-  provenOff(id: string): boolean {
-    const n = this.node(id)
+  provenOff(id: string, n: NodeState = this.node(id)): boolean {
     if (n.power.state !== 'off') return false
     const unheardSince = n.hub.lastAt === null || n.hub.lastAt <= n.power.at || !n.heard
     // A periodic reading is one channel among the others: off counts only for a node heard before
@@ -239,7 +289,7 @@ export class StepContext {
         unheardSince &&
         !this.hubAlive(id) &&
         this.peersHearing(id).length === 0 &&
-        this.diskAlive(id) !== true
+        this.diskAlive(id, n) !== true
       )
     return unheardSince
   }
@@ -259,10 +309,10 @@ export class StepContext {
       })
   }
 
-  diskAlive(id: string): boolean | null {
-    const d = this.node(id).disk
+  diskAlive(id: string, n: NodeState = this.node(id)): boolean | null {
+    const d = n.disk
     if (d.lastAt === null) return null
-    return phi(d, this.now, phiParams(this.spec.detection.disk)) < this.spec.detection.disk.threshold
+    return phi(d, this.now, this.spec.detection.disk) < this.spec.detection.disk.threshold
   }
 
   /** What each independent channel says about a node, for decision records. */

@@ -41,12 +41,14 @@ export function stopDependentsFirst(
     const direct = dep.dependsOn.includes(id)
     const inside = dep.dependsOn.find((d) => ctx.resourceSpecs.some((a) => a.id === d && a.vm === id))
     const on = direct ? `${id},` : `${inside}, inside ${id},`
-    if (!ds.pending && !ds.relocating)
+    if (!ds.pending && !ds.relocating) {
+      ctx.mark(dep.id)
       ds.relocating = {
         why: `stopping first: it depends on ${on} ${what}`,
         rule: 'order.stop-dependents-first',
         decision,
       }
+    }
   }
   return dependents.length > 0
 }

@@ -83,14 +83,40 @@ export function initialState(spec: ClusterSpec, now: number): EngineState {
 
 const reconciled = new WeakMap<EngineState, ClusterSpec>()
 
-/** What resources depend on at node level, per node (in `nodeSpecs` order): a change revisits that node's resources. */
-function nodeSignatures(ctx: StepContext): string[] {
-  return ctx
-    .nodeStates()
-    .map(
-      (n) =>
-        `${n.condition}|${n.fence.phase}|${n.maintenance ? 'm' : ''}|${n.evacuating ? 'e' : ''}|${n.degraded ? 'd' : ''}`,
+/**
+ * What resources depend on at node level, per node (in `nodeSpecs` order): a change revisits that
+ * node's resources. Kept as the values themselves, not a string per node: asked twice per step.
+ */
+interface NodeSignatures {
+  condition: NodeState['condition'][]
+  fence: NodeState['fence']['phase'][]
+  flags: Uint8Array
+}
+
+function nodeSignatures(ctx: StepContext): NodeSignatures {
+  const states = ctx.nodeStates()
+  const sig: NodeSignatures = {
+    condition: new Array(states.length),
+    fence: new Array(states.length),
+    flags: new Uint8Array(states.length),
+  }
+  for (let i = 0; i < states.length; i++) {
+    const n = states[i] as NodeState
+    sig.condition[i] = n.condition
+    sig.fence[i] = n.fence.phase
+    sig.flags[i] = (n.maintenance ? 1 : 0) | (n.evacuating ? 2 : 0) | (n.degraded ? 4 : 0)
+  }
+  return sig
+}
+
+function markChangedNodes(ctx: StepContext, before: NodeSignatures, after: NodeSignatures): void {
+  for (let i = 0; i < after.flags.length; i++)
+    if (
+      before.condition[i] !== after.condition[i] ||
+      before.fence[i] !== after.fence[i] ||
+      before.flags[i] !== after.flags[i]
     )
+      ctx.dirtyNodes.add((ctx.nodeSpecs[i] as { id: string }).id)
 }
 
 /**
@@ -129,9 +155,7 @@ export function step(
   evaluateNodes(ctx)
   for (const node of ctx.heardAgain) heardAgain(ctx, node)
   fenceNodes(ctx)
-  const after = nodeSignatures(ctx)
-  for (let i = 0; i < after.length; i++)
-    if (before[i] !== after[i]) ctx.dirtyNodes.add((ctx.nodeSpecs[i] as { id: string }).id)
+  markChangedNodes(ctx, before, nodeSignatures(ctx))
   manageResources(ctx)
   finishEvacuations(ctx)
   return { state: ctx.state, actions: ctx.actions, records: ctx.records }
@@ -609,18 +633,19 @@ function expireMaintenance(ctx: StepContext): void {
       rule: 'maintenance.expired',
     })
   }
-  for (const id in ctx.state.nodes) {
-    const n = ctx.state.nodes[id] as NodeState
-    if (n.maintenance && expired(n.maintenance)) {
-      ctx.dirtyNodes.add(id)
-      n.maintenance = null
-      ctx.record({
-        kind: 'operator',
-        node: id,
-        summary: 'node maintenance expired: re-armed',
-        rule: 'maintenance.expired',
-      })
-    }
+  const states = ctx.nodeStates()
+  for (let i = 0; i < states.length; i++) {
+    const n = states[i] as NodeState
+    if (!n.maintenance || !expired(n.maintenance)) continue
+    const id = (ctx.nodeSpecs[i] as { id: string }).id
+    ctx.dirtyNodes.add(id)
+    n.maintenance = null
+    ctx.record({
+      kind: 'operator',
+      node: id,
+      summary: 'node maintenance expired: re-armed',
+      rule: 'maintenance.expired',
+    })
   }
   // A resource's own maintenance expires when it is visited: a resource in maintenance is never
   // steady, so it is visited every step (resources.ts).
@@ -628,9 +653,11 @@ function expireMaintenance(ctx: StepContext): void {
 
 /** An evacuating node enters maintenance once nothing of Vigil's runs or is pending on it. */
 function finishEvacuations(ctx: StepContext): void {
-  for (const spec of ctx.nodeSpecs) {
-    const n = ctx.node(spec.id)
+  const states = ctx.nodeStates()
+  for (let i = 0; i < states.length; i++) {
+    const n = states[i] as NodeState
     if (!n.evacuating) continue
+    const spec = ctx.nodeSpecs[i] as { id: string }
     const busy = Object.values(ctx.state.resources).some(
       (r) => r.node === spec.id || r.pending?.node === spec.id,
     )

@@ -18,7 +18,7 @@ const spec = clusterSpecSchema.parse({
 function run(inventories: Record<string, 'running' | 'failed'>[]): EngineState {
   let now = 1000
   let ids = 0
-  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${ids++}` }
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${ids++}`, selfCheck: true }
   let state = initialState(spec, now)
   for (const resources of inventories) {
     now += 100
@@ -54,7 +54,7 @@ test('an inventory from a node that is neither a cluster node nor a vm is ignore
 test("an inventory's reason for a failure is in the ladder's decision", () => {
   const appSpec = clusterSpecSchema.parse({ nodes: [{ id: 'h1' }], resources: [{ id: 'web' }] })
   let now = 1000
-  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}`, selfCheck: true }
   let state = initialState(appSpec, now)
   const feed = (inputs: Input[]) => {
     now += 100
@@ -98,7 +98,11 @@ test('a resource waits within the startup grace for a preferred node that report
     ],
   })
   let now = 1000
-  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}-${Math.random()}` }
+  const env: EngineEnv = {
+    now: () => now,
+    newId: (kind) => `${kind}-${now}-${Math.random()}`,
+    selfCheck: true,
+  }
   let state = initialState(twoNodes, now)
   const feed = (inputs: Input[]) => {
     now += 100

@@ -209,6 +209,7 @@ export function forgetGuestApps(ctx: StepContext, vmId: string): void {
     if (!r) continue
     const p = r.pending
     if (p?.type === 'stop' && p.node === vmId) {
+      ctx.mark(app.id)
       r.pending = null
       ctx.record({
         kind: 'resource-phase',
@@ -226,7 +227,7 @@ export function forgetGuestApps(ctx: StepContext, vmId: string): void {
     }
     if (r.observed[vmId] === undefined) continue
     delete r.observed[vmId]
-    ctx.touched.add(app.id)
+    ctx.touch(app.id)
   }
 }
 
@@ -249,12 +250,13 @@ export function applyGuestSample(
       rule: 'monitor.answering',
     })
   r.guestSample = { node: input.node, at, staleSaid: false }
-  ctx.touched.add(input.resource)
+  ctx.touch(input.resource)
 }
 
 export function applyGuestHeartbeat(ctx: StepContext, resource: string): void {
   const r = ctx.state.resources[resource]
   if (!r) return
+  ctx.mark(resource) // a guest beating is watched for a hang: never steady
   r.bootWaitFrom = null
   r.guest = recordArrival(
     r.guest ?? emptyPhi(),

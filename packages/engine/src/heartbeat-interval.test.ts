@@ -11,7 +11,7 @@ test.each([250, 1000, 5000])(
   (every) => {
     const spec = clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }], resources: [] })
     let now = 0
-    const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}` }
+    const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${now}`, selfCheck: true }
     let state = initialState(spec, now)
     const seen = new Set<NodeCondition>()
     const lastBeat = 20 * every

@@ -66,15 +66,16 @@ function heldAfterAgentStop(ctx: StepContext, n: NodeState, hubAlive: boolean): 
 /** Classifies every node from its channels; freezes instead when too many go silent at once. */
 export function evaluateNodes(ctx: StepContext): void {
   const { detection, governor } = ctx.spec
-  const tentative = new Map<string, NodeCondition>()
   const states = ctx.nodeStates()
+  const tentative: NodeCondition[] = new Array(states.length)
+  let anySilent = false
   for (let i = 0; i < states.length; i++) {
     const spec = ctx.nodeSpecs[i] as NodeSpec
     const n = states[i] as NodeState
-    const hubAlive = ctx.hubAlive(spec.id)
+    const hubAlive = ctx.hubAliveAt(i, n)
     const peers = ctx.peersHearing(spec.id).length > 0
-    const disk = ctx.diskAlive(spec.id)
-    const powerOff = ctx.provenOff(spec.id)
+    const disk = ctx.diskAlive(spec.id, n)
+    const powerOff = ctx.provenOff(spec.id, n)
     const held = heldAfterAgentStop(ctx, n, hubAlive)
     if ((hubAlive || peers) && !powerOff) n.silentSince = null
     else n.silentSince ??= ctx.now
@@ -92,16 +93,17 @@ export function evaluateNodes(ctx: StepContext): void {
     else if (peers) next = 'partitioned'
     else if (ctx.now - (n.silentSince ?? ctx.now) < detection.confirmMs) next = 'suspect'
     else next = disk === true ? 'isolated' : 'dead'
-    tentative.set(spec.id, next)
+    tentative[i] = next
+    if (next === 'suspect' || next === 'dead' || next === 'isolated') anySilent = true
   }
 
   // Hub-side partition guard: many nodes of one failure domain going silent together is far more
   // likely the hub's (or a switch's) problem than many simultaneous host deaths. Freeze them.
-  for (const [domain, members] of ctx.failureDomains()) {
-    const known = members.filter((id) => ctx.node(id).heard)
-    const silent = known.filter((id) => {
-      const c = tentative.get(id)
-      const n = ctx.node(id)
+  for (const [domain, members] of anySilent ? ctx.failureDomains() : []) {
+    const known = members.filter((i) => (states[i] as NodeState).heard)
+    const silentAt = known.filter((i) => {
+      const c = tentative[i]
+      const n = states[i] as NodeState
       return (
         (c === 'suspect' || c === 'dead' || c === 'isolated') &&
         n.power.state !== 'off' &&
@@ -110,9 +112,10 @@ export function evaluateNodes(ctx: StepContext): void {
         n.silentSince >= ctx.now - governor.freezeWindowMs
       )
     })
-    if (silent.length >= 2 && silent.length / Math.max(1, known.length) > governor.freezeShare) {
-      const wasFrozen = silent.some((id) => ctx.node(id).condition === 'frozen')
-      for (const id of silent) tentative.set(id, 'frozen')
+    if (silentAt.length >= 2 && silentAt.length / Math.max(1, known.length) > governor.freezeShare) {
+      const silent = silentAt.map((i) => (ctx.nodeSpecs[i] as NodeSpec).id)
+      const wasFrozen = silentAt.some((i) => (states[i] as NodeState).condition === 'frozen')
+      for (const i of silentAt) tentative[i] = 'frozen'
       if (!wasFrozen) {
         const id = ctx.record({
           kind: 'freeze',
@@ -132,7 +135,7 @@ export function evaluateNodes(ctx: StepContext): void {
   for (let i = 0; i < states.length; i++) {
     const spec = ctx.nodeSpecs[i] as NodeSpec
     const n = states[i] as NodeState
-    const next = tentative.get(spec.id) ?? n.condition
+    const next = tentative[i] ?? n.condition
     if (next !== n.condition) {
       const from = n.condition
       n.condition = next

@@ -15,7 +15,7 @@ const spec = clusterSpecSchema.parse({
 function cluster() {
   let now = 1000
   let ids = 0
-  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${ids++}` }
+  const env: EngineEnv = { now: () => now, newId: (kind) => `${kind}-${ids++}`, selfCheck: true }
   let state: EngineState = initialState(spec, now)
   const actions: Action[] = []
   const feed = (inputs: Input[], ms = 100) => {

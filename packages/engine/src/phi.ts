@@ -9,6 +9,12 @@ export interface PhiState {
   lastAt: number | null
   /** Recent inter-arrival intervals (ms), oldest first. */
   intervals: number[]
+  /**
+   * The window's mean and standard deviation, kept with it (set by `recordArrival`; computed on
+   * first use for a state saved without them): the hub asks every node's phi at every step.
+   */
+  mean?: number
+  stdDev?: number
 }
 
 export interface PhiParams {
@@ -31,51 +37,68 @@ export function emptyPhi(): PhiState {
  * outage (the node was down, cut off, or fenced and powered on again): the clock restarts but the
  * gap is not learnt as an interval, as Cassandra's detector ignores over-long intervals. Learning
  * outages would inflate the mean, and every later failure of the node would be detected later.
+ *
+ * Updates `state` in place (as `step` updates the engine state it owns) and returns it, a fresh
+ * state for the first arrival: a copy of the window per heartbeat was most of what the hub
+ * allocated under load.
  */
 export function recordArrival(state: PhiState, at: number, params: PhiParams, threshold?: number): PhiState {
   if (state.lastAt === null) {
     // Seed with the expected interval and its spread, as Akka does.
     const seed = params.firstIntervalMs
-    return { lastAt: at, intervals: [seed - seed / 4, seed + seed / 4] }
+    const seeded: PhiState = { lastAt: at, intervals: [seed - seed / 4, seed + seed / 4] }
+    return withStats(seeded)
   }
   if (at <= state.lastAt) return state
-  if (threshold !== undefined && phi(state, at, params) >= threshold)
-    return { lastAt: at, intervals: state.intervals }
-  const intervals = [...state.intervals, at - state.lastAt]
+  if (threshold !== undefined && !phiBelow(state, at, params, threshold)) {
+    state.lastAt = at
+    return state
+  }
+  const intervals = state.intervals
+  intervals.push(at - state.lastAt)
   if (intervals.length > params.window) intervals.splice(0, intervals.length - params.window)
-  return { lastAt: at, intervals }
+  state.lastAt = at
+  return withStats(state)
 }
 
-/**
- * Mean and standard deviation of an interval window. Windows are never changed in place
- * (`recordArrival` makes a new one), so they are computed once per window, not once per question:
- * the hub asks for every node's phi on every step.
- */
-const windowStats = new WeakMap<readonly number[], { mean: number; stdDev: number }>()
-
-function statsOf(intervals: readonly number[]): { mean: number; stdDev: number } {
-  let stats = windowStats.get(intervals)
-  if (!stats) {
-    const n = intervals.length
-    let sum = 0
-    for (const x of intervals) sum += x
-    const mean = sum / n
-    let squares = 0
-    for (const x of intervals) squares += (x - mean) ** 2
-    stats = { mean, stdDev: Math.sqrt(squares / n) }
-    windowStats.set(intervals, stats)
-  }
-  return stats
+/** Sets the window's mean and standard deviation (two passes: the same figures at every step). */
+function withStats(state: PhiState): PhiState {
+  const intervals = state.intervals
+  const n = intervals.length
+  let sum = 0
+  for (let i = 0; i < n; i++) sum += intervals[i] as number
+  const mean = sum / n
+  let squares = 0
+  for (let i = 0; i < n; i++) squares += ((intervals[i] as number) - mean) ** 2
+  state.mean = mean
+  state.stdDev = Math.sqrt(squares / n)
+  return state
 }
 
 /** Phi at `now`; Infinity before any arrival (never heard: maximally suspicious). */
 export function phi(state: PhiState, now: number, params: PhiParams): number {
   if (state.lastAt === null) return Number.POSITIVE_INFINITY
-  const stats =
-    state.intervals.length === 0 ? { mean: params.firstIntervalMs, stdDev: 0 } : statsOf(state.intervals)
-  const mean = stats.mean
-  const stdDev = Math.max(stats.stdDev, params.minStdDevMs)
-  return phiOf(now - state.lastAt, mean + params.acceptablePauseMs, stdDev)
+  if (state.intervals.length === 0)
+    return phiOf(now - state.lastAt, params.firstIntervalMs + params.acceptablePauseMs, params.minStdDevMs)
+  if (state.mean === undefined || state.stdDev === undefined) withStats(state)
+  const stdDev = Math.max(state.stdDev as number, params.minStdDevMs)
+  return phiOf(now - state.lastAt, (state.mean as number) + params.acceptablePauseMs, stdDev)
+}
+
+/**
+ * Phi at or below the mean interval (plus the tolerated pause) is at most log10(2) (0.301): within
+ * it, a threshold above that is not reached, without the logarithm. The usual case, asked for every
+ * heartbeat and every node at every step.
+ */
+const PHI_AT_MEAN = Math.log10(2)
+
+/** `phi(state, now, params) < threshold`, cheaply when the silence is shorter than the mean. */
+export function phiBelow(state: PhiState, now: number, params: PhiParams, threshold: number): boolean {
+  if (state.lastAt !== null && state.intervals.length > 0 && threshold > PHI_AT_MEAN) {
+    if (state.mean === undefined) withStats(state)
+    if (now - state.lastAt <= (state.mean as number) + params.acceptablePauseMs) return true
+  }
+  return phi(state, now, params) < threshold
 }
 
 export function phiOf(elapsed: number, mean: number, stdDev: number): number {

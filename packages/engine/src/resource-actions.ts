@@ -17,6 +17,7 @@ export function issue(
   afterStop: PendingAction['afterStop'] = null,
 ): void {
   const resource = a.resource ?? spec.id
+  ctx.mark(spec.id)
   const actionId =
     a.type === 'migrate'
       ? ctx.act({ type: 'migrate', decision: a.decision, resource, node: a.node, to: a.to as string })
@@ -65,6 +66,7 @@ export function setPhase(
   why: string,
   rule: string,
 ): void {
+  ctx.mark(id)
   if (r.phase === phase) {
     // Still waiting, for something else now: said once, so a long wait always names its cause (a
     // node going from suspect to dead is the node's own record; the reason follows it silently).

@@ -15,6 +15,7 @@ import { issue, setPhase } from './resource-actions.js'
 import { policyOf, type ResourceSpec } from './spec.js'
 import { suspension } from './suspension.js'
 import type { NodeState, ResourceState } from './types.js'
+import { needsVisit, planVisits, settleVisits } from './visits.js'
 
 /**
  * How long a vm seen running on a second node waits for its home to report it stopped before it
@@ -57,27 +58,6 @@ function unmanaged(ctx: StepContext, spec: ResourceSpec, r: ResourceState): bool
   )
 }
 
-/**
- * A resource that is settled and that nothing touched this step needs no visit: its decisions only
- * change with an input about it, a node-level change (which revisits everything), or its own timers
- * (pending actions, relocations, moves, decaying failures, maintenance expiry, guest hang detection),
- * and a resource with any of those is not steady. This makes a steady step O(changes), not O(resources).
- */
-function steady(r: ResourceState): boolean {
-  return (
-    (r.phase === 'running' || r.phase === 'unmanaged' || r.phase === 'blocked') &&
-    r.pending === null &&
-    r.relocating === null &&
-    r.move === null &&
-    (r.failbackDue ?? null) === null &&
-    r.failures.length === 0 &&
-    r.maintenance === null &&
-    r.guest === null &&
-    (r.bootWaitFrom ?? null) === null &&
-    !hasCopyElsewhere(r)
-  )
-}
-
 /** Reported running on `node` and on no other node. */
 function runningOnlyOn(r: ResourceState, node: string): boolean {
   if (r.observed[node]?.state !== 'running') return false
@@ -85,38 +65,26 @@ function runningOnlyOn(r: ResourceState, node: string): boolean {
   return true
 }
 
-/** A copy reported anywhere but its home is a standing condition: it keeps the resource visited. */
-function hasCopyElsewhere(r: ResourceState): boolean {
-  for (const node in r.observed) {
-    if (node !== r.node && r.observed[node]?.state !== 'stopped') return true
-  }
-  return false
-}
-
+/**
+ * Visits the resources that need it (visits.ts says which), in the deterministic order: by
+ * priority, then id.
+ */
 export function manageResources(ctx: StepContext): void {
   const states = ctx.resourceStates()
+  const index = planVisits(ctx, states)
+  const want = ctx.visits
   for (let i = 0; i < states.length; i++) {
     const spec = ctx.resourceSpecs[i] as ResourceSpec
     const r = states[i] as ResourceState
-    if (!ctx.allDirty && !ctx.touched.has(spec.id) && steady(r) && !affectedByNodes(ctx, spec, r)) continue
+    if (!ctx.allDirty && want[i] === 0) {
+      if (ctx.env.selfCheck && needsVisit(ctx, spec, r))
+        throw new Error(`engine visit index: ${spec.id} needs a visit and was not marked`)
+      continue
+    }
+    if (!needsVisit(ctx, spec, r)) continue
     manageOne(ctx, spec)
   }
-}
-
-/**
- * A settled resource is revisited after a node-level change only if that node can matter to it:
- * it runs there, it prefers that node (failback), or (a guest application) its vm is unsettled,
- * since a dead host sends no reports from inside the guest.
- */
-function affectedByNodes(ctx: StepContext, spec: ResourceSpec, r: ResourceState): boolean {
-  if (spec.kind === 'guest-app' && spec.vm) {
-    const vm = ctx.state.resources[spec.vm]
-    if (vm && !steady(vm)) return true
-  }
-  if (ctx.dirtyNodes.size === 0) return false
-  if (r.node !== null && ctx.dirtyNodes.has(r.node)) return true
-  for (const node in spec.preferred) if (ctx.dirtyNodes.has(node)) return true
-  return false
+  settleVisits(ctx, states, index)
 }
 
 function manageOne(ctx: StepContext, spec: ResourceSpec): void {

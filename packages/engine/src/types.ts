@@ -433,6 +433,11 @@ export interface EngineEnv {
   now(): number
   /** A fresh id; deterministic in the simulator. */
   newId(kind: 'action' | 'decision'): string
+  /**
+   * Check the engine's own bookkeeping at every step (the visit index: visits.ts), throwing on a
+   * miss. For tests and the simulator: it asks every resource every step.
+   */
+  selfCheck?: boolean
 }
 
 export interface StepResult {

@@ -132,6 +132,7 @@ export class Simulation {
     this.env = {
       now: () => this.now,
       newId: (kind) => `${kind === 'action' ? 'a' : 'd'}${++this.ids[kind]}`,
+      selfCheck: true,
     }
     this.state = initialState(spec, 0)
   }
