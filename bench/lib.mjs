@@ -104,6 +104,15 @@ const vigilBin = join(import.meta.dirname, '..', 'apps/cli/bin/vigil.js')
  * Starts `vigil hub` (embedded broker, SQLite in `dir`) on free loopback ports and waits until it
  * is ready. Returns the child process, its HTTP base URL and its MQTT URL.
  */
+/** The environment deploy/systemd/vigil-hub.service gives the hub: benchmarks run it as shipped. */
+export const HUB_UNIT_ENV = Object.fromEntries(
+  [
+    ...readFileSync(new URL('../deploy/systemd/vigil-hub.service', import.meta.url), 'utf8').matchAll(
+      /^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm,
+    ),
+  ].map((m) => [m[1], m[2]]),
+)
+
 export async function startBenchHub(dir, { args = [], stdio = ['ignore', 'ignore', 'inherit'] } = {}) {
   const [httpPort, mqttPort] = [await freePort(), await freePort()]
   const hub = spawn(
@@ -121,7 +130,7 @@ export async function startBenchHub(dir, { args = [], stdio = ['ignore', 'ignore
       'warn',
       ...args,
     ],
-    { stdio },
+    { stdio, env: { ...process.env, ...HUB_UNIT_ENV } },
   )
   const base = `http://127.0.0.1:${httpPort}`
   for (let i = 0; ; i++) {
