@@ -1,17 +1,18 @@
 import { Worker } from 'node:worker_threads'
-import type { ClusterSpec, EngineState, WhatIf } from '@vigil/engine'
+import { type ClusterSpec, type EngineState, planView, planViewTransfer, type WhatIf } from '@vigil/engine'
 import type { Logger } from '@vigil/kit'
-import type { PlanRequest } from './plan-worker.js'
+import type { PlanAnswer, PlanRequest } from './plan-worker.js'
 
 /**
  * The what-if plan, computed on a worker thread (plan-worker.ts) so that the hub's event loop never
  * waits for it: `latest()` answers at once with the newest finished plan (null before the first),
- * and `refresh()` asks for a new one unless one is being computed. Copying the state to the worker
- * (structured clone) is the only cost left on the event loop.
+ * and `refresh()` asks for a new one unless one is being computed. What the event loop still pays:
+ * taking the plan's view of the state (`planView`), and parsing a finished plan the first time it
+ * is asked for.
  */
 export class Planner {
   private worker: Worker | null = null
-  private latestPlan: { at: number; plan: WhatIf[] } | null = null
+  private latestPlan: { at: number; text: string; parsed: WhatIf[] | null } | null = null
   /** The plan being computed: its request id and the engine time it is for. */
   private inFlight: { id: number; at: number } | null = null
   private seq = 0
@@ -28,7 +29,10 @@ export class Planner {
   ) {}
 
   latest(): { at: number; plan: WhatIf[] } | null {
-    return this.latestPlan
+    const latest = this.latestPlan
+    if (!latest) return null
+    latest.parsed ??= JSON.parse(latest.text) as WhatIf[]
+    return { at: latest.at, plan: latest.parsed }
   }
 
   /** Whether a plan is being computed now. */
@@ -39,10 +43,11 @@ export class Planner {
   refresh(spec: ClusterSpec, state: EngineState, now: number): void {
     if (this.closed || this.inFlight !== null) return
     const worker = this.ensureWorker()
-    const req: PlanRequest = { id: ++this.seq, state, now, ...(spec !== this.sentSpec ? { spec } : {}) }
+    const view = planView(spec, state)
+    const req: PlanRequest = { id: ++this.seq, view, now, ...(spec !== this.sentSpec ? { spec } : {}) }
     this.sentSpec = spec
     this.inFlight = { id: req.id, at: now }
-    worker.postMessage(req)
+    worker.postMessage(req, planViewTransfer(view))
   }
 
   /** Resolves once no plan is being computed (at once if none is). */
@@ -70,11 +75,11 @@ export class Planner {
     const worker = new Worker(this.workerUrl)
     this.sentSpec = null // a new thread holds no spec yet
     worker.unref() // a plan in progress never keeps a stopping hub alive
-    worker.on('message', (msg: { id: number; plan?: WhatIf[]; error?: string }) => {
+    worker.on('message', (msg: PlanAnswer) => {
       if (msg.id !== this.inFlight?.id) return
       const { at } = this.inFlight
       this.inFlight = null
-      if (msg.plan) this.latestPlan = { at, plan: msg.plan }
+      if (msg.plan !== undefined) this.latestPlan = { at, text: msg.plan, parsed: null }
       else this.log.error({ err: msg.error }, 'the what-if plan failed')
       this.wake()
     })

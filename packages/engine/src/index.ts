@@ -3,6 +3,7 @@ export { initialState, RESOURCE_ACTIONS, step } from './engine.js'
 export { resourceHealthScore } from './health.js'
 export { emptyPhi, type PhiParams, type PhiState, phi, phiOf, recordArrival, silenceToReach } from './phi.js'
 export { type WhatIf, whatIfPlan } from './plan.js'
+export { type PlanView, planView, planViewTransfer, stateFromPlanView } from './plan-view.js'
 export {
   type ClusterSpec,
   checkClusterSpec,

@@ -1,6 +1,6 @@
 import type { StepContext } from './context.js'
 import { type NodeSpec, policyOf, type ResourceSpec } from './spec.js'
-import type { Candidate, NodeState } from './types.js'
+import type { Candidate, NodeState, ResourceState } from './types.js'
 
 /** Score taken from a node with degraded links: it is chosen only when no better one is eligible. */
 export const DEGRADED_PENALTY = 50
@@ -58,75 +58,124 @@ export function bestNode(ctx: StepContext, resource: ResourceSpec, options: Plac
   return all[0]?.eliminated === null ? all[0].node : null
 }
 
+/** What a resource's placement depends on besides the node: worked out once per question. */
+export interface PlacementQuestion {
+  resource: ResourceSpec
+  r: ResourceState | undefined
+  /** `ctx.nodeStates()`, in `nodeSpecs` order. */
+  nodes: NodeState[]
+  load: Map<string, NodeLoad>
+  unavailable: ReadonlySet<string> | undefined
+  stickiness: number
+  conflicting: string[]
+  ladder: ReturnType<typeof policyOf>
+}
+
+export function placementQuestion(
+  ctx: StepContext,
+  resource: ResourceSpec,
+  options: PlacementOptions = {},
+): PlacementQuestion {
+  ctx.load ??= nodeLoad(ctx)
+  const policy = policyOf(ctx.spec, resource)
+  return {
+    resource,
+    r: ctx.state.resources[resource.id],
+    nodes: ctx.nodeStates(),
+    load: options.load ?? ctx.load,
+    unavailable: options.unavailable,
+    stickiness: policy.stickiness,
+    conflicting: [...resource.antiAffinity, ...ctx.antiAffinityFrom(resource.id)],
+    ladder: policy,
+  }
+}
+
+/** One node judged as a home: its score, its count, and why it is out (null: eligible). */
+export interface Judged {
+  node: string
+  score: number
+  eliminated: string | null
+  count: number
+  /** Eligible, but a node it was relocated away from: taken only when no other node can be. */
+  lastResort: boolean
+}
+
+/** What a node offers any resource with no tie to it: the part of the score that is the node's own. */
+export function nodeScore(ctx: StepContext, n: NodeState): number {
+  let score = 0
+  if (n.connectivity) score += ctx.spec.connectivityWeight * n.connectivity.reachable
+  if (n.degraded) score -= DEGRADED_PENALTY
+  return score
+}
+
+/** The node at position `i` of `nodeSpecs` judged for the question's resource. */
+export function judgeNode(ctx: StepContext, q: PlacementQuestion, i: number): Judged {
+  const { resource, r } = q
+  const node = ctx.nodeSpecs[i] as NodeSpec
+  const n = q.nodes[i] as NodeState
+  const l = q.load.get(node.id) ?? { memoryMb: 0, vcpus: 0, count: 0 }
+  const own = r?.node === node.id && r.phase !== 'stopped' ? resource.requires : { memoryMb: 0, vcpus: 0 }
+  const used = { memoryMb: l.memoryMb - own.memoryMb, vcpus: l.vcpus - own.vcpus }
+  let eliminated: string | null = null
+  if (q.unavailable?.has(node.id)) eliminated = 'node is down (what-if)'
+  else if (resource.allowedNodes && !resource.allowedNodes.includes(node.id))
+    eliminated = 'not in allowedNodes'
+  else if (n.condition !== 'healthy') eliminated = `node is ${n.condition}`
+  else if (n.fence.phase !== 'idle') eliminated = `node fence is ${n.fence.phase}`
+  else if (ctx.inMaintenance(node.id)) eliminated = 'node in maintenance'
+  else if (n.evacuating) eliminated = 'node is being evacuated'
+  else if (used.memoryMb + resource.requires.memoryMb > node.capacity.memoryMb) {
+    eliminated = `memory: ${used.memoryMb} + ${resource.requires.memoryMb} MB > ${node.capacity.memoryMb} MB`
+  } else if (used.vcpus + resource.requires.vcpus > node.capacity.vcpus) {
+    eliminated = `vcpus: ${used.vcpus} + ${resource.requires.vcpus} > ${node.capacity.vcpus}`
+  } else {
+    const clash = q.conflicting.find((other) => ctx.state.resources[other]?.node === node.id)
+    if (clash) eliminated = `anti-affinity with ${clash}`
+    else if (resource.colocate) {
+      for (const dep of resource.dependsOn) {
+        const depNode = ctx.state.resources[dep]?.node
+        if (depNode && depNode !== node.id) {
+          eliminated = `must be colocated with ${dep} (on ${depNode})`
+          break
+        }
+      }
+    }
+  }
+  // A node it was relocated away from within the ladder's window (it failed there, or was
+  // fenced there) is a last resort, not a ban: taken only when no other node can run it (a
+  // fenced host back healthy may be the only one a restricted resource is allowed on).
+  const lastResort =
+    eliminated === null &&
+    r !== undefined &&
+    (r.avoid === node.id ||
+      r.failures.some(
+        (f) =>
+          f.node === node.id && q.ladder.ladder[f.step] === 'relocate' && ctx.now - f.at < q.ladder.windowMs,
+      ))
+  if (lastResort) eliminated = AVOIDED
+  let score = resource.preferred[node.id] ?? 0
+  score += nodeScore(ctx, n)
+  if (r?.node === node.id) score += q.stickiness
+  if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
+  return { node: node.id, score, eliminated, count: l.count, lastResort }
+}
+
 export function candidatesFor(
   ctx: StepContext,
   resource: ResourceSpec,
   options: PlacementOptions & { explain?: boolean } = {},
 ): Candidate[] {
   const explain = options.explain ?? true
-  const r = ctx.state.resources[resource.id]
-  ctx.load ??= nodeLoad(ctx)
-  const load = options.load ?? ctx.load
-  const stickiness = policyOf(ctx.spec, resource).stickiness
-  const conflicting = [...resource.antiAffinity, ...ctx.antiAffinityFrom(resource.id)]
-  let best: (Candidate & { count: number }) | null = null
-  const avoided: (Candidate & { count: number })[] = []
-  const ladderPolicy = policyOf(ctx.spec, resource)
-  const relocatedFrom = (state: NonNullable<typeof r>, nodeId: string) =>
-    state.avoid === nodeId ||
-    state.failures.some(
-      (f) =>
-        f.node === nodeId &&
-        ladderPolicy.ladder[f.step] === 'relocate' &&
-        ctx.now - f.at < ladderPolicy.windowMs,
-    )
-  const scored: (Candidate & { count: number })[] = []
-  const states = ctx.nodeStates()
-  for (let i = 0; i < states.length; i++) {
-    const node = ctx.nodeSpecs[i] as NodeSpec
-    const n = states[i] as NodeState
-    const l = load.get(node.id) ?? { memoryMb: 0, vcpus: 0, count: 0 }
-    const own = r?.node === node.id && r.phase !== 'stopped' ? resource.requires : { memoryMb: 0, vcpus: 0 }
-    const used = { memoryMb: l.memoryMb - own.memoryMb, vcpus: l.vcpus - own.vcpus }
-    let eliminated: string | null = null
-    if (options.unavailable?.has(node.id)) eliminated = 'node is down (what-if)'
-    else if (resource.allowedNodes && !resource.allowedNodes.includes(node.id))
-      eliminated = 'not in allowedNodes'
-    else if (n.condition !== 'healthy') eliminated = `node is ${n.condition}`
-    else if (n.fence.phase !== 'idle') eliminated = `node fence is ${n.fence.phase}`
-    else if (ctx.inMaintenance(node.id)) eliminated = 'node in maintenance'
-    else if (n.evacuating) eliminated = 'node is being evacuated'
-    else if (used.memoryMb + resource.requires.memoryMb > node.capacity.memoryMb) {
-      eliminated = `memory: ${used.memoryMb} + ${resource.requires.memoryMb} MB > ${node.capacity.memoryMb} MB`
-    } else if (used.vcpus + resource.requires.vcpus > node.capacity.vcpus) {
-      eliminated = `vcpus: ${used.vcpus} + ${resource.requires.vcpus} > ${node.capacity.vcpus}`
-    } else {
-      const clash = conflicting.find((other) => ctx.state.resources[other]?.node === node.id)
-      if (clash) eliminated = `anti-affinity with ${clash}`
-      else if (resource.colocate) {
-        for (const dep of resource.dependsOn) {
-          const depNode = ctx.state.resources[dep]?.node
-          if (depNode && depNode !== node.id) {
-            eliminated = `must be colocated with ${dep} (on ${depNode})`
-            break
-          }
-        }
-      }
-    }
-    // A node it was relocated away from within the ladder's window (it failed there, or was
-    // fenced there) is a last resort, not a ban: taken only when no other node can run it (a
-    // fenced host back healthy may be the only one a restricted resource is allowed on).
-    const lastResort = eliminated === null && r !== undefined && relocatedFrom(r, node.id)
-    if (lastResort) eliminated = AVOIDED
-    let score = resource.preferred[node.id] ?? 0
-    if (n.connectivity) score += ctx.spec.connectivityWeight * n.connectivity.reachable
-    if (n.degraded) score -= DEGRADED_PENALTY
-    if (r?.node === node.id) score += stickiness
-    if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
-    const c = { node: node.id, score, eliminated, count: l.count }
-    if (lastResort) avoided.push(c)
+  const q = placementQuestion(ctx, resource, options)
+  let best: Judged | null = null
+  const avoided: Judged[] = []
+  const scored: Judged[] = []
+  const count = ctx.nodeSpecs.length
+  for (let i = 0; i < count; i++) {
+    const c = judgeNode(ctx, q, i)
+    if (c.lastResort) avoided.push(c)
     if (explain) scored.push(c)
-    else if (eliminated === null && (best === null || before(c, best))) best = c
+    else if (c.eliminated === null && (best === null || before(c, best))) best = c
   }
   if (avoided.length > 0 && !(explain ? scored.some((c) => c.eliminated === null) : best)) {
     for (const c of avoided) {
@@ -150,7 +199,8 @@ function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-function before(
+/** Whether candidate `a` ranks above `b`: higher score, then fewer resources, then name. */
+export function before(
   a: { score: number; count: number; node: string },
   b: { score: number; count: number; node: string },
 ): boolean {
