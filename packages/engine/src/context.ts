@@ -38,6 +38,9 @@ const failureDomains = new WeakMap<ClusterSpec, Map<string, number[]>>()
 /** Each node's position in `nodeSpecs` (static per spec). */
 const nodePositions = new WeakMap<ClusterSpec, Map<string, number>>()
 
+/** Asked of every node at every step: one empty answer, not one per question. */
+const NO_PEERS: readonly string[] = Object.freeze([])
+
 /** One step's working set: a private copy of the state, the time, and what the step produced. */
 export class StepContext {
   readonly actions: Action[] = []
@@ -295,8 +298,8 @@ export class StepContext {
   }
 
   /** The nodes (themselves heard by the hub) whose fresh peer report says they hear `id`. */
-  peersHearing(id: string): string[] {
-    if (this.hearers) return this.hearers.get(id) ?? []
+  peersHearing(id: string): readonly string[] {
+    if (this.hearers) return this.hearers.get(id) ?? NO_PEERS
     const ttl = this.spec.detection.peerReportTtlMs
     return this.nodeSpecs
       .map((n) => n.id)

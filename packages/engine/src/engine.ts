@@ -93,13 +93,21 @@ interface NodeSignatures {
   flags: Uint8Array
 }
 
-function nodeSignatures(ctx: StepContext): NodeSignatures {
+/** Two signature buffers per state, reused step after step (before and after). */
+const signatureBuffers = new WeakMap<EngineState, [NodeSignatures, NodeSignatures]>()
+
+function emptySignatures(length: number): NodeSignatures {
+  return { condition: new Array(length), fence: new Array(length), flags: new Uint8Array(length) }
+}
+
+function nodeSignatures(ctx: StepContext, which: 0 | 1): NodeSignatures {
   const states = ctx.nodeStates()
-  const sig: NodeSignatures = {
-    condition: new Array(states.length),
-    fence: new Array(states.length),
-    flags: new Uint8Array(states.length),
+  let buffers = signatureBuffers.get(ctx.state)
+  if (!buffers || buffers[0].flags.length !== states.length) {
+    buffers = [emptySignatures(states.length), emptySignatures(states.length)]
+    signatureBuffers.set(ctx.state, buffers)
   }
+  const sig = buffers[which]
   for (let i = 0; i < states.length; i++) {
     const n = states[i] as NodeState
     sig.condition[i] = n.condition
@@ -151,11 +159,11 @@ export function step(
   for (const input of inputs) apply(ctx, input)
   expireMaintenance(ctx)
   ctx.detectorsSettled()
-  const before = nodeSignatures(ctx)
+  const before = nodeSignatures(ctx, 0)
   evaluateNodes(ctx)
   for (const node of ctx.heardAgain) heardAgain(ctx, node)
   fenceNodes(ctx)
-  markChangedNodes(ctx, before, nodeSignatures(ctx))
+  markChangedNodes(ctx, before, nodeSignatures(ctx, 1))
   manageResources(ctx)
   finishEvacuations(ctx)
   return { state: ctx.state, actions: ctx.actions, records: ctx.records }
@@ -221,15 +229,23 @@ function apply(ctx: StepContext, input: Input): void {
         if (ctx.spec.resources.some((r) => r.id === input.node && r.kind === 'vm')) guestInventory(ctx, input)
         return
       }
-      const listed = Object.keys(input.resources).sort()
-      for (const id of listed)
+      // Every second from every node, and nearly always the same list: the order of these updates
+      // does not matter, and the list is kept again only when it changed.
+      const previous = n.inventory
+      let count = 0
+      let same = previous !== null
+      for (const id in input.resources) {
+        count++
         applyResourceState(ctx, input.node, id, input.resources[id] as ObservedState, input.reasons?.[id])
-      for (const id of n.inventory ?? [])
+        if (same && !sortedIncludes(previous as string[], id)) same = false
+      }
+      for (const id of previous ?? [])
         if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
       // A complete inventory answers for what it was asked about, listed or not.
-      for (const id of Object.keys(n.askedFor ?? {}))
-        if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
-      n.inventory = listed
+      if (n.askedFor)
+        for (const id in n.askedFor)
+          if (!(id in input.resources)) applyResourceState(ctx, input.node, id, 'stopped')
+      if (!same || count !== previous?.length) n.inventory = Object.keys(input.resources).sort()
       return
     }
     case 'link-state': {
@@ -313,6 +329,20 @@ function apply(ctx: StepContext, input: Input): void {
       ctx.allDirty = true
       return
   }
+}
+
+/** Whether a sorted list of ids holds `id` (a binary search: no set built per question). */
+function sortedIncludes(sorted: readonly string[], id: string): boolean {
+  let lo = 0
+  let hi = sorted.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    const at = sorted[mid] as string
+    if (at === id) return true
+    if (at < id) lo = mid + 1
+    else hi = mid - 1
+  }
+  return false
 }
 
 /** Every action the engine takes on a resource (the hub's metrics list them, fence and alert aside). */

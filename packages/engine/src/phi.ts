@@ -55,8 +55,14 @@ export function recordArrival(state: PhiState, at: number, params: PhiParams, th
     return state
   }
   const intervals = state.intervals
-  intervals.push(at - state.lastAt)
-  if (intervals.length > params.window) intervals.splice(0, intervals.length - params.window)
+  const interval = at - state.lastAt
+  if (intervals.length < params.window) intervals.push(interval)
+  else {
+    // Full: the oldest leaves, in place (no array per heartbeat), oldest first as before.
+    if (intervals.length > params.window) intervals.splice(0, intervals.length - params.window)
+    intervals.copyWithin(0, 1)
+    intervals[intervals.length - 1] = interval
+  }
   state.lastAt = at
   return withStats(state)
 }
