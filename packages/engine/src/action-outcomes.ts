@@ -11,6 +11,7 @@ import { issue, setPhase } from './resource-actions.js'
 import { policyOf, type ResourceSpec } from './spec.js'
 import { suspensionOutcome } from './suspension.js'
 import type { ObservedState, PendingAction, ResourceState } from './types.js'
+import { pendingCandidates } from './visits.js'
 
 /** The observed reason of a copy Vigil itself stopped (not a failure: nothing to count or repair). */
 const STOPPED_BY_VIGIL = 'stopped by Vigil'
@@ -119,7 +120,15 @@ function* pendingWhere(
   matches: (p: PendingAction) => boolean,
 ): Generator<{ spec: ResourceSpec; r: ResourceState; p: PendingAction }> {
   const states = ctx.resourceStates()
-  for (let i = 0; i < states.length; i++) {
+  const candidates = pendingCandidates(ctx, states.length)
+  if (ctx.env.selfCheck)
+    states.forEach((r, i) => {
+      if (r.pending && !candidates.includes(i))
+        throw new Error(
+          `engine visit index: ${ctx.resourceSpecs[i]?.id} has an action pending and was not marked`,
+        )
+    })
+  for (const i of candidates) {
     const r = states[i] as ResourceState
     const p = r.pending
     if (!p || !matches(p)) continue
@@ -171,7 +180,10 @@ export function actionOutcome(
       // The target may have taken the vm over before the end (the switchover is its last step):
       // nothing starts anywhere until its agent has said whether it runs it.
       const target = p.to ? ctx.state.nodes[p.to] : undefined
-      if (target) target.askedFor = { ...(target.askedFor ?? {}), [spec.id]: ctx.now }
+      if (target) {
+        target.askedFor = { ...(target.askedFor ?? {}), [spec.id]: ctx.now }
+        ctx.nodeFactsChanged()
+      }
       // Its target gone (dead, fenced): the vm still runs on its source, which is where a stop
       // and start would put it again. It stays, running, rather than be cold-booted in place.
       const targetGone =
@@ -224,11 +236,10 @@ export function actionOutcome(
         // the ladders of the applications inside a vm (their system is its host).
         if (p.type === 'start') {
           r.step = 0
-          for (const app of ctx.resourceSpecs)
-            if (app.kind === 'guest-app' && app.vm === spec.id) {
-              const a = ctx.state.resources[app.id]
-              if (a) a.step = 0
-            }
+          for (const app of ctx.guestAppsOf(spec.id)) {
+            const a = ctx.state.resources[app.id]
+            if (a) a.step = 0
+          }
         }
         r.guest = null // a (re)started vm's guest detector re-arms with its first heartbeat
         if (spec.kind === 'vm' && spec.bootAllowanceMs !== undefined) r.bootWaitFrom = ctx.now

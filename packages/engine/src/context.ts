@@ -35,6 +35,8 @@ const resourceRefs = new WeakMap<EngineState, { spec: ClusterSpec; refs: Resourc
 const nodeRefs = new WeakMap<EngineState, { spec: ClusterSpec; refs: NodeState[] }>()
 /** Node positions (in `nodeSpecs`) per failure domain (static per spec). */
 const failureDomains = new WeakMap<ClusterSpec, Map<string, number[]>>()
+/** Who declared anti-affinity with whom, reversed (static per spec). */
+const reverseAntiAffinity = new WeakMap<ClusterSpec, Map<string, string[]>>()
 /** Each node's position in `nodeSpecs` (static per spec). */
 const nodePositions = new WeakMap<ClusterSpec, Map<string, number>>()
 
@@ -49,18 +51,17 @@ export class StepContext {
   readonly nodeSpecs: NodeSpec[]
   readonly resourceSpecs: ResourceSpec[]
 
-  private reverseAntiAffinity: Map<string, string[]> | null = null
-
-  /** Resources that declared anti-affinity with `id` (computed once per step from the spec). */
+  /** Resources that declared anti-affinity with `id` (static per spec). */
   antiAffinityFrom(id: string): string[] {
-    if (!this.reverseAntiAffinity) {
-      this.reverseAntiAffinity = new Map()
+    let reverse = reverseAntiAffinity.get(this.spec)
+    if (!reverse) {
+      reverse = new Map()
       for (const r of this.spec.resources) {
-        for (const other of r.antiAffinity)
-          this.reverseAntiAffinity.set(other, [...(this.reverseAntiAffinity.get(other) ?? []), r.id])
+        for (const other of r.antiAffinity) reverse.set(other, [...(reverse.get(other) ?? []), r.id])
       }
+      reverseAntiAffinity.set(this.spec, reverse)
     }
-    return this.reverseAntiAffinity.get(id) ?? []
+    return reverse.get(id) ?? []
   }
 
   constructor(
@@ -97,6 +98,13 @@ export class StepContext {
     if (i === undefined) return
     this.visits[i] = 1
     for (const g of this.visitMap.guestApps.get(i) ?? []) this.visits[g] = 1
+  }
+
+  /** The guest applications of a vm (none for any other resource), in `resourceSpecs` order. */
+  guestAppsOf(vm: string): ResourceSpec[] {
+    const i = this.visitMap.position.get(vm)
+    const apps = i === undefined ? undefined : this.visitMap.guestApps.get(i)
+    return apps ? apps.map((g) => this.resourceSpecs[g] as ResourceSpec) : []
   }
 
   /** An input changed the resource: it is visited this step even if steady. */
@@ -208,6 +216,54 @@ export class StepContext {
   load: Map<string, { memoryMb: number; vcpus: number; count: number }> | null = null
 
   private clean: boolean | null = null
+  private perStep: {
+    frozen?: string[]
+    grace?: boolean
+    uninventoried?: number[]
+    askedAbout?: number[]
+  } = {}
+
+  /**
+   * The nodes are evaluated: node-level facts asked per placement are worked out afresh, then once
+   * per step instead of over every node per resource. Called again when one of them changes while
+   * resources are visited (a node asked about a resource).
+   */
+  nodeFactsChanged(): void {
+    this.perStep = {}
+    this.clean = null
+  }
+
+  frozenNodes(): string[] {
+    this.perStep.frozen ??= this.nodeSpecs
+      .filter((n, i) => this.nodeStates()[i]?.condition === 'frozen')
+      .map((n) => n.id)
+    return this.perStep.frozen
+  }
+
+  /** Whether any node is unheard since start and within the startup grace. */
+  anyInStartupGrace(): boolean {
+    this.perStep.grace ??= this.nodeStates().some(
+      (n) =>
+        !n.heard &&
+        n.condition === 'unknown' &&
+        this.now - n.conditionSince < this.spec.detection.startupGraceMs,
+    )
+    return this.perStep.grace
+  }
+
+  /** Positions of the nodes that have not sent a complete inventory. */
+  uninventoriedNodes(): number[] {
+    this.perStep.uninventoried ??= this.nodeStates().flatMap((n, i) => (n.inventory === null ? [i] : []))
+    return this.perStep.uninventoried
+  }
+
+  /** Positions of the nodes waiting to be told whether something runs there (a cut-off migration). */
+  nodesAskedAbout(): number[] {
+    this.perStep.askedAbout ??= this.nodeStates().flatMap((n, i) =>
+      n.askedFor && Object.keys(n.askedFor).length > 0 ? [i] : [],
+    )
+    return this.perStep.askedAbout
+  }
 
   /**
    * Every node is healthy, unfenced, and has sent a complete inventory: a resource can then only be

@@ -164,6 +164,7 @@ export function step(
   for (const node of ctx.heardAgain) heardAgain(ctx, node)
   fenceNodes(ctx)
   markChangedNodes(ctx, before, nodeSignatures(ctx, 1))
+  ctx.nodeFactsChanged()
   manageResources(ctx)
   finishEvacuations(ctx)
   return { state: ctx.state, actions: ctx.actions, records: ctx.records }

@@ -203,8 +203,7 @@ export function stopFailedInGuest(
  * in it is settled, since the restart stopped everything the guest ran.
  */
 export function forgetGuestApps(ctx: StepContext, vmId: string): void {
-  for (const app of ctx.resourceSpecs) {
-    if (app.kind !== 'guest-app' || app.vm !== vmId) continue
+  for (const app of ctx.guestAppsOf(vmId)) {
     const r = ctx.state.resources[app.id]
     if (!r) continue
     const p = r.pending

@@ -11,6 +11,8 @@ const AVOIDED = 'it just failed here (relocating away)'
 /** Score added for an operator's move while it lasts: wins over any preference. */
 export const MOVE_SCORE = 1_000_000
 
+const NO_LOAD: Readonly<NodeLoad> = Object.freeze({ memoryMb: 0, vcpus: 0, count: 0 })
+
 export interface NodeLoad {
   memoryMb: number
   vcpus: number
@@ -25,7 +27,14 @@ export function nodeLoad(ctx: StepContext): Map<string, NodeLoad> {
     const spec = ctx.resourceSpecs[i] as ResourceSpec
     const s = states[i]
     if (!s?.node || s.phase === 'stopped' || spec.kind === 'guest-app') continue
-    addLoad(load, s.node, spec)
+    // Summed in place into entries of its own; `addLoad` replaces entries, so copies of this map
+    // (a what-if's) never change it.
+    const l = load.get(s.node)
+    if (l) {
+      l.memoryMb += spec.requires.memoryMb
+      l.vcpus += spec.requires.vcpus
+      l.count += 1
+    } else load.set(s.node, { memoryMb: spec.requires.memoryMb, vcpus: spec.requires.vcpus, count: 1 })
   }
   return load
 }
@@ -113,8 +122,8 @@ export function judgeNode(ctx: StepContext, q: PlacementQuestion, i: number): Ju
   const { resource, r } = q
   const node = ctx.nodeSpecs[i] as NodeSpec
   const n = q.nodes[i] as NodeState
-  const l = q.load.get(node.id) ?? { memoryMb: 0, vcpus: 0, count: 0 }
-  const own = r?.node === node.id && r.phase !== 'stopped' ? resource.requires : { memoryMb: 0, vcpus: 0 }
+  const l = q.load.get(node.id) ?? NO_LOAD
+  const own = r?.node === node.id && r.phase !== 'stopped' ? resource.requires : NO_LOAD
   const used = { memoryMb: l.memoryMb - own.memoryMb, vcpus: l.vcpus - own.vcpus }
   let eliminated: string | null = null
   if (q.unavailable?.has(node.id)) eliminated = 'node is down (what-if)'
@@ -122,7 +131,7 @@ export function judgeNode(ctx: StepContext, q: PlacementQuestion, i: number): Ju
     eliminated = 'not in allowedNodes'
   else if (n.condition !== 'healthy') eliminated = `node is ${n.condition}`
   else if (n.fence.phase !== 'idle') eliminated = `node fence is ${n.fence.phase}`
-  else if (ctx.inMaintenance(node.id)) eliminated = 'node in maintenance'
+  else if (ctx.state.maintenance || n.maintenance) eliminated = 'node in maintenance'
   else if (n.evacuating) eliminated = 'node is being evacuated'
   else if (used.memoryMb + resource.requires.memoryMb > node.capacity.memoryMb) {
     eliminated = `memory: ${used.memoryMb} + ${resource.requires.memoryMb} MB > ${node.capacity.memoryMb} MB`
