@@ -15,6 +15,7 @@
  */
 
 import type { StepContext } from './context.js'
+import type { NodeLoad } from './placement.js'
 import type { ClusterSpec, ResourceSpec } from './spec.js'
 import type { ResourceState } from './types.js'
 
@@ -109,6 +110,10 @@ interface VisitIndex {
   home: (string | null)[]
   byHome: Map<string, Set<number>>
   sweepAt: number
+  /** Whether the resource counted in its home's load (placed, not stopped, not a guest app). */
+  loaded: Uint8Array
+  /** What each node carries, from the resources as last asked (the index's own entries). */
+  load: Map<string, NodeLoad>
 }
 
 const indexes = new WeakMap<EngineStateKey, VisitIndex>()
@@ -126,9 +131,56 @@ function setHome(index: VisitIndex, i: number, node: string | null): void {
   index.home[i] = node
 }
 
-function look(index: VisitIndex, i: number, r: ResourceState): void {
+/** Whether a resource counts in its node's load (as `nodeLoad` sums it). */
+function carried(spec: ResourceSpec, r: ResourceState): boolean {
+  return r.node !== null && r.phase !== 'stopped' && spec.kind !== 'guest-app'
+}
+
+function shift(load: Map<string, NodeLoad>, node: string, spec: ResourceSpec, sign: 1 | -1): void {
+  let l = load.get(node)
+  if (!l) {
+    l = { memoryMb: 0, vcpus: 0, count: 0 }
+    load.set(node, l)
+  }
+  l.memoryMb += sign * spec.requires.memoryMb
+  l.vcpus += sign * spec.requires.vcpus
+  l.count += sign
+}
+
+function look(ctx: StepContext, index: VisitIndex, i: number, r: ResourceState): void {
+  const spec = ctx.resourceSpecs[i] as ResourceSpec
   index.unsteady[i] = steady(r) ? 0 : 1
+  const was = index.home[i] ?? null
+  if (index.loaded[i] === 1 && was !== null) shift(index.load, was, spec, -1)
+  const now = carried(spec, r)
+  index.loaded[i] = now ? 1 : 0
+  if (now) shift(index.load, r.node as string, spec, 1)
   setHome(index, i, r.node)
+}
+
+/**
+ * What each node carries now, from the index: its sums, corrected for the resources marked this
+ * step (only those can have changed since they were last asked). Null without an index for this
+ * state, or in a step that visits every resource. Entries are fresh objects: the caller may replace them (`addLoad`).
+ */
+export function indexedLoad(ctx: StepContext): Map<string, NodeLoad> | null {
+  const index = indexes.get(ctx.state)
+  // A step that visits every resource does not mark them: its visits may have changed any.
+  if (index?.spec !== ctx.spec || ctx.allDirty) return null
+  const load = new Map<string, NodeLoad>()
+  for (const [node, l] of index.load) if (l.count !== 0) load.set(node, { ...l })
+  const states = ctx.resourceStates()
+  const want = ctx.visits
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === 0) continue
+    const spec = ctx.resourceSpecs[i] as ResourceSpec
+    const r = states[i] as ResourceState
+    const was = index.home[i] ?? null
+    if (index.loaded[i] === 1 && was !== null) shift(load, was, spec, -1)
+    if (carried(spec, r)) shift(load, r.node as string, spec, 1)
+  }
+  for (const [node, l] of load) if (l.count === 0) load.delete(node)
+  return load
 }
 
 /** The state's index, built by asking every resource when the state or the spec is new to it. */
@@ -141,8 +193,10 @@ function indexOf(ctx: StepContext, states: readonly ResourceState[]): { index: V
     home: new Array(states.length).fill(null),
     byHome: new Map(),
     sweepAt: 0,
+    loaded: new Uint8Array(states.length),
+    load: new Map(),
   }
-  for (let i = 0; i < states.length; i++) look(index, i, states[i] as ResourceState)
+  for (let i = 0; i < states.length; i++) look(ctx, index, i, states[i] as ResourceState)
   indexes.set(ctx.state, index)
   return { index, fresh: true }
 }
@@ -184,7 +238,7 @@ export function planVisits(ctx: StepContext, states: readonly ResourceState[]): 
 export function settleVisits(ctx: StepContext, states: readonly ResourceState[], index: VisitIndex): void {
   const want = ctx.visits
   for (let i = 0; i < states.length; i++)
-    if (ctx.allDirty || want[i] === 1) look(index, i, states[i] as ResourceState)
+    if (ctx.allDirty || want[i] === 1) look(ctx, index, i, states[i] as ResourceState)
   if (ctx.env.selfCheck)
     for (let i = 0; i < states.length; i++) {
       const r = states[i] as ResourceState
