@@ -120,7 +120,7 @@ function* pendingWhere(
   matches: (p: PendingAction) => boolean,
 ): Generator<{ spec: ResourceSpec; r: ResourceState; p: PendingAction }> {
   const states = ctx.resourceStates()
-  const candidates = pendingCandidates(ctx, states.length)
+  const candidates = pendingCandidates(ctx, states)
   if (ctx.env.selfCheck)
     states.forEach((r, i) => {
       if (r.pending && !candidates.includes(i))

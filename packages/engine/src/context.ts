@@ -9,7 +9,7 @@ import type {
   NodeState,
   ResourceState,
 } from './types.js'
-import { type VisitMap, visitMap } from './visits.js'
+import { forgetPending, type VisitMap, visitMap } from './visits.js'
 
 type NewRecord = Omit<DecisionRecord, 'id' | 'at' | 'policyVersion' | 'correlationId'> & {
   correlationId?: string | null
@@ -94,6 +94,7 @@ export class StepContext {
    * resource's state made outside its own visit must mark it (visits.ts).
    */
   mark(id: string): void {
+    forgetPending(this)
     const i = this.visitMap.position.get(id)
     if (i === undefined) return
     this.visits[i] = 1

@@ -63,12 +63,23 @@ function heldAfterAgentStop(ctx: StepContext, n: NodeState, hubAlive: boolean): 
   return hold === null || ctx.now - stopped.at < hold
 }
 
+/** Silent now, and gone silent within the freeze window: counts towards a freeze of its domain. */
+function silentTogether(ctx: StepContext, next: NodeCondition, n: NodeState): boolean {
+  return (
+    (next === 'suspect' || next === 'dead' || next === 'isolated') &&
+    n.power.state !== 'off' &&
+    n.fence.phase !== 'confirmed' &&
+    n.silentSince !== null &&
+    n.silentSince >= ctx.now - ctx.spec.governor.freezeWindowMs
+  )
+}
+
 /** Classifies every node from its channels; freezes instead when too many go silent at once. */
 export function evaluateNodes(ctx: StepContext): void {
   const { detection, governor } = ctx.spec
   const states = ctx.nodeStates()
   const tentative: NodeCondition[] = new Array(states.length)
-  let anySilent = false
+  let recentlySilent = 0
   for (let i = 0; i < states.length; i++) {
     const spec = ctx.nodeSpecs[i] as NodeSpec
     const n = states[i] as NodeState
@@ -94,24 +105,18 @@ export function evaluateNodes(ctx: StepContext): void {
     else if (ctx.now - (n.silentSince ?? ctx.now) < detection.confirmMs) next = 'suspect'
     else next = disk === true ? 'isolated' : 'dead'
     tentative[i] = next
-    if (next === 'suspect' || next === 'dead' || next === 'isolated') anySilent = true
+    if (n.heard && silentTogether(ctx, next, n)) recentlySilent++
   }
 
   // Hub-side partition guard: many nodes of one failure domain going silent together is far more
   // likely the hub's (or a switch's) problem than many simultaneous host deaths. Freeze them.
-  for (const [domain, members] of anySilent ? ctx.failureDomains() : []) {
+  // (Two at least, so with fewer no domain is looked at: a dead host waiting for repair would
+  // otherwise cost a pass over every domain at every step.)
+  for (const [domain, members] of recentlySilent >= 2 ? ctx.failureDomains() : []) {
     const known = members.filter((i) => (states[i] as NodeState).heard)
-    const silentAt = known.filter((i) => {
-      const c = tentative[i]
-      const n = states[i] as NodeState
-      return (
-        (c === 'suspect' || c === 'dead' || c === 'isolated') &&
-        n.power.state !== 'off' &&
-        n.fence.phase !== 'confirmed' &&
-        n.silentSince !== null &&
-        n.silentSince >= ctx.now - governor.freezeWindowMs
-      )
-    })
+    const silentAt = known.filter((i) =>
+      silentTogether(ctx, tentative[i] as NodeCondition, states[i] as NodeState),
+    )
     if (silentAt.length >= 2 && silentAt.length / Math.max(1, known.length) > governor.freezeShare) {
       const silent = silentAt.map((i) => (ctx.nodeSpecs[i] as NodeSpec).id)
       const wasFrozen = silentAt.some((i) => (states[i] as NodeState).condition === 'frozen')
