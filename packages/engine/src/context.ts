@@ -40,6 +40,25 @@ const reverseAntiAffinity = new WeakMap<ClusterSpec, Map<string, string[]>>()
 /** Each node's position in `nodeSpecs` (static per spec). */
 const nodePositions = new WeakMap<ClusterSpec, Map<string, number>>()
 
+/**
+ * A step's scratch arrays, per state and reused step after step (one step at a time runs on a
+ * state): allocating them at every step was garbage of its own at 50,000 resources.
+ */
+const scratch = new WeakMap<EngineState, { visits: Uint8Array; phi: Float64Array }>()
+
+function stepBuffers(
+  state: EngineState,
+  resources: number,
+  nodes: number,
+): { visits: Uint8Array; phi: Float64Array } {
+  let buffers = scratch.get(state)
+  if (!buffers || buffers.visits.length !== resources || buffers.phi.length !== nodes) {
+    buffers = { visits: new Uint8Array(resources), phi: new Float64Array(nodes) }
+    scratch.set(state, buffers)
+  }
+  return buffers
+}
+
 /** Asked of every node at every step: one empty answer, not one per question. */
 const NO_PEERS: readonly string[] = Object.freeze([])
 
@@ -81,7 +100,7 @@ export class StepContext {
     this.nodeSpecs = sorted.nodes
     this.resourceSpecs = sorted.resources
     this.visitMap = visitMap(spec, sorted.resources)
-    this.visits = new Uint8Array(sorted.resources.length)
+    this.visits = stepBuffers(state, sorted.resources.length, this.nodeSpecs.length).visits.fill(0)
   }
 
   /** The resources this step visits, by position in `resourceSpecs` (visits.ts). */
@@ -287,7 +306,9 @@ export class StepContext {
    * the step, so phi and "who hears whom" are computed once per node instead of once per question.
    */
   detectorsSettled(): void {
-    this.phiCache = new Float64Array(this.nodeSpecs.length).fill(Number.NaN)
+    this.phiCache = stepBuffers(this.state, this.resourceSpecs.length, this.nodeSpecs.length).phi.fill(
+      Number.NaN,
+    )
     this.hearers = new Map()
     const ttl = this.spec.detection.peerReportTtlMs
     const states = this.nodeStates()

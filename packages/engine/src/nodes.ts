@@ -84,10 +84,11 @@ export function evaluateNodes(ctx: StepContext): void {
     const spec = ctx.nodeSpecs[i] as NodeSpec
     const n = states[i] as NodeState
     const hubAlive = ctx.hubAliveAt(i, n)
-    const peers = ctx.peersHearing(spec.id).length > 0
-    const disk = ctx.diskAlive(spec.id, n)
     const powerOff = ctx.provenOff(spec.id, n)
     const held = heldAfterAgentStop(ctx, n, hubAlive)
+    // Heard by the hub and not proven off (nearly every node at every step): its peers and its
+    // disk change nothing, and are not asked.
+    const peers = !hubAlive && ctx.peersHearing(spec.id).length > 0
     if ((hubAlive || peers) && !powerOff) n.silentSince = null
     else n.silentSince ??= ctx.now
     let next: NodeCondition
@@ -103,7 +104,7 @@ export function evaluateNodes(ctx: StepContext): void {
       next = 'unknown'
     else if (peers) next = 'partitioned'
     else if (ctx.now - (n.silentSince ?? ctx.now) < detection.confirmMs) next = 'suspect'
-    else next = disk === true ? 'isolated' : 'dead'
+    else next = ctx.diskAlive(spec.id, n) === true ? 'isolated' : 'dead'
     tentative[i] = next
     if (n.heard && silentTogether(ctx, next, n)) recentlySilent++
   }
