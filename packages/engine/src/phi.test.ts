@@ -71,3 +71,20 @@ function silenceToDetect(state: ReturnType<typeof emptyPhi>): number {
   while (phi(state, (state.lastAt as number) + d, params) < 8) d += 10
   return d
 }
+
+test.each([
+  ['whole milliseconds', (i: number) => 250 + ((i * 37) % 41) - 20],
+  ['fractions of a millisecond', (i: number) => 250 + ((i * 37) % 41) / 7],
+])('the window kept with the state gives the phi of the window summed afresh (%s)', (_, gap) => {
+  const params: PhiParams = { firstIntervalMs: 250, minStdDevMs: 10, acceptablePauseMs: 0, window: 20 }
+  let state = recordArrival(emptyPhi(), 0, params, 8)
+  let t = 0
+  for (let i = 0; i < 300; i++) {
+    t += gap(i)
+    state = recordArrival(state, t, params, 8)
+    const afresh = { lastAt: state.lastAt, intervals: [...state.intervals] }
+    for (const later of [10, 240, 300, 500])
+      expect(phi(state, t + later, params)).toBe(phi(afresh, t + later, params))
+  }
+  expect(state.intervals.length).toBe(20)
+})

@@ -10,10 +10,11 @@ export interface PhiState {
   /** Recent inter-arrival intervals (ms), oldest first. */
   intervals: number[]
   /**
-   * The window's mean and standard deviation, kept with it (set by `recordArrival`; computed on
-   * first use for a state saved without them): the hub asks every node's phi at every step.
+   * The window's sum, kept with it by `recordArrival` (worked out on first use for a state saved
+   * without it), and its standard deviation once asked for (cleared by each arrival): the hub asks
+   * every node's phi at every step, and most of those questions need only the mean.
    */
-  mean?: number
+  sum?: number
   stdDev?: number
 }
 
@@ -46,8 +47,7 @@ export function recordArrival(state: PhiState, at: number, params: PhiParams, th
   if (state.lastAt === null) {
     // Seed with the expected interval and its spread, as Akka does.
     const seed = params.firstIntervalMs
-    const seeded: PhiState = { lastAt: at, intervals: [seed - seed / 4, seed + seed / 4] }
-    return withStats(seeded)
+    return { lastAt: at, intervals: [seed - seed / 4, seed + seed / 4] }
   }
   if (at <= state.lastAt) return state
   if (threshold !== undefined && !phiBelow(state, at, params, threshold)) {
@@ -56,29 +56,54 @@ export function recordArrival(state: PhiState, at: number, params: PhiParams, th
   }
   const intervals = state.intervals
   const interval = at - state.lastAt
-  if (intervals.length < params.window) intervals.push(interval)
-  else {
+  const sum = state.sum
+  if (intervals.length < params.window) {
+    intervals.push(interval)
+    state.sum = sum !== undefined && exact(interval) ? sum + interval : undefined
+  } else {
     // Full: the oldest leaves, in place (no array per heartbeat), oldest first as before.
-    if (intervals.length > params.window) intervals.splice(0, intervals.length - params.window)
+    if (intervals.length > params.window) {
+      intervals.splice(0, intervals.length - params.window)
+      state.sum = undefined
+    }
+    const oldest = intervals[0] as number
     intervals.copyWithin(0, 1)
     intervals[intervals.length - 1] = interval
+    state.sum =
+      state.sum !== undefined && exact(interval) && exact(oldest) ? state.sum - oldest + interval : undefined
   }
+  state.stdDev = undefined
   state.lastAt = at
-  return withStats(state)
+  return state
 }
 
-/** Sets the window's mean and standard deviation (two passes: the same figures at every step). */
-function withStats(state: PhiState): PhiState {
-  const intervals = state.intervals
-  const n = intervals.length
-  let sum = 0
-  for (let i = 0; i < n; i++) sum += intervals[i] as number
-  const mean = sum / n
-  let squares = 0
-  for (let i = 0; i < n; i++) squares += ((intervals[i] as number) - mean) ** 2
-  state.mean = mean
-  state.stdDev = Math.sqrt(squares / n)
-  return state
+/**
+ * Whether a value keeps a running sum exact (and so equal to summing the window afresh): whole
+ * milliseconds, as the hub's clock and the simulator's give. Any other value sums the window again.
+ */
+function exact(x: number): boolean {
+  return Number.isInteger(x) && Math.abs(x) < 2 ** 40
+}
+
+/** The window's mean (its sum in order when not kept: the same figure either way). */
+function meanOf(state: PhiState): number {
+  if (state.sum === undefined) {
+    let sum = 0
+    for (const x of state.intervals) sum += x
+    state.sum = sum
+  }
+  return state.sum / state.intervals.length
+}
+
+/** The window's standard deviation, two passes as always, once per arrival at most. */
+function stdDevOf(state: PhiState): number {
+  if (state.stdDev === undefined) {
+    const mean = meanOf(state)
+    let squares = 0
+    for (const x of state.intervals) squares += (x - mean) ** 2
+    state.stdDev = Math.sqrt(squares / state.intervals.length)
+  }
+  return state.stdDev
 }
 
 /** Phi at `now`; Infinity before any arrival (never heard: maximally suspicious). */
@@ -86,9 +111,8 @@ export function phi(state: PhiState, now: number, params: PhiParams): number {
   if (state.lastAt === null) return Number.POSITIVE_INFINITY
   if (state.intervals.length === 0)
     return phiOf(now - state.lastAt, params.firstIntervalMs + params.acceptablePauseMs, params.minStdDevMs)
-  if (state.mean === undefined || state.stdDev === undefined) withStats(state)
-  const stdDev = Math.max(state.stdDev as number, params.minStdDevMs)
-  return phiOf(now - state.lastAt, (state.mean as number) + params.acceptablePauseMs, stdDev)
+  const stdDev = Math.max(stdDevOf(state), params.minStdDevMs)
+  return phiOf(now - state.lastAt, meanOf(state) + params.acceptablePauseMs, stdDev)
 }
 
 /**
@@ -101,8 +125,7 @@ const PHI_AT_MEAN = Math.log10(2)
 /** `phi(state, now, params) < threshold`, cheaply when the silence is shorter than the mean. */
 export function phiBelow(state: PhiState, now: number, params: PhiParams, threshold: number): boolean {
   if (state.lastAt !== null && state.intervals.length > 0 && threshold > PHI_AT_MEAN) {
-    if (state.mean === undefined) withStats(state)
-    if (now - state.lastAt <= (state.mean as number) + params.acceptablePauseMs) return true
+    if (now - state.lastAt <= meanOf(state) + params.acceptablePauseMs) return true
   }
   return phi(state, now, params) < threshold
 }
