@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { emptyPhi, type PhiParams, phi, phiOf, recordArrival, silenceToReach } from './phi.js'
+import { chronological, emptyPhi, type PhiParams, phi, phiOf, recordArrival, silenceToReach } from './phi.js'
 
 const params: PhiParams = { firstIntervalMs: 250, minStdDevMs: 50, acceptablePauseMs: 250, window: 100 }
 
@@ -82,9 +82,25 @@ test.each([
   for (let i = 0; i < 300; i++) {
     t += gap(i)
     state = recordArrival(state, t, params, 8)
-    const afresh = { lastAt: state.lastAt, intervals: [...state.intervals] }
+    const afresh = { lastAt: state.lastAt, intervals: [...chronological(state)] }
     for (const later of [10, 240, 300, 500])
       expect(phi(state, t + later, params)).toBe(phi(afresh, t + later, params))
   }
   expect(state.intervals.length).toBe(20)
+})
+
+test('a window changed by a reload keeps the newest intervals, oldest first', () => {
+  const wide: PhiParams = { firstIntervalMs: 100, minStdDevMs: 10, acceptablePauseMs: 0, window: 10 }
+  let at = 0
+  let state = recordArrival(emptyPhi(), at, wide)
+  const beat = (k: number, params: PhiParams) => {
+    at += 100 + k // the k-th interval is 100 + k ms
+    state = recordArrival(state, at, params)
+  }
+  for (let k = 1; k <= 25; k++) beat(k, wide)
+  expect(chronological(state)).toEqual([116, 117, 118, 119, 120, 121, 122, 123, 124, 125])
+  beat(26, { ...wide, window: 4 })
+  expect(chronological(state)).toEqual([123, 124, 125, 126])
+  beat(27, { ...wide, window: 6 })
+  expect(chronological(state)).toEqual([123, 124, 125, 126, 127])
 })

@@ -7,8 +7,13 @@
 export interface PhiState {
   /** Last arrival time (ms), or null before the first. */
   lastAt: number | null
-  /** Recent inter-arrival intervals (ms), oldest first. */
+  /**
+   * Recent inter-arrival intervals (ms): oldest first until the window is full, then a ring whose
+   * oldest is at `head` (each arrival overwrites it: no copy of the window per heartbeat).
+   */
   intervals: number[]
+  /** Where the oldest interval is once the window is full (absent: 0, oldest first). */
+  head?: number
   /**
    * The window's sum, kept with it by `recordArrival` (worked out on first use for a state saved
    * without it), and its standard deviation once asked for (cleared by each arrival): the hub asks
@@ -54,27 +59,39 @@ export function recordArrival(state: PhiState, at: number, params: PhiParams, th
     state.lastAt = at
     return state
   }
-  const intervals = state.intervals
   const interval = at - state.lastAt
+  if (state.intervals.length > params.window) {
+    // A smaller window than the one learnt with (a reload): keep the newest, oldest first.
+    state.intervals = chronological(state).slice(-params.window)
+    state.head = 0
+    state.sum = undefined
+  }
+  if (state.intervals.length < params.window && (state.head ?? 0) !== 0) {
+    // A larger window than the ring (a reload): oldest first again, and it grows.
+    state.intervals = chronological(state).slice()
+    state.head = 0
+  }
+  const intervals = state.intervals
   const sum = state.sum
   if (intervals.length < params.window) {
     intervals.push(interval)
     state.sum = sum !== undefined && exact(interval) ? sum + interval : undefined
   } else {
-    // Full: the oldest leaves, in place (no array per heartbeat), oldest first as before.
-    if (intervals.length > params.window) {
-      intervals.splice(0, intervals.length - params.window)
-      state.sum = undefined
-    }
-    const oldest = intervals[0] as number
-    intervals.copyWithin(0, 1)
-    intervals[intervals.length - 1] = interval
-    state.sum =
-      state.sum !== undefined && exact(interval) && exact(oldest) ? state.sum - oldest + interval : undefined
+    const head = state.head ?? 0
+    const oldest = intervals[head] as number
+    intervals[head] = interval
+    state.head = (head + 1) % intervals.length
+    state.sum = sum !== undefined && exact(interval) && exact(oldest) ? sum - oldest + interval : undefined
   }
   state.stdDev = undefined
   state.lastAt = at
   return state
+}
+
+/** The intervals oldest first. */
+export function chronological(state: PhiState): number[] {
+  const head = state.head ?? 0
+  return head === 0 ? state.intervals : [...state.intervals.slice(head), ...state.intervals.slice(0, head)]
 }
 
 /**
@@ -85,23 +102,29 @@ function exact(x: number): boolean {
   return Number.isInteger(x) && Math.abs(x) < 2 ** 40
 }
 
-/** The window's mean (its sum in order when not kept: the same figure either way). */
+/** The window's mean (its sum oldest first when not kept: the same figure either way). */
 function meanOf(state: PhiState): number {
   if (state.sum === undefined) {
+    const { intervals } = state
+    const n = intervals.length
+    const head = state.head ?? 0
     let sum = 0
-    for (const x of state.intervals) sum += x
+    for (let k = 0; k < n; k++) sum += intervals[(head + k) % n] as number
     state.sum = sum
   }
   return state.sum / state.intervals.length
 }
 
-/** The window's standard deviation, two passes as always, once per arrival at most. */
+/** The window's standard deviation, two passes oldest first as always, once per arrival at most. */
 function stdDevOf(state: PhiState): number {
   if (state.stdDev === undefined) {
     const mean = meanOf(state)
+    const { intervals } = state
+    const n = intervals.length
+    const head = state.head ?? 0
     let squares = 0
-    for (const x of state.intervals) squares += (x - mean) ** 2
-    state.stdDev = Math.sqrt(squares / state.intervals.length)
+    for (let k = 0; k < n; k++) squares += ((intervals[(head + k) % n] as number) - mean) ** 2
+    state.stdDev = Math.sqrt(squares / n)
   }
   return state.stdDev
 }
