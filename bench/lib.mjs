@@ -42,9 +42,11 @@ export function histogram(text, name) {
   return { buckets, sum, count }
 }
 
+/** A counter's value: the sum of all its series (every label set), 0 if absent. */
 export function counter(text, name) {
-  const m = new RegExp(`^${name}\\s+(\\S+)`, 'm').exec(text)
-  return m ? Number(m[1]) : 0
+  let sum = 0
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+(\\S+)`, 'gm'))) sum += Number(m[1])
+  return sum
 }
 
 /** Quantile of the difference of two cumulative histograms, linearly interpolated within a bucket (as histogram_quantile). */

@@ -54,7 +54,17 @@ function agentLoop(client, node) {
   }, Math.random() * interval)
 }
 
+// Connection setup is paced by the broker's answers: at most MAX_CONNECTING connections of this
+// process wait for their CONNACK at a time. Opened blindly (they were 100 every 50 ms), thousands
+// of connections overflowed the broker's listen queue while it was busy: the kernel dropped their
+// SYNs, each retried after 1, 3, 7, 15 s..., and a connection not answered within mqtt.js's 30 s
+// connect timeout started over, so 10,000 agents took minutes to come up (issue #21). A connection
+// that fails counts as answered; mqtt.js retries it on its own, every reconnectPeriod.
+const MAX_CONNECTING = 100
+let connecting = 0
+let slotFreed = () => {}
 for (let i = 0; i < n; i++) {
+  while (connecting >= MAX_CONNECTING) await new Promise((r) => (slotFreed = r))
   const node = `bench-${Number(first) + i}`
   const client = mqtt.connect(url, {
     clientId: `bench-${node}`,
@@ -63,8 +73,17 @@ for (let i = 0; i < n; i++) {
     reconnectPeriod: 1000,
   })
   clients.push(client)
+  connecting++
+  let answered = false
+  const answer = () => {
+    if (answered) return
+    answered = true
+    connecting--
+    slotFreed()
+  }
+  client.once('connect', answer)
+  client.once('close', answer)
   client.once('connect', () => agentLoop(client, node))
-  if (i % 100 === 99) await new Promise((r) => setTimeout(r, 50)) // pace connection setup
 }
 
 process.on('SIGTERM', () => {

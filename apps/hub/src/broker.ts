@@ -55,6 +55,14 @@ export interface EmbeddedBroker {
 }
 
 /**
+ * Connections the kernel may hold for the broker before it accepts them (capped by
+ * net.core.somaxconn). Node's default, 511, overflows when thousands of agents connect at once (a
+ * hub restart, a large cluster's start) while the event loop is busy: their SYNs are dropped and
+ * retried after 1, 3, 7, 15 s..., which spreads a reconnection over minutes.
+ */
+const LISTEN_BACKLOG = 4096
+
+/**
  * Starts an in-process MQTT broker with the rules of deploy/mosquitto/vigil.acl. The hub itself
  * uses it in-process (link.ts) and is the only one that can publish commands. A network client is
  * a node (its user name with the password in `credentialsFile`, or the CN of its client
@@ -161,7 +169,7 @@ export async function startEmbeddedBroker(
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(listen.port, listen.host, () => resolve())
+      server.listen(listen.port, listen.host, LISTEN_BACKLOG, () => resolve())
     })
   } catch (err) {
     // Nothing of a broker that could not listen may keep the process alive (aedes' timers).

@@ -210,3 +210,57 @@ test('a node the engine does not judge has no condition: one it no longer observ
   await new Promise((r) => setImmediate(r))
   expect(standby.loop.condition('n1')?.condition).toBe('healthy')
 })
+
+test('observe mode: nodes joining on every tick are judged in batches, each within a second of being seen', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-engine-loop-'))
+  dirs.push(dir)
+  // Work takes time here: every reading of the clock is 5 ms later than the one before, so a
+  // rebuild of the observed spec (with the step that follows it) costs at least 15 ms, and the next
+  // waits at least 150 ms (ten times as long); ticks come every 20 ms.
+  let now = 1_000_000
+  const clock = { wallMs: () => now, monoMs: () => (now += 5) }
+  let known: string[] = []
+  const loop = new EngineLoop({
+    tracer: new DecisionTracer(trace.getTracer('test'), 30_000),
+    spec: null,
+    knownNodes: () => known,
+    store: new HubStore(join(dir, 'hub.sqlite')),
+    commands: {} as CommandDispatcher,
+    metrics: emptyHubMetrics(),
+    clock,
+    log: createLogger('test', 'silent'),
+    epoch: () => 1,
+    onRecord: () => {},
+    onEvent: () => {},
+    fence: () => {},
+  })
+  const seenAt = new Map<string, number>()
+  const judgedAfter: number[] = []
+  let waitedAtSomeTick = false
+  for (let i = 0; i < 60; i++) {
+    // A new array when a node joins, the same one between (as the hub's node table gives them).
+    known = [...known, `n${i}`]
+    seenAt.set(`n${i}`, now)
+    for (const id of known) loop.input({ type: 'heartbeat', node: id, intervalMs: 1000 })
+    now += 20
+    loop.tick()
+    for (const [id, at] of seenAt)
+      if (loop.condition(id) !== null) {
+        judgedAfter.push(now - at)
+        seenAt.delete(id)
+      }
+    if (seenAt.has(`n${i}`)) waitedAtSomeTick = true
+  }
+  for (let t = 0; t < 100 && seenAt.size > 0; t++) {
+    now += 20
+    loop.tick()
+    for (const [id, at] of seenAt)
+      if (loop.condition(id) !== null) {
+        judgedAfter.push(now - at)
+        seenAt.delete(id)
+      }
+  }
+  expect(seenAt.size).toBe(0)
+  expect(waitedAtSomeTick).toBe(true) // not one rebuild per tick
+  expect(Math.max(...judgedAfter)).toBeLessThanOrEqual(1000 + 2 * 20 + 200) // the cap, a tick, the clock's own steps
+})

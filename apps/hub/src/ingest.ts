@@ -156,7 +156,7 @@ export class Ingest {
       const wasShutDown = node.row.shutdownAt !== null
       node.row.incarnation = incarnation
       // A new run of the agent: whatever shutdown the last one announced is over.
-      node.row.shutdownAt = null
+      this.table.setShutdown(node, null)
       node.lastSeq = null
       node.events = new SeqWindow()
       this.store.saveNode(node.row)
@@ -195,7 +195,7 @@ export class Ingest {
     // only silence); a heartbeat of the same run after it is a straggler and does not undo it. `gone`
     // (the broker's last will) says nothing the engine does not hear for itself.
     if (status.state === 'offline' && node.row.shutdownAt === null) {
-      node.row.shutdownAt = nowWall
+      this.table.setShutdown(node, nowWall)
       this.appendEvent({
         at: nowWall,
         node: node.row.id,
@@ -209,7 +209,7 @@ export class Ingest {
         { node: node.row.id, incarnation: node.row.incarnation },
         'agent announced a clean shutdown',
       )
-    } else if (status.state === 'online') node.row.shutdownAt = null
+    } else if (status.state === 'online') this.table.setShutdown(node, null)
     this.store.saveNode(node.row)
     this.sinks.onNodeUpdated(node.row.id)
   }

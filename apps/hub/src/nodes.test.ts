@@ -121,3 +121,26 @@ test('a cluster-file node no agent has spoken for is shown with the engine’s j
   expect(table.running()).toEqual(['heard'])
   expect(table.get('silent')).toBeUndefined()
 })
+
+test('running(): the same array while no node joins and no shutdown is set or cleared; a new one after', () => {
+  const table = new NodeTable()
+  table.load([row('b'), row('a', 1_500)])
+  const first = table.running()
+  expect(first).toEqual(['b'])
+  table.ensure('b', 2_000) // known already
+  expect(table.running()).toBe(first)
+  const a = table.get('a')
+  if (!a) throw new Error('a is loaded')
+  table.setShutdown(a, 1_600) // still shut down: the same set
+  expect(table.running()).toBe(first)
+  table.setShutdown(a, null) // a new run
+  expect(table.running()).toEqual(['a', 'b'])
+  table.ensure('c', 3_000)
+  const third = table.running()
+  expect(third).toEqual(['a', 'b', 'c'])
+  const c = table.get('c')
+  if (!c) throw new Error('c was just seen')
+  table.setShutdown(c, 3_500)
+  expect(table.running()).toEqual(['a', 'b'])
+  expect(third).toEqual(['a', 'b', 'c']) // an answer given is never changed afterwards
+})

@@ -50,6 +50,8 @@ interface LiveNode {
  */
 export class NodeTable {
   private readonly nodes = new Map<string, LiveNode>()
+  /** `running()` as last computed, while no node was added and no shutdown set or cleared since. */
+  private runningIds: readonly string[] | null = null
 
   /**
    * `judge`: what the engine says of a node now, or null when it does not judge it. `declared`: the
@@ -64,6 +66,7 @@ export class NodeTable {
   /** Seeds the table from the store at hub start. */
   load(rows: NodeRow[]): void {
     for (const row of rows) this.nodes.set(row.id, liveNode(row))
+    this.runningIds = null
   }
 
   get(id: string): LiveNode | undefined {
@@ -75,14 +78,32 @@ export class NodeTable {
     if (existing) return { node: existing, created: false }
     const node = liveNode(emptyRow(id, nowWall))
     this.nodes.set(id, node)
+    this.runningIds = null
     return { node, created: true }
   }
 
-  /** Every node whose agent has not announced a clean shutdown (heard, or known from the store), by id. */
-  running(): string[] {
-    const out: string[] = []
-    for (const node of this.nodes.values()) if (node.row.shutdownAt === null) out.push(node.row.id)
-    return out.sort()
+  /**
+   * Sets or clears a node's announced clean shutdown: through here, not on its row, so that
+   * `running()` knows its answer changed.
+   */
+  setShutdown(node: LiveNode, at: number | null): void {
+    if (node.row.shutdownAt === at) return
+    if ((node.row.shutdownAt === null) !== (at === null)) this.runningIds = null
+    node.row.shutdownAt = at
+  }
+
+  /**
+   * Every node whose agent has not announced a clean shutdown (heard, or known from the store), by
+   * id. The same array while that set is unchanged (the engine asks every tick; sorting 10,000
+   * ids each time cost it 1-3 ms): compare it by identity, never modify it.
+   */
+  running(): readonly string[] {
+    if (this.runningIds === null) {
+      const out: string[] = []
+      for (const node of this.nodes.values()) if (node.row.shutdownAt === null) out.push(node.row.id)
+      this.runningIds = out.sort()
+    }
+    return this.runningIds
   }
 
   /** Heartbeat times changed since the last call, for a batched write. */
