@@ -255,7 +255,7 @@ export class StepContext {
 
   frozenNodes(): string[] {
     this.perStep.frozen ??= this.nodeSpecs
-      .filter((n, i) => this.nodeStates()[i]?.condition === 'frozen')
+      .filter((_, i) => this.nodeStates()[i]?.condition === 'frozen')
       .map((n) => n.id)
     return this.perStep.frozen
   }

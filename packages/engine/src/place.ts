@@ -70,7 +70,7 @@ function mayHoldACopy(ctx: StepContext, spec: ResourceSpec, r: ResourceState): s
 }
 
 /** A node not heard since the engine (or the hub) started, still within the startup grace. */
-export function inStartupGrace(ctx: StepContext, id: string): boolean {
+function inStartupGrace(ctx: StepContext, id: string): boolean {
   const n = ctx.node(id)
   return (
     !n.heard && n.condition === 'unknown' && ctx.now - n.conditionSince < ctx.spec.detection.startupGraceMs
