@@ -19,7 +19,7 @@ import type {
   StepResult,
 } from './types.js'
 
-export function freshNode(now: number): NodeState {
+function freshNode(now: number): NodeState {
   // The hub detector is seeded as if heard at start: a node never heard becomes suspect, then
   // dead, within the normal detection time, instead of staying "unknown" forever.
   return {
@@ -42,7 +42,7 @@ export function freshNode(now: number): NodeState {
   }
 }
 
-export function freshResource(now: number): ResourceState {
+function freshResource(now: number): ResourceState {
   return {
     node: null,
     phase: 'stopped',

@@ -10,7 +10,7 @@
  * carried here.
  */
 
-import { freshNode, freshResource } from './engine.js'
+import { initialState } from './engine.js'
 import type { ClusterSpec } from './spec.js'
 import type { EngineState, NodeState, ResourcePhase, ResourceState } from './types.js'
 
@@ -84,30 +84,23 @@ export function planView(spec: ClusterSpec, state: EngineState): PlanView {
 
 /** An engine state holding what the view carries (every other field at its starting value). */
 export function stateFromPlanView(spec: ClusterSpec, view: PlanView): EngineState {
-  const state: EngineState = {
-    schema: 1,
-    nodes: {},
-    resources: {},
-    governor: { fences: [], restarts: [] },
-    maintenance: view.maintenance,
-  }
+  const state = initialState(spec, 0)
+  state.maintenance = view.maintenance
   spec.nodes.forEach((ns, i) => {
     const v = view.nodes[i] as NodePlacementFields
-    const n = freshNode(0)
+    const n = state.nodes[ns.id] as NodeState
     n.condition = v.condition
     n.fence.phase = v.fencePhase
     n.maintenance = v.maintenance
     n.evacuating = v.evacuating
     n.degraded = v.degraded
     n.connectivity = v.connectivity
-    state.nodes[ns.id] = n
   })
   spec.resources.forEach((rs, i) => {
-    const r = freshResource(0)
+    const r = state.resources[rs.id] as ResourceState
     const at = view.node[i] as number
     r.node = at < 0 ? null : (view.nodeIds[at] ?? null)
     r.phase = view.phases[view.phase[i] as number] as ResourcePhase
-    state.resources[rs.id] = r
   })
   for (const c of view.constrained) {
     const r = state.resources[(spec.resources[c.i] as { id: string }).id] as ResourceState

@@ -184,9 +184,9 @@ export function indexedLoad(ctx: StepContext): Map<string, NodeLoad> | null {
 }
 
 /** The state's index, built by asking every resource when the state or the spec is new to it. */
-function indexOf(ctx: StepContext, states: readonly ResourceState[]): { index: VisitIndex; fresh: boolean } {
+function indexOf(ctx: StepContext, states: readonly ResourceState[]): VisitIndex {
   const known = indexes.get(ctx.state)
-  if (known?.spec === ctx.spec) return { index: known, fresh: false }
+  if (known?.spec === ctx.spec) return known
   const index: VisitIndex = {
     spec: ctx.spec,
     unsteady: new Uint8Array(states.length),
@@ -198,7 +198,7 @@ function indexOf(ctx: StepContext, states: readonly ResourceState[]): { index: V
   }
   for (let i = 0; i < states.length; i++) look(ctx, index, i, states[i] as ResourceState)
   indexes.set(ctx.state, index)
-  return { index, fresh: true }
+  return index
 }
 
 /**
@@ -206,7 +206,7 @@ function indexOf(ctx: StepContext, states: readonly ResourceState[]): { index: V
  * `settleVisits` once the visits are done.
  */
 export function planVisits(ctx: StepContext, states: readonly ResourceState[]): VisitIndex {
-  const { index } = indexOf(ctx, states)
+  const index = indexOf(ctx, states)
   if (ctx.allDirty) return index // every resource is asked
   const want = ctx.visits
   const map = ctx.visitMap
