@@ -40,8 +40,11 @@ export interface BrokerOptions {
 export interface EmbeddedBroker {
   url: string
   clientCount(): number
-  /** In-process subscription: `deliver` runs for every message matching `filter`. */
-  subscribe(filter: string, deliver: (topic: string, payload: Buffer) => void): Promise<void>
+  /**
+   * In-process subscription: `deliver` runs for every message matching `filter`. A deliver that
+   * returns a promise holds the publishing client's next messages until it settles (backpressure).
+   */
+  subscribe(filter: string, deliver: (topic: string, payload: Buffer) => void | Promise<void>): Promise<void>
   /** In-process publish (QoS 1 to subscribers that asked for it), as the hub. */
   publish(topic: string, payload: string): Promise<void>
   /** Call once the hub's own subscription is in place: until then other clients are turned away. */
@@ -198,11 +201,12 @@ export async function startEmbeddedBroker(
         broker.subscribe(
           filter,
           (packet, cb) => {
-            deliver(
+            const held = deliver(
               packet.topic,
               Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
             )
-            cb()
+            if (held) held.then(() => cb())
+            else cb()
           },
           () => resolve(),
         )

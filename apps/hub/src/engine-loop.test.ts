@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { trace } from '@opentelemetry/api'
 import { clusterSpecSchema, type DecisionRecord, type Input } from '@vigil/engine'
 import { createLogger } from '@vigil/kit'
-import { afterEach, expect, test } from 'vitest'
+import { afterEach, expect, test, vi } from 'vitest'
 import type { CommandDispatcher } from './commands.js'
 import { EngineLoop } from './engine-loop.js'
 import { emptyHubMetrics } from './metrics.test-helper.js'
@@ -26,6 +26,8 @@ function setup(
     observe?: boolean
     store?: HubStore
     now?: number
+    slicedSaveAbove?: number
+    resources?: { id: string; kind: 'app' }[]
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-engine-loop-'))
@@ -42,7 +44,9 @@ function setup(
   const loop = new EngineLoop({
     stepSoon: () => stepsAsked.push('soon'),
     tracer: new DecisionTracer(trace.getTracer('test'), 30_000),
-    spec: opts.observe ? null : clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }] }),
+    spec: opts.observe
+      ? null
+      : clusterSpecSchema.parse({ nodes: [{ id: 'n1' }, { id: 'n2' }], resources: opts.resources ?? [] }),
     knownNodes: () => [...known],
     store,
     // A seam: no resources in this spec, so the engine never sends a command.
@@ -56,6 +60,7 @@ function setup(
     onNodeCondition: (node) => shown.push(node),
     fence: () => {},
     ...(opts.group ? { group: opts.group } : {}),
+    ...(opts.slicedSaveAbove === undefined ? {} : { slicedSaveAbove: opts.slicedSaveAbove }),
   })
   const advance = (ms: number, heard: string[]) => {
     for (let t = 0; t < ms; t += 100) {
@@ -118,6 +123,56 @@ test('records are stored as they are made, and the state survives a new loop on 
   expect(
     (store.loadEngineState() as { nodes: Record<string, { condition: string }> }).nodes.n2?.condition,
   ).toBe('dead')
+  store.close()
+})
+
+test('the tally the history samples counts what the resource views show', () => {
+  const resources = [
+    { id: 'web', kind: 'app' as const },
+    { id: 'db', kind: 'app' as const },
+  ]
+  const { loop, advance, store } = setup({ resources })
+  loop.input({ type: 'inventory', node: 'n1', resources: { web: 'running' } })
+  loop.input({ type: 'inventory', node: 'n2', resources: { db: 'failed' } })
+  advance(200, ['n1', 'n2'])
+  const views = loop.resourceViews()
+  expect(loop.resourceTally()).toEqual({
+    running: views.filter((r) => r.phase === 'running').length,
+    total: views.length,
+  })
+  expect(loop.resourceTally()).toEqual({ running: 1, total: 2 })
+  store.close()
+})
+
+type SavedNodes = { nodes: Record<string, { condition: string; hub: { lastAt: number } }> }
+
+test('a large state is saved in slices between steps: no step runs until it is written', async () => {
+  const { loop, advance, store, stepsAsked } = setup({ slicedSaveAbove: 0 })
+  advance(100, ['n1', 'n2']) // the first step starts the first periodic save
+  expect(loop.savingInSlices).toBe(true)
+  // n2 goes silent for longer than it takes to be declared dead, but no step runs meanwhile.
+  advance(3000, ['n1'])
+  expect(loop.condition('n2')?.condition).toBe('healthy')
+  await vi.waitFor(() => expect(loop.savingInSlices).toBe(false))
+  const saved = store.loadEngineState() as SavedNodes
+  expect(saved.nodes.n2?.condition).toBe('healthy')
+  expect(saved.nodes.n1?.hub.lastAt).toBe(1_000_100) // as the step that started the save left it
+  expect(stepsAsked).toContain('soon') // the queued heartbeats are stepped at once
+  advance(100, ['n1'])
+  expect(loop.condition('n2')?.condition).not.toBe('healthy')
+  store.close()
+})
+
+test('a save in slices is dropped when the state it was writing is replaced', async () => {
+  const { loop, advance, store } = setup({ slicedSaveAbove: 0 })
+  advance(100, ['n1', 'n2'])
+  await vi.waitFor(() => expect(loop.savingInSlices).toBe(false))
+  advance(2000, ['n1', 'n2'])
+  expect(loop.savingInSlices).toBe(true)
+  loop.recover()
+  expect(loop.savingInSlices).toBe(false)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  expect((store.loadEngineState() as SavedNodes).nodes.n1?.hub.lastAt).toBe(1_000_100)
   store.close()
 })
 

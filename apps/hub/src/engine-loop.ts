@@ -20,6 +20,7 @@ import type { CommandResult } from '@vigil/protocol'
 import type { CommandDispatcher, LateResult } from './commands.js'
 import { EngineMetrics } from './engine-metrics.js'
 import type { Intent } from './group.js'
+import { jsonInSlices } from './json-slices.js'
 import type { HubMetrics } from './metrics.js'
 import type { NodeJudgement } from './nodes.js'
 import type { Planner } from './planner.js'
@@ -65,6 +66,12 @@ export interface EngineLoopDeps {
    * request), which a tick would otherwise delay by half an interval on average.
    */
   stepSoon?: () => void
+  /**
+   * Above this many nodes plus resources the periodic save is written in slices between steps
+   * (SAVE_SLICE_MS each, the event loop free in between), not in one go. Default
+   * SLICED_SAVE_ABOVE; a test sets it low to exercise the sliced save on a small cluster.
+   */
+  slicedSaveAbove?: number
 }
 
 /** Inputs that step the engine at once rather than at the next tick (see `stepSoon`). */
@@ -95,6 +102,14 @@ export interface ResourceView {
 }
 
 const PERSIST_EVERY_MS = 2000
+/**
+ * The periodic save of a large state is built in slices of about this long. At 10,000 nodes the
+ * state is about 8 MB of JSON: in one go that held ingest for 60-100 ms every 2 s on a loaded
+ * machine, the largest part of the heartbeat latency's tail (issue #21).
+ */
+const SAVE_SLICE_MS = 4
+/** Below this many nodes plus resources a save takes a few ms: written in one go. */
+const SLICED_SAVE_ABOVE = 2000
 
 /**
  * What a standby keeps of the inputs it hears, to hand to the engine at a takeover: the newest of
@@ -225,6 +240,12 @@ export class EngineLoop {
   private active: boolean
   /** A guarded write to the group is in flight: steps wait for it (their effects are ordered). */
   private committing = false
+  /**
+   * The periodic save being built in slices: steps wait for it, so the state it writes is the one
+   * a step left (never half of one step and half of the next). Cancelled when a write in one go
+   * supersedes it or the state is replaced (a recovery, a takeover).
+   */
+  private saving: { cancelled: boolean } | null = null
   private readonly standby = new StandbyInputs()
   /**
    * The nodes the engine judges: the spec's, or with no cluster file those seen and not shut down
@@ -393,6 +414,19 @@ export class EngineLoop {
   }
 
   /** Every resource as the engine sees it: phase, where it runs, failures counted, what is pending. */
+  /** How many of the resources `resourceViews` shows are running, of how many (no views built). */
+  resourceTally(): { running: number; total: number } {
+    let running = 0
+    let total = 0
+    for (const spec of this.spec.resources) {
+      const r = this.state.resources[spec.id]
+      if (!r) continue
+      total++
+      if (r.phase === 'running') running++
+    }
+    return { running, total }
+  }
+
   resourceViews(): ResourceView[] {
     // Only what the cluster file lists now: a resource a reload removed keeps its state (it comes
     // back as it was if listed again) but is no longer shown or acted on.
@@ -446,6 +480,7 @@ export class EngineLoop {
    * for a while (its database could not be written): `reason` says so in the decision record.
    */
   takeOver(committed: EngineState | null, why: string, reason?: string): void {
+    this.cancelSlicedSave()
     const saved = committed ?? (this.deps.store.loadEngineState() as EngineState | null)
     this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
     this.seedHomes()
@@ -462,6 +497,7 @@ export class EngineLoop {
 
   /** This hub no longer leads: it stops acting at once and goes back to listening. */
   standDown(): void {
+    this.cancelSlicedSave()
     this.active = false
     this.inbox = []
     this.inboxSince = null
@@ -478,7 +514,7 @@ export class EngineLoop {
 
   /** One step with everything queued since the last one. */
   tick(): void {
-    if (!this.active || this.committing) return
+    if (!this.active || this.committing || this.saving) return
     let rebuildMs: number | null = null
     if (!this.deps.spec) {
       const nodes = this.observedChange()
@@ -572,7 +608,7 @@ export class EngineLoop {
       return
     }
     for (const a of result.actions) this.carryOut(a)
-    if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persist()
+    if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persistPeriodic()
   }
 
   /**
@@ -580,6 +616,7 @@ export class EngineLoop {
    * resume from the last persisted state, as a restarted hub would.
    */
   recover(): void {
+    this.cancelSlicedSave()
     const saved = this.deps.store.loadEngineState() as EngineState | null
     this.state = saved && saved.schema === 1 ? saved : initialState(this.spec, this.now())
     this.inbox = [{ type: 'hub-restarted' }]
@@ -595,9 +632,59 @@ export class EngineLoop {
     for (const [id, r] of Object.entries(this.state.resources)) if (r.node) this.lastHome.set(id, r.node)
   }
 
+  /** Saves the state now, in one go (a write-ahead, a close): supersedes a save in slices. */
   persist(): void {
+    this.cancelSlicedSave()
     this.deps.store.saveEngineState(this.state)
     this.lastPersist = this.now()
+  }
+
+  /** Whether a save in slices is under way (steps wait for it). */
+  get savingInSlices(): boolean {
+    return this.saving !== null
+  }
+
+  /**
+   * The periodic save: in one go for a small state; for a large one, in slices with the event
+   * loop free in between and no step until it is written. Not a write-ahead (those are `persist`):
+   * a hub killed meanwhile resumes the previous save, as it would between two periodic saves.
+   */
+  private persistPeriodic(): void {
+    const size = Object.keys(this.state.nodes).length + Object.keys(this.state.resources).length
+    if (size <= (this.deps.slicedSaveAbove ?? SLICED_SAVE_ABOVE)) {
+      this.persist()
+      return
+    }
+    const job = { cancelled: false }
+    this.saving = job
+    this.lastPersist = this.now()
+    const started = this.deps.clock.monoMs()
+    jsonInSlices(this.state as unknown as Record<string, unknown>, SAVE_SLICE_MS, {
+      monoMs: () => this.deps.clock.monoMs(),
+      yieldNow: () => new Promise((resolve) => setImmediate(resolve)),
+    })
+      .then(({ text, slices }) => {
+        if (job.cancelled) return
+        this.deps.store.saveEngineStateText(text)
+        this.deps.log.debug(
+          { slices, ms: this.deps.clock.monoMs() - started, bytes: text.length },
+          'engine state saved in slices',
+        )
+      })
+      .catch((err: unknown) => {
+        // A database that cannot be written was reported once, when it failed.
+        if (this.deps.store.failing === null) this.deps.log.error({ err }, 'saving the engine state failed')
+      })
+      .finally(() => {
+        if (this.saving !== job) return
+        this.saving = null
+        if (this.inbox.length > 0) this.deps.stepSoon?.()
+      })
+  }
+
+  private cancelSlicedSave(): void {
+    if (this.saving) this.saving.cancelled = true
+    this.saving = null
   }
 
   private carryOut(a: Action): void {

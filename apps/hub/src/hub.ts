@@ -19,7 +19,8 @@ import type { IClientOptions } from 'mqtt'
 import type { Registry } from 'prom-client'
 import { createApi } from './api.js'
 import { allows, RateLimiter, TokenStore } from './auth.js'
-import { type EmbeddedBroker, startEmbeddedBroker } from './broker.js'
+import type { EmbeddedBroker } from './broker.js'
+import { startBrokerThread } from './broker-thread.js'
 import { CommandDispatcher } from './commands.js'
 import { type HubConfig, loadClusterFile, parseClusterSpec, splitHostPort } from './config.js'
 import { EngineLoop } from './engine-loop.js'
@@ -68,6 +69,8 @@ export interface HubDeps {
   version: string
   /** A tracer to use instead of the configured one (tests: an in-memory exporter). */
   tracer?: Tracer
+  /** The embedded broker thread's module (a test from sources points at the built file). */
+  brokerWorkerUrl?: URL
 }
 
 const HEARTBEAT_FLUSH_MS = 1000
@@ -156,15 +159,19 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     Object.assign(mqttOptions, brokerCredentials(config.mqtt, deps.mqttPassword))
     link = clientLink(mqttUrl, mqttOptions, log)
   } else {
-    broker = await startEmbeddedBroker(splitHostPort(config.broker.listen), {
-      cluster: config.cluster,
-      allowAnonymous:
-        config.broker.allowAnonymous ??
-        (!config.broker.credentialsFile && !config.broker.tls?.requireClientCert),
-      credentialsFile: config.broker.credentialsFile,
-      tls: config.broker.tls,
-      log: log.child({ part: 'broker' }),
-    })
+    broker = await startBrokerThread(
+      splitHostPort(config.broker.listen),
+      {
+        cluster: config.cluster,
+        allowAnonymous:
+          config.broker.allowAnonymous ??
+          (!config.broker.credentialsFile && !config.broker.tls?.requireClientCert),
+        credentialsFile: config.broker.credentialsFile,
+        tls: config.broker.tls,
+        log: log.child({ part: 'broker' }),
+      },
+      deps.brokerWorkerUrl,
+    )
     undo.push(() => broker?.close())
     broker.died.then((why) => log.error({ why }, 'embedded broker died'))
     mqttUrl = broker.url
@@ -350,12 +357,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
   }, HEARTBEAT_FLUSH_MS)
   const engineTimer = setInterval(engineStep, config.engine.tickMs)
   const historyTimer = setInterval(() => {
-    const resources = engine.resourceViews()
-    history.sample(
-      clock.wallMs(),
-      table.views().map((n) => ({ id: n.id, health: n.engine?.health ?? null })),
-      { running: resources.filter((r) => r.phase === 'running').length, total: resources.length },
-    )
+    history.sample(clock.wallMs(), table.healths(), engine.resourceTally())
   }, history.everyMs)
   const retention = new Retention(store, config.store.retention, {
     now: () => clock.wallMs(),

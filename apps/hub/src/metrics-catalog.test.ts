@@ -19,7 +19,11 @@ beforeAll(async () => {
       broker: { listen: '127.0.0.1:0' },
       store: { path: join(dir, 'hub.sqlite') },
     }),
-    { log: createLogger('test', 'silent'), version: 'test' },
+    {
+      log: createLogger('test', 'silent'),
+      version: 'test',
+      brokerWorkerUrl: new URL('../dist/broker-worker.js', import.meta.url),
+    },
   )
 })
 afterAll(async () => {

@@ -84,7 +84,11 @@ beforeAll(async () => {
       store: { path: join(dir, 'hub.sqlite') },
       engine: { clusterFile },
     }),
-    { log: createLogger('test', 'silent'), version: 'test' },
+    {
+      log: createLogger('test', 'silent'),
+      version: 'test',
+      brokerWorkerUrl: new URL('../dist/broker-worker.js', import.meta.url),
+    },
   )
   client = await mqtt.connectAsync(hub.mqttUrl, { clientId: 'mixed-agents', reconnectPeriod: 0 })
   let seq = 0

@@ -49,6 +49,9 @@ test("a node's state is the engine's judgement of it; one the engine does not ju
   ])
   expect(table.view('a')).not.toHaveProperty('firstSeen')
   expect(table.running()).toEqual(['a'])
+  // What the history samples: the same nodes in the same order, without the views.
+  expect(table.healths()).toEqual(table.views().map((n) => ({ id: n.id, health: n.engine?.health ?? null })))
+  expect(table.healths().map((n) => n.health)).toEqual([100, 0, null])
 })
 
 test('vigil_node_shutdown: 1 for each node whose agent shut down cleanly, 0 for every other', async () => {

@@ -132,6 +132,18 @@ export class NodeTable {
       .map((n) => this.toView(n))
   }
 
+  /**
+   * Each node `views` shows, in its order, with its health: what the history samples every 10 s,
+   * without building the views (60-90 ms at 10,000 nodes, issue #21).
+   */
+  healths(): { id: string; health: number | null }[] {
+    const ids = [...this.nodes.keys()]
+    for (const id of this.declared()) if (!this.nodes.has(id)) ids.push(id)
+    return ids
+      .sort((a, b) => a.localeCompare(b))
+      .map((id) => ({ id, health: this.judge(id)?.health ?? null }))
+  }
+
   private toView(node: LiveNode): NodeView {
     const { firstSeen: _firstSeen, ...row } = node.row
     const engine = this.judge(row.id)

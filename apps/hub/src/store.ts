@@ -461,8 +461,13 @@ export class HubStore {
   }
 
   saveEngineState(state: unknown): void {
+    this.saveEngineStateText(JSON.stringify(state))
+  }
+
+  /** The engine state as JSON text already made (built in slices by the engine loop). */
+  saveEngineStateText(json: string): void {
     this.write(() => {
-      this.stmts.setMeta.run('engine_state', JSON.stringify(state))
+      this.stmts.setMeta.run('engine_state', json)
     })
   }
 
