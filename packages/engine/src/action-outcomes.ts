@@ -232,6 +232,7 @@ export function actionOutcome(
       } else if (targetIsSelf) {
         r.observed[p.node] = { state: 'running', at: ctx.now, reason: `${p.type} succeeded` }
         r.avoid = null
+        r.returnTo = null
         // Started (not restarted): placed anew, its ladder starts over on this node, and so do
         // the ladders of the applications inside a vm (their system is its host).
         if (p.type === 'start') {

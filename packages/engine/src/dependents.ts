@@ -34,6 +34,8 @@ export function stopDependentsFirst(
   id: string,
   decision: string,
   what = 'which is moving',
+  /** They stop only for `id`'s restart in place: each is placed back where it ran. */
+  inPlace = false,
 ): boolean {
   const dependents = runningDependents(ctx, id)
   for (const dep of dependents) {
@@ -47,6 +49,7 @@ export function stopDependentsFirst(
         why: `stopping first: it depends on ${on} ${what}`,
         rule: 'order.stop-dependents-first',
         decision,
+        ...(inPlace ? { inPlace } : {}),
       }
     }
   }
@@ -62,8 +65,10 @@ export function waitForDependents(
   spec: ResourceSpec,
   r: ResourceState,
   decision: string,
+  inPlace = false,
 ): boolean {
-  if (!stopDependentsFirst(ctx, spec.id, decision)) return false
+  const what = inPlace ? 'which stops for a restart in place' : undefined
+  if (!stopDependentsFirst(ctx, spec.id, decision, what, inPlace)) return false
   setPhase(
     ctx,
     spec.id,

@@ -78,11 +78,31 @@ export function handleFailure(
     issue(ctx, spec, r, { type, node: on, decision, resource: target })
 
   if (step === 'restart') {
-    if (spec.kind === 'vm' && observed === 'hung') {
-      r.guest = null // re-armed by the first heartbeat after the reset
-      pend('reset-vm', spec.id, node)
-    } else if (spec.kind === 'vm' && observed !== 'running') pend('start', spec.id, node)
-    else pend('restart', spec.id, node)
+    const type =
+      spec.kind === 'vm' && observed === 'hung'
+        ? 'reset-vm'
+        : spec.kind === 'vm' && observed !== 'running'
+          ? 'start'
+          : 'restart'
+    if (type === 'reset-vm') r.guest = null // re-armed by the first heartbeat after the reset
+    // What depends on it stops first and starts again after it (Pacemaker's ordering): a stop
+    // under a dependent still using it (a file system's) could fail, and a failed stop fences.
+    if (
+      spec.kind !== 'guest-app' &&
+      stopDependentsFirst(ctx, spec.id, decision, 'which is restarting', true)
+    ) {
+      r.restartAfterDependents = { type, node, decision, since: ctx.now }
+      setPhase(
+        ctx,
+        spec.id,
+        r,
+        'recovering',
+        `${step} after: ${reason}; what depends on it stops first`,
+        `ladder.${step}`,
+      )
+      return
+    }
+    pend(type, spec.id, node)
   } else if (step === 'reboot-vm' || step === 'reset-vm') {
     const vm = spec.kind === 'guest-app' ? (spec.vm as string) : spec.id
     const vmNode = ctx.state.resources[vm]?.node
@@ -101,6 +121,37 @@ export function handleFailure(
     return
   }
   setPhase(ctx, spec.id, r, 'recovering', `${step} after: ${reason}`, `ladder.${step}`)
+}
+
+/**
+ * A restart in place waiting for its dependents to stop (`restartAfterDependents`): issued once
+ * none runs. Dropped when the resource's situation changed under it (it was seen running again,
+ * its node is no longer healthy, is being fenced or is no longer its node, an operator stopped it,
+ * it was blocked or put in maintenance): the usual rules take over. True while it waits or as it is issued (nothing else
+ * to do this step).
+ */
+export function restartAfterDependents(ctx: StepContext, spec: ResourceSpec, r: ResourceState): boolean {
+  const wait = r.restartAfterDependents
+  if (!wait) return false
+  const n = ctx.state.nodes[wait.node]
+  const seen = r.observed[wait.node]
+  if (
+    r.node !== wait.node ||
+    (seen?.state === 'running' && seen.at > wait.since) ||
+    n?.condition !== 'healthy' ||
+    n.fence.phase !== 'idle' ||
+    n.maintenance !== null ||
+    r.stoppedByOperator ||
+    r.phase === 'blocked' ||
+    r.maintenance !== null
+  ) {
+    r.restartAfterDependents = null
+    return false
+  }
+  if (stopDependentsFirst(ctx, spec.id, wait.decision, 'which is restarting', true)) return true
+  r.restartAfterDependents = null
+  issue(ctx, spec, r, { type: wait.type, node: wait.node, decision: wait.decision })
+  return true
 }
 
 export function block(

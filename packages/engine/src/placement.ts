@@ -183,7 +183,9 @@ export function judgeNode(ctx: StepContext, q: PlacementQuestion, i: number): Ju
   if (lastResort) eliminated = AVOIDED
   let score = resource.preferred[node.id] ?? 0
   score += nodeScore(ctx, n)
-  if (r?.node === node.id) score += q.stickiness
+  // Where it stopped only for a dependency's restart in place holds it like its own node: a
+  // resource with no node is never a what-if plan's question, so plan.ts has no tie to add.
+  if (r?.node === node.id || (r?.node === null && r.returnTo === node.id)) score += q.stickiness
   if (r?.move && r.move.node === node.id && r.move.until > ctx.now) score += MOVE_SCORE
   return { node: node.id, score, eliminated, count: l.count, lastResort }
 }

@@ -168,7 +168,8 @@ export function evacuate(ctx: StepContext, spec: ResourceSpec, r: ResourceState)
 export function progressRelocation(ctx: StepContext, spec: ResourceSpec, r: ResourceState): void {
   const rel = r.relocating
   if (!rel || !r.node || r.pending) return
-  if (waitForDependents(ctx, spec, r, rel.decision)) return
+  if (waitForDependents(ctx, spec, r, rel.decision, rel.inPlace)) return
+  if (rel.inPlace) r.returnTo = r.node
   issue(ctx, spec, r, { type: 'stop', node: r.node, decision: rel.decision }, 'place')
   r.relocating = null
   setPhase(ctx, spec.id, r, 'stopping', rel.why, rel.rule)

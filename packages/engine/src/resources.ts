@@ -7,7 +7,7 @@
 import { actionOutcome, rebaseGuestSilence } from './action-outcomes.js'
 import type { StepContext } from './context.js'
 import { runningDependents, waitForDependents } from './dependents.js'
-import { handleFailure } from './failures.js'
+import { handleFailure, restartAfterDependents } from './failures.js'
 import { guestHung, manageGuestApp } from './guests.js'
 import { place } from './place.js'
 import { evacuate, failback, progressRelocation, relocateForMove } from './relocation.js'
@@ -213,6 +213,7 @@ function manageOne(ctx: StepContext, spec: ResourceSpec): void {
     }
   }
   if (r.pending) return
+  if (restartAfterDependents(ctx, spec, r)) return
 
   if (r.stoppedByOperator) {
     keepStopped(ctx, spec, r)

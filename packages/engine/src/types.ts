@@ -201,8 +201,28 @@ export interface ResourceState {
   /** A node to avoid when placing (the one it was relocated away from). */
   avoid: string | null
   move: { node: string; until: number } | null
-  /** A relocation in progress: dependents are stopped first, then this resource, then it is placed. */
-  relocating: { why: string; rule: string; decision: string } | null
+  /**
+   * A relocation in progress: dependents are stopped first, then this resource, then it is placed.
+   * `inPlace`: it only stops for a dependency's restart in place, and is placed back where it ran.
+   */
+  relocating: { why: string; rule: string; decision: string; inPlace?: boolean } | null
+  /**
+   * Where it ran before it stopped for a dependency's restart in place: its stickiness holds there
+   * when it is placed again. Absent or null otherwise; cleared once it runs.
+   */
+  returnTo?: string | null
+  /**
+   * A restart in place decided while what depends on it ran: those stop first (as for a
+   * relocation), then this action is issued, and they start again once it runs. Absent or null
+   * while none waits.
+   */
+  restartAfterDependents?: {
+    type: 'restart' | 'start' | 'reset-vm'
+    node: string
+    decision: string
+    /** When it was decided: a copy seen running again since then recovered on its own. */
+    since: number
+  } | null
   /**
    * A failback waits for its node to be healthy for `failbackStableMs`: then (engine time) it is
    * considered again; absent or null while none waits.

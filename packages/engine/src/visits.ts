@@ -33,6 +33,7 @@ export function steady(r: ResourceState): boolean {
     (r.phase === 'running' || r.phase === 'unmanaged' || r.phase === 'blocked') &&
     r.pending === null &&
     r.relocating === null &&
+    (r.restartAfterDependents ?? null) === null &&
     r.move === null &&
     (r.failbackDue ?? null) === null &&
     r.failures.length === 0 &&
