@@ -117,11 +117,18 @@ export const HUB_UNIT_ENV = Object.fromEntries(
 
 /**
  * Extra node options for bench hubs, e.g. `VIGIL_BENCH_HUB_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"`
- * to profile a hub under load (node refuses --cpu-prof in NODE_OPTIONS).
+ * to profile a hub under load (node refuses --cpu-prof in NODE_OPTIONS); with
+ * `VIGIL_BENCH_HUB_STDOUT=1` the hub's stdout is the bench's (e.g. for `--trace-gc`).
  */
 const hubNodeArgs = (process.env.VIGIL_BENCH_HUB_NODE_ARGS ?? '').split(' ').filter(Boolean)
 
-export async function startBenchHub(dir, { args = [], stdio = ['ignore', process.env.VIGIL_BENCH_HUB_STDOUT ? 'inherit' : 'ignore', 'inherit'] } = {}) {
+export async function startBenchHub(
+  dir,
+  {
+    args = [],
+    stdio = ['ignore', process.env.VIGIL_BENCH_HUB_STDOUT ? 'inherit' : 'ignore', 'inherit'],
+  } = {},
+) {
   const [httpPort, mqttPort] = [await freePort(), await freePort()]
   const hub = spawn(
     process.execPath,

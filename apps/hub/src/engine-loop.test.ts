@@ -22,7 +22,7 @@ afterEach(() => {
  */
 function setup(
   opts: {
-    group?: { commit: () => Promise<boolean> }
+    group?: { commit: (stateJson: string) => Promise<boolean> }
     observe?: boolean
     store?: HubStore
     now?: number
@@ -199,6 +199,26 @@ test('a standby acts on nothing, then takes over on what it heard: a node it hea
   const before = records.length
   advance(1000, ['n2'])
   expect(records.length).toBe(before)
+})
+
+test('in a group, a large state is made once, in slices: the text committed is the text saved', async () => {
+  const commits: string[] = []
+  const { loop, store, advance } = setup({
+    group: {
+      commit: async (json: string) => {
+        commits.push(json)
+        return true
+      },
+    },
+    slicedSaveAbove: 0,
+  })
+  loop.takeOver(null, 'test')
+  advance(100, ['n1', 'n2']) // the first step: its periodic save and commit start
+  advance(500, ['n1']) // steps wait for them
+  await vi.waitFor(() => expect(commits).toHaveLength(1))
+  expect(JSON.parse(commits[0] as string)).toEqual(store.loadEngineState())
+  expect(JSON.parse(commits[0] as string).nodes.n1.hub.lastAt).toBe(1_000_100)
+  store.close()
 })
 
 // One node truth (issue #22): the engine's classification is a node's state everywhere, and each

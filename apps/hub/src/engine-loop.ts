@@ -50,7 +50,8 @@ export interface EngineLoopDeps {
    * is the only record and the loop is always active.
    */
   group?: {
-    commit(state: EngineState, intents: Intent[]): Promise<boolean>
+    /** `stateJson`: the engine state as JSON text (the text just saved locally). */
+    commit(stateJson: string, intents: Intent[]): Promise<boolean>
   }
   onRecord: (record: DecisionRecord) => void
   onEvent: (event: EventRow) => void
@@ -573,21 +574,22 @@ export class EngineLoop {
     // Write-ahead: the state that knows about these actions is on disk before any of them leaves,
     // so a hub killed right after sending resumes them instead of deciding (and sending) again.
     const acts = result.actions.some((a) => a.type !== 'alert')
-    if (acts) this.persist()
+    const written = acts ? this.persist() : null
     this.deps.tracer.sweep(this.now())
     if (this.deps.group) {
       // In a group the write-ahead is etcd's, guarded by the leadership: nothing leaves unless it
       // is recorded there while this hub still leads, so the next leader knows all it may do.
       const periodic = this.now() - this.lastPersist >= PERSIST_EVERY_MS
-      if (periodic) this.persist()
       if (!acts && !periodic) {
         for (const a of result.actions) this.carryOut(a)
         return
       }
       this.committing = true
       const intents = result.actions.filter((a) => a.type !== 'alert').map(intentOf)
-      this.deps.group
-        .commit(this.state, intents)
+      const group = this.deps.group
+      // The text saved here is the text committed: a large state is made once, in slices.
+      ;(written !== null ? Promise.resolve(written) : this.persistPeriodic())
+        .then((json) => (json === null ? false : group.commit(json, intents)))
         .then((ok) => {
           this.committing = false
           if (!ok || !this.active) {
@@ -608,7 +610,11 @@ export class EngineLoop {
       return
     }
     for (const a of result.actions) this.carryOut(a)
-    if (this.now() - this.lastPersist >= PERSIST_EVERY_MS) this.persistPeriodic()
+    if (this.now() - this.lastPersist >= PERSIST_EVERY_MS)
+      this.persistPeriodic().catch((err: unknown) => {
+        // A database that cannot be written was reported once, when it failed.
+        if (this.deps.store.failing === null) this.deps.log.error({ err }, 'saving the engine state failed')
+      })
   }
 
   /**
@@ -632,11 +638,16 @@ export class EngineLoop {
     for (const [id, r] of Object.entries(this.state.resources)) if (r.node) this.lastHome.set(id, r.node)
   }
 
-  /** Saves the state now, in one go (a write-ahead, a close): supersedes a save in slices. */
-  persist(): void {
+  /**
+   * Saves the state now, in one go (a write-ahead, a close): supersedes a save in slices. Returns
+   * the JSON text written.
+   */
+  persist(): string {
     this.cancelSlicedSave()
-    this.deps.store.saveEngineState(this.state)
+    const json = JSON.stringify(this.state)
+    this.deps.store.saveEngineStateText(json)
     this.lastPersist = this.now()
+    return json
   }
 
   /** Whether a save in slices is under way (steps wait for it). */
@@ -648,32 +659,27 @@ export class EngineLoop {
    * The periodic save: in one go for a small state; for a large one, in slices with the event
    * loop free in between and no step until it is written. Not a write-ahead (those are `persist`):
    * a hub killed meanwhile resumes the previous save, as it would between two periodic saves.
+   * Resolves with the JSON text written, or null when the save was dropped (`cancelSlicedSave`).
    */
-  private persistPeriodic(): void {
+  private persistPeriodic(): Promise<string | null> {
     const size = Object.keys(this.state.nodes).length + Object.keys(this.state.resources).length
-    if (size <= (this.deps.slicedSaveAbove ?? SLICED_SAVE_ABOVE)) {
-      this.persist()
-      return
-    }
+    if (size <= (this.deps.slicedSaveAbove ?? SLICED_SAVE_ABOVE)) return Promise.resolve(this.persist())
     const job = { cancelled: false }
     this.saving = job
     this.lastPersist = this.now()
     const started = this.deps.clock.monoMs()
-    jsonInSlices(this.state as unknown as Record<string, unknown>, SAVE_SLICE_MS, {
+    return jsonInSlices(this.state as unknown as Record<string, unknown>, SAVE_SLICE_MS, {
       monoMs: () => this.deps.clock.monoMs(),
       yieldNow: () => new Promise((resolve) => setImmediate(resolve)),
     })
       .then(({ text, slices }) => {
-        if (job.cancelled) return
+        if (job.cancelled) return null
         this.deps.store.saveEngineStateText(text)
         this.deps.log.debug(
           { slices, ms: this.deps.clock.monoMs() - started, bytes: text.length },
           'engine state saved in slices',
         )
-      })
-      .catch((err: unknown) => {
-        // A database that cannot be written was reported once, when it failed.
-        if (this.deps.store.failing === null) this.deps.log.error({ err }, 'saving the engine state failed')
+        return text
       })
       .finally(() => {
         if (this.saving !== job) return

@@ -78,8 +78,9 @@ describe('the hub group on a real etcd cluster', () => {
       expect(standbys.every((s) => s.group.role === 'standby' && s.led.length === 0)).toBe(true)
 
       const intent = { id: 'a-1', type: 'start', node: 'n1', resource: 'web', decision: 'd-1' }
-      expect(await leader.group.commit({ schema: 1, n: 1 }, [intent])).toBe(true)
-      for (const s of standbys) expect(await s.group.commit({ schema: 1, n: 2 }, [intent])).toBe(false)
+      expect(await leader.group.commit(JSON.stringify({ schema: 1, n: 1 }), [intent])).toBe(true)
+      for (const s of standbys)
+        expect(await s.group.commit(JSON.stringify({ schema: 1, n: 2 }), [intent])).toBe(false)
       expect(await standbys[0]?.group.loadState()).toEqual({ schema: 1, n: 1 })
       const recorded = await leader.group.intents(leader.group.epoch as number)
       expect(recorded).toEqual([
@@ -125,7 +126,7 @@ describe('the hub group on a real etcd cluster', () => {
       await first.group.close()
       await until('the other hub leads', () => other.group.isLeader(), 5000)
       expect(other.group.epoch).toBeGreaterThan(firstEpoch)
-      expect(await first.group.commit({ schema: 1 }, [])).toBe(false)
+      expect(await first.group.commit(JSON.stringify({ schema: 1 }), [])).toBe(false)
     } finally {
       for (const m of ms) await m.group.close()
     }
@@ -144,7 +145,7 @@ describe('the hub group on a real etcd cluster', () => {
       await admin.delete().key(`/vigil/${cluster}/leader`)
       await until('hub-b leads', () => b.group.isLeader(), 5000)
       // hub-a, resuming, tries to record an action under its old leadership: refused by etcd.
-      const committed = await a.group.commit({ schema: 1, by: 'a' }, [
+      const committed = await a.group.commit(JSON.stringify({ schema: 1, by: 'a' }), [
         { id: 'a-9', type: 'fence', node: 'n2', decision: 'd-9' },
       ])
       expect(committed).toBe(false)
@@ -170,7 +171,7 @@ describe('the hub group on a real etcd cluster', () => {
       for (const m of lost) m.kill()
       await until('no hub leads', () => leaders(ms).length === 0, 5000)
       await until('the leader knows it was deposed', () => leader.deposed.length > 0, 1000)
-      expect(await leader.group.commit({ schema: 1 }, [])).toBe(false)
+      expect(await leader.group.commit(JSON.stringify({ schema: 1 }), [])).toBe(false)
       // Long enough for every call made without quorum to have been left waiting (they must not
       // hold the leadership loop once etcd is back: each has a deadline).
       await new Promise((r) => setTimeout(r, 3000))

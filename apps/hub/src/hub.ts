@@ -284,7 +284,7 @@ async function assembleHub(config: HubConfig, deps: HubDeps, undo: (() => unknow
     log: log.child({ part: 'engine' }),
     epoch: () => epoch,
     ...(config.group
-      ? { group: { commit: (state, intents) => (group as HubGroup).commit(state, intents) } }
+      ? { group: { commit: (stateJson, intents) => (group as HubGroup).commit(stateJson, intents) } }
       : {}),
     onRecord: (record) => live?.broadcast({ type: 'decision', record }),
     onEvent: (event) => live?.broadcast({ type: 'event', event }),
