@@ -66,3 +66,25 @@ test('a bad credentials file fails the start as a config error naming its key', 
   await expect(started).rejects.toBeInstanceOf(ConfigError)
   await expect(started).rejects.toThrow(/sha256: must be 64 lowercase hex digits/)
 })
+
+test('past the limit of messages the hub has not taken, publishers are held, then released: none lost, none reordered', async () => {
+  const broker = await startBrokerThread({ host: '127.0.0.1', port: 0 }, anonymous, WORKER, 3)
+  const got: string[] = []
+  await broker.subscribe('vigil/v1/c/node/+/obs', (_topic, payload) => {
+    got.push(payload.toString())
+  })
+  broker.markReady()
+  const agents = await Promise.all(
+    ['a1', 'a2'].map((id) => mqtt.connectAsync(broker.url, { clientId: id, reconnectPeriod: 0 })),
+  )
+  agents.forEach((agent, a) => {
+    for (let i = 0; i < 200; i++) agent.publish(nodeTopic('c', `a${a + 1}`, 'obs'), `a${a + 1}:${i}`)
+  })
+  await vi.waitFor(() => expect(got).toHaveLength(400), { timeout: 10_000 })
+  for (const a of ['a1', 'a2'])
+    expect(got.filter((m) => m.startsWith(`${a}:`))).toEqual(
+      Array.from({ length: 200 }, (_, i) => `${a}:${i}`),
+    )
+  await Promise.all(agents.map((agent) => agent.endAsync()))
+  await broker.close()
+})

@@ -50,13 +50,15 @@ export function startBrokerThread(
   options: BrokerOptions,
   /** The worker's module (its built file: a test from sources points at dist). */
   workerUrl: URL = new URL('./broker-worker.js', import.meta.url),
+  /** Messages the hub may leave untaken before publishers are held (a test sets it low). */
+  maxUnacknowledged = MAX_UNACKNOWLEDGED,
 ): Promise<EmbeddedBroker> {
   const { log, ...rest } = options
   const data: BrokerThreadData = {
     listen,
     options: rest,
     log: { level: log.level, bindings: stringBindings(log) },
-    maxUnacknowledged: MAX_UNACKNOWLEDGED,
+    maxUnacknowledged,
     clientsEveryMs: CLIENTS_EVERY_MS,
   }
   const worker = new Worker(workerUrl, { workerData: data })

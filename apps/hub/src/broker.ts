@@ -205,7 +205,11 @@ export async function startEmbeddedBroker(
               packet.topic,
               Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
             )
-            if (held) held.then(() => cb())
+            if (held)
+              held.then(
+                () => cb(),
+                () => cb(),
+              )
             else cb()
           },
           () => resolve(),

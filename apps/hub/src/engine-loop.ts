@@ -414,7 +414,6 @@ export class EngineLoop {
     return spec?.kind === 'vm' && spec.liveMigrate
   }
 
-  /** Every resource as the engine sees it: phase, where it runs, failures counted, what is pending. */
   /** How many of the resources `resourceViews` shows are running, of how many (no views built). */
   resourceTally(): { running: number; total: number } {
     let running = 0
@@ -428,6 +427,7 @@ export class EngineLoop {
     return { running, total }
   }
 
+  /** Every resource as the engine sees it: phase, where it runs, failures counted, what is pending. */
   resourceViews(): ResourceView[] {
     // Only what the cluster file lists now: a resource a reload removed keeps its state (it comes
     // back as it was if listed again) but is no longer shown or acted on.
@@ -663,7 +663,15 @@ export class EngineLoop {
    */
   private persistPeriodic(): Promise<string | null> {
     const size = Object.keys(this.state.nodes).length + Object.keys(this.state.resources).length
-    if (size <= (this.deps.slicedSaveAbove ?? SLICED_SAVE_ABOVE)) return Promise.resolve(this.persist())
+    if (size <= (this.deps.slicedSaveAbove ?? SLICED_SAVE_ABOVE)) {
+      // Never a throw out of here (a database that cannot be written): a group's commit chain
+      // would be left waiting for ever.
+      try {
+        return Promise.resolve(this.persist())
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
     const job = { cancelled: false }
     this.saving = job
     this.lastPersist = this.now()
