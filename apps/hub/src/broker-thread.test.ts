@@ -47,8 +47,12 @@ test('a port in use fails the start as it would in-process, naming the cause', a
   const taken = createServer()
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
   const port = (taken.address() as { port: number }).port
+  // What the hub's start-up report reads: "cannot listen on 127.0.0.1:<port>: address already in use".
   await expect(startBrokerThread({ host: '127.0.0.1', port }, anonymous, WORKER)).rejects.toMatchObject({
     code: 'EADDRINUSE',
+    address: '127.0.0.1',
+    port,
+    syscall: 'listen',
   })
   taken.close()
 })

@@ -32,7 +32,16 @@ export type FromBroker =
   | { type: 'started'; url: string }
   | {
       type: 'failed'
-      error: { message: string; code?: string; problems?: ConfigProblem[]; vigil: boolean }
+      error: {
+        message: string
+        code?: string
+        /** A listen failure's address, port and call, as the system error had them. */
+        address?: string
+        port?: number
+        syscall?: string
+        problems?: ConfigProblem[]
+        vigil: boolean
+      }
     }
   | { type: 'subscribed'; id: number }
   | { type: 'messages'; sub: number; topics: string[]; payloads: ArrayBuffer; lengths: Uint32Array }
@@ -183,5 +192,6 @@ function stringBindings(log: Logger): Record<string, string> {
 function rebuildError(e: Extract<FromBroker, { type: 'failed' }>['error']): Error {
   if (e.problems) return new ConfigError(e.problems)
   if (e.vigil && e.code) return new VigilError(e.code as VigilErrorCode, e.message)
-  return Object.assign(new Error(e.message), e.code ? { code: e.code } : {})
+  const { message, problems: _problems, vigil: _vigil, ...fields } = e
+  return Object.assign(new Error(message), fields)
 }

@@ -102,12 +102,16 @@ startEmbeddedBroker(data.listen, { ...data.options, log }).then(
     post({ type: 'started', url: started.url })
   },
   (err: unknown) => {
-    const e = err as Error & { code?: string }
+    const e = err as Error & { code?: string; address?: string; port?: number; syscall?: string }
     post({
       type: 'failed',
       error: {
         message: e.message,
         ...(typeof e.code === 'string' ? { code: e.code } : {}),
+        // What the hub's start-up report names: `cannot listen on <address>:<port>`.
+        ...(typeof e.address === 'string' ? { address: e.address } : {}),
+        ...(typeof e.port === 'number' ? { port: e.port } : {}),
+        ...(typeof e.syscall === 'string' ? { syscall: e.syscall } : {}),
         ...(err instanceof ConfigError ? { problems: err.problems } : {}),
         vigil: err instanceof VigilError,
       },
