@@ -460,11 +460,7 @@ export class HubStore {
     return row ? JSON.parse(row.value) : null
   }
 
-  saveEngineState(state: unknown): void {
-    this.saveEngineStateText(JSON.stringify(state))
-  }
-
-  /** The engine state as JSON text already made (built in slices by the engine loop). */
+  /** The engine state as JSON text (made by the engine loop, in slices when it is large). */
   saveEngineStateText(json: string): void {
     this.write(() => {
       this.stmts.setMeta.run('engine_state', json)

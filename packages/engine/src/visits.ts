@@ -162,7 +162,8 @@ function look(ctx: StepContext, index: VisitIndex, i: number, r: ResourceState):
 /**
  * What each node carries now, from the index: its sums, corrected for the resources marked this
  * step (only those can have changed since they were last asked). Null without an index for this
- * state, or in a step that visits every resource. Entries are fresh objects: the caller may replace them (`addLoad`).
+ * state, or in a step that visits every resource. Entries are fresh objects: the caller may
+ * replace them (`addLoad`).
  */
 export function indexedLoad(ctx: StepContext): Map<string, NodeLoad> | null {
   const index = indexes.get(ctx.state)
